@@ -1,0 +1,84 @@
+"""Typed options for each command: defaults in one place, checked once, saved with the output."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from .data.decode import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
+from .data.scan import LAYOUTS, compile_label_regex
+from .errors import PhotoclassError
+
+SPLIT_MODES = ("grouped", "naive")
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """How a folder of photos becomes a prepared dataset."""
+
+    image_size: int = 224  # px; photos are resized to image_size x image_size
+    val_size: float = 0.15  # fractions of each class
+    test_size: float = 0.15
+    seed: int = 0
+    split: str = "grouped"  # "grouped" keeps duplicate groups in one split; "naive" does not
+    layout: str = "auto"
+    label_regex: str | None = None  # one group; default: the leading letters of the stem
+    follow_symlinks: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    min_side: int = DEFAULT_MIN_SIDE
+    cache_dir: str | None = None
+    workers: int = 0  # processes for decoding; 0 = one per core
+
+    def __post_init__(self):
+        _check_int("image_size", self.image_size, 16, 1024)
+        _check_fraction("val_size", self.val_size)
+        _check_fraction("test_size", self.test_size)
+        if self.val_size + self.test_size >= 0.9:
+            raise PhotoclassError(
+                f"`val_size` + `test_size` must leave at least 10% for training. "
+                f"Received: val_size={self.val_size}, test_size={self.test_size}"
+            )
+        _check_int("seed", self.seed, 0, 2**32 - 1)
+        _check_choice("split", self.split, SPLIT_MODES)
+        _check_choice("layout", self.layout, LAYOUTS)
+        compile_label_regex(self.label_regex)
+        _check_int("max_pixels", self.max_pixels, 1, 10**10)
+        _check_int("min_side", self.min_side, 1, 10_000)
+        _check_int("workers", self.workers, 0, 256)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "PrepareConfig":
+        return from_dict(cls, values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def from_dict(cls, values: dict[str, Any]):
+    """Build a config dataclass, rejecting unknown keys with the list of known ones."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise PhotoclassError(
+            f"Unknown option(s) for {cls.__name__}: {unknown}. Known options: {sorted(known)}"
+        )
+    return cls(**values)
+
+
+def _check_int(name: str, value, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise PhotoclassError(
+            f"`{name}` must be an integer from {low} to {high}. Received: {name}={value!r}"
+        )
+
+
+def _check_fraction(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise PhotoclassError(
+            f"`{name}` must be a fraction from 0 to below 1, e.g. 0.15. Received: {name}={value!r}"
+        )
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise PhotoclassError(f"`{name}` must be one of {choices}. Received: {name}={value!r}")

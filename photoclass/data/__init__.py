@@ -1,0 +1,1 @@
+"""The data's first stage: scan a folder, decode safely, find duplicates, split, cache."""

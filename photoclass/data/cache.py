@@ -1,0 +1,255 @@
+"""Decode each photo once into a uint8 array on disk, reused while the file is unchanged.
+
+Layout under the cache folder (default `$XDG_CACHE_HOME/photoclass`):
+
+    index.sqlite               (content key, spec) -> pack, row, size, format, fingerprint
+    packs/<spec>/<id>.u8       raw (rows, S, S, 3) uint8 arrays, read memory-mapped
+
+The key is a hash of the file's bytes, so renaming or copying a folder still hits the
+cache, and `--out` does not matter. Workers write pixels straight into the pack file with
+`os.pwrite`, so neither they nor the parent hold the decoded images in memory.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sqlite3
+import sys
+import uuid
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..errors import PhotoclassError
+from .decode import DecodeError, decode_photo
+from .dedupe import fingerprint
+
+DECODER_VERSION = 1  # bump when decoding changes, so old cache entries are not reused
+PACK_ROWS = 2048  # photos per pack file; a finished pack survives an interrupted run
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS photos (
+    key TEXT NOT NULL, spec TEXT NOT NULL, pack TEXT, row INTEGER,
+    status TEXT NOT NULL, reason TEXT NOT NULL, width INTEGER, height INTEGER,
+    format TEXT, phash INTEGER, thumb BLOB,
+    PRIMARY KEY (key, spec)
+)"""
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "photoclass"
+
+
+def content_key(path: str | os.PathLike) -> str:
+    """A hash of the file's bytes (BLAKE2b, 128 bits)."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def content_keys(paths: Sequence[Path], workers: int = 2) -> list[str]:
+    # hashlib releases the GIL on large buffers, so threads use both cores
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        return list(pool.map(content_key, paths, chunksize=64))
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    status: str  # "ok" or "skipped"
+    reason: str
+    pack: str | None = None
+    row: int = -1
+    width: int = 0
+    height: int = 0
+    format: str = ""
+    phash: int = 0
+    thumb: bytes = b""
+
+
+class ImageCache:
+    """The decode-once store for one image size."""
+
+    def __init__(self, root: str | os.PathLike | None, image_size: int, *, max_pixels: int, min_side: int):
+        self.root = Path(root).expanduser() if root else default_cache_dir()
+        self.image_size = image_size
+        self.max_pixels = max_pixels
+        self.min_side = min_side
+        self.spec = f"s{image_size}-squash-p{max_pixels}-m{min_side}-v{DECODER_VERSION}"
+        self.pack_dir = self.root / "packs" / self.spec
+        try:
+            self.pack_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise_cache_error(self.root, e)
+        self._db = sqlite3.connect(self.root / "index.sqlite", timeout=60)
+        self._db.execute(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def lookup(self, keys: Sequence[str]) -> dict[str, CacheEntry]:
+        found: dict[str, CacheEntry] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start:start + 500]
+            rows = self._db.execute(
+                "SELECT key, status, reason, pack, row, width, height, format, phash, thumb "
+                f"FROM photos WHERE spec = ? AND key IN ({','.join('?' * len(chunk))})",
+                [self.spec, *chunk],
+            )
+            for key, *values in rows:
+                values[7] %= 1 << 64  # stored signed
+                entry = CacheEntry(*values)
+                if entry.pack is None or (self.pack_dir / entry.pack).exists():
+                    found[key] = entry
+        return found
+
+    def decode_missing(
+        self,
+        keys: Sequence[str],
+        paths: Sequence[Path],
+        *,
+        workers: int,
+        progress: Callable[[int], None] | None = None,
+    ) -> tuple[dict[str, CacheEntry], int]:
+        """Decode the photos not cached yet. Returns (every key's entry, how many decoded)."""
+        entries = self.lookup(keys)
+        todo: dict[str, Path] = {}
+        for key, path in zip(keys, paths):
+            if key not in entries:
+                todo.setdefault(key, path)
+        if progress:
+            progress(len(keys) - len(todo))
+        items = list(todo.items())
+        pool = _pool(workers) if len(items) > 32 and workers > 1 else None
+        try:
+            for start in range(0, len(items), PACK_ROWS):
+                entries.update(self._fill_pack(items[start:start + PACK_ROWS], pool, progress))
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+        return entries, len(items)
+
+    def _fill_pack(self, items, pool, progress) -> dict[str, CacheEntry]:
+        name = f"{uuid.uuid4().hex}.u8"
+        tmp = self.pack_dir / f".{name}.tmp"
+        row_bytes = self.image_size * self.image_size * 3
+        with open(tmp, "wb") as f:
+            f.truncate(len(items) * row_bytes)  # sparse until written
+        tasks = [
+            (str(path), str(tmp), row, self.image_size, self.max_pixels, self.min_side)
+            for row, (_, path) in enumerate(items)
+        ]
+        results = []
+        try:
+            mapped = pool.map(_decode_into_pack, tasks, chunksize=8) if pool else map(_decode_into_pack, tasks)
+            for result in mapped:
+                results.append(result)
+                if progress:
+                    progress(1)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, self.pack_dir / name)
+        finally:
+            tmp.unlink(missing_ok=True)
+        entries = {}
+        for (key, _), (status, reason, width, height, fmt, phash, thumb), row in zip(
+            items, results, range(len(items))
+        ):
+            pack = name if status == "ok" else None
+            entries[key] = CacheEntry(status, reason, pack, row, width, height, fmt, phash, thumb)
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO photos VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                [(k, self.spec, e.pack, e.row, e.status, e.reason, e.width, e.height, e.format,
+                  _to_signed(e.phash), e.thumb) for k, e in entries.items()],
+            )
+        return entries
+
+    def images(self, entries: Sequence[CacheEntry]) -> "CachedImages":
+        return CachedImages(self.pack_dir, self.image_size, [(e.pack, e.row) for e in entries])
+
+
+class CachedImages:
+    """A read-only (N, S, S, 3) uint8 array-like over memory-mapped pack files."""
+
+    def __init__(self, pack_dir: Path, image_size: int, locations: list[tuple[str, int]]):
+        self.pack_dir = Path(pack_dir)
+        self.image_size = image_size
+        self.locations = locations
+        self._maps: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.locations)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self), self.image_size, self.image_size, 3)
+
+    def _pack(self, name: str) -> np.ndarray:
+        if name not in self._maps:
+            s = self.image_size
+            self._maps[name] = np.memmap(self.pack_dir / name, dtype=np.uint8, mode="r").reshape(-1, s, s, 3)
+        return self._maps[name]
+
+    def __getitem__(self, index) -> np.ndarray:
+        if isinstance(index, (int, np.integer)):
+            pack, row = self.locations[index]
+            return np.asarray(self._pack(pack)[row])
+        indices = np.arange(len(self))[index] if isinstance(index, slice) else np.asarray(index)
+        out = np.empty((len(indices), self.image_size, self.image_size, 3), dtype=np.uint8)
+        for i, j in enumerate(indices):
+            pack, row = self.locations[j]
+            out[i] = self._pack(pack)[row]
+        return out
+
+    def __getstate__(self):  # memory maps are reopened in each worker, not pickled
+        return {**self.__dict__, "_maps": {}}
+
+
+def _decode_into_pack(task):
+    """Worker: decode one photo and write its pixels at `row` of the pack file."""
+    path, pack_path, row, size, max_pixels, min_side = task
+    try:
+        photo = decode_photo(path, size=size, max_pixels=max_pixels, min_side=min_side)
+    except DecodeError as e:
+        return ("skipped", e.reason, 0, 0, "", 0, b"")
+    except OSError as e:
+        return ("skipped", f"cannot read the file ({e.strerror or e})", 0, 0, "", 0, b"")
+    except Exception as e:  # a decoder bug must cost one photo, not the run
+        return ("skipped", f"decoder failure: {type(e).__name__}: {e}"[:200], 0, 0, "", 0, b"")
+    pixels = photo.to_array()
+    fd = os.open(pack_path, os.O_WRONLY)
+    try:
+        os.pwrite(fd, pixels.tobytes(), row * pixels.nbytes)
+    finally:
+        os.close(fd)
+    phash, thumb = fingerprint(photo.image)
+    return ("ok", photo.note, photo.width, photo.height, photo.format, phash, thumb)
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    # fork is fastest, but unsafe once torch has started its thread pools
+    method = "spawn" if "torch" in sys.modules else "fork"
+    return ProcessPoolExecutor(workers, mp_context=get_context(method), initializer=_ignore_sigint)
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+
+
+def _to_signed(value: int) -> int:  # SQLite integers are signed 64-bit
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def raise_cache_error(root: Path, error: OSError):
+    raise PhotoclassError(
+        f"Cannot use the cache folder {root} ({error.strerror}). "
+        "HINT: pass a writable folder with --cache-dir."
+    ) from None

@@ -1,0 +1,94 @@
+"""A prepared dataset: the manifest, the classes, and the cached pixels of the usable photos."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..runs.atomic import write_text_atomic
+from .cache import CachedImages
+from .split import SPLITS
+
+MANIFEST_COLUMNS = ("path", "label", "split", "group", "status", "reason")
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    path: str  # relative to the dataset root, posix
+    label: str
+    split: str  # "train", "val", "test"; "" when skipped
+    group: int  # duplicate group; -1 when skipped
+    status: str  # "ok" or "skipped"
+    reason: str  # why skipped, or the conversions made
+
+
+class PreparedDataset:
+    """Photos found, checked, grouped and split; pixels served from the decode cache.
+
+    `images[i]` and `labels[i]` follow `usable`, the rows whose status is ok, in manifest
+    order. `indices("train")` selects one split.
+    """
+
+    def __init__(self, root: Path, rows: list[ManifestRow], classes: list[str],
+                 images: CachedImages, summary: dict[str, Any], config: dict[str, Any]):
+        self.root = Path(root)
+        self.rows = rows
+        self.classes = classes
+        self.images = images
+        self.summary = summary
+        self.config = config
+        self.usable = [r for r in rows if r.status == "ok"]
+        self.skipped = [r for r in rows if r.status != "ok"]
+        class_index = {c: i for i, c in enumerate(classes)}
+        self.labels = np.array([class_index[r.label] for r in self.usable], dtype=np.int64)
+        self.splits = np.array([r.split for r in self.usable], dtype=str)
+        self.groups = np.array([r.group for r in self.usable], dtype=np.int64)
+
+    def indices(self, split: str) -> np.ndarray:
+        if split not in SPLITS:
+            raise ValueError(f"`split` must be one of {SPLITS}. Received: split={split!r}")
+        return np.flatnonzero(self.splits == split)
+
+    def paths(self, split: str | None = None) -> list[Path]:
+        rows = self.usable if split is None else [self.usable[i] for i in self.indices(split)]
+        return [self.root / r.path for r in rows]
+
+    def __len__(self) -> int:
+        return len(self.usable)
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{s}={len(self.indices(s))}" for s in SPLITS)
+        return (f"PreparedDataset({self.root.name!r}: {len(self)} photos, "
+                f"{len(self.classes)} classes {self.classes}, {counts}, skipped={len(self.skipped)})")
+
+    def save(self, out: str | Path) -> Path:
+        """Write `manifest.csv` and `dataset.json` to `out`; returns the manifest path."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out / "manifest.csv", manifest_csv(self.rows))
+        info = {"root": str(self.root), "classes": self.classes, "config": self.config,
+                "summary": self.summary}
+        write_text_atomic(out / "dataset.json", json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+        return out / "manifest.csv"
+
+
+def manifest_csv(rows: list[ManifestRow]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(MANIFEST_COLUMNS)
+    for r in rows:
+        writer.writerow([r.path, r.label, r.split, "" if r.group < 0 else r.group, r.status, r.reason])
+    return buffer.getvalue()
+
+
+def read_manifest(path: str | Path) -> list[ManifestRow]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return [
+            ManifestRow(r["path"], r["label"], r["split"], int(r["group"] or -1), r["status"], r["reason"])
+            for r in csv.DictReader(f)
+        ]

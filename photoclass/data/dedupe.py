@@ -1,0 +1,128 @@
+"""Groups of byte-identical and near-identical photos.
+
+A photo's fingerprint is a 64-bit perceptual hash (DCT of a 32x32 grey thumbnail) plus a
+16x16 colour thumbnail. Two photos are near-identical when their hashes differ in few
+bits *and* their colour thumbnails agree; the second test keeps smooth skies, whose
+hashes look alike, from being chained together.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+HASH_BITS = 64
+THUMB_SIZE = 16
+# Chosen by eye on the weather photos: every pair within both limits there is the same
+# photo cropped, re-encoded or colour-edited (see benchmarks/README.md).
+MAX_HASH_DISTANCE = 16  # of 64 bits
+MAX_THUMB_DIFFERENCE = 16.0  # mean absolute difference of the colour thumbnails, 0..255
+
+
+def _dct_matrix(n: int) -> np.ndarray:
+    k = np.arange(n)[:, None]
+    x = np.arange(n)[None, :]
+    m = np.cos(np.pi * (2 * x + 1) * k / (2 * n)) * np.sqrt(2.0 / n)
+    m[0] /= np.sqrt(2.0)
+    return m
+
+
+_DCT32 = _dct_matrix(32)
+
+
+def fingerprint(image: Image.Image) -> tuple[int, bytes]:
+    """Return (64-bit perceptual hash, 16x16x3 uint8 thumbnail bytes) of an RGB image."""
+    grey = np.asarray(image.convert("L").resize((32, 32), Image.BOX), dtype=np.float64)
+    low = (_DCT32 @ grey @ _DCT32.T)[:8, :8].ravel()
+    bits = low > np.median(low[1:])  # the DC term says only how bright the photo is
+    phash = int(np.packbits(bits).view(">u8")[0])
+    thumb = image.resize((THUMB_SIZE, THUMB_SIZE), Image.BOX).tobytes()
+    return phash, thumb
+
+
+@dataclass
+class DuplicateGroups:
+    """`group[i]` is the group id of photo i; ids count from 0 in order of first member."""
+
+    group: np.ndarray  # (N,) int
+    identical_groups: int  # groups of 2+ byte-identical files
+    near_groups: int  # groups of 2+ whose members are not all byte-identical
+    photos_in_groups: int
+    largest: int
+    members: list[list[int]] = field(default_factory=list)  # only groups of 2+
+
+    @property
+    def count(self) -> int:
+        return len(self.members)
+
+
+def find_duplicates(
+    content_keys: list[str],
+    phashes: np.ndarray,
+    thumbs: np.ndarray,
+    *,
+    max_hash_distance: int = MAX_HASH_DISTANCE,
+    max_thumb_difference: float = MAX_THUMB_DIFFERENCE,
+    block: int = 1024,
+) -> DuplicateGroups:
+    """Group photos: same content key, or perceptual hash and thumbnail both close.
+
+    `phashes` is (N,) uint64, `thumbs` is (N, 16*16*3) uint8. Pairs are compared in blocks
+    so 20,000 photos need a few MB, not N^2.
+    """
+    n = len(content_keys)
+    parent = np.arange(n)
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def union(i: int, j: int) -> None:
+        ri, rj = find(i), find(j)
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
+
+    first_with_key: dict[str, int] = {}
+    for i, key in enumerate(content_keys):
+        union(first_with_key.setdefault(key, i), i)
+
+    phashes = np.asarray(phashes, dtype=np.uint64)
+    thumbs_f = np.asarray(thumbs, dtype=np.float32).reshape(n, -1)
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        distance = np.bitwise_count(phashes[start:stop, None] ^ phashes[None, :])  # (b, N)
+        rows, cols = np.nonzero(distance <= max_hash_distance)
+        keep = cols > rows + start
+        for i, j in zip(rows[keep] + start, cols[keep]):
+            if np.abs(thumbs_f[i] - thumbs_f[j]).mean() <= max_thumb_difference:
+                union(int(i), int(j))
+
+    roots = np.array([find(i) for i in range(n)], dtype=np.int64)
+    _, group = np.unique(roots, return_inverse=True)  # roots are first members: ids in order
+    members: dict[int, list[int]] = {}
+    for i, g in enumerate(group):
+        members.setdefault(int(g), []).append(i)
+    multi = [m for m in members.values() if len(m) > 1]
+    identical = sum(
+        1 for keys in _key_counts(content_keys, multi) for count in keys if count > 1
+    )
+    near = sum(1 for m in multi if len({content_keys[i] for i in m}) > 1)
+    return DuplicateGroups(
+        group=group.astype(np.int64),
+        identical_groups=identical,
+        near_groups=near,
+        photos_in_groups=sum(len(m) for m in multi),
+        largest=max((len(m) for m in multi), default=1),
+        members=multi,
+    )
+
+
+def _key_counts(content_keys: list[str], groups: list[list[int]]):
+    for members in groups:
+        counts: dict[str, int] = {}
+        for i in members:
+            counts[content_keys[i]] = counts.get(content_keys[i], 0) + 1
+        yield counts.values()

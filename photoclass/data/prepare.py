@@ -1,0 +1,214 @@
+"""scan -> hash -> decode (cached) -> find duplicates -> split -> manifest."""
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from .. import __version__
+from ..config import PrepareConfig
+from ..errors import PhotoclassError
+from .cache import ImageCache, content_keys
+from .dataset import ManifestRow, PreparedDataset
+from .decode import ALLOWED_FORMATS
+from .dedupe import find_duplicates
+from .scan import FoundPhoto, ScanResult, scan_folder
+from .split import SPLITS, grouped_split, leaked_test_photos, naive_split
+
+MAX_LISTED = 20  # skipped / converted files listed by name in the summary
+
+
+def prepare(
+    data: str | os.PathLike,
+    *,
+    out: str | os.PathLike | None = None,
+    config: PrepareConfig | None = None,
+    progress: bool | None = None,
+    **options: Any,
+) -> PreparedDataset:
+    """Scan, decode, deduplicate and split the photos in `data`.
+
+    Options are the fields of `PrepareConfig` (image_size, val_size, test_size, seed, split,
+    layout, label_regex, ...). With `out`, writes `manifest.csv` and `dataset.json` there.
+    `progress=None` shows a bar only on a terminal.
+    """
+    config = config or PrepareConfig.from_dict(options)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    root = Path(data).expanduser()
+    if out is not None:
+        _check_out_not_inside(Path(out), root)
+
+    scan = scan_folder(root, layout=config.layout, label_regex=config.label_regex,
+                       follow_symlinks=config.follow_symlinks)
+    labelled = [p for p in scan.photos if p.label]
+    timings["scan"] = time.perf_counter() - started
+
+    workers = config.workers or os.cpu_count() or 1
+    t = time.perf_counter()
+    keys = content_keys([p.path for p in labelled], workers)
+    timings["hash"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    cache = ImageCache(config.cache_dir, config.image_size,
+                       max_pixels=config.max_pixels, min_side=config.min_side)
+    try:
+        with tqdm(total=len(keys), desc="decode", unit="img", disable=_bar_disabled(progress),
+                  leave=False) as bar:
+            entries, decoded = cache.decode_missing(keys, [p.path for p in labelled], workers=workers,
+                                           progress=bar.update)
+    finally:
+        cache.close()
+    timings["decode"] = time.perf_counter() - t
+
+    ok = [(p, k) for p, k in zip(labelled, keys) if entries[k].status == "ok"]
+    if not ok:
+        raise PhotoclassError(_no_photos_message(root, scan, labelled, keys, entries))
+    ok_entries = [entries[k] for _, k in ok]
+    classes = sorted({p.label for p, _ in ok})
+    if len(classes) < 2:
+        raise PhotoclassError(
+            f"Training needs photos of at least 2 classes, but {root} contains only one "
+            f"class: {classes[0]!r} ({len(ok)} photos). HINT: check the layout "
+            f"(found {scan.layout!r}) or pass label_regex."
+        )
+
+    t = time.perf_counter()
+    duplicates = find_duplicates(
+        [k for _, k in ok],
+        np.array([e.phash for e in ok_entries], dtype=np.uint64),
+        np.frombuffer(b"".join(e.thumb for e in ok_entries), dtype=np.uint8).reshape(len(ok), -1),
+    )
+    timings["dedupe"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    label_ids = np.array([classes.index(p.label) for p, _ in ok])
+    splits, given_leaks = _assign_splits([p for p, _ in ok], label_ids, duplicates.group, config)
+    naive = naive_split(label_ids, val_size=config.val_size, test_size=config.test_size, seed=config.seed)
+    timings["split"] = time.perf_counter() - t
+
+    rows = [ManifestRow(p.relpath, p.label, s, int(g), "ok", entries[k].reason)
+            for (p, k), s, g in zip(ok, splits, duplicates.group)]
+    rows += [ManifestRow(p.relpath, p.label or "", "", -1, "skipped", p.reason)
+             for p in scan.photos if not p.label]
+    rows += [ManifestRow(p.relpath, p.label, "", -1, "skipped", entries[k].reason)
+             for p, k in zip(labelled, keys) if entries[k].status != "ok"]
+    rows.sort(key=lambda r: r.path)
+    timings["total"] = time.perf_counter() - started
+
+    summary = _summary(root, scan, rows, classes, duplicates, ok, splits,
+                       leaked_test_photos(naive, duplicates.group), given_leaks,
+                       decoded, config, timings, cache.root)
+    # scan order is manifest order, so the cached images line up with the usable rows
+    dataset = PreparedDataset(root.resolve(), rows, classes, cache.images(ok_entries),
+                              summary, {**config.to_dict(), "photoclass": __version__})
+    if out is not None:
+        summary["manifest"] = str(dataset.save(out))
+    return dataset
+
+
+def _assign_splits(photos: list[FoundPhoto], labels: np.ndarray, groups: np.ndarray,
+                   config: PrepareConfig) -> tuple[np.ndarray, int | None]:
+    """Split, respecting given train/val/test folders. Returns (splits, leaks in given split)."""
+    split_fn = grouped_split if config.split == "grouped" else (
+        lambda labels, groups, **kw: naive_split(labels, **kw))
+    given = np.array([p.given_split or "" for p in photos])
+    if not given.any():
+        return split_fn(labels, groups, val_size=config.val_size, test_size=config.test_size,
+                        seed=config.seed), None
+    splits = given.astype(object)
+    present = set(given.tolist())
+    if "test" not in present:
+        splits[given == "val"] = "test"  # the given val is the held-out test split
+    if "test" not in present or "val" not in present:
+        train = np.flatnonzero(given == "train")
+        carve = config.val_size / (1.0 - config.test_size)
+        splits[train] = split_fn(labels[train], groups[train], val_size=carve, test_size=0.0,
+                                 seed=config.seed)
+    splits = splits.astype(str)
+    return splits, leaked_test_photos(splits, groups)
+
+
+def _summary(root, scan: ScanResult, rows, classes, duplicates, ok, splits, naive_leaks,
+             given_leaks, decoded, config, timings, cache_root) -> dict[str, Any]:
+    usable = [r for r in rows if r.status == "ok"]
+    skipped = [r for r in rows if r.status != "ok"]
+    converted = [r for r in usable if r.reason]
+    per_class = {c: {s: 0 for s in SPLITS} for c in classes}
+    for r in usable:
+        per_class[r.label][r.split] += 1
+    for counts in per_class.values():
+        counts["total"] = sum(counts[s] for s in SPLITS)
+    conflicts = [sorted({ok[i][0].label for i in m}) for m in duplicates.members
+                 if len({ok[i][0].label for i in m}) > 1]
+    test_total = int(np.sum(np.asarray(splits) == "test"))
+    return {
+        "root": str(root),
+        "layout": scan.layout,
+        "usable": len(usable),
+        "skipped": len(skipped),
+        "ignored": sum(scan.ignored.values()),
+        "classes": per_class,
+        "splits": {s: int(np.sum(np.asarray(splits) == s)) for s in SPLITS},
+        "split_mode": config.split,
+        "seed": config.seed,
+        "image_size": config.image_size,
+        "skipped_files": [{"path": r.path, "reason": r.reason} for r in skipped[:MAX_LISTED]],
+        "skip_reasons": dict(Counter(_reason_kind(r.reason) for r in skipped)),
+        "converted": len(converted),
+        "converted_files": [{"path": r.path, "reason": r.reason} for r in converted[:MAX_LISTED]],
+        "ignored_reasons": dict(scan.ignored),
+        "ignored_examples": scan.ignored_examples,
+        "duplicates": {
+            "groups": duplicates.count,
+            "byte_identical_groups": duplicates.identical_groups,
+            "near_identical_groups": duplicates.near_groups,
+            "photos_in_groups": duplicates.photos_in_groups,
+            "largest_group": duplicates.largest,
+            "label_conflicts": len(conflicts),
+            "label_conflict_examples": conflicts[:5],
+        },
+        "leaks": {
+            "test_photos": test_total,
+            "naive_split_test_with_twin_in_train": naive_leaks,
+            "given_split_test_with_twin_in_train": given_leaks,
+        },
+        "cache": {"dir": str(cache_root), "decoded": decoded,
+                  "reused": len(usable) + len(skipped) - decoded},  # byte-identical copies count as reused
+        "seconds": {k: round(v, 3) for k, v in timings.items()},
+    }
+
+
+def _reason_kind(reason: str) -> str:
+    return reason.split(":")[0].split("(")[0].strip()
+
+
+def _no_photos_message(root, scan, labelled, keys, entries) -> str:
+    allowed = ", ".join(ALLOWED_FORMATS)
+    if not scan.photos:
+        return (f"No images found in {root} (layout {scan.layout!r}). Allowed formats: {allowed}. "
+                f"Ignored: {dict(scan.ignored) or 'nothing'}.")
+    if not labelled:
+        return (f"No labels found for the {len(scan.photos)} images in {root}: "
+                f"{scan.photos[0].reason}. HINT: pass label_regex, or use class subfolders.")
+    photo, key = labelled[0], keys[0]
+    return (f"None of the {len(labelled)} images in {root} could be read; "
+            f"e.g. {photo.relpath}: {entries[key].reason}")
+
+
+def _check_out_not_inside(out: Path, root: Path) -> None:
+    out_r, root_r = out.expanduser().resolve(), root.resolve()
+    if out_r == root_r or root_r in out_r.parents:
+        raise PhotoclassError(
+            f"`out` must not be inside the photo folder, so your photos stay untouched. "
+            f"Received: out={out}. HINT: choose a folder outside {root}."
+        )
+
+
+def _bar_disabled(progress: bool | None) -> bool | None:
+    return None if progress is None else not progress  # None: tqdm shows it only on a TTY

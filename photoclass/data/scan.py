@@ -1,0 +1,229 @@
+"""Find the photos in a folder and their labels, in any of three layouts.
+
+- flat: `DATA/cloudy12.jpg`, the label taken from the file name by a regex;
+- folders: `DATA/<class>/**/*.jpg`;
+- split: `DATA/train/<class>/`, `DATA/val/<class>/`, `DATA/test/<class>/` (given splits).
+Hidden files and folders, non-image files and symlinks are skipped and counted.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import PhotoclassError
+from .decode import IMAGE_SUFFIXES
+
+LAYOUTS = ("auto", "flat", "folders", "split")
+DEFAULT_LABEL_REGEX = r"^([^\W\d_]+)"  # the leading letters of the stem: cloudy12 -> cloudy
+SPLIT_FOLDERS = {
+    "train": "train", "training": "train",
+    "val": "val", "valid": "val", "validation": "val",
+    "test": "test", "testing": "test",
+}
+HIDDEN_NAMES = {"thumbs.db", "desktop.ini", "__macosx", "__pycache__", "@eadir", "$recycle.bin"}
+MAX_EXAMPLES = 5
+
+
+@dataclass
+class FoundPhoto:
+    path: Path  # absolute
+    relpath: str  # posix, relative to the root
+    label: str | None
+    given_split: str | None = None
+    reason: str = ""  # why it has no label
+
+
+@dataclass
+class ScanResult:
+    root: Path
+    layout: str
+    photos: list[FoundPhoto]
+    ignored: Counter = field(default_factory=Counter)  # reason -> count
+    ignored_examples: dict[str, list[str]] = field(default_factory=dict)
+
+    def ignore(self, reason: str, relpath: str) -> None:
+        self.ignored[reason] += 1
+        examples = self.ignored_examples.setdefault(reason, [])
+        if len(examples) < MAX_EXAMPLES:
+            examples.append(relpath)
+
+
+def is_hidden(name: str) -> bool:
+    return name.startswith(".") or name.lower() in HIDDEN_NAMES
+
+
+def scan_folder(
+    root: str | os.PathLike,
+    *,
+    layout: str = "auto",
+    label_regex: str | None = None,
+    follow_symlinks: bool = False,
+) -> ScanResult:
+    """List the photos under `root` with their labels (and given splits)."""
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise PhotoclassError(f"Folder not found: {root}. Check the path.")
+    if not root.is_dir():
+        raise PhotoclassError(f"Expected a folder of photos, received a file: {root}.")
+    if layout not in LAYOUTS:
+        raise PhotoclassError(f"`layout` must be one of {LAYOUTS}. Received: layout={layout!r}")
+    pattern = compile_label_regex(label_regex)
+    root = root.resolve()
+    result = ScanResult(root=root, layout=layout, photos=[])
+    walker = _Walker(root, result, follow_symlinks)
+    subdirs = walker.visible_subdirs(root)
+    if layout == "auto":
+        layout = _detect_layout(walker, root, subdirs)
+    result.layout = layout
+
+    if layout == "split":
+        split_dirs = {d: SPLIT_FOLDERS[d.name.lower()] for d in subdirs if d.name.lower() in SPLIT_FOLDERS}
+        if "train" not in split_dirs.values():
+            raise PhotoclassError(
+                f"layout='split' needs a 'train' folder in {root}; found: "
+                f"{sorted(d.name for d in subdirs) or 'no folders'}. HINT: use layout='folders'."
+            )
+        for d in subdirs:
+            if d not in split_dirs:
+                walker.ignore_tree(d, "folder that is not train/val/test")
+        for f in walker.files(root):
+            result.ignore("file outside the split folders", walker.rel(f))
+        for d, split in sorted(split_dirs.items()):
+            _scan_labelled(walker, d, pattern, split)
+    elif layout == "folders":
+        for f in walker.files(root):
+            result.ignore("file outside the class folders", walker.rel(f))
+        _scan_labelled(walker, root, pattern, None, force_folders=True)
+    else:
+        for d in subdirs:
+            walker.ignore_tree(d, "subfolder of a flat folder")
+        _scan_flat(walker, root, pattern, None)
+    result.photos.sort(key=lambda p: p.relpath)
+    return result
+
+
+def compile_label_regex(label_regex: str | None) -> re.Pattern:
+    try:
+        pattern = re.compile(label_regex or DEFAULT_LABEL_REGEX)
+    except re.error as e:
+        raise PhotoclassError(
+            f"`label_regex` is not a valid regular expression ({e}). Received: {label_regex!r}"
+        ) from None
+    if pattern.groups != 1:
+        raise PhotoclassError(
+            f"`label_regex` must have exactly one group, the label, e.g. '^([a-z]+)'. "
+            f"Received: {label_regex!r} with {pattern.groups} groups"
+        )
+    return pattern
+
+
+def _detect_layout(walker: "_Walker", root: Path, subdirs: list[Path]) -> str:
+    names = {d.name.lower() for d in subdirs}
+    if {"train", "training"} & names and len({SPLIT_FOLDERS[n] for n in names if n in SPLIT_FOLDERS}) > 1:
+        return "split"
+    if any(walker.has_images(d) for d in subdirs):
+        return "folders"
+    return "flat"
+
+
+def _scan_labelled(walker, folder: Path, pattern, split: str | None, force_folders: bool = False):
+    """A folder of class subfolders; a split folder without subfolders is read as flat."""
+    class_dirs = walker.visible_subdirs(folder)
+    if not class_dirs and not force_folders:
+        _scan_flat(walker, folder, pattern, split)
+        return
+    if split is not None:
+        for f in walker.files(folder):
+            walker.result.ignore("file outside the class folders", walker.rel(f))
+    for class_dir in class_dirs:
+        for f in walker.files(class_dir, recursive=True):
+            walker.add(f, class_dir.name, split)
+
+
+def _scan_flat(walker, folder: Path, pattern: re.Pattern, split: str | None):
+    for f in walker.files(folder):
+        match = pattern.search(Path(f).stem)
+        label = match.group(1) if match else None
+        reason = "" if label else f"no label in the file name (label_regex={pattern.pattern!r})"
+        walker.add(f, label, split, reason)
+
+
+class _Walker:
+    """Directory walking with one policy for hidden names, suffixes and symlinks.
+
+    With `quiet=True` nothing is counted: layout detection peeks before the real walk.
+    """
+
+    def __init__(self, root: Path, result: ScanResult, follow_symlinks: bool):
+        self.root = root
+        self.result = result
+        self.follow_symlinks = follow_symlinks
+        self._seen_dirs: set[str] = set()
+
+    def rel(self, path: Path | str) -> str:
+        return Path(os.path.relpath(path, self.root)).as_posix()
+
+    def _ignore(self, reason: str, path: str, quiet: bool) -> None:
+        if not quiet:
+            self.result.ignore(reason, self.rel(path))
+
+    def _entries(self, folder: Path, quiet: bool = False):
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            self._ignore(f"unreadable folder ({e.strerror})", str(folder), quiet)
+            return
+        for entry in entries:
+            if is_hidden(entry.name):
+                self._ignore("hidden", entry.path, quiet)
+            elif not entry.is_symlink() or self._symlink_allowed(entry, quiet):
+                yield entry
+
+    def _symlink_allowed(self, entry: os.DirEntry, quiet: bool) -> bool:
+        if not self.follow_symlinks:
+            self._ignore("symlink, not followed (follow_symlinks)", entry.path, quiet)
+            return False
+        target = Path(os.path.realpath(entry.path))
+        if target != self.root and self.root not in target.parents:
+            self._ignore("symlink pointing out of the folder", entry.path, quiet)
+            return False
+        if not target.exists():
+            self._ignore("broken symlink", entry.path, quiet)
+            return False
+        return True
+
+    def visible_subdirs(self, folder: Path) -> list[Path]:
+        return [Path(e.path) for e in self._entries(folder, quiet=True) if e.is_dir()]
+
+    def has_images(self, folder: Path) -> bool:
+        return any(True for _ in self._image_paths(folder, recursive=True, quiet=True))
+
+    def files(self, folder: Path, recursive: bool = False):
+        yield from self._image_paths(folder, recursive, quiet=False)
+
+    def _image_paths(self, folder: Path, recursive: bool, quiet: bool):
+        if recursive and not quiet:
+            real = os.path.realpath(folder)
+            if real in self._seen_dirs:
+                return  # a symlink loop, or a folder reached twice
+            self._seen_dirs.add(real)
+        for entry in self._entries(folder, quiet):
+            if entry.is_dir():
+                if recursive:
+                    yield from self._image_paths(Path(entry.path), True, quiet)
+            elif not entry.is_file():
+                self._ignore("not a regular file", entry.path, quiet)
+            elif Path(entry.name).suffix.lower() not in IMAGE_SUFFIXES:
+                self._ignore("not an image file (by suffix)", entry.path, quiet)
+            else:
+                yield Path(entry.path)
+
+    def ignore_tree(self, folder: Path, reason: str) -> None:
+        self.result.ignore(reason, self.rel(folder))
+
+    def add(self, path: Path, label: str | None, split: str | None, reason: str = "") -> None:
+        self.result.photos.append(FoundPhoto(path, self.rel(path), label, split, reason))

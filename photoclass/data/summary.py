@@ -1,0 +1,55 @@
+"""The human-readable summary of a prepared dataset."""
+from __future__ import annotations
+
+from typing import Any
+
+from .split import SPLITS
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    lines = [
+        f"{s['root']}: {s['usable']:,} usable photos in {len(s['classes'])} classes, "
+        f"{s['skipped']:,} skipped, {s['ignored']:,} ignored (layout: {s['layout']})",
+        "",
+        f"  {'class':<16}" + "".join(f"{name:>8}" for name in (*SPLITS, "total")),
+    ]
+    for name, counts in s["classes"].items():
+        lines.append(f"  {name:<16}" + "".join(f"{counts[k]:>8,}" for k in (*SPLITS, "total")))
+    lines.append(f"  {'all':<16}" + "".join(f"{s['splits'][k]:>8,}" for k in SPLITS)
+                 + f"{s['usable']:>8,}")
+    d = s["duplicates"]
+    lines += ["", f"duplicates: {d['groups']} groups ({d['byte_identical_groups']} byte-identical, "
+              f"{d['near_identical_groups']} near-identical; {d['photos_in_groups']} photos, "
+              f"largest {d['largest_group']})"]
+    if s["split_mode"] == "grouped":
+        lines.append("  each group is kept in one split")
+    leaks = s["leaks"]
+    lines.append(f"  a naive split would put {leaks['naive_split_test_with_twin_in_train']} of "
+                 f"{leaks['test_photos']} test photos beside a twin in train")
+    if leaks["given_split_test_with_twin_in_train"]:
+        lines.append(f"  WARNING: the given split has {leaks['given_split_test_with_twin_in_train']} "
+                     f"test photos with a twin in train; the test score will be inflated")
+    if d["label_conflicts"]:
+        lines.append(f"  WARNING: {d['label_conflicts']} groups hold the same photo under different "
+                     f"labels, e.g. {d['label_conflict_examples'][0]}")
+    lines += _listing("skipped", s["skipped"], s["skipped_files"])
+    lines += _listing("converted", s["converted"], s["converted_files"])
+    if s["ignored"]:
+        lines += ["", "ignored: " + ", ".join(f"{n} {reason}" for reason, n in s["ignored_reasons"].items())]
+    c, sec = s["cache"], s["seconds"]
+    rate = f" ({c['decoded'] / sec['decode']:,.0f} images/s)" if c["decoded"] and sec["decode"] else ""
+    lines += ["", f"cache: {c['decoded']:,} decoded{rate}, {c['reused']:,} reused, in {c['dir']}",
+              f"done in {sec['total']:.1f} s"]
+    if "manifest" in s:
+        lines.append(f"manifest: {s['manifest']}")
+    return "\n".join(lines)
+
+
+def _listing(title: str, count: int, files: list[dict[str, str]]) -> list[str]:
+    if not count:
+        return []
+    lines = ["", f"{title} ({count}):"]
+    lines += [f"  {f['path']}: {f['reason']}" for f in files]
+    if count > len(files):
+        lines.append(f"  ... and {count - len(files)} more (see manifest.csv)")
+    return lines

@@ -1,0 +1,5 @@
+"""The one exception type users see: a message naming the value and the fix."""
+
+
+class PhotoclassError(ValueError):
+    """Bad input or options; the CLI prints the message on one line, without a traceback."""
