@@ -30,6 +30,8 @@ class PrepareConfig:
     workers: int = 0  # processes for decoding; 0 = one per core
 
     def __post_init__(self):
+        if self.cache_dir is not None:  # accept a Path; stored as text so configs stay JSON
+            object.__setattr__(self, "cache_dir", str(self.cache_dir))
         _check_int("image_size", self.image_size, 16, 1024)
         _check_fraction("val_size", self.val_size)
         _check_fraction("test_size", self.test_size)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,15 +83,17 @@ def decode_photo(
             im = Image.open(source, formats=ALLOWED_FORMATS)
         except UnidentifiedImageError:
             raise DecodeError(_describe_unknown(source)) from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise DecodeError(_bomb_reason(None, max_pixels)) from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            # Pillow's own guard fired first; its message holds the pixel count only
+            pixels = re.search(r"\((\d+) pixels\)", str(e))
+            raise DecodeError(_bomb_reason(int(pixels.group(1)) if pixels else None, max_pixels)) from None
         except (OSError, SyntaxError, ValueError) as e:
             raise DecodeError(f"unreadable image: {_short(e)}") from None
     with im:
         fmt = im.format or "unknown"
         width, height = im.size
         if width * height > max_pixels:
-            raise DecodeError(_bomb_reason((width, height), max_pixels))
+            raise DecodeError(_bomb_reason(width * height, max_pixels, (width, height)))
         if name:
             promised = SUFFIX_FORMATS.get(Path(name).suffix.lower())
             if promised and promised != fmt and {promised, fmt} != {"JPEG", "MPO"}:
@@ -105,7 +108,7 @@ def decode_photo(
         except (OSError, SyntaxError, ValueError, EOFError) as e:
             raise DecodeError(f"unreadable {fmt}: {_short(e)}") from None
         except Image.DecompressionBombError:
-            raise DecodeError(_bomb_reason((width, height), max_pixels)) from None
+            raise DecodeError(_bomb_reason(width * height, max_pixels, (width, height))) from None
         orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
         if orientation not in (1, None):
             im = ImageOps.exif_transpose(im)
@@ -155,8 +158,9 @@ def _bits(mode: str) -> str:
     return "32-bit float" if mode == "F" else "16-bit"
 
 
-def _bomb_reason(size: tuple[int, int] | None, max_pixels: int) -> str:
-    declared = f"declares {size[0]}x{size[1]} = {size[0] * size[1] / 1e6:.0f} MP, " if size else ""
+def _bomb_reason(pixels: int | None, max_pixels: int, size: tuple[int, int] | None = None) -> str:
+    dims = f"{size[0]}x{size[1]} = " if size else ""
+    declared = f"declares {dims}{pixels / 1e6:.0f} MP, " if pixels else ""
     return (
         f"refused as a possible decompression bomb: {declared}over the limit of "
         f"{max_pixels / 1e6:.0f} MP (max_pixels)"

@@ -103,7 +103,8 @@ def prepare(
 
     summary = _summary(root, scan, rows, classes, duplicates, ok, splits,
                        leaked_test_photos(naive, duplicates.group), given_leaks,
-                       decoded, config, timings, cache.root)
+                       config, timings,
+                       {"dir": str(cache.root), "decoded": decoded, "reused": len(keys) - decoded})
     # scan order is manifest order, so the cached images line up with the usable rows
     dataset = PreparedDataset(root.resolve(), rows, classes, cache.images(ok_entries),
                               summary, {**config.to_dict(), "photoclass": __version__})
@@ -135,7 +136,7 @@ def _assign_splits(photos: list[FoundPhoto], labels: np.ndarray, groups: np.ndar
 
 
 def _summary(root, scan: ScanResult, rows, classes, duplicates, ok, splits, naive_leaks,
-             given_leaks, decoded, config, timings, cache_root) -> dict[str, Any]:
+             given_leaks, config, timings, cache_info) -> dict[str, Any]:
     usable = [r for r in rows if r.status == "ok"]
     skipped = [r for r in rows if r.status != "ok"]
     converted = [r for r in usable if r.reason]
@@ -178,8 +179,7 @@ def _summary(root, scan: ScanResult, rows, classes, duplicates, ok, splits, naiv
             "naive_split_test_with_twin_in_train": naive_leaks,
             "given_split_test_with_twin_in_train": given_leaks,
         },
-        "cache": {"dir": str(cache_root), "decoded": decoded,
-                  "reused": len(usable) + len(skipped) - decoded},  # byte-identical copies count as reused
+        "cache": cache_info,  # byte-identical copies are decoded once and count as reused
         "seconds": {k: round(v, 3) for k, v in timings.items()},
     }
 

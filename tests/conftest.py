@@ -1,0 +1,124 @@
+"""Tiny synthetic photo folders, made fresh in tmp_path for each test."""
+from __future__ import annotations
+
+import hashlib
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+CLASSES = ("cloudy", "rain", "shine")
+WEATHER = Path(__file__).resolve().parents[2] / "shared" / "data" / "weather"
+
+
+def synthetic_photo(seed: int, size=(96, 64), cls: int = 0) -> Image.Image:
+    """A distinct 'photo': a class-tinted gradient with random rectangles."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w]
+    base = np.zeros((h, w, 3), dtype=np.float64)
+    base[..., cls % 3] = 120 + 100 * x / w
+    base[..., (cls + 1) % 3] = 60 + 80 * y / h
+    for _ in range(6):
+        x0, y0 = rng.integers(0, w - 8), rng.integers(0, h - 8)
+        x1, y1 = x0 + rng.integers(4, w // 2), y0 + rng.integers(4, h // 2)
+        base[y0:y1, x0:x1] = rng.integers(0, 256, 3)
+    base += rng.normal(0, 6, base.shape)
+    return Image.fromarray(np.clip(base, 0, 255).astype(np.uint8))
+
+
+def save(image: Image.Image, path: Path, fmt: str = "JPEG", **kw) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format=fmt, **kw)
+    return path
+
+
+def make_flat(root: Path, per_class: int = 6, classes=CLASSES, start_seed: int = 0) -> Path:
+    for c, name in enumerate(classes):
+        for i in range(per_class):
+            save(synthetic_photo(start_seed + 1000 * c + i, cls=c), root / f"{name}{i + 1}.jpg")
+    return root
+
+
+def make_folders(root: Path, per_class: int = 6, classes=CLASSES) -> Path:
+    for c, name in enumerate(classes):
+        for i in range(per_class):
+            save(synthetic_photo(1000 * c + i, cls=c), root / name / f"img_{i}.jpg")
+    return root
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A valid PNG header declaring width x height, with almost no pixel data."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def jpeg_bytes(image: Image.Image, **kw) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", **kw)
+    return buf.getvalue()
+
+
+def sha256_tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()}
+
+
+@pytest.fixture
+def cache_dir(tmp_path) -> Path:
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def flat_folder(tmp_path) -> Path:
+    return make_flat(tmp_path / "flat")
+
+
+@pytest.fixture
+def weather_dir() -> Path:
+    if not WEATHER.is_dir():
+        pytest.skip(f"the weather photos are not at {WEATHER}")
+    return WEATHER
+
+
+def make_corpus(root: Path) -> dict[str, tuple[str, str]]:
+    """Odd and broken files, named `<label><n>.<ext>`. Returns name -> (status, reason part)."""
+    root.mkdir(parents=True, exist_ok=True)
+    photo = synthetic_photo(7, size=(120, 80))
+    expected: dict[str, tuple[str, str]] = {}
+
+    def add(name: str, data: bytes, status: str, reason: str) -> None:
+        (root / name).write_bytes(data)
+        expected[name] = (status, reason)
+
+    good = jpeg_bytes(photo, quality=90)
+    add("odd1.jpg", good[: len(good) // 2], "skipped", "truncated")
+    add("odd2.jpg", b"", "skipped", "empty file")
+    add("odd3.jpg", b"this is a text file, not a photo\n" * 5, "skipped", "text, not an image")
+    buf = io.BytesIO(); photo.save(buf, "GIF"); add("odd4.jpg", buf.getvalue(), "ok", "GIF named .jpg")
+    buf = io.BytesIO(); photo.save(buf, "PNG"); add("odd5.jpg", buf.getvalue(), "ok", "PNG named .jpg")
+    buf = io.BytesIO(); photo.save(buf, "WEBP"); add("odd6.jpg", buf.getvalue(), "ok", "WEBP named .jpg")
+    add("odd7.jpg", jpeg_bytes(photo.convert("L")), "ok", "grayscale")
+    buf = io.BytesIO(); photo.convert("P", palette=Image.ADAPTIVE).save(buf, "PNG")
+    add("odd8.png", buf.getvalue(), "ok", "palette")
+    rgba = photo.convert("RGBA"); rgba.putalpha(0)
+    buf = io.BytesIO(); rgba.save(buf, "PNG"); add("odd9.png", buf.getvalue(), "ok", "alpha composited on white")
+    add("odd10.jpg", jpeg_bytes(photo.convert("CMYK")), "ok", "CMYK")
+    ramp = (np.tile(np.arange(256, dtype=np.uint32), (32, 1)) * 257).astype(np.uint16)
+    buf = io.BytesIO(); Image.fromarray(ramp).save(buf, "PNG"); add("odd11.png", buf.getvalue(), "ok", "16-bit")
+    exif = Image.Exif(); exif[0x0112] = 6
+    add("odd12.jpg", jpeg_bytes(photo, exif=exif.tobytes()), "ok", "EXIF orientation 6")
+    add("odd13.jpg", jpeg_bytes(Image.new("RGB", (1, 1), "red")), "skipped", "too small")
+    add("odd14.png", png_declaring(20_000, 20_000), "skipped", "decompression bomb")
+    add("odd15_ünïcödé_☀.jpg", jpeg_bytes(synthetic_photo(8)), "ok", "")
+    frames = [synthetic_photo(20 + i, size=(64, 48)) for i in range(3)]
+    buf = io.BytesIO(); frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
+    add("odd16.gif", buf.getvalue(), "ok", "animated (3 frames), first frame used")
+    add("odd17.jpg", b"\xff\xd8\xff\xe0" + b"\0" * 100, "skipped", "")
+    return expected

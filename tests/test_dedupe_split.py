@@ -1,0 +1,74 @@
+import io
+
+import numpy as np
+from PIL import Image, ImageEnhance
+
+from photoclass.data.dedupe import find_duplicates, fingerprint
+from photoclass.data.split import grouped_split, leaked_test_photos, naive_split
+
+from conftest import synthetic_photo
+
+
+def fingerprints(images):
+    prints = [fingerprint(im.resize((64, 64))) for im in images]
+    phashes = np.array([p for p, _ in prints], dtype=np.uint64)
+    thumbs = np.stack([np.frombuffer(t, np.uint8) for _, t in prints])
+    return phashes, thumbs
+
+
+def reencoded(image, quality=60, scale=0.7):
+    buf = io.BytesIO()
+    small = image.resize((int(image.width * scale), int(image.height * scale)))
+    ImageEnhance.Brightness(small).enhance(1.05).save(buf, "JPEG", quality=quality)
+    return Image.open(buf).convert("RGB")
+
+
+def test_identical_and_near_identical_photos_are_grouped_distinct_ones_are_not():
+    photos = [synthetic_photo(i, size=(160, 120), cls=i % 3) for i in range(12)]
+    images = photos + [photos[0], reencoded(photos[1])]  # 12: same key as 0; 13: edited copy of 1
+    keys = [f"k{i}" for i in range(12)] + ["k0", "k13"]
+    groups = find_duplicates(keys, *fingerprints(images))
+    assert groups.group[12] == groups.group[0]
+    assert groups.group[13] == groups.group[1]
+    assert len(set(groups.group[:12].tolist())) == 12
+    assert groups.identical_groups == 1 and groups.near_groups == 1
+    assert groups.count == 2 and groups.largest == 2
+
+
+def test_grouped_split_is_stratified_and_keeps_groups_whole():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], [200, 100, 60])
+    groups = np.arange(len(labels))
+    for start in range(0, 300, 7):  # pairs and triples of duplicates within each class
+        groups[start:start + rng.integers(1, 4)] = start
+    splits = grouped_split(labels, groups, val_size=0.15, test_size=0.15, seed=3)
+    for g in np.unique(groups):
+        assert len(set(splits[groups == g])) == 1
+    for c, n in zip((0, 1, 2), (200, 100, 60)):
+        counts = {s: int(np.sum(splits[labels == c] == s)) for s in ("train", "val", "test")}
+        assert abs(counts["test"] - 0.15 * n) <= 3 and abs(counts["val"] - 0.15 * n) <= 3
+    assert leaked_test_photos(splits, groups) == 0
+
+
+def test_split_is_seeded():
+    labels = np.repeat([0, 1], 50)
+    groups = np.arange(100)
+    a = grouped_split(labels, groups, val_size=0.2, test_size=0.2, seed=1)
+    b = grouped_split(labels, groups, val_size=0.2, test_size=0.2, seed=1)
+    c = grouped_split(labels, groups, val_size=0.2, test_size=0.2, seed=2)
+    assert (a == b).all() and not (a == c).all()
+
+
+def test_naive_split_leaks_twins_that_the_grouped_split_keeps_together():
+    labels = np.repeat([0, 1], 100)
+    groups = np.arange(200) // 2  # every photo has a twin
+    naive = naive_split(labels, val_size=0.15, test_size=0.15, seed=0)
+    grouped = grouped_split(labels, groups, val_size=0.15, test_size=0.15, seed=0)
+    assert leaked_test_photos(naive, groups) > 10
+    assert leaked_test_photos(grouped, groups) == 0
+
+
+def test_tiny_classes_still_split_without_error():
+    labels = np.array([0, 0, 1, 1, 1, 2])
+    splits = grouped_split(labels, np.arange(6), val_size=0.15, test_size=0.15, seed=0)
+    assert set(splits.tolist()) <= {"train", "val", "test"} and len(splits) == 6

@@ -1,0 +1,106 @@
+import os
+
+import pytest
+
+from photoclass import PhotoclassError
+from photoclass.data.scan import scan_folder
+
+from conftest import make_flat, make_folders, save, synthetic_photo
+
+
+def labels(result):
+    return {p.relpath: p.label for p in result.photos}
+
+
+def test_flat_folder_takes_the_leading_letters_as_label(tmp_path):
+    root = make_flat(tmp_path / "d", per_class=2)
+    result = scan_folder(root)
+    assert result.layout == "flat"
+    assert labels(result)["cloudy1.jpg"] == "cloudy"
+    assert labels(result)["rain2.jpg"] == "rain"
+
+
+def test_label_regex_overrides_the_default(tmp_path):
+    root = tmp_path / "d"
+    save(synthetic_photo(1), root / "IMG_001_cat.jpg")
+    save(synthetic_photo(2), root / "IMG_002_dog.jpg")
+    assert set(labels(scan_folder(root)).values()) == {"IMG"}
+    result = scan_folder(root, label_regex=r"_([a-z]+)$")
+    assert labels(result) == {"IMG_001_cat.jpg": "cat", "IMG_002_dog.jpg": "dog"}
+
+
+def test_file_name_without_label_is_reported(tmp_path):
+    root = make_flat(tmp_path / "d", per_class=1)
+    save(synthetic_photo(3), root / "0042.jpg")
+    photo = next(p for p in scan_folder(root).photos if p.relpath == "0042.jpg")
+    assert photo.label is None and "no label in the file name" in photo.reason
+
+
+@pytest.mark.parametrize("regex, message", [
+    ("([a-z]+", "not a valid regular expression"),
+    ("[a-z]+", "exactly one group"),
+    ("([a-z])([0-9])", "exactly one group"),
+])
+def test_bad_label_regex_says_what_and_how(tmp_path, regex, message):
+    root = make_flat(tmp_path / "d", per_class=1)
+    with pytest.raises(PhotoclassError, match=message):
+        scan_folder(root, label_regex=regex)
+
+
+def test_class_folders_with_nested_subfolders(tmp_path):
+    root = make_folders(tmp_path / "d", per_class=2)
+    save(synthetic_photo(9), root / "rain" / "2019" / "deep.jpg")
+    result = scan_folder(root)
+    assert result.layout == "folders"
+    assert labels(result)["rain/2019/deep.jpg"] == "rain"
+    assert {p.label for p in result.photos} == {"cloudy", "rain", "shine"}
+
+
+def test_hidden_folders_and_files_never_become_classes_or_photos(tmp_path):
+    root = make_folders(tmp_path / "d", per_class=2)
+    for hidden in (".ipynb_checkpoints", "__MACOSX", ".thumbnails"):
+        save(synthetic_photo(5), root / hidden / "x.jpg")
+    save(synthetic_photo(6), root / "rain" / "._rain.jpg")
+    (root / "rain" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (root / "rain" / "Thumbs.db").write_bytes(b"\0")
+    (root / "rain" / "notes.txt").write_text("not a photo")
+    result = scan_folder(root)
+    assert {p.label for p in result.photos} == {"cloudy", "rain", "shine"}
+    assert len(result.photos) == 6
+    assert result.ignored["hidden"] == 6
+    assert result.ignored["not an image file (by suffix)"] == 1
+
+
+def test_pre_split_folders_are_respected(tmp_path):
+    for split in ("train", "valid", "test"):
+        make_folders(tmp_path / "d" / split, per_class=2)
+    result = scan_folder(tmp_path / "d")
+    assert result.layout == "split"
+    assert {p.given_split for p in result.photos} == {"train", "val", "test"}
+    assert labels(result)["valid/rain/img_0.jpg"] == "rain"
+
+
+def test_symlinks_are_not_followed_unless_asked_and_never_out_of_the_root(tmp_path):
+    root = make_folders(tmp_path / "d", per_class=2)
+    outside = save(synthetic_photo(11), tmp_path / "elsewhere" / "secret.jpg")
+    os.symlink(outside, root / "rain" / "outside.jpg")
+    os.symlink(root / "cloudy" / "img_0.jpg", root / "rain" / "inside.jpg")
+    os.symlink(outside.parent, root / "linked_class")
+
+    default = scan_folder(root)
+    assert "rain/inside.jpg" not in labels(default)
+    assert default.ignored["symlink, not followed (follow_symlinks)"] == 3
+
+    followed = scan_folder(root, follow_symlinks=True)
+    assert labels(followed)["rain/inside.jpg"] == "rain"
+    assert "rain/outside.jpg" not in labels(followed)
+    assert "linked_class" not in {p.label for p in followed.photos}
+    assert followed.ignored["symlink pointing out of the folder"] == 2
+
+
+def test_missing_folder_and_unknown_layout_are_clear_errors(tmp_path):
+    with pytest.raises(PhotoclassError, match=r"Folder not found: .*nope"):
+        scan_folder(tmp_path / "nope")
+    root = make_flat(tmp_path / "d", per_class=1)
+    with pytest.raises(PhotoclassError, match=r"`layout` must be one of .* Received: layout='grid'"):
+        scan_folder(root, layout="grid")
