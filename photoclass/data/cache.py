@@ -37,6 +37,10 @@ CREATE TABLE IF NOT EXISTS photos (
     status TEXT NOT NULL, reason TEXT NOT NULL, width INTEGER, height INTEGER,
     format TEXT, phash INTEGER, thumb BLOB,
     PRIMARY KEY (key, spec)
+);
+CREATE TABLE IF NOT EXISTS file_keys (
+    path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, inode INTEGER,
+    key TEXT NOT NULL
 )"""
 
 
@@ -58,6 +62,12 @@ def content_keys(paths: Sequence[Path], workers: int = 2) -> list[str]:
     # hashlib releases the GIL on large buffers, so threads use both cores
     with ThreadPoolExecutor(max(1, workers)) as pool:
         return list(pool.map(content_key, paths, chunksize=64))
+
+
+def _stat_signature(path: Path) -> tuple[int, int, int, int]:
+    st = os.stat(path)
+    # ctime changes on every write and cannot be set back, unlike mtime (cp -p, touch -d)
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 @dataclass(frozen=True)
@@ -88,10 +98,32 @@ class ImageCache:
         except OSError as e:
             raise_cache_error(self.root, e)
         self._db = sqlite3.connect(self.root / "index.sqlite", timeout=60)
-        self._db.execute(_SCHEMA)
+        self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
         self._db.close()
+
+    def content_keys(self, paths: Sequence[Path], workers: int) -> list[str]:
+        """Content keys of `paths`, hashing only files whose size, times or inode changed."""
+        paths = [Path(p).resolve() for p in paths]
+        signatures = [_stat_signature(p) for p in paths]
+        known = {}
+        names = [str(p) for p in paths]
+        for start in range(0, len(names), 500):
+            chunk = names[start:start + 500]
+            known.update((path, (tuple(sig), key)) for path, *sig, key in self._db.execute(
+                "SELECT path, size, mtime_ns, ctime_ns, inode, key FROM file_keys "
+                f"WHERE path IN ({','.join('?' * len(chunk))})", chunk))
+        stale = [i for i, (name, sig) in enumerate(zip(names, signatures))
+                 if known.get(name, (None,))[0] != sig]
+        fresh = content_keys([paths[i] for i in stale], workers)
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO file_keys VALUES (?,?,?,?,?,?)",
+                                 [(names[i], *signatures[i], key) for i, key in zip(stale, fresh)])
+        keys = [known[name][1] if name in known else "" for name in names]
+        for i, key in zip(stale, fresh):
+            keys[i] = key
+        return keys
 
     def lookup(self, keys: Sequence[str]) -> dict[str, CacheEntry]:
         found: dict[str, CacheEntry] = {}

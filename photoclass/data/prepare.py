@@ -13,7 +13,7 @@ from tqdm import tqdm
 from .. import __version__
 from ..config import PrepareConfig
 from ..errors import PhotoclassError
-from .cache import ImageCache, content_keys
+from .cache import ImageCache
 from .dataset import ManifestRow, PreparedDataset
 from .decode import ALLOWED_FORMATS
 from .dedupe import find_duplicates
@@ -50,21 +50,20 @@ def prepare(
     timings["scan"] = time.perf_counter() - started
 
     workers = config.workers or os.cpu_count() or 1
-    t = time.perf_counter()
-    keys = content_keys([p.path for p in labelled], workers)
-    timings["hash"] = time.perf_counter() - t
-
-    t = time.perf_counter()
     cache = ImageCache(config.cache_dir, config.image_size,
                        max_pixels=config.max_pixels, min_side=config.min_side)
     try:
+        t = time.perf_counter()
+        keys = cache.content_keys([p.path for p in labelled], workers)
+        timings["hash"] = time.perf_counter() - t
+        t = time.perf_counter()
         with tqdm(total=len(keys), desc="decode", unit="img", disable=_bar_disabled(progress),
                   leave=False) as bar:
-            entries, decoded = cache.decode_missing(keys, [p.path for p in labelled], workers=workers,
-                                           progress=bar.update)
+            entries, decoded = cache.decode_missing(keys, [p.path for p in labelled],
+                                                    workers=workers, progress=bar.update)
+        timings["decode"] = time.perf_counter() - t
     finally:
         cache.close()
-    timings["decode"] = time.perf_counter() - t
 
     ok = [(p, k) for p, k in zip(labelled, keys) if entries[k].status == "ok"]
     if not ok:

@@ -23,7 +23,7 @@ def grouped_split(
 
     _, inverse, sizes = np.unique(groups, return_inverse=True, return_counts=True)
     members = np.split(np.argsort(inverse, kind="stable"), np.cumsum(sizes)[:-1])
-    group_class = np.array([_most_common(labels[m]) for m in members])
+    group_class = np.array([labels[m[0]] if len(m) == 1 else _most_common(labels[m]) for m in members])
 
     for cls in np.unique(group_class):
         class_groups = np.flatnonzero(group_class == cls)

@@ -18,10 +18,13 @@ def format_summary(s: dict[str, Any]) -> str:
     lines.append(f"  {'all':<16}" + "".join(f"{s['splits'][k]:>8,}" for k in SPLITS)
                  + f"{s['usable']:>8,}")
     d = s["duplicates"]
-    lines += ["", f"duplicates: {d['groups']} groups ({d['byte_identical_groups']} byte-identical, "
-              f"{d['near_identical_groups']} near-identical; {d['photos_in_groups']} photos, "
-              f"largest {d['largest_group']})"]
-    if s["split_mode"] == "grouped":
+    if d["groups"]:
+        lines += ["", f"duplicates: {d['groups']} groups ({d['byte_identical_groups']} byte-identical, "
+                  f"{d['near_identical_groups']} near-identical; {d['photos_in_groups']} photos, "
+                  f"largest {d['largest_group']})"]
+    else:
+        lines += ["", "duplicates: none found"]
+    if d["groups"] and s["split_mode"] == "grouped":
         lines.append("  each group is kept in one split")
     leaks = s["leaks"]
     lines.append(f"  a naive split would put {leaks['naive_split_test_with_twin_in_train']} of "
