@@ -105,7 +105,7 @@ class ImageCache:
 
     def content_keys(self, paths: Sequence[Path], workers: int) -> list[str]:
         """Content keys of `paths`, hashing only files whose size, times or inode changed."""
-        paths = [Path(p).resolve() for p in paths]
+        paths = [Path(p).absolute() for p in paths]
         signatures = [_stat_signature(p) for p in paths]
         known = {}
         names = [str(p) for p in paths]

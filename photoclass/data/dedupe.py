@@ -68,8 +68,8 @@ def find_duplicates(
 ) -> DuplicateGroups:
     """Group photos: same content key, or perceptual hash and thumbnail both close.
 
-    `phashes` is (N,) uint64, `thumbs` is (N, 16*16*3) uint8. Pairs are compared in blocks
-    so 20,000 photos need a few MB, not N^2.
+    `phashes` is (N,) uint64, `thumbs` is (N, 16*16*3) uint8. Pairs are compared in blocks,
+    so memory stays at `block` x N however many photos there are.
     """
     n = len(content_keys)
     parent = np.arange(n)
@@ -91,14 +91,21 @@ def find_duplicates(
 
     phashes = np.asarray(phashes, dtype=np.uint64)
     thumbs_f = np.asarray(thumbs, dtype=np.float32).reshape(n, -1)
+    # mean|a - b| >= |mean(a) - mean(b)|: only photos of similar mean brightness can pass the
+    # thumbnail test, so each block is compared with a window of the brightness-sorted list.
+    order = np.argsort(thumbs_f.mean(axis=1), kind="stable")
+    brightness = thumbs_f.mean(axis=1)[order]
     for start in range(0, n, block):
         stop = min(start + block, n)
-        distance = np.bitwise_count(phashes[start:stop, None] ^ phashes[None, :])  # (b, N)
+        lo = np.searchsorted(brightness, brightness[start] - max_thumb_difference, "left")
+        hi = np.searchsorted(brightness, brightness[stop - 1] + max_thumb_difference, "right")
+        distance = np.bitwise_count(phashes[order[start:stop], None] ^ phashes[None, order[lo:hi]])
         rows, cols = np.nonzero(distance <= max_hash_distance)
-        keep = cols > rows + start
-        for i, j in zip(rows[keep] + start, cols[keep]):
-            if np.abs(thumbs_f[i] - thumbs_f[j]).mean() <= max_thumb_difference:
-                union(int(i), int(j))
+        keep = cols + lo > rows + start  # each pair once
+        i, j = order[rows[keep] + start], order[cols[keep] + lo]
+        close = np.abs(thumbs_f[i] - thumbs_f[j]).mean(axis=1) <= max_thumb_difference
+        for a, b in zip(i[close].tolist(), j[close].tolist()):
+            union(a, b)
 
     roots = np.array([find(i) for i in range(n)], dtype=np.int64)
     _, group = np.unique(roots, return_inverse=True)  # roots are first members: ids in order

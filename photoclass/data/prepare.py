@@ -115,12 +115,12 @@ def prepare(
 def _assign_splits(photos: list[FoundPhoto], labels: np.ndarray, groups: np.ndarray,
                    config: PrepareConfig) -> tuple[np.ndarray, int | None]:
     """Split, respecting given train/val/test folders. Returns (splits, leaks in given split)."""
-    split_fn = grouped_split if config.split == "grouped" else (
-        lambda labels, groups, **kw: naive_split(labels, **kw))
+    # naive: every photo its own group; leaks are still counted with the real groups
+    split_groups = np.arange(len(labels)) if config.split == "naive" else groups
     given = np.array([p.given_split or "" for p in photos])
     if not given.any():
-        return split_fn(labels, groups, val_size=config.val_size, test_size=config.test_size,
-                        seed=config.seed), None
+        return grouped_split(labels, split_groups, val_size=config.val_size,
+                             test_size=config.test_size, seed=config.seed), None
     splits = given.astype(object)
     present = set(given.tolist())
     if "test" not in present:
@@ -128,8 +128,8 @@ def _assign_splits(photos: list[FoundPhoto], labels: np.ndarray, groups: np.ndar
     if "test" not in present or "val" not in present:
         train = np.flatnonzero(given == "train")
         carve = config.val_size / (1.0 - config.test_size)
-        splits[train] = split_fn(labels[train], groups[train], val_size=carve, test_size=0.0,
-                                 seed=config.seed)
+        splits[train] = grouped_split(labels[train], split_groups[train], val_size=carve,
+                                      test_size=0.0, seed=config.seed)
     splits = splits.astype(str)
     return splits, leaked_test_photos(splits, groups)
 

@@ -159,12 +159,13 @@ class _Walker:
 
     def __init__(self, root: Path, result: ScanResult, follow_symlinks: bool):
         self.root = root
+        self._prefix = len(str(root).rstrip(os.sep)) + 1  # paths below are built from root
         self.result = result
         self.follow_symlinks = follow_symlinks
         self._seen_dirs: set[str] = set()
 
     def rel(self, path: Path | str) -> str:
-        return Path(os.path.relpath(path, self.root)).as_posix()
+        return str(path)[self._prefix:].replace(os.sep, "/")
 
     def _ignore(self, reason: str, path: str, quiet: bool) -> None:
         if not quiet:
