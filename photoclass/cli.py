@@ -50,6 +50,76 @@ def cmd_prepare(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from .train.trainer import train
+
+    if args.resume:
+        result = train(resume=args.resume)
+    else:
+        if not args.data:
+            raise PhotoclassError("train needs DATA, a folder of photos, or --resume RUN.")
+        options = {k: getattr(args, k) for k in _TRAIN_OPTIONS if getattr(args, k) is not None}
+        if args.class_weights:
+            options["class_weights"] = True
+        result = train(args.data, out=args.out, **options)
+    if result.interrupted:
+        return 130
+    print(format_test(result.test, result.run.path, result.seconds))
+    return 0
+
+
+def format_test(test: dict, run_path, seconds: float | None = None) -> str:
+    lines = ["", f"test: accuracy {test['accuracy']:.4f}  loss {test['loss']:.4f}  "
+                 f"macro F1 {test['macro_f1']:.4f}  ({test['count']} photos)"]
+    lines.append(f"  {'class':<16}{'precision':>10}{'recall':>8}{'f1':>8}{'support':>9}")
+    for name, c in test["per_class"].items():
+        lines.append(f"  {name:<16}{c['precision']:>10.3f}{c['recall']:>8.3f}{c['f1']:>8.3f}{c['support']:>9}")
+    if seconds is not None:
+        lines.append(f"done in {seconds:.1f} s")
+    lines.append(f"run: {run_path}")
+    return "\n".join(lines)
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluate.report import evaluate_run
+
+    evaluation = evaluate_run(args.run, args.data)
+    if args.json:
+        print(json.dumps(evaluation, indent=2))
+    else:
+        print(format_test(evaluation["test"], args.run))
+        if "generalization_gap" in evaluation:
+            print(f"generalization gap (train - test accuracy): {evaluation['generalization_gap']:+.4f}")
+        print(f"written to {evaluation['written_to']}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from .models.registry import count_parameters, create_model, list_models
+
+    print(f"{'name':<16}{'params':>12}{'input':>8}  description")
+    for info in list_models(args.pattern):
+        params = count_parameters(create_model(info.name, args.classes))
+        print(f"{info.name:<16}{params:>12,}{info.input_spec.size:>8}  {info.description}")
+    return 0
+
+
+def cmd_augment_preview(args) -> int:
+    from .data.prepare import prepare
+    from .evaluate.report import augmentation_preview
+
+    dataset = prepare(args.data, image_size=args.image_size, seed=args.seed,
+                      **({"cache_dir": args.cache_dir} if args.cache_dir else {}))
+    path = augmentation_preview(dataset, args.augment, Path(args.out), photos=args.photos, seed=args.seed)
+    print(f"augmentation preview: {path}")
+    return 0
+
+
+_TRAIN_OPTIONS = ("model", "epochs", "batch_size", "image_size", "lr", "optimizer", "schedule",
+                  "augment", "label_smoothing", "weight_decay", "early_stopping", "threads", "seed",
+                  "val_size", "test_size", "split", "cache_dir")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="photoclass",
@@ -67,6 +137,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     _add_prepare_options(p)
     p.set_defaults(func=cmd_prepare)
+
+    from .config import OPTIMIZERS, SCHEDULES
+    t = sub.add_parser("train", help="train and evaluate a model on a folder of photos",
+                       description="Prepare DATA (reusing the cache), train MODEL, evaluate it on "
+                       "the held-out test split and write a run directory.")
+    t.add_argument("data", metavar="DATA", nargs="?", help="folder of photos, or one written by prepare")
+    t.add_argument("--model", help="a name from `photoclass models` (default compact-cnn)")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--image-size", type=int, help="input side in px (default: the model's)")
+    t.add_argument("--lr", type=float, help="learning rate")
+    t.add_argument("--optimizer", choices=OPTIMIZERS)
+    t.add_argument("--schedule", choices=SCHEDULES)
+    t.add_argument("--augment", metavar="SPEC", help="'default', 'none', 'strong' or e.g. 'hflip,rotate=10,zoom=0.1'")
+    t.add_argument("--label-smoothing", type=float)
+    t.add_argument("--weight-decay", type=float)
+    t.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="epochs without improvement; 0: off")
+    t.add_argument("--class-weights", action="store_true", help="weight the loss by inverse class frequency")
+    t.add_argument("--threads", type=int)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--val-size", type=float)
+    t.add_argument("--test-size", type=float)
+    t.add_argument("--split", choices=SPLIT_MODES)
+    t.add_argument("--cache-dir")
+    t.add_argument("--out", metavar="RUN", help="run directory (default runs/<model>-<time>)")
+    t.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last.ckpt")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="re-evaluate a saved run, on its test split or another folder")
+    e.add_argument("run", metavar="RUN")
+    e.add_argument("--data", metavar="DIR", help="evaluate on every photo of this folder instead")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+
+    m = sub.add_parser("models", help="list the available models")
+    m.add_argument("pattern", nargs="?", default="*", help="glob, e.g. 'seed-*'")
+    m.add_argument("--classes", type=int, default=4, help="classes for the parameter count")
+    m.set_defaults(func=cmd_models)
+
+    a = sub.add_parser("augment-preview", help="write a grid of augmented training photos")
+    a.add_argument("data", metavar="DATA")
+    a.add_argument("--augment", default="default", metavar="SPEC")
+    a.add_argument("--out", default="augment-preview.png")
+    a.add_argument("--photos", type=int, default=4)
+    a.add_argument("--image-size", type=int, default=224)
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--cache-dir")
+    a.set_defaults(func=cmd_augment_preview)
     return parser
 
 

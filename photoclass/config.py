@@ -84,3 +84,64 @@ def _check_fraction(name: str, value) -> None:
 def _check_choice(name: str, value, choices) -> None:
     if value not in choices:
         raise PhotoclassError(f"`{name}` must be one of {choices}. Received: {name}={value!r}")
+
+
+OPTIMIZERS = ("adamw", "adam", "sgd", "rmsprop")
+SCHEDULES = ("plateau", "cosine", "onecycle", "none")
+MONITORS = ("val_loss", "val_acc")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained and evaluated; saved as config.json in each run."""
+
+    model: str = "compact-cnn"
+    epochs: int = 30
+    batch_size: int = 32
+    image_size: int | None = None  # px; None: the model's own input size
+    lr: float = 1e-3
+    optimizer: str = "adamw"
+    weight_decay: float = 1e-4
+    schedule: str = "plateau"  # reduce on plateau, cosine, one-cycle, or none
+    plateau_patience: int = 3  # epochs without improvement before the learning rate drops
+    plateau_factor: float = 0.5
+    min_lr: float = 1e-6
+    early_stopping: int = 8  # epochs without improvement before stopping; 0: never
+    monitor: str = "val_loss"
+    label_smoothing: float = 0.0
+    class_weights: bool = False  # weight the loss by inverse class frequency
+    augment: str = "default"  # preset or spec, see photoclass.data.augment
+    seed: int = 0
+    threads: int = 0  # torch threads; 0: one per core
+    channels_last: bool = True
+    bf16: bool = False  # autocast to bfloat16; only pays on CPUs with native bf16
+    top_k: int = 2
+
+    def __post_init__(self):
+        _check_int("epochs", self.epochs, 1, 10_000)
+        _check_int("batch_size", self.batch_size, 1, 4096)
+        if self.image_size is not None:
+            _check_int("image_size", self.image_size, 16, 1024)
+        _check_positive("lr", self.lr)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("schedule", self.schedule, SCHEDULES)
+        _check_choice("monitor", self.monitor, MONITORS)
+        _check_fraction("label_smoothing", self.label_smoothing)
+        _check_int("early_stopping", self.early_stopping, 0, 10_000)
+        _check_int("seed", self.seed, 0, 2**32 - 1)
+        _check_int("threads", self.threads, 0, 256)
+        _check_int("top_k", self.top_k, 1, 100)
+        from .data.augment import parse_augment
+        parse_augment(self.augment)  # raises on a bad spec
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        return from_dict(cls, values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check_positive(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise PhotoclassError(f"`{name}` must be a positive number. Received: {name}={value!r}")

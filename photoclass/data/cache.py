@@ -233,7 +233,7 @@ class CachedImages:
     def __getitem__(self, index) -> np.ndarray:
         if isinstance(index, (int, np.integer)):
             pack, row = self.locations[index]
-            return np.asarray(self._pack(pack)[row])
+            return np.array(self._pack(pack)[row])  # a writable copy, not a view of the map
         indices = np.arange(len(self))[index] if isinstance(index, slice) else np.asarray(index)
         out = np.empty((len(indices), self.image_size, self.image_size, 3), dtype=np.uint8)
         for i, j in enumerate(indices):
@@ -267,8 +267,9 @@ def _decode_into_pack(task):
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
-    # fork is fastest, but unsafe once torch has started its thread pools
-    method = "spawn" if "torch" in sys.modules else "fork"
+    # fork, as torch's DataLoader does: spawn would re-run a user's script without a
+    # __main__ guard, and the workers never touch torch, so its threads do not matter
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
     return ProcessPoolExecutor(workers, mp_context=get_context(method), initializer=_ignore_sigint)
 
 

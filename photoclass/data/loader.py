@@ -1,0 +1,62 @@
+"""Batches from the decode cache: seeded shuffling, augmentation, normalization."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .augment import AugmentSpec, augment_batch
+
+PRELOAD_LIMIT_BYTES = 1 << 30  # smaller splits are copied into RAM once; larger stay mapped
+
+
+def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
+    """(B, 3, H, W) floats in [0, 1] -> (x - mean) / std, per channel."""
+    mean = torch.as_tensor(mean, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.as_tensor(std, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def to_float(pixels: torch.Tensor) -> torch.Tensor:
+    """(B, H, W, 3) uint8 -> (B, 3, H, W) float32 in [0, 1], channels_last in memory."""
+    return pixels.permute(0, 3, 1, 2).float().div_(255)
+
+
+class BatchLoader:
+    """Yields (inputs, labels) for the photos at `indices` of a prepared dataset.
+
+    Shuffling and augmentation draw only from the `seed` passed to `batches`, so an epoch
+    is reproduced exactly from (run seed, epoch), also after a resume.
+    """
+
+    def __init__(self, images, labels: np.ndarray, indices: np.ndarray, *, batch_size: int,
+                 mean, std, augment: AugmentSpec | None = None, shuffle: bool = False):
+        self.images = images
+        self.labels = torch.as_tensor(np.asarray(labels)[indices], dtype=torch.long)
+        self.indices = np.asarray(indices)
+        self.batch_size = batch_size
+        self.mean, self.std = mean, std
+        self.augment = augment if augment is not None and augment.enabled else None
+        self.shuffle = shuffle
+        self._pixels = None
+        if len(self.indices) and np.prod(images.shape[1:]) * len(self.indices) <= PRELOAD_LIMIT_BYTES:
+            self._pixels = torch.from_numpy(images[self.indices])  # (N, H, W, 3) uint8
+
+    def __len__(self) -> int:
+        return (len(self.indices) + self.batch_size - 1) // self.batch_size
+
+    def batches(self, seed: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = np.arange(len(self.indices))
+        if self.shuffle:
+            order = np.random.default_rng(seed).permutation(len(order))
+        generator = torch.Generator().manual_seed(seed)
+        for start in range(0, len(order), self.batch_size):
+            chosen = order[start:start + self.batch_size]
+            pixels = (self._pixels[torch.from_numpy(chosen)] if self._pixels is not None
+                      else torch.from_numpy(self.images[self.indices[chosen]]))
+            x = to_float(pixels)
+            if self.augment is not None:
+                x = augment_batch(x, self.augment, generator)
+            x = normalize(x, self.mean, self.std).contiguous(memory_format=torch.channels_last)
+            yield x, self.labels[torch.from_numpy(chosen)]

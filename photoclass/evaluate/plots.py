@@ -1,0 +1,77 @@
+"""PNG plots for a run: learning curves, confusion matrix, image grids."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..runs.atomic import write_bytes_atomic
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never open a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    _pyplot().close(fig)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def learning_curves(history: list[dict[str, Any]], path: Path) -> None:
+    plt = _pyplot()
+    epochs = [h["epoch"] for h in history]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, key, title in ((axes[0], "acc", "accuracy"), (axes[1], "loss", "loss")):
+        ax.plot(epochs, [h[f"train_{key}"] for h in history], "o-", ms=3, label="train")
+        ax.plot(epochs, [h[f"val_{key}"] for h in history], "o-", ms=3, label="val")
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    _save(fig, path)
+
+
+def confusion_matrix(matrix: Sequence[Sequence[int]], classes: list[str], path: Path,
+                     title: str = "confusion matrix (test)") -> None:
+    plt = _pyplot()
+    m = np.asarray(matrix)
+    size = max(3.5, 0.6 * len(classes) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(m, cmap="Blues")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            ax.text(j, i, str(m[i, j]), ha="center", va="center",
+                    color="white" if m[i, j] > m.max() / 2 else "black")
+    _save(fig, path)
+
+
+def image_grid(images: Sequence[np.ndarray], captions: Sequence[str], path: Path, *,
+               columns: int = 6, title: str = "") -> None:
+    """A grid of (H, W, 3) uint8 images with a caption under each."""
+    plt = _pyplot()
+    columns = max(1, min(columns, len(images)))
+    rows = max(1, (len(images) + columns - 1) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image, caption in zip(axes.ravel(), images, captions):
+        ax.imshow(image)
+        ax.set_title(caption, fontsize=8)
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)

@@ -1,0 +1,82 @@
+"""Models by name: `@register_model` builders, `create_model(name)`, `list_models()`.
+
+A builder takes `num_classes` (and keyword options) and returns an `nn.Module` carrying
+`input_spec`: the input size and normalization its weights expect, stored with the weights
+and used alike by training, prediction, export and serving.
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable
+
+from torch import nn
+
+from ..errors import PhotoclassError
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the network expects: (pixels / 255 - mean) / std at size x size, RGB."""
+
+    size: int
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    builder: Callable[..., nn.Module]
+    input_spec: InputSpec
+    description: str
+    pretrained: bool = False
+    fixed_size: bool = False  # a Flatten layer ties the weights to one input size
+    defaults: dict = field(default_factory=dict)  # training defaults suited to this model
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+
+def register_model(name: str, *, input_size: int, description: str, mean=(0.0, 0.0, 0.0),
+                   std=(1.0, 1.0, 1.0), pretrained: bool = False, fixed_size: bool = False, **defaults):
+    def wrap(builder):
+        _REGISTRY[name] = ModelInfo(name, builder, InputSpec(input_size, tuple(mean), tuple(std)),
+                                    description, pretrained, fixed_size, defaults)
+        return builder
+    return wrap
+
+
+def list_models(pattern: str = "*") -> list[ModelInfo]:
+    _import_builtin_models()
+    return [info for name, info in sorted(_REGISTRY.items()) if fnmatch.fnmatch(name, pattern)]
+
+
+def model_info(name: str) -> ModelInfo:
+    _import_builtin_models()
+    if name not in _REGISTRY:
+        raise PhotoclassError(f"Unknown model {name!r}. Available models: {sorted(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def create_model(name: str, num_classes: int, *, input_size: int | None = None, **kwargs) -> nn.Module:
+    """Build a registered model; `input_size` overrides the registered one."""
+    info = model_info(name)
+    size = input_size or info.input_spec.size
+    if info.fixed_size:
+        kwargs["input_size"] = size
+    model = info.builder(num_classes=num_classes, **kwargs)
+    model.input_spec = replace(info.input_spec, size=size)
+    model.model_name = name
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _import_builtin_models() -> None:
+    from . import cnn  # noqa: F401  (registers on import)

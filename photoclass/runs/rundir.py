@@ -1,0 +1,117 @@
+"""The run directory, the unit of output: layout, atomic writes, loading back safely.
+
+    config.json  split.csv  metrics.csv  model.safetensors  model.json  last.ckpt
+    plots/*.png  test.json
+
+Weights are safetensors plus JSON metadata; `last.ckpt` is read with
+`torch.load(weights_only=True)`. Nothing in a run is unpickled as code.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from ..errors import PhotoclassError
+from .atomic import write_bytes_atomic, write_text_atomic
+
+# metrics.csv holds only what the seed determines, so two runs can be compared byte for byte;
+# wall-clock figures go to timing.csv.
+METRICS_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr")
+TIMING_COLUMNS = ("epoch", "seconds", "images_per_s")
+
+
+class RunDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def plots(self) -> Path:
+        return self.path / "plots"
+
+    def create(self) -> "RunDir":
+        self.plots.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def exists(self, name: str) -> bool:
+        return (self.path / name).is_file()
+
+    def write_json(self, name: str, data: Any) -> None:
+        write_text_atomic(self.path / name, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+    def read_json(self, name: str) -> Any:
+        try:
+            return json.loads((self.path / name).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise PhotoclassError(f"{self.path} is not a complete run: {name} is missing.") from None
+
+    def write_metrics(self, rows: list[dict[str, Any]]) -> None:
+        """Write metrics.csv and timing.csv from the per-epoch history."""
+        for name, columns in (("metrics.csv", METRICS_COLUMNS), ("timing.csv", TIMING_COLUMNS)):
+            buffer = io.StringIO()
+            writer = csv.DictWriter(buffer, columns, lineterminator="\n")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: _fmt(row[k]) for k in columns})
+            write_text_atomic(self.path / name, buffer.getvalue())
+
+    def save_model(self, model: torch.nn.Module, meta: dict[str, Any]) -> None:
+        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+        write_bytes_atomic(self.path / "model.safetensors", save_safetensors(state))
+        self.write_json("model.json", meta)
+
+    def load_state(self) -> dict[str, torch.Tensor]:
+        path = self.path / "model.safetensors"
+        if not path.is_file():
+            raise PhotoclassError(f"{self.path} has no model.safetensors: is it a photoclass run?")
+        return load_safetensors(path.read_bytes())
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        write_bytes_atomic(self.path / "last.ckpt", buffer.getvalue())
+
+    def load_checkpoint(self) -> dict[str, Any]:
+        path = self.path / "last.ckpt"
+        if not path.is_file():
+            raise PhotoclassError(
+                f"Cannot resume {self.path}: it has no last.ckpt (no epoch finished yet). "
+                "HINT: start it again without --resume.")
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _fmt(value):
+    return f"{value:.6g}" if isinstance(value, float) else value
+
+
+def load_model(run: RunDir | str | Path, model: torch.nn.Module | None = None):
+    """The best weights of a run as a ready model in eval mode, and its model.json.
+
+    Registered architectures are rebuilt by name; a custom one needs `model`, an instance
+    of the same class, into which the weights are loaded.
+    """
+    from ..models.registry import InputSpec, create_model
+
+    run = run if isinstance(run, RunDir) else RunDir(run)
+    meta = run.read_json("model.json")
+    if model is None:
+        if meta["architecture"].startswith("custom:"):
+            raise PhotoclassError(
+                f"{run.path} holds a custom model ({meta['architecture'][7:]}). "
+                "HINT: pass model=<an instance of that class> to load its weights.")
+        model = create_model(meta["architecture"], meta["num_classes"], input_size=meta["input"]["size"])
+    model.load_state_dict(run.load_state())
+    model.input_spec = InputSpec(meta["input"]["size"], tuple(meta["input"]["mean"]), tuple(meta["input"]["std"]))
+    return model.eval(), meta

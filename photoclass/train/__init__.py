@@ -1,0 +1,1 @@
+"""Training: the loop, callbacks, and `train()` from a folder to an evaluated run."""
