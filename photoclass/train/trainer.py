@@ -141,12 +141,12 @@ def fit(net: nn.Module, loaders: dict[str, BatchLoader], config: TrainConfig, ru
                 scheduler.step(row[config.monitor]) if config.schedule == "plateau" else scheduler.step()
             if improved:
                 run.save_model(net, meta)
-            run.write_metrics(history)
-            run.save_checkpoint({
+            run.save_checkpoint({  # before metrics.csv: a row there means its epoch is saved
                 "model": net.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else {},
                 "early_stopping": stopper.state_dict(), "history": history, "epoch": epoch,
             })
+            run.write_metrics(history)
             if verbose:
                 print(_epoch_line(row, config.epochs, improved), flush=True)
             if stopper.should_stop:
