@@ -13,7 +13,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/photoclass prepare examples/weather --out runs/example
+	rm -rf runs/example
+	$(VENV)/bin/photoclass train examples/weather --epochs 15 --out runs/example
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -23,6 +24,7 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/ingest.py
+	$(PY) benchmarks/train_speed.py
 
 clean:
 	rm -rf $(VENV) runs prepared .pytest_cache

@@ -12,5 +12,27 @@ from .data.decode import DecodeError, decode_photo  # noqa: E402
 from .data.prepare import prepare  # noqa: E402
 from .errors import PhotoclassError  # noqa: E402
 
-__all__ = ["prepare", "PrepareConfig", "PreparedDataset", "decode_photo", "DecodeError",
-           "PhotoclassError", "__version__"]
+
+def train(*args, **kwargs):
+    """Train and evaluate a model; see `photoclass.training.trainer.train`."""
+    from .training.trainer import train as _train  # torch is imported only when training
+
+    return _train(*args, **kwargs)
+
+
+def evaluate(run, data=None, **kwargs):
+    """Re-evaluate a run; see `photoclass.evaluation.report.evaluate_run`."""
+    from .evaluation.report import evaluate_run
+
+    return evaluate_run(run, data, **kwargs)
+
+
+def load(run, model=None):
+    """(model, model.json) of a run's best weights; see `photoclass.runs.rundir.load_model`."""
+    from .runs.rundir import load_model
+
+    return load_model(run, model)
+
+
+__all__ = ["prepare", "train", "evaluate", "load", "PrepareConfig", "PreparedDataset",
+           "decode_photo", "DecodeError", "PhotoclassError", "__version__"]

@@ -51,7 +51,7 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .train.trainer import train
+    from .training.trainer import train
 
     if args.resume:
         result = train(resume=args.resume)
@@ -81,7 +81,7 @@ def format_test(test: dict, run_path, seconds: float | None = None) -> str:
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluate.report import evaluate_run
+    from .evaluation.report import evaluate_run
 
     evaluation = evaluate_run(args.run, args.data)
     if args.json:
@@ -106,7 +106,7 @@ def cmd_models(args) -> int:
 
 def cmd_augment_preview(args) -> int:
     from .data.prepare import prepare
-    from .evaluate.report import augmentation_preview
+    from .evaluation.report import augmentation_preview
 
     dataset = prepare(args.data, image_size=args.image_size, seed=args.seed,
                       **({"cache_dir": args.cache_dir} if args.cache_dir else {}))

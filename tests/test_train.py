@@ -13,7 +13,7 @@ import photoclass
 from photoclass import PhotoclassError
 from photoclass.runs import atomic
 from photoclass.runs.rundir import RunDir, load_model
-from photoclass.train.trainer import train
+from photoclass.training.trainer import train
 
 from conftest import make_flat
 

@@ -17,7 +17,7 @@ from ..data.prepare import prepare
 from ..errors import PhotoclassError
 from ..models.registry import InputSpec
 from ..runs.rundir import RunDir, load_model
-from ..train.loop import predict_logits
+from ..training.loop import predict_logits
 from .metrics import classification_report
 from . import plots
 
