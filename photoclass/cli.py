@@ -115,7 +115,7 @@ def cmd_augment_preview(args) -> int:
     return 0
 
 
-_TRAIN_OPTIONS = ("model", "epochs", "batch_size", "image_size", "lr", "optimizer", "schedule",
+_TRAIN_OPTIONS = ("model", "strategy", "epochs", "batch_size", "image_size", "lr", "optimizer", "schedule",
                   "augment", "label_smoothing", "weight_decay", "early_stopping", "threads", "seed",
                   "val_size", "test_size", "split", "cache_dir")
 
@@ -138,12 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_prepare_options(p)
     p.set_defaults(func=cmd_prepare)
 
-    from .config import OPTIMIZERS, SCHEDULES
+    from .config import OPTIMIZERS, SCHEDULES, STRATEGIES
     t = sub.add_parser("train", help="train and evaluate a model on a folder of photos",
                        description="Prepare DATA (reusing the cache), train MODEL, evaluate it on "
                        "the held-out test split and write a run directory.")
     t.add_argument("data", metavar="DATA", nargs="?", help="folder of photos, or one written by prepare")
-    t.add_argument("--model", help="a name from `photoclass models` (default compact-cnn)")
+    t.add_argument("--model", help="a name from `photoclass models` (default efficientnet-lite0)")
+    t.add_argument("--strategy", choices=STRATEGIES,
+                   help="features: frozen pretrained backbone, train the head (default for pretrained models)")
     t.add_argument("--epochs", type=int)
     t.add_argument("--batch-size", type=int)
     t.add_argument("--image-size", type=int, help="input side in px (default: the model's)")

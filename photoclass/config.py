@@ -89,13 +89,15 @@ def _check_choice(name: str, value, choices) -> None:
 OPTIMIZERS = ("adamw", "adam", "sgd", "rmsprop")
 SCHEDULES = ("plateau", "cosine", "onecycle", "none")
 MONITORS = ("val_loss", "val_acc")
+STRATEGIES = ("auto", "scratch", "features")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """How a model is trained and evaluated; saved as config.json in each run."""
 
-    model: str = "compact-cnn"
+    model: str = "efficientnet-lite0"
+    strategy: str = "auto"  # scratch: train every layer; features: frozen pretrained backbone + head
     epochs: int = 30
     batch_size: int = 32
     image_size: int | None = None  # px; None: the model's own input size
@@ -124,6 +126,7 @@ class TrainConfig:
             _check_int("image_size", self.image_size, 16, 1024)
         _check_positive("lr", self.lr)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("strategy", self.strategy, STRATEGIES)
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("monitor", self.monitor, MONITORS)
         _check_fraction("label_smoothing", self.label_smoothing)

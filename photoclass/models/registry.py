@@ -79,4 +79,4 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def _import_builtin_models() -> None:
-    from . import cnn  # noqa: F401  (registers on import)
+    from . import cnn, efficientnet_lite  # noqa: F401  (they register on import)

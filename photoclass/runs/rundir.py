@@ -67,15 +67,18 @@ class RunDir:
                 writer.writerow({k: _fmt(row[k]) for k in columns})
             write_text_atomic(self.path / name, buffer.getvalue())
 
-    def save_model(self, model: torch.nn.Module, meta: dict[str, Any]) -> None:
+    def save_weights(self, model: torch.nn.Module, name: str = "model.safetensors") -> None:
         state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-        write_bytes_atomic(self.path / "model.safetensors", save_safetensors(state))
+        write_bytes_atomic(self.path / name, save_safetensors(state))
+
+    def save_model(self, model: torch.nn.Module, meta: dict[str, Any]) -> None:
+        self.save_weights(model)
         self.write_json("model.json", meta)
 
-    def load_state(self) -> dict[str, torch.Tensor]:
-        path = self.path / "model.safetensors"
+    def load_state(self, name: str = "model.safetensors") -> dict[str, torch.Tensor]:
+        path = self.path / name
         if not path.is_file():
-            raise PhotoclassError(f"{self.path} has no model.safetensors: is it a photoclass run?")
+            raise PhotoclassError(f"{self.path} has no {name}: is it a photoclass run?")
         return load_safetensors(path.read_bytes())
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:

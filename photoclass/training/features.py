@@ -1,0 +1,73 @@
+"""Feature extraction: run a frozen pretrained backbone once, then train only the head.
+
+Features of every photo (and of its mirror image, a free augmentation) are computed in one
+pass; each head epoch is then a few milliseconds. `FeatureLoader` has the same `batches`
+interface as `BatchLoader`, so the ordinary `fit` loop trains the head.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..data.dataset import PreparedDataset
+from ..data.loader import BatchLoader
+from ..models.registry import InputSpec
+
+
+class FeatureLoader:
+    def __init__(self, features: torch.Tensor, labels: torch.Tensor, indices: np.ndarray, *,
+                 batch_size: int, shuffle: bool = False):
+        self.features = features  # (N, F) float32
+        self.labels = labels  # (N,) long
+        self.indices = indices  # positions in the dataset, for reports
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+
+    def __len__(self) -> int:
+        return (len(self.labels) + self.batch_size - 1) // self.batch_size
+
+    def batches(self, seed: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = (torch.from_numpy(np.random.default_rng(seed).permutation(len(self.labels)))
+                 if self.shuffle else torch.arange(len(self.labels)))
+        for start in range(0, len(order), self.batch_size):
+            chosen = order[start:start + self.batch_size]
+            yield self.features[chosen], self.labels[chosen]
+
+
+@torch.no_grad()
+def extract_features(backbone: nn.Module, loader: BatchLoader, *, flip: bool = False,
+                     desc: str = "features", progress: bool | None = None) -> torch.Tensor:
+    """(N, F) features of the loader's photos, in order; with `flip`, of their mirror images."""
+    backbone.eval()
+    out = []
+    for x, _ in tqdm(loader.batches(), total=len(loader), desc=desc, unit="batch", leave=False,
+                     disable=None if progress is None else not progress):
+        out.append(backbone.forward_features(x.flip(-1) if flip else x))
+    return torch.cat(out) if out else torch.empty(0, backbone.num_features)
+
+
+def feature_loaders(net: nn.Module, dataset: PreparedDataset, spec: InputSpec, *, batch_size: int,
+                    flip_augment: bool, progress: bool | None = None) -> dict[str, FeatureLoader]:
+    """Loaders of backbone features for train (shuffled, with mirrored copies), val and test."""
+    loaders = {}
+    for split in ("train", "val", "test"):
+        indices = dataset.indices(split)
+        images = BatchLoader(dataset.images, dataset.labels, indices, batch_size=64,
+                             mean=spec.mean, std=spec.std)
+        features = extract_features(net, images, desc=f"{split} features", progress=progress)
+        labels = images.labels
+        loaders[split] = FeatureLoader(features, labels, indices, batch_size=batch_size)
+        if split == "train":
+            loaders["train_eval"] = loaders["train"]
+            if flip_augment:
+                mirrored = extract_features(net, images, flip=True, desc="train features, mirrored",
+                                            progress=progress)
+                features, labels = torch.cat([features, mirrored]), torch.cat([labels, labels])
+            loaders["train"] = FeatureLoader(features, labels, indices, batch_size=batch_size, shuffle=True)
+    if not len(loaders["val"].labels):
+        loaders["val"] = loaders["train_eval"]
+    return loaders

