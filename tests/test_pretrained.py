@@ -67,3 +67,13 @@ def test_default_training_uses_the_frozen_backbone_and_saves_the_whole_model(tmp
     assert torch.equal(model.state_dict()["_blocks.7._depthwise_conv.weight"],
                        shipped["_blocks.7._depthwise_conv.weight"])  # the backbone stayed frozen
     assert result.test["accuracy"] >= 0.75 and result.test["count"] == 16
+
+
+def test_folding_batchnorm_keeps_the_outputs():
+    model = create_model("efficientnet-lite0", num_classes=4).eval()
+    x = torch.rand(2, 3, 96, 96)
+    with torch.no_grad():
+        expected = model.forward_features(x)
+        folded = model.inference_copy()
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+        assert torch.allclose(folded.forward_features(x), expected, atol=1e-4)
