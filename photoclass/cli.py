@@ -115,7 +115,7 @@ def cmd_augment_preview(args) -> int:
     return 0
 
 
-_TRAIN_OPTIONS = ("model", "strategy", "epochs", "batch_size", "image_size", "lr", "optimizer", "schedule",
+_TRAIN_OPTIONS = ("model", "strategy", "finetune_blocks", "epochs", "batch_size", "image_size", "lr", "optimizer", "schedule",
                   "augment", "label_smoothing", "weight_decay", "early_stopping", "threads", "seed",
                   "val_size", "test_size", "split", "cache_dir")
 
@@ -146,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model", help="a name from `photoclass models` (default efficientnet-lite0)")
     t.add_argument("--strategy", choices=STRATEGIES,
                    help="features: frozen pretrained backbone, train the head (default for pretrained models)")
+    t.add_argument("--finetune-blocks", type=int, metavar="N",
+                   help="with --strategy finetune: how many of the last blocks train (default 1)")
     t.add_argument("--epochs", type=int)
     t.add_argument("--batch-size", type=int)
     t.add_argument("--image-size", type=int, help="input side in px (default: the model's)")

@@ -89,7 +89,7 @@ def _check_choice(name: str, value, choices) -> None:
 OPTIMIZERS = ("adamw", "adam", "sgd", "rmsprop")
 SCHEDULES = ("plateau", "cosine", "onecycle", "none")
 MONITORS = ("val_loss", "val_acc")
-STRATEGIES = ("auto", "scratch", "features")
+STRATEGIES = ("auto", "scratch", "features", "finetune")
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,9 @@ class TrainConfig:
     """How a model is trained and evaluated; saved as config.json in each run."""
 
     model: str = "efficientnet-lite0"
-    strategy: str = "auto"  # scratch: train every layer; features: frozen pretrained backbone + head
+    strategy: str = "auto"  # scratch: every layer; features: frozen pretrained backbone + head;
+    # finetune: also the last `finetune_blocks` blocks, on cached activations of those below
+    finetune_blocks: int = 1
     epochs: int = 30
     batch_size: int = 32
     image_size: int | None = None  # px; None: the model's own input size
@@ -127,6 +129,7 @@ class TrainConfig:
         _check_positive("lr", self.lr)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("strategy", self.strategy, STRATEGIES)
+        _check_int("finetune_blocks", self.finetune_blocks, 1, 100)
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("monitor", self.monitor, MONITORS)
         _check_fraction("label_smoothing", self.label_smoothing)

@@ -37,7 +37,7 @@ def nearest_centroid_accuracy(model, data) -> float:
     """Leave-one-out nearest class centroid: no training, so only the features can separate."""
     spec = model.input_spec
     loader = BatchLoader(data.images, data.labels, np.arange(len(data)), batch_size=32, mean=spec.mean, std=spec.std)
-    features = torch.nn.functional.normalize(extract_features(model, loader, progress=False), dim=1)
+    features = torch.nn.functional.normalize(extract_features(model.eval().forward_features, loader, progress=False), dim=1)
     labels = torch.as_tensor(data.labels)
     correct = 0
     for i in range(len(labels)):
@@ -77,3 +77,22 @@ def test_folding_batchnorm_keeps_the_outputs():
         folded = model.inference_copy()
         assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
         assert torch.allclose(folded.forward_features(x), expected, atol=1e-4)
+
+
+def test_finetune_trains_the_last_block_on_cached_activations(tmp_path):
+    photoclass.train(EXAMPLES, out=tmp_path / "run", strategy="finetune", epochs=2,
+                     cache_dir=tmp_path / "cache", verbose=False, progress=False)
+    model, _ = photoclass.load(tmp_path / "run")
+    shipped = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
+    state = model.state_dict()
+    assert torch.equal(state["_blocks.14._project_conv.weight"], shipped["_blocks.14._project_conv.weight"])
+    assert not torch.equal(state["_blocks.15._project_conv.weight"], shipped["_blocks.15._project_conv.weight"])
+    assert not torch.equal(state["_conv_head.weight"], shipped["_conv_head.weight"])
+    test = json.loads((tmp_path / "run" / "test.json").read_text())["test"]
+    # the saved whole model reproduces the metrics computed from cached activations
+    data = photoclass.prepare(EXAMPLES, image_size=224, cache_dir=tmp_path / "cache", progress=False)
+    loader = BatchLoader(data.images, data.labels, data.indices("test"), batch_size=16,
+                         mean=model.input_spec.mean, std=model.input_spec.std)
+    with torch.no_grad():
+        predicted = torch.cat([model(x).argmax(1) for x, _ in loader.batches()])
+    assert float((predicted == loader.labels).float().mean()) == pytest.approx(test["accuracy"])

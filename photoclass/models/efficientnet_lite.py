@@ -97,6 +97,11 @@ class EfficientNetLite(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._fc(self._dropout(self.forward_features(x)))
 
+    def split_at(self, block: int) -> tuple[nn.Module, nn.Module]:
+        """(bottom, top) sharing this model's layers: top(bottom(x)) == self(x). The top is
+        blocks[block:], the head convolution and the classifier."""
+        return _Bottom(self, block), _Top(self, block)
+
     @torch.no_grad()
     def inference_copy(self) -> "EfficientNetLite":
         """A copy in eval mode with every BatchNorm folded into the convolution before it:
@@ -114,6 +119,32 @@ class EfficientNetLite(nn.Module):
             conv.bias = nn.Parameter(bn.bias - bn.running_mean * scale)
             setattr(owner, bn_name, nn.Identity())
         return fused
+
+
+class _Bottom(nn.Module):
+    def __init__(self, net: EfficientNetLite, block: int):
+        super().__init__()
+        self.stem, self.bn = net._conv_stem, net._bn0
+        self.blocks = nn.ModuleList(net._blocks[:block])
+
+    def forward(self, x):  # (B, 3, H, W) -> (B, C, h, w)
+        x = F.relu6(self.bn(self.stem(x)), inplace=True)
+        for b in self.blocks:
+            x = b(x)
+        return x
+
+
+class _Top(nn.Module):
+    def __init__(self, net: EfficientNetLite, block: int):
+        super().__init__()
+        self.blocks = nn.ModuleList(net._blocks[block:])
+        self.conv_head, self.bn, self.dropout, self.fc = net._conv_head, net._bn1, net._dropout, net._fc
+
+    def forward(self, x):  # (B, C, h, w) -> (B, classes)
+        for b in self.blocks:
+            x = b(x)
+        x = F.relu6(self.bn(self.conv_head(x)), inplace=True)
+        return self.fc(self.dropout(x.mean(dim=(2, 3))))
 
 
 def lite0_weights_path() -> str:

@@ -1,16 +1,17 @@
-"""Feature extraction: run a frozen pretrained backbone once, then train only the head.
+"""Frozen layers run once: their outputs are cached, and only the layers above are trained.
 
-Features of every photo (and of its mirror image, a free augmentation) are computed in one
-pass; each head epoch is then a few milliseconds. `FeatureLoader` has the same `batches`
-interface as `BatchLoader`, so the ordinary `fit` loop trains the head.
+`features`: the whole backbone is frozen and the classifier head trains on its pooled
+features, a few milliseconds an epoch. `finetune`: the last blocks train too, on the cached
+activations of the blocks below. Every photo is also encoded mirrored, a free augmentation.
+`FeatureLoader` has the same `batches` interface as `BatchLoader`, so the ordinary `fit`
+loop does the training.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from ..data.dataset import PreparedDataset
@@ -39,34 +40,35 @@ class FeatureLoader:
 
 
 @torch.no_grad()
-def extract_features(backbone: nn.Module, loader: BatchLoader, *, flip: bool = False,
-                     desc: str = "features", progress: bool | None = None) -> torch.Tensor:
-    """(N, F) features of the loader's photos, in order; with `flip`, of their mirror images."""
-    backbone.eval()
+def extract_features(encode: Callable[[torch.Tensor], torch.Tensor], loader: BatchLoader, *,
+                     flip: bool = False, desc: str = "features", progress: bool | None = None) -> torch.Tensor:
+    """`encode` of the loader's photos, in order, stacked; with `flip`, of their mirror images."""
     out = []
     for x, _ in tqdm(loader.batches(), total=len(loader), desc=desc, unit="batch", leave=False,
                      disable=None if progress is None else not progress):
-        out.append(backbone.forward_features(x.flip(-1) if flip else x))
-    return torch.cat(out) if out else torch.empty(0, backbone.num_features)
+        out.append(encode(x.flip(-1) if flip else x))
+    return torch.cat(out)
 
 
-def feature_loaders(net: nn.Module, dataset: PreparedDataset, spec: InputSpec, *, batch_size: int,
-                    flip_augment: bool, progress: bool | None = None) -> dict[str, FeatureLoader]:
-    """Loaders of backbone features for train (shuffled, with mirrored copies), val and test."""
-    backbone = net.inference_copy() if hasattr(net, "inference_copy") else net
+def feature_loaders(encode: Callable[[torch.Tensor], torch.Tensor], dataset: PreparedDataset,
+                    spec: InputSpec, *, batch_size: int, flip_augment: bool,
+                    progress: bool | None = None) -> dict[str, FeatureLoader]:
+    """Loaders of encoded photos for train (shuffled, with mirrored copies), val and test.
+
+    `encode` must be a frozen module in eval mode (or its method)."""
     loaders = {}
     for split in ("train", "val", "test"):
         indices = dataset.indices(split)
         # small batches keep activations in cache: 20% faster than 64 here
         images = BatchLoader(dataset.images, dataset.labels, indices, batch_size=16,
                              mean=spec.mean, std=spec.std)
-        features = extract_features(backbone, images, desc=f"{split} features", progress=progress)
+        features = extract_features(encode, images, desc=f"{split} features", progress=progress)
         labels = images.labels
         loaders[split] = FeatureLoader(features, labels, indices, batch_size=batch_size)
         if split == "train":
             loaders["train_eval"] = loaders["train"]
             if flip_augment:
-                mirrored = extract_features(backbone, images, flip=True, desc="train features, mirrored",
+                mirrored = extract_features(encode, images, flip=True, desc="train features, mirrored",
                                             progress=progress)
                 features, labels = torch.cat([features, mirrored]), torch.cat([labels, labels])
             loaders["train"] = FeatureLoader(features, labels, indices, batch_size=batch_size, shuffle=True)

@@ -76,10 +76,16 @@ def train(data: str | os.PathLike | None = None, *, model: str | nn.Module | Non
     if resume is None:
         _start_run(run, config, prep, dataset, meta)
 
-    if _strategy(config, net) == "features":
-        # the frozen backbone runs once; fit() trains only the head, on cached features
-        trained = nn.Sequential(net._dropout, net._fc)
-        loaders = feature_loaders(net, dataset, spec, batch_size=config.batch_size,
+    strategy = _strategy(config, net)
+    if strategy in ("features", "finetune"):
+        # frozen layers run once over the photos; fit() trains the rest on their cached outputs
+        frozen = net.inference_copy()
+        if strategy == "features":
+            encode, trained = frozen.forward_features, nn.Sequential(net._dropout, net._fc)
+        else:
+            cut = len(net._blocks) - min(config.finetune_blocks, len(net._blocks))
+            encode, trained = frozen.split_at(cut)[0], net.split_at(cut)[1]
+        loaders = feature_loaders(encode, dataset, spec, batch_size=config.batch_size,
                                   flip_augment=parse_augment(config.augment).hflip, progress=progress)
         weights = "head.safetensors"
     else:
@@ -202,8 +208,8 @@ def _resolve_options(data, model, options: dict[str, Any]):
 def _strategy(config: TrainConfig, net: nn.Module) -> str:
     pretrained = hasattr(net, "forward_features") and not config.model.startswith("custom:") \
         and model_info(config.model).pretrained
-    if config.strategy == "features" and not pretrained:
-        raise PhotoclassError(f"strategy='features' needs a pretrained model with forward_features; "
+    if config.strategy in ("features", "finetune") and not pretrained:
+        raise PhotoclassError(f"strategy={config.strategy!r} needs a pretrained model; "
                               f"{config.model!r} is trained from scratch. HINT: --model efficientnet-lite0")
     return config.strategy if config.strategy != "auto" else ("features" if pretrained else "scratch")
 
