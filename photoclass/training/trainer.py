@@ -95,8 +95,7 @@ def train(data: str | os.PathLike | None = None, *, model: str | nn.Module | Non
     if interrupted:
         return TrainResult(run, None, history, interrupted=True, seconds=time.perf_counter() - started)
     trained.load_state_dict(run.load_state(weights))  # the best epoch's weights
-    if weights != "model.safetensors":
-        run.save_model(net, meta)
+    run.save_model(net, meta)  # the whole network, whichever part of it was trained
     evaluation = evaluate_dataset(trained, dataset, spec, config, loaders=loaders)
     evaluation["training"] = {
         "epochs_run": len(history), "best_epoch": _best_epoch(history, config.monitor),
@@ -233,6 +232,7 @@ def _start_run(run: RunDir, config: TrainConfig, prep: PrepareConfig, dataset: P
         raise PhotoclassError(f"{run.path} already holds a run. HINT: pass another --out, or "
                               f"--resume {run.path} to continue it.")
     run.create()
+    run.write_json("model.json", meta)
     run.write_json("config.json", {
         "data": str(dataset.root), "train": config.to_dict(), "prepare": prep.to_dict(),
         "model": meta, "versions": {"photoclass": __version__, "torch": torch.__version__,
