@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	rm -rf runs/example
-	$(VENV)/bin/photoclass train examples/weather --epochs 15 --out runs/example
+	$(VENV)/bin/photoclass train examples/weather --out runs/example
 
 test: $(STAMP)
 	$(PY) -m pytest -q

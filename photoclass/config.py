@@ -49,7 +49,7 @@ class PrepareConfig:
         _check_int("workers", self.workers, 0, 256)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "PrepareConfig":
+    def from_dict(cls, values: dict[str, Any]) -> PrepareConfig:
         return from_dict(cls, values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -141,7 +141,7 @@ class TrainConfig:
         parse_augment(self.augment)  # raises on a bad spec
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         return from_dict(cls, values)
 
     def to_dict(self) -> dict[str, Any]:

@@ -59,10 +59,14 @@ def png_declaring(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
-def jpeg_bytes(image: Image.Image, **kw) -> bytes:
+def encoded(image: Image.Image, fmt: str, **kw) -> bytes:
     buf = io.BytesIO()
-    image.save(buf, format="JPEG", **kw)
+    image.save(buf, format=fmt, **kw)
     return buf.getvalue()
+
+
+def jpeg_bytes(image: Image.Image, **kw) -> bytes:
+    return encoded(image, "JPEG", **kw)
 
 
 def sha256_tree(root: Path) -> dict[str, str]:
@@ -101,24 +105,25 @@ def make_corpus(root: Path) -> dict[str, tuple[str, str]]:
     add("odd1.jpg", good[: len(good) // 2], "skipped", "truncated")
     add("odd2.jpg", b"", "skipped", "empty file")
     add("odd3.jpg", b"this is a text file, not a photo\n" * 5, "skipped", "text, not an image")
-    buf = io.BytesIO(); photo.save(buf, "GIF"); add("odd4.jpg", buf.getvalue(), "ok", "GIF named .jpg")
-    buf = io.BytesIO(); photo.save(buf, "PNG"); add("odd5.jpg", buf.getvalue(), "ok", "PNG named .jpg")
-    buf = io.BytesIO(); photo.save(buf, "WEBP"); add("odd6.jpg", buf.getvalue(), "ok", "WEBP named .jpg")
+    add("odd4.jpg", encoded(photo, "GIF"), "ok", "GIF named .jpg")
+    add("odd5.jpg", encoded(photo, "PNG"), "ok", "PNG named .jpg")
+    add("odd6.jpg", encoded(photo, "WEBP"), "ok", "WEBP named .jpg")
     add("odd7.jpg", jpeg_bytes(photo.convert("L")), "ok", "grayscale")
-    buf = io.BytesIO(); photo.convert("P", palette=Image.ADAPTIVE).save(buf, "PNG")
-    add("odd8.png", buf.getvalue(), "ok", "palette")
-    rgba = photo.convert("RGBA"); rgba.putalpha(0)
-    buf = io.BytesIO(); rgba.save(buf, "PNG"); add("odd9.png", buf.getvalue(), "ok", "alpha composited on white")
+    add("odd8.png", encoded(photo.convert("P", palette=Image.ADAPTIVE), "PNG"), "ok", "palette")
+    rgba = photo.convert("RGBA")
+    rgba.putalpha(0)
+    add("odd9.png", encoded(rgba, "PNG"), "ok", "alpha composited on white")
     add("odd10.jpg", jpeg_bytes(photo.convert("CMYK")), "ok", "CMYK")
     ramp = (np.tile(np.arange(256, dtype=np.uint32), (32, 1)) * 257).astype(np.uint16)
-    buf = io.BytesIO(); Image.fromarray(ramp).save(buf, "PNG"); add("odd11.png", buf.getvalue(), "ok", "16-bit")
-    exif = Image.Exif(); exif[0x0112] = 6
+    add("odd11.png", encoded(Image.fromarray(ramp), "PNG"), "ok", "16-bit")
+    exif = Image.Exif()
+    exif[0x0112] = 6
     add("odd12.jpg", jpeg_bytes(photo, exif=exif.tobytes()), "ok", "EXIF orientation 6")
     add("odd13.jpg", jpeg_bytes(Image.new("RGB", (1, 1), "red")), "skipped", "too small")
     add("odd14.png", png_declaring(20_000, 20_000), "skipped", "decompression bomb")
     add("odd15_ünïcödé_☀.jpg", jpeg_bytes(synthetic_photo(8)), "ok", "")
     frames = [synthetic_photo(20 + i, size=(64, 48)) for i in range(3)]
-    buf = io.BytesIO(); frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
-    add("odd16.gif", buf.getvalue(), "ok", "animated (3 frames), first frame used")
+    add("odd16.gif", encoded(frames[0], "GIF", save_all=True, append_images=frames[1:]), "ok",
+        "animated (3 frames), first frame used")
     add("odd17.jpg", b"\xff\xd8\xff\xe0" + b"\0" * 100, "skipped", "")
     return expected

@@ -96,3 +96,15 @@ def test_finetune_trains_the_last_block_on_cached_activations(tmp_path):
     with torch.no_grad():
         predicted = torch.cat([model(x).argmax(1) for x, _ in loader.batches()])
     assert float((predicted == loader.labels).float().mean()) == pytest.approx(test["accuracy"])
+
+
+def test_default_training_on_a_pre_split_folder_needs_no_options(tmp_path):
+    from conftest import make_folders
+
+    make_folders(tmp_path / "data" / "train", per_class=8)
+    make_folders(tmp_path / "data" / "val", per_class=3)
+    result = photoclass.train(tmp_path / "data", out=tmp_path / "run", cache_dir=tmp_path / "cache",
+                              verbose=False, progress=False)
+    split = (tmp_path / "run" / "split.csv").read_text().splitlines()
+    assert all(",test," in line for line in split if line.startswith("val/"))
+    assert result.test["count"] == 9

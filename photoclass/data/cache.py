@@ -21,7 +21,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -204,7 +204,7 @@ class ImageCache:
             )
         return entries
 
-    def images(self, entries: Sequence[CacheEntry]) -> "CachedImages":
+    def images(self, entries: Sequence[CacheEntry]) -> CachedImages:
         return CachedImages(self.pack_dir, self.image_size, [(e.pack, e.row) for e in entries])
 
 

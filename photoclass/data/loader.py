@@ -1,7 +1,7 @@
 """Batches from the decode cache: seeded shuffling, augmentation, normalization."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch

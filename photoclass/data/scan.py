@@ -120,7 +120,7 @@ def compile_label_regex(label_regex: str | None) -> re.Pattern:
     return pattern
 
 
-def _detect_layout(walker: "_Walker", root: Path, subdirs: list[Path]) -> str:
+def _detect_layout(walker: _Walker, root: Path, subdirs: list[Path]) -> str:
     names = {d.name.lower() for d in subdirs}
     if {"train", "training"} & names and len({SPLIT_FOLDERS[n] for n in names if n in SPLIT_FOLDERS}) > 1:
         return "split"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import asdict, dataclass, field, replace
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 

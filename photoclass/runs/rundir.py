@@ -41,7 +41,7 @@ class RunDir:
     def plots(self) -> Path:
         return self.path / "plots"
 
-    def create(self) -> "RunDir":
+    def create(self) -> RunDir:
         self.plots.mkdir(parents=True, exist_ok=True)
         return self
 

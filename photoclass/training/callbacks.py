@@ -57,7 +57,7 @@ class GracefulInterrupt:
         self.requested = False
         self._previous = None
 
-    def __enter__(self) -> "GracefulInterrupt":
+    def __enter__(self) -> GracefulInterrupt:
         self.requested = False
         try:
             self._previous = signal.signal(signal.SIGINT, self._handle)
