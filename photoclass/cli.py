@@ -99,7 +99,8 @@ def cmd_models(args) -> int:
 
     print(f"{'name':<16}{'params':>12}{'input':>8}  description")
     for info in list_models(args.pattern):
-        params = count_parameters(create_model(info.name, args.classes))
+        untrained = {"pretrained": False} if info.pretrained else {}  # counting needs no weights
+        params = count_parameters(create_model(info.name, args.classes, **untrained))
         print(f"{info.name:<16}{params:>12,}{info.input_spec.size:>8}  {info.description}")
     return 0
 

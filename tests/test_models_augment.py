@@ -6,12 +6,13 @@ from photoclass.data.augment import AugmentSpec, augment_batch, parse_augment
 from photoclass.models import count_parameters, create_model, list_models
 
 
-@pytest.mark.parametrize("name", [m.name for m in list_models()])
-def test_every_registered_model_builds_and_runs_on_a_tiny_input(name):
-    model = create_model(name, num_classes=3, input_size=64)
+@pytest.mark.parametrize("info", list_models(), ids=lambda m: m.name)
+def test_every_registered_model_builds_and_runs_on_a_tiny_input(info):
+    untrained = {"pretrained": False} if info.pretrained else {}
+    model = create_model(info.name, num_classes=3, input_size=64, **untrained)
     assert model.input_spec.size == 64 and len(model.input_spec.mean) == 3
     assert count_parameters(model) > 10_000
-    logits = model.eval()(torch.rand(2, 3, 64, 64))
+    logits = model.eval()(torch.rand(2, 3, 64, 64))  # (B, 3, H, W) -> (B, classes)
     assert logits.shape == (2, 3) and torch.isfinite(logits).all()
 
 

