@@ -118,7 +118,7 @@ def cmd_augment_preview(args) -> int:
 
 _TRAIN_OPTIONS = ("model", "strategy", "finetune_blocks", "epochs", "batch_size", "image_size", "lr", "optimizer", "schedule",
                   "augment", "label_smoothing", "weight_decay", "early_stopping", "threads", "seed",
-                  "val_size", "test_size", "split", "cache_dir")
+                  "val_size", "test_size", "split", "layout", "label_regex", "cache_dir")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--val-size", type=float)
     t.add_argument("--test-size", type=float)
     t.add_argument("--split", choices=SPLIT_MODES)
+    t.add_argument("--layout", choices=LAYOUTS)
+    t.add_argument("--label-regex", help="regex with one group for the label in flat folders")
     t.add_argument("--cache-dir")
     t.add_argument("--out", metavar="RUN", help="run directory (default runs/<model>-<time>)")
     t.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last.ckpt")

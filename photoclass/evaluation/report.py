@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import PrepareConfig
+from ..config import PrepareConfig, TrainConfig
 from ..data.augment import augment_batch, parse_augment
 from ..data.dataset import PreparedDataset
 from ..data.loader import BatchLoader, to_float
@@ -107,8 +107,7 @@ def evaluate_run(run_path: str | os.PathLike, data: str | os.PathLike | None = N
     run = RunDir(run_path)
     config_json = run.read_json("config.json")
     net, meta = load_model(run)
-    spec = InputSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["input"].items()})
-    from ..config import TrainConfig
+    spec = net.input_spec
     config = TrainConfig.from_dict(config_json["train"])
     if data is None:
         prep = PrepareConfig.from_dict({**config_json["prepare"], "image_size": spec.size})

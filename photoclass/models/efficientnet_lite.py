@@ -100,10 +100,18 @@ class EfficientNetLite(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._fc(self._dropout(self.forward_features(x)))
 
-    def split_at(self, block: int) -> tuple[nn.Module, nn.Module]:
-        """(bottom, top) sharing this model's layers: top(bottom(x)) == self(x). The top is
-        blocks[block:], the head convolution and the classifier."""
-        return _Bottom(self, block), _Top(self, block)
+    def split_for_training(self, train_blocks: int):
+        """(frozen encoder, trainable top), with top(encoder(x)) == self(x) in eval mode.
+
+        The encoder is a BatchNorm-folded copy, run once over the photos; the top shares
+        this model's layers. train_blocks=0: the classifier alone, on pooled features;
+        n > 0: also the last n blocks and the head convolution.
+        """
+        frozen = self.inference_copy()
+        if train_blocks == 0:
+            return frozen.forward_features, nn.Sequential(self._dropout, self._fc)
+        cut = len(self._blocks) - min(train_blocks, len(self._blocks))
+        return _Bottom(frozen, cut), _Top(self, cut)
 
     @torch.no_grad()
     def inference_copy(self) -> EfficientNetLite:

@@ -79,12 +79,7 @@ def train(data: str | os.PathLike | None = None, *, model: str | nn.Module | Non
     strategy = _strategy(config, net)
     if strategy in ("features", "finetune"):
         # frozen layers run once over the photos; fit() trains the rest on their cached outputs
-        frozen = net.inference_copy()
-        if strategy == "features":
-            encode, trained = frozen.forward_features, nn.Sequential(net._dropout, net._fc)
-        else:
-            cut = len(net._blocks) - min(config.finetune_blocks, len(net._blocks))
-            encode, trained = frozen.split_at(cut)[0], net.split_at(cut)[1]
+        encode, trained = net.split_for_training(0 if strategy == "features" else config.finetune_blocks)
         loaders = feature_loaders(encode, dataset, spec, batch_size=config.batch_size,
                                   flip_augment=parse_augment(config.augment).hflip, progress=progress)
         weights = "head.safetensors"
@@ -205,7 +200,7 @@ def _resolve_options(data, model, options: dict[str, Any]):
 
 
 def _strategy(config: TrainConfig, net: nn.Module) -> str:
-    pretrained = hasattr(net, "forward_features") and not config.model.startswith("custom:") \
+    pretrained = hasattr(net, "split_for_training") and not config.model.startswith("custom:") \
         and model_info(config.model).pretrained
     if config.strategy in ("features", "finetune") and not pretrained:
         raise PhotoclassError(f"strategy={config.strategy!r} needs a pretrained model; "
