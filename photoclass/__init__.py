@@ -6,6 +6,8 @@
 """
 __version__ = "0.1.0"
 
+import os  # noqa: E402
+
 from .config import PrepareConfig  # noqa: E402
 from .data.dataset import PreparedDataset  # noqa: E402
 from .data.decode import DecodeError, decode_photo  # noqa: E402
@@ -34,5 +36,14 @@ def load(run, model=None):
     return load_model(run, model)
 
 
-__all__ = ["prepare", "train", "evaluate", "load", "PrepareConfig", "PreparedDataset",
+def predict(run, paths, *, top_k: int = 3, progress=None):
+    """Predictions for files, folders and globs; see `photoclass.inference.predictor.Predictor`."""
+    from .inference.predictor import Predictor
+
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    return Predictor(run).predict(paths, top_k=top_k, progress=progress)
+
+
+__all__ = ["prepare", "train", "evaluate", "load", "predict", "PrepareConfig", "PreparedDataset",
            "decode_photo", "DecodeError", "PhotoclassError", "__version__"]

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import sys
 from pathlib import Path
@@ -116,6 +118,46 @@ def cmd_augment_preview(args) -> int:
     return 0
 
 
+def cmd_predict(args) -> int:
+    from .inference.predictor import Predictor
+    from .inference.sort import sort_into
+
+    if not 0 <= args.min_confidence <= 1:
+        raise PhotoclassError(f"--min-confidence must be from 0 to 1. Received: {args.min_confidence}")
+    predictions = Predictor(args.run, batch_size=args.batch_size).predict(args.paths, top_k=args.top_k)
+    print(format_predictions(predictions, args.format))
+    failed = [p for p in predictions if p.error]
+    if failed and args.format == "table":
+        print(f"\nskipped ({len(failed)}):", file=sys.stderr)
+        for p in failed:
+            print(f"  {p.path}: {p.error}", file=sys.stderr)
+    if args.sort_into:
+        counts = sort_into(predictions, args.sort_into, min_confidence=args.min_confidence)
+        print(f"copied {sum(counts.values())} photos into {args.sort_into}: "
+              + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), file=sys.stderr)
+    return 0
+
+
+def format_predictions(predictions, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps([p.to_dict() for p in predictions], indent=2, ensure_ascii=False)
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["path", "label", "confidence", "top", "error"])
+        for p in predictions:
+            top = ";".join(f"{c}:{v:.4f}" for c, v in p.top)
+            writer.writerow([p.path, p.label, f"{p.confidence:.4f}" if not p.error else "", top, p.error])
+        return buffer.getvalue().rstrip("\n")
+    width = max([len(p.path) for p in predictions] + [4])
+    lines = [f"{'path':<{width}}  {'label':<14}{'conf':>6}  top"]
+    for p in predictions:
+        if not p.error:
+            top = ", ".join(f"{c} {v:.2f}" for c, v in p.top[1:])
+            lines.append(f"{p.path:<{width}}  {p.label:<14}{p.confidence:>6.2f}  {top}")
+    return "\n".join(lines)
+
+
 _TRAIN_OPTIONS = ("model", "strategy", "finetune_blocks", "epochs", "batch_size", "image_size", "lr", "optimizer", "schedule",
                   "augment", "label_smoothing", "weight_decay", "early_stopping", "threads", "seed",
                   "val_size", "test_size", "split", "layout", "label_regex", "cache_dir")
@@ -177,6 +219,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", metavar="DIR", help="evaluate on every photo of this folder instead")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_evaluate)
+
+    pr = sub.add_parser("predict", help="predict photos with a trained run; optionally sort copies",
+                        description="Predict files, folders (recursively) and globs with RUN's model.")
+    pr.add_argument("run", metavar="RUN")
+    pr.add_argument("paths", metavar="PATH", nargs="+")
+    pr.add_argument("--top-k", type=int, default=3)
+    pr.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    pr.add_argument("--sort-into", metavar="DIR",
+                    help="copy (never move) each photo into DIR/<predicted class>/")
+    pr.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
+                    help="with --sort-into: below P, copy into DIR/_unsure/ instead")
+    pr.add_argument("--batch-size", type=int, default=16)
+    pr.set_defaults(func=cmd_predict)
 
     m = sub.add_parser("models", help="list the available models")
     m.add_argument("pattern", nargs="?", default="*", help="glob, e.g. 'seed-*'")

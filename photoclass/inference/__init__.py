@@ -1,0 +1,1 @@
+"""Using a trained run: predict photos, sort them into class folders."""

@@ -1,0 +1,120 @@
+"""Apply a trained run to photos: files, folders and globs, in batches, bad files reported."""
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..data.decode import IMAGE_SUFFIXES, DecodeError, decode_photo
+from ..data.loader import normalize, to_float
+from ..data.scan import is_hidden
+from ..errors import PhotoclassError
+from ..runs.rundir import load_model
+from ..training.perf import setup_torch
+
+
+@dataclass
+class Prediction:
+    path: str
+    top: list[tuple[str, float]] = field(default_factory=list)  # (class, probability), best first
+    error: str = ""  # why the photo was skipped
+
+    @property
+    def label(self) -> str:
+        return self.top[0][0] if self.top else ""
+
+    @property
+    def confidence(self) -> float:
+        return self.top[0][1] if self.top else 0.0
+
+    def to_dict(self) -> dict:
+        if self.error:
+            return {"path": self.path, "error": self.error}
+        return {"path": self.path, "label": self.label, "confidence": round(self.confidence, 6),
+                "top": [{"label": c, "probability": round(p, 6)} for c, p in self.top]}
+
+
+class Predictor:
+    """A run's best model, ready for photos: `Predictor("runs/x").predict(["a.jpg", "dir/"])`."""
+
+    def __init__(self, run: str | os.PathLike, *, batch_size: int = 16, threads: int = 0):
+        setup_torch(threads, 0)
+        model, meta = load_model(run)
+        if hasattr(model, "inference_copy"):
+            model = model.inference_copy()  # BatchNorm folded: same outputs, faster
+        self.model = model.eval().to(memory_format=torch.channels_last)
+        self.classes: list[str] = meta["classes"]
+        self.size, self.mean, self.std = meta["input"]["size"], meta["input"]["mean"], meta["input"]["std"]
+        self.batch_size = batch_size
+
+    @torch.no_grad()
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """(B, S, S, 3) uint8 at the model's size -> (B, classes) probabilities."""
+        x = normalize(to_float(torch.from_numpy(pixels)), self.mean, self.std)
+        return self.model(x.contiguous(memory_format=torch.channels_last)).softmax(1).numpy()
+
+    def predict(self, paths: Iterable[str | os.PathLike], *, top_k: int = 3,
+                progress: bool | None = None) -> list[Prediction]:
+        files = expand_paths(paths)
+        results: list[Prediction] = []
+        k = max(1, min(top_k, len(self.classes)))
+        with tqdm(total=len(files), desc="predict", unit="img", leave=False,
+                  disable=None if progress is None else not progress) as bar:
+            for batch in _batches(files, self.batch_size):
+                decoded, ok = [], []
+                for path in batch:
+                    try:
+                        decoded.append(decode_photo(path, size=self.size).to_array())
+                        ok.append(Prediction(str(path)))
+                    except (DecodeError, OSError) as e:
+                        results.append(Prediction(str(path), error=getattr(e, "reason", None) or str(e)))
+                if decoded:
+                    probs = self.probabilities(np.stack(decoded))
+                    for prediction, p in zip(ok, probs):
+                        best = np.argsort(-p)[:k]
+                        prediction.top = [(self.classes[i], float(p[i])) for i in best]
+                    results.extend(ok)
+                bar.update(len(batch))
+        order = {str(f): i for i, f in enumerate(files)}
+        return sorted(results, key=lambda r: order[r.path])
+
+
+def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files as given; folders searched recursively for image files (hidden ones skipped);
+    glob patterns expanded. A path that matches nothing is an error naming it."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.is_dir():
+            files += sorted(_images_under(path))
+        elif path.is_file():
+            files.append(path)
+        elif glob.has_magic(str(raw)):
+            matches = [Path(m) for m in sorted(glob.glob(str(path), recursive=True))]
+            files += [m for m in matches if m.is_file()]
+            for folder in (m for m in matches if m.is_dir()):
+                files += sorted(_images_under(folder))
+            if not matches:
+                raise PhotoclassError(f"No files match {raw!r}.")
+        else:
+            raise PhotoclassError(f"No such file or folder: {raw}")
+    return list(dict.fromkeys(files))  # each file once, in the order given
+
+
+def _images_under(folder: Path) -> Iterator[Path]:
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not is_hidden(d))
+        for name in names:
+            if not is_hidden(name) and Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                yield Path(root) / name
+
+
+def _batches(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
