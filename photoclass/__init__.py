@@ -37,12 +37,12 @@ def load(run, model=None):
 
 
 def predict(run, paths, *, top_k: int = 3, progress=None):
-    """Predictions for files, folders and globs; see `photoclass.inference.predictor.Predictor`."""
-    from .inference.predictor import Predictor
+    """Predictions for files, folders and globs, from a run or an exported .onnx file."""
+    from .inference.predictor import open_predictor
 
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    return Predictor(run).predict(paths, top_k=top_k, progress=progress)
+    return open_predictor(run).predict(paths, top_k=top_k, progress=progress)
 
 
 __all__ = ["prepare", "train", "evaluate", "load", "predict", "PrepareConfig", "PreparedDataset",

@@ -119,12 +119,12 @@ def cmd_augment_preview(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .inference.predictor import Predictor
+    from .inference.predictor import open_predictor
     from .inference.sort import sort_into
 
     if not 0 <= args.min_confidence <= 1:
         raise PhotoclassError(f"--min-confidence must be from 0 to 1. Received: {args.min_confidence}")
-    predictions = Predictor(args.run, batch_size=args.batch_size).predict(args.paths, top_k=args.top_k)
+    predictions = open_predictor(args.run, batch_size=args.batch_size).predict(args.paths, top_k=args.top_k)
     print(format_predictions(predictions, args.format))
     failed = [p for p in predictions if p.error]
     if failed and args.format == "table":
@@ -156,6 +156,15 @@ def format_predictions(predictions, fmt: str) -> str:
             top = ", ".join(f"{c} {v:.2f}" for c, v in p.top[1:])
             lines.append(f"{p.path:<{width}}  {p.label:<14}{p.confidence:>6.2f}  {top}")
     return "\n".join(lines)
+
+
+def cmd_export(args) -> int:
+    from .export import export_onnx
+
+    result = export_onnx(args.run, args.out)
+    print(f"exported {result['path']} ({result['bytes'] / 2**20:.1f} MiB); ONNX Runtime matches PyTorch "
+          f"on {result['inputs_checked']} inputs, max |logit difference| {result['max_abs_diff']:.2e}")
+    return 0
 
 
 _TRAIN_OPTIONS = ("model", "strategy", "finetune_blocks", "epochs", "batch_size", "image_size", "lr", "optimizer", "schedule",
@@ -220,9 +229,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_evaluate)
 
+    x = sub.add_parser("export", help="export a run's model to ONNX, checked against PyTorch")
+    x.add_argument("run", metavar="RUN")
+    x.add_argument("--format", choices=("onnx",), default="onnx")
+    x.add_argument("--out", metavar="FILE", help="default RUN/model.onnx")
+    x.set_defaults(func=cmd_export)
+
     pr = sub.add_parser("predict", help="predict photos with a trained run; optionally sort copies",
                         description="Predict files, folders (recursively) and globs with RUN's model.")
-    pr.add_argument("run", metavar="RUN")
+    pr.add_argument("run", metavar="RUN", help="a run directory, or a model.onnx from `photoclass export`")
     pr.add_argument("paths", metavar="PATH", nargs="+")
     pr.add_argument("--top-k", type=int, default=3)
     pr.add_argument("--format", choices=("table", "json", "csv"), default="table")

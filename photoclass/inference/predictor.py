@@ -8,15 +8,11 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from ..data.decode import IMAGE_SUFFIXES, DecodeError, decode_photo
-from ..data.loader import normalize, to_float
 from ..data.scan import is_hidden
 from ..errors import PhotoclassError
-from ..runs.rundir import load_model
-from ..training.perf import setup_torch
 
 
 @dataclass
@@ -40,24 +36,15 @@ class Prediction:
                 "top": [{"label": c, "probability": round(p, 6)} for c, p in self.top]}
 
 
-class Predictor:
-    """A run's best model, ready for photos: `Predictor("runs/x").predict(["a.jpg", "dir/"])`."""
+class BasePredictor:
+    """Decoding, batching and ranking; subclasses turn (B, S, S, 3) uint8 into probabilities."""
 
-    def __init__(self, run: str | os.PathLike, *, batch_size: int = 16, threads: int = 0):
-        setup_torch(threads, 0)
-        model, meta = load_model(run)
-        if hasattr(model, "inference_copy"):
-            model = model.inference_copy()  # BatchNorm folded: same outputs, faster
-        self.model = model.eval().to(memory_format=torch.channels_last)
-        self.classes: list[str] = meta["classes"]
-        self.size, self.mean, self.std = meta["input"]["size"], meta["input"]["mean"], meta["input"]["std"]
-        self.batch_size = batch_size
+    classes: list[str]
+    size: int
+    batch_size: int = 16
 
-    @torch.no_grad()
-    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        """(B, S, S, 3) uint8 at the model's size -> (B, classes) probabilities."""
-        x = normalize(to_float(torch.from_numpy(pixels)), self.mean, self.std)
-        return self.model(x.contiguous(memory_format=torch.channels_last)).softmax(1).numpy()
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:  # (B, S, S, 3) -> (B, classes)
+        raise NotImplementedError
 
     def predict(self, paths: Iterable[str | os.PathLike], *, top_k: int = 3,
                 progress: bool | None = None) -> list[Prediction]:
@@ -75,14 +62,50 @@ class Predictor:
                     except (DecodeError, OSError) as e:
                         results.append(Prediction(str(path), error=getattr(e, "reason", None) or str(e)))
                 if decoded:
-                    probs = self.probabilities(np.stack(decoded))
-                    for prediction, p in zip(ok, probs):
-                        best = np.argsort(-p)[:k]
+                    for prediction, p in zip(ok, self.probabilities(np.stack(decoded))):
+                        best = np.argsort(-p, kind="stable")[:k]
                         prediction.top = [(self.classes[i], float(p[i])) for i in best]
                     results.extend(ok)
                 bar.update(len(batch))
         order = {str(f): i for i, f in enumerate(files)}
         return sorted(results, key=lambda r: order[r.path])
+
+
+class Predictor(BasePredictor):
+    """A run's best model, ready for photos: `Predictor("runs/x").predict(["a.jpg", "dir/"])`."""
+
+    def __init__(self, run: str | os.PathLike, *, batch_size: int = 16, threads: int = 0):
+        import torch
+
+        from ..runs.rundir import load_model
+        from ..training.perf import setup_torch
+
+        setup_torch(threads, 0)
+        model, meta = load_model(run)
+        if hasattr(model, "inference_copy"):
+            model = model.inference_copy()  # BatchNorm folded: same outputs, faster
+        self.model = model.eval().to(memory_format=torch.channels_last)
+        self.classes = meta["classes"]
+        self.size, self.mean, self.std = meta["input"]["size"], meta["input"]["mean"], meta["input"]["std"]
+        self.batch_size = batch_size
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        import torch
+
+        from ..data.loader import normalize, to_float
+
+        with torch.no_grad():
+            x = normalize(to_float(torch.from_numpy(pixels)), self.mean, self.std)
+            return self.model(x.contiguous(memory_format=torch.channels_last)).softmax(1).numpy()
+
+
+def open_predictor(model: str | os.PathLike, **kwargs) -> BasePredictor:
+    """A run directory, or an exported `.onnx` file (run with ONNX Runtime, no torch needed)."""
+    if Path(model).suffix.lower() == ".onnx":
+        from .onnx_predictor import OnnxPredictor
+
+        return OnnxPredictor(model, **{k: v for k, v in kwargs.items() if k == "batch_size"})
+    return Predictor(model, **kwargs)
 
 
 def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:

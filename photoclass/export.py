@@ -1,0 +1,103 @@
+"""ONNX export of a run's model, checked numerically against PyTorch before it is kept.
+
+The graph takes a float32 batch (B, 3, S, S), already preprocessed; how to preprocess is in
+the file's metadata (`photoclass.preprocess`, `photoclass.input`), with the class names.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import PhotoclassError
+from .runs.atomic import write_bytes_atomic
+from .runs.rundir import RunDir, load_model
+
+PREPROCESS = ("decode with photoclass.decode_photo (EXIF upright, RGB), resize to size x size "
+              "(bilinear, aspect not kept), x / 255, (x - mean) / std per channel, NCHW float32")
+MAX_ABS_DIFF = 1e-3  # on logits; float32 reorderings stay far below this
+
+
+def export_onnx(run: str | os.PathLike, out: str | os.PathLike | None = None, *, opset: int = 18,
+                samples: np.ndarray | None = None) -> dict[str, Any]:
+    """Write `out` (default RUN/model.onnx) and return {path, max_abs_diff, inputs checked}.
+
+    `samples` (N, S, S, 3) uint8 are checked too, besides random inputs; the file is kept only
+    when ONNX Runtime agrees with PyTorch within MAX_ABS_DIFF.
+    """
+    import onnx
+
+    run = RunDir(run)
+    model, meta = load_model(run)
+    if hasattr(model, "inference_copy"):
+        model = model.inference_copy()
+    model = model.eval()
+    size = meta["input"]["size"]
+    out = Path(out) if out else run.path / "model.onnx"
+    example = torch.rand(2, 3, size, size)
+    with tempfile.TemporaryDirectory() as tmp, _quiet_exporter():
+        path = Path(tmp) / "model.onnx"
+        torch.onnx.export(model, (example,), str(path), input_names=["input"], output_names=["logits"],
+                          dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
+                          opset_version=opset, dynamo=True, external_data=False, verbose=False)
+        graph = onnx.load(str(path))
+    for key, value in {"photoclass.classes": json.dumps(meta["classes"]),
+                       "photoclass.input": json.dumps(meta["input"]),
+                       "photoclass.architecture": meta["architecture"],
+                       "photoclass.preprocess": PREPROCESS}.items():
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = key, value
+    buffer = io.BytesIO()
+    onnx.save(graph, buffer)
+    data = buffer.getvalue()
+
+    inputs = [torch.rand(1, 3, size, size), torch.rand(5, 3, size, size) * 4 - 2]
+    if samples is not None and len(samples):
+        mean = torch.tensor(meta["input"]["mean"]).view(1, 3, 1, 1)
+        std = torch.tensor(meta["input"]["std"]).view(1, 3, 1, 1)
+        pixels = torch.from_numpy(np.ascontiguousarray(samples)).permute(0, 3, 1, 2).float() / 255
+        inputs.append((pixels - mean) / std)
+    diff = _max_abs_diff(model, data, inputs)
+    if not diff <= MAX_ABS_DIFF:
+        raise PhotoclassError(f"ONNX export of {run.path} disagrees with PyTorch: max |diff| {diff:.2e} "
+                              f"> {MAX_ABS_DIFF}. The file was not written.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(out, data)
+    return {"path": str(out), "max_abs_diff": diff, "inputs_checked": sum(len(x) for x in inputs),
+            "bytes": len(data)}
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """The exporter logs every torchvision op it skips and warns about its internals."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _max_abs_diff(model, onnx_bytes: bytes, inputs: list[torch.Tensor]) -> float:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    worst = 0.0
+    with torch.no_grad():
+        for x in inputs:
+            expected = model(x).numpy()
+            got = session.run(["logits"], {"input": x.numpy()})[0]
+            worst = max(worst, float(np.abs(expected - got).max()))
+    return worst
