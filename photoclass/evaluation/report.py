@@ -64,7 +64,8 @@ def _misclassified(logits, labels, dataset: PreparedDataset, split: str) -> list
 
 
 def write_evaluation(run: RunDir, evaluation: dict[str, Any], history, dataset: PreparedDataset,
-                     net, spec: InputSpec, config) -> None:
+                     config) -> None:
+    """test.json and the plots: learning curves, confusion matrix, misclassified, augmentation."""
     run.write_json("test.json", evaluation)
     if history:
         plots.learning_curves(history, run.plots / "learning_curves.png")

@@ -97,7 +97,7 @@ def train(data: str | os.PathLike | None = None, *, model: str | nn.Module | Non
         "stopped_early": stopped_early, "seconds": round(time.perf_counter() - started, 2),
         "train_images_per_s": round(float(np.mean([h["images_per_s"] for h in history])), 1) if history else 0,
     }
-    write_evaluation(run, evaluation, history, dataset, net, spec, config)
+    write_evaluation(run, evaluation, history, dataset, config)
     return TrainResult(run, evaluation["test"], history, stopped_early=stopped_early,
                        seconds=time.perf_counter() - started)
 
