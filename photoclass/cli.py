@@ -167,6 +167,18 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    import uvicorn
+
+    from .serve.app import create_app
+
+    app = create_app(args.run, top_k=args.top_k, max_bytes=args.max_upload_mb * 2**20,
+                     max_queue=args.max_queue)
+    print(f"serving {args.run} at http://{args.host}:{args.port}/ (Ctrl-C to stop)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 _TRAIN_OPTIONS = ("model", "strategy", "finetune_blocks", "epochs", "batch_size", "image_size", "lr", "optimizer", "schedule",
                   "augment", "label_smoothing", "weight_decay", "early_stopping", "threads", "seed",
                   "val_size", "test_size", "split", "layout", "label_regex", "cache_dir")
@@ -234,6 +246,15 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--format", choices=("onnx",), default="onnx")
     x.add_argument("--out", metavar="FILE", help="default RUN/model.onnx")
     x.set_defaults(func=cmd_export)
+
+    sv = sub.add_parser("serve", help="serve predictions over HTTP, with a web page at /")
+    sv.add_argument("run", metavar="RUN", help="a run directory, or a model.onnx")
+    sv.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--top-k", type=int, default=3)
+    sv.add_argument("--max-upload-mb", type=int, default=10)
+    sv.add_argument("--max-queue", type=int, default=64, help="requests waiting beyond this get 503")
+    sv.set_defaults(func=cmd_serve)
 
     pr = sub.add_parser("predict", help="predict photos with a trained run; optionally sort copies",
                         description="Predict files, folders (recursively) and globs with RUN's model.")

@@ -36,11 +36,16 @@ Source = Union[str, os.PathLike, bytes, BinaryIO]
 
 
 class DecodeError(Exception):
-    """A photo that cannot be used; `reason` is one line for the report."""
+    """A photo that cannot be used; `reason` is one line for the report.
 
-    def __init__(self, reason: str):
+    `kind` says which: "empty", "format" (not an allowed image format), "bomb" (too many
+    pixels) or "unreadable" (damaged, too small, unconvertible).
+    """
+
+    def __init__(self, reason: str, kind: str = "unreadable"):
         super().__init__(reason)
         self.reason = reason
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -70,30 +75,30 @@ def decode_photo(
     """
     if isinstance(source, (bytes, bytearray)):
         if not source:
-            raise DecodeError("empty file (0 bytes)")
+            raise DecodeError("empty file (0 bytes)", "empty")
         source = io.BytesIO(source)
     elif isinstance(source, (str, os.PathLike)):
         name = name or os.fspath(source)
         if os.path.getsize(source) == 0:
-            raise DecodeError("empty file (0 bytes)")
+            raise DecodeError("empty file (0 bytes)", "empty")
     notes: list[str] = []
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             im = Image.open(source, formats=ALLOWED_FORMATS)
         except UnidentifiedImageError:
-            raise DecodeError(_describe_unknown(source)) from None
+            raise DecodeError(_describe_unknown(source), "format") from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
             # Pillow's own guard fired first; its message holds the pixel count only
             pixels = re.search(r"\((\d+) pixels\)", str(e))
-            raise DecodeError(_bomb_reason(int(pixels.group(1)) if pixels else None, max_pixels)) from None
+            raise DecodeError(_bomb_reason(int(pixels.group(1)) if pixels else None, max_pixels), "bomb") from None
         except (OSError, SyntaxError, ValueError) as e:
             raise DecodeError(f"unreadable image: {_short(e)}") from None
     with im:
         fmt = im.format or "unknown"
         width, height = im.size
         if width * height > max_pixels:
-            raise DecodeError(_bomb_reason(width * height, max_pixels, (width, height)))
+            raise DecodeError(_bomb_reason(width * height, max_pixels, (width, height)), "bomb")
         if name:
             promised = SUFFIX_FORMATS.get(Path(name).suffix.lower())
             if promised and promised != fmt and {promised, fmt} != {"JPEG", "MPO"}:
@@ -108,7 +113,7 @@ def decode_photo(
         except (OSError, SyntaxError, ValueError, EOFError) as e:
             raise DecodeError(f"unreadable {fmt}: {_short(e)}") from None
         except Image.DecompressionBombError:
-            raise DecodeError(_bomb_reason(width * height, max_pixels, (width, height))) from None
+            raise DecodeError(_bomb_reason(width * height, max_pixels, (width, height)), "bomb") from None
         orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
         if orientation not in (1, None):
             im = ImageOps.exif_transpose(im)

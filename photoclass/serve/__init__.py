@@ -1,0 +1,1 @@
+"""Serving a trained model over HTTP, with a small web page."""

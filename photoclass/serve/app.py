@@ -1,0 +1,123 @@
+"""HTTP serving: POST /predict, GET /health, GET /model, and a web page at /.
+
+Uploads are decoded in memory by the same `decode_photo` as training, never written to disk.
+Errors are JSON with the fitting status: 400 empty or malformed, 413 too large, 415 not an
+allowed image format (sniffed from the bytes, not the Content-Type), 422 undecodable or a
+decompression bomb, 503 when the queue is full. One inference runs at a time (the model uses
+both cores); up to `max_queue` requests wait for it.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from ..data.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_photo
+from ..inference.predictor import open_predictor
+
+MAX_UPLOAD_BYTES = 10 * 2**20
+STATUS_FOR_DECODE_ERROR = {"empty": 400, "format": 415, "bomb": 422, "unreadable": 422}
+PAGE = Path(__file__).with_name("static") / "index.html"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def create_app(model: str | os.PathLike, *, top_k: int = 3, max_bytes: int = MAX_UPLOAD_BYTES,
+               max_pixels: int = DEFAULT_MAX_PIXELS, max_queue: int = 64) -> FastAPI:
+    """An app serving `model`: a run directory or an exported `.onnx` file."""
+    predictor = open_predictor(model)
+    info = _model_info(Path(model), predictor)
+    app = FastAPI(title="photoclass", version=info.get("photoclass", ""), docs_url=None, redoc_url=None)
+    gate = asyncio.Semaphore(1)
+    waiting = 0
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, error: ApiError):
+        return JSONResponse({"error": error.message}, status_code=error.status)
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "waiting": waiting}
+
+    @app.get("/model")
+    async def model_info() -> dict[str, Any]:
+        return info
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page() -> str:
+        return PAGE.read_text(encoding="utf-8")
+
+    @app.post("/predict")
+    async def predict(request: Request) -> dict[str, Any]:
+        nonlocal waiting
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > max_bytes + 64 * 1024:
+            raise ApiError(413, f"upload of {int(length)} bytes is over the limit of {max_bytes} bytes")
+        data = await _read_upload(request, max_bytes)
+        if waiting >= max_queue:
+            raise ApiError(503, "the server is busy; try again in a moment")
+        waiting += 1
+        try:
+            try:  # decoding runs off the event loop too: a large photo must not stall the others
+                photo = await run_in_threadpool(decode_photo, data, size=predictor.size, max_pixels=max_pixels)
+            except DecodeError as e:
+                raise ApiError(STATUS_FOR_DECODE_ERROR.get(e.kind, 422), e.reason) from None
+            async with gate:
+                probabilities = await run_in_threadpool(predictor.probabilities, photo.to_array()[None])
+        finally:
+            waiting -= 1
+        p = probabilities[0]
+        best = np.argsort(-p, kind="stable")[:max(1, min(top_k, len(predictor.classes)))]
+        top = [{"label": predictor.classes[i], "probability": round(float(p[i]), 6)} for i in best]
+        return {"label": top[0]["label"], "confidence": top[0]["probability"], "top": top,
+                "note": photo.note}
+
+    return app
+
+
+async def _read_upload(request: Request, max_bytes: int) -> bytes:
+    """The bytes of the multipart field `file` (or a raw image body)."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        try:
+            form = await request.form(max_files=1, max_fields=8)
+        except Exception as e:  # the multipart parser's errors have no common base
+            raise ApiError(400, f"malformed multipart body: {getattr(e, 'detail', e)}") from None
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise ApiError(400, "send the photo as a multipart file field named 'file'")
+        data = await upload.read(max_bytes + 1)
+    else:
+        data = bytearray()
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > max_bytes:
+                break
+        data = bytes(data)
+    if len(data) > max_bytes:
+        raise ApiError(413, f"upload is over the limit of {max_bytes} bytes")
+    if not data:
+        raise ApiError(400, "the upload is empty")
+    return data
+
+
+def _model_info(path: Path, predictor) -> dict[str, Any]:
+    info: dict[str, Any] = {"classes": predictor.classes, "input_size": predictor.size}
+    if path.is_dir():
+        meta = json.loads((path / "model.json").read_text())
+        info.update(architecture=meta["architecture"], photoclass=meta.get("photoclass", ""))
+        if (path / "test.json").is_file():
+            test = json.loads((path / "test.json").read_text())["test"]
+            info["test"] = {k: test[k] for k in ("accuracy", "loss", "macro_f1", "count") if k in test}
+    return info

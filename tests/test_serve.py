@@ -1,0 +1,131 @@
+"""The real HTTP server, started as `photoclass serve` on a free port."""
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+import photoclass
+
+from conftest import jpeg_bytes, make_flat, png_declaring, synthetic_photo
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(run, *extra):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "photoclass.cli", "serve", str(run), "--port", str(port),
+                             *map(str, extra)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+            return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(proc.stderr.read()) from None
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+def request(url, data=None, headers=None):
+    req = urllib.request.Request(url, data=data, headers=headers or {}, method="POST" if data is not None else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def upload(base, content: bytes, filename="photo.jpg", content_type="image/jpeg"):
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
+            f"Content-Type: {content_type}\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
+    status, payload = request(f"{base}/predict", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    return status, json.loads(payload)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("serve")
+    data = make_flat(base / "data", per_class=10)
+    photoclass.train(data, out=base / "run", model="compact-cnn", image_size=32, epochs=2, threads=1,
+                     cache_dir=base / "cache", verbose=False, progress=False)
+    proc, url = start_server(base / "run", "--max-upload-mb", 1)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_health_model_and_page(server):
+    assert json.loads(request(f"{server}/health")[1])["status"] == "ok"
+    info = json.loads(request(f"{server}/model")[1])
+    assert info["classes"] == ["cloudy", "rain", "shine"] and info["input_size"] == 32
+    assert 0 <= info["test"]["accuracy"] <= 1
+    status, page = request(f"{server}/")
+    assert status == 200 and b"Drop a photo here" in page
+
+
+def test_a_good_photo_gets_ranked_classes(server):
+    status, result = upload(server, jpeg_bytes(synthetic_photo(3, cls=1)))
+    assert status == 200
+    assert result["label"] == result["top"][0]["label"] and len(result["top"]) == 3
+    assert abs(sum(t["probability"] for t in result["top"]) - 1) < 1e-3
+
+
+@pytest.mark.parametrize("content, filename, status, message", [
+    (b"", "empty.jpg", 400, "empty"),
+    (b"hello, not a photo", "photo.jpg", 415, "text, not an image"),
+    (b"\0\0\0\x18ftypheic" + b"\0" * 64, "IMG_1.HEIC", 415, "HEIC"),
+    (png_declaring(20_000, 20_000), "bomb.png", 422, "decompression bomb"),
+    (jpeg_bytes(synthetic_photo(4))[:400], "cut.jpg", 422, "unreadable"),
+    (b"\xff\xd8" + b"\0" * (2 * 2**20), "huge.jpg", 413, "over the limit"),
+])
+def test_bad_uploads_get_the_fitting_status_and_a_json_error(server, content, filename, status, message):
+    got, result = upload(server, content, filename)
+    assert got == status and message in result["error"]
+
+
+def test_the_content_type_is_not_trusted(server):
+    status, result = upload(server, b"GIF89a not really", "x.gif", content_type="image/gif")
+    assert status == 415
+
+
+def test_malformed_requests_are_400_not_500(server):
+    status, payload = request(f"{server}/predict", b"garbage", {"Content-Type": "multipart/form-data; boundary=zz"})
+    assert status == 400 and "error" in json.loads(payload)
+    boundary = "b1"
+    body = f"--{boundary}\r\nContent-Disposition: form-data; name=\"other\"\r\n\r\nx\r\n--{boundary}--\r\n".encode()
+    status, payload = request(f"{server}/predict", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert status == 400 and "named 'file'" in json.loads(payload)["error"]
+
+
+def test_concurrent_requests_all_succeed(server):
+    photo = jpeg_bytes(synthetic_photo(5))
+    with ThreadPoolExecutor(8) as pool:
+        statuses = [s for s, _ in pool.map(lambda _: upload(server, photo), range(24))]
+    assert statuses == [200] * 24
+
+
+def test_a_full_queue_answers_503(tmp_path):
+    data = make_flat(tmp_path / "data", per_class=6)
+    photoclass.train(data, out=tmp_path / "run", model="compact-cnn", image_size=32, epochs=1, threads=1,
+                     cache_dir=tmp_path / "cache", verbose=False, progress=False)
+    proc, url = start_server(tmp_path / "run", "--max-queue", 0)
+    try:
+        status, result = upload(url, jpeg_bytes(synthetic_photo(6)))
+        assert status == 503 and "busy" in result["error"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
