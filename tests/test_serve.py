@@ -58,12 +58,17 @@ def upload(base, content: bytes, filename="photo.jpg", content_type="image/jpeg"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def trained_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("serve")
     data = make_flat(base / "data", per_class=10)
     photoclass.train(data, out=base / "run", model="compact-cnn", image_size=32, epochs=2, threads=1,
                      cache_dir=base / "cache", verbose=False, progress=False)
-    proc, url = start_server(base / "run", "--max-upload-mb", 1)
+    return base / "run"
+
+
+@pytest.fixture(scope="module")
+def server(trained_run):
+    proc, url = start_server(trained_run, "--max-upload-mb", 1)
     yield url
     proc.terminate()
     proc.wait(timeout=10)
@@ -117,6 +122,20 @@ def test_concurrent_requests_all_succeed(server):
     with ThreadPoolExecutor(8) as pool:
         statuses = [s for s, _ in pool.map(lambda _: upload(server, photo), range(24))]
     assert statuses == [200] * 24
+
+
+def test_an_exported_onnx_model_is_served_too(trained_run, server, tmp_path):
+    from photoclass.export import export_onnx
+
+    path = export_onnx(trained_run, tmp_path / "model.onnx")["path"]
+    proc, url = start_server(path)
+    try:
+        photo = jpeg_bytes(synthetic_photo(3, cls=1))
+        assert upload(url, photo)[1]["top"][0]["label"] == upload(server, photo)[1]["top"][0]["label"]
+        assert json.loads(request(f"{url}/model")[1])["classes"] == ["cloudy", "rain", "shine"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def test_a_full_queue_answers_503(tmp_path):

@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from .. import __version__
 from ..data.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_photo
 from ..inference.predictor import open_predictor
 
@@ -38,7 +39,7 @@ def create_app(model: str | os.PathLike, *, top_k: int = 3, max_bytes: int = MAX
     """An app serving `model`: a run directory or an exported `.onnx` file."""
     predictor = open_predictor(model)
     info = _model_info(Path(model), predictor)
-    app = FastAPI(title="photoclass", version=info.get("photoclass", ""), docs_url=None, redoc_url=None)
+    app = FastAPI(title="photoclass", version=__version__, docs_url=None, redoc_url=None)
     gate = asyncio.Semaphore(1)
     waiting = 0
 
