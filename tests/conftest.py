@@ -127,3 +127,13 @@ def make_corpus(root: Path) -> dict[str, tuple[str, str]]:
         "animated (3 frames), first frame used")
     add("odd17.jpg", b"\xff\xd8\xff\xe0" + b"\0" * 100, "skipped", "")
     return expected
+
+
+def train_tiny_run(base: Path, *, per_class: int = 10, epochs: int = 2) -> Path:
+    """A quickly trained compact-cnn run (32 px) on synthetic photos, at base/run."""
+    import photoclass
+
+    data = make_flat(base / "data", per_class=per_class)
+    photoclass.train(data, out=base / "run", model="compact-cnn", image_size=32, epochs=epochs, threads=1,
+                     cache_dir=base / "cache", verbose=False, progress=False)
+    return base / "run"

@@ -10,16 +10,12 @@ import pytest
 import photoclass
 from photoclass import PhotoclassError
 
-from conftest import make_flat, save, sha256_tree, synthetic_photo
+from conftest import save, sha256_tree, synthetic_photo, train_tiny_run
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    base = tmp_path_factory.mktemp("predict")
-    data = make_flat(base / "data", per_class=10)
-    photoclass.train(data, out=base / "run", model="compact-cnn", image_size=32, epochs=2, threads=1,
-                     cache_dir=base / "cache", verbose=False, progress=False)
-    return base / "run"
+    return train_tiny_run(tmp_path_factory.mktemp("predict"))
 
 
 @pytest.fixture

@@ -12,9 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-import photoclass
 
-from conftest import jpeg_bytes, make_flat, png_declaring, synthetic_photo
+from conftest import jpeg_bytes, png_declaring, synthetic_photo, train_tiny_run
 
 
 def free_port() -> int:
@@ -59,11 +58,7 @@ def upload(base, content: bytes, filename="photo.jpg", content_type="image/jpeg"
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    base = tmp_path_factory.mktemp("serve")
-    data = make_flat(base / "data", per_class=10)
-    photoclass.train(data, out=base / "run", model="compact-cnn", image_size=32, epochs=2, threads=1,
-                     cache_dir=base / "cache", verbose=False, progress=False)
-    return base / "run"
+    return train_tiny_run(tmp_path_factory.mktemp("serve"))
 
 
 @pytest.fixture(scope="module")
@@ -139,10 +134,7 @@ def test_an_exported_onnx_model_is_served_too(trained_run, server, tmp_path):
 
 
 def test_a_full_queue_answers_503(tmp_path):
-    data = make_flat(tmp_path / "data", per_class=6)
-    photoclass.train(data, out=tmp_path / "run", model="compact-cnn", image_size=32, epochs=1, threads=1,
-                     cache_dir=tmp_path / "cache", verbose=False, progress=False)
-    proc, url = start_server(tmp_path / "run", "--max-queue", 0)
+    proc, url = start_server(train_tiny_run(tmp_path, per_class=6, epochs=1), "--max-queue", 0)
     try:
         status, result = upload(url, jpeg_bytes(synthetic_photo(6)))
         assert status == 503 and "busy" in result["error"]
