@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .data.loader import normalize, to_float
 from .errors import PhotoclassError
 from .runs.atomic import write_bytes_atomic
 from .runs.rundir import RunDir, load_model
@@ -62,10 +63,8 @@ def export_onnx(run: str | os.PathLike, out: str | os.PathLike | None = None, *,
 
     inputs = [torch.rand(1, 3, size, size), torch.rand(5, 3, size, size) * 4 - 2]
     if samples is not None and len(samples):
-        mean = torch.tensor(meta["input"]["mean"]).view(1, 3, 1, 1)
-        std = torch.tensor(meta["input"]["std"]).view(1, 3, 1, 1)
-        pixels = torch.from_numpy(np.ascontiguousarray(samples)).permute(0, 3, 1, 2).float() / 255
-        inputs.append((pixels - mean) / std)
+        pixels = to_float(torch.from_numpy(np.ascontiguousarray(samples)))
+        inputs.append(normalize(pixels, meta["input"]["mean"], meta["input"]["std"]).contiguous())
     diff = _max_abs_diff(model, data, inputs)
     if not diff <= MAX_ABS_DIFF:
         raise PhotoclassError(f"ONNX export of {run.path} disagrees with PyTorch: max |diff| {diff:.2e} "

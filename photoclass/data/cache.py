@@ -116,14 +116,11 @@ class ImageCache:
                 f"WHERE path IN ({','.join('?' * len(chunk))})", chunk))
         stale = [i for i, (name, sig) in enumerate(zip(names, signatures))
                  if known.get(name, (None,))[0] != sig]
-        fresh = content_keys([paths[i] for i in stale], workers)
+        fresh = dict(zip(stale, content_keys([paths[i] for i in stale], workers)))
         with self._db:
             self._db.executemany("INSERT OR REPLACE INTO file_keys VALUES (?,?,?,?,?,?)",
-                                 [(names[i], *signatures[i], key) for i, key in zip(stale, fresh)])
-        keys = [known[name][1] if name in known else "" for name in names]
-        for i, key in zip(stale, fresh):
-            keys[i] = key
-        return keys
+                                 [(names[i], *signatures[i], key) for i, key in fresh.items()])
+        return [fresh[i] if i in fresh else known[name][1] for i, name in enumerate(names)]
 
     def lookup(self, keys: Sequence[str]) -> dict[str, CacheEntry]:
         found: dict[str, CacheEntry] = {}
