@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import random
 import socket
 import statistics
@@ -84,6 +85,8 @@ def main() -> None:
         with ThreadPoolExecutor(args.clients) as pool:
             results = list(pool.map(lambda item: (item[0], *send(f"{base}/predict", item[1])), plan))
         seconds = time.perf_counter() - started
+        health = json.loads(urllib.request.urlopen(f"{base}/health", timeout=5).read())
+        engine = json.loads(urllib.request.urlopen(f"{base}/model", timeout=5).read())["engine"]
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -92,7 +95,8 @@ def main() -> None:
     p = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")  # noqa: E731
     print(f"{args.requests} requests from {args.clients} clients in {seconds:.1f} s "
           f"({args.requests / seconds:.1f} requests/s); statuses {dict(sorted(statuses.items()))}")
-    print(f"5xx: {sum(v for k, v in statuses.items() if k >= 500)}, dropped: {statuses.get(0, 0)}")
+    print(f"5xx: {sum(v for k, v in statuses.items() if k >= 500)}, dropped: {statuses.get(0, 0)}; "
+          f"engine {engine}, mean batch of the last 100 model calls {health['mean_batch']}")
     print(f"good requests: {len(latencies)}, p50 {p(0.5):.0f} ms, p90 {p(0.9):.0f} ms, p99 {p(0.99):.0f} ms, "
           f"mean {statistics.mean(latencies) if latencies else float('nan'):.0f} ms")
 

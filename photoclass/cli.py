@@ -173,7 +173,7 @@ def cmd_serve(args) -> int:
     from .serve.app import create_app
 
     app = create_app(args.run, top_k=args.top_k, max_bytes=args.max_upload_mb * 2**20,
-                     max_queue=args.max_queue)
+                     max_queue=args.max_queue, engine=args.engine)
     print(f"serving {args.run} at http://{args.host}:{args.port}/ (Ctrl-C to stop)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
@@ -254,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--top-k", type=int, default=3)
     sv.add_argument("--max-upload-mb", type=int, default=10)
     sv.add_argument("--max-queue", type=int, default=64, help="requests waiting beyond this get 503")
+    sv.add_argument("--engine", choices=("auto", "onnx", "torch"), default="auto",
+                    help="auto (default): ONNX Runtime when installed (exports RUN/model.onnx once), else PyTorch")
     sv.set_defaults(func=cmd_serve)
 
     pr = sub.add_parser("predict", help="predict photos with a trained run; optionally sort copies",

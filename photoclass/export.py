@@ -6,6 +6,7 @@ the file's metadata (`photoclass.preprocess`, `photoclass.input`), with the clas
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import logging
@@ -54,6 +55,7 @@ def export_onnx(run: str | os.PathLike, out: str | os.PathLike | None = None, *,
     for key, value in {"photoclass.classes": json.dumps(meta["classes"]),
                        "photoclass.input": json.dumps(meta["input"]),
                        "photoclass.architecture": meta["architecture"],
+                       "photoclass.weights_sha256": weights_sha256(run),
                        "photoclass.preprocess": PREPROCESS}.items():
         entry = graph.metadata_props.add()
         entry.key, entry.value = key, value
@@ -73,6 +75,30 @@ def export_onnx(run: str | os.PathLike, out: str | os.PathLike | None = None, *,
     write_bytes_atomic(out, data)
     return {"path": str(out), "max_abs_diff": diff, "inputs_checked": sum(len(x) for x in inputs),
             "bytes": len(data)}
+
+
+def weights_sha256(run: RunDir) -> str:
+    """The checksum of the run's weights, stored in its export to tell a stale one."""
+    digest = hashlib.sha256()
+    with open(run.path / "model.safetensors", "rb") as f:
+        for chunk in iter(lambda: f.read(2**20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def onnx_for_run(run: str | os.PathLike, *, verbose: bool = True) -> Path:
+    """RUN/model.onnx, exported first when missing or made from other weights."""
+    import onnx
+
+    run = RunDir(run)
+    path = run.path / "model.onnx"
+    if path.is_file():
+        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        if props.get("photoclass.weights_sha256") == weights_sha256(run):
+            return path
+    if verbose:
+        print(f"exporting {run.path} to ONNX once, for faster inference ...", flush=True)
+    return Path(export_onnx(run.path, path)["path"])
 
 
 @contextlib.contextmanager

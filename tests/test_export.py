@@ -70,3 +70,27 @@ def test_a_foreign_onnx_file_is_a_clear_error(tmp_path):
     onnx.save(model, str(tmp_path / "other.onnx"))
     with pytest.raises(photoclass.PhotoclassError, match="was not exported by photoclass"):
         OnnxPredictor(tmp_path / "other.onnx")
+
+
+def test_a_runs_onnx_file_is_reused_while_fresh_and_remade_when_weights_change(tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    from conftest import train_tiny_run
+    from photoclass.export import onnx_for_run, weights_sha256
+    from photoclass.runs.rundir import RunDir
+
+    run = train_tiny_run(tmp_path)
+    path = onnx_for_run(run)
+    assert "exporting" in capsys.readouterr().out
+    made = path.stat().st_mtime_ns
+    assert onnx_for_run(run) == path and path.stat().st_mtime_ns == made
+    assert "exporting" not in capsys.readouterr().out
+
+    weights = load_file(run / "model.safetensors")
+    name = next(iter(weights))
+    weights[name] = weights[name] + 0.5
+    save_file(weights, run / "model.safetensors", metadata={"format": "pt"})
+    onnx_for_run(run)
+    assert "exporting" in capsys.readouterr().out
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert props["photoclass.weights_sha256"] == weights_sha256(RunDir(run))

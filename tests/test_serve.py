@@ -73,6 +73,7 @@ def test_health_model_and_page(server):
     assert json.loads(request(f"{server}/health")[1])["status"] == "ok"
     info = json.loads(request(f"{server}/model")[1])
     assert info["classes"] == ["cloudy", "rain", "shine"] and info["input_size"] == 32
+    assert info["engine"] == "onnxruntime"  # a run is served through ONNX Runtime by default
     assert 0 <= info["test"]["accuracy"] <= 1
     status, page = request(f"{server}/")
     assert status == 200 and b"Drop a photo here" in page
@@ -112,25 +113,56 @@ def test_malformed_requests_are_400_not_500(server):
     assert status == 400 and "named 'file'" in json.loads(payload)["error"]
 
 
-def test_concurrent_requests_all_succeed(server):
-    photo = jpeg_bytes(synthetic_photo(5))
+def test_concurrent_requests_each_get_their_own_answer(server):
+    photos = [jpeg_bytes(synthetic_photo(50 + i, cls=i % 3)) for i in range(24)]
+    alone = [upload(server, photo) for photo in photos]
     with ThreadPoolExecutor(8) as pool:
-        statuses = [s for s, _ in pool.map(lambda _: upload(server, photo), range(24))]
-    assert statuses == [200] * 24
+        together = list(pool.map(lambda photo: upload(server, photo), photos))
+    assert [s for s, _ in together] == [200] * 24
+    for (_, a), (_, b) in zip(alone, together):  # batched with others, the same answer as alone
+        assert a["label"] == b["label"] and abs(a["confidence"] - b["confidence"]) < 1e-4
 
 
-def test_an_exported_onnx_model_is_served_too(trained_run, server, tmp_path):
+def test_the_micro_batcher_groups_waiting_calls_and_routes_rows_back():
+    import asyncio
+
+    import numpy as np
+
+    from photoclass.serve.batching import MicroBatcher
+
+    def slow_double(x):
+        time.sleep(0.05)
+        if (x < 0).any():
+            raise ValueError("negative input")
+        return x * 2
+
+    async def main():
+        batcher = MicroBatcher(slow_double, max_batch=4)
+        results = await asyncio.gather(*(batcher(np.full(2, i)) for i in range(10)))
+        failed = await asyncio.gather(batcher(np.full(2, -1)), return_exceptions=True)
+        return batcher, results, failed
+
+    batcher, results, failed = asyncio.run(main())
+    assert [r[0] for r in results] == [2 * i for i in range(10)]
+    assert batcher.batches[:3] == [4, 4, 2]
+    assert isinstance(failed[0], ValueError)
+
+
+def test_pytorch_and_an_exported_onnx_file_serve_the_same_answers(trained_run, server, tmp_path):
     from photoclass.export import export_onnx
 
     path = export_onnx(trained_run, tmp_path / "model.onnx")["path"]
-    proc, url = start_server(path)
+    (proc, url), (torch_proc, torch_url) = start_server(path), start_server(trained_run, "--engine", "torch")
     try:
+        assert json.loads(request(f"{torch_url}/model")[1])["engine"] == "torch"
         photo = jpeg_bytes(synthetic_photo(3, cls=1))
-        assert upload(url, photo)[1]["top"][0]["label"] == upload(server, photo)[1]["top"][0]["label"]
+        labels = {upload(u, photo)[1]["top"][0]["label"] for u in (url, torch_url, server)}
+        assert len(labels) == 1
         assert json.loads(request(f"{url}/model")[1])["classes"] == ["cloudy", "rain", "shine"]
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        for p in (proc, torch_proc):
+            p.terminate()
+            p.wait(timeout=10)
 
 
 def test_a_full_queue_answers_503(tmp_path):

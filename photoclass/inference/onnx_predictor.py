@@ -11,6 +11,8 @@ from .predictor import BasePredictor
 
 
 class OnnxPredictor(BasePredictor):
+    engine = "onnxruntime"
+
     def __init__(self, path: str | os.PathLike, *, batch_size: int = 16):
         try:
             import onnxruntime as ort

@@ -42,6 +42,7 @@ class BasePredictor:
     classes: list[str]
     size: int
     batch_size: int = 16
+    engine: str = ""
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:  # (B, S, S, 3) -> (B, classes)
         raise NotImplementedError
@@ -74,6 +75,8 @@ class BasePredictor:
 class Predictor(BasePredictor):
     """A run's best model, ready for photos: `Predictor("runs/x").predict(["a.jpg", "dir/"])`."""
 
+    engine = "torch"
+
     def __init__(self, run: str | os.PathLike, *, batch_size: int = 16, threads: int = 0):
         import torch
 
@@ -99,8 +102,25 @@ class Predictor(BasePredictor):
             return self.model(x.contiguous(memory_format=torch.channels_last)).softmax(1).numpy()
 
 
-def open_predictor(model: str | os.PathLike, **kwargs) -> BasePredictor:
-    """A run directory, or an exported `.onnx` file (run with ONNX Runtime, no torch needed)."""
+def open_predictor(model: str | os.PathLike, *, engine: str = "torch", **kwargs) -> BasePredictor:
+    """A predictor for a run directory or an exported `.onnx` file (ONNX Runtime, no torch).
+
+    `engine="onnx"` runs a run directory through ONNX Runtime too (about twice as fast on a
+    CPU), exporting RUN/model.onnx once; `"auto"` does so when ONNX Runtime and the exporter
+    are installed and falls back to PyTorch otherwise.
+    """
+    if engine not in ("torch", "onnx", "auto"):
+        raise PhotoclassError(f"Unknown engine {engine!r}. HINT: use torch, onnx or auto.")
+    if Path(model).suffix.lower() != ".onnx" and engine != "torch":
+        try:
+            from ..export import onnx_for_run
+            import onnxruntime  # noqa: F401
+
+            model = onnx_for_run(model)
+        except ImportError:
+            if engine == "onnx":
+                raise PhotoclassError("engine 'onnx' needs ONNX Runtime and the exporter. "
+                                      "HINT: pip install 'photoclass[onnx]'") from None
     if Path(model).suffix.lower() == ".onnx":
         from .onnx_predictor import OnnxPredictor
 

@@ -67,7 +67,7 @@ class MBConv(nn.Module):
         if not self.residual:
             return y
         if self.training and self.drop_path > 0:  # stochastic depth, per sample
-            keep = torch.rand(x.shape[0], 1, 1, 1, dtype=x.dtype) >= self.drop_path
+            keep = torch.rand(x.shape[0], 1, 1, 1, dtype=x.dtype, device=x.device) >= self.drop_path
             y = y * keep / (1 - self.drop_path)
         return x + y
 

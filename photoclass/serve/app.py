@@ -3,12 +3,12 @@
 Uploads are decoded in memory by the same `decode_photo` as training, never written to disk.
 Errors are JSON with the fitting status: 400 empty or malformed, 413 too large, 415 not an
 allowed image format (sniffed from the bytes, not the Content-Type), 422 undecodable or a
-decompression bomb, 503 when the queue is full. One inference runs at a time (the model uses
-both cores); up to `max_queue` requests wait for it.
+decompression bomb, 503 when the queue is full. One model call runs at a time (it uses both
+cores); the photos that arrived meanwhile go into the next call as one batch, and up to
+`max_queue` requests wait.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from pathlib import Path
@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from .. import __version__
 from ..data.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_photo
 from ..inference.predictor import open_predictor
+from .batching import MicroBatcher
 
 MAX_UPLOAD_BYTES = 10 * 2**20
 DRAIN_FACTOR = 8  # oversized bodies up to 8x the limit are read and dropped; larger ones cut off
@@ -36,12 +37,18 @@ class ApiError(Exception):
 
 
 def create_app(model: str | os.PathLike, *, top_k: int = 3, max_bytes: int = MAX_UPLOAD_BYTES,
-               max_pixels: int = DEFAULT_MAX_PIXELS, max_queue: int = 64) -> FastAPI:
-    """An app serving `model`: a run directory or an exported `.onnx` file."""
-    predictor = open_predictor(model)
+               max_pixels: int = DEFAULT_MAX_PIXELS, max_queue: int = 64, max_batch: int = 16,
+               engine: str = "auto") -> FastAPI:
+    """An app serving `model`: a run directory or an exported `.onnx` file.
+
+    `engine` is `open_predictor`'s: by default a run is served through ONNX Runtime when it
+    is installed (exported once to RUN/model.onnx), else through PyTorch.
+    """
+    predictor = open_predictor(model, engine=engine)
     info = _model_info(Path(model), predictor)
+    info["engine"] = predictor.engine
     app = FastAPI(title="photoclass", version=__version__, docs_url=None, redoc_url=None)
-    gate = asyncio.Semaphore(1)
+    batcher = MicroBatcher(predictor.probabilities, max_batch=max_batch)
     waiting = 0
 
     @app.exception_handler(ApiError)
@@ -50,7 +57,9 @@ def create_app(model: str | os.PathLike, *, top_k: int = 3, max_bytes: int = MAX
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "waiting": waiting}
+        recent = batcher.batches
+        return {"status": "ok", "waiting": waiting,
+                "mean_batch": round(sum(recent) / len(recent), 2) if recent else None}
 
     @app.get("/model")
     async def model_info() -> dict[str, Any]:
@@ -79,11 +88,9 @@ def create_app(model: str | os.PathLike, *, top_k: int = 3, max_bytes: int = MAX
                 photo = await run_in_threadpool(decode_photo, data, size=predictor.size, max_pixels=max_pixels)
             except DecodeError as e:
                 raise ApiError(STATUS_FOR_DECODE_ERROR.get(e.kind, 422), e.reason) from None
-            async with gate:
-                probabilities = await run_in_threadpool(predictor.probabilities, photo.to_array()[None])
+            p = await batcher(photo.to_array())
         finally:
             waiting -= 1
-        p = probabilities[0]
         best = np.argsort(-p, kind="stable")[:max(1, min(top_k, len(predictor.classes)))]
         top = [{"label": predictor.classes[i], "probability": round(float(p[i]), 6)} for i in best]
         return {"label": top[0]["label"], "confidence": top[0]["probability"], "top": top,
