@@ -63,10 +63,75 @@ def cmd_train(args) -> int:
         options = {k: getattr(args, k) for k in _TRAIN_OPTIONS if getattr(args, k) is not None}
         if args.class_weights:
             options["class_weights"] = True
-        result = train(args.data, out=args.out, **options)
+        result = train(args.data, out=args.out, track=_track(args), **options)
     if result.interrupted:
         return 130
     print(format_test(result.test, result.run.path, result.seconds))
+    return 0
+
+
+def _track(args) -> bool | str | None:
+    return False if args.no_track else args.tracking_uri
+
+
+def cmd_runs(args) -> int:
+    from .runs.leaderboard import list_runs
+
+    board = list_runs(*args.roots, data=args.data, sort=args.sort)
+    print(json.dumps([r.to_dict() for r in board], indent=2) if args.json else board.to_text())
+    return 0
+
+
+def cmd_select(args) -> int:
+    from .runs.leaderboard import copy_run, list_runs, select_run
+
+    selection = select_run(list_runs(*args.roots, data=args.data), tolerance=args.tolerance)
+    if args.json:
+        print(json.dumps({"winner": selection.winner.to_dict(), "reason": selection.reason,
+                          "candidates": [str(r.path) for r in selection.candidates]}, indent=2))
+    else:
+        print(selection.reason)
+    if args.copy_to:
+        print(f"copied to {copy_run(selection.winner.path, args.copy_to)}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def cmd_track(args) -> int:
+    from .runs.tracking import track_run, tracking_uri
+
+    for run in args.runs:
+        print(f"{run}: MLflow run {track_run(run, uri=args.tracking_uri)} in {tracking_uri(args.tracking_uri)}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .evaluation.html_report import write_report
+
+    print(f"report: {write_report(args.run)}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .evaluation.html_report import write_comparison
+
+    print(f"comparison: {write_comparison(args.runs, args.out, tolerance=args.tolerance)}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from .training.sweep import sweep
+
+    fixed = {k: getattr(args, k) for k in ("epochs", "cache_dir", "seed") if getattr(args, k) is not None}
+    study = sweep(args.data, trials=args.trials, space=args.space, storage=args.storage, study=args.study,
+                  out=args.out, timeout=args.timeout, track=_track(args), **fixed)
+    states = [t.state.name for t in study.trials]
+    print(f"study {study.study_name}: {states.count('COMPLETE')} complete, {states.count('PRUNED')} pruned, "
+          f"{states.count('FAIL')} failed")
+    if states.count("COMPLETE"):
+        best = study.best_trial
+        print(f"best: trial {best.number}, val accuracy {best.value:.4f}, test accuracy "
+              f"{best.user_attrs.get('test_accuracy', float('nan')):.4f}, run {best.user_attrs['run']}")
+        print(f"  {best.params}")
     return 0
 
 
@@ -180,8 +245,14 @@ def cmd_serve(args) -> int:
 
 
 _TRAIN_OPTIONS = ("model", "strategy", "finetune_blocks", "epochs", "batch_size", "image_size", "lr", "optimizer", "schedule",
-                  "augment", "label_smoothing", "weight_decay", "early_stopping", "threads", "seed",
+                  "augment", "label_smoothing", "dropout", "weight_decay", "early_stopping", "threads", "seed",
                   "val_size", "test_size", "split", "layout", "label_regex", "cache_dir")
+
+
+def _add_tracking_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tracking-uri", metavar="URI",
+                   help="MLflow store (default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)")
+    p.add_argument("--no-track", action="store_true", help="do not log to MLflow")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -220,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--schedule", choices=SCHEDULES)
     t.add_argument("--augment", metavar="SPEC", help="'default', 'none', 'strong' or e.g. 'hflip,rotate=10,zoom=0.1'")
     t.add_argument("--label-smoothing", type=float)
+    t.add_argument("--dropout", type=float, help="dropout rate of the model's head (default: the model's)")
     t.add_argument("--weight-decay", type=float)
     t.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="epochs without improvement; 0: off")
     t.add_argument("--class-weights", action="store_true", help="weight the loss by inverse class frequency")
@@ -233,7 +305,58 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--cache-dir")
     t.add_argument("--out", metavar="RUN", help="run directory (default runs/<model>-<time>)")
     t.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last.ckpt")
+    _add_tracking_options(t)
     t.set_defaults(func=cmd_train)
+
+    from .runs.leaderboard import SORT_KEYS
+    r = sub.add_parser("runs", help="the leaderboard: finished runs with their test figures",
+                       description="List finished runs under ROOT (default runs/), best first.")
+    r.add_argument("roots", metavar="ROOT", nargs="*", default=["runs"])
+    r.add_argument("--data", metavar="NAME", help="only runs on the data folder of this name")
+    r.add_argument("--sort", choices=SORT_KEYS, default="error", help="default: test error")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_runs)
+
+    se = sub.add_parser("select", help="pick the run with the lowest test error, then the smallest gap",
+                        description="Among runs within TOLERANCE of the lowest test error, pick the one "
+                        "with the smallest generalization gap; say why.")
+    se.add_argument("roots", metavar="ROOT", nargs="*", default=["runs"])
+    se.add_argument("--data", metavar="NAME")
+    se.add_argument("--tolerance", type=float, default=0.01, help="in accuracy, default 0.01 (one point)")
+    se.add_argument("--copy-to", metavar="DIR", help="copy the winning run there (e.g. best/)")
+    se.add_argument("--json", action="store_true")
+    se.set_defaults(func=cmd_select)
+
+    sw = sub.add_parser("sweep", help="search models and options with Optuna; each trial is a run",
+                        description="Search the space (models, learning rate, augmentation, dropout, batch "
+                        "and image size) for the best validation accuracy, pruning poor trials.")
+    sw.add_argument("data", metavar="DATA")
+    sw.add_argument("--trials", type=int, default=20)
+    sw.add_argument("--space", metavar="FILE", help="JSON or TOML search space (default: built in)")
+    sw.add_argument("--storage", metavar="URL", help="Optuna storage (default sqlite:///OUT/sweeps.db)")
+    sw.add_argument("--study", metavar="NAME", help="study name; reuse it to continue a sweep")
+    sw.add_argument("--out", default="runs", metavar="DIR", help="trial runs go to DIR/STUDY/ (default runs)")
+    sw.add_argument("--timeout", type=float, metavar="SECONDS")
+    sw.add_argument("--epochs", type=int, help="fix the epochs of every trial")
+    sw.add_argument("--seed", type=int)
+    sw.add_argument("--cache-dir")
+    _add_tracking_options(sw)
+    sw.set_defaults(func=cmd_sweep)
+
+    tr = sub.add_parser("track", help="log finished runs to MLflow (again)")
+    tr.add_argument("runs", metavar="RUN", nargs="+")
+    tr.add_argument("--tracking-uri", metavar="URI", help="default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
+    tr.set_defaults(func=cmd_track)
+
+    rp = sub.add_parser("report", help="rebuild a run's report.html")
+    rp.add_argument("run", metavar="RUN")
+    rp.set_defaults(func=cmd_report)
+
+    co = sub.add_parser("compare", help="one HTML page comparing runs")
+    co.add_argument("runs", metavar="RUN", nargs="+")
+    co.add_argument("--out", default="compare.html", metavar="FILE")
+    co.add_argument("--tolerance", type=float, default=0.01)
+    co.set_defaults(func=cmd_compare)
 
     e = sub.add_parser("evaluate", help="re-evaluate a saved run, on its test split or another folder")
     e.add_argument("run", metavar="RUN")

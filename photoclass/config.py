@@ -113,6 +113,7 @@ class TrainConfig:
     early_stopping: int = 8  # epochs without improvement before stopping; 0: never
     monitor: str = "val_loss"
     label_smoothing: float = 0.0
+    dropout: float | None = None  # None: the model's own
     class_weights: bool = False  # weight the loss by inverse class frequency
     augment: str = "default"  # preset or spec, see photoclass.data.augment
     seed: int = 0
@@ -133,6 +134,8 @@ class TrainConfig:
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("monitor", self.monitor, MONITORS)
         _check_fraction("label_smoothing", self.label_smoothing)
+        if self.dropout is not None:
+            _check_fraction("dropout", self.dropout)
         _check_int("early_stopping", self.early_stopping, 0, 10_000)
         _check_int("seed", self.seed, 0, 2**32 - 1)
         _check_int("threads", self.threads, 0, 256)

@@ -1,8 +1,11 @@
 """Tiny synthetic photo folders, made fresh in tmp_path for each test."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import os
+import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -11,7 +14,34 @@ import numpy as np
 import pytest
 from PIL import Image
 
+# Runs trained by tests are not logged to MLflow unless a test asks (subprocesses inherit this).
+os.environ["PHOTOCLASS_TRACKING"] = "off"
+
 CLASSES = ("cloudy", "rain", "shine")
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+needs_chromium = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
+                                    reason="Debian's chromium and chromium-driver are not installed")
+
+
+@contextlib.contextmanager
+def headless_chromium(profile: Path, *, width: int = 900, height: int = 900):
+    """Selenium driving Debian's chromium, headless, with the browser's console log kept."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    os.environ["SE_AVOID_STATS"] = "true"
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={profile}", f"--window-size={width},{height}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
 WEATHER = Path(__file__).resolve().parents[2] / "shared" / "data" / "weather"
 
 
@@ -129,11 +159,11 @@ def make_corpus(root: Path) -> dict[str, tuple[str, str]]:
     return expected
 
 
-def train_tiny_run(base: Path, *, per_class: int = 10, epochs: int = 2) -> Path:
-    """A quickly trained compact-cnn run (32 px) on synthetic photos, at base/run."""
+def train_tiny_run(base: Path, *, name: str = "run", per_class: int = 10, epochs: int = 2, **options) -> Path:
+    """A quickly trained compact-cnn run (32 px) on synthetic photos (base/data), at base/NAME."""
     import photoclass
 
-    data = make_flat(base / "data", per_class=per_class)
-    photoclass.train(data, out=base / "run", model="compact-cnn", image_size=32, epochs=epochs, threads=1,
-                     cache_dir=base / "cache", verbose=False, progress=False)
-    return base / "run"
+    data = base / "data" if (base / "data").is_dir() else make_flat(base / "data", per_class=per_class)
+    options = {"model": "compact-cnn", "image_size": 32, "epochs": epochs, "threads": 1, **options}
+    photoclass.train(data, out=base / name, cache_dir=base / "cache", verbose=False, progress=False, **options)
+    return base / name

@@ -1,6 +1,5 @@
 """The real HTTP server, started as `photoclass serve` on a free port."""
 import json
-import shutil
 import socket
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 
-from conftest import jpeg_bytes, png_declaring, synthetic_photo, train_tiny_run
+from conftest import headless_chromium, jpeg_bytes, needs_chromium, png_declaring, synthetic_photo, train_tiny_run
 
 
 def free_port() -> int:
@@ -175,29 +174,16 @@ def test_a_full_queue_answers_503(tmp_path):
         proc.wait(timeout=10)
 
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-
-
-@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="Debian's chromium and chromium-driver are not installed")
-def test_the_web_page_in_headless_chromium(server, tmp_path, monkeypatch):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+@needs_chromium
+def test_the_web_page_in_headless_chromium(server, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    monkeypatch.setenv("SE_AVOID_STATS", "true")
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(jpeg_bytes(synthetic_photo(9, cls=2)))
     expected = upload(server, photo.read_bytes())[1]["label"]
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={tmp_path / 'profile'}", "--window-size=900,900"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
+    with headless_chromium(tmp_path / "profile") as driver:
         driver.get(f"{server}/")
         WebDriverWait(driver, 20).until(lambda d: "cloudy" in d.find_element(By.ID, "model").text)
         chooser = driver.find_element(By.ID, "file")
@@ -212,5 +198,3 @@ def test_the_web_page_in_headless_chromium(server, tmp_path, monkeypatch):
         assert fill >= track / 3 - 1  # the top class's bar is drawn, at least a third long
         driver.save_screenshot(str(tmp_path / "page.png"))
         assert (tmp_path / "page.png").stat().st_size > 1000
-    finally:
-        driver.quit()

@@ -76,3 +76,20 @@ def image_grid(images: Sequence[np.ndarray], captions: Sequence[str], path: Path
     if title:
         fig.suptitle(title)
     _save(fig, path)
+
+
+def overlaid_curves(histories: dict[str, list[dict[str, Any]]], out) -> None:
+    """Validation accuracy and loss, and training loss, of several runs on shared axes."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    for name, history in histories.items():
+        epochs = [int(h["epoch"]) for h in history]
+        for ax, key in zip(axes, ("val_acc", "val_loss", "train_loss")):
+            ax.plot(epochs, [float(h[key]) for h in history], "o-", ms=2, label=name)
+    for ax, title in zip(axes, ("validation accuracy", "validation loss", "training loss")):
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.savefig(out, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)

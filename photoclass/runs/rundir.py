@@ -57,6 +57,10 @@ class RunDir:
         except FileNotFoundError:
             raise PhotoclassError(f"{self.path} is not a complete run: {name} is missing.") from None
 
+    def read_csv(self, name: str) -> list[dict[str, str]]:
+        with open(self.path / name, newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
         """Write metrics.csv and timing.csv from the per-epoch history."""
         for name, columns in (("metrics.csv", METRICS_COLUMNS), ("timing.csv", TIMING_COLUMNS)):

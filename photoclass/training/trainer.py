@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -19,10 +20,12 @@ from ..data.dataset import PreparedDataset, manifest_csv
 from ..data.loader import BatchLoader
 from ..data.prepare import prepare
 from ..errors import PhotoclassError
+from ..evaluation.html_report import write_report
 from ..evaluation.report import evaluate_dataset, write_evaluation
 from ..models.registry import InputSpec, count_parameters, create_model, model_info
 from ..runs.atomic import write_text_atomic
 from ..runs.rundir import RunDir
+from ..runs.tracking import log_finished_run
 from .callbacks import EarlyStopping, GracefulInterrupt
 from .features import feature_loaders
 from .loop import predict_logits, train_one_epoch
@@ -45,12 +48,17 @@ class TrainResult:
 
 def train(data: str | os.PathLike | None = None, *, model: str | nn.Module | None = None,
           out: str | os.PathLike | None = None, resume: str | os.PathLike | None = None,
+          track: bool | str | None = None, on_epoch: Callable[[dict[str, Any]], None] | None = None,
           progress: bool | None = None, verbose: bool = True, **options: Any) -> TrainResult:
     """Train `model` (a registry name or any `nn.Module`) on `data`; evaluate it on the test split.
 
     Options are the fields of `TrainConfig` (epochs, batch_size, lr, augment, ...) and of
     `PrepareConfig` (val_size, test_size, split, ...). `resume=RUN` continues an interrupted
     run from its `last.ckpt` with the options it was started with.
+
+    The finished run is logged to MLflow (see `photoclass.runs.tracking`): `track` is a
+    tracking URI, False for none, or None for the default. `on_epoch(row)` is called after
+    each epoch with its metrics; an exception it raises stops training (sweeps prune so).
     """
     started = time.perf_counter()
     if resume is not None:
@@ -68,7 +76,9 @@ def train(data: str | os.PathLike | None = None, *, model: str | nn.Module | Non
     setup_torch(config.threads, config.seed)
 
     dataset = prepare(data, config=dataclasses.replace(prep, image_size=spec.size), progress=progress)
-    net = custom if custom is not None else create_model(config.model, len(dataset.classes), input_size=spec.size)
+    net = custom if custom is not None else create_model(
+        config.model, len(dataset.classes), input_size=spec.size,
+        **({"dropout": config.dropout} if config.dropout is not None else {}))
     net.input_spec = spec
     if config.channels_last:
         net = net.to(memory_format=torch.channels_last)
@@ -86,7 +96,8 @@ def train(data: str | os.PathLike | None = None, *, model: str | nn.Module | Non
     else:
         trained, loaders, weights = net, _loaders(dataset, config, spec), "model.safetensors"
     history, interrupted, stopped_early = fit(trained, loaders, config, run, meta, weights=weights,
-                                               resume=resume is not None, progress=progress, verbose=verbose)
+                                               resume=resume is not None, on_epoch=on_epoch,
+                                               progress=progress, verbose=verbose)
     if interrupted:
         return TrainResult(run, None, history, interrupted=True, seconds=time.perf_counter() - started)
     trained.load_state_dict(run.load_state(weights))  # the best epoch's weights
@@ -98,13 +109,15 @@ def train(data: str | os.PathLike | None = None, *, model: str | nn.Module | Non
         "train_images_per_s": round(float(np.mean([h["images_per_s"] for h in history])), 1) if history else 0,
     }
     write_evaluation(run, evaluation, history, dataset, config)
+    write_report(run, model=net, dataset=dataset)
+    log_finished_run(run, track, verbose=verbose)
     return TrainResult(run, evaluation["test"], history, stopped_early=stopped_early,
                        seconds=time.perf_counter() - started)
 
 
 def fit(net: nn.Module, loaders: dict[str, BatchLoader], config: TrainConfig, run: RunDir,
         meta: dict[str, Any], *, weights: str = "model.safetensors", resume: bool,
-        progress: bool | None, verbose: bool):
+        on_epoch: Callable[[dict[str, Any]], None] | None = None, progress: bool | None, verbose: bool):
     """The epoch loop; the best epoch's weights go to `weights` in the run.
 
     Returns (history, interrupted, stopped_early).
@@ -163,6 +176,8 @@ def fit(net: nn.Module, loaders: dict[str, BatchLoader], config: TrainConfig, ru
             run.write_metrics(history)
             if verbose:
                 print(_epoch_line(row, config.epochs, improved), flush=True)
+            if on_epoch is not None:
+                on_epoch(row)
             if stopper.should_stop:
                 stopped_early = True
                 if verbose:
@@ -234,6 +249,7 @@ def _start_run(run: RunDir, config: TrainConfig, prep: PrepareConfig, dataset: P
                                     "numpy": np.__version__},
     })
     write_text_atomic(run / "split.csv", manifest_csv(dataset.rows))
+    run.write_json("data.json", dataset.summary)
 
 
 def _loaders(dataset: PreparedDataset, config: TrainConfig, spec: InputSpec) -> dict[str, BatchLoader]:

@@ -1,0 +1,233 @@
+"""Self-contained HTML pages: `report.html` for one run, and a page comparing runs.
+
+Everything is embedded (images as data: URIs), so a page can be mailed or archived alone.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import __version__
+from ..data.decode import DecodeError, decode_photo
+from ..runs.atomic import write_text_atomic
+from ..runs.rundir import RunDir, load_model
+from . import plots
+from .gradcam import gradcam, overlay
+
+GALLERY_LIMIT = 60  # misclassified photos shown
+GRADCAM_PHOTOS = 6
+THUMB = 200  # px, longest side of a gallery photo
+
+STYLE = """
+body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1100px;padding:16px 24px;color:#1d2330}
+h1{font-size:22px;margin:8px 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #dde;padding-bottom:4px}
+.sub{color:#667}.tiles{display:flex;gap:12px;flex-wrap:wrap;margin:12px 0}
+.tile{background:#f3f5fa;border-radius:8px;padding:8px 14px}.tile b{display:block;font-size:20px}
+table{border-collapse:collapse;margin:6px 0}td,th{padding:3px 10px;border-bottom:1px solid #e6e8ef;text-align:left}
+td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}tr.win{background:#e8f6e8}
+img.plot{max-width:100%}.gallery{display:flex;flex-wrap:wrap;gap:10px}
+figure{margin:0;width:210px}figure img{max-width:200px;max-height:200px;display:block}
+figcaption{font-size:12px;color:#334}.missing{width:200px;height:120px;background:#eee;display:flex;
+align-items:center;justify-content:center;color:#888}.cols{display:flex;gap:24px;flex-wrap:wrap;align-items:flex-start}
+"""
+
+
+def write_report(run: str | os.PathLike | RunDir, *, model: nn.Module | None = None,
+                 dataset=None) -> Path:
+    """Write RUN/report.html from the run directory (and the photos it was trained on)."""
+    run = run if isinstance(run, RunDir) else RunDir(run)
+    config, result = run.read_json("config.json"), run.read_json("test.json")
+    meta = run.read_json("model.json")
+    summary = dataset.summary if dataset is not None else (
+        run.read_json("data.json") if run.exists("data.json") else None)
+    root = Path(config["data"])
+    rows = run.read_csv("split.csv")
+    test = result["test"]
+    train = config["train"]
+
+    parts = [f"<h1>{html.escape(run.path.name)}</h1>",
+             f"<div class=sub>{html.escape(train['model'])} on {html.escape(str(root))} · photoclass "
+             f"{html.escape(config['versions']['photoclass'])} · report made {time.strftime('%Y-%m-%d %H:%M')}</div>",
+             _tiles([("test accuracy", f"{test['accuracy']:.2%}"), ("test loss", f"{test['loss']:.4f}"),
+                     ("macro F1", f"{test['macro_f1']:.4f}"),
+                     ("gap (train - test acc.)", f"{result['generalization_gap']:+.2%}"),
+                     ("best epoch", f"{result['training']['best_epoch']} of {result['training']['epochs_run']}"),
+                     ("seconds", f"{result['training']['seconds']:.1f}")])]
+    parts += ["<h2>Data</h2>", _data_section(summary, rows, meta["classes"])]
+    parts += ["<h2>Learning curves</h2>", _plot(run.plots / "learning_curves.png")]
+    parts += ["<h2>Test results</h2><div class=cols>", _per_class_table(test),
+              _plot(run.plots / "confusion_matrix.png"), "</div>"]
+    wrong = result.get("misclassified", [])
+    parts += [f"<h2 id=misclassified>Misclassified test photos ({len(wrong)} of {test['count']})</h2>",
+              _gallery(root, wrong[:GALLERY_LIMIT]) if wrong else "<p>None: every test photo is right.</p>"]
+    parts += ["<h2>Where the model looks (Grad-CAM)</h2>", _gradcam_section(run, model, meta, root, rows, wrong)]
+    parts += ["<h2>Augmentation preview</h2>", _plot(run.plots / "augmentation.png")]
+    parts += ["<h2>Configuration</h2><div class=cols>",
+              _key_value_table(train, "training"), _key_value_table(config["prepare"], "data preparation"),
+              "</div>"]
+    path = run.path / "report.html"
+    write_text_atomic(path, _page(f"photoclass report: {run.path.name}", "\n".join(parts)))
+    return path
+
+
+def write_comparison(runs: list[str | os.PathLike], out: str | os.PathLike, *, tolerance: float = 0.01) -> Path:
+    """One page comparing runs: learning curves overlaid, test metrics side by side."""
+    from ..runs.leaderboard import RunSummary, select_run
+
+    summaries = [RunSummary.from_run(r) for r in runs]
+    winner = select_run(summaries, tolerance=tolerance)
+    histories = {s.name if sum(t.name == s.name for t in summaries) == 1 else str(s.path):
+                 RunDir(s.path).read_csv("metrics.csv") for s in summaries}
+    buffer = io.BytesIO()
+    plots.overlaid_curves(histories, buffer)
+    head = ["run", "model", "test acc", "test loss", "macro F1", "train acc", "gap", "seconds", "options"]
+    body = []
+    for s in summaries:
+        options = s.options_text()
+        cells = [html.escape(str(s.path)), html.escape(s.model), f"{s.test_accuracy:.4f}", f"{s.test_loss:.4f}",
+                 f"{s.macro_f1:.4f}", f"{s.train_accuracy:.4f}", f"{s.gap:+.4f}", f"{s.seconds:.1f}",
+                 html.escape(options)]
+        row = "".join(f"<td{' class=n' if 1 < i < 8 else ''}>{c}</td>" for i, c in enumerate(cells))
+        body.append(f"<tr{' class=win' if s is winner.winner else ''}>{row}</tr>")
+    table = ("<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(body) + "</table>")
+    content = (f"<h1>Comparing {len(summaries)} runs</h1><h2>Test metrics</h2>{table}"
+               f"<p><b>Selected:</b> {html.escape(winner.reason)}</p>"
+               f"<h2>Learning curves</h2><img class=plot alt='learning curves' src='{_data_uri(buffer.getvalue(), 'png')}'>")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out, _page("photoclass: comparing runs", content))
+    return out
+
+
+def _page(title: str, body: str) -> str:
+    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+            f"<meta name=generator content='photoclass {__version__}'><style>{STYLE}</style></head>"
+            f"<body>{body}</body></html>\n")
+
+
+def _tiles(items: list[tuple[str, str]]) -> str:
+    return "<div class=tiles>" + "".join(f"<div class=tile>{html.escape(k)}<b>{html.escape(v)}</b></div>"
+                                         for k, v in items) + "</div>"
+
+
+def _data_section(summary: dict[str, Any] | None, rows: list[dict[str, str]], classes: list[str]) -> str:
+    counts = {c: {s: 0 for s in ("train", "val", "test")} for c in classes}
+    for r in rows:
+        if r["status"] == "ok" and r["label"] in counts:
+            counts[r["label"]][r["split"]] += 1
+    table = "<table><tr><th>class</th><th class=n>train</th><th class=n>val</th><th class=n>test</th></tr>"
+    table += "".join(f"<tr><td>{html.escape(c)}</td>" + "".join(f"<td class=n>{n}</td>" for n in v.values())
+                     + "</tr>" for c, v in counts.items()) + "</table>"
+    skipped = [r for r in rows if r["status"] != "ok"]
+    groups: dict[str, int] = {}
+    for r in rows:
+        if r["status"] == "ok":
+            groups[r["group"]] = groups.get(r["group"], 0) + 1
+    shared = [n for n in groups.values() if n > 1]
+    facts = [f"{sum(r['status'] == 'ok' for r in rows)} usable photos, {len(skipped)} skipped",
+             f"{len(shared)} groups of duplicate or near-duplicate photos ({sum(shared)} photos), "
+             "each kept within one split"]
+    if summary and summary.get("leaks", {}).get("naive_split_test_with_twin_in_train") is not None:
+        facts.append(f"a naive split would have put {summary['leaks']['naive_split_test_with_twin_in_train']} "
+                     "test photos beside a near-twin in training")
+    if summary and summary.get("converted"):
+        facts.append(f"{summary['converted']} odd files converted (e.g. PNG named .jpg, grayscale)")
+    out = table + "<ul>" + "".join(f"<li>{html.escape(f)}</li>" for f in facts) + "</ul>"
+    if skipped:
+        out += "<details><summary>skipped files</summary><ul>" + "".join(
+            f"<li>{html.escape(r['path'])}: {html.escape(r['reason'])}</li>" for r in skipped[:200]) + "</ul></details>"
+    return out
+
+
+def _per_class_table(test: dict[str, Any]) -> str:
+    head = "<tr><th>class</th><th class=n>precision</th><th class=n>recall</th><th class=n>F1</th><th class=n>support</th></tr>"
+    body = "".join(f"<tr><td>{html.escape(name)}</td><td class=n>{c['precision']:.3f}</td><td class=n>{c['recall']:.3f}</td>"
+                   f"<td class=n>{c['f1']:.3f}</td><td class=n>{c['support']}</td></tr>"
+                   for name, c in test["per_class"].items())
+    return f"<table>{head}{body}</table>"
+
+
+def _key_value_table(values: dict[str, Any], title: str) -> str:
+    body = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in values.items())
+    return f"<table><tr><th colspan=2>{html.escape(title)}</th></tr>{body}</table>"
+
+
+def _gallery(root: Path, wrong: list[dict[str, Any]]) -> str:
+    figures = []
+    for w in wrong:
+        photo = _thumbnail(root / w["path"])
+        image = (f"<img alt='{html.escape(w['path'])}' src='{photo}'>" if photo
+                 else "<div class=missing>photo not found</div>")
+        figures.append(f"<figure data-path='{html.escape(w['path'])}'>{image}<figcaption><b>{html.escape(w['true'])}"
+                       f"</b> taken for <b>{html.escape(w['predicted'])}</b> ({w['confidence']:.0%})<br>"
+                       f"{html.escape(w['path'])}</figcaption></figure>")
+    return "<div class=gallery>" + "".join(figures) + "</div>"
+
+
+def _gradcam_section(run: RunDir, model: nn.Module | None, meta: dict[str, Any], root: Path,
+                     rows: list[dict[str, str]], wrong: list[dict[str, Any]]) -> str:
+    test_paths = [r["path"] for r in rows if r["split"] == "test" and r["status"] == "ok"]
+    wrong_paths = [w["path"] for w in wrong]
+    right_paths = [p for p in test_paths if p not in set(wrong_paths)]
+    chosen = wrong_paths[:GRADCAM_PHOTOS // 2] + right_paths[:GRADCAM_PHOTOS - min(len(wrong_paths), GRADCAM_PHOTOS // 2)]
+    labels = {r["path"]: r["label"] for r in rows}
+    try:
+        if model is None:
+            model, _ = load_model(run)
+        spec = meta["input"]
+        mean, std = (torch.tensor(spec[k], dtype=torch.float32).view(1, 3, 1, 1) for k in ("mean", "std"))
+        figures = []
+        for path in chosen:
+            try:
+                pixels = decode_photo(root / path, size=spec["size"]).to_array()
+            except (DecodeError, OSError):
+                continue
+            x = (torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None].float() / 255 - mean) / std
+            heatmap, predicted = gradcam(model, x)
+            figures.append(f"<figure><img alt='Grad-CAM of {html.escape(path)}' src='{_array_uri(overlay(pixels, heatmap))}'>"
+                           f"<figcaption>true <b>{html.escape(labels[path])}</b>, predicted "
+                           f"<b>{html.escape(meta['classes'][predicted])}</b><br>{html.escape(path)}</figcaption></figure>")
+    except Exception as e:  # a model without conv layers, or photos gone: the rest of the report stands
+        return f"<p>Grad-CAM unavailable: {html.escape(str(e))}</p>"
+    if not figures:
+        return "<p>Grad-CAM unavailable: the test photos could not be read.</p>"
+    return ("<p>Red areas weighed most for the predicted class (Grad-CAM on the last convolution).</p>"
+            "<div class=gallery>" + "".join(figures) + "</div>")
+
+
+def _plot(path: Path) -> str:
+    if not path.is_file():
+        return "<p>(not available)</p>"
+    return f"<img class=plot alt='{html.escape(path.stem)}' src='{_data_uri(path.read_bytes(), 'png')}'>"
+
+
+def _thumbnail(path: Path) -> str | None:
+    try:
+        photo = decode_photo(path)
+    except (DecodeError, OSError):
+        return None
+    image = photo.image
+    image.thumbnail((THUMB, THUMB))
+    return _array_uri(np.asarray(image))
+
+
+def _array_uri(array: np.ndarray) -> str:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="JPEG", quality=85)
+    return _data_uri(buffer.getvalue(), "jpeg")
+
+
+def _data_uri(data: bytes, kind: str) -> str:
+    return f"data:image/{kind};base64,{base64.b64encode(data).decode('ascii')}"
+

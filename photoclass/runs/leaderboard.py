@@ -1,0 +1,173 @@
+"""Compare finished runs and pick one: lowest test error, then the smallest generalization gap."""
+from __future__ import annotations
+
+import html
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import PhotoclassError
+
+SORT_KEYS = ("error", "gap", "loss", "seconds", "name")
+KEY_OPTIONS = ("strategy", "epochs", "lr", "batch_size", "image_size", "augment", "dropout", "seed")
+
+
+@dataclass
+class RunSummary:
+    """One finished run, as the leaderboard shows it (figures from its test.json)."""
+
+    path: Path
+    data: str
+    model: str
+    options: dict[str, Any]
+    test_accuracy: float
+    test_loss: float
+    train_accuracy: float
+    gap: float  # train accuracy - test accuracy = test error - train error
+    seconds: float
+    macro_f1: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def test_error(self) -> float:
+        return 1.0 - self.test_accuracy
+
+    @classmethod
+    def from_run(cls, path: str | os.PathLike) -> RunSummary:
+        path = Path(path)
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        result = json.loads((path / "test.json").read_text(encoding="utf-8"))
+        train = config["train"]
+        return cls(path=path, data=Path(config["data"]).name, model=train["model"],
+                   options={k: train.get(k) for k in KEY_OPTIONS},
+                   test_accuracy=result["test"]["accuracy"], test_loss=result["test"]["loss"],
+                   train_accuracy=result["train"]["accuracy"], gap=result["generalization_gap"],
+                   seconds=result["training"]["seconds"], macro_f1=result["test"]["macro_f1"])
+
+    def options_text(self, skip: tuple[str, ...] = ()) -> str:
+        return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                        for k, v in self.options.items() if v is not None and k not in skip)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run": str(self.path), "data": self.data, "model": self.model, **self.options,
+                "test_accuracy": self.test_accuracy, "test_error": self.test_error,
+                "test_loss": self.test_loss, "train_accuracy": self.train_accuracy, "gap": self.gap,
+                "macro_f1": self.macro_f1, "seconds": self.seconds}
+
+
+class Leaderboard(list):
+    """Finished runs, best first; prints as a table and displays as one in Jupyter."""
+
+    incomplete: int = 0  # run folders without test.json (interrupted, pruned, running)
+
+    def to_text(self) -> str:
+        if not self:
+            return "no finished runs"
+        width = max(len(str(r.path)) for r in self)
+        lines = [f"{'run':<{width}}  {'model':<18}{'strategy':<10}{'test acc':>9}{'loss':>8}{'gap':>8}"
+                 f"{'seconds':>9}  options"]
+        for r in self:
+            opts = r.options_text(skip=("strategy",))
+            lines.append(f"{str(r.path):<{width}}  {r.model:<18}{str(r.options.get('strategy')):<10}"
+                         f"{r.test_accuracy:>9.4f}{r.test_loss:>8.4f}{r.gap:>+8.4f}{r.seconds:>9.1f}  {opts}")
+        if self.incomplete:
+            lines.append(f"({self.incomplete} unfinished run folder(s) not listed)")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{h}</th>" for h in ("run", "model", "test acc", "test loss", "gap", "seconds", "options"))
+        rows = "".join(
+            f"<tr><td>{html.escape(r.name)}</td><td>{html.escape(r.model)}</td><td>{r.test_accuracy:.4f}</td>"
+            f"<td>{r.test_loss:.4f}</td><td>{r.gap:+.4f}</td><td>{r.seconds:.1f}</td>"
+            f"<td>{html.escape(r.options_text())}</td></tr>"
+            for r in self)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def list_runs(*roots: str | os.PathLike, data: str | None = None, sort: str = "error") -> Leaderboard:
+    """Every finished run under `roots` (default `runs`), optionally of one data set, sorted."""
+    if sort not in SORT_KEYS:
+        raise PhotoclassError(f"Unknown sort key {sort!r}. HINT: use one of {', '.join(SORT_KEYS)}.")
+    board = Leaderboard()
+    for root in roots or ("runs",):
+        root = Path(root)
+        if not root.is_dir():
+            raise PhotoclassError(f"No such folder of runs: {root}")
+        for config in sorted(root.rglob("config.json")):
+            if (config.parent / "test.json").is_file():
+                summary = RunSummary.from_run(config.parent)
+                if data is None or summary.data == data:
+                    board.append(summary)
+            elif (config.parent / "model.json").is_file():
+                board.incomplete += 1
+    key = {"error": lambda r: (r.test_error, r.test_loss), "gap": lambda r: (abs(r.gap), r.test_error),
+           "loss": lambda r: r.test_loss, "seconds": lambda r: r.seconds, "name": lambda r: str(r.path)}[sort]
+    board.sort(key=key)
+    return board
+
+
+@dataclass
+class Selection:
+    winner: RunSummary
+    candidates: list[RunSummary]  # within the tolerance of the lowest test error
+    reason: str
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+def select_run(runs: list[RunSummary], *, tolerance: float = 0.01) -> Selection:
+    """The lowest test error wins, unless a run within `tolerance` of it has a smaller gap.
+
+    Among the runs whose test error is at most the lowest + `tolerance`, the one with the
+    smallest |gap| (train accuracy - test accuracy) wins; ties go to the lower test error,
+    then the faster run.
+    """
+    if not runs:
+        raise PhotoclassError("No finished runs to select from. HINT: train some, or check the folder and --data.")
+    if not 0 <= tolerance < 1:
+        raise PhotoclassError(f"tolerance must be a fraction from 0 to 1. Received: {tolerance}")
+    best = min(runs, key=lambda r: (r.test_error, r.test_loss))
+    candidates = [r for r in runs if r.test_error <= best.test_error + tolerance + 1e-12]
+    winner = min(candidates, key=lambda r: (abs(r.gap), r.test_error, r.seconds))
+    if winner is best:
+        reason = f"{winner.path} has the lowest test error ({winner.test_error:.2%})"
+        others = [r for r in candidates if r is not winner]
+        reason += (f" and the smallest gap ({winner.gap:+.2%}) of the {len(candidates)} runs within "
+                   f"{tolerance:.1%} of it." if others else f"; no other run is within {tolerance:.1%} of it.")
+    else:
+        reason = (f"{winner.path} wins: its test error {winner.test_error:.2%} is within {tolerance:.1%} of the "
+                  f"lowest ({best.test_error:.2%}, {best.path}), and its gap {winner.gap:+.2%} is the smallest "
+                  f"of the {len(candidates)} runs within that tolerance ({best.path}: {best.gap:+.2%}).")
+    return Selection(winner, candidates, reason)
+
+
+def copy_run(run: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Copy a run directory to `dest`, replacing what is there only once the copy is complete."""
+    run, dest = Path(run), Path(dest)
+    if dest.resolve() == run.resolve():
+        return dest
+    if dest.exists() and not (dest / "config.json").is_file():
+        raise PhotoclassError(f"{dest} exists and is not a run; not replacing it. HINT: choose another folder.")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        shutil.copytree(run, staging / "run", ignore=shutil.ignore_patterns("last.ckpt", "tracking.json"))
+        old = staging / "old"
+        if dest.exists():
+            dest.rename(old)
+        (staging / "run").rename(dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return dest

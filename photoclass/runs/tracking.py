@@ -1,0 +1,111 @@
+"""Log finished runs to MLflow. The run directory stays the source of truth; MLflow mirrors it.
+
+The store is, in order: the `uri` given (`--tracking-uri`), `MLFLOW_TRACKING_URI`, or
+`sqlite:///mlflow.db` in the working directory. `PHOTOCLASS_TRACKING=off` (or `track=False`,
+`--no-track`) turns logging off.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import PhotoclassError
+from .rundir import RunDir
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+EXPERIMENT = "photoclass"
+ARTIFACTS = ("config.json", "test.json", "model.json", "split.csv", "metrics.csv", "report.html",
+             "model.safetensors")
+
+
+def tracking_uri(uri: str | None = None) -> str:
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def tracking_enabled(track: bool | str | None) -> bool:
+    if track is None:
+        return os.environ.get("PHOTOCLASS_TRACKING", "on").lower() not in ("0", "off", "false", "no")
+    return track is not False
+
+
+def log_finished_run(run: RunDir, track: bool | str | None, *, verbose: bool = True) -> str | None:
+    """`track_run` as training ends: a failure to log is reported, never fatal to the run."""
+    if not tracking_enabled(track):
+        return None
+    uri = track if isinstance(track, str) else None
+    try:
+        run_id = track_run(run.path, uri=uri)
+    except ImportError:
+        if verbose and track is not None:
+            print("tracking: MLflow is not installed (pip install 'photoclass[track]'); run not logged")
+        return None
+    except Exception as e:  # a broken or unreachable store must not lose a trained run
+        print(f"tracking: could not log to {tracking_uri(uri)}: {type(e).__name__}: {str(e)[:200]}. "
+              f"The run directory is complete; log it later with `photoclass track {run.path}`.")
+        return None
+    if verbose:
+        print(f"tracked in {tracking_uri(uri)} (MLflow run {run_id})")
+    return run_id
+
+
+def track_run(run: str | os.PathLike, *, uri: str | None = None, experiment: str = EXPERIMENT) -> str:
+    """Log a finished run (parameters, per-epoch and test metrics, artifacts); its MLflow id.
+
+    Logging the same run directory again replaces its earlier MLflow run.
+    """
+    from mlflow.entities import Metric, Param
+    from mlflow.tracking import MlflowClient
+
+    run = RunDir(run)
+    if not run.exists("test.json"):
+        raise PhotoclassError(f"{run.path} is not a finished run (no test.json); only finished runs are tracked.")
+    config, result = run.read_json("config.json"), run.read_json("test.json")
+    for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):  # table creation chatter
+        logging.getLogger(name).setLevel(logging.WARNING)
+    client = MlflowClient(tracking_uri(uri))
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    source = str(run.path.resolve())
+    for old in client.search_runs([experiment_id], f"tags.`photoclass.run_dir` = '{_quote(source)}'"):
+        client.delete_run(old.info.run_id)
+
+    tags = {"photoclass.run_dir": source, "photoclass.data": Path(config["data"]).name,
+            "photoclass.model": config["train"]["model"], "photoclass.version": config["versions"]["photoclass"]}
+    mlrun = client.create_run(experiment_id, run_name=run.path.name, tags=tags)
+    run_id = mlrun.info.run_id
+    params = [Param(f"{section}.{k}", str(v)[:6000]) for section in ("train", "prepare")
+              for k, v in config[section].items()]
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, float(row[k]), now, int(row["epoch"]))
+               for row in run.read_csv("metrics.csv") for k in row if k != "epoch" and row[k] != ""]
+    metrics += [Metric(k, float(v), now, 0) for k, v in summary_metrics(result).items()]
+    for start in range(0, len(params), 90):  # MLflow's limits per batch
+        client.log_batch(run_id, params=params[start:start + 90])
+    for start in range(0, len(metrics), 900):
+        client.log_batch(run_id, metrics=metrics[start:start + 900])
+    for name in ARTIFACTS:
+        if run.exists(name):
+            client.log_artifact(run_id, str(run.path / name))
+    if run.plots.is_dir():
+        client.log_artifacts(run_id, str(run.plots), "plots")
+    client.set_terminated(run_id)
+    run.write_json("tracking.json", {"uri": tracking_uri(uri), "experiment_id": experiment_id, "run_id": run_id})
+    return run_id
+
+
+def summary_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The figures a leaderboard compares, from a run's test.json."""
+    test = result["test"]
+    out = {"test_accuracy": test["accuracy"], "test_loss": test["loss"], "test_error": test["error"],
+           "test_macro_f1": test["macro_f1"], "generalization_gap": result["generalization_gap"],
+           "train_accuracy": result["train"]["accuracy"], "seconds": result["training"]["seconds"]}
+    if result.get("val"):
+        out["val_accuracy"] = result["val"]["accuracy"]
+    return out
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")

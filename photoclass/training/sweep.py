@@ -1,0 +1,139 @@
+"""Hyperparameter sweeps with Optuna: each trial is an ordinary run; poor ones are pruned.
+
+A search space maps option names to a list of choices, a range, or a fixed value::
+
+    {"model": ["compact-cnn", "seed-baseline"], "lr": {"low": 1e-4, "high": 1e-2, "log": true},
+     "augment": ["light", "default", "strong"], "dropout": {"low": 0.1, "high": 0.5},
+     "batch_size": [16, 32, 64], "image_size": [96, 128, 160], "epochs": 15}
+
+Trials maximize validation accuracy; the test split is left for the leaderboard.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from ..config import PrepareConfig, TrainConfig
+from ..errors import PhotoclassError
+from ..models.registry import model_info
+
+DEFAULT_SPACE: dict[str, Any] = {
+    "model": ["compact-cnn", "seed-baseline", "efficientnet-lite0"],
+    "lr": {"low": 1e-4, "high": 3e-3, "log": True},
+    "augment": ["light", "default", "strong"],
+    "dropout": {"low": 0.1, "high": 0.5},
+    "batch_size": [16, 32, 64],
+    "image_size": [96, 128, 160],
+    "epochs": 20,
+}
+
+
+def load_space(space: str | os.PathLike | dict[str, Any] | None) -> dict[str, Any]:
+    """A checked space from a dict, a .json or .toml file, or the default."""
+    if space is None:
+        return dict(DEFAULT_SPACE)
+    values = dict(space) if isinstance(space, dict) else _read_space(Path(space))
+    known = {f.name for config in (TrainConfig, PrepareConfig) for f in dataclasses.fields(config)}
+    for name, spec in values.items():
+        if name not in known:
+            raise PhotoclassError(f"Search space option {name!r} is not a training option. "
+                                  f"HINT: use some of {sorted(known)}")
+        if isinstance(spec, list) and not spec:
+            raise PhotoclassError(f"Search space entry {name!r} has no choices.")
+        if isinstance(spec, dict) and (set(spec) - {"low", "high", "log", "step"} or not {"low", "high"} <= set(spec)):
+            raise PhotoclassError(f"Search space entry {name!r} must have low and high (and optionally log "
+                                  f"or step). Received: {spec!r}")
+    return values
+
+
+def _read_space(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+        values = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (OSError, ValueError) as e:
+        raise PhotoclassError(f"Cannot read the search space {path}: {e}. "
+                              "HINT: a JSON or TOML object of option -> choices or range.") from None
+    if not isinstance(values, dict):
+        raise PhotoclassError(f"The search space {path} must be an object of option -> choices or range.")
+    return values
+
+
+def suggest(trial, space: dict[str, Any]) -> dict[str, Any]:
+    """The options of one trial; a fixed-size model gets no image_size."""
+    options: dict[str, Any] = {}
+    for name, spec in space.items():
+        if name == "image_size" and "model" in options and model_info(options["model"]).fixed_size:
+            continue
+        if isinstance(spec, list):
+            options[name] = trial.suggest_categorical(name, spec)
+        elif isinstance(spec, dict):
+            whole = all(isinstance(spec[k], int) and not isinstance(spec[k], bool) for k in ("low", "high"))
+            suggest_range = trial.suggest_int if whole else trial.suggest_float
+            options[name] = suggest_range(name, spec["low"], spec["high"], log=bool(spec.get("log", False)),
+                                          **({"step": spec["step"]} if "step" in spec else {}))
+        else:
+            options[name] = spec
+    return options
+
+
+def sweep(data: str | os.PathLike, *, trials: int = 20, space: str | os.PathLike | dict | None = None,
+          storage: str | None = None, study: str | None = None, out: str | os.PathLike = "runs",
+          seed: int = 0, timeout: float | None = None, track: bool | str | None = None,
+          progress: bool | None = None, verbose: bool = True, **fixed: Any):
+    """Run `trials` trials on `data`; returns the Optuna study (`study.best_trial`, ...).
+
+    Runs go to OUT/<study>/trial-NNN. `storage` is any Optuna RDB URL; by default
+    sqlite:///OUT/sweeps.db, so a sweep can be resumed or inspected later. Several machines
+    sharing one database URL and study name work on the same sweep.
+    """
+    import optuna
+
+    from .trainer import train
+
+    space = load_space(space)
+    unknown = sorted(set(space) & set(fixed))
+    if unknown:
+        raise PhotoclassError(f"Options {unknown} are both searched and fixed; drop them from one.")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = study or f"sweep-{Path(data).resolve().name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    storage = storage or f"sqlite:///{(out / 'sweeps.db').resolve()}"
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # trials are announced below
+    the_study = optuna.create_study(
+        study_name=name, storage=storage, load_if_exists=True, direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2))
+
+    def objective(trial) -> float:
+        options = {**fixed, **suggest(trial, space)}
+        run = out / name / f"trial-{trial.number:03d}"
+        trial.set_user_attr("run", str(run))
+
+        def report(row: dict[str, Any]) -> None:
+            trial.report(row["val_acc"], row["epoch"])
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"val accuracy {row['val_acc']:.3f} at epoch {row['epoch']}")
+
+        try:
+            result = train(data, out=run, on_epoch=report, track=track, progress=progress, verbose=False, **options)
+        except PhotoclassError as e:  # this trial's options; the sweep goes on
+            trial.set_user_attr("error", str(e))
+            raise
+        trial.set_user_attr("test_accuracy", result.test["accuracy"])
+        evaluation = json.loads((run / "test.json").read_text())
+        return evaluation["val"]["accuracy"] if evaluation.get("val") else evaluation["train"]["accuracy"]
+
+    def announce(study, trial) -> None:
+        if verbose:
+            state = trial.state.name.lower()
+            value = f"val acc {trial.value:.4f}" if trial.value is not None else trial.user_attrs.get("error", "")
+            print(f"trial {trial.number:>3} {state:<8} {value:<14} {trial.params}", flush=True)
+
+    the_study.optimize(objective, n_trials=trials, timeout=timeout, callbacks=[announce],
+                       catch=(PhotoclassError,))
+    return the_study

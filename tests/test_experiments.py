@@ -1,0 +1,183 @@
+"""Tracking (a real MLflow SQLite store), the leaderboard and selection rule, sweeps, reports."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import headless_chromium, make_flat, needs_chromium, train_tiny_run
+from photoclass.runs.leaderboard import RunSummary, list_runs, select_run
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "photoclass.cli", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, env={**os.environ, "PHOTOCLASS_TRACKING": "off"})
+
+
+@pytest.fixture(scope="module")
+def three_runs(tmp_path_factory):
+    """Three finished runs on one synthetic folder, each logged to a fresh MLflow store."""
+    base = tmp_path_factory.mktemp("experiments")
+    uri = f"sqlite:///{base / 'mlflow.db'}"
+    runs = [train_tiny_run(base / "runs", name=f"run-{i}", epochs=2 + i, lr=lr, seed=i, track=uri)
+            for i, lr in enumerate((1e-3, 3e-3, 1e-2))]
+    return base, uri, runs
+
+
+def test_mlflow_holds_each_runs_params_history_metrics_and_artifacts(three_runs):
+    from mlflow.tracking import MlflowClient
+
+    base, uri, runs = three_runs
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("photoclass")
+    logged = {Path(r.data.tags["photoclass.run_dir"]).name: r for r in client.search_runs([experiment.experiment_id])}
+    assert sorted(logged) == ["run-0", "run-1", "run-2"]
+    for run in runs:
+        result = json.loads((run / "test.json").read_text())
+        mlrun = logged[run.name]
+        assert mlrun.data.metrics["test_accuracy"] == pytest.approx(result["test"]["accuracy"])
+        assert mlrun.data.metrics["test_loss"] == pytest.approx(result["test"]["loss"])
+        assert mlrun.data.metrics["generalization_gap"] == pytest.approx(result["generalization_gap"])
+        assert mlrun.data.params["train.lr"] == str(json.loads((run / "config.json").read_text())["train"]["lr"])
+        history = client.get_metric_history(mlrun.info.run_id, "val_loss")
+        assert [m.step for m in history] == list(range(1, result["training"]["epochs_run"] + 1))
+        artifacts = {a.path for a in client.list_artifacts(mlrun.info.run_id)}
+        assert {"report.html", "model.safetensors", "test.json", "plots"} <= artifacts
+        assert mlrun.info.status == "FINISHED"
+
+
+def test_tracking_a_run_again_replaces_its_mlflow_run(three_runs):
+    from mlflow.tracking import MlflowClient
+
+    base, uri, runs = three_runs
+    before = json.loads((runs[0] / "tracking.json").read_text())["run_id"]
+    result = cli("track", runs[0], "--tracking-uri", uri)
+    assert result.returncode == 0, result.stderr
+    client = MlflowClient(uri)
+    active = client.search_runs([client.get_experiment_by_name("photoclass").experiment_id])
+    assert len(active) == 3 and before not in {r.info.run_id for r in active}
+
+
+def test_the_leaderboard_shows_the_numbers_of_each_test_json(three_runs):
+    base, _, runs = three_runs
+    result = cli("runs", base / "runs", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {Path(r["run"]).name: r for r in json.loads(result.stdout)}
+    assert sorted(rows) == ["run-0", "run-1", "run-2"]
+    for run in runs:
+        saved = json.loads((run / "test.json").read_text())
+        assert rows[run.name]["test_accuracy"] == saved["test"]["accuracy"]
+        assert rows[run.name]["test_loss"] == saved["test"]["loss"]
+        assert rows[run.name]["gap"] == saved["generalization_gap"]
+    errors = [r["test_error"] for r in json.loads(result.stdout)]
+    assert errors == sorted(errors)  # best first
+    table = cli("runs", base / "runs").stdout
+    assert "run-0" in table and "test acc" in table
+
+
+def fake_run(root: Path, name: str, test_acc: float, train_acc: float, loss: float = 0.3) -> Path:
+    """A finished run's config.json and test.json, with chosen figures."""
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"data": "/photos/weather", "train": {"model": "compact-cnn"},
+                                                 "prepare": {}, "versions": {"photoclass": "0"}}))
+    (run / "test.json").write_text(json.dumps({
+        "test": {"accuracy": test_acc, "loss": loss, "macro_f1": test_acc}, "train": {"accuracy": train_acc},
+        "generalization_gap": train_acc - test_acc, "training": {"seconds": 10.0}}))
+    return run
+
+
+def test_select_prefers_the_smaller_gap_within_tolerance(tmp_path):
+    fake_run(tmp_path, "overfit", test_acc=0.950, train_acc=1.000)   # most accurate, gap 5 points
+    fake_run(tmp_path, "steady", test_acc=0.945, train_acc=0.955)    # 0.5 points behind, gap 1 point
+    fake_run(tmp_path, "weak", test_acc=0.900, train_acc=0.900)      # no gap, but far behind
+    selection = select_run(list_runs(tmp_path), tolerance=0.01)
+    assert selection.winner.name == "steady"
+    assert {r.name for r in selection.candidates} == {"overfit", "steady"}
+    assert "within 1.0%" in selection.reason and "overfit" in selection.reason
+
+    assert select_run(list_runs(tmp_path), tolerance=0.001).winner.name == "overfit"  # steady now outside
+
+    result = cli("select", tmp_path, "--copy-to", tmp_path / "best")
+    assert result.returncode == 0, result.stderr
+    assert "steady" in result.stdout.splitlines()[0]
+    assert json.loads((tmp_path / "best" / "test.json").read_text())["test"]["accuracy"] == 0.945
+    assert len(list_runs(tmp_path / "best")) == 1
+
+
+def test_select_with_no_runs_is_a_one_line_error(tmp_path):
+    result = cli("select", tmp_path)
+    assert result.returncode == 2 and "No finished runs" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_ten_trial_sweep_prunes_and_its_best_trial_is_on_the_leaderboard(tmp_path):
+    import photoclass.training.sweep as sweeps
+
+    data = make_flat(tmp_path / "data", per_class=8)
+    space = {"model": ["compact-cnn"], "lr": {"low": 1e-6, "high": 3e-2, "log": True},
+             "augment": ["none", "light"], "dropout": {"low": 0.0, "high": 0.5}, "batch_size": [8],
+             "image_size": [32], "epochs": 5}
+    (tmp_path / "space.json").write_text(json.dumps(space))
+    study = sweeps.sweep(data, trials=10, space=tmp_path / "space.json", out=tmp_path / "runs", study="s",
+                         threads=1, cache_dir=tmp_path / "cache", track=False, verbose=False, progress=False)
+    states = [t.state.name for t in study.trials]
+    assert len(states) == 10 and states.count("PRUNED") >= 1 and states.count("COMPLETE") >= 1
+    assert (tmp_path / "runs" / "sweeps.db").is_file()  # the study is stored, to resume or inspect
+    best = study.best_trial
+    board = list_runs(tmp_path / "runs")
+    assert len(board) == states.count("COMPLETE") and board.incomplete == states.count("PRUNED")
+    entry = next(r for r in board if r.path == Path(best.user_attrs["run"]))
+    assert entry.test_accuracy == best.user_attrs["test_accuracy"]
+    assert entry.options["lr"] == pytest.approx(best.params["lr"])
+
+
+def test_a_bad_search_space_is_a_clear_error(tmp_path):
+    (tmp_path / "space.json").write_text('{"lr": {"low": 0.1}}')
+    result = cli("sweep", tmp_path, "--space", tmp_path / "space.json", "--trials", 1, "--out", tmp_path / "o")
+    assert result.returncode == 2 and "low and high" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def reported_run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("report")
+    return train_tiny_run(base, epochs=1)  # one epoch: some test photos are surely wrong
+
+
+def test_report_embeds_everything_and_its_gallery_holds_the_runs_misclassified_photos(reported_run):
+    import re
+
+    page = (reported_run / "report.html").read_text()
+    assert not re.search(r"""(src|href)=['"]?(?!data:)[a-z]+:""", page)  # nothing fetched from elsewhere
+    wrong = json.loads((reported_run / "test.json").read_text())["misclassified"]
+    assert wrong, "a one-epoch run should get some test photos wrong"
+    assert re.findall(r"<figure data-path='([^']+)'>", page) == [w["path"] for w in wrong]
+    for section in ("Data", "Learning curves", "Test results", "Grad-CAM", "Augmentation preview", "Configuration"):
+        assert section in page
+    assert page.count("Grad-CAM of ") >= 3
+
+
+def test_report_and_compare_commands(reported_run, tmp_path):
+    other = train_tiny_run(reported_run.parent, name="run-b", epochs=2, lr=3e-3)
+    (reported_run / "report.html").unlink()
+    assert cli("report", reported_run).returncode == 0 and (reported_run / "report.html").is_file()
+    result = cli("compare", reported_run, other, "--out", tmp_path / "compare.html")
+    assert result.returncode == 0, result.stderr
+    page = (tmp_path / "compare.html").read_text()
+    assert str(reported_run) in page and str(other) in page and "Selected:" in page
+    assert page.count("class=win") == 1
+
+
+@needs_chromium
+def test_the_report_opens_in_headless_chromium_without_errors(reported_run, tmp_path):
+    with headless_chromium(tmp_path / "profile", width=1200, height=3000) as driver:
+        driver.get((reported_run / "report.html").as_uri())
+        broken = driver.execute_script(
+            "return [...document.images].filter(i => !i.complete || i.naturalWidth === 0).length")
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        gallery = driver.execute_script("return document.querySelectorAll('#misclassified + .gallery img').length")
+        driver.save_screenshot(str(tmp_path / "report.png"))
+    assert broken == 0 and errors == []
+    assert gallery == len(json.loads((reported_run / "test.json").read_text())["misclassified"])
+    assert (tmp_path / "report.png").stat().st_size > 10_000
