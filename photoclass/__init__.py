@@ -45,5 +45,41 @@ def predict(run, paths, *, top_k: int = 3, progress=None):
     return open_predictor(run).predict(paths, top_k=top_k, progress=progress)
 
 
-__all__ = ["prepare", "train", "evaluate", "load", "predict", "PrepareConfig", "PreparedDataset",
+def leaderboard(*roots, data=None, sort: str = "error"):
+    """Finished runs under `roots` (default "runs"), best first; see `photoclass.runs.leaderboard`."""
+    from .runs.leaderboard import list_runs
+
+    return list_runs(*roots, data=data, sort=sort)
+
+
+def select(*roots, data=None, tolerance: float = 0.01):
+    """The run with the lowest test error, or a run within `tolerance` of it with a smaller gap."""
+    from .runs.leaderboard import list_runs, select_run
+
+    return select_run(list_runs(*roots, data=data), tolerance=tolerance)
+
+
+def sweep(data, **kwargs):
+    """An Optuna search over models and options; see `photoclass.training.sweep.sweep`."""
+    from .training.sweep import sweep as _sweep
+
+    return _sweep(data, **kwargs)
+
+
+def report(run):
+    """(Re)write RUN/report.html; returns its path."""
+    from .evaluation.html_report import write_report
+
+    return write_report(run)
+
+
+def compare(runs, out="compare.html", *, tolerance: float = 0.01):
+    """One HTML page comparing `runs`; returns its path."""
+    from .evaluation.html_report import write_comparison
+
+    return write_comparison(list(runs), out, tolerance=tolerance)
+
+
+__all__ = ["prepare", "train", "evaluate", "load", "predict", "leaderboard", "select", "sweep", "report",
+           "compare", "PrepareConfig", "PreparedDataset",
            "decode_photo", "DecodeError", "PhotoclassError", "__version__"]

@@ -181,3 +181,20 @@ def test_the_report_opens_in_headless_chromium_without_errors(reported_run, tmp_
     assert broken == 0 and errors == []
     assert gallery == len(json.loads((reported_run / "test.json").read_text())["misclassified"])
     assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_the_notebook_example_runs_start_to_end(tmp_path):
+    """examples/notebook.py: prepare, two trainings (tracked), leaderboard, compare, select, predict."""
+    from mlflow.tracking import MlflowClient
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "notebook.py"
+    env = {**os.environ, "PHOTOCLASS_TRACKING": "on", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = tmp_path / "notebook-output"
+    assert (out / "compare.html").is_file()
+    assert sorted(r.name for r in list_runs(out / "runs")) == ["compact-cnn", "efficientnet-lite0"]
+    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+    assert len(client.search_runs([client.get_experiment_by_name("photoclass").experiment_id])) == 2
+    predictions = [line for line in result.stdout.splitlines() if line.startswith("rain")]
+    assert len(predictions) == 3

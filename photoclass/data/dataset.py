@@ -66,6 +66,16 @@ class PreparedDataset:
         return (f"PreparedDataset({self.root.name!r}: {len(self)} photos, "
                 f"{len(self.classes)} classes {self.classes}, {counts}, skipped={len(self.skipped)})")
 
+    def _repr_html_(self) -> str:
+        import html
+
+        head = "".join(f"<th>{s}</th>" for s in ("class", *SPLITS))
+        rows = "".join(
+            f"<tr><td>{html.escape(c)}</td>"
+            + "".join(f"<td>{int(((self.labels == i) & (self.splits == s)).sum())}</td>" for s in SPLITS) + "</tr>"
+            for i, c in enumerate(self.classes))
+        return (f"<p>{html.escape(repr(self))}</p><table><tr>{head}</tr>{rows}</table>")
+
     def save(self, out: str | Path) -> Path:
         """Write `manifest.csv` and `dataset.json` to `out`; returns the manifest path."""
         out = Path(out)

@@ -126,6 +126,9 @@ class Selection:
     def __str__(self) -> str:
         return self.reason
 
+    def _repr_html_(self) -> str:
+        return f"<p><b>{html.escape(self.winner.name)}</b>: {html.escape(self.reason)}</p>"
+
 
 def select_run(runs: list[RunSummary], *, tolerance: float = 0.01) -> Selection:
     """The lowest test error wins, unless a run within `tolerance` of it has a smaller gap.

@@ -45,6 +45,19 @@ class TrainResult:
     def path(self) -> Path:
         return self.run.path
 
+    def __repr__(self) -> str:
+        if self.test is None:
+            return f"TrainResult({str(self.path)!r}, interrupted)"
+        return (f"TrainResult({str(self.path)!r}, test accuracy {self.test['accuracy']:.4f}, "
+                f"loss {self.test['loss']:.4f}, {len(self.history)} epochs, {self.seconds:.1f} s)")
+
+    def _repr_html_(self) -> str:
+        import html
+
+        report = self.path / "report.html"
+        link = f" · <a href='{report.as_uri()}'>report</a>" if report.is_file() else ""
+        return f"<code>{html.escape(repr(self))}</code>{link}"
+
 
 def train(data: str | os.PathLike | None = None, *, model: str | nn.Module | None = None,
           out: str | os.PathLike | None = None, resume: str | os.PathLike | None = None,
