@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import headless_chromium, make_flat, needs_chromium, train_tiny_run
-from photoclass.runs.leaderboard import RunSummary, list_runs, select_run
+from photoclass.runs.leaderboard import list_runs, select_run
 
 
 def cli(*args, cwd=None):

@@ -1,50 +1,14 @@
 """The real HTTP server, started as `photoclass serve` on a free port."""
 import json
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 
-from conftest import headless_chromium, jpeg_bytes, needs_chromium, png_declaring, synthetic_photo, train_tiny_run
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(run, *extra):
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "photoclass.cli", "serve", str(run), "--port", str(port),
-                             *map(str, extra)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-            return proc, f"http://127.0.0.1:{port}"
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(proc.stderr.read()) from None
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("server did not start")
-
-
-def request(url, data=None, headers=None):
-    req = urllib.request.Request(url, data=data, headers=headers or {}, method="POST" if data is not None else "GET")
-    try:
-        with urllib.request.urlopen(req, timeout=30) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
+from conftest import (headless_chromium, jpeg_bytes, needs_chromium, png_declaring, request, start_server,
+                      synthetic_photo, train_tiny_run)
 
 
 def upload(base, content: bytes, filename="photo.jpg", content_type="image/jpeg"):

@@ -71,8 +71,23 @@ def decode_photo(
     """Open `source` (a path, bytes or a binary file) as an upright RGB image.
 
     With `size`, the result is resized to `size` x `size` (JPEGs are decoded at a reduced
-    scale first, which is several times faster for large photos).
+    scale first, which is several times faster for large photos). Any file either decodes
+    or raises DecodeError with a one-line reason.
     """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's notes on corrupt EXIF and the like
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return _decode(source, size, max_pixels, min_side, name)
+    except DecodeError:
+        raise
+    except OSError as e:  # a path that cannot be read
+        raise DecodeError(f"cannot read the file: {_short(e)}") from None
+    except Exception as e:  # Pillow's parsers meet hostile bytes with many kinds of exception (fuzzed)
+        raise DecodeError(f"unreadable image ({type(e).__name__}: {_short(e)})") from None
+
+
+def _decode(source: Source, size: int | None, max_pixels: int, min_side: int, name: str | None) -> DecodedPhoto:
     if isinstance(source, (bytes, bytearray)):
         if not source:
             raise DecodeError("empty file (0 bytes)", "empty")
@@ -82,18 +97,16 @@ def decode_photo(
         if os.path.getsize(source) == 0:
             raise DecodeError("empty file (0 bytes)", "empty")
     notes: list[str] = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            im = Image.open(source, formats=ALLOWED_FORMATS)
-        except UnidentifiedImageError:
-            raise DecodeError(_describe_unknown(source), "format") from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            # Pillow's own guard fired first; its message holds the pixel count only
-            pixels = re.search(r"\((\d+) pixels\)", str(e))
-            raise DecodeError(_bomb_reason(int(pixels.group(1)) if pixels else None, max_pixels), "bomb") from None
-        except (OSError, SyntaxError, ValueError) as e:
-            raise DecodeError(f"unreadable image: {_short(e)}") from None
+    try:
+        im = Image.open(source, formats=ALLOWED_FORMATS)
+    except UnidentifiedImageError:
+        raise DecodeError(_describe_unknown(source), "format") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        # Pillow's own guard fired first; its message holds the pixel count only
+        pixels = re.search(r"\((\d+) pixels\)", str(e))
+        raise DecodeError(_bomb_reason(int(pixels.group(1)) if pixels else None, max_pixels), "bomb") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DecodeError(f"unreadable image: {_short(e)}") from None
     with im:
         fmt = im.format or "unknown"
         width, height = im.size
@@ -103,9 +116,13 @@ def decode_photo(
             promised = SUFFIX_FORMATS.get(Path(name).suffix.lower())
             if promised and promised != fmt and {promised, fmt} != {"JPEG", "MPO"}:
                 notes.append(f"{fmt} named {Path(name).suffix}")
-        frames = getattr(im, "n_frames", 1)
-        if frames > 1:
-            notes.append(f"animated ({frames} frames), first frame used")
+        try:
+            frames = getattr(im, "n_frames", 1)  # seeks through the file
+        except Exception:  # a damaged later frame; the first may still be fine
+            frames = None
+            im.seek(0)
+        if frames is None or frames > 1:
+            notes.append(f"animated ({frames or 'unreadable'} frames), first frame used")
         if size is not None and fmt in ("JPEG", "MPO"):
             im.draft(None, (size, size))  # DCT-domain downscale: 2-8x faster decode
         try:

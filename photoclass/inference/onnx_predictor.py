@@ -19,7 +19,11 @@ class OnnxPredictor(BasePredictor):
         except ImportError:
             raise PhotoclassError("Predicting from an .onnx file needs ONNX Runtime. "
                                   "HINT: pip install onnxruntime") from None
-        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        _refuse_external_data(path)
+        try:
+            self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as e:  # ONNX Runtime's own checks: malformed graph, external data escaping, ...
+            raise PhotoclassError(f"ONNX Runtime refuses {path}: {str(e).splitlines()[0][:200]}") from None
         props = self.session.get_modelmeta().custom_metadata_map
         if "photoclass.classes" not in props:
             raise PhotoclassError(f"{path} was not exported by photoclass: it has no class names. "
@@ -36,3 +40,23 @@ class OnnxPredictor(BasePredictor):
         logits = self.session.run(["logits"], {"input": np.ascontiguousarray(x)})[0]
         exp = np.exp(logits - logits.max(axis=1, keepdims=True))
         return exp / exp.sum(axis=1, keepdims=True)
+
+
+def _refuse_external_data(path: str | os.PathLike) -> None:
+    """photoclass exports one self-contained file; tensors stored elsewhere are refused.
+
+    Checked with the onnx package when it is installed (ONNX Runtime refuses paths that leave
+    the model's folder too, from version 1.2x on).
+    """
+    try:
+        import onnx
+    except ImportError:
+        return
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception as e:
+        raise PhotoclassError(f"{path} is not a readable ONNX file: {str(e).splitlines()[0][:160]}") from None
+    external = [t.name for t in graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    if external:
+        raise PhotoclassError(f"{path} keeps tensors in other files ({', '.join(external[:3])}); photoclass "
+                              "loads only self-contained ONNX files. HINT: re-export with `photoclass export`.")

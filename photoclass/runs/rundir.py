@@ -83,7 +83,11 @@ class RunDir:
         path = self.path / name
         if not path.is_file():
             raise PhotoclassError(f"{self.path} has no {name}: is it a photoclass run?")
-        return load_safetensors(path.read_bytes())
+        try:
+            return load_safetensors(path.read_bytes())
+        except Exception as e:  # SafetensorError, or a header that is not JSON
+            raise PhotoclassError(f"{path} is not a valid safetensors file ({str(e)[:120]}); refusing to load "
+                                  "it. HINT: restore the file, or train the run again.") from None
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         buffer = io.BytesIO()
@@ -96,7 +100,11 @@ class RunDir:
             raise PhotoclassError(
                 f"Cannot resume {self.path}: it has no last.ckpt (no epoch finished yet). "
                 "HINT: start it again without --resume.")
-        return torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # pickle.UnpicklingError for code in the file, or a damaged file
+            raise PhotoclassError(f"{path} cannot be loaded safely ({type(e).__name__}: {str(e).splitlines()[0][:120]}). "
+                                  "Nothing in it was run. HINT: start the run again without --resume.") from None
 
 
 def _fmt(value):
@@ -112,13 +120,43 @@ def load_model(run: RunDir | str | Path, model: torch.nn.Module | None = None):
     from ..models.registry import InputSpec, create_model
 
     run = run if isinstance(run, RunDir) else RunDir(run)
-    meta = run.read_json("model.json")
+    meta = check_model_meta(run.read_json("model.json"), run.path / "model.json")
     if model is None:
         if meta["architecture"].startswith("custom:"):
             raise PhotoclassError(
                 f"{run.path} holds a custom model ({meta['architecture'][7:]}). "
                 "HINT: pass model=<an instance of that class> to load its weights.")
         model = create_model(meta["architecture"], meta["num_classes"], input_size=meta["input"]["size"])
-    model.load_state_dict(run.load_state())
+    try:
+        model.load_state_dict(run.load_state())
+    except RuntimeError as e:  # missing, unexpected or mis-shaped tensors
+        raise PhotoclassError(f"{run.path / 'model.safetensors'} does not fit a {meta['architecture']} with "
+                              f"{meta['num_classes']} classes: {str(e).splitlines()[0][:160]}") from None
     model.input_spec = InputSpec(meta["input"]["size"], tuple(meta["input"]["mean"]), tuple(meta["input"]["std"]))
     return model.eval(), meta
+
+
+MODEL_META_KEYS = {"architecture", "classes", "num_classes", "input", "parameters", "photoclass", "torch"}
+
+
+def check_model_meta(meta: Any, path: Path) -> dict[str, Any]:
+    """model.json as written by photoclass, or a one-line error: nothing in it names a file."""
+    def bad(why: str) -> PhotoclassError:
+        return PhotoclassError(f"{path} is not a valid photoclass model.json: {why}. Refusing to load it.")
+
+    if not isinstance(meta, dict):
+        raise bad("not a JSON object")
+    unknown = sorted(set(meta) - MODEL_META_KEYS)
+    if unknown:
+        raise bad(f"unexpected keys {unknown}")
+    classes, n, spec = meta.get("classes"), meta.get("num_classes"), meta.get("input")
+    if not isinstance(meta.get("architecture"), str):
+        raise bad("no architecture name")
+    if not (isinstance(n, int) and 1 <= n <= 100_000 and isinstance(classes, list) and len(classes) == n
+            and all(isinstance(c, str) for c in classes)):
+        raise bad("classes and num_classes disagree or are not names")
+    if not (isinstance(spec, dict) and isinstance(spec.get("size"), int) and 8 <= spec["size"] <= 4096
+            and all(isinstance(spec.get(k), list) and len(spec[k]) == 3
+                    and all(isinstance(v, (int, float)) for v in spec[k]) for k in ("mean", "std"))):
+        raise bad("input must give size (8-4096) and three-value mean and std")
+    return meta

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
@@ -28,6 +29,38 @@ MAX_UPLOAD_BYTES = 10 * 2**20
 DRAIN_FACTOR = 8  # oversized bodies up to 8x the limit are read and dropped; larger ones cut off
 STATUS_FOR_DECODE_ERROR = {"empty": 400, "format": 415, "bomb": 422, "unreadable": 422}
 PAGE = Path(__file__).with_name("static") / "index.html"
+
+
+class ClassScore(BaseModel):
+    label: str
+    probability: float
+
+
+class PredictionOut(BaseModel):
+    label: str
+    confidence: float
+    top: list[ClassScore]
+    note: str
+
+
+class ErrorOut(BaseModel):
+    error: str
+
+
+class HealthOut(BaseModel):
+    status: str
+    waiting: int
+    mean_batch: float | None
+
+
+ERRORS = {status: {"model": ErrorOut, "description": text} for status, text in (
+    (400, "empty or malformed request"), (413, "upload over the size limit"),
+    (415, "not an allowed image format (sniffed from the bytes)"),
+    (422, "undecodable image or decompression bomb"), (503, "too many requests waiting"))}
+UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"],
+    "properties": {"file": {"type": "string", "format": "binary",
+                            "description": "a photo: JPEG, PNG, GIF, WebP, BMP or TIFF"}}}}}}}
 
 
 class ApiError(Exception):
@@ -55,7 +88,7 @@ def create_app(model: str | os.PathLike, *, top_k: int = 3, max_bytes: int = MAX
     async def api_error(request: Request, error: ApiError):
         return JSONResponse({"error": error.message}, status_code=error.status)
 
-    @app.get("/health")
+    @app.get("/health", response_model=HealthOut)
     async def health() -> dict[str, Any]:
         recent = batcher.batches
         return {"status": "ok", "waiting": waiting,
@@ -65,11 +98,11 @@ def create_app(model: str | os.PathLike, *, top_k: int = 3, max_bytes: int = MAX
     async def model_info() -> dict[str, Any]:
         return info
 
-    @app.get("/", response_class=HTMLResponse)
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> str:
         return PAGE.read_text(encoding="utf-8")
 
-    @app.post("/predict")
+    @app.post("/predict", response_model=PredictionOut, responses=ERRORS, openapi_extra=UPLOAD_BODY)
     async def predict(request: Request) -> dict[str, Any]:
         nonlocal waiting
         length = request.headers.get("content-length")
