@@ -2,7 +2,6 @@
 import ast
 import io
 import json
-import os
 import pickle
 import random
 import shutil
@@ -13,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from conftest import jpeg_bytes, start_server, synthetic_photo, train_tiny_run
+from conftest import make_flat, start_server, train_tiny_run
 from photoclass.data.decode import DecodeError, decode_photo
 from photoclass.errors import PhotoclassError
 
@@ -174,3 +172,97 @@ def test_no_code_calls_torch_load_without_weights_only():
                 if not (isinstance(flag, ast.Constant) and flag.value is True):
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert offenders == []
+
+
+def prepare_cli(*args, **popen):
+    return subprocess.Popen([sys.executable, "-m", "photoclass.cli", "prepare", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def cached_pixels(out: Path, cache: Path, data: Path):
+    import photoclass
+
+    dataset = photoclass.prepare(data, cache_dir=cache, image_size=48, progress=False)
+    return {r.path: dataset.images[i] for i, r in enumerate(dataset.usable)}
+
+
+def test_two_processes_sharing_a_cache_neither_corrupt_nor_repeat_it(tmp_path):
+    import sqlite3
+
+    data, cache = make_flat(tmp_path / "data", per_class=60), tmp_path / "cache"
+    procs = [prepare_cli(data, "--out", tmp_path / f"out{i}", "--cache-dir", cache, "--image-size", 48,
+                         "--workers", 1) for i in range(2)]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    assert (tmp_path / "out0" / "manifest.csv").read_bytes() == (tmp_path / "out1" / "manifest.csv").read_bytes()
+    with sqlite3.connect(cache / "index.sqlite") as db:
+        assert db.execute("SELECT COUNT(*), COUNT(DISTINCT pack) FROM photos").fetchone() == (180, 1)  # decoded once
+    pixels = cached_pixels(tmp_path / "out0", cache, data)
+    for path, array in list(pixels.items())[::17]:
+        assert np.array_equal(array, decode_photo(data / path, size=48).to_array())
+
+
+def test_an_interrupted_prepare_leaves_nothing_a_later_run_trusts(tmp_path):
+    import signal
+    import time
+
+    data, cache = make_flat(tmp_path / "data", per_class=150), tmp_path / "cache"
+    proc = prepare_cli(data, "--cache-dir", cache, "--image-size", 160, "--workers", 1, "--out", tmp_path / "o")
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(cache.glob("packs/*/.*.u8.tmp")):
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert list(cache.glob("packs/*/.*.u8.tmp")), "the kill should land while a pack is being written"
+
+    rerun = prepare_cli(data, "--cache-dir", cache, "--image-size", 160, "--out", tmp_path / "o")
+    out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    assert not list(cache.glob("packs/*/.*.tmp"))  # the half-written pack was removed, not used
+    import photoclass
+    dataset = photoclass.prepare(data, cache_dir=cache, image_size=160, progress=False)
+    for i in range(0, len(dataset), 37):
+        path = data / dataset.usable[i].path
+        assert np.array_equal(dataset.images[i], decode_photo(path, size=160).to_array())
+
+
+def test_an_unwritable_output_folder_is_refused_before_any_work(tmp_path):
+    import time
+
+    target = Path("/sys/photoclass-test-out")  # sysfs refuses new files, even to root
+    data = make_flat(tmp_path / "data", per_class=4)
+    for command in (["prepare", data, "--out", target], ["train", data, "--out", target, "--cache-dir", tmp_path / "c"]):
+        started = time.time()
+        result = subprocess.run([sys.executable, "-m", "photoclass.cli", *map(str, command)], capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert f"Cannot write to {target}" in result.stderr and "HINT" in result.stderr
+        assert not (tmp_path / "c").exists()  # refused before the photos were even decoded
+        assert time.time() - started < 30
+
+
+def test_a_full_disk_is_refused_before_decoding(tmp_path, monkeypatch):
+    import shutil as shutil_module
+
+    import photoclass
+
+    data = make_flat(tmp_path / "data", per_class=4)
+    usage = shutil_module.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil_module, "disk_usage", lambda path: usage._replace(free=2**20))
+    with pytest.raises(PhotoclassError, match="Not enough free space") as info:
+        photoclass.prepare(data, out=tmp_path / "out", cache_dir=tmp_path / "cache", progress=False)
+    assert "1 MB free" in str(info.value)
+
+
+def test_a_kill_inside_a_checkpoint_write_resumes_to_the_same_result(tmp_path):
+    """Two trials of benchmarks/crash_campaign.py: one mid-write, one at a random moment."""
+    from crash_campaign import COMMAND, kill_and_resume, make_photos, same_result, train
+
+    data, cache = make_photos(tmp_path / "data"), tmp_path / "cache"
+    reference = train(data, "--out", tmp_path / "reference", "--cache-dir", cache, "--epochs", 4, *COMMAND)
+    assert reference.wait(timeout=300) == 0
+    for mid_write, name in ((True, "mid-write"), (False, "random")):
+        outcome = kill_and_resume(data, tmp_path / name, cache, 4, mid_write=mid_write, delay=0.3, after_epochs=1)
+        assert outcome["readable"] and outcome["resumed"], outcome
+        assert outcome["leftover_after_resume"] == 0
+        assert same_result(tmp_path / name, tmp_path / "reference")

@@ -11,6 +11,8 @@ cache, and `--out` does not matter. Workers write pixels straight into the pack 
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import signal
@@ -26,6 +28,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ..errors import PhotoclassError
+from ..runs.atomic import check_writable
 from .decode import DecodeError, decode_photo
 from .dedupe import fingerprint
 
@@ -147,23 +150,58 @@ class ImageCache:
         workers: int,
         progress: Callable[[int], None] | None = None,
     ) -> tuple[dict[str, CacheEntry], int]:
-        """Decode the photos not cached yet. Returns (every key's entry, how many decoded)."""
+        """Decode the photos not cached yet. Returns (every key's entry, how many decoded).
+
+        One process at a time decodes into a cache (a file lock); another one waits, then
+        finds the photos the first decoded and does only the rest.
+        """
+        def missing(entries):
+            todo: dict[str, Path] = {}
+            for key, path in zip(keys, paths):
+                if key not in entries:
+                    todo.setdefault(key, path)
+            return list(todo.items())
+
         entries = self.lookup(keys)
-        todo: dict[str, Path] = {}
-        for key, path in zip(keys, paths):
-            if key not in entries:
-                todo.setdefault(key, path)
-        if progress:
-            progress(len(keys) - len(todo))
-        items = list(todo.items())
-        pool = _pool(workers) if len(items) > 32 and workers > 1 else None
-        try:
-            for start in range(0, len(items), PACK_ROWS):
-                entries.update(self._fill_pack(items[start:start + PACK_ROWS], pool, progress))
-        finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
+        if not missing(entries):
+            if progress:
+                progress(len(keys))
+            return entries, 0
+        with self._lock():
+            entries = self.lookup(keys)  # what another process added while this one waited
+            items = missing(entries)
+            if progress:
+                progress(len(keys) - len(items))
+            self._remove_abandoned_packs()
+            row_bytes = self.image_size * self.image_size * 3
+            check_writable(self.pack_dir, need_bytes=len(items) * row_bytes, hint="pass another --cache-dir")
+            pool = _pool(workers) if len(items) > 32 and workers > 1 else None
+            try:
+                for start in range(0, len(items), PACK_ROWS):
+                    entries.update(self._fill_pack(items[start:start + PACK_ROWS], pool, progress))
+            finally:
+                if pool is not None:
+                    pool.shutdown(cancel_futures=True)
         return entries, len(items)
+
+    @contextlib.contextmanager
+    def _lock(self):
+        with open(self.root / "lock", "a+b") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print(f"waiting for another photoclass process using the cache {self.root} ...",
+                      file=sys.stderr, flush=True)
+                fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _remove_abandoned_packs(self) -> None:
+        """Packs half-written by a killed process: never in the index, so never trusted."""
+        for tmp in self.pack_dir.glob(".*.u8.tmp"):  # only the lock holder writes packs
+            tmp.unlink(missing_ok=True)
 
     def _fill_pack(self, items, pool, progress) -> dict[str, CacheEntry]:
         name = f"{uuid.uuid4().hex}.u8"

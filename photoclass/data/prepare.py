@@ -13,6 +13,7 @@ from tqdm import tqdm
 from .. import __version__
 from ..config import PrepareConfig
 from ..errors import PhotoclassError
+from ..runs.atomic import check_writable
 from .cache import ImageCache
 from .dataset import ManifestRow, PreparedDataset
 from .decode import ALLOWED_FORMATS
@@ -43,6 +44,7 @@ def prepare(
     root = Path(data).expanduser()
     if out is not None:
         _check_out_not_inside(Path(out), root)
+        check_writable(out, hint="pass another --out")
 
     scan = scan_folder(root, layout=config.layout, label_regex=config.label_regex,
                        follow_symlinks=config.follow_symlinks)

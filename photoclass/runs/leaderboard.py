@@ -72,11 +72,12 @@ class Leaderboard(list):
         if not self:
             return "no finished runs"
         width = max(len(str(r.path)) for r in self)
-        lines = [f"{'run':<{width}}  {'model':<18}{'strategy':<10}{'test acc':>9}{'loss':>8}{'gap':>8}"
+        model = max(len(r.model) for r in self) + 2
+        lines = [f"{'run':<{width}}  {'model':<{model}}{'strategy':<10}{'test acc':>9}{'loss':>8}{'gap':>8}"
                  f"{'seconds':>9}  options"]
         for r in self:
             opts = r.options_text(skip=("strategy",))
-            lines.append(f"{str(r.path):<{width}}  {r.model:<18}{str(r.options.get('strategy')):<10}"
+            lines.append(f"{str(r.path):<{width}}  {r.model:<{model}}{str(r.options.get('strategy')):<10}"
                          f"{r.test_accuracy:>9.4f}{r.test_loss:>8.4f}{r.gap:>+8.4f}{r.seconds:>9.1f}  {opts}")
         if self.incomplete:
             lines.append(f"({self.incomplete} unfinished run folder(s) not listed)")

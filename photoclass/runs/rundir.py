@@ -45,6 +45,13 @@ class RunDir:
         self.plots.mkdir(parents=True, exist_ok=True)
         return self
 
+    def remove_temp_files(self) -> int:
+        """Delete the temporary files of atomic writes a killed process left; how many."""
+        stale = [*self.path.glob(".*.tmp"), *self.plots.glob(".*.tmp")] if self.path.is_dir() else []
+        for tmp in stale:
+            tmp.unlink(missing_ok=True)
+        return len(stale)
+
     def exists(self, name: str) -> bool:
         return (self.path / name).is_file()
 

@@ -23,7 +23,7 @@ from ..errors import PhotoclassError
 from ..evaluation.html_report import write_report
 from ..evaluation.report import evaluate_dataset, write_evaluation
 from ..models.registry import InputSpec, count_parameters, create_model, model_info
-from ..runs.atomic import write_text_atomic
+from ..runs.atomic import check_writable, write_text_atomic
 from ..runs.rundir import RunDir
 from ..runs.tracking import log_finished_run
 from .callbacks import EarlyStopping, GracefulInterrupt
@@ -84,6 +84,9 @@ def train(data: str | os.PathLike | None = None, *, model: str | nn.Module | Non
             raise PhotoclassError("train() needs `data`, a folder of photos, or `resume`, a run.")
         config, prep, data = _resolve_options(data, model, options)
         run = RunDir(out or _default_run_name(config.model))
+        if not (run.exists("last.ckpt") or run.exists("test.json")):  # else _start_run says why
+            check_writable(run.path, hint="pass another --out")
+    run.remove_temp_files()  # left by a process killed mid-write
     custom = model if isinstance(model, nn.Module) else None
     spec = _input_spec(config, custom)
     setup_torch(config.threads, config.seed)
@@ -251,7 +254,7 @@ def _model_meta(config: TrainConfig, dataset: PreparedDataset, spec: InputSpec, 
 
 
 def _start_run(run: RunDir, config: TrainConfig, prep: PrepareConfig, dataset: PreparedDataset, meta) -> None:
-    if run.exists("last.ckpt") or run.exists("model.safetensors"):
+    if run.exists("last.ckpt") or run.exists("test.json"):  # weights alone: killed before its first epoch ended
         raise PhotoclassError(f"{run.path} already holds a run. HINT: pass another --out, or "
                               f"--resume {run.path} to continue it.")
     run.create()
