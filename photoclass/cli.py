@@ -63,6 +63,8 @@ def cmd_train(args) -> int:
         options = {k: getattr(args, k) for k in _TRAIN_OPTIONS if getattr(args, k) is not None}
         if args.class_weights:
             options["class_weights"] = True
+        if args.tta:
+            options["tta"] = True
         result = train(args.data, out=args.out, track=_track(args), **options)
     if result.interrupted:
         return 130
@@ -150,7 +152,7 @@ def format_test(test: dict, run_path, seconds: float | None = None) -> str:
 def cmd_evaluate(args) -> int:
     from .evaluation.report import evaluate_run
 
-    evaluation = evaluate_run(args.run, args.data)
+    evaluation = evaluate_run(args.run, args.data, tta=args.tta or None)
     if args.json:
         print(json.dumps(evaluation, indent=2))
     else:
@@ -189,7 +191,8 @@ def cmd_predict(args) -> int:
 
     if not 0 <= args.min_confidence <= 1:
         raise PhotoclassError(f"--min-confidence must be from 0 to 1. Received: {args.min_confidence}")
-    predictions = open_predictor(args.run, batch_size=args.batch_size).predict(args.paths, top_k=args.top_k)
+    predictor = open_predictor(args.run, engine=args.engine, batch_size=args.batch_size)
+    predictions = predictor.predict(args.paths, top_k=args.top_k)
     print(format_predictions(predictions, args.format))
     failed = [p for p in predictions if p.error]
     if failed and args.format == "table":
@@ -278,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Prepare DATA (reusing the cache), train MODEL, evaluate it on "
                        "the held-out test split and write a run directory.")
     t.add_argument("data", metavar="DATA", nargs="?", help="folder of photos, or one written by prepare")
-    t.add_argument("--model", help="a name from `photoclass models` (default efficientnet-lite0)")
+    t.add_argument("--model", help="a name from `photoclass models` (default efficientnet-lite0-ms)")
     t.add_argument("--strategy", choices=STRATEGIES,
                    help="features: frozen pretrained backbone, train the head (default for pretrained models)")
     t.add_argument("--finetune-blocks", type=int, metavar="N",
@@ -295,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--weight-decay", type=float)
     t.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="epochs without improvement; 0: off")
     t.add_argument("--class-weights", action="store_true", help="weight the loss by inverse class frequency")
+    t.add_argument("--tta", action="store_true", help="test-time augmentation: average each test photo and its mirror")
     t.add_argument("--threads", type=int)
     t.add_argument("--seed", type=int)
     t.add_argument("--val-size", type=float)
@@ -361,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="re-evaluate a saved run, on its test split or another folder")
     e.add_argument("run", metavar="RUN")
     e.add_argument("--data", metavar="DIR", help="evaluate on every photo of this folder instead")
+    e.add_argument("--tta", action="store_true", help="average each test photo and its mirror")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_evaluate)
 
@@ -392,6 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
                     help="with --sort-into: below P, copy into DIR/_unsure/ instead")
     pr.add_argument("--batch-size", type=int, default=16)
+    pr.add_argument("--engine", choices=("torch", "onnx", "auto"), default="torch",
+                    help="onnx: ONNX Runtime, about twice as fast (exports RUN/model.onnx once)")
     pr.set_defaults(func=cmd_predict)
 
     m = sub.add_parser("models", help="list the available models")

@@ -96,7 +96,7 @@ STRATEGIES = ("auto", "scratch", "features", "finetune")
 class TrainConfig:
     """How a model is trained and evaluated; saved as config.json in each run."""
 
-    model: str = "efficientnet-lite0"
+    model: str = "efficientnet-lite0-ms"
     strategy: str = "auto"  # scratch: every layer; features: frozen pretrained backbone + head;
     # finetune: also the last `finetune_blocks` blocks, on cached activations of those below
     finetune_blocks: int = 1
@@ -121,6 +121,7 @@ class TrainConfig:
     channels_last: bool = True
     bf16: bool = False  # autocast to bfloat16; only pays on CPUs with native bf16
     top_k: int = 2
+    tta: bool = False  # test photos predicted as they are and mirrored, probabilities averaged
 
     def __post_init__(self):
         _check_int("epochs", self.epochs, 1, 10_000)

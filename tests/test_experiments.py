@@ -193,7 +193,7 @@ def test_the_notebook_example_runs_start_to_end(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     out = tmp_path / "notebook-output"
     assert (out / "compare.html").is_file()
-    assert sorted(r.name for r in list_runs(out / "runs")) == ["compact-cnn", "efficientnet-lite0"]
+    assert sorted(r.name for r in list_runs(out / "runs")) == ["compact-cnn", "efficientnet-lite0-ms"]
     client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
     assert len(client.search_runs([client.get_experiment_by_name("photoclass").experiment_id])) == 2
     predictions = [line for line in result.stdout.splitlines() if line.startswith("rain")]

@@ -60,7 +60,7 @@ def test_default_training_uses_the_frozen_backbone_and_saves_the_whole_model(tmp
     result = photoclass.train(EXAMPLES, out=tmp_path / "run", epochs=5, cache_dir=tmp_path / "cache",
                               verbose=False, progress=False)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["train"]["model"] == "efficientnet-lite0"
+    assert config["train"]["model"] == "efficientnet-lite0-ms"
     assert (tmp_path / "run" / "head.safetensors").is_file()
     model, meta = photoclass.load(tmp_path / "run")
     assert meta["input"] == {"size": 224, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
@@ -81,7 +81,7 @@ def test_folding_batchnorm_keeps_the_outputs():
 
 
 def test_finetune_trains_the_last_block_on_cached_activations(tmp_path):
-    photoclass.train(EXAMPLES, out=tmp_path / "run", strategy="finetune", epochs=2,
+    photoclass.train(EXAMPLES, out=tmp_path / "run", model="efficientnet-lite0", strategy="finetune", epochs=2,
                      cache_dir=tmp_path / "cache", verbose=False, progress=False)
     model, _ = photoclass.load(tmp_path / "run")
     shipped = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
@@ -109,3 +109,45 @@ def test_default_training_on_a_pre_split_folder_needs_no_options(tmp_path):
     split = (tmp_path / "run" / "split.csv").read_text().splitlines()
     assert all(",test," in line for line in split if line.startswith("val/"))
     assert result.test["count"] == 9
+
+
+def test_the_multiscale_head_standardizes_with_the_training_features_and_saves_it(tmp_path):
+    photoclass.train(EXAMPLES, out=tmp_path / "run", model="efficientnet-lite0-ms", epochs=3,
+                     cache_dir=tmp_path / "cache", verbose=False, progress=False)
+    model, meta = photoclass.load(tmp_path / "run")
+    assert model.num_features == 1280 + 2 * (40 + 80 + 112 + 192)  # head + mean and spread of 4 stages
+    data = photoclass.prepare(EXAMPLES, image_size=224, cache_dir=tmp_path / "cache", progress=False)
+    spec = model.input_spec
+    train = BatchLoader(data.images, data.labels, data.indices("train"), batch_size=16, mean=spec.mean, std=spec.std)
+    features = extract_features(model.inference_copy().forward_features, train, progress=False)
+    assert torch.allclose(model._standardize.mean, features.mean(0), atol=1e-3)
+    assert torch.allclose(model._standardize.std, features.std(0), rtol=1e-3, atol=1e-4)
+    test = json.loads((tmp_path / "run" / "test.json").read_text())["test"]
+    loader = BatchLoader(data.images, data.labels, data.indices("test"), batch_size=16, mean=spec.mean, std=spec.std)
+    with torch.no_grad():
+        predicted = torch.cat([model(x).argmax(1) for x, _ in loader.batches()])
+    assert float((predicted == loader.labels).float().mean()) == pytest.approx(test["accuracy"])
+
+
+def test_finetuning_a_multiscale_model_is_a_clear_error(tmp_path):
+    with pytest.raises(photoclass.PhotoclassError, match="not supported"):
+        photoclass.train(EXAMPLES, out=tmp_path / "run", model="efficientnet-lite0-ms", strategy="finetune",
+                         epochs=1, cache_dir=tmp_path / "cache", verbose=False, progress=False)
+
+
+def test_tta_averages_each_test_photo_with_its_mirror(tmp_path):
+    from conftest import train_tiny_run
+
+    run = train_tiny_run(tmp_path, epochs=2, tta=True)
+    saved = json.loads((run / "test.json").read_text())["test"]
+    assert json.loads((run / "config.json").read_text())["train"]["tta"] is True
+    model, _ = photoclass.load(run)
+    data = photoclass.prepare(tmp_path / "data", image_size=32, cache_dir=tmp_path / "cache", progress=False)
+    loader = BatchLoader(data.images, data.labels, data.indices("test"), batch_size=8,
+                         mean=model.input_spec.mean, std=model.input_spec.std)
+    with torch.no_grad():
+        p = torch.cat([(model(x).softmax(1) + model(x.flip(-1)).softmax(1)) / 2 for x, _ in loader.batches()])
+    assert float((p.argmax(1) == loader.labels).float().mean()) == pytest.approx(saved["accuracy"])
+    assert float(torch.nn.functional.nll_loss(p.log(), loader.labels)) == pytest.approx(saved["loss"], rel=1e-4)
+    plain = photoclass.evaluate(run, tta=False)["test"]
+    assert plain["count"] == saved["count"]

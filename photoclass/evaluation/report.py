@@ -1,6 +1,7 @@
 """Evaluate a model on a prepared dataset; write test.json and the plots of a run."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -25,17 +26,25 @@ MAX_MISCLASSIFIED = 60
 
 
 def evaluate_dataset(net: nn.Module, dataset: PreparedDataset, spec: InputSpec, config, *,
-                     loaders: dict[str, BatchLoader] | None = None) -> dict[str, Any]:
-    """Test metrics, train and val loss/accuracy, the generalization gap, misclassified photos."""
-    def loader(split: str) -> BatchLoader:
-        if loaders and split in loaders:
+                     loaders: dict[str, BatchLoader] | None = None,
+                     full_model: nn.Module | None = None) -> dict[str, Any]:
+    """Test metrics, train and val loss/accuracy, the generalization gap, misclassified photos.
+
+    `loaders` may hold cached features for `net`; with `config.tta` the test photos go
+    through `full_model` (default `net`) as pixels, as they are and mirrored.
+    """
+    def loader(split: str, pixels: bool = False) -> BatchLoader:
+        if loaders and split in loaders and not pixels:
             return loaders[split]
         return BatchLoader(dataset.images, dataset.labels, dataset.indices(split.replace("_eval", "")),
                            batch_size=config.batch_size, mean=spec.mean, std=spec.std)
 
     results: dict[str, Any] = {}
     for name, split in (("train", "train_eval"), ("val", "val"), ("test", "test")):
-        logits, labels = predict_logits(net, loader(split), bf16=config.bf16)
+        if name == "test" and getattr(config, "tta", False):
+            logits, labels = flip_averaged_log_probabilities(full_model or net, loader(split, pixels=True))
+        else:
+            logits, labels = predict_logits(net, loader(split), bf16=config.bf16)
         if name == "test":
             results["test"] = classification_report(logits, labels, dataset.classes, top_k=config.top_k)
             results["misclassified"] = _misclassified(logits, labels, dataset, "test")
@@ -43,6 +52,17 @@ def evaluate_dataset(net: nn.Module, dataset: PreparedDataset, spec: InputSpec, 
             results[name] = _loss_and_accuracy(logits, labels)
     results["generalization_gap"] = results["train"]["accuracy"] - results["test"]["accuracy"]
     return results
+
+
+@torch.no_grad()
+def flip_averaged_log_probabilities(model: nn.Module, loader: BatchLoader) -> tuple[torch.Tensor, torch.Tensor]:
+    """Test-time augmentation: log of the mean of the probabilities for x and x mirrored."""
+    model.eval()
+    out, labels = [], []
+    for x, y in loader.batches():
+        out.append(((model(x).softmax(1) + model(x.flip(-1)).softmax(1)) / 2).log())
+        labels.append(y)
+    return torch.cat(out), torch.cat(labels)
 
 
 def _loss_and_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
@@ -103,13 +123,15 @@ def augmentation_preview(dataset: PreparedDataset, augment: str, path: Path, *, 
 
 
 def evaluate_run(run_path: str | os.PathLike, data: str | os.PathLike | None = None, *,
-                 progress: bool | None = None) -> dict[str, Any]:
+                 progress: bool | None = None, tta: bool | None = None) -> dict[str, Any]:
     """Re-evaluate a saved run: on its own test split, or on every photo of another folder."""
     run = RunDir(run_path)
     config_json = run.read_json("config.json")
     net, meta = load_model(run)
     spec = net.input_spec
     config = TrainConfig.from_dict(config_json["train"])
+    if tta is not None:
+        config = dataclasses.replace(config, tta=tta)
     if data is None:
         prep = PrepareConfig.from_dict({**config_json["prepare"], "image_size": spec.size})
         dataset = prepare(config_json["data"], config=prep, progress=progress)

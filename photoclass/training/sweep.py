@@ -23,7 +23,7 @@ from ..errors import PhotoclassError
 from ..models.registry import model_info
 
 DEFAULT_SPACE: dict[str, Any] = {
-    "model": ["compact-cnn", "seed-baseline", "efficientnet-lite0"],
+    "model": ["compact-cnn", "seed-baseline", "efficientnet-lite0-ms"],
     "lr": {"low": 1e-4, "high": 3e-3, "log": True},
     "augment": ["light", "default", "strong"],
     "dropout": {"low": 0.1, "high": 0.5},

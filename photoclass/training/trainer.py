@@ -108,6 +108,9 @@ def train(data: str | os.PathLike | None = None, *, model: str | nn.Module | Non
         encode, trained = net.split_for_training(0 if strategy == "features" else config.finetune_blocks)
         loaders = feature_loaders(encode, dataset, spec, batch_size=config.batch_size,
                                   flip_augment=parse_augment(config.augment).hflip, progress=progress)
+        for module in trained.modules():  # e.g. a multiscale head standardizes its inputs
+            if hasattr(module, "fit_statistics"):
+                module.fit_statistics(loaders["train_eval"].features)
         weights = "head.safetensors"
     else:
         trained, loaders, weights = net, _loaders(dataset, config, spec), "model.safetensors"
@@ -118,7 +121,7 @@ def train(data: str | os.PathLike | None = None, *, model: str | nn.Module | Non
         return TrainResult(run, None, history, interrupted=True, seconds=time.perf_counter() - started)
     trained.load_state_dict(run.load_state(weights))  # the best epoch's weights
     run.save_model(net, meta)  # the whole network, whichever part of it was trained
-    evaluation = evaluate_dataset(trained, dataset, spec, config, loaders=loaders)
+    evaluation = evaluate_dataset(trained, dataset, spec, config, loaders=loaders, full_model=net)
     evaluation["training"] = {
         "epochs_run": len(history), "best_epoch": _best_epoch(history, config.monitor),
         "stopped_early": stopped_early, "seconds": round(time.perf_counter() - started, 2),
