@@ -69,6 +69,8 @@ def cmd_train(args) -> int:
     if result.interrupted:
         return 130
     print(format_test(result.test, result.run.path, result.seconds))
+    if (result.run.path / "report.html").is_file():
+        print(f"report: {result.run.path / 'report.html'}")
     return 0
 
 
