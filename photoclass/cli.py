@@ -344,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--out", default="runs", metavar="DIR", help="trial runs go to DIR/STUDY/ (default runs)")
     sw.add_argument("--timeout", type=float, metavar="SECONDS")
     sw.add_argument("--epochs", type=int, help="fix the epochs of every trial")
-    sw.add_argument("--seed", type=int)
+    sw.add_argument("--seed", type=int, help="seeds the search's sampler (default 0)")
     sw.add_argument("--cache-dir")
     _add_tracking_options(sw)
     sw.set_defaults(func=cmd_sweep)

@@ -60,6 +60,18 @@ def test_tracking_a_run_again_replaces_its_mlflow_run(three_runs):
     assert len(active) == 3 and before not in {r.info.run_id for r in active}
 
 
+def test_a_broken_tracking_store_never_costs_the_run(tmp_path, capsys):
+    import photoclass
+
+    data = make_flat(tmp_path / "data", per_class=6)
+    result = photoclass.train(data, out=tmp_path / "run", model="compact-cnn", image_size=32, epochs=1, threads=1,
+                              cache_dir=tmp_path / "cache", track="sqlite:////sys/photoclass-test/mlflow.db",  # sysfs takes no files
+                              progress=False)
+    assert result.test is not None and (tmp_path / "run" / "test.json").is_file()
+    out = capsys.readouterr().out
+    assert "tracking: could not log to" in out and f"photoclass track {tmp_path / 'run'}" in out
+
+
 def test_the_leaderboard_shows_the_numbers_of_each_test_json(three_runs):
     base, _, runs = three_runs
     result = cli("runs", base / "runs", "--json")

@@ -39,8 +39,9 @@ def log_finished_run(run: RunDir, track: bool | str | None, *, verbose: bool = T
     try:
         run_id = track_run(run.path, uri=uri)
     except ImportError:
-        if verbose and track is not None:
-            print("tracking: MLflow is not installed (pip install 'photoclass[track]'); run not logged")
+        if verbose:
+            print("tracking: MLflow is not installed (pip install 'photoclass[track]', or "
+                  "PHOTOCLASS_TRACKING=off to stop this note); run not logged")
         return None
     except Exception as e:  # a broken or unreachable store must not lose a trained run
         print(f"tracking: could not log to {tracking_uri(uri)}: {type(e).__name__}: {str(e)[:200]}. "

@@ -126,7 +126,8 @@ def sweep(data: str | os.PathLike, *, trials: int = 20, space: str | os.PathLike
             raise
         trial.set_user_attr("test_accuracy", result.test["accuracy"])
         evaluation = json.loads((run / "test.json").read_text())
-        return evaluation["val"]["accuracy"] if evaluation.get("val") else evaluation["train"]["accuracy"]
+        val = evaluation.get("val") or {}
+        return val["accuracy"] if val.get("count") else evaluation["train"]["accuracy"]  # no val split
 
     def announce(study, trial) -> None:
         if verbose:
