@@ -162,6 +162,8 @@ def copy_run(run: str | os.PathLike, dest: str | os.PathLike) -> Path:
     run, dest = Path(run), Path(dest)
     if dest.resolve() == run.resolve():
         return dest
+    if run.resolve() in dest.resolve().parents:
+        raise PhotoclassError(f"Cannot copy {run} into itself ({dest}). HINT: choose a folder outside the run.")
     if dest.exists() and not (dest / "config.json").is_file():
         raise PhotoclassError(f"{dest} exists and is not a run; not replacing it. HINT: choose another folder.")
     dest.parent.mkdir(parents=True, exist_ok=True)
