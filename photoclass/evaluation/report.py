@@ -41,8 +41,9 @@ def evaluate_dataset(net: nn.Module, dataset: PreparedDataset, spec: InputSpec, 
 
     results: dict[str, Any] = {}
     for name, split in (("train", "train_eval"), ("val", "val"), ("test", "test")):
-        if name == "test" and getattr(config, "tta", False):
-            logits, labels = flip_averaged_log_probabilities(full_model or net, loader(split, pixels=True))
+        if name == "test" and config.tta:
+            logits, labels = predict_logits(full_model or net, loader(split, pixels=True), bf16=config.bf16,
+                                            flip_average=True)
         else:
             logits, labels = predict_logits(net, loader(split), bf16=config.bf16)
         if name == "test":
@@ -52,17 +53,6 @@ def evaluate_dataset(net: nn.Module, dataset: PreparedDataset, spec: InputSpec, 
             results[name] = _loss_and_accuracy(logits, labels)
     results["generalization_gap"] = results["train"]["accuracy"] - results["test"]["accuracy"]
     return results
-
-
-@torch.no_grad()
-def flip_averaged_log_probabilities(model: nn.Module, loader: BatchLoader) -> tuple[torch.Tensor, torch.Tensor]:
-    """Test-time augmentation: log of the mean of the probabilities for x and x mirrored."""
-    model.eval()
-    out, labels = [], []
-    for x, y in loader.batches():
-        out.append(((model(x).softmax(1) + model(x.flip(-1)).softmax(1)) / 2).log())
-        labels.append(y)
-    return torch.cat(out), torch.cat(labels)
 
 
 def _loss_and_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
@@ -162,5 +152,5 @@ def _evaluate_all(net, dataset: PreparedDataset, spec: InputSpec, config, classe
     labels = np.array([classes.index(dataset.classes[i]) for i in dataset.labels])
     loader = BatchLoader(dataset.images, labels, np.arange(len(dataset)), batch_size=config.batch_size,
                          mean=spec.mean, std=spec.std)
-    logits, y = predict_logits(net, loader, bf16=config.bf16)
+    logits, y = predict_logits(net, loader, bf16=config.bf16, flip_average=config.tta)
     return {"test": classification_report(logits, y, classes, top_k=config.top_k)}

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import html
-import json
 import os
 import shutil
 import tempfile
@@ -11,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PhotoclassError
+from .rundir import RunDir
+from .tracking import summary_metrics
 
 SORT_KEYS = ("error", "gap", "loss", "seconds", "name")
 KEY_OPTIONS = ("strategy", "epochs", "lr", "batch_size", "image_size", "augment", "dropout", "seed")
@@ -42,15 +43,14 @@ class RunSummary:
 
     @classmethod
     def from_run(cls, path: str | os.PathLike) -> RunSummary:
-        path = Path(path)
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-        result = json.loads((path / "test.json").read_text(encoding="utf-8"))
+        run = RunDir(path)
+        config, figures = run.read_json("config.json"), summary_metrics(run.read_json("test.json"))
         train = config["train"]
-        return cls(path=path, data=Path(config["data"]).name, model=train["model"],
+        return cls(path=run.path, data=Path(config["data"]).name, model=train["model"],
                    options={k: train.get(k) for k in KEY_OPTIONS},
-                   test_accuracy=result["test"]["accuracy"], test_loss=result["test"]["loss"],
-                   train_accuracy=result["train"]["accuracy"], gap=result["generalization_gap"],
-                   seconds=result["training"]["seconds"], macro_f1=result["test"]["macro_f1"])
+                   test_accuracy=figures["test_accuracy"], test_loss=figures["test_loss"],
+                   train_accuracy=figures["train_accuracy"], gap=figures["generalization_gap"],
+                   seconds=figures["seconds"], macro_f1=figures["test_macro_f1"])
 
     def options_text(self, skip: tuple[str, ...] = ()) -> str:
         return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"

@@ -12,14 +12,13 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors.torch import load as load_safetensors
-from safetensors.torch import save as save_safetensors
+from typing import TYPE_CHECKING, Any
 
 from ..errors import PhotoclassError
 from .atomic import write_bytes_atomic, write_text_atomic
+
+if TYPE_CHECKING:  # torch is imported where weights are read or written, so listing runs stays light
+    import torch
 
 # metrics.csv holds only what the seed determines, so two runs can be compared byte for byte;
 # wall-clock figures go to timing.csv.
@@ -79,6 +78,8 @@ class RunDir:
             write_text_atomic(self.path / name, buffer.getvalue())
 
     def save_weights(self, model: torch.nn.Module, name: str = "model.safetensors") -> None:
+        from safetensors.torch import save as save_safetensors
+
         state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
         write_bytes_atomic(self.path / name, save_safetensors(state))
 
@@ -90,6 +91,8 @@ class RunDir:
         path = self.path / name
         if not path.is_file():
             raise PhotoclassError(f"{self.path} has no {name}: is it a photoclass run?")
+        from safetensors.torch import load as load_safetensors
+
         try:
             return load_safetensors(path.read_bytes())
         except Exception as e:  # SafetensorError, or a header that is not JSON
@@ -97,6 +100,8 @@ class RunDir:
                                   "it. HINT: restore the file, or train the run again.") from None
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
+        import torch
+
         buffer = io.BytesIO()
         torch.save(state, buffer)
         write_bytes_atomic(self.path / "last.ckpt", buffer.getvalue())
@@ -107,6 +112,8 @@ class RunDir:
             raise PhotoclassError(
                 f"Cannot resume {self.path}: it has no last.ckpt (no epoch finished yet). "
                 "HINT: start it again without --resume.")
+        import torch
+
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # pickle.UnpicklingError for code in the file, or a damaged file

@@ -100,7 +100,7 @@ def track_run(run: str | os.PathLike, *, uri: str | None = None, experiment: str
 def summary_metrics(result: dict[str, Any]) -> dict[str, float]:
     """The figures a leaderboard compares, from a run's test.json."""
     test = result["test"]
-    out = {"test_accuracy": test["accuracy"], "test_loss": test["loss"], "test_error": test["error"],
+    out = {"test_accuracy": test["accuracy"], "test_loss": test["loss"], "test_error": 1.0 - test["accuracy"],
            "test_macro_f1": test["macro_f1"], "generalization_gap": result["generalization_gap"],
            "train_accuracy": result["train"]["accuracy"], "seconds": result["training"]["seconds"]}
     if result.get("val"):
