@@ -22,7 +22,7 @@ from photoclass.data.augment import parse_augment
 from photoclass.data.loader import BatchLoader
 from photoclass.models import count_parameters, create_model, list_models, model_info
 from photoclass.training.loop import train_one_epoch
-from photoclass.training.perf import setup_torch
+from photoclass.core.torchsetup import setup_torch
 
 WEATHER = Path(__file__).resolve().parents[2] / "shared" / "data" / "weather"
 

@@ -4,27 +4,26 @@
     >>> data = photoclass.prepare("photos/", out="prepared/photos")
     >>> data.classes, len(data.indices("test"))
 """
-__version__ = "0.1.0"
+import os
 
-import os  # noqa: E402
-
-from .config import PrepareConfig  # noqa: E402
-from .data.dataset import PreparedDataset  # noqa: E402
-from .data.decode import DecodeError, decode_photo  # noqa: E402
-from .data.prepare import prepare  # noqa: E402
-from .errors import PhotoclassError  # noqa: E402
+from .config import PrepareConfig, TrainConfig
+from .core.errors import PhotoclassError
+from .core.version import __version__
+from .data.dataset import PreparedDataset
+from .data.decode import DecodeError, decode_photo
+from .data.prepare import prepare
 
 
 def train(*args, **kwargs):
-    """Train and evaluate a model; see `photoclass.training.trainer.train`."""
-    from .training.trainer import train as _train  # torch is imported only when training
+    """Train and evaluate a model; see `photoclass.workflows.train.train`."""
+    from .workflows.train import train as _train  # torch is imported only when training
 
     return _train(*args, **kwargs)
 
 
 def evaluate(run, data=None, **kwargs):
-    """Re-evaluate a run; see `photoclass.evaluation.report.evaluate_run`."""
-    from .evaluation.report import evaluate_run
+    """Re-evaluate a run; see `photoclass.workflows.evaluate.evaluate_run`."""
+    from .workflows.evaluate import evaluate_run
 
     return evaluate_run(run, data, **kwargs)
 
@@ -46,22 +45,22 @@ def predict(run, paths, *, top_k: int = 3, progress=None):
 
 
 def leaderboard(*roots, data=None, sort: str = "error"):
-    """Finished runs under `roots` (default "runs"), best first; see `photoclass.runs.leaderboard`."""
-    from .runs.leaderboard import list_runs
+    """Finished runs under `roots` (default "runs"), best first; see `photoclass.experiments.leaderboard`."""
+    from .experiments.leaderboard import list_runs
 
     return list_runs(*roots, data=data, sort=sort)
 
 
 def select(*roots, data=None, tolerance: float = 0.01):
     """The run with the lowest test error, or a run within `tolerance` of it with a smaller gap."""
-    from .runs.leaderboard import list_runs, select_run
+    from .experiments.leaderboard import list_runs, select_run
 
     return select_run(list_runs(*roots, data=data), tolerance=tolerance)
 
 
 def sweep(data, **kwargs):
-    """An Optuna search over models and options; see `photoclass.training.sweep.sweep`."""
-    from .training.sweep import sweep as _sweep
+    """An Optuna search over models and options; see `photoclass.experiments.sweep.sweep`."""
+    from .workflows.sweep import sweep as _sweep
 
     return _sweep(data, **kwargs)
 
@@ -75,11 +74,11 @@ def report(run):
 
 def compare(runs, out="compare.html", *, tolerance: float = 0.01):
     """One HTML page comparing `runs`; returns its path."""
-    from .evaluation.html_report import write_comparison
+    from .experiments.compare import write_comparison
 
     return write_comparison(list(runs), out, tolerance=tolerance)
 
 
 __all__ = ["prepare", "train", "evaluate", "load", "predict", "leaderboard", "select", "sweep", "report",
-           "compare", "PrepareConfig", "PreparedDataset",
+           "compare", "PrepareConfig", "TrainConfig", "PreparedDataset",
            "decode_photo", "DecodeError", "PhotoclassError", "__version__"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import headless_chromium, make_flat, needs_chromium, train_tiny_run
-from photoclass.runs.leaderboard import list_runs, select_run
+from photoclass.experiments.leaderboard import list_runs, select_run
 
 
 def cli(*args, cwd=None):
@@ -125,7 +125,7 @@ def test_select_with_no_runs_is_a_one_line_error(tmp_path):
 
 
 def test_a_ten_trial_sweep_prunes_and_its_best_trial_is_on_the_leaderboard(tmp_path):
-    import photoclass.training.sweep as sweeps
+    import photoclass.workflows.sweep as sweeps
 
     data = make_flat(tmp_path / "data", per_class=8)
     space = {"model": ["compact-cnn"], "lr": {"low": 1e-6, "high": 3e-2, "log": True},

@@ -8,7 +8,7 @@ import onnx
 import pytest
 
 import photoclass
-from photoclass.export import export_onnx
+from photoclass.inference.export import export_onnx
 from photoclass.inference.onnx_predictor import OnnxPredictor
 from photoclass.inference.predictor import Predictor
 
@@ -76,7 +76,7 @@ def test_a_runs_onnx_file_is_reused_while_fresh_and_remade_when_weights_change(t
     from safetensors.torch import load_file, save_file
 
     from conftest import train_tiny_run
-    from photoclass.export import onnx_for_run, weights_sha256
+    from photoclass.inference.export import onnx_for_run, weights_sha256
     from photoclass.runs.rundir import RunDir
 
     run = train_tiny_run(tmp_path)

@@ -63,7 +63,8 @@ def test_default_training_uses_the_frozen_backbone_and_saves_the_whole_model(tmp
     assert config["train"]["model"] == "efficientnet-lite0-ms"
     assert (tmp_path / "run" / "head.safetensors").is_file()
     model, meta = photoclass.load(tmp_path / "run")
-    assert meta["input"] == {"size": 224, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
+    assert meta["input"] == {"size": 224, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "channels": 3,
+                             "resize": "bilinear"}
     shipped = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
     assert torch.equal(model.state_dict()["_blocks.7._depthwise_conv.weight"],
                        shipped["_blocks.7._depthwise_conv.weight"])  # the backbone stayed frozen

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from conftest import make_flat, start_server, train_tiny_run
 from photoclass.data.decode import DecodeError, decode_photo
-from photoclass.errors import PhotoclassError
+from photoclass.core.errors import PhotoclassError
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -126,7 +126,7 @@ def test_a_corrupt_or_huge_safetensors_header_is_refused(run, tmp_path, header):
     ({"weights": "../../outside/model.safetensors"}, "unexpected keys ['weights']"),
     ({"architecture": "../../evil"}, "Unknown model"),
     ({"num_classes": 10**9}, "classes and num_classes"),
-    ({"input": {"size": 10**6, "mean": [0, 0, 0], "std": [1, 1, 1]}}, "input must give size"),
+    ({"input": {"size": 10**6, "mean": [0, 0, 0], "std": [1, 1, 1]}}, "input spec needs size"),
 ])
 def test_a_tampered_model_json_is_refused(run, tmp_path, change, expected):
     from photoclass.runs.rundir import load_model

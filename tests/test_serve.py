@@ -112,7 +112,7 @@ def test_the_micro_batcher_groups_waiting_calls_and_routes_rows_back():
 
 
 def test_pytorch_and_an_exported_onnx_file_serve_the_same_answers(trained_run, server, tmp_path):
-    from photoclass.export import export_onnx
+    from photoclass.inference.export import export_onnx
 
     path = export_onnx(trained_run, tmp_path / "model.onnx")["path"]
     (proc, url), (torch_proc, torch_url) = start_server(path), start_server(trained_run, "--engine", "torch")

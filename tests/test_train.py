@@ -11,9 +11,9 @@ from torch import nn
 
 import photoclass
 from photoclass import PhotoclassError
-from photoclass.runs import atomic
+from photoclass.core import atomic
 from photoclass.runs.rundir import RunDir, load_model
-from photoclass.training.trainer import train
+from photoclass.workflows.train import train
 
 from conftest import make_flat
 

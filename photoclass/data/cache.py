@@ -27,8 +27,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ..errors import PhotoclassError
-from ..runs.atomic import check_writable
+from ..core.errors import PhotoclassError
+from ..core.atomic import check_writable
 from .decode import DecodeError, decode_photo
 from .dedupe import fingerprint
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..runs.atomic import write_text_atomic
+from ..core.atomic import write_text_atomic
 from .cache import CachedImages
 from .split import SPLITS
 

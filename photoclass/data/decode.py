@@ -19,6 +19,8 @@ from typing import BinaryIO, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..config import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
+
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")  # JPEG covers MPO
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
@@ -27,8 +29,6 @@ SUFFIX_FORMATS = {  # the format a suffix promises, to notice files named wrongl
     ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG", ".png": "PNG",
     ".gif": "GIF", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
 }
-DEFAULT_MAX_PIXELS = 120_000_000  # a 100 MP camera still passes; a 20k x 20k bomb does not
-DEFAULT_MIN_SIDE = 16
 _EXIF_ORIENTATION = 0x0112
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 

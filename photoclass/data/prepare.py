@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from .. import __version__
+from ..core.version import __version__
 from ..config import PrepareConfig
-from ..errors import PhotoclassError
-from ..runs.atomic import check_writable
+from ..core.errors import PhotoclassError
+from ..core.atomic import check_writable
 from .cache import ImageCache
 from .dataset import ManifestRow, PreparedDataset
 from .decode import ALLOWED_FORMATS

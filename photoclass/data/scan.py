@@ -13,11 +13,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import PhotoclassError
+from ..config import LAYOUTS, compile_label_regex
+from ..core.errors import PhotoclassError
 from .decode import IMAGE_SUFFIXES
 
-LAYOUTS = ("auto", "flat", "folders", "split")
-DEFAULT_LABEL_REGEX = r"^([^\W\d_]+)"  # the leading letters of the stem: cloudy12 -> cloudy
 SPLIT_FOLDERS = {
     "train": "train", "training": "train",
     "val": "val", "valid": "val", "validation": "val",
@@ -103,21 +102,6 @@ def scan_folder(
         _scan_flat(walker, root, pattern, None)
     result.photos.sort(key=lambda p: p.relpath)
     return result
-
-
-def compile_label_regex(label_regex: str | None) -> re.Pattern:
-    try:
-        pattern = re.compile(label_regex or DEFAULT_LABEL_REGEX)
-    except re.error as e:
-        raise PhotoclassError(
-            f"`label_regex` is not a valid regular expression ({e}). Received: {label_regex!r}"
-        ) from None
-    if pattern.groups != 1:
-        raise PhotoclassError(
-            f"`label_regex` must have exactly one group, the label, e.g. '^([a-z]+)'. "
-            f"Received: {label_regex!r} with {pattern.groups} groups"
-        )
-    return pattern
 
 
 def _detect_layout(walker: _Walker, root: Path, subdirs: list[Path]) -> str:

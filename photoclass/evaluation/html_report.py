@@ -16,9 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import __version__
+from ..core.version import __version__
 from ..data.decode import DecodeError, decode_photo
-from ..runs.atomic import write_text_atomic
+from ..core.atomic import write_text_atomic
+from ..models.input_spec import InputSpec
 from ..runs.rundir import RunDir, load_model
 from . import plots
 from .gradcam import gradcam, overlay
@@ -61,7 +62,7 @@ def write_report(run: str | os.PathLike | RunDir, *, model: nn.Module | None = N
                      ("macro F1", f"{test['macro_f1']:.4f}"),
                      ("gap (train - test acc.)", f"{result['generalization_gap']:+.2%}"),
                      ("best epoch", f"{result['training']['best_epoch']} of {result['training']['epochs_run']}"),
-                     ("seconds", f"{result['training']['seconds']:.1f}")])]
+                     ("seconds (data, training, test)", f"{result['training']['seconds']:.1f}")])]
     parts += ["<h2>Data</h2>", _data_section(summary, rows, meta["classes"])]
     parts += ["<h2>Learning curves</h2>", _plot(run.plots / "learning_curves.png")]
     parts += ["<h2>Test results</h2><div class=cols>", _per_class_table(test),
@@ -70,45 +71,19 @@ def write_report(run: str | os.PathLike | RunDir, *, model: nn.Module | None = N
     parts += [f"<h2 id=misclassified>Misclassified test photos ({len(wrong)} of {test['count']})</h2>",
               _gallery(root, wrong[:GALLERY_LIMIT]) if wrong else "<p>None: every test photo is right.</p>"]
     parts += ["<h2>Where the model looks (Grad-CAM)</h2>", _gradcam_section(run, model, meta, root, rows, wrong)]
-    parts += ["<h2>Augmentation preview</h2>", _plot(run.plots / "augmentation.png")]
+    applied = config.get("applied", {}).get("augment", train["augment"])
+    parts += [f"<h2>Augmentation preview</h2><p>Applied in training: <b>{html.escape(applied)}</b></p>",
+              _plot(run.plots / "augmentation.png")]
+    shown = {k: v for k, v in train.items() if k != "finetune_blocks" or train["strategy"] == "finetune"}
     parts += ["<h2>Configuration</h2><div class=cols>",
-              _key_value_table(train, "training"), _key_value_table(config["prepare"], "data preparation"),
+              _key_value_table(shown, "training"), _key_value_table(config["prepare"], "data preparation"),
               "</div>"]
     path = run.path / "report.html"
-    write_text_atomic(path, _page(f"photoclass report: {run.path.name}", "\n".join(parts)))
+    write_text_atomic(path, page(f"photoclass report: {run.path.name}", "\n".join(parts)))
     return path
 
 
-def write_comparison(runs: list[str | os.PathLike], out: str | os.PathLike, *, tolerance: float = 0.01) -> Path:
-    """One page comparing runs: learning curves overlaid, test metrics side by side."""
-    from ..runs.leaderboard import RunSummary, select_run
-
-    summaries = [RunSummary.from_run(r) for r in runs]
-    winner = select_run(summaries, tolerance=tolerance)
-    histories = {s.name if sum(t.name == s.name for t in summaries) == 1 else str(s.path):
-                 RunDir(s.path).read_csv("metrics.csv") for s in summaries}
-    buffer = io.BytesIO()
-    plots.overlaid_curves(histories, buffer)
-    head = ["run", "model", "test acc", "test loss", "macro F1", "train acc", "gap", "seconds", "options"]
-    body = []
-    for s in summaries:
-        options = s.options_text()
-        cells = [html.escape(str(s.path)), html.escape(s.model), f"{s.test_accuracy:.4f}", f"{s.test_loss:.4f}",
-                 f"{s.macro_f1:.4f}", f"{s.train_accuracy:.4f}", f"{s.gap:+.4f}", f"{s.seconds:.1f}",
-                 html.escape(options)]
-        row = "".join(f"<td{' class=n' if 1 < i < 8 else ''}>{c}</td>" for i, c in enumerate(cells))
-        body.append(f"<tr{' class=win' if s is winner.winner else ''}>{row}</tr>")
-    table = ("<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(body) + "</table>")
-    content = (f"<h1>Comparing {len(summaries)} runs</h1><h2>Test metrics</h2>{table}"
-               f"<p><b>Selected:</b> {html.escape(winner.reason)}</p>"
-               f"<h2>Learning curves</h2><img class=plot alt='learning curves' src='{_data_uri(buffer.getvalue(), 'png')}'>")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out, _page("photoclass: comparing runs", content))
-    return out
-
-
-def _page(title: str, body: str) -> str:
+def page(title: str, body: str) -> str:
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
             f"<meta name=generator content='photoclass {__version__}'><style>{STYLE}</style></head>"
             f"<body>{body}</body></html>\n")
@@ -183,12 +158,12 @@ def _gradcam_section(run: RunDir, model: nn.Module | None, meta: dict[str, Any],
     try:
         if model is None:
             model, _ = load_model(run)
-        spec = meta["input"]
-        mean, std = (torch.tensor(spec[k], dtype=torch.float32).view(1, 3, 1, 1) for k in ("mean", "std"))
+        spec = InputSpec.from_dict(meta["input"], source=str(run.path / "model.json"))
+        mean, std = (torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) for v in (spec.mean, spec.std))
         figures = []
         for path in chosen:
             try:
-                pixels = decode_photo(root / path, size=spec["size"]).to_array()
+                pixels = decode_photo(root / path, size=spec.size).to_array()
             except (DecodeError, OSError):
                 continue
             x = (torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None].float() / 255 - mean) / std
@@ -207,7 +182,7 @@ def _gradcam_section(run: RunDir, model: nn.Module | None, meta: dict[str, Any],
 def _plot(path: Path) -> str:
     if not path.is_file():
         return "<p>(not available)</p>"
-    return f"<img class=plot alt='{html.escape(path.stem)}' src='{_data_uri(path.read_bytes(), 'png')}'>"
+    return f"<img class=plot alt='{html.escape(path.stem)}' src='{data_uri(path.read_bytes(), 'png')}'>"
 
 
 def _thumbnail(path: Path) -> str | None:
@@ -225,9 +200,9 @@ def _array_uri(array: np.ndarray) -> str:
 
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="JPEG", quality=85)
-    return _data_uri(buffer.getvalue(), "jpeg")
+    return data_uri(buffer.getvalue(), "jpeg")
 
 
-def _data_uri(data: bytes, kind: str) -> str:
+def data_uri(data: bytes, kind: str) -> str:
     return f"data:image/{kind};base64,{base64.b64encode(data).decode('ascii')}"
 

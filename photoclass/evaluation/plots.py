@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..runs.atomic import write_bytes_atomic
+from ..core.atomic import write_bytes_atomic
 
 
 def _pyplot():

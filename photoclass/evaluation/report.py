@@ -1,8 +1,6 @@
 """Evaluate a model on a prepared dataset; write test.json and the plots of a run."""
 from __future__ import annotations
 
-import dataclasses
-import os
 from pathlib import Path
 from typing import Any
 
@@ -10,15 +8,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import PrepareConfig, TrainConfig
 from ..data.augment import augment_batch, parse_augment
 from ..data.dataset import PreparedDataset
 from ..data.loader import BatchLoader, to_float
-from ..data.prepare import prepare
-from ..errors import PhotoclassError
 from ..models.registry import InputSpec
-from ..runs.rundir import RunDir, load_model
-from ..training.loop import predict_logits
+from ..runs.rundir import RunDir
+from .predict import predict_logits
 from .metrics import classification_report
 from . import plots
 
@@ -74,8 +69,9 @@ def _misclassified(logits, labels, dataset: PreparedDataset, split: str) -> list
 
 
 def write_evaluation(run: RunDir, evaluation: dict[str, Any], history, dataset: PreparedDataset,
-                     config) -> None:
-    """test.json and the plots: learning curves, confusion matrix, misclassified, augmentation."""
+                     config, *, augment: str | None = None) -> None:
+    """test.json and the plots: learning curves, confusion matrix, misclassified, and the
+    augmentation preview of `augment`, what training applied (default `config.augment`)."""
     run.write_json("test.json", evaluation)
     if history:
         plots.learning_curves(history, run.plots / "learning_curves.png")
@@ -86,7 +82,7 @@ def write_evaluation(run: RunDir, evaluation: dict[str, Any], history, dataset: 
         plots.image_grid([dataset.images[w["index"]] for w in wrong],
                          [f"{w['true']} -> {w['predicted']} ({w['confidence']:.2f})" for w in wrong],
                          run.plots / "misclassified.png", title="misclassified test photos (true -> predicted)")
-    augmentation_preview(dataset, config.augment, run.plots / "augmentation.png", seed=config.seed)
+    augmentation_preview(dataset, augment or config.augment, run.plots / "augmentation.png", seed=config.seed)
 
 
 def augmentation_preview(dataset: PreparedDataset, augment: str, path: Path, *, photos: int = 4,
@@ -112,45 +108,21 @@ def augmentation_preview(dataset: PreparedDataset, augment: str, path: Path, *, 
     return path
 
 
-def evaluate_run(run_path: str | os.PathLike, data: str | os.PathLike | None = None, *,
-                 progress: bool | None = None, tta: bool | None = None) -> dict[str, Any]:
-    """Re-evaluate a saved run: on its own test split, or on every photo of another folder."""
-    run = RunDir(run_path)
-    config_json = run.read_json("config.json")
-    net, meta = load_model(run)
-    spec = net.input_spec
-    config = TrainConfig.from_dict(config_json["train"])
-    if tta is not None:
-        config = dataclasses.replace(config, tta=tta)
-    if data is None:
-        prep = PrepareConfig.from_dict({**config_json["prepare"], "image_size": spec.size})
-        dataset = prepare(config_json["data"], config=prep, progress=progress)
-        if dataset.classes != meta["classes"]:
-            raise PhotoclassError(f"The run's data folder now has classes {dataset.classes}, "
-                                  f"but the model was trained on {meta['classes']}.")
-        evaluation = evaluate_dataset(net, dataset, spec, config)
-        name = "test"
-    else:
-        dataset = prepare(data, image_size=spec.size, val_size=0.0, test_size=0.0, progress=progress)
-        unknown = sorted(set(dataset.classes) - set(meta["classes"]))
-        if unknown:
-            raise PhotoclassError(f"{data} has classes the model does not know: {unknown}. "
-                                  f"The model knows {meta['classes']}.")
-        evaluation = _evaluate_all(net, dataset, spec, config, meta["classes"])
-        name = Path(data).resolve().name
-    out = run.path / "evaluations"
-    out.mkdir(exist_ok=True)
-    RunDir(out).write_json(f"{name}.json", evaluation)
-    plots.confusion_matrix(evaluation["test"]["confusion_matrix"], meta["classes"],
-                           out / f"{name}_confusion_matrix.png", title=f"confusion matrix ({name})")
-    evaluation["written_to"] = str(out / f"{name}.json")
-    return evaluation
-
-
-def _evaluate_all(net, dataset: PreparedDataset, spec: InputSpec, config, classes: list[str]) -> dict:
+def evaluate_all(net, dataset: PreparedDataset, spec: InputSpec, config, classes: list[str]) -> dict:
     """Every usable photo of `dataset` is a test photo; labels mapped onto the model's classes."""
     labels = np.array([classes.index(dataset.classes[i]) for i in dataset.labels])
     loader = BatchLoader(dataset.images, labels, np.arange(len(dataset)), batch_size=config.batch_size,
                          mean=spec.mean, std=spec.std)
     logits, y = predict_logits(net, loader, bf16=config.bf16, flip_average=config.tta)
     return {"test": classification_report(logits, y, classes, top_k=config.top_k)}
+
+
+def format_test(test: dict[str, Any], run_path) -> str:
+    """The test figures as a terminal table: overall, then per class."""
+    lines = ["", f"test: accuracy {test['accuracy']:.4f}  loss {test['loss']:.4f}  "
+                 f"macro F1 {test['macro_f1']:.4f}  ({test['count']} photos)"]
+    lines.append(f"  {'class':<16}{'precision':>10}{'recall':>8}{'f1':>8}{'support':>9}")
+    for name, c in test["per_class"].items():
+        lines.append(f"  {name:<16}{c['precision']:>10.3f}{c['recall']:>8.3f}{c['f1']:>8.3f}{c['support']:>9}")
+    lines.append(f"run: {run_path}")
+    return "\n".join(lines)

@@ -6,7 +6,8 @@ import os
 
 import numpy as np
 
-from ..errors import PhotoclassError
+from ..core.errors import PhotoclassError
+from ..models.input_spec import InputSpec
 from .predictor import BasePredictor
 
 
@@ -29,10 +30,10 @@ class OnnxPredictor(BasePredictor):
             raise PhotoclassError(f"{path} was not exported by photoclass: it has no class names. "
                                   "HINT: photoclass export RUN --format onnx")
         self.classes = json.loads(props["photoclass.classes"])
-        spec = json.loads(props["photoclass.input"])
-        self.size = spec["size"]
-        self.mean = np.asarray(spec["mean"], dtype=np.float32).reshape(1, 3, 1, 1)
-        self.std = np.asarray(spec["std"], dtype=np.float32).reshape(1, 3, 1, 1)
+        spec = InputSpec.from_dict(json.loads(props.get("photoclass.input", "null")), source=str(path))
+        self.size = spec.size
+        self.mean = np.asarray(spec.mean, dtype=np.float32).reshape(1, -1, 1, 1)
+        self.std = np.asarray(spec.std, dtype=np.float32).reshape(1, -1, 1, 1)
         self.batch_size = batch_size
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:

@@ -12,7 +12,8 @@ from tqdm import tqdm
 
 from ..data.decode import IMAGE_SUFFIXES, DecodeError, decode_photo
 from ..data.scan import is_hidden
-from ..errors import PhotoclassError
+from ..config import check_int
+from ..core.errors import PhotoclassError
 
 
 @dataclass
@@ -49,6 +50,7 @@ class BasePredictor:
 
     def predict(self, paths: Iterable[str | os.PathLike], *, top_k: int = 3,
                 progress: bool | None = None) -> list[Prediction]:
+        check_int("top_k", top_k, 1, 100_000)
         files = expand_paths(paths)
         results: list[Prediction] = []
         k = max(1, min(top_k, len(self.classes)))
@@ -80,16 +82,18 @@ class Predictor(BasePredictor):
     def __init__(self, run: str | os.PathLike, *, batch_size: int = 16, threads: int = 0):
         import torch
 
+        from ..core.torchsetup import setup_torch
         from ..runs.rundir import load_model
-        from ..training.perf import setup_torch
 
+        check_int("batch_size", batch_size, 1, 4096)
         setup_torch(threads, 0)
         model, meta = load_model(run)
         if hasattr(model, "inference_copy"):
             model = model.inference_copy()  # BatchNorm folded: same outputs, faster
         self.model = model.eval().to(memory_format=torch.channels_last)
         self.classes = meta["classes"]
-        self.size, self.mean, self.std = meta["input"]["size"], meta["input"]["mean"], meta["input"]["std"]
+        spec = model.input_spec  # the InputSpec read from model.json
+        self.size, self.mean, self.std = spec.size, spec.mean, spec.std
         self.batch_size = batch_size
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
@@ -111,9 +115,19 @@ def open_predictor(model: str | os.PathLike, *, engine: str = "torch", **kwargs)
     """
     if engine not in ("torch", "onnx", "auto"):
         raise PhotoclassError(f"Unknown engine {engine!r}. HINT: use torch, onnx or auto.")
+    check_int("batch_size", kwargs.get("batch_size", 16), 1, 4096)
+    path = Path(model)
+    if not path.exists():
+        raise PhotoclassError(f"No such run or model file: {path}. HINT: `photoclass runs` lists the runs.")
+    if path.is_file() and path.suffix.lower() != ".onnx":
+        raise PhotoclassError(f"{path} is a file, not a run folder or an .onnx model. HINT: pass its folder, "
+                              f"{path.parent}")
+    if path.is_dir() and not (path / "model.json").is_file():
+        raise PhotoclassError(f"{path} is not a photoclass run: it has no model.json. HINT: `photoclass runs` "
+                              "lists the runs.")
     if Path(model).suffix.lower() != ".onnx" and engine != "torch":
         try:
-            from ..export import onnx_for_run
+            from .export import onnx_for_run
             import onnxruntime  # noqa: F401
 
             model = onnx_for_run(model)

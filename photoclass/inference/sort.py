@@ -5,6 +5,8 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
+from ..core.atomic import check_writable
+from ..core.errors import PhotoclassError
 from .predictor import Prediction
 
 UNSURE = "_unsure"
@@ -15,7 +17,8 @@ def sort_into(predictions: list[Prediction], out: str | Path, *, min_confidence:
 
     A name already taken gets ' (1)', ' (2)', ... before its suffix. Returns copies per folder.
     """
-    out = Path(out)
+    check_min_confidence(min_confidence)
+    out = check_writable(out, hint="pass a folder to sort into")
     counts: Counter = Counter()
     for prediction in predictions:
         if prediction.error:
@@ -26,6 +29,13 @@ def sort_into(predictions: list[Prediction], out: str | Path, *, min_confidence:
         _copy_without_overwriting(source, out / folder)
         counts[folder] += 1
     return counts
+
+
+def check_min_confidence(min_confidence: float) -> None:
+    if isinstance(min_confidence, bool) or not isinstance(min_confidence, (int, float)) \
+            or not 0 <= min_confidence <= 1:
+        raise PhotoclassError(f"`min_confidence` must be a probability from 0 to 1, e.g. 0.9. "
+                              f"Received: min_confidence={min_confidence!r}")
 
 
 def _copy_without_overwriting(source: Path, folder: Path) -> Path:

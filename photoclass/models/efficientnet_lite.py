@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import PhotoclassError
+from ..core.errors import PhotoclassError
 from .registry import register_model
 
 # (repeats, kernel, stride, expand ratio, in, out); Lite2 is Lite0 scaled 1.1 wide, 1.2 deep,

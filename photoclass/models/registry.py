@@ -7,24 +7,13 @@ and used alike by training, prediction, export and serving.
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from collections.abc import Callable
 
 from torch import nn
 
-from ..errors import PhotoclassError
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """What the network expects: (pixels / 255 - mean) / std at size x size, RGB."""
-
-    size: int
-    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from ..core.errors import PhotoclassError
+from .input_spec import InputSpec
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,9 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import PhotoclassError
-from .atomic import write_bytes_atomic, write_text_atomic
+from ..core.errors import PhotoclassError
+from ..models.input_spec import InputSpec
+from ..core.atomic import write_bytes_atomic, write_text_atomic
 
 if TYPE_CHECKING:  # torch is imported where weights are read or written, so listing runs stays light
     import torch
@@ -131,22 +132,23 @@ def load_model(run: RunDir | str | Path, model: torch.nn.Module | None = None):
     Registered architectures are rebuilt by name; a custom one needs `model`, an instance
     of the same class, into which the weights are loaded.
     """
-    from ..models.registry import InputSpec, create_model
+    from ..models.registry import create_model
 
     run = run if isinstance(run, RunDir) else RunDir(run)
     meta = check_model_meta(run.read_json("model.json"), run.path / "model.json")
+    spec = InputSpec.from_dict(meta["input"], source=str(run.path / "model.json"))
     if model is None:
         if meta["architecture"].startswith("custom:"):
             raise PhotoclassError(
                 f"{run.path} holds a custom model ({meta['architecture'][7:]}). "
                 "HINT: pass model=<an instance of that class> to load its weights.")
-        model = create_model(meta["architecture"], meta["num_classes"], input_size=meta["input"]["size"])
+        model = create_model(meta["architecture"], meta["num_classes"], input_size=spec.size)
     try:
         model.load_state_dict(run.load_state())
     except RuntimeError as e:  # missing, unexpected or mis-shaped tensors
         raise PhotoclassError(f"{run.path / 'model.safetensors'} does not fit a {meta['architecture']} with "
                               f"{meta['num_classes']} classes: {str(e).splitlines()[0][:160]}") from None
-    model.input_spec = InputSpec(meta["input"]["size"], tuple(meta["input"]["mean"]), tuple(meta["input"]["std"]))
+    model.input_spec = spec
     return model.eval(), meta
 
 
@@ -163,14 +165,22 @@ def check_model_meta(meta: Any, path: Path) -> dict[str, Any]:
     unknown = sorted(set(meta) - MODEL_META_KEYS)
     if unknown:
         raise bad(f"unexpected keys {unknown}")
-    classes, n, spec = meta.get("classes"), meta.get("num_classes"), meta.get("input")
+    classes, n = meta.get("classes"), meta.get("num_classes")
     if not isinstance(meta.get("architecture"), str):
         raise bad("no architecture name")
     if not (isinstance(n, int) and 1 <= n <= 100_000 and isinstance(classes, list) and len(classes) == n
             and all(isinstance(c, str) for c in classes)):
         raise bad("classes and num_classes disagree or are not names")
-    if not (isinstance(spec, dict) and isinstance(spec.get("size"), int) and 8 <= spec["size"] <= 4096
-            and all(isinstance(spec.get(k), list) and len(spec[k]) == 3
-                    and all(isinstance(v, (int, float)) for v in spec[k]) for k in ("mean", "std"))):
-        raise bad("input must give size (8-4096) and three-value mean and std")
+    InputSpec.from_dict(meta.get("input"), source=f"{path} is not a valid photoclass model.json")
     return meta
+
+
+def summary_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The figures a leaderboard compares, from a run's test.json."""
+    test = result["test"]
+    out = {"test_accuracy": test["accuracy"], "test_loss": test["loss"], "test_error": 1.0 - test["accuracy"],
+           "test_macro_f1": test["macro_f1"], "generalization_gap": result["generalization_gap"],
+           "train_accuracy": result["train"]["accuracy"], "seconds": result["training"]["seconds"]}
+    if result.get("val"):
+        out["val_accuracy"] = result["val"]["accuracy"]
+    return out

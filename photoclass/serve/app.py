@@ -20,8 +20,9 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from .. import __version__
-from ..data.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_photo
+from ..core.version import __version__
+from ..config import DEFAULT_MAX_PIXELS, check_int
+from ..data.decode import DecodeError, decode_photo
 from ..inference.predictor import open_predictor
 from .batching import MicroBatcher
 
@@ -71,16 +72,23 @@ class ApiError(Exception):
 
 def create_app(model: str | os.PathLike, *, top_k: int = 3, max_bytes: int = MAX_UPLOAD_BYTES,
                max_pixels: int = DEFAULT_MAX_PIXELS, max_queue: int = 64, max_batch: int = 16,
-               engine: str = "auto") -> FastAPI:
+               engine: str = "auto", port: int | None = None) -> FastAPI:
     """An app serving `model`: a run directory or an exported `.onnx` file.
 
     `engine` is `open_predictor`'s: by default a run is served through ONNX Runtime when it
     is installed (exported once to RUN/model.onnx), else through PyTorch.
     """
+    check_int("top_k", top_k, 1, 1000)
+    check_int("max_bytes", max_bytes, 1, 2**34)
+    check_int("max_queue", max_queue, 0, 100_000)
+    check_int("max_batch", max_batch, 1, 4096)
+    if port is not None:
+        check_int("port", port, 1, 65535)
     predictor = open_predictor(model, engine=engine)
     info = _model_info(Path(model), predictor)
     info["engine"] = predictor.engine
     app = FastAPI(title="photoclass", version=__version__, docs_url=None, redoc_url=None)
+    app.state.engine = predictor.engine
     batcher = MicroBatcher(predictor.probabilities, max_batch=max_batch)
     waiting = 0
 

@@ -1,24 +1,102 @@
-"""One epoch of training, one pass of prediction. Everything else is in callbacks."""
+"""`fit`: the epoch loop as named steps (train, validate, callbacks); the rest is in callbacks."""
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..core.torchsetup import autocast
 from ..data.loader import BatchLoader
+from ..evaluation.predict import predict_logits
+from .callbacks import Callback, GracefulInterrupt
 
 
-def autocast(enabled: bool):
-    return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+@dataclass
+class FitState:
+    """What callbacks see: the model and optimizer, the history so far, and the stop flags."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    epochs: int
+    callbacks: Sequence[Callback] = ()
+    history: list[dict[str, Any]] = field(default_factory=list)
+    start_epoch: int = 0  # 0-based; > 0 when resumed
+    epoch: int = 0  # 0-based, the epoch in progress
+    saved_best: bool = False  # this epoch's weights were kept as the best so far
+    stop_reason: str = ""  # set by a callback to stop after this epoch
+    interrupted: bool = False
+
+    @property
+    def stopped_early(self) -> bool:
+        return bool(self.stop_reason)
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Everything needed to continue after this epoch (`last.ckpt`)."""
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "callbacks": {type(c).__name__: c.state_dict() for c in self.callbacks},
+                "history": self.history, "epoch": self.epoch}
+
+    def restore(self, checkpoint: dict[str, Any]) -> None:
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        states = checkpoint.get("callbacks", {})
+        for callback in self.callbacks:
+            if type(callback).__name__ in states:
+                callback.load_state_dict(states[type(callback).__name__])
+        self.history = list(checkpoint["history"])
+        self.start_epoch = int(checkpoint["epoch"]) + 1
+
+
+def fit(model: nn.Module, loaders: dict[str, Any], *, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
+        epochs: int, seed: int = 0, callbacks: Sequence[Callback] = (), bf16: bool = False,
+        resume: dict[str, Any] | None = None, progress: bool | None = None) -> FitState:
+    """Train `model` on loaders["train"], validating on loaders["val"] after each epoch.
+
+    `resume` is a `FitState.checkpoint()` (read back from `last.ckpt`). A first Ctrl-C stops
+    after the current batch; the partial epoch is dropped and `interrupted` is set.
+    """
+    state = FitState(model, optimizer, epochs, callbacks)
+    for callback in callbacks:
+        callback.on_fit_start(state)
+    if resume is not None:
+        state.restore(resume)
+        _each(callbacks, "on_resume", state)
+    with GracefulInterrupt() as interrupt:
+        for epoch in range(state.start_epoch, epochs):
+            state.epoch, state.saved_best = epoch, False
+            stats = train_one_epoch(model, loaders["train"], optimizer, loss_fn, seed=epoch_seed(seed, epoch),
+                                    bf16=bf16, on_batch_end=lambda: _each(callbacks, "on_batch_end", state),
+                                    should_stop=lambda: interrupt.requested,
+                                    desc=f"epoch {epoch + 1}/{epochs}", progress=progress)
+            if interrupt.requested:  # the partial epoch is dropped; resume repeats it
+                state.interrupted = True
+                return state
+            row = {"epoch": epoch + 1, "train_loss": stats["loss"], "train_acc": stats["acc"],
+                   **validate(model, loaders["val"], bf16=bf16), "lr": optimizer.param_groups[0]["lr"],
+                   "seconds": round(stats["seconds"], 3), "images_per_s": round(stats["images_per_s"], 1)}
+            state.history.append(row)
+            for callback in callbacks:
+                callback.on_epoch_end(state, row)
+            if state.stop_reason:
+                break
+    _each(callbacks, "on_fit_end", state)
+    return state
+
+
+def validate(model: nn.Module, loader, *, bf16: bool = False) -> dict[str, float]:
+    logits, labels = predict_logits(model, loader, bf16=bf16)
+    return {"val_loss": float(nn.functional.cross_entropy(logits, labels)),
+            "val_acc": float((logits.argmax(1) == labels).float().mean())}
 
 
 def train_one_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.optim.Optimizer,
                     loss_fn: nn.Module, *, seed: int, bf16: bool = False,
-                    step_scheduler: Callable[[], None] | None = None,
+                    on_batch_end: Callable[[], None] | None = None,
                     should_stop: Callable[[], bool] = lambda: False,
                     desc: str = "train", progress: bool | None = None) -> dict[str, float]:
     """Returns mean loss, accuracy, images, seconds and images/s; stops early on request."""
@@ -35,8 +113,8 @@ def train_one_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.opti
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            if step_scheduler is not None:
-                step_scheduler()
+            if on_batch_end is not None:
+                on_batch_end()
             total_loss += float(loss.detach()) * len(y)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
@@ -51,23 +129,10 @@ def train_one_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.opti
             "seconds": seconds, "images_per_s": seen / seconds if seconds else 0.0}
 
 
-@torch.no_grad()
-def predict_logits(model: nn.Module, loader: BatchLoader, *, bf16: bool = False,
-                   flip_average: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, C) float32 logits and (N,) labels, in loader order (no shuffling, no augmentation).
+def epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch) % (2**63)
 
-    With `flip_average` (test-time augmentation), each photo is also predicted mirrored and
-    the logits returned are the log of the two probabilities' mean.
-    """
-    model.eval()
-    logits, labels = [], []
-    for x, y in loader.batches():
-        with autocast(bf16):
-            out = model(x).float()
-            if flip_average:
-                out = ((out.softmax(1) + model(x.flip(-1)).float().softmax(1)) / 2).log()
-        logits.append(out)
-        labels.append(y)
-    if not logits:
-        return torch.empty(0, 0), torch.empty(0, dtype=torch.long)
-    return torch.cat(logits), torch.cat(labels)
+
+def _each(callbacks: Sequence[Callback], hook: str, state: FitState) -> None:
+    for callback in callbacks:
+        getattr(callback, hook)(state)

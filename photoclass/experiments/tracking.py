@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import PhotoclassError
-from .rundir import RunDir
+from ..core.errors import PhotoclassError
+from ..runs.rundir import RunDir, summary_metrics
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 EXPERIMENT = "photoclass"
@@ -95,17 +95,6 @@ def track_run(run: str | os.PathLike, *, uri: str | None = None, experiment: str
     client.set_terminated(run_id)
     run.write_json("tracking.json", {"uri": tracking_uri(uri), "experiment_id": experiment_id, "run_id": run_id})
     return run_id
-
-
-def summary_metrics(result: dict[str, Any]) -> dict[str, float]:
-    """The figures a leaderboard compares, from a run's test.json."""
-    test = result["test"]
-    out = {"test_accuracy": test["accuracy"], "test_loss": test["loss"], "test_error": 1.0 - test["accuracy"],
-           "test_macro_f1": test["macro_f1"], "generalization_gap": result["generalization_gap"],
-           "train_accuracy": result["train"]["accuracy"], "seconds": result["training"]["seconds"]}
-    if result.get("val"):
-        out["val_accuracy"] = result["val"]["accuracy"]
-    return out
 
 
 def _quote(value: str) -> str:

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data.loader import normalize, to_float
-from .errors import PhotoclassError
-from .runs.atomic import write_bytes_atomic
-from .runs.rundir import RunDir, load_model
+from ..data.loader import normalize, to_float
+from ..core.errors import PhotoclassError
+from ..core.atomic import check_writable, write_bytes_atomic
+from ..runs.rundir import RunDir, load_model
 
 PREPROCESS = ("decode with photoclass.decode_photo (EXIF upright, RGB), resize to size x size "
               "(bilinear, aspect not kept), x / 255, (x - mean) / std per channel, NCHW float32")
@@ -39,13 +39,15 @@ def export_onnx(run: str | os.PathLike, out: str | os.PathLike | None = None, *,
     import onnx
 
     run = RunDir(run)
+    out = Path(out) if out else run.path / "model.onnx"
+    check_writable(out.parent, hint="pass --out a file in a folder you can write")
     model, meta = load_model(run)
     if hasattr(model, "inference_copy"):
         model = model.inference_copy()
     model = model.eval()
-    size = meta["input"]["size"]
-    out = Path(out) if out else run.path / "model.onnx"
-    example = torch.rand(2, 3, size, size)
+    spec = model.input_spec
+    size = spec.size
+    example = torch.rand(2, spec.channels, size, size)
     with tempfile.TemporaryDirectory() as tmp, _quiet_exporter():
         path = Path(tmp) / "model.onnx"
         torch.onnx.export(model, (example,), str(path), input_names=["input"], output_names=["logits"],
@@ -53,7 +55,7 @@ def export_onnx(run: str | os.PathLike, out: str | os.PathLike | None = None, *,
                           opset_version=opset, dynamo=True, external_data=False, verbose=False)
         graph = onnx.load(str(path))
     for key, value in {"photoclass.classes": json.dumps(meta["classes"]),
-                       "photoclass.input": json.dumps(meta["input"]),
+                       "photoclass.input": json.dumps(spec.to_dict()),
                        "photoclass.architecture": meta["architecture"],
                        "photoclass.weights_sha256": weights_sha256(run),
                        "photoclass.preprocess": PREPROCESS}.items():
@@ -63,15 +65,14 @@ def export_onnx(run: str | os.PathLike, out: str | os.PathLike | None = None, *,
     onnx.save(graph, buffer)
     data = buffer.getvalue()
 
-    inputs = [torch.rand(1, 3, size, size), torch.rand(5, 3, size, size) * 4 - 2]
+    inputs = [torch.rand(1, spec.channels, size, size), torch.rand(5, spec.channels, size, size) * 4 - 2]
     if samples is not None and len(samples):
         pixels = to_float(torch.from_numpy(np.ascontiguousarray(samples)))
-        inputs.append(normalize(pixels, meta["input"]["mean"], meta["input"]["std"]).contiguous())
+        inputs.append(normalize(pixels, spec.mean, spec.std).contiguous())
     diff = _max_abs_diff(model, data, inputs)
     if not diff <= MAX_ABS_DIFF:
         raise PhotoclassError(f"ONNX export of {run.path} disagrees with PyTorch: max |diff| {diff:.2e} "
                               f"> {MAX_ABS_DIFF}. The file was not written.")
-    out.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(out, data)
     return {"path": str(out), "max_abs_diff": diff, "inputs_checked": sum(len(x) for x in inputs),
             "bytes": len(data)}

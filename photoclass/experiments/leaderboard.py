@@ -9,9 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import PhotoclassError
-from .rundir import RunDir
-from .tracking import summary_metrics
+from ..core.errors import PhotoclassError
+from ..runs.rundir import RunDir, summary_metrics
 
 SORT_KEYS = ("error", "gap", "loss", "seconds", "name")
 KEY_OPTIONS = ("strategy", "epochs", "lr", "batch_size", "image_size", "augment", "dropout", "seed")

@@ -9,15 +9,22 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..errors import PhotoclassError
+from .errors import PhotoclassError
 
 MIN_FREE_BYTES = 64 * 2**20  # below this, even a run's small files may not fit
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; an ordinary file follows the umask
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

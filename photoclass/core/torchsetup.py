@@ -1,6 +1,7 @@
-"""CPU set-up for training: threads, seeds, and an allocator that keeps freed memory."""
+"""Torch set-up: threads, seeds, an allocator that keeps freed memory, autocast."""
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import sys
@@ -31,3 +32,8 @@ def setup_torch(threads: int, seed: int) -> None:
     keep_freed_memory()
     torch.set_num_threads(threads or os.cpu_count() or 1)
     torch.manual_seed(seed)
+
+
+def autocast(bf16: bool):
+    """bfloat16 autocast on the CPU when asked, else nothing."""
+    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()

@@ -17,9 +17,10 @@ import time
 import tomllib
 from pathlib import Path
 from typing import Any
+from collections.abc import Callable
 
 from ..config import PrepareConfig, TrainConfig
-from ..errors import PhotoclassError
+from ..core.errors import PhotoclassError
 from ..models.registry import model_info
 
 DEFAULT_SPACE: dict[str, Any] = {
@@ -81,19 +82,18 @@ def suggest(trial, space: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def sweep(data: str | os.PathLike, *, trials: int = 20, space: str | os.PathLike | dict | None = None,
+def sweep(data: str | os.PathLike, *, train: Callable[..., Any], trials: int = 20, space: str | os.PathLike | dict | None = None,
           storage: str | None = None, study: str | None = None, out: str | os.PathLike = "runs",
           seed: int = 0, timeout: float | None = None, track: bool | str | None = None,
           progress: bool | None = None, verbose: bool = True, **fixed: Any):
-    """Run `trials` trials on `data`; returns the Optuna study (`study.best_trial`, ...).
+    """Run `trials` trials on `data`, each a call of `train` (the workflow's `train()`, which
+    writes a run); returns the Optuna study (`study.best_trial`, ...).
 
     Runs go to OUT/<study>/trial-NNN. `storage` is any Optuna RDB URL; by default
     sqlite:///OUT/sweeps.db, so a sweep can be resumed or inspected later. Several machines
     sharing one database URL and study name work on the same sweep.
     """
     import optuna
-
-    from .trainer import train
 
     space = load_space(space)
     unknown = sorted(set(space) & set(fixed))

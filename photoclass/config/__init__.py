@@ -1,0 +1,195 @@
+"""Typed options for each command: defaults in one place, checked once, saved with the output.
+
+Each field carries its help text; the CLI's flags are generated from these dataclasses
+(`--image-size` from `image_size`), so a new option is added here and nowhere else.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.errors import PhotoclassError
+from .augment import AugmentSpec, parse_augment  # noqa: F401  (re-exported)
+
+SPLIT_MODES = ("grouped", "naive")
+LAYOUTS = ("auto", "flat", "folders", "split")
+DEFAULT_LABEL_REGEX = r"^([^\W\d_]+)"  # the leading letters of the stem: cloudy12 -> cloudy
+DEFAULT_MAX_PIXELS = 120_000_000  # a 100 MP camera still passes; a 20k x 20k bomb does not
+DEFAULT_MIN_SIDE = 16
+OPTIMIZERS = ("adamw", "adam", "sgd", "rmsprop")
+SCHEDULES = ("plateau", "cosine", "onecycle", "none")
+MONITORS = ("val_loss", "val_acc")
+STRATEGIES = ("auto", "scratch", "features", "finetune")
+
+
+def option(default: Any, help: str, *, choices: tuple | None = None, metavar: str | None = None):
+    """A config field with what its CLI flag needs: help text and, where fixed, the choices."""
+    return field(default=default, metadata={"help": help, "choices": choices, "metavar": metavar})
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """How a folder of photos becomes a prepared dataset."""
+
+    image_size: int = option(224, "side in px; photos are resized to image_size x image_size")
+    val_size: float = option(0.15, "fraction of each class held out for validation")
+    test_size: float = option(0.15, "fraction of each class held out for the test")
+    seed: int = option(0, "seed of the split (and of training)")
+    split: str = option("grouped", "grouped keeps duplicate photos in one split; naive does not",
+                        choices=SPLIT_MODES)
+    layout: str = option("auto", "flat (label in file name), folders (one per class), split "
+                         "(train/val/test folders); auto detects it", choices=LAYOUTS)
+    label_regex: str | None = option(None, "regex with one group, the label, for flat folders "
+                                     "(default: the leading letters of the file name)", metavar="REGEX")
+    follow_symlinks: bool = option(False, "follow symlinks inside the folder")
+    max_pixels: int = option(DEFAULT_MAX_PIXELS, "refuse larger images (decompression bombs)")
+    min_side: int = option(DEFAULT_MIN_SIDE, "refuse images with a shorter side, in px")
+    cache_dir: str | None = option(None, "decode cache (default $XDG_CACHE_HOME/photoclass)", metavar="DIR")
+    workers: int = option(0, "decoding processes; 0: one per core")
+
+    def __post_init__(self):
+        if self.cache_dir is not None:  # accept a Path; stored as text so configs stay JSON
+            object.__setattr__(self, "cache_dir", str(self.cache_dir))
+        check_int("image_size", self.image_size, 16, 1024)
+        check_fraction("val_size", self.val_size)
+        check_fraction("test_size", self.test_size)
+        if self.val_size + self.test_size >= 0.9:
+            raise PhotoclassError(
+                f"`val_size` + `test_size` must leave at least 10% for training. "
+                f"Received: val_size={self.val_size}, test_size={self.test_size}"
+            )
+        check_int("seed", self.seed, 0, 2**32 - 1)
+        check_choice("split", self.split, SPLIT_MODES)
+        check_choice("layout", self.layout, LAYOUTS)
+        compile_label_regex(self.label_regex)
+        check_int("max_pixels", self.max_pixels, 1, 10**10)
+        check_int("min_side", self.min_side, 1, 10_000)
+        check_int("workers", self.workers, 0, 256)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> PrepareConfig:
+        return from_dict(cls, values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained and evaluated; saved, resolved, as config.json in each run."""
+
+    model: str = option("efficientnet-lite0-ms", "a name from `photoclass models`", metavar="NAME")
+    strategy: str = option("auto", "scratch: every layer; features: frozen pretrained backbone, the head "
+                           "trains on cached features; finetune: also the last --finetune-blocks blocks; "
+                           "auto: features for pretrained models, else scratch", choices=STRATEGIES)
+    finetune_blocks: int = option(1, "with --strategy finetune: how many of the last blocks train", metavar="N")
+    epochs: int = option(30, "most epochs to train (the pretrained models: 40)")
+    batch_size: int = option(32, "photos per training step")
+    image_size: int | None = option(None, "input side in px (default: the model's own)", metavar="PX")
+    lr: float = option(1e-3, "learning rate")
+    optimizer: str = option("adamw", "optimizer", choices=OPTIMIZERS)
+    weight_decay: float = option(1e-4, "weight decay")
+    schedule: str = option("plateau", "learning-rate schedule: reduce on plateau, cosine, one-cycle, or none",
+                           choices=SCHEDULES)
+    plateau_patience: int = option(3, "with plateau: epochs without improvement before the rate drops")
+    plateau_factor: float = option(0.5, "with plateau: the rate is multiplied by this when it drops")
+    min_lr: float = option(1e-6, "the schedules' floor for the learning rate")
+    early_stopping: int = option(8, "epochs without improvement before stopping; 0: never", metavar="PATIENCE")
+    monitor: str = option("val_loss", "the metric for early stopping, plateau and the best checkpoint",
+                          choices=MONITORS)
+    label_smoothing: float = option(0.0, "label smoothing of the loss, 0 to below 1")
+    dropout: float | None = option(None, "dropout rate of the model's head (default: the model's own)")
+    class_weights: bool = option(False, "weight the loss by inverse class frequency")
+    augment: str = option("default", "'default', 'none', 'light', 'strong' or e.g. 'hflip,rotate=10,zoom=0.1'",
+                          metavar="SPEC")
+    seed: int = option(0, "seed of the split and of training")
+    threads: int = option(0, "torch threads; 0: one per core")
+    channels_last: bool = option(True, "channels-last memory format (faster convolutions on CPUs)")
+    bf16: bool = option(False, "autocast to bfloat16; pays only on CPUs with native bf16")
+    top_k: int = option(2, "top-k accuracy reported besides top-1")
+    tta: bool = option(False, "test-time augmentation: average each test photo and its mirror")
+
+    def __post_init__(self):
+        check_int("epochs", self.epochs, 1, 10_000)
+        check_int("batch_size", self.batch_size, 1, 4096)
+        if self.image_size is not None:
+            check_int("image_size", self.image_size, 16, 1024)
+        check_positive("lr", self.lr)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_fraction("weight_decay", self.weight_decay)
+        check_choice("strategy", self.strategy, STRATEGIES)
+        check_int("finetune_blocks", self.finetune_blocks, 1, 100)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_int("plateau_patience", self.plateau_patience, 0, 10_000)
+        if not (isinstance(self.plateau_factor, (int, float)) and 0 < self.plateau_factor < 1):
+            raise PhotoclassError(f"`plateau_factor` must be a number between 0 and 1, e.g. 0.5. "
+                                  f"Received: plateau_factor={self.plateau_factor!r}")
+        check_fraction("min_lr", self.min_lr)
+        check_choice("monitor", self.monitor, MONITORS)
+        check_fraction("label_smoothing", self.label_smoothing)
+        if self.dropout is not None:
+            check_fraction("dropout", self.dropout)
+        check_int("early_stopping", self.early_stopping, 0, 10_000)
+        check_int("seed", self.seed, 0, 2**32 - 1)
+        check_int("threads", self.threads, 0, 256)
+        check_int("top_k", self.top_k, 1, 100)
+        parse_augment(self.augment)  # raises on a bad spec
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        return from_dict(cls, values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def from_dict(cls, values: dict[str, Any]):
+    """Build a config dataclass, rejecting unknown keys with the list of known ones."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise PhotoclassError(
+            f"Unknown option(s) for {cls.__name__}: {unknown}. Known options: {sorted(known)}"
+        )
+    return cls(**values)
+
+
+def check_int(name: str, value, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise PhotoclassError(
+            f"`{name}` must be an integer from {low} to {high}. Received: {name}={value!r}"
+        )
+
+
+def check_fraction(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise PhotoclassError(
+            f"`{name}` must be a fraction from 0 to below 1, e.g. 0.15. Received: {name}={value!r}"
+        )
+
+
+def check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise PhotoclassError(f"`{name}` must be one of {choices}. Received: {name}={value!r}")
+
+
+def check_positive(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise PhotoclassError(f"`{name}` must be a positive number. Received: {name}={value!r}")
+
+
+def compile_label_regex(label_regex: str | None) -> re.Pattern:
+    try:
+        pattern = re.compile(label_regex or DEFAULT_LABEL_REGEX)
+    except re.error as e:
+        raise PhotoclassError(
+            f"`label_regex` is not a valid regular expression ({e}). Received: {label_regex!r}"
+        ) from None
+    if pattern.groups != 1:
+        raise PhotoclassError(
+            f"`label_regex` must have exactly one group, the label, e.g. '^([a-z]+)'. "
+            f"Received: {label_regex!r} with {pattern.groups} groups"
+        )
+    return pattern

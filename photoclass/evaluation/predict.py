@@ -1,0 +1,30 @@
+"""Logits of a model over a loader, in order: what evaluation, validation and reports share."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..core.torchsetup import autocast
+from ..data.loader import BatchLoader
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, loader: BatchLoader, *, bf16: bool = False,
+                   flip_average: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, C) float32 logits and (N,) labels, in loader order (no shuffling, no augmentation).
+
+    With `flip_average` (test-time augmentation), each photo is also predicted mirrored and
+    the logits returned are the log of the two probabilities' mean.
+    """
+    model.eval()
+    logits, labels = [], []
+    for x, y in loader.batches():
+        with autocast(bf16):
+            out = model(x).float()
+            if flip_average:
+                out = ((out.softmax(1) + model(x.flip(-1)).float().softmax(1)) / 2).log()
+        logits.append(out)
+        labels.append(y)
+    if not logits:
+        return torch.empty(0, 0), torch.empty(0, dtype=torch.long)
+    return torch.cat(logits), torch.cat(labels)

@@ -1,0 +1,1 @@
+"""Many runs: the leaderboard, the selection rule, sweeps, the comparison page, MLflow tracking."""

@@ -1,0 +1,325 @@
+"""`train()`: prepare -> model -> fit -> evaluate -> write the run -> report -> track."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import AugmentSpec, PrepareConfig, TrainConfig, parse_augment
+from ..core.atomic import check_writable, write_text_atomic
+from ..core.errors import PhotoclassError
+from ..core.torchsetup import setup_torch
+from ..core.version import __version__
+from ..data.dataset import PreparedDataset, manifest_csv
+from ..data.loader import BatchLoader
+from ..data.prepare import prepare
+from ..evaluation.html_report import write_report
+from ..evaluation.report import evaluate_dataset, format_test, write_evaluation
+from ..experiments.tracking import log_finished_run
+from ..models.input_spec import InputSpec
+from ..models.registry import count_parameters, create_model, model_info
+from ..runs.rundir import RunDir
+from ..training.callbacks import Checkpoint, EarlyStopping, EpochHook, EpochPrinter, LRSchedule, MetricsWriter
+from ..training.features import feature_loaders
+from ..training.loop import fit
+from ..training.optim import create_optimizer, create_scheduler
+
+CACHED_STRATEGIES = ("features", "finetune")
+
+
+@dataclass
+class TrainResult:
+    run: RunDir
+    test: dict[str, Any] | None  # None when interrupted
+    history: list[dict[str, Any]]
+    interrupted: bool = False
+    stopped_early: bool = False
+    seconds: float = 0.0
+
+    @property
+    def path(self) -> Path:
+        return self.run.path
+
+    def __repr__(self) -> str:
+        if self.test is None:
+            return f"TrainResult({str(self.path)!r}, interrupted)"
+        return (f"TrainResult({str(self.path)!r}, test accuracy {self.test['accuracy']:.4f}, "
+                f"loss {self.test['loss']:.4f}, {len(self.history)} epochs, {self.seconds:.1f} s)")
+
+    def _repr_html_(self) -> str:
+        import html
+
+        report = self.path / "report.html"
+        link = f" · <a href='{report.as_uri()}'>report</a>" if report.is_file() else ""
+        return f"<code>{html.escape(repr(self))}</code>{link}"
+
+
+def train(data: str | os.PathLike | None = None, *, model: str | nn.Module | None = None,
+          out: str | os.PathLike | None = None, resume: str | os.PathLike | None = None,
+          track: bool | str | None = None, on_epoch: Callable[[dict[str, Any]], None] | None = None,
+          progress: bool | None = None, verbose: bool = True, **options: Any) -> TrainResult:
+    """Train `model` (a registry name or any `nn.Module`) on `data`; evaluate it on the test split.
+
+    Options are the fields of `TrainConfig` (epochs, batch_size, lr, augment, ...) and of
+    `PrepareConfig` (val_size, test_size, split, ...). `resume=RUN` continues an interrupted
+    run with the options it was started with (`epochs=N` continues a finished one to N epochs).
+
+    The finished run is logged to MLflow (see `photoclass.experiments.tracking`): `track` is a
+    tracking URI, False for none, or None for the default. `on_epoch(row)` is called after
+    each epoch with its metrics; an exception it raises stops training (sweeps prune so).
+    """
+    started = time.perf_counter()
+    say = print if verbose else _silent
+    if resume is not None:
+        run, config, prep, data = _resume_options(resume, options)
+    else:
+        if data is None:
+            raise PhotoclassError("train() needs `data`, a folder of photos, or `resume`, a run.")
+        config, prep, data = _resolve_options(data, model, options)
+        run = RunDir(out or _default_run_name(config.model))
+        _refuse_existing_run(run)
+    created = not run.path.exists()
+    if resume is None:
+        check_writable(run.path, hint="pass another --out")
+    try:
+        return _train(run, data, config, prep, model if isinstance(model, nn.Module) else None,
+                      resume=resume is not None, track=track, on_epoch=on_epoch, progress=progress,
+                      say=say, started=started)
+    except BaseException:
+        if created and not run.exists("last.ckpt"):  # nothing worth keeping: leave no empty run behind
+            shutil.rmtree(run.path, ignore_errors=True)
+        raise
+
+
+def _train(run: RunDir, data, config: TrainConfig, prep: PrepareConfig, custom: nn.Module | None, *,
+           resume: bool, track, on_epoch, progress, say, started: float) -> TrainResult:
+    run.remove_temp_files()  # left by a process killed mid-write
+    spec = _input_spec(config, custom)
+    setup_torch(config.threads, config.seed)
+    prep = dataclasses.replace(prep, image_size=spec.size)
+    dataset = prepare(data, config=prep, progress=progress)
+    net = custom if custom is not None else create_model(
+        config.model, len(dataset.classes), input_size=spec.size,
+        **({"dropout": config.dropout} if config.dropout is not None else {}))
+    net.input_spec = spec
+    if config.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    config = _resolved(config, spec, net)
+    applied = _applied_augment(config)
+    meta = _model_meta(config, dataset, spec, net)
+    if not resume:
+        _start_run(run, config, prep, dataset, meta, applied)
+        if applied != parse_augment(config.augment):
+            say(f"augment: the {config.strategy} strategy trains on cached features of each photo"
+                f"{' and its mirror' if applied.hflip else ''}, so only '{applied}' of '{config.augment}' is "
+                f"applied. HINT: --strategy scratch applies the whole spec to the pixels.")
+
+    if config.strategy in CACHED_STRATEGIES:
+        # frozen layers run once over the photos; fit() trains the rest on their cached outputs
+        encode, trained = net.split_for_training(0 if config.strategy == "features" else config.finetune_blocks)
+        loaders = feature_loaders(encode, dataset, spec, batch_size=config.batch_size,
+                                  flip_augment=applied.hflip, progress=progress)
+        for module in trained.modules():  # e.g. a multiscale head standardizes its inputs
+            if hasattr(module, "fit_statistics"):
+                module.fit_statistics(loaders["train_eval"].features)
+        weights = "head.safetensors"
+    else:
+        trained, loaders, weights = net, _pixel_loaders(dataset, config, spec), "model.safetensors"
+
+    state = _fit(trained, loaders, config, run, num_classes=len(dataset.classes), weights=weights,
+                 resume=resume, on_epoch=on_epoch, progress=progress, verbose=say is print)
+    if state.interrupted:
+        say(f"interrupted: {run.path} holds epochs 1-{len(state.history)}; continue with "
+            f"`photoclass train --resume {run.path}`")
+        return TrainResult(run, None, state.history, interrupted=True, seconds=time.perf_counter() - started)
+
+    say("evaluating the best epoch on the test split ...", flush=True)
+    trained.load_state_dict(run.load_state(weights))  # the best epoch's weights
+    run.save_model(net, meta)  # the whole network, whichever part of it was trained
+    evaluation = evaluate_dataset(trained, dataset, spec, config, loaders=loaders, full_model=net)
+    evaluation["training"] = {
+        "epochs_run": len(state.history), "best_epoch": _best_epoch(state.history, config.monitor),
+        "stopped_early": state.stopped_early, "seconds": round(time.perf_counter() - started, 2),
+        "train_images_per_s": round(float(np.mean([h["images_per_s"] for h in state.history])), 1)
+        if state.history else 0,
+    }
+    say("writing plots and report.html ...", flush=True)
+    write_evaluation(run, evaluation, state.history, dataset, config, augment=str(applied))
+    write_report(run, model=net, dataset=dataset)
+    seconds = time.perf_counter() - started
+    say(format_test(evaluation["test"], run.path))
+    log_finished_run(run, track, verbose=say is print)
+    return TrainResult(run, evaluation["test"], state.history, stopped_early=state.stopped_early, seconds=seconds)
+
+
+def _fit(net: nn.Module, loaders, config: TrainConfig, run: RunDir, *, num_classes: int, weights: str,
+         resume: bool, on_epoch, progress, verbose: bool):
+    """The loss, optimizer, schedule and callbacks for `config`, then `fit`."""
+    train_loader = loaders["train"]
+    class_weights = _class_weights(train_loader.labels, num_classes) if config.class_weights else None
+    loss_fn = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=config.label_smoothing)
+    optimizer = create_optimizer(net, config.optimizer, lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = create_scheduler(optimizer, config.schedule, epochs=config.epochs,
+                                 steps_per_epoch=len(train_loader), monitor=config.monitor,
+                                 plateau_factor=config.plateau_factor, plateau_patience=config.plateau_patience,
+                                 min_lr=config.min_lr)
+    callbacks = [EarlyStopping(config.monitor, config.early_stopping)]
+    if scheduler is not None:
+        callbacks.append(LRSchedule(scheduler, per_batch=config.schedule == "onecycle", monitor=config.monitor))
+    callbacks += [Checkpoint(run, weights=weights, monitor=config.monitor), MetricsWriter(run)]
+    if verbose:  # cached-feature epochs take milliseconds: images/s would be noise
+        callbacks.append(EpochPrinter(monitor=config.monitor, per_second=config.strategy not in CACHED_STRATEGIES,
+                                      name=str(run.path)))
+    if on_epoch is not None:
+        callbacks.append(EpochHook(on_epoch))
+    return fit(net, loaders, optimizer=optimizer, loss_fn=loss_fn, epochs=config.epochs, seed=config.seed,
+               callbacks=callbacks, bf16=config.bf16, resume=run.load_checkpoint() if resume else None,
+               progress=progress)
+
+
+def _resolve_options(data, model, options: dict[str, Any]):
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    prep_fields = {f.name for f in dataclasses.fields(PrepareConfig)}
+    unknown = sorted(set(options) - train_fields - prep_fields)
+    if unknown:
+        raise PhotoclassError(f"Unknown option(s) {unknown}. Known options: "
+                              f"{sorted(train_fields | prep_fields)}")
+    prepared = Path(data) / "dataset.json"
+    prep_values = {}
+    if prepared.is_file():  # a folder written by `photoclass prepare`: reuse its source and options
+        saved = RunDir(data).read_json("dataset.json")
+        data = saved["root"]
+        prep_values = {k: v for k, v in saved["config"].items() if k in prep_fields}
+    prep_values.update({k: v for k, v in options.items() if k in prep_fields})
+    train_values = {k: v for k, v in options.items() if k in train_fields}
+    if isinstance(model, str):
+        train_values["model"] = model
+    elif isinstance(model, nn.Module):
+        train_values["model"] = f"custom:{type(model).__name__}"
+    if not train_values.get("model", "").startswith("custom:"):  # the model's own defaults first
+        name = train_values.get("model", TrainConfig.model)
+        train_values = {**model_info(name).defaults, **train_values}
+    if "seed" in options:
+        prep_values["seed"] = options["seed"]
+    return TrainConfig.from_dict(train_values), PrepareConfig.from_dict(prep_values), data
+
+
+def _resume_options(resume, options: dict[str, Any]):
+    """The run and its saved options; `epochs` alone may change (to continue a finished run)."""
+    run = RunDir(resume)
+    if not run.path.is_dir():
+        raise PhotoclassError(f"Cannot resume {run.path}: no such run folder. HINT: photoclass runs lists them.")
+    other = sorted(set(options) - {"epochs"})
+    if other:
+        raise PhotoclassError(f"--resume continues a run with its own options; only epochs may change. "
+                              f"Received: {other}. HINT: start a new run with --out instead.")
+    saved = run.read_json("config.json")
+    config, prep = TrainConfig.from_dict(saved["train"]), PrepareConfig.from_dict(saved["prepare"])
+    done = len(run.read_csv("metrics.csv")) if run.exists("metrics.csv") else 0  # epochs saved
+    epochs = options.get("epochs")
+    if run.exists("test.json") and not (epochs and epochs > done):
+        raise PhotoclassError(f"{run.path} is finished ({done} epochs); nothing to resume and nothing changed. "
+                              f"HINT: --epochs N (more than {done}) continues training it to N epochs.")
+    if epochs is not None:
+        if epochs <= done:
+            raise PhotoclassError(f"{run.path} has already run {done} epochs. Received: epochs={epochs}. "
+                                  f"HINT: ask for more than {done}, or leave --epochs out.")
+        config = dataclasses.replace(config, epochs=epochs)
+        saved["train"] = config.to_dict()
+        run.write_json("config.json", saved)
+    return run, config, prep, saved["data"]
+
+
+def _refuse_existing_run(run: RunDir) -> None:
+    if run.exists("last.ckpt") or run.exists("test.json"):  # weights alone: killed before its first epoch ended
+        raise PhotoclassError(f"{run.path} already holds a run. HINT: pass another --out, or "
+                              f"--resume {run.path} to continue it.")
+    if run.path.exists() and not run.path.is_dir():
+        raise PhotoclassError(f"{run.path} is a file, not a run folder. HINT: pass another --out.")
+
+
+def _input_spec(config: TrainConfig, custom: nn.Module | None) -> InputSpec:
+    if custom is not None:
+        spec = getattr(custom, "input_spec", None) or InputSpec(224)
+    else:
+        spec = model_info(config.model).input_spec
+    return dataclasses.replace(spec, size=config.image_size) if config.image_size else spec
+
+
+def _resolved(config: TrainConfig, spec: InputSpec, net: nn.Module) -> TrainConfig:
+    """`config` with what actually runs: the strategy, the input size, the head's dropout."""
+    pretrained = hasattr(net, "split_for_training") and not config.model.startswith("custom:") \
+        and model_info(config.model).pretrained
+    if config.strategy in CACHED_STRATEGIES and not pretrained:
+        raise PhotoclassError(f"strategy={config.strategy!r} needs a pretrained model; "
+                              f"{config.model!r} is trained from scratch. HINT: --model efficientnet-lite0")
+    strategy = config.strategy if config.strategy != "auto" else ("features" if pretrained else "scratch")
+    dropout = next((m.p for m in net.modules() if isinstance(m, nn.Dropout)), config.dropout)
+    return dataclasses.replace(config, strategy=strategy, image_size=spec.size, dropout=dropout)
+
+
+def _applied_augment(config: TrainConfig) -> AugmentSpec:
+    """The augmentation that training really applies: cached features can only be mirrored."""
+    asked = parse_augment(config.augment)
+    return AugmentSpec(hflip=asked.hflip) if config.strategy in CACHED_STRATEGIES else asked
+
+
+def _model_meta(config: TrainConfig, dataset: PreparedDataset, spec: InputSpec, net: nn.Module) -> dict:
+    return {"architecture": config.model, "classes": dataset.classes, "num_classes": len(dataset.classes),
+            "input": spec.to_dict(), "parameters": count_parameters(net),
+            "photoclass": __version__, "torch": torch.__version__}
+
+
+def _start_run(run: RunDir, config: TrainConfig, prep: PrepareConfig, dataset: PreparedDataset, meta,
+               applied: AugmentSpec) -> None:
+    run.create()
+    run.write_json("model.json", meta)
+    run.write_json("config.json", {
+        "data": str(dataset.root), "train": config.to_dict(), "prepare": prep.to_dict(),
+        "applied": {"augment": str(applied)},
+        "model": meta, "versions": {"photoclass": __version__, "torch": torch.__version__,
+                                    "numpy": np.__version__},
+    })
+    write_text_atomic(run / "split.csv", manifest_csv(dataset.rows))
+    run.write_json("data.json", dataset.summary)
+
+
+def _pixel_loaders(dataset: PreparedDataset, config: TrainConfig, spec: InputSpec) -> dict[str, BatchLoader]:
+    def loader(split: str, train: bool) -> BatchLoader:
+        return BatchLoader(dataset.images, dataset.labels, dataset.indices(split),
+                           batch_size=config.batch_size, mean=spec.mean, std=spec.std,
+                           augment=parse_augment(config.augment) if train else None, shuffle=train)
+    loaders = {"train": loader("train", True), "train_eval": loader("train", False),
+               "val": loader("val", False), "test": loader("test", False)}
+    if not len(loaders["val"].indices):
+        loaders["val"] = loaders["train_eval"]  # too few photos for a validation split
+    return loaders
+
+
+def _class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    counts = torch.bincount(labels, minlength=num_classes).float()
+    return counts.sum() / (len(counts) * counts.clamp(min=1))
+
+
+def _best_epoch(history, monitor: str) -> int:
+    if not history:
+        return 0
+    pick = max if monitor.endswith("acc") else min
+    return pick(history, key=lambda h: h[monitor])["epoch"]
+
+
+def _default_run_name(model: str) -> Path:
+    return Path("runs") / f"{model.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _silent(*args, **kwargs) -> None:
+    pass
