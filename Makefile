@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench clean browser
+.PHONY: demo test test-fast lint bench clean browser
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -23,11 +23,16 @@ browser:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
 	  echo "chromium is not installed: the browser test will be skipped"
 
-test: $(STAMP) browser
+# The import contract (pyproject.toml, [tool.importlinter]) is checked before the tests.
+lint: $(STAMP)
+	$(VENV)/bin/lint-imports
+
+test: $(STAMP) browser lint
 	$(PY) -m pytest -q
 
-test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+# Under 2 minutes: leaves out the tests marked slow (kills, sweeps, real photos) and browser.
+test-fast: $(STAMP) lint
+	$(PY) -m pytest -q -m "not slow and not browser"
 
 bench: $(STAMP)
 	$(PY) benchmarks/ingest.py

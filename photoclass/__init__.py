@@ -44,7 +44,7 @@ def predict(run, paths, *, top_k: int = 3, progress=None):
     return open_predictor(run).predict(paths, top_k=top_k, progress=progress)
 
 
-def leaderboard(*roots, data=None, sort: str = "error"):
+def leaderboard(*roots, data=None, sort: str = "select"):
     """Finished runs under `roots` (default "runs"), best first; see `photoclass.experiments.leaderboard`."""
     from .experiments.leaderboard import list_runs
 

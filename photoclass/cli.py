@@ -91,7 +91,7 @@ def _track(args) -> bool | str | None:
 def cmd_runs(args) -> int:
     from .experiments.leaderboard import list_runs
 
-    board = list_runs(*args.roots, data=args.data, sort=args.sort)
+    board = list_runs(*args.roots, data=args.data, sort=args.sort, tolerance=args.tolerance)
     print(json.dumps([r.to_dict() for r in board], indent=2) if args.json else board.to_text())
     return 0
 
@@ -171,7 +171,10 @@ def cmd_models(args) -> int:
     if args.classes < 1:
         raise PhotoclassError(f"--classes must be at least 1. Received: {args.classes}")
     print(f"{'name':<22}{'params':>12}{'input':>8}  description")
-    for info in list_models(args.pattern):
+    found = list_models(args.pattern)
+    if not found:
+        raise PhotoclassError(f"No model matches {args.pattern!r}. HINT: `photoclass models` lists them all.")
+    for info in found:
         untrained = {"pretrained": False} if info.pretrained else {}  # counting needs no weights
         params = count_parameters(create_model(info.name, args.classes, **untrained))
         print(f"{info.name:<22}{params:>12,}{info.input_spec.size:>8}  {info.description}")
@@ -251,6 +254,8 @@ def cmd_serve(args) -> int:
 
     from .serve.app import create_app
 
+    if not args.max_upload_mb > 0:
+        raise PhotoclassError(f"--max-upload-mb must be a positive number. Received: {args.max_upload_mb}")
     app = create_app(args.run, top_k=args.top_k, max_bytes=int(args.max_upload_mb * 2**20),
                      max_queue=args.max_queue, engine=args.engine, port=args.port)
     print(f"serving {args.run} with {app.state.engine} at http://{args.host}:{args.port}/ (Ctrl-C to stop)",
@@ -299,8 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="List finished runs under ROOT (default runs/), best first.")
     r.add_argument("roots", metavar="ROOT", nargs="*", default=["runs"])
     r.add_argument("--data", metavar="NAME", help="only runs on the data folder of this name")
-    r.add_argument("--sort", choices=SORT_KEYS, default="error",
-                   help="error (default) sorts as select ranks: test error, then gap, then loss")
+    r.add_argument("--sort", choices=SORT_KEYS, default="select",
+                   help="select (default): the order `photoclass select` prefers (lowest test error; within "
+                   "--tolerance, the smallest gap); error: by test error alone")
+    r.add_argument("--tolerance", type=float, default=0.01, help="of the select order (default: %(default)s)")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_runs)
 
@@ -404,7 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
+        return code
     except PhotoclassError as e:
         return _fail(str(e))
     except KeyboardInterrupt:

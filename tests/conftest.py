@@ -25,8 +25,13 @@ os.environ["PHOTOCLASS_TRACKING"] = "off"
 
 CLASSES = ("cloudy", "rain", "shine")
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-needs_chromium = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
-                                    reason="Debian's chromium and chromium-driver are not installed")
+_no_chromium = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
+                                  reason="Debian's chromium and chromium-driver are not installed")
+
+
+def needs_chromium(test):
+    """Marks a test `browser` and skips it where Debian's chromium is missing."""
+    return pytest.mark.browser(_no_chromium(test))
 
 
 @contextlib.contextmanager

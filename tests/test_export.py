@@ -4,13 +4,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import onnx
 import pytest
 
 import photoclass
 from photoclass.inference.export import export_onnx
 from photoclass.inference.onnx_predictor import OnnxPredictor
 from photoclass.inference.predictor import Predictor
+
+pytestmark = pytest.mark.trains  # each test trains at least one small model
+onnx = pytest.importorskip("onnx", reason="the onnx extra is not installed")
+pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "weather"
 
@@ -72,6 +75,7 @@ def test_a_foreign_onnx_file_is_a_clear_error(tmp_path):
         OnnxPredictor(tmp_path / "other.onnx")
 
 
+@pytest.mark.slow
 def test_a_runs_onnx_file_is_reused_while_fresh_and_remade_when_weights_change(tmp_path, capsys):
     from safetensors.torch import load_file, save_file
 

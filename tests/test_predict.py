@@ -12,6 +12,8 @@ from photoclass import PhotoclassError
 
 from conftest import save, sha256_tree, synthetic_photo, train_tiny_run
 
+pytestmark = pytest.mark.trains  # each test trains at least one small model
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):

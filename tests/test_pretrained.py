@@ -12,6 +12,8 @@ from photoclass.models import create_model
 from photoclass.models.efficientnet_lite import lite0_weights_path, weights_path
 from photoclass.training.features import extract_features
 
+pytestmark = pytest.mark.trains  # each test trains at least one small model
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "weather"
 
 

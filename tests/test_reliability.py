@@ -47,6 +47,7 @@ def run(tmp_path_factory):
     return train_tiny_run(tmp_path_factory.mktemp("hostile"), epochs=1)
 
 
+@pytest.mark.slow
 def test_the_api_holds_against_schemathesis(run, tmp_path):
     """Every route of the server's own OpenAPI schema: no 5xx, every response as documented."""
     proc, url = start_server(run)
@@ -257,6 +258,7 @@ def test_a_full_disk_is_refused_before_decoding(tmp_path, monkeypatch):
     assert "1 MB free" in str(info.value)
 
 
+@pytest.mark.slow
 def test_a_kill_inside_a_checkpoint_write_resumes_to_the_same_result(tmp_path):
     """Two trials of benchmarks/crash_campaign.py: one mid-write, one at a random moment."""
     from crash_campaign import COMMAND, kill_and_resume, make_photos, same_result, train

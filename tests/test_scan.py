@@ -104,3 +104,39 @@ def test_missing_folder_and_unknown_layout_are_clear_errors(tmp_path):
     root = make_flat(tmp_path / "d", per_class=1)
     with pytest.raises(PhotoclassError, match=r"`layout` must be one of .* Received: layout='grid'"):
         scan_folder(root, layout="grid")
+
+
+@pytest.mark.parametrize("train_name, test_name", [
+    ("training_set", "test_set"), ("Training", "Testing"), ("train-data", "eval"), ("trainset", "dev")])
+def test_split_folders_are_recognized_by_any_common_name(tmp_path, train_name, test_name):
+    root = tmp_path / "d"
+    make_folders(root / train_name, per_class=3, classes=("cats", "dogs"))
+    make_folders(root / test_name, per_class=2, classes=("cats", "dogs"))
+    result = scan_folder(root)
+    assert result.layout == "split"
+    assert {p.label for p in result.photos} == {"cats", "dogs"}
+    assert {p.given_split for p in result.photos if p.relpath.startswith(train_name)} == {"train"}
+    assert not result.notes  # the names said it: nothing assumed
+
+
+def test_top_folders_holding_the_same_classes_are_splits_and_the_assumption_is_noted(tmp_path):
+    root = tmp_path / "d"
+    make_folders(root / "batch_a", per_class=4, classes=("cats", "dogs"))
+    make_folders(root / "batch_b", per_class=2, classes=("cats", "dogs"))
+    result = scan_folder(root)
+    assert result.layout == "split"
+    assert {p.label for p in result.photos} == {"cats", "dogs"}
+    splits = {p.relpath.split("/")[0]: p.given_split for p in result.photos}
+    assert splits == {"batch_a": "train", "batch_b": "test"}  # the larger one trains
+    assert len(result.notes) == 1 and "batch_a/ = train" in result.notes[0] and "--layout folders" in result.notes[0]
+    # and the override reads them as classes
+    assert {p.label for p in scan_folder(root, layout="folders").photos} == {"batch_a", "batch_b"}
+
+
+def test_a_class_folder_holding_class_like_subfolders_is_a_note(tmp_path):
+    root = tmp_path / "d"
+    make_folders(root / "a", per_class=2, classes=("cats", "dogs"))
+    make_folders(root / "b", per_class=2, classes=("birds",))
+    result = scan_folder(root)
+    assert result.layout == "folders"
+    assert any("class-like subfolders" in n and "'a'" in n for n in result.notes)

@@ -6,9 +6,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-
 from conftest import (headless_chromium, jpeg_bytes, needs_chromium, png_declaring, request, start_server,
                       synthetic_photo, train_tiny_run)
+
+pytestmark = pytest.mark.trains  # each test trains at least one small model
+pytest.importorskip("fastapi", reason="the serve extra is not installed")
+pytest.importorskip("onnxruntime", reason="the onnx extra is not installed (runs are served through it)")
 
 
 def upload(base, content: bytes, filename="photo.jpg", content_type="image/jpeg"):
@@ -111,6 +114,7 @@ def test_the_micro_batcher_groups_waiting_calls_and_routes_rows_back():
     assert isinstance(failed[0], ValueError)
 
 
+@pytest.mark.slow
 def test_pytorch_and_an_exported_onnx_file_serve_the_same_answers(trained_run, server, tmp_path):
     from photoclass.inference.export import export_onnx
 
@@ -128,6 +132,7 @@ def test_pytorch_and_an_exported_onnx_file_serve_the_same_answers(trained_run, s
             p.wait(timeout=10)
 
 
+@pytest.mark.slow
 def test_a_full_queue_answers_503(tmp_path):
     proc, url = start_server(train_tiny_run(tmp_path, per_class=6, epochs=1), "--max-queue", 0)
     try:

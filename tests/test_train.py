@@ -17,6 +17,8 @@ from photoclass.workflows.train import train
 
 from conftest import make_flat
 
+pytestmark = pytest.mark.trains  # each test trains at least one small model
+
 RUN_FILES = ("config.json", "split.csv", "metrics.csv", "timing.csv", "model.safetensors", "model.json",
              "last.ckpt", "test.json", "plots/learning_curves.png", "plots/confusion_matrix.png",
              "plots/augmentation.png")
@@ -65,6 +67,7 @@ def test_same_seed_gives_identical_metrics(photos, tmp_path):
     assert a == b
 
 
+@pytest.mark.slow
 def test_kill_9_mid_training_then_resume_matches_an_uninterrupted_run(photos, tmp_path):
     cache = tmp_path / "cache"
     full = train_cli(*cli_args(photos, tmp_path / "full", cache, 5))
@@ -91,6 +94,7 @@ def test_kill_9_mid_training_then_resume_matches_an_uninterrupted_run(photos, tm
     assert (tmp_path / "full" / "metrics.csv").read_bytes() == metrics.read_bytes()
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_and_exits_and_a_second_exits_at_once(photos, tmp_path):
     cache = tmp_path / "cache"
     proc = train_cli(*cli_args(photos, tmp_path / "run", cache, 200))
@@ -170,6 +174,7 @@ def test_bad_options_and_existing_runs_are_clear_errors(photos, tmp_path):
         train(photos, out=tmp_path / "run", epochs=1, cache_dir=tmp_path / "cache", verbose=False, **FAST)
 
 
+@pytest.mark.slow
 def test_evaluate_cli_on_the_run_and_on_another_folder(photos, tmp_path):
     train(photos, out=tmp_path / "run", epochs=1, cache_dir=tmp_path / "cache", verbose=False, **FAST)
     other = make_flat(tmp_path / "other", per_class=3, start_seed=500)

@@ -152,6 +152,7 @@ def _summary(root, scan: ScanResult, rows, classes, duplicates, ok, splits, naiv
     return {
         "root": str(root),
         "layout": scan.layout,
+        "notes": scan.notes,
         "usable": len(usable),
         "skipped": len(skipped),
         "ignored": sum(scan.ignored.values()),

@@ -2,7 +2,9 @@
 
 - flat: `DATA/cloudy12.jpg`, the label taken from the file name by a regex;
 - folders: `DATA/<class>/**/*.jpg`;
-- split: `DATA/train/<class>/`, `DATA/val/<class>/`, `DATA/test/<class>/` (given splits).
+- split: `DATA/train/<class>/`, `DATA/val/<class>/`, `DATA/test/<class>/` (given splits), the
+  folders named in any common way (`training_set`, `valid`, `dev`, ...), or named otherwise
+  when each holds the same class folders (then what was assumed is noted).
 Hidden files and folders, non-image files and symlinks are skipped and counted.
 """
 from __future__ import annotations
@@ -17,10 +19,11 @@ from ..config import LAYOUTS, compile_label_regex
 from ..core.errors import PhotoclassError
 from .decode import IMAGE_SUFFIXES
 
-SPLIT_FOLDERS = {
-    "train": "train", "training": "train",
-    "val": "val", "valid": "val", "validation": "val",
-    "test": "test", "testing": "test",
+SPLIT_NAMES = {  # a split folder's name, lower-cased, without separators and a trailing set/data/images
+    "train": "train", "training": "train", "trn": "train",
+    "val": "val", "valid": "val", "validation": "val", "validate": "val", "dev": "val", "eval": "val",
+    "evaluation": "val",
+    "test": "test", "testing": "test", "tst": "test", "holdout": "test",
 }
 HIDDEN_NAMES = {"thumbs.db", "desktop.ini", "__macosx", "__pycache__", "@eadir", "$recycle.bin"}
 MAX_EXAMPLES = 5
@@ -42,12 +45,20 @@ class ScanResult:
     photos: list[FoundPhoto]
     ignored: Counter = field(default_factory=Counter)  # reason -> count
     ignored_examples: dict[str, list[str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what was assumed, and how to override it
 
     def ignore(self, reason: str, relpath: str) -> None:
         self.ignored[reason] += 1
         examples = self.ignored_examples.setdefault(reason, [])
         if len(examples) < MAX_EXAMPLES:
             examples.append(relpath)
+
+
+def split_of(folder_name: str) -> str | None:
+    """'train', 'val' or 'test' for a split folder's name (`training_set`, `Valid`, `test-data`)."""
+    name = re.sub(r"[\s_.-]+", "", folder_name.lower())
+    name = re.sub(r"(set|data|images|split)$", "", name) or name
+    return SPLIT_NAMES.get(name)
 
 
 def is_hidden(name: str) -> bool:
@@ -79,12 +90,7 @@ def scan_folder(
     result.layout = layout
 
     if layout == "split":
-        split_dirs = {d: SPLIT_FOLDERS[d.name.lower()] for d in subdirs if d.name.lower() in SPLIT_FOLDERS}
-        if "train" not in split_dirs.values():
-            raise PhotoclassError(
-                f"layout='split' needs a 'train' folder in {root}; found: "
-                f"{sorted(d.name for d in subdirs) or 'no folders'}. HINT: use layout='folders'."
-            )
+        split_dirs = _split_folders(walker, root, subdirs)
         for d in subdirs:
             if d not in split_dirs:
                 walker.ignore_tree(d, "folder that is not train/val/test")
@@ -100,13 +106,60 @@ def scan_folder(
         for d in subdirs:
             walker.ignore_tree(d, "subfolder of a flat folder")
         _scan_flat(walker, root, pattern, None)
+    if layout == "folders":
+        _note_nested_classes(walker, subdirs)
     result.photos.sort(key=lambda p: p.relpath)
     return result
 
 
+def _class_folders(walker: _Walker, folder: Path) -> frozenset[str]:
+    return frozenset(d.name for d in walker.visible_subdirs(folder) if walker.has_images(d, recursive=True))
+
+
+def _same_class_folders(walker: _Walker, subdirs: list[Path]) -> bool:
+    """Every top-level folder holds the same (2 or more) class folders and no photos of its own."""
+    if len(subdirs) < 2:
+        return False
+    first = _class_folders(walker, subdirs[0])
+    return len(first) >= 2 and all(_class_folders(walker, d) == first and not walker.has_images(d, recursive=False)
+                                   for d in subdirs)
+
+
+def _split_folders(walker: _Walker, root: Path, subdirs: list[Path]) -> dict[Path, str]:
+    """Split folders and their splits: by name, else (when each holds the same class folders)
+    the largest is train and the others test, then val; what was assumed goes to the notes."""
+    named = {d: split_of(d.name) for d in subdirs if split_of(d.name)}
+    if "train" in named.values():
+        return named
+    if not _same_class_folders(walker, subdirs):
+        raise PhotoclassError(
+            f"layout='split' needs a training folder (train, training, train_set, ...) in {root}; found: "
+            f"{sorted(d.name for d in subdirs) or 'no folders'}. HINT: use layout='folders'.")
+    by_size = sorted(subdirs, key=lambda d: (-walker.count_images(d), d.name))
+    assigned = {by_size[0]: "train"}
+    for d in by_size[1:]:
+        assigned[d] = named.get(d) or ("test" if "test" not in assigned.values() else "val")
+    walker.result.notes.append(
+        "assumed split folders, since each top folder holds the same class folders: "
+        + ", ".join(f"{d.name}/ = {s}" for d, s in assigned.items())
+        + ". HINT: rename them train/val/test to say so, or pass --layout folders to read them as classes.")
+    return assigned
+
+
+def _note_nested_classes(walker: _Walker, class_dirs: list[Path]) -> None:
+    nested = [d.name for d in class_dirs if len(_class_folders(walker, d)) >= 2]
+    if nested:
+        walker.result.notes.append(
+            f"class folder(s) {nested[:5]} hold class-like subfolders "
+            f"({sorted(_class_folders(walker, walker.root / nested[0]))[:5]}); their photos are labelled "
+            f"{nested[0]!r}. HINT: if the top folders are splits, name them train/val/test or pass --layout split.")
+
+
 def _detect_layout(walker: _Walker, root: Path, subdirs: list[Path]) -> str:
-    names = {d.name.lower() for d in subdirs}
-    if {"train", "training"} & names and len({SPLIT_FOLDERS[n] for n in names if n in SPLIT_FOLDERS}) > 1:
+    splits = {split_of(d.name) for d in subdirs} - {None}
+    if "train" in splits and len(splits) > 1:
+        return "split"
+    if _same_class_folders(walker, subdirs):  # e.g. training_set/{cats,dogs} + test_set/{cats,dogs}
         return "split"
     if any(walker.has_images(d) for d in subdirs):
         return "folders"
@@ -184,8 +237,11 @@ class _Walker:
     def visible_subdirs(self, folder: Path) -> list[Path]:
         return [Path(e.path) for e in self._entries(folder, quiet=True) if e.is_dir()]
 
-    def has_images(self, folder: Path) -> bool:
-        return any(True for _ in self._image_paths(folder, recursive=True, quiet=True))
+    def has_images(self, folder: Path, recursive: bool = True) -> bool:
+        return any(True for _ in self._image_paths(folder, recursive=recursive, quiet=True))
+
+    def count_images(self, folder: Path) -> int:
+        return sum(1 for _ in self._image_paths(folder, recursive=True, quiet=True))
 
     def files(self, folder: Path, recursive: bool = False):
         yield from self._image_paths(folder, recursive, quiet=False)

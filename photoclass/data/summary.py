@@ -13,6 +13,7 @@ def format_summary(s: dict[str, Any]) -> str:
         "",
         f"  {'class':<16}" + "".join(f"{name:>8}" for name in (*SPLITS, "total")),
     ]
+    lines[1:1] = [f"NOTE: {note}" for note in s.get("notes", [])]
     for name, counts in s["classes"].items():
         lines.append(f"  {name:<16}" + "".join(f"{counts[k]:>8,}" for k in (*SPLITS, "total")))
     lines.append(f"  {'all':<16}" + "".join(f"{s['splits'][k]:>8,}" for k in SPLITS)

@@ -12,7 +12,7 @@ from typing import Any
 from ..core.errors import PhotoclassError
 from ..runs.rundir import RunDir, summary_metrics
 
-SORT_KEYS = ("error", "gap", "loss", "seconds", "name")
+SORT_KEYS = ("select", "error", "gap", "loss", "seconds", "name")
 KEY_OPTIONS = ("strategy", "epochs", "lr", "batch_size", "image_size", "augment", "dropout", "seed")
 
 
@@ -95,8 +95,12 @@ class Leaderboard(list):
         return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
-def list_runs(*roots: str | os.PathLike, data: str | None = None, sort: str = "error") -> Leaderboard:
-    """Every finished run under `roots` (default `runs`), optionally of one data set, sorted."""
+def list_runs(*roots: str | os.PathLike, data: str | None = None, sort: str = "select",
+              tolerance: float = 0.01) -> Leaderboard:
+    """Every finished run under `roots` (default `runs`), optionally of one data set, sorted.
+
+    `sort="select"` (the default) is the order `select_run` prefers, with `tolerance`.
+    """
     if sort not in SORT_KEYS:
         raise PhotoclassError(f"Unknown sort key {sort!r}. HINT: use one of {', '.join(SORT_KEYS)}.")
     board = Leaderboard()
@@ -111,7 +115,10 @@ def list_runs(*roots: str | os.PathLike, data: str | None = None, sort: str = "e
                     board.append(summary)
             elif (config.parent / "model.json").is_file():
                 board.incomplete += 1
-    key = {"error": lambda r: (r.test_error, r.test_loss), "gap": lambda r: (abs(r.gap), r.test_error),
+    if sort == "select":
+        board[:] = rank_runs(board, tolerance=tolerance) if board else []
+        return board
+    key = {"error": _error_key, "gap": lambda r: (abs(r.gap), r.test_error),
            "loss": lambda r: r.test_loss, "seconds": lambda r: r.seconds, "name": lambda r: str(r.path)}[sort]
     board.sort(key=key)
     return board
@@ -135,25 +142,60 @@ def select_run(runs: list[RunSummary], *, tolerance: float = 0.01) -> Selection:
 
     Among the runs whose test error is at most the lowest + `tolerance`, the one with the
     smallest |gap| (train accuracy - test accuracy) wins; ties go to the lower test error,
-    then the faster run.
+    then the lower test loss, then the faster run. The reason names what decided.
     """
     if not runs:
         raise PhotoclassError("No finished runs to select from. HINT: train some, or check the folder and --data.")
-    if not 0 <= tolerance < 1:
-        raise PhotoclassError(f"tolerance must be a fraction from 0 to 1. Received: {tolerance}")
-    best = min(runs, key=lambda r: (r.test_error, r.test_loss))
-    candidates = [r for r in runs if r.test_error <= best.test_error + tolerance + 1e-12]
-    winner = min(candidates, key=lambda r: (abs(r.gap), r.test_error, r.seconds))
-    if winner is best:
-        reason = f"{winner.path} has the lowest test error ({winner.test_error:.2%})"
-        others = [r for r in candidates if r is not winner]
-        reason += (f" and the smallest gap ({winner.gap:+.2%}) of the {len(candidates)} runs within "
-                   f"{tolerance:.1%} of it." if others else f"; no other run is within {tolerance:.1%} of it.")
-    else:
-        reason = (f"{winner.path} wins: its test error {winner.test_error:.2%} is within {tolerance:.1%} of the "
-                  f"lowest ({best.test_error:.2%}, {best.path}), and its gap {winner.gap:+.2%} is the smallest "
-                  f"of the {len(candidates)} runs within that tolerance ({best.path}: {best.gap:+.2%}).")
-    return Selection(winner, candidates, reason)
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < 1:
+        raise PhotoclassError(f"`tolerance` must be a fraction from 0 to below 1, e.g. 0.01. Received: {tolerance!r}")
+    best = min(runs, key=_error_key)
+    candidates = sorted((r for r in runs if r.test_error <= best.test_error + tolerance + 1e-12), key=_selection_key)
+    return Selection(candidates[0], candidates, _reason(candidates, best, tolerance))
+
+
+def rank_runs(runs: list[RunSummary], *, tolerance: float = 0.01) -> list[RunSummary]:
+    """Runs in the order `select_run` prefers them: its winner, then its winner among the rest, ..."""
+    ranked, rest = [], list(runs)
+    while rest:
+        winner = select_run(rest, tolerance=tolerance).winner
+        ranked.append(winner)
+        rest.remove(winner)
+    return ranked
+
+
+def _error_key(r: RunSummary):
+    return (r.test_error, r.test_loss, str(r.path))
+
+
+def _selection_key(r: RunSummary):
+    return (round(abs(r.gap), 9), round(r.test_error, 9), round(r.test_loss, 9), r.seconds, str(r.path))
+
+
+DECIDERS = ("gap", "test error", "test loss", "time")
+
+
+def _reason(ranked: list[RunSummary], best: RunSummary, tolerance: float) -> str:
+    winner = ranked[0]
+    if len(ranked) == 1:
+        return (f"{winner.path} has the lowest test error ({winner.test_error:.2%}); no other run is within "
+                f"{tolerance:.1%} of it.")
+    runner = ranked[1]
+    lead = (f"{winner.path} wins among the {len(ranked)} runs within {tolerance:.1%} of the lowest test error "
+            f"({best.test_error:.2%}, {best.path})")
+    decided = next((name for name, a, b in zip(DECIDERS, _selection_key(winner), _selection_key(runner)) if a != b),
+                   None)
+    if decided == "gap":
+        return f"{lead}: its gap {winner.gap:+.2%} is the smallest (next: {runner.path}, {runner.gap:+.2%})."
+    if decided == "test error":
+        return (f"{lead}: the gaps are equal ({winner.gap:+.2%}), so the lower test error decided "
+                f"({winner.test_error:.2%} vs {runner.test_error:.2%}, {runner.path}).")
+    if decided == "test loss":
+        return (f"{lead}: gaps and test errors are equal, so the lower test loss decided "
+                f"({winner.test_loss:.4f} vs {runner.test_loss:.4f}, {runner.path}).")
+    if decided == "time":
+        return (f"{lead}: gaps, test errors and losses are equal, so the faster run won "
+                f"({winner.seconds:.1f} s vs {runner.seconds:.1f} s, {runner.path}).")
+    return f"{lead}: it ties {runner.path} on every figure; the name decided."
 
 
 def copy_run(run: str | os.PathLike, dest: str | os.PathLike) -> Path:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Callable
 
-from ..config import PrepareConfig, TrainConfig
+from ..config import PrepareConfig, TrainConfig, check_int
 from ..core.errors import PhotoclassError
 from ..models.registry import model_info
 
@@ -95,6 +95,9 @@ def sweep(data: str | os.PathLike, *, train: Callable[..., Any], trials: int = 2
     """
     import optuna
 
+    check_int("trials", trials, 1, 100_000)
+    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
+        raise PhotoclassError(f"`timeout` must be a positive number of seconds. Received: timeout={timeout!r}")
     space = load_space(space)
     unknown = sorted(set(space) & set(fixed))
     if unknown:

@@ -44,7 +44,8 @@ def log_finished_run(run: RunDir, track: bool | str | None, *, verbose: bool = T
                   "PHOTOCLASS_TRACKING=off to stop this note); run not logged")
         return None
     except Exception as e:  # a broken or unreachable store must not lose a trained run
-        print(f"tracking: could not log to {tracking_uri(uri)}: {type(e).__name__}: {str(e)[:200]}. "
+        why = str(e) if isinstance(e, PhotoclassError) else f"{type(e).__name__}: {str(e)[:200]}"
+        print(f"tracking: could not log to {tracking_uri(uri)}: {why} "
               f"The run directory is complete; log it later with `photoclass track {run.path}`.")
         return None
     if verbose:
@@ -57,12 +58,23 @@ def track_run(run: str | os.PathLike, *, uri: str | None = None, experiment: str
 
     Logging the same run directory again replaces its earlier MLflow run.
     """
-    from mlflow.entities import Metric, Param
-    from mlflow.tracking import MlflowClient
-
     run = RunDir(run)
     if not run.exists("test.json"):
         raise PhotoclassError(f"{run.path} is not a finished run (no test.json); only finished runs are tracked.")
+    try:
+        return _log_run(run, uri, experiment)
+    except (PhotoclassError, ImportError):
+        raise
+    except Exception as e:  # MLflow's errors for bad URIs, unreachable servers, locked stores, ...
+        message = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise PhotoclassError(f"Cannot log {run.path} to MLflow at {tracking_uri(uri)}: {message}. HINT: check "
+                              "--tracking-uri (a sqlite:/// path or a running server's http:// address).") from None
+
+
+def _log_run(run: RunDir, uri: str | None, experiment: str) -> str:
+    from mlflow.entities import Metric, Param
+    from mlflow.tracking import MlflowClient
+
     config, result = run.read_json("config.json"), run.read_json("test.json")
     for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):  # table creation chatter
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -107,6 +107,7 @@ def _train(run: RunDir, data, config: TrainConfig, prep: PrepareConfig, custom: 
     setup_torch(config.threads, config.seed)
     prep = dataclasses.replace(prep, image_size=spec.size)
     dataset = prepare(data, config=prep, progress=progress)
+    say(_data_line(dataset.summary))
     net = custom if custom is not None else create_model(
         config.model, len(dataset.classes), input_size=spec.size,
         **({"dropout": config.dropout} if config.dropout is not None else {}))
@@ -319,6 +320,14 @@ def _best_epoch(history, monitor: str) -> int:
 
 def _default_run_name(model: str) -> Path:
     return Path("runs") / f"{model.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _data_line(summary: dict[str, Any]) -> str:
+    s = summary["splits"]
+    notes = "".join(f"\nNOTE: {note}" for note in summary.get("notes", []))
+    return (f"data: {summary['usable']} photos in {len(summary['classes'])} classes (layout {summary['layout']}, "
+            f"{summary['skipped']} skipped); train {s['train']}, val {s['val']}, test {s['test']} "
+            f"({summary['split_mode']} split, seed {summary['seed']}){notes}")
 
 
 def _silent(*args, **kwargs) -> None:
