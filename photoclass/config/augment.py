@@ -65,7 +65,7 @@ def parse_augment(spec: str | AugmentSpec | None) -> AugmentSpec:
         elif key not in names:
             raise PhotoclassError(
                 f"Unknown augmentation {key!r} in augment={spec!r}. Known: {sorted(names)} "
-                f"and presets {sorted(PRESETS)}, e.g. 'hflip,rotate=10,zoom=0.1'"
+                f"and presets {sorted(PRESETS)}. HINT: e.g. 'hflip,rotate=10,zoom=0.1'"
             )
         elif names[key] in (bool, "bool"):
             result = replace(result, **{key: value.lower() not in ("0", "false", "no") if value else True})

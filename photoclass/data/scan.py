@@ -75,9 +75,10 @@ def scan_folder(
     """List the photos under `root` with their labels (and given splits)."""
     root = Path(root).expanduser()
     if not root.exists():
-        raise PhotoclassError(f"Folder not found: {root}. Check the path.")
+        raise PhotoclassError(f"Folder not found: {root}. HINT: check the path.")
     if not root.is_dir():
-        raise PhotoclassError(f"Expected a folder of photos, received a file: {root}.")
+        raise PhotoclassError(f"Expected a folder of photos, received a file: {root}. HINT: pass the folder "
+                              f"that holds the photos, e.g. {root.parent}")
     if layout not in LAYOUTS:
         raise PhotoclassError(f"`layout` must be one of {LAYOUTS}. Received: layout={layout!r}")
     pattern = compile_label_regex(label_regex)

@@ -52,6 +52,17 @@ def load_space(space: str | os.PathLike | dict[str, Any] | None) -> dict[str, An
     return values
 
 
+def _check_fixed(fixed: dict[str, Any]) -> None:
+    """The options every trial shares, checked once before any trial runs."""
+    for config in (TrainConfig, PrepareConfig):
+        names = {f.name for f in dataclasses.fields(config)}
+        config.from_dict({k: v for k, v in fixed.items() if k in names})
+    unknown = sorted(set(fixed) - {f.name for c in (TrainConfig, PrepareConfig) for f in dataclasses.fields(c)})
+    if unknown:
+        raise PhotoclassError(f"Unknown option(s) {unknown} for a sweep. HINT: use training options, as for "
+                              "`photoclass train`.")
+
+
 def _read_space(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
@@ -99,9 +110,12 @@ def sweep(data: str | os.PathLike, *, train: Callable[..., Any], trials: int = 2
     if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
         raise PhotoclassError(f"`timeout` must be a positive number of seconds. Received: timeout={timeout!r}")
     space = load_space(space)
-    unknown = sorted(set(space) & set(fixed))
-    if unknown:
-        raise PhotoclassError(f"Options {unknown} are both searched and fixed; drop them from one.")
+    searched = sorted(k for k in fixed if isinstance(space.get(k), (list, dict)))
+    if searched:
+        raise PhotoclassError(f"Options {searched} are both searched and fixed. HINT: drop them from the "
+                              "command line or from the search space.")
+    space = {k: v for k, v in space.items() if k not in fixed}  # a fixed option overrides the space's value
+    _check_fixed(fixed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     name = study or f"sweep-{Path(data).resolve().name}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -60,7 +60,8 @@ def track_run(run: str | os.PathLike, *, uri: str | None = None, experiment: str
     """
     run = RunDir(run)
     if not run.exists("test.json"):
-        raise PhotoclassError(f"{run.path} is not a finished run (no test.json); only finished runs are tracked.")
+        raise PhotoclassError(f"{run.path} is not a finished run (no test.json); only finished runs are tracked. "
+                              "HINT: `photoclass runs` lists the finished ones.")
     try:
         return _log_run(run, uri, experiment)
     except (PhotoclassError, ImportError):

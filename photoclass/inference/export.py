@@ -39,9 +39,9 @@ def export_onnx(run: str | os.PathLike, out: str | os.PathLike | None = None, *,
     import onnx
 
     run = RunDir(run)
+    model, meta = load_model(run)
     out = Path(out) if out else run.path / "model.onnx"
     check_writable(out.parent, hint="pass --out a file in a folder you can write")
-    model, meta = load_model(run)
     if hasattr(model, "inference_copy"):
         model = model.inference_copy()
     model = model.eval()

@@ -47,7 +47,8 @@ def list_models(pattern: str = "*") -> list[ModelInfo]:
 def model_info(name: str) -> ModelInfo:
     _import_builtin_models()
     if name not in _REGISTRY:
-        raise PhotoclassError(f"Unknown model {name!r}. Available models: {sorted(_REGISTRY)}")
+        raise PhotoclassError(f"Unknown model {name!r}. Available models: {sorted(_REGISTRY)}. "
+                              "HINT: `photoclass models` describes them.")
     return _REGISTRY[name]
 
 

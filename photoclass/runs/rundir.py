@@ -62,7 +62,8 @@ class RunDir:
         try:
             return json.loads((self.path / name).read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise PhotoclassError(f"{self.path} is not a complete run: {name} is missing.") from None
+            raise PhotoclassError(f"{self.path} is not a complete run: {name} is missing. HINT: pass a run "
+                                  "folder; `photoclass runs` lists the finished ones.") from None
 
     def read_csv(self, name: str) -> list[dict[str, str]]:
         with open(self.path / name, newline="", encoding="utf-8") as f:

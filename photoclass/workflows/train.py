@@ -108,6 +108,10 @@ def _train(run: RunDir, data, config: TrainConfig, prep: PrepareConfig, custom: 
     prep = dataclasses.replace(prep, image_size=spec.size)
     dataset = prepare(data, config=prep, progress=progress)
     say(_data_line(dataset.summary))
+    if not len(dataset.indices("test")):
+        raise PhotoclassError(f"The test split of {dataset.root} is empty ({dataset.summary['usable']} photos, "
+                              f"test_size {prep.test_size}): nothing would measure the model. HINT: add photos, "
+                              "or raise --test-size.")
     net = custom if custom is not None else create_model(
         config.model, len(dataset.classes), input_size=spec.size,
         **({"dropout": config.dropout} if config.dropout is not None else {}))
