@@ -152,6 +152,7 @@ def tracking_env(**extra) -> dict[str, str]:
     return {**env, **extra}
 
 
+@pytest.mark.slow
 def test_resume_honours_no_track_and_tracking_uri(tmp_path):
     pytest.importorskip("mlflow", reason="the track extra is not installed")
     data = make_flat(tmp_path / "data", per_class=4)
@@ -171,6 +172,7 @@ def test_resume_honours_no_track_and_tracking_uri(tmp_path):
     assert json.loads((tmp_path / "run" / "tracking.json").read_text())["uri"] == uri
 
 
+@pytest.mark.slow
 def test_resuming_a_finished_run_changes_nothing_unless_asked_for_more_epochs(tmp_path):
     run = train_tiny_run(tmp_path, epochs=2)
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
@@ -183,6 +185,7 @@ def test_resuming_a_finished_run_changes_nothing_unless_asked_for_more_epochs(tm
     assert json.loads((run / "config.json").read_text())["train"]["epochs"] == 3
 
 
+@pytest.mark.slow
 def test_evaluating_on_a_folder_named_test_never_overwrites_an_evaluation(world, tmp_path):
     folder = make_flat(tmp_path / "test", per_class=2)
     evaluations = Path(world["RUN"]) / "evaluations"
@@ -195,6 +198,7 @@ def test_evaluating_on_a_folder_named_test_never_overwrites_an_evaluation(world,
     assert {"data-test.json", "data-test-2.json"} <= {p.name for p in evaluations.iterdir()}
 
 
+@pytest.mark.slow
 def test_a_cached_feature_run_says_what_augmentation_it_applies_and_previews_only_that(tmp_path):
     data = make_flat(tmp_path / "data", per_class=4)
     result = cli("train", data, "--out", tmp_path / "run", "--augment", "hflip,rotate=10", "--epochs", "2",
@@ -234,6 +238,7 @@ def test_serving_a_missing_run_says_so_before_anything_else(tmp_path):
     assert "exporting" not in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_files_follow_the_umask_like_ordinary_files(world, tmp_path):
     old = os.umask(0o022)
     try:
@@ -252,3 +257,34 @@ def test_predict_table_and_json_mean_the_same_by_top(world):
     assert table[0].split()[-1] == "top"
     listed = table[1].split("  ")[-1].split(", ")  # the table's top column of the first photo
     assert listed == [f"{t['label']} {t['probability']:.2f}" for t in rows[0]["top"]]  # the winner first, as in JSON
+
+
+def test_every_option_is_a_flag_with_help_and_its_default(capsys):
+    import dataclasses
+
+    from photoclass.cli import build_parser
+    from photoclass.config import PrepareConfig, TrainConfig
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    flags = {a.dest: a for a in commands["train"]._actions}
+    for config in (TrainConfig, PrepareConfig):
+        for field in dataclasses.fields(config):
+            assert field.name in flags, f"--{field.name.replace('_', '-')} is missing from train"
+            assert flags[field.name].help, field.name
+    for name, command in commands.items():
+        for action in command._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"{name} {action.option_strings[0]} has no help"
+                if action.default not in (None, False, argparse_suppress()):
+                    assert "default" in action.help.lower(), f"{name} {action.option_strings[0]} hides its default"
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    out = capsys.readouterr().out
+    assert "(default: 8000)" in out and "(default: 3)" in out and "(default: 10" in out
+
+
+def argparse_suppress():
+    import argparse
+
+    return argparse.SUPPRESS

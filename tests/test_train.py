@@ -6,6 +6,7 @@ import sys
 import time
 
 import pytest
+import numpy as np
 import torch
 from torch import nn
 
@@ -195,3 +196,33 @@ def test_a_prepared_folder_can_be_trained_on(photos, tmp_path):
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["prepare"]["seed"] == 4 and config["data"] == str(photos)
     assert result.test["count"] == 6
+
+
+def test_fit_is_named_steps_whose_callbacks_reset_each_run(tmp_path):
+    from photoclass.training.callbacks import Callback, EarlyStopping
+    from photoclass.training.features import FeatureLoader
+    from photoclass.training.loop import fit
+
+    features = torch.randn(40, 8, generator=torch.Generator().manual_seed(0))
+    labels = (features[:, 0] > 0).long()
+    loader = FeatureLoader(features, labels, np.arange(40), batch_size=8, shuffle=True)
+
+    class Recorder(Callback):
+        def on_fit_start(self, fit_state):
+            self.epochs, self.batches = [], 0
+
+        def on_batch_end(self, fit_state):
+            self.batches += 1
+
+        def on_epoch_end(self, fit_state, row):
+            self.epochs.append(row["epoch"])
+
+    stopper, recorder = EarlyStopping("val_acc", patience=2), Recorder()
+    for _ in range(2):  # the same callbacks in a second fit start afresh
+        model = nn.Linear(8, 2)
+        state = fit(model, {"train": loader, "val": loader}, optimizer=torch.optim.SGD(model.parameters(), lr=0.5),
+                    loss_fn=nn.CrossEntropyLoss(), epochs=30, callbacks=[stopper, recorder], progress=False)
+        assert state.stopped_early and "val_acc has not improved for 2 epochs" in state.stop_reason
+        assert recorder.epochs == [r["epoch"] for r in state.history] and recorder.epochs[0] == 1
+        assert recorder.batches == 5 * len(state.history)
+        assert len(state.history) < 30
