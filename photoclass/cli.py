@@ -308,17 +308,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="select (default): the order `photoclass select` prefers (lowest test error; within "
                    "--tolerance, the smallest gap); error: by test error alone")
     r.add_argument("--tolerance", type=float, default=0.01, help="of the select order (default: %(default)s)")
-    r.add_argument("--json", action="store_true")
+    r.add_argument("--json", action="store_true", help="print the runs as JSON")
     r.set_defaults(func=cmd_runs)
 
     se = sub.add_parser("select", help="pick the run with the lowest test error, then the smallest gap",
                         description="Among runs within TOLERANCE of the lowest test error, pick the one "
                         "with the smallest generalization gap; say why.")
     se.add_argument("roots", metavar="ROOT", nargs="*", default=["runs"])
-    se.add_argument("--data", metavar="NAME")
+    se.add_argument("--data", metavar="NAME", help="only runs on the data folder of this name")
     se.add_argument("--tolerance", type=float, default=0.01, help="in accuracy (default: %(default)s, one point)")
     se.add_argument("--copy-to", metavar="DIR", help="copy the winning run there (e.g. best/)")
-    se.add_argument("--json", action="store_true")
+    se.add_argument("--json", action="store_true", help="print the winner, the reason and the candidates as JSON")
     se.set_defaults(func=cmd_select)
 
     sw = sub.add_parser("sweep", help="search models and options with Optuna; each trial is a run",
@@ -331,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--storage", metavar="URL", help="Optuna storage (default sqlite:///OUT/sweeps.db)")
     sw.add_argument("--study", metavar="NAME", help="study name; reuse it to continue a sweep")
     sw.add_argument("--out", default="runs", metavar="DIR", help="trial runs go to DIR/STUDY/ (default: runs)")
-    sw.add_argument("--timeout", type=float, metavar="SECONDS")
+    sw.add_argument("--timeout", type=float, metavar="SECONDS", help="start no trial after this long (default: none)")
     _add_tracking_options(sw)
     add_config_options(sw, TrainConfig, PrepareConfig)
     sw.set_defaults(func=cmd_sweep)
@@ -355,12 +355,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run", metavar="RUN")
     e.add_argument("--data", metavar="DIR", help="evaluate on every photo of this folder instead")
     e.add_argument("--tta", action="store_true", help="average each test photo and its mirror")
-    e.add_argument("--json", action="store_true")
+    e.add_argument("--json", action="store_true", help="print the evaluation as JSON")
     e.set_defaults(func=cmd_evaluate)
 
     x = sub.add_parser("export", help="export a run's model to ONNX, checked against PyTorch")
     x.add_argument("run", metavar="RUN")
-    x.add_argument("--format", choices=("onnx",), default="onnx")
+    x.add_argument("--format", choices=("onnx",), default="onnx", help="default: %(default)s")
     x.add_argument("--out", metavar="FILE", help="default RUN/model.onnx")
     x.set_defaults(func=cmd_export)
 
@@ -383,14 +383,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("run", metavar="RUN", help="a run directory, or a model.onnx from `photoclass export`")
     pr.add_argument("paths", metavar="PATH", nargs="+")
     pr.add_argument("--top-k", type=int, default=3, help="classes listed per photo (default: %(default)s)")
-    pr.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    pr.add_argument("--format", choices=("table", "json", "csv"), default="table", help="default: %(default)s")
     pr.add_argument("--sort-into", metavar="DIR",
                     help="copy (never move) each photo into DIR/<predicted class>/")
     pr.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
                     help="with --sort-into: below P, copy into DIR/_unsure/ instead (default: %(default)s)")
     pr.add_argument("--batch-size", type=int, default=16, help="default: %(default)s")
     pr.add_argument("--engine", choices=("torch", "onnx", "auto"), default="torch",
-                    help="onnx: ONNX Runtime, about twice as fast (exports RUN/model.onnx once)")
+                    help="onnx: ONNX Runtime, about twice as fast (exports RUN/model.onnx once); "
+                    "auto: ONNX Runtime when installed (default: %(default)s)")
     pr.set_defaults(func=cmd_predict)
 
     m = sub.add_parser("models", help="list the available models")
