@@ -128,18 +128,7 @@ def _train(run: RunDir, data, config: TrainConfig, prep: PrepareConfig, custom: 
                 f"{' and its mirror' if applied.hflip else ''}, so only '{applied}' of '{config.augment}' is "
                 f"applied. HINT: --strategy scratch applies the whole spec to the pixels.")
 
-    if config.strategy in CACHED_STRATEGIES:
-        # frozen layers run once over the photos; fit() trains the rest on their cached outputs
-        encode, trained = net.split_for_training(0 if config.strategy == "features" else config.finetune_blocks)
-        loaders = feature_loaders(encode, dataset, spec, batch_size=config.batch_size,
-                                  flip_augment=applied.hflip, progress=progress)
-        for module in trained.modules():  # e.g. a multiscale head standardizes its inputs
-            if hasattr(module, "fit_statistics"):
-                module.fit_statistics(loaders["train_eval"].features)
-        weights = "head.safetensors"
-    else:
-        trained, loaders, weights = net, _pixel_loaders(dataset, config, spec), "model.safetensors"
-
+    trained, loaders, weights = _trained_part(net, dataset, config, spec, applied, progress)
     state = _fit(trained, loaders, config, run, num_classes=len(dataset.classes), weights=weights,
                  resume=resume, on_epoch=on_epoch, progress=progress, verbose=say is print)
     if state.interrupted:
@@ -164,6 +153,21 @@ def _train(run: RunDir, data, config: TrainConfig, prep: PrepareConfig, custom: 
     say(format_test(evaluation["test"], run.path))
     log_finished_run(run, track, verbose=say is print)
     return TrainResult(run, evaluation["test"], state.history, stopped_early=state.stopped_early, seconds=seconds)
+
+
+def _trained_part(net: nn.Module, dataset: PreparedDataset, config: TrainConfig, spec: InputSpec,
+                  applied: AugmentSpec, progress):
+    """(the part of `net` that trains, its loaders, its weights file) for the strategy."""
+    if config.strategy not in CACHED_STRATEGIES:
+        return net, _pixel_loaders(dataset, config, spec), "model.safetensors"
+    # frozen layers run once over the photos; fit() trains the rest on their cached outputs
+    encode, trained = net.split_for_training(0 if config.strategy == "features" else config.finetune_blocks)
+    loaders = feature_loaders(encode, dataset, spec, batch_size=config.batch_size,
+                              flip_augment=applied.hflip, progress=progress)
+    for module in trained.modules():  # e.g. a multiscale head standardizes its inputs
+        if hasattr(module, "fit_statistics"):
+            module.fit_statistics(loaders["train_eval"].features)
+    return trained, loaders, "head.safetensors"
 
 
 def _fit(net: nn.Module, loaders, config: TrainConfig, run: RunDir, *, num_classes: int, weights: str,
