@@ -24,13 +24,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}. HINT: {self.prog} --help\n")
 
 
-def add_config_options(parser: argparse.ArgumentParser, *configs, skip: tuple[str, ...] = ()) -> None:
+def add_config_options(parser: argparse.ArgumentParser, *configs) -> None:
     """One flag per field of the config dataclasses (`image_size` -> `--image-size`).
 
     Every flag defaults to None, meaning "not given": the API applies its own (and the
     model's) defaults, which the help shows.
     """
-    seen = set(skip)
+    seen = set()  # a field in two configs (seed) gets one flag
     for config in configs:
         for f in dataclasses.fields(config):
             if f.name in seen:

@@ -54,13 +54,13 @@ def load_space(space: str | os.PathLike | dict[str, Any] | None) -> dict[str, An
 
 def _check_fixed(fixed: dict[str, Any]) -> None:
     """The options every trial shares, checked once before any trial runs."""
-    for config in (TrainConfig, PrepareConfig):
-        names = {f.name for f in dataclasses.fields(config)}
-        config.from_dict({k: v for k, v in fixed.items() if k in names})
     unknown = sorted(set(fixed) - {f.name for c in (TrainConfig, PrepareConfig) for f in dataclasses.fields(c)})
     if unknown:
         raise PhotoclassError(f"Unknown option(s) {unknown} for a sweep. HINT: use training options, as for "
                               "`photoclass train`.")
+    for config in (TrainConfig, PrepareConfig):
+        names = {f.name for f in dataclasses.fields(config)}
+        config.from_dict({k: v for k, v in fixed.items() if k in names})
 
 
 def _read_space(path: Path) -> dict[str, Any]:
@@ -93,8 +93,8 @@ def suggest(trial, space: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def sweep(data: str | os.PathLike, *, train: Callable[..., Any], trials: int = 20, space: str | os.PathLike | dict | None = None,
-          storage: str | None = None, study: str | None = None, out: str | os.PathLike = "runs",
+def sweep(data: str | os.PathLike, *, train: Callable[..., Any], trials: int = 20,
+          space: str | os.PathLike | dict | None = None, storage: str | None = None, study: str | None = None, out: str | os.PathLike = "runs",
           seed: int = 0, timeout: float | None = None, track: bool | str | None = None,
           progress: bool | None = None, verbose: bool = True, **fixed: Any):
     """Run `trials` trials on `data`, each a call of `train` (the workflow's `train()`, which
