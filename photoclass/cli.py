@@ -154,7 +154,8 @@ def cmd_evaluate(args) -> int:
     from .evaluation.report import format_test
     from .workflows.evaluate import evaluate_run
 
-    evaluation = evaluate_run(args.run, args.data, tta=args.tta or None)
+    evaluation = evaluate_run(args.run, args.data, tta=args.tta or None, device=args.device,
+                              precision=args.precision)
     if args.json:
         print(json.dumps(evaluation, indent=2))
     else:
@@ -204,7 +205,7 @@ def cmd_predict(args) -> int:
     check_min_confidence(args.min_confidence)
     if args.sort_into:
         check_writable(args.sort_into, hint="pass a folder for --sort-into")
-    predictor = open_predictor(args.run, engine=args.engine, batch_size=args.batch_size)
+    predictor = open_predictor(args.run, engine=args.engine, batch_size=args.batch_size, device=args.device)
     predictions = predictor.predict(args.paths, top_k=args.top_k)
     print(format_predictions(predictions, args.format))
     failed = [p for p in predictions if p.error]
@@ -257,11 +258,21 @@ def cmd_serve(args) -> int:
     if not args.max_upload_mb > 0:
         raise PhotoclassError(f"--max-upload-mb must be a positive number. Received: {args.max_upload_mb}")
     app = create_app(args.run, top_k=args.top_k, max_bytes=int(args.max_upload_mb * 2**20),
-                     max_queue=args.max_queue, engine=args.engine, port=args.port)
+                     max_queue=args.max_queue, engine=args.engine, port=args.port, device=args.device)
     print(f"serving {args.run} with {app.state.engine} at http://{args.host}:{args.port}/ (Ctrl-C to stop)",
           flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.log_requests else "warning")
     return 0
+
+
+def _add_device_options(p: argparse.ArgumentParser, *, precision: bool = False) -> None:
+    p.add_argument("--device", default="auto", metavar="DEVICE",
+                   help="auto (CUDA, then MPS, then the CPU), cpu, cuda, cuda:N or mps (default: %(default)s)")
+    if precision:
+        from .core.device import PRECISIONS
+
+        p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                       help="auto: fp32 on a CPU, bf16 or fp16 on a GPU (default: %(default)s)")
 
 
 def _add_tracking_options(p: argparse.ArgumentParser) -> None:
@@ -355,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run", metavar="RUN")
     e.add_argument("--data", metavar="DIR", help="evaluate on every photo of this folder instead")
     e.add_argument("--tta", action="store_true", help="average each test photo and its mirror")
+    _add_device_options(e, precision=True)
     e.add_argument("--json", action="store_true", help="print the evaluation as JSON")
     e.set_defaults(func=cmd_evaluate)
 
@@ -376,6 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="auto (default): ONNX Runtime when installed (exports RUN/model.onnx once), else PyTorch")
     sv.add_argument("--log-requests", action=argparse.BooleanOptionalAction, default=True,
                     help="print a line per request (default: on)")
+    _add_device_options(sv)
     sv.set_defaults(func=cmd_serve)
 
     pr = sub.add_parser("predict", help="predict photos with a trained run; optionally sort copies",
@@ -392,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--engine", choices=("torch", "onnx", "auto"), default="torch",
                     help="onnx: ONNX Runtime, about twice as fast (exports RUN/model.onnx once); "
                     "auto: ONNX Runtime when installed (default: %(default)s)")
+    _add_device_options(pr)
     pr.set_defaults(func=cmd_predict)
 
     m = sub.add_parser("models", help="list the available models")

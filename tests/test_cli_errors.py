@@ -59,7 +59,13 @@ BAD_VALUES = [  # (argv, what the one line must name)
     ("train DATA --out FILE", "is a file"),
     ("train DATA --out UNDER_FILE --cache-dir CACHE", "Cannot write"),
     ("train --resume BASE/nope", "no such run folder"),
-    ("train --resume RUN --lr 0.1", "only epochs may change"),
+    ("train --resume RUN --lr 0.1", "may change"),
+    ("train DATA --device cuda", "sees no CUDA GPU"),
+    ("train DATA --device gpu", "device"),
+    ("train DATA --precision fp8", "invalid choice"),
+    ("evaluate RUN --device cuda:1", "sees no CUDA GPU"),
+    ("predict RUN DATA --device mps", "MPS"),
+    ("serve RUN --device cuda", "sees no CUDA GPU"),
     ("train --resume RUN --epochs 1", "is finished"),
     ("runs BASE/nope", "No such folder of runs"),
     ("runs BASE --tolerance 2", "tolerance"),
@@ -221,6 +227,7 @@ def test_config_records_what_ran_for_a_seed_cnn(tmp_path):
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["train"]["image_size"] == 180 and config["prepare"]["image_size"] == 180
     assert config["train"]["strategy"] == "scratch" and config["train"]["dropout"] == 0.2
+    assert config["train"]["device"] == "cpu" and config["train"]["precision"] == "fp32"  # what auto chose here
     meta = json.loads((tmp_path / "run" / "model.json").read_text())
     assert meta["input"]["size"] == 180
 

@@ -5,8 +5,8 @@ import subprocess
 import sys
 import time
 
-import pytest
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -226,3 +226,28 @@ def test_fit_is_named_steps_whose_callbacks_reset_each_run(tmp_path):
         assert recorder.epochs == [r["epoch"] for r in state.history] and recorder.epochs[0] == 1
         assert recorder.batches == 5 * len(state.history)
         assert len(state.history) < 30
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_on_the_cpu_and_fp16_keeps_its_scaler(tmp_path, precision):
+    data = make_flat(tmp_path / "data", per_class=6)
+    result = train(data, out=tmp_path / "run", model="compact-cnn", image_size=32, epochs=2, batch_size=8,
+                   threads=1, precision=precision, cache_dir=tmp_path / "cache", verbose=False, progress=False,
+                   track=False)
+    assert all(np.isfinite(h["train_loss"]) for h in result.history) and result.test is not None
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["train"]["precision"] == precision and config["train"]["device"] == "cpu"
+    checkpoint = torch.load(tmp_path / "run" / "last.ckpt", weights_only=True)
+    if precision == "fp16":
+        assert checkpoint["scaler"]["scale"] > 0  # resume carries the loss scale
+    else:
+        assert checkpoint["scaler"] == {}
+    more = train(resume=tmp_path / "run", epochs=3, verbose=False, progress=False, track=False)
+    assert len(more.history) == 3
+
+
+def test_an_absent_device_is_a_one_line_error_before_any_work(tmp_path):
+    data = make_flat(tmp_path / "data", per_class=3)
+    with pytest.raises(PhotoclassError, match=r"device='cuda' but this PyTorch .* sees no CUDA GPU.*HINT: --device cpu"):
+        train(data, out=tmp_path / "run", device="cuda", cache_dir=tmp_path / "cache", verbose=False)
+    assert not (tmp_path / "run").exists()

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.device import PRECISIONS
 from ..core.errors import PhotoclassError
 from .augment import AugmentSpec, parse_augment  # noqa: F401  (re-exported)
 
@@ -107,7 +108,9 @@ class TrainConfig:
     seed: int = option(0, "seed of the split and of training")
     threads: int = option(0, "torch threads; 0: one per core")
     channels_last: bool = option(True, "channels-last memory format (faster convolutions on CPUs)")
-    bf16: bool = option(False, "autocast to bfloat16; pays only on CPUs with native bf16")
+    device: str = option("auto", "auto (CUDA, then MPS, then the CPU), cpu, cuda, cuda:N or mps", metavar="DEVICE")
+    precision: str = option("auto", "fp32, bf16 or fp16 (with a gradient scaler); auto: fp32 on a CPU, bf16 "
+                            "on GPUs that have it, else fp16", choices=PRECISIONS)
     top_k: int = option(2, "top-k accuracy reported besides top-1")
     tta: bool = option(False, "test-time augmentation: average each test photo and its mirror")
 
@@ -135,10 +138,18 @@ class TrainConfig:
         check_int("seed", self.seed, 0, 2**32 - 1)
         check_int("threads", self.threads, 0, 256)
         check_int("top_k", self.top_k, 1, 100)
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(self.device)):
+            raise PhotoclassError(f"`device` must be auto, cpu, cuda, cuda:N or mps. Received: device={self.device!r}")
+        check_choice("precision", self.precision, PRECISIONS)
         parse_augment(self.augment)  # raises on a bad spec
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        values = dict(values)
+        if "bf16" in values:  # config.json of runs made before `precision`
+            bf16 = values.pop("bf16")
+            values.setdefault("precision", "bf16" if bf16 else "fp32")
+            values.setdefault("device", "cpu")
         return from_dict(cls, values)
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,7 +1,6 @@
-"""Torch set-up: threads, seeds, an allocator that keeps freed memory, autocast."""
+"""Torch set-up: threads, seeds, and an allocator that keeps freed memory."""
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import sys
@@ -33,7 +32,3 @@ def setup_torch(threads: int, seed: int) -> None:
     torch.set_num_threads(threads or os.cpu_count() or 1)
     torch.manual_seed(seed)
 
-
-def autocast(bf16: bool):
-    """bfloat16 autocast on the CPU when asked, else nothing."""
-    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()

@@ -18,17 +18,17 @@ def augment_batch(x: torch.Tensor, spec: AugmentSpec, generator: torch.Generator
     """Augment a float batch (B, 3, H, W) in [0, 1]; returns a new tensor of the same shape."""
     b = x.shape[0]
 
-    def uniform(limit: float) -> torch.Tensor:  # (B,) in [-limit, limit]
-        return (torch.rand(b, generator=generator) * 2 - 1) * limit
+    def uniform(limit: float) -> torch.Tensor:  # (B,) in [-limit, limit]; drawn on the CPU, so the same anywhere
+        return ((torch.rand(b, generator=generator) * 2 - 1) * limit).to(x.device)
 
     if spec.geometric:
         angle = uniform(math.radians(spec.rotate))
         shear = uniform(math.radians(spec.shear))
         scale = 1 + uniform(spec.zoom)  # > 1 samples a wider area: zoom out
-        sx = scale * torch.where(torch.rand(b, generator=generator) < 0.5, -1.0, 1.0) if spec.hflip else scale
-        sy = scale * torch.where(torch.rand(b, generator=generator) < 0.5, -1.0, 1.0) if spec.vflip else scale
+        sx = scale * _signs(b, generator, x.device) if spec.hflip else scale
+        sy = scale * _signs(b, generator, x.device) if spec.vflip else scale
         cos, sin = torch.cos(angle), torch.sin(angle)
-        theta = torch.zeros(b, 2, 3)
+        theta = torch.zeros(b, 2, 3, device=x.device)
         # rotation @ shear @ scale(with flips), in normalized coordinates; then shift
         theta[:, 0, 0] = cos * sx
         theta[:, 0, 1] = (-sin + cos * torch.tan(shear)) * sy
@@ -44,3 +44,8 @@ def augment_batch(x: torch.Tensor, spec: AugmentSpec, generator: torch.Generator
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
         x = (x - mean) * (1 + uniform(spec.contrast)).view(b, 1, 1, 1) + mean
     return x.clamp_(0, 1) if spec.brightness or spec.contrast else x
+
+
+def _signs(b: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """(B,) of -1 or +1, half each on average (a mirror or not)."""
+    return torch.where(torch.rand(b, generator=generator) < 0.5, -1.0, 1.0).to(device)

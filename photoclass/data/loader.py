@@ -12,9 +12,9 @@ PRELOAD_LIMIT_BYTES = 1 << 30  # smaller splits are copied into RAM once; larger
 
 
 def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
-    """(B, 3, H, W) floats in [0, 1] -> (x - mean) / std, per channel."""
-    mean = torch.as_tensor(mean, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.as_tensor(std, dtype=x.dtype).view(1, 3, 1, 1)
+    """(B, C, H, W) floats in [0, 1] -> (x - mean) / std, per channel."""
+    mean = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    std = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     return (x - mean) / std
 
 
@@ -24,15 +24,19 @@ def to_float(pixels: torch.Tensor) -> torch.Tensor:
 
 
 class BatchLoader:
-    """Yields (inputs, labels) for the photos at `indices` of a prepared dataset.
+    """Yields (inputs, labels) for the photos at `indices` of a prepared dataset, on `device`.
 
     Shuffling and augmentation draw only from the `seed` passed to `batches`, so an epoch
-    is reproduced exactly from (run seed, epoch), also after a resume.
+    is reproduced exactly from (run seed, epoch), also after a resume. The uint8 pixels
+    travel to the device (pinned, without blocking); conversion, augmentation and
+    normalization run there.
     """
 
     def __init__(self, images, labels: np.ndarray, indices: np.ndarray, *, batch_size: int,
-                 mean, std, augment: AugmentSpec | None = None, shuffle: bool = False):
+                 mean, std, augment: AugmentSpec | None = None, shuffle: bool = False,
+                 device: torch.device | str = "cpu"):
         self.images = images
+        self.device = torch.device(device)
         self.labels = torch.as_tensor(np.asarray(labels)[indices], dtype=torch.long)
         self.indices = np.asarray(indices)
         self.batch_size = batch_size
@@ -42,6 +46,8 @@ class BatchLoader:
         self._pixels = None
         if len(self.indices) and np.prod(images.shape[1:]) * len(self.indices) <= PRELOAD_LIMIT_BYTES:
             self._pixels = torch.from_numpy(images[self.indices])  # (N, H, W, 3) uint8
+            if self.device.type == "cuda":
+                self._pixels = self._pixels.pin_memory()
 
     def __len__(self) -> int:
         return (len(self.indices) + self.batch_size - 1) // self.batch_size
@@ -55,8 +61,13 @@ class BatchLoader:
             chosen = order[start:start + self.batch_size]
             pixels = (self._pixels[torch.from_numpy(chosen)] if self._pixels is not None
                       else torch.from_numpy(self.images[self.indices[chosen]]))
+            labels = self.labels[torch.from_numpy(chosen)]
+            if self.device.type != "cpu":
+                pixels = pixels.pin_memory() if self.device.type == "cuda" else pixels
+                pixels = pixels.to(self.device, non_blocking=True)
+                labels = labels.to(self.device, non_blocking=True)
             x = to_float(pixels)
             if self.augment is not None:
                 x = augment_batch(x, self.augment, generator)
             x = normalize(x, self.mean, self.std).contiguous(memory_format=torch.channels_last)
-            yield x, self.labels[torch.from_numpy(chosen)]
+            yield x, labels

@@ -32,15 +32,16 @@ def evaluate_dataset(net: nn.Module, dataset: PreparedDataset, spec: InputSpec, 
         if loaders and split in loaders and not pixels:
             return loaders[split]
         return BatchLoader(dataset.images, dataset.labels, dataset.indices(split.replace("_eval", "")),
-                           batch_size=config.batch_size, mean=spec.mean, std=spec.std)
+                           batch_size=config.batch_size, mean=spec.mean, std=spec.std, device=device)
 
+    device = _device_of(full_model or net)
     results: dict[str, Any] = {}
     for name, split in (("train", "train_eval"), ("val", "val"), ("test", "test")):
         if name == "test" and config.tta:
-            logits, labels = predict_logits(full_model or net, loader(split, pixels=True), bf16=config.bf16,
+            logits, labels = predict_logits(full_model or net, loader(split, pixels=True), precision=config.precision,
                                             flip_average=True)
         else:
-            logits, labels = predict_logits(net, loader(split), bf16=config.bf16)
+            logits, labels = predict_logits(net, loader(split), precision=config.precision)
         if name == "test":
             results["test"] = classification_report(logits, labels, dataset.classes, top_k=config.top_k)
             results["misclassified"] = _misclassified(logits, labels, dataset, "test")
@@ -48,6 +49,10 @@ def evaluate_dataset(net: nn.Module, dataset: PreparedDataset, spec: InputSpec, 
             results[name] = _loss_and_accuracy(logits, labels)
     results["generalization_gap"] = results["train"]["accuracy"] - results["test"]["accuracy"]
     return results
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
 
 
 def _loss_and_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
@@ -112,8 +117,8 @@ def evaluate_all(net, dataset: PreparedDataset, spec: InputSpec, config, classes
     """Every usable photo of `dataset` is a test photo; labels mapped onto the model's classes."""
     labels = np.array([classes.index(dataset.classes[i]) for i in dataset.labels])
     loader = BatchLoader(dataset.images, labels, np.arange(len(dataset)), batch_size=config.batch_size,
-                         mean=spec.mean, std=spec.std)
-    logits, y = predict_logits(net, loader, bf16=config.bf16, flip_average=config.tta)
+                         mean=spec.mean, std=spec.std, device=_device_of(net))
+    logits, y = predict_logits(net, loader, precision=config.precision, flip_average=config.tta)
     return {"test": classification_report(logits, y, classes, top_k=config.top_k)}
 
 

@@ -79,18 +79,20 @@ class Predictor(BasePredictor):
 
     engine = "torch"
 
-    def __init__(self, run: str | os.PathLike, *, batch_size: int = 16, threads: int = 0):
+    def __init__(self, run: str | os.PathLike, *, batch_size: int = 16, threads: int = 0, device: str = "auto"):
         import torch
 
+        from ..core.device import resolve_device
         from ..core.torchsetup import setup_torch
         from ..runs.rundir import load_model
 
         check_int("batch_size", batch_size, 1, 4096)
+        self.device = resolve_device(device)
         setup_torch(threads, 0)
         model, meta = load_model(run)
         if hasattr(model, "inference_copy"):
             model = model.inference_copy()  # BatchNorm folded: same outputs, faster
-        self.model = model.eval().to(memory_format=torch.channels_last)
+        self.model = model.eval().to(self.device, memory_format=torch.channels_last)
         self.classes = meta["classes"]
         spec = model.input_spec  # the InputSpec read from model.json
         self.size, self.mean, self.std = spec.size, spec.mean, spec.std
@@ -102,8 +104,8 @@ class Predictor(BasePredictor):
         from ..data.loader import normalize, to_float
 
         with torch.no_grad():
-            x = normalize(to_float(torch.from_numpy(pixels)), self.mean, self.std)
-            return self.model(x.contiguous(memory_format=torch.channels_last)).softmax(1).numpy()
+            x = normalize(to_float(torch.from_numpy(pixels).to(self.device)), self.mean, self.std)
+            return self.model(x.contiguous(memory_format=torch.channels_last)).softmax(1).float().cpu().numpy()
 
 
 def open_predictor(model: str | os.PathLike, *, engine: str = "torch", **kwargs) -> BasePredictor:
@@ -111,11 +113,17 @@ def open_predictor(model: str | os.PathLike, *, engine: str = "torch", **kwargs)
 
     `engine="onnx"` runs a run directory through ONNX Runtime too (about twice as fast on a
     CPU), exporting RUN/model.onnx once; `"auto"` does so when ONNX Runtime and the exporter
-    are installed and falls back to PyTorch otherwise.
+    are installed and falls back to PyTorch otherwise. ONNX Runtime runs on the CPU, so with
+    a GPU `device`, "auto" keeps PyTorch.
     """
+    from ..core.device import resolve_device
+
     if engine not in ("torch", "onnx", "auto"):
         raise PhotoclassError(f"Unknown engine {engine!r}. HINT: use torch, onnx or auto.")
     check_int("batch_size", kwargs.get("batch_size", 16), 1, 4096)
+    device = resolve_device(kwargs.pop("device", "auto"))
+    if engine == "auto" and device.type != "cpu":
+        engine = "torch"
     path = Path(model)
     if not path.exists():
         raise PhotoclassError(f"No such run or model file: {path}. HINT: `photoclass runs` lists the runs.")
@@ -139,7 +147,7 @@ def open_predictor(model: str | os.PathLike, *, engine: str = "torch", **kwargs)
         from .onnx_predictor import OnnxPredictor
 
         return OnnxPredictor(model, **{k: v for k, v in kwargs.items() if k == "batch_size"})
-    return Predictor(model, **kwargs)
+    return Predictor(model, device=str(device), **kwargs)
 
 
 def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:

@@ -82,7 +82,7 @@ class RunDir:
     def save_weights(self, model: torch.nn.Module, name: str = "model.safetensors") -> None:
         from safetensors.torch import save as save_safetensors
 
-        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         write_bytes_atomic(self.path / name, save_safetensors(state))
 
     def save_model(self, model: torch.nn.Module, meta: dict[str, Any]) -> None:

@@ -72,7 +72,7 @@ class ApiError(Exception):
 
 def create_app(model: str | os.PathLike, *, top_k: int = 3, max_bytes: int = MAX_UPLOAD_BYTES,
                max_pixels: int = DEFAULT_MAX_PIXELS, max_queue: int = 64, max_batch: int = 16,
-               engine: str = "auto", port: int | None = None) -> FastAPI:
+               engine: str = "auto", port: int | None = None, device: str = "auto") -> FastAPI:
     """An app serving `model`: a run directory or an exported `.onnx` file.
 
     `engine` is `open_predictor`'s: by default a run is served through ONNX Runtime when it
@@ -84,7 +84,7 @@ def create_app(model: str | os.PathLike, *, top_k: int = 3, max_bytes: int = MAX
     check_int("max_batch", max_batch, 1, 4096)
     if port is not None:
         check_int("port", port, 1, 65535)
-    predictor = open_predictor(model, engine=engine)
+    predictor = open_predictor(model, engine=engine, device=device)
     info = _model_info(Path(model), predictor)
     info["engine"] = predictor.engine
     app = FastAPI(title="photoclass", version=__version__, docs_url=None, redoc_url=None)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..core.torchsetup import autocast
+from ..core.device import autocast, grad_scaler
 from ..data.loader import BatchLoader
 from ..evaluation.predict import predict_logits
 from .callbacks import Callback, GracefulInterrupt
@@ -24,6 +24,7 @@ class FitState:
     optimizer: torch.optim.Optimizer
     epochs: int
     callbacks: Sequence[Callback] = ()
+    scaler: torch.amp.GradScaler | None = None  # fp16 only
     history: list[dict[str, Any]] = field(default_factory=list)
     start_epoch: int = 0  # 0-based; > 0 when resumed
     epoch: int = 0  # 0-based, the epoch in progress
@@ -39,6 +40,7 @@ class FitState:
         """Everything needed to continue after this epoch (`last.ckpt`)."""
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "callbacks": {type(c).__name__: c.state_dict() for c in self.callbacks},
+                "scaler": self.scaler.state_dict() if self.scaler is not None else {},
                 "history": self.history, "epoch": self.epoch}
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
@@ -48,19 +50,25 @@ class FitState:
         for callback in self.callbacks:
             if type(callback).__name__ in states:
                 callback.load_state_dict(states[type(callback).__name__])
+        if self.scaler is not None and checkpoint.get("scaler"):
+            self.scaler.load_state_dict(checkpoint["scaler"])
         self.history = list(checkpoint["history"])
         self.start_epoch = int(checkpoint["epoch"]) + 1
 
 
 def fit(model: nn.Module, loaders: dict[str, Any], *, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
-        epochs: int, seed: int = 0, callbacks: Sequence[Callback] = (), bf16: bool = False,
+        epochs: int, seed: int = 0, callbacks: Sequence[Callback] = (), precision: str = "fp32",
         resume: dict[str, Any] | None = None, progress: bool | None = None) -> FitState:
     """Train `model` on loaders["train"], validating on loaders["val"] after each epoch.
 
-    `resume` is a `FitState.checkpoint()` (read back from `last.ckpt`). A first Ctrl-C stops
-    after the current batch; the partial epoch is dropped and `interrupted` is set.
+    The model and the loaders' batches are on one device; `precision` is fp32, bf16 or
+    fp16 (with a gradient scaler). `resume` is a `FitState.checkpoint()` (read back from
+    `last.ckpt`). A first Ctrl-C stops after the current batch; the partial epoch is
+    dropped and `interrupted` is set.
     """
-    state = FitState(model, optimizer, epochs, callbacks)
+    device = next(model.parameters()).device
+    scaler = grad_scaler(device, precision) if precision == "fp16" else None
+    state = FitState(model, optimizer, epochs, callbacks, scaler)
     for callback in callbacks:
         callback.on_fit_start(state)
     if resume is not None:
@@ -70,14 +78,14 @@ def fit(model: nn.Module, loaders: dict[str, Any], *, optimizer: torch.optim.Opt
         for epoch in range(state.start_epoch, epochs):
             state.epoch, state.saved_best = epoch, False
             stats = train_one_epoch(model, loaders["train"], optimizer, loss_fn, seed=epoch_seed(seed, epoch),
-                                    bf16=bf16, on_batch_end=lambda: _each(callbacks, "on_batch_end", state),
+                                    precision=precision, scaler=scaler, on_batch_end=lambda: _each(callbacks, "on_batch_end", state),
                                     should_stop=lambda: interrupt.requested,
                                     desc=f"epoch {epoch + 1}/{epochs}", progress=progress)
             if interrupt.requested:  # the partial epoch is dropped; resume repeats it
                 state.interrupted = True
                 return state
             row = {"epoch": epoch + 1, "train_loss": stats["loss"], "train_acc": stats["acc"],
-                   **validate(model, loaders["val"], bf16=bf16), "lr": optimizer.param_groups[0]["lr"],
+                   **validate(model, loaders["val"], precision=precision), "lr": optimizer.param_groups[0]["lr"],
                    "seconds": round(stats["seconds"], 3), "images_per_s": round(stats["images_per_s"], 1)}
             state.history.append(row)
             for callback in callbacks:
@@ -88,14 +96,15 @@ def fit(model: nn.Module, loaders: dict[str, Any], *, optimizer: torch.optim.Opt
     return state
 
 
-def validate(model: nn.Module, loader, *, bf16: bool = False) -> dict[str, float]:
-    logits, labels = predict_logits(model, loader, bf16=bf16)
+def validate(model: nn.Module, loader, *, precision: str = "fp32") -> dict[str, float]:
+    logits, labels = predict_logits(model, loader, precision=precision)
     return {"val_loss": float(nn.functional.cross_entropy(logits, labels)),
             "val_acc": float((logits.argmax(1) == labels).float().mean())}
 
 
 def train_one_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.optim.Optimizer,
-                    loss_fn: nn.Module, *, seed: int, bf16: bool = False,
+                    loss_fn: nn.Module, *, seed: int, precision: str = "fp32",
+                    scaler: torch.amp.GradScaler | None = None,
                     on_batch_end: Callable[[], None] | None = None,
                     should_stop: Callable[[], bool] = lambda: False,
                     desc: str = "train", progress: bool | None = None) -> dict[str, float]:
@@ -107,12 +116,17 @@ def train_one_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.opti
     with tqdm(total=len(loader), desc=desc, unit="batch", leave=False,
               disable=None if progress is None else not progress) as bar:
         for x, y in loader.batches(seed):
-            with autocast(bf16):
+            with autocast(x.device, precision):
                 logits = model(x)
                 loss = loss_fn(logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            if scaler is not None:  # fp16: scale the loss so small gradients do not underflow
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
             if on_batch_end is not None:
                 on_batch_end()
             total_loss += float(loss.detach()) * len(y)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import PrepareConfig, TrainConfig
+from ..core.device import resolve_device, resolve_precision
 from ..core.errors import PhotoclassError
 from ..data.prepare import prepare
 from ..evaluation import plots
@@ -15,7 +16,8 @@ from ..runs.rundir import RunDir, load_model
 
 
 def evaluate_run(run_path: str | os.PathLike, data: str | os.PathLike | None = None, *,
-                 progress: bool | None = None, tta: bool | None = None) -> dict[str, Any]:
+                 progress: bool | None = None, tta: bool | None = None, device: str = "auto",
+                 precision: str = "auto") -> dict[str, Any]:
     """Re-evaluate a saved run: on its own test split, or on every photo of another folder.
 
     Each evaluation goes to a new file in RUN/evaluations/ (`test.json`, `data-<folder>.json`,
@@ -23,11 +25,13 @@ def evaluate_run(run_path: str | os.PathLike, data: str | os.PathLike | None = N
     """
     run = RunDir(run_path)
     config_json = run.read_json("config.json")
+    where = resolve_device(device)
     net, meta = load_model(run)
+    net = net.to(where)
     spec = net.input_spec
     config = TrainConfig.from_dict(config_json["train"])
-    if tta is not None:
-        config = dataclasses.replace(config, tta=tta)
+    config = dataclasses.replace(config, device=str(where), precision=resolve_precision(precision, where),
+                                 **({"tta": tta} if tta is not None else {}))
     if data is None:
         prep = PrepareConfig.from_dict({**config_json["prepare"], "image_size": spec.size})
         dataset = prepare(config_json["data"], config=prep, progress=progress)

@@ -17,6 +17,7 @@ from torch import nn
 from ..config import AugmentSpec, PrepareConfig, TrainConfig, parse_augment
 from ..core.atomic import check_writable, write_text_atomic
 from ..core.errors import PhotoclassError
+from ..core.device import resolve_device, resolve_precision
 from ..core.torchsetup import setup_torch
 from ..core.version import __version__
 from ..data.dataset import PreparedDataset, manifest_csv
@@ -34,6 +35,7 @@ from ..training.loop import fit
 from ..training.optim import create_optimizer, create_scheduler
 
 CACHED_STRATEGIES = ("features", "finetune")
+RESUME_OPTIONS = ("epochs", "device", "precision", "threads")  # what may change when a run is resumed
 
 
 @dataclass
@@ -104,6 +106,7 @@ def _train(run: RunDir, data, config: TrainConfig, prep: PrepareConfig, custom: 
            resume: bool, track, on_epoch, progress, say, started: float) -> TrainResult:
     run.remove_temp_files()  # left by a process killed mid-write
     spec = _input_spec(config, custom)
+    device = resolve_device(config.device)
     setup_torch(config.threads, config.seed)
     prep = dataclasses.replace(prep, image_size=spec.size)
     dataset = prepare(data, config=prep, progress=progress)
@@ -116,9 +119,8 @@ def _train(run: RunDir, data, config: TrainConfig, prep: PrepareConfig, custom: 
         config.model, len(dataset.classes), input_size=spec.size,
         **({"dropout": config.dropout} if config.dropout is not None else {}))
     net.input_spec = spec
-    if config.channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    config = _resolved(config, spec, net)
+    net = net.to(device, memory_format=torch.channels_last if config.channels_last else torch.preserve_format)
+    config = _resolved(config, spec, net, device)
     applied = _applied_augment(config)
     meta = _model_meta(config, dataset, spec, net)
     if not resume:
@@ -163,7 +165,7 @@ def _trained_part(net: nn.Module, dataset: PreparedDataset, config: TrainConfig,
     # frozen layers run once over the photos; fit() trains the rest on their cached outputs
     encode, trained = net.split_for_training(0 if config.strategy == "features" else config.finetune_blocks)
     loaders = feature_loaders(encode, dataset, spec, batch_size=config.batch_size,
-                              flip_augment=applied.hflip, progress=progress)
+                              flip_augment=applied.hflip, device=config.device, progress=progress)
     for module in trained.modules():  # e.g. a multiscale head standardizes its inputs
         if hasattr(module, "fit_statistics"):
             module.fit_statistics(loaders["train_eval"].features)
@@ -174,7 +176,8 @@ def _fit(net: nn.Module, loaders, config: TrainConfig, run: RunDir, *, num_class
          resume: bool, on_epoch, progress, verbose: bool):
     """The loss, optimizer, schedule and callbacks for `config`, then `fit`."""
     train_loader = loaders["train"]
-    class_weights = _class_weights(train_loader.labels, num_classes) if config.class_weights else None
+    class_weights = _class_weights(train_loader.labels, num_classes).to(config.device) \
+        if config.class_weights else None
     loss_fn = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=config.label_smoothing)
     optimizer = create_optimizer(net, config.optimizer, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = create_scheduler(optimizer, config.schedule, epochs=config.epochs,
@@ -191,7 +194,7 @@ def _fit(net: nn.Module, loaders, config: TrainConfig, run: RunDir, *, num_class
     if on_epoch is not None:
         callbacks.append(EpochHook(on_epoch))
     return fit(net, loaders, optimizer=optimizer, loss_fn=loss_fn, epochs=config.epochs, seed=config.seed,
-               callbacks=callbacks, bf16=config.bf16, resume=run.load_checkpoint() if resume else None,
+               callbacks=callbacks, precision=config.precision, resume=run.load_checkpoint() if resume else None,
                progress=progress)
 
 
@@ -227,10 +230,10 @@ def _resume_options(resume, options: dict[str, Any]):
     run = RunDir(resume)
     if not run.path.is_dir():
         raise PhotoclassError(f"Cannot resume {run.path}: no such run folder. HINT: photoclass runs lists them.")
-    other = sorted(set(options) - {"epochs"})
+    other = sorted(set(options) - set(RESUME_OPTIONS))
     if other:
-        raise PhotoclassError(f"--resume continues a run with its own options; only epochs may change. "
-                              f"Received: {other}. HINT: start a new run with --out instead.")
+        raise PhotoclassError(f"--resume continues a run with its own options; only {', '.join(RESUME_OPTIONS)} "
+                              f"may change. Received: {other}. HINT: start a new run with --out instead.")
     saved = run.read_json("config.json")
     config, prep = TrainConfig.from_dict(saved["train"]), PrepareConfig.from_dict(saved["prepare"])
     done = len(run.read_csv("metrics.csv")) if run.exists("metrics.csv") else 0  # epochs saved
@@ -238,6 +241,9 @@ def _resume_options(resume, options: dict[str, Any]):
     if run.exists("test.json") and not (epochs and epochs > done):
         raise PhotoclassError(f"{run.path} is finished ({done} epochs); nothing to resume and nothing changed. "
                               f"HINT: --epochs N (more than {done}) continues training it to N epochs.")
+    moved = {k: options[k] for k in ("device", "precision", "threads") if k in options}
+    if moved:
+        config = dataclasses.replace(config, **moved)
     if epochs is not None:
         if epochs <= done:
             raise PhotoclassError(f"{run.path} has already run {done} epochs. Received: epochs={epochs}. "
@@ -264,8 +270,9 @@ def _input_spec(config: TrainConfig, custom: nn.Module | None) -> InputSpec:
     return dataclasses.replace(spec, size=config.image_size) if config.image_size else spec
 
 
-def _resolved(config: TrainConfig, spec: InputSpec, net: nn.Module) -> TrainConfig:
-    """`config` with what actually runs: the strategy, the input size, the head's dropout."""
+def _resolved(config: TrainConfig, spec: InputSpec, net: nn.Module, device: torch.device) -> TrainConfig:
+    """`config` with what actually runs: the strategy, the input size, the head's dropout, the
+    device and the precision."""
     pretrained = hasattr(net, "split_for_training") and not config.model.startswith("custom:") \
         and model_info(config.model).pretrained
     if config.strategy in CACHED_STRATEGIES and not pretrained:
@@ -273,7 +280,8 @@ def _resolved(config: TrainConfig, spec: InputSpec, net: nn.Module) -> TrainConf
                               f"{config.model!r} is trained from scratch. HINT: --model efficientnet-lite0")
     strategy = config.strategy if config.strategy != "auto" else ("features" if pretrained else "scratch")
     dropout = next((m.p for m in net.modules() if isinstance(m, nn.Dropout)), config.dropout)
-    return dataclasses.replace(config, strategy=strategy, image_size=spec.size, dropout=dropout)
+    return dataclasses.replace(config, strategy=strategy, image_size=spec.size, dropout=dropout, device=str(device),
+                               precision=resolve_precision(config.precision, device))
 
 
 def _applied_augment(config: TrainConfig) -> AugmentSpec:
@@ -306,7 +314,8 @@ def _pixel_loaders(dataset: PreparedDataset, config: TrainConfig, spec: InputSpe
     def loader(split: str, train: bool) -> BatchLoader:
         return BatchLoader(dataset.images, dataset.labels, dataset.indices(split),
                            batch_size=config.batch_size, mean=spec.mean, std=spec.std,
-                           augment=parse_augment(config.augment) if train else None, shuffle=train)
+                           augment=parse_augment(config.augment) if train else None, shuffle=train,
+                           device=config.device)
     loaders = {"train": loader("train", True), "train_eval": loader("train", False),
                "val": loader("val", False), "test": loader("test", False)}
     if not len(loaders["val"].indices):

@@ -1,0 +1,81 @@
+"""Where the maths runs and in which precision: one `resolve_device`, one `autocast`.
+
+Decoding and the cache stay on the CPU; models, batches and augmentation go to the device.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from .errors import PhotoclassError
+
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """'auto' picks CUDA, then Apple's MPS, then the CPU; anything asked for must be there."""
+    if isinstance(name, torch.device):
+        name = str(name)
+    if not isinstance(name, str):
+        raise PhotoclassError(f"`device` must be one of {DEVICES}. Received: device={name!r}")
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("mps") if _mps_available() else torch.device("cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "mps":
+        if not _mps_available():
+            raise PhotoclassError("device='mps' but this PyTorch sees no Apple GPU (MPS). HINT: --device cpu, "
+                                  "or --device auto to take what is there.")
+        return torch.device("mps")
+    if name == "cuda" or name.startswith("cuda:"):
+        index = name.partition(":")[2]
+        if index and not index.isdigit():
+            raise PhotoclassError(f"`device` must be cuda or cuda:N with N a GPU number. Received: device={name!r}")
+        if not torch.cuda.is_available():
+            raise PhotoclassError(
+                f"device={name!r} but this PyTorch ({torch.__version__}) sees no CUDA GPU"
+                f"{'' if torch.version.cuda else ': it is a CPU-only build'}. HINT: --device cpu, or --device "
+                "auto to take what is there.")
+        count = torch.cuda.device_count()
+        if index and int(index) >= count:
+            raise PhotoclassError(f"device={name!r} but only {count} CUDA GPU(s) are visible (cuda:0 to "
+                                  f"cuda:{count - 1}). HINT: --device cuda:0.")
+        return torch.device("cuda", int(index) if index else torch.cuda.current_device())
+    raise PhotoclassError(f"`device` must be one of {DEVICES}. Received: device={name!r}")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' is fp32 on CPUs and MPS (measured here: bf16 autocast is slower on a CPU without
+    native bf16), bf16 on CUDA GPUs that have it, else fp16 (with a gradient scaler)."""
+    if precision not in PRECISIONS:
+        raise PhotoclassError(f"`precision` must be one of {PRECISIONS}. Received: precision={precision!r}")
+    if precision != "auto":
+        if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise PhotoclassError(f"precision='bf16' but {torch.cuda.get_device_name(device)} has no bfloat16. "
+                                  "HINT: --precision fp16.")
+        return precision
+    if device.type != "cuda":
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def autocast(device: torch.device | str = "cpu", precision: str = "fp32"):
+    """Mixed precision on `device` for bf16 and fp16; nothing for fp32."""
+    device = torch.device(device)
+    if precision not in _DTYPES:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=_DTYPES[precision])
+
+
+def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
+    """A loss scaler for fp16 (small gradients underflow otherwise); disabled for the rest."""
+    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+
+def _mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
