@@ -66,8 +66,13 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from .core import distributed
     from .workflows.train import train
 
+    if args.nproc is not None and args.nproc < 1:
+        raise PhotoclassError(f"--nproc must be at least 1. Received: {args.nproc}")
+    if args.nproc and args.nproc > 1 and not distributed.processes().active:
+        return _launch_torchrun(args.nproc, args.argv)
     options = given_options(args, TrainConfig, PrepareConfig)
     if args.resume:
         result = train(resume=args.resume, track=_track(args), **options)
@@ -78,10 +83,29 @@ def cmd_train(args) -> int:
         result = train(args.data, out=args.out, track=_track(args), **options)
     if result.interrupted:
         return 130
+    if result.test is None:  # a process of a torchrun group other than the main one: it wrote nothing
+        return 0
     print(f"done in {result.seconds:.1f} s (data, training, test, report)")
     if (result.run.path / "report.html").is_file():
         print(f"report: {result.run.path / 'report.html'}")
     return 0
+
+
+def _launch_torchrun(nproc: int, argv: list[str]) -> int:
+    """`torchrun --standalone --nproc-per-node N -m photoclass ARGV`, without --nproc."""
+    import subprocess
+
+    rest, skip = [], False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word == "--nproc":
+            skip = True
+        elif not word.startswith("--nproc="):
+            rest.append(word)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "photoclass", *rest]
+    return subprocess.call(command)
 
 
 def _track(args) -> bool | str | None:
@@ -306,6 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", metavar="RUN", help="run directory (default runs/<model>-<time>)")
     t.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last.ckpt "
                    "(with --epochs N: a finished one, to N epochs)")
+    t.add_argument("--nproc", type=int, metavar="N", help="data-parallel over N processes on this machine: "
+                   "runs torchrun --standalone --nproc-per-node N (default: one process)")
     _add_tracking_options(t)
     add_config_options(t, TrainConfig, PrepareConfig)
     t.set_defaults(func=cmd_train)
@@ -424,7 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         code = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, inside the handlers below

@@ -23,6 +23,13 @@ def to_float(pixels: torch.Tensor) -> torch.Tensor:
     return pixels.permute(0, 3, 1, 2).float().div_(255)
 
 
+def shard_of(batch: np.ndarray, rank: int, world: int) -> np.ndarray:
+    """Process `rank`'s part of a global batch: every world-th item (at least one each)."""
+    if world == 1:
+        return batch
+    return batch[rank::world] if len(batch) >= world else batch[[rank % len(batch)]]
+
+
 class BatchLoader:
     """Yields (inputs, labels) for the photos at `indices` of a prepared dataset, on `device`.
 
@@ -34,9 +41,10 @@ class BatchLoader:
 
     def __init__(self, images, labels: np.ndarray, indices: np.ndarray, *, batch_size: int,
                  mean, std, augment: AugmentSpec | None = None, shuffle: bool = False,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", shard: tuple[int, int] = (0, 1)):
         self.images = images
         self.device = torch.device(device)
+        self.shard = shard  # (rank, world): each global batch is split among the processes
         self.labels = torch.as_tensor(np.asarray(labels)[indices], dtype=torch.long)
         self.indices = np.asarray(indices)
         self.batch_size = batch_size
@@ -56,9 +64,10 @@ class BatchLoader:
         order = np.arange(len(self.indices))
         if self.shuffle:
             order = np.random.default_rng(seed).permutation(len(order))
-        generator = torch.Generator().manual_seed(seed)
+        rank, world = self.shard
+        generator = torch.Generator().manual_seed(seed + 7919 * rank)  # each process its own augmentations
         for start in range(0, len(order), self.batch_size):
-            chosen = order[start:start + self.batch_size]
+            chosen = shard_of(order[start:start + self.batch_size], rank, world)
             pixels = (self._pixels[torch.from_numpy(chosen)] if self._pixels is not None
                       else torch.from_numpy(self.images[self.indices[chosen]]))
             labels = self.labels[torch.from_numpy(chosen)]

@@ -132,7 +132,7 @@ class Checkpoint(Callback):
     def on_epoch_end(self, fit: FitState, row: dict[str, Any]) -> None:
         fit.saved_best = self.monitor.update(row["epoch"], row)
         if fit.saved_best:
-            self.run.save_weights(fit.model, self.weights)
+            self.run.save_weights(fit.module, self.weights)
         self.run.save_checkpoint(fit.checkpoint())
 
     def state_dict(self) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..core import distributed
 from ..core.device import autocast, grad_scaler
 from ..data.loader import BatchLoader
 from ..evaluation.predict import predict_logits
@@ -36,15 +37,21 @@ class FitState:
     def stopped_early(self) -> bool:
         return bool(self.stop_reason)
 
+    @property
+    def module(self) -> nn.Module:
+        """The network itself, also when it is wrapped for data-parallel training."""
+        return self.model.module if isinstance(self.model, nn.parallel.DistributedDataParallel) else self.model
+
     def checkpoint(self) -> dict[str, Any]:
         """Everything needed to continue after this epoch (`last.ckpt`)."""
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+        return {"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "callbacks": {type(c).__name__: c.state_dict() for c in self.callbacks},
                 "scaler": self.scaler.state_dict() if self.scaler is not None else {},
+                "processes": distributed.processes().world,
                 "history": self.history, "epoch": self.epoch}
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
-        self.model.load_state_dict(checkpoint["model"])
+        self.module.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         states = checkpoint.get("callbacks", {})
         for callback in self.callbacks:
@@ -84,6 +91,7 @@ def fit(model: nn.Module, loaders: dict[str, Any], *, optimizer: torch.optim.Opt
             if interrupt.requested:  # the partial epoch is dropped; resume repeats it
                 state.interrupted = True
                 return state
+            stats.update(_over_all_processes(stats, device))
             row = {"epoch": epoch + 1, "train_loss": stats["loss"], "train_acc": stats["acc"],
                    **validate(model, loaders["val"], precision=precision), "lr": optimizer.param_groups[0]["lr"],
                    "seconds": round(stats["seconds"], 3), "images_per_s": round(stats["images_per_s"], 1)}
@@ -141,6 +149,16 @@ def train_one_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.opti
     seconds = time.perf_counter() - started
     return {"loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1), "images": seen,
             "seconds": seconds, "images_per_s": seen / seconds if seconds else 0.0}
+
+
+def _over_all_processes(stats: dict[str, float], device: torch.device) -> dict[str, float]:
+    """Loss and accuracy of the epoch over every process's share (unchanged alone)."""
+    if not distributed.processes().active:
+        return {}
+    loss_sum, correct, seen = distributed.sum_across(
+        [stats["loss"] * stats["images"], stats["acc"] * stats["images"], stats["images"]], device)
+    return {"loss": loss_sum / max(seen, 1), "acc": correct / max(seen, 1), "images": seen,
+            "images_per_s": seen / stats["seconds"] if stats["seconds"] else 0.0}
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

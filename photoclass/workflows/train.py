@@ -17,6 +17,7 @@ from torch import nn
 from ..config import AugmentSpec, PrepareConfig, TrainConfig, parse_augment
 from ..core.atomic import check_writable, write_text_atomic
 from ..core.errors import PhotoclassError
+from ..core import distributed
 from ..core.device import resolve_device, resolve_precision
 from ..core.torchsetup import setup_torch
 from ..core.version import __version__
@@ -80,22 +81,27 @@ def train(data: str | os.PathLike | None = None, *, model: str | nn.Module | Non
     each epoch with its metrics; an exception it raises stops training (sweeps prune so).
     """
     started = time.perf_counter()
-    say = print if verbose else _silent
+    place = distributed.processes()  # under torchrun: this process's rank; else the only one
+    say = print if verbose and place.main else _silent
     if resume is not None:
-        run, config, prep, data = _resume_options(resume, options)
+        run, config, prep, data = _resume_options(resume, options, place)
     else:
         if data is None:
             raise PhotoclassError("train() needs `data`, a folder of photos, or `resume`, a run.")
         config, prep, data = _resolve_options(data, model, options)
-        run = RunDir(out or _default_run_name(config.model))
-        _refuse_existing_run(run)
-    created = not run.path.exists()
+    device = _device(config.device, place)
+    distributed.init(device)
     if resume is None:
+        run = RunDir(out or distributed.agree(str(_default_run_name(config.model)), place, device))
+        if place.main:
+            _refuse_existing_run(run)
+    created = place.main and not run.path.exists()
+    if resume is None and place.main:
         check_writable(run.path, hint="pass another --out")
     try:
         return _train(run, data, config, prep, model if isinstance(model, nn.Module) else None,
-                      resume=resume is not None, track=track, on_epoch=on_epoch, progress=progress,
-                      say=say, started=started)
+                      device=device, place=place, resume=resume is not None, track=track, on_epoch=on_epoch,
+                      progress=progress if place.main else False, say=say, started=started)
     except BaseException:
         if created and not run.exists("last.ckpt"):  # nothing worth keeping: leave no empty run behind
             shutil.rmtree(run.path, ignore_errors=True)
@@ -103,13 +109,16 @@ def train(data: str | os.PathLike | None = None, *, model: str | nn.Module | Non
 
 
 def _train(run: RunDir, data, config: TrainConfig, prep: PrepareConfig, custom: nn.Module | None, *,
-           resume: bool, track, on_epoch, progress, say, started: float) -> TrainResult:
-    run.remove_temp_files()  # left by a process killed mid-write
+           device: torch.device, place: distributed.Processes, resume: bool, track, on_epoch, progress, say,
+           started: float) -> TrainResult:
+    if place.main:
+        run.remove_temp_files()  # left by a process killed mid-write
     spec = _input_spec(config, custom)
-    device = resolve_device(config.device)
-    setup_torch(config.threads, config.seed)
+    # processes on one machine share its cores: one each by default under torchrun
+    setup_torch(config.threads or (max(1, (os.cpu_count() or 1) // place.local_world) if place.active else 0),
+                config.seed)
     prep = dataclasses.replace(prep, image_size=spec.size)
-    dataset = prepare(data, config=prep, progress=progress)
+    dataset = _prepare_in_turn(data, prep, place, progress)
     say(_data_line(dataset.summary))
     if not len(dataset.indices("test")):
         raise PhotoclassError(f"The test split of {dataset.root} is empty ({dataset.summary['usable']} photos, "
@@ -123,16 +132,20 @@ def _train(run: RunDir, data, config: TrainConfig, prep: PrepareConfig, custom: 
     config = _resolved(config, spec, net, device)
     applied = _applied_augment(config)
     meta = _model_meta(config, dataset, spec, net)
-    if not resume:
+    if not resume and place.main:
         _start_run(run, config, prep, dataset, meta, applied)
+    if not resume:
         if applied != parse_augment(config.augment):
             say(f"augment: the {config.strategy} strategy trains on cached features of each photo"
                 f"{' and its mirror' if applied.hflip else ''}, so only '{applied}' of '{config.augment}' is "
                 f"applied. HINT: --strategy scratch applies the whole spec to the pixels.")
 
-    trained, loaders, weights = _trained_part(net, dataset, config, spec, applied, progress)
-    state = _fit(trained, loaders, config, run, num_classes=len(dataset.classes), weights=weights,
+    trained, loaders, weights = _trained_part(net, dataset, config, spec, applied, place, progress)
+    state = _fit(trained, loaders, config, run, place, num_classes=len(dataset.classes), weights=weights,
                  resume=resume, on_epoch=on_epoch, progress=progress, verbose=say is print)
+    if not place.main:  # the main process evaluates and writes; the others are done
+        return TrainResult(run, None, state.history, stopped_early=state.stopped_early,
+                           seconds=time.perf_counter() - started)
     if state.interrupted:
         say(f"interrupted: {run.path} holds epochs 1-{len(state.history)}; continue with "
             f"`photoclass train --resume {run.path}`")
@@ -158,24 +171,34 @@ def _train(run: RunDir, data, config: TrainConfig, prep: PrepareConfig, custom: 
 
 
 def _trained_part(net: nn.Module, dataset: PreparedDataset, config: TrainConfig, spec: InputSpec,
-                  applied: AugmentSpec, progress):
+                  applied: AugmentSpec, place: distributed.Processes, progress):
     """(the part of `net` that trains, its loaders, its weights file) for the strategy."""
     if config.strategy not in CACHED_STRATEGIES:
-        return net, _pixel_loaders(dataset, config, spec), "model.safetensors"
+        return net, _pixel_loaders(dataset, config, spec, place), "model.safetensors"
     # frozen layers run once over the photos; fit() trains the rest on their cached outputs
     encode, trained = net.split_for_training(0 if config.strategy == "features" else config.finetune_blocks)
     loaders = feature_loaders(encode, dataset, spec, batch_size=config.batch_size,
-                              flip_augment=applied.hflip, device=config.device, progress=progress)
+                              flip_augment=applied.hflip, device=config.device, place=place, progress=progress)
     for module in trained.modules():  # e.g. a multiscale head standardizes its inputs
         if hasattr(module, "fit_statistics"):
             module.fit_statistics(loaders["train_eval"].features)
     return trained, loaders, "head.safetensors"
 
 
-def _fit(net: nn.Module, loaders, config: TrainConfig, run: RunDir, *, num_classes: int, weights: str,
-         resume: bool, on_epoch, progress, verbose: bool):
-    """The loss, optimizer, schedule and callbacks for `config`, then `fit`."""
+def _fit(net: nn.Module, loaders, config: TrainConfig, run: RunDir, place: distributed.Processes, *,
+         num_classes: int, weights: str, resume: bool, on_epoch, progress, verbose: bool):
+    """The loss, optimizer, schedule and callbacks for `config`, then `fit`.
+
+    Under torchrun the network is wrapped in DistributedDataParallel (batch norm synchronized
+    on GPUs; on CPUs, where gloo has no SyncBatchNorm, each process normalizes its share of the
+    batch), and only the main process checkpoints, writes metrics and prints.
+    """
     train_loader = loaders["train"]
+    if place.active:
+        if torch.device(config.device).type == "cuda":
+            net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        device_ids = [torch.device(config.device).index] if torch.device(config.device).type == "cuda" else None
+        net = nn.parallel.DistributedDataParallel(net, device_ids=device_ids)
     class_weights = _class_weights(train_loader.labels, num_classes).to(config.device) \
         if config.class_weights else None
     loss_fn = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=config.label_smoothing)
@@ -187,15 +210,20 @@ def _fit(net: nn.Module, loaders, config: TrainConfig, run: RunDir, *, num_class
     callbacks = [EarlyStopping(config.monitor, config.early_stopping)]
     if scheduler is not None:
         callbacks.append(LRSchedule(scheduler, per_batch=config.schedule == "onecycle", monitor=config.monitor))
-    callbacks += [Checkpoint(run, weights=weights, monitor=config.monitor), MetricsWriter(run)]
+    if place.main:
+        callbacks += [Checkpoint(run, weights=weights, monitor=config.monitor), MetricsWriter(run)]
     if verbose:  # cached-feature epochs take milliseconds: images/s would be noise
         callbacks.append(EpochPrinter(monitor=config.monitor, per_second=config.strategy not in CACHED_STRATEGIES,
                                       name=str(run.path)))
-    if on_epoch is not None:
+    if on_epoch is not None and place.main:
         callbacks.append(EpochHook(on_epoch))
+    checkpoint = run.load_checkpoint() if resume else None
+    if checkpoint is not None and checkpoint.get("processes", 1) != place.world and verbose:
+        print(f"note: {run.path} was saved by {checkpoint.get('processes', 1)} process(es) and resumes with "
+              f"{place.world}; the global batch is the same, so training continues, but later epochs will not "
+              "match an uninterrupted run bit for bit")
     return fit(net, loaders, optimizer=optimizer, loss_fn=loss_fn, epochs=config.epochs, seed=config.seed,
-               callbacks=callbacks, precision=config.precision, resume=run.load_checkpoint() if resume else None,
-               progress=progress)
+               callbacks=callbacks, precision=config.precision, resume=checkpoint, progress=progress)
 
 
 def _resolve_options(data, model, options: dict[str, Any]):
@@ -225,7 +253,7 @@ def _resolve_options(data, model, options: dict[str, Any]):
     return TrainConfig.from_dict(train_values), PrepareConfig.from_dict(prep_values), data
 
 
-def _resume_options(resume, options: dict[str, Any]):
+def _resume_options(resume, options: dict[str, Any], place: distributed.Processes):
     """The run and its saved options; `epochs` alone may change (to continue a finished run)."""
     run = RunDir(resume)
     if not run.path.is_dir():
@@ -250,8 +278,24 @@ def _resume_options(resume, options: dict[str, Any]):
                                   f"HINT: ask for more than {done}, or leave --epochs out.")
         config = dataclasses.replace(config, epochs=epochs)
         saved["train"] = config.to_dict()
-        run.write_json("config.json", saved)
+        if place.main:
+            run.write_json("config.json", saved)
     return run, config, prep, saved["data"]
+
+
+def _device(name: str, place: distributed.Processes) -> torch.device:
+    """The device asked for; under torchrun, each process on a machine takes its own GPU."""
+    device = resolve_device(name)
+    if place.active and device.type == "cuda" and name in ("auto", "cuda"):
+        device = torch.device("cuda", place.local_rank)
+    return device
+
+
+def _prepare_in_turn(data, prep: PrepareConfig, place: distributed.Processes, progress):
+    """The main process decodes into the cache first; the others then find it warm."""
+    dataset = prepare(data, config=prep, progress=progress) if place.main else None
+    distributed.barrier()
+    return dataset if dataset is not None else prepare(data, config=prep, progress=False)
 
 
 def _refuse_existing_run(run: RunDir) -> None:
@@ -310,12 +354,15 @@ def _start_run(run: RunDir, config: TrainConfig, prep: PrepareConfig, dataset: P
     run.write_json("data.json", dataset.summary)
 
 
-def _pixel_loaders(dataset: PreparedDataset, config: TrainConfig, spec: InputSpec) -> dict[str, BatchLoader]:
+def _pixel_loaders(dataset: PreparedDataset, config: TrainConfig, spec: InputSpec,
+                   place: distributed.Processes) -> dict[str, BatchLoader]:
+    """Training batches split among the processes; every process validates on all the photos,
+    so all agree on early stopping and the schedule without talking."""
     def loader(split: str, train: bool) -> BatchLoader:
         return BatchLoader(dataset.images, dataset.labels, dataset.indices(split),
                            batch_size=config.batch_size, mean=spec.mean, std=spec.std,
                            augment=parse_augment(config.augment) if train else None, shuffle=train,
-                           device=config.device)
+                           device=config.device, shard=(place.rank, place.world) if train else (0, 1))
     loaders = {"train": loader("train", True), "train_eval": loader("train", False),
                "val": loader("val", False), "test": loader("test", False)}
     if not len(loaders["val"].indices):
