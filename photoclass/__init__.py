@@ -65,6 +65,13 @@ def sweep(data, **kwargs):
     return _sweep(data, **kwargs)
 
 
+def lr_find(data, **kwargs):
+    """The learning-rate range test; see `photoclass.workflows.lr_find.lr_find`."""
+    from .workflows.lr_find import lr_find as _lr_find
+
+    return _lr_find(data, **kwargs)
+
+
 def report(run):
     """(Re)write RUN/report.html; returns its path."""
     from .evaluation.html_report import write_report
@@ -79,6 +86,6 @@ def compare(runs, out="compare.html", *, tolerance: float = 0.01):
     return write_comparison(list(runs), out, tolerance=tolerance)
 
 
-__all__ = ["prepare", "train", "evaluate", "load", "predict", "leaderboard", "select", "sweep", "report",
+__all__ = ["prepare", "train", "lr_find", "evaluate", "load", "predict", "leaderboard", "select", "sweep", "report",
            "compare", "PrepareConfig", "TrainConfig", "PreparedDataset",
            "decode_photo", "DecodeError", "PhotoclassError", "__version__"]

@@ -112,6 +112,17 @@ def _track(args) -> bool | str | None:
     return False if args.no_track else args.tracking_uri
 
 
+def cmd_lr_find(args) -> int:
+    from .workflows.lr_find import lr_find
+
+    finding = lr_find(args.data, out=args.out, steps=args.steps, start_lr=args.start_lr, end_lr=args.end_lr,
+                      **given_options(args, TrainConfig, PrepareConfig))
+    print(f"suggested learning rate: {finding.suggestion:.2e} (a tenth of the rate at the lowest loss); "
+          f"use --lr {finding.suggestion:.1e}")
+    print(f"plot: {finding.plot}")
+    return 0
+
+
 def cmd_runs(args) -> int:
     from .experiments.leaderboard import list_runs
 
@@ -336,6 +347,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_options(t, TrainConfig, PrepareConfig)
     t.set_defaults(func=cmd_train)
 
+    lf = sub.add_parser("lr-find", help="the learning-rate range test: loss against rate, and a suggestion",
+                        description="Train the part of MODEL that `train` would fit, raising the rate every "
+                        "step from --start-lr to --end-lr; plot the loss and suggest a rate.")
+    lf.add_argument("data", metavar="DATA", help="folder of photos")
+    lf.add_argument("--out", default="lr-find.png", metavar="FILE", help="the plot (default: %(default)s)")
+    lf.add_argument("--steps", type=int, default=100, help="batches to raise the rate over (default: %(default)s)")
+    lf.add_argument("--start-lr", type=float, default=1e-7, help="default: %(default)s")
+    lf.add_argument("--end-lr", type=float, default=1.0, help="default: %(default)s")
+    add_config_options(lf, TrainConfig, PrepareConfig)
+    lf.set_defaults(func=cmd_lr_find)
+
     from .experiments.leaderboard import SORT_KEYS
     r = sub.add_parser("runs", help="the leaderboard: finished runs with their test figures",
                        description="List finished runs under ROOT (default runs/), best first.")
@@ -365,7 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("data", metavar="DATA")
     sw.add_argument("--trials", type=int, default=20, help="default: %(default)s")
     sw.add_argument("--space", metavar="FILE", help="JSON or TOML search space (default: built in)")
-    sw.add_argument("--storage", metavar="URL", help="Optuna storage (default sqlite:///OUT/sweeps.db)")
+    sw.add_argument("--storage", metavar="URL", help="Optuna storage: an RDB URL, or journal:PATH for a journal "
+                    "file on a shared file system (default sqlite:///OUT/sweeps.db)")
     sw.add_argument("--study", metavar="NAME", help="study name; reuse it to continue a sweep")
     sw.add_argument("--out", default="runs", metavar="DIR", help="trial runs go to DIR/STUDY/ (default: runs)")
     sw.add_argument("--timeout", type=float, metavar="SECONDS", help="start no trial after this long (default: none)")

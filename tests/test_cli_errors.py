@@ -106,6 +106,15 @@ BAD_VALUES = [  # (argv, what the one line must name)
     ("augment-preview DATA --augment blur", "Unknown augmentation"),
     ("augment-preview DATA --photos 0", "photos"),
     ("augment-preview DATA --image-size 0", "image_size"),
+    ("lr-find DATA --steps 0", "steps"),
+    ("lr-find DATA --end-lr 0", "end_lr"),
+    ("lr-find DATA --out UNDER_FILE/lr.png", "Cannot write"),
+    ("train DATA --strategy lpft --model compact-cnn", "needs a pretrained model"),
+    ("train DATA --layer-decay 2", "layer_decay"),
+    ("train DATA --finetune-epochs 0", "finetune_epochs"),
+    ("train DATA --nproc 0", "nproc"),
+    ("sweep DATA --storage journal:", "journal"),
+    ("sweep BASE/nope", "not found"),
     ("frobnicate", "invalid choice"),
 ]
 

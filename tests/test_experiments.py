@@ -235,3 +235,19 @@ def test_the_notebook_example_runs_start_to_end(tmp_path):
     assert len(client.search_runs([client.get_experiment_by_name("photoclass").experiment_id])) == 2
     predictions = [line for line in result.stdout.splitlines() if line.startswith("rain")]
     assert len(predictions) == 3
+
+
+@pytest.mark.slow
+def test_two_sweeps_share_one_journal_file(tmp_path):
+    pytest.importorskip("optuna", reason="the sweep extra is not installed")
+    import photoclass.workflows.sweep as sweeps
+
+    data = make_flat(tmp_path / "data", per_class=6)
+    space = {"model": ["compact-cnn"], "lr": {"low": 1e-3, "high": 1e-2, "log": True}, "image_size": [32],
+             "epochs": 2, "batch_size": [8]}
+    journal = f"journal:{tmp_path / 'shared' / 'sweeps.journal'}"
+    for machine in ("a", "b"):  # as two machines would, one after the other or at once
+        study = sweeps.sweep(data, trials=2, space=space, storage=journal, study="s", out=tmp_path / machine,
+                             threads=1, cache_dir=tmp_path / "cache", track=False, verbose=False, progress=False)
+    assert len(study.trials) == 4 and (tmp_path / "shared" / "sweeps.journal").is_file()
+    assert {t.user_attrs["run"].split("/")[-3] for t in study.trials} == {"a", "b"}

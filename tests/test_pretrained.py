@@ -154,3 +154,25 @@ def test_tta_averages_each_test_photo_with_its_mirror(tmp_path):
     assert float(torch.nn.functional.nll_loss(p.log(), loader.labels)) == pytest.approx(saved["loss"], rel=1e-4)
     plain = photoclass.evaluate(run, tta=False)["test"]
     assert plain["count"] == saved["count"]
+
+
+def test_lpft_fits_the_head_then_every_layer_of_a_multiscale_model(tmp_path):
+    result = photoclass.train(EXAMPLES, out=tmp_path / "run", strategy="lpft", epochs=3, finetune_epochs=2,
+                              cache_dir=tmp_path / "cache", verbose=False, progress=False, track=False)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["train"]["model"] == "efficientnet-lite0-ms" and config["train"]["strategy"] == "lpft"
+    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4, 5]  # 3 of the head, then 2 of every layer
+    rates = [h["lr"] for h in result.history]
+    assert rates[:3] == [1e-3] * 3 and 0 <= rates[4] < rates[3] <= 3e-4  # warm-up, then the cosine falls
+    best = min(result.history, key=lambda h: h["val_loss"])["epoch"]
+    assert result.test is not None and json.loads((tmp_path / "run" / "test.json").read_text())[
+        "training"]["best_epoch"] == best  # the best epoch of either stage is the one kept
+    model, _ = photoclass.load(tmp_path / "run")
+    assert model.input_spec.size == 224
+
+
+def test_the_lr_finder_suggests_a_rate_and_plots_the_loss(tmp_path):
+    finding = photoclass.lr_find(EXAMPLES, model="compact-cnn", image_size=32, steps=30, threads=1,
+                                 cache_dir=tmp_path / "cache", out=tmp_path / "lr.png", progress=False)
+    assert 1e-7 <= finding.suggestion <= 0.1 and (tmp_path / "lr.png").stat().st_size > 1000
+    assert finding.rates == sorted(finding.rates) and len(finding.rates) <= 30

@@ -22,7 +22,7 @@ DEFAULT_MIN_SIDE = 16
 OPTIMIZERS = ("adamw", "adam", "sgd", "rmsprop")
 SCHEDULES = ("plateau", "cosine", "onecycle", "none")
 MONITORS = ("val_loss", "val_acc")
-STRATEGIES = ("auto", "scratch", "features", "finetune")
+STRATEGIES = ("auto", "scratch", "features", "finetune", "lpft")
 
 
 def option(default: Any, help: str, *, choices: tuple | None = None, metavar: str | None = None):
@@ -84,9 +84,17 @@ class TrainConfig:
     model: str = option("efficientnet-lite0-ms", "a name from `photoclass models`", metavar="NAME")
     strategy: str = option("auto", "scratch: every layer; features: frozen pretrained backbone, the head "
                            "trains on cached features; finetune: also the last --finetune-blocks blocks; "
-                           "auto: features for pretrained models, else scratch", choices=STRATEGIES)
+                           "lpft: features first, then the whole network (discriminative rates, warm-up, cosine); "
+                           "auto: for pretrained models features on a CPU and lpft on a GPU, else scratch",
+                           choices=STRATEGIES)
     finetune_blocks: int = option(1, "with --strategy finetune: how many of the last blocks train", metavar="N")
     epochs: int = option(30, "most epochs to train (the pretrained models: 40)")
+    finetune_epochs: int = option(10, "with --strategy lpft: epochs of fine-tuning the whole network, after "
+                                  "the head's epochs")
+    finetune_lr: float = option(3e-4, "with --strategy lpft: the classifier's rate while fine-tuning; each "
+                                "earlier group of layers gets --layer-decay times the next one's")
+    layer_decay: float = option(0.5, "with --strategy lpft: rate factor from one group of layers to the one below")
+    warmup_epochs: int = option(1, "with --strategy lpft: epochs over which the fine-tuning rate rises from 0")
     batch_size: int = option(32, "photos per training step")
     image_size: int | None = option(None, "input side in px (default: the model's own)", metavar="PX")
     lr: float = option(1e-3, "learning rate")
@@ -124,6 +132,12 @@ class TrainConfig:
         check_fraction("weight_decay", self.weight_decay)
         check_choice("strategy", self.strategy, STRATEGIES)
         check_int("finetune_blocks", self.finetune_blocks, 1, 100)
+        check_int("finetune_epochs", self.finetune_epochs, 1, 10_000)
+        check_positive("finetune_lr", self.finetune_lr)
+        if not (isinstance(self.layer_decay, (int, float)) and 0 < self.layer_decay <= 1):
+            raise PhotoclassError(f"`layer_decay` must be a number above 0 and at most 1, e.g. 0.5. "
+                                  f"Received: layer_decay={self.layer_decay!r}")
+        check_int("warmup_epochs", self.warmup_epochs, 0, 10_000)
         check_choice("schedule", self.schedule, SCHEDULES)
         check_int("plateau_patience", self.plateau_patience, 0, 10_000)
         if not (isinstance(self.plateau_factor, (int, float)) and 0 < self.plateau_factor < 1):

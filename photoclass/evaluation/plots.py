@@ -93,3 +93,17 @@ def overlaid_curves(histories: dict[str, list[dict[str, Any]]], out) -> None:
     axes[0].legend(fontsize=8)
     fig.savefig(out, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
+
+
+def lr_curve(rates: Sequence[float], losses: Sequence[float], suggestion: float, path: Path) -> None:
+    """Smoothed training loss against the learning rate (log scale), the suggestion marked."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.plot(rates, losses)
+    ax.axvline(suggestion, color="tab:red", linestyle="--", label=f"suggested {suggestion:.1e}")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss (smoothed)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path)

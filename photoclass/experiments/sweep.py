@@ -52,6 +52,21 @@ def load_space(space: str | os.PathLike | dict[str, Any] | None) -> dict[str, An
     return values
 
 
+def _storage(url: str):
+    """An Optuna storage: `journal:PATH` is a journal file (locked appends, for shared file
+    systems); anything else is an RDB URL such as sqlite:///sweeps.db or postgresql://..."""
+    if not url.startswith("journal:"):
+        return url
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    path = Path(url[len("journal:"):]).expanduser()
+    if not url[len("journal:"):] or not path.name:
+        raise PhotoclassError(f"A journal storage needs a file: journal:PATH. Received: {url!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
 def _check_fixed(fixed: dict[str, Any]) -> None:
     """The options every trial shares, checked once before any trial runs."""
     unknown = sorted(set(fixed) - {f.name for c in (TrainConfig, PrepareConfig) for f in dataclasses.fields(c)})
@@ -100,9 +115,10 @@ def sweep(data: str | os.PathLike, *, train: Callable[..., Any], trials: int = 2
     """Run `trials` trials on `data`, each a call of `train` (the workflow's `train()`, which
     writes a run); returns the Optuna study (`study.best_trial`, ...).
 
-    Runs go to OUT/<study>/trial-NNN. `storage` is any Optuna RDB URL; by default
-    sqlite:///OUT/sweeps.db, so a sweep can be resumed or inspected later. Several machines
-    sharing one database URL and study name work on the same sweep.
+    Runs go to OUT/<study>/trial-NNN. `storage` is any Optuna RDB URL, or `journal:PATH` for
+    Optuna's journal file (for machines that share a file system but no database server);
+    by default sqlite:///OUT/sweeps.db, so a sweep can be resumed or inspected later.
+    Several machines sharing one storage and study name work on the same sweep.
     """
     import optuna
 
@@ -116,6 +132,9 @@ def sweep(data: str | os.PathLike, *, train: Callable[..., Any], trials: int = 2
                               "command line or from the search space.")
     space = {k: v for k, v in space.items() if k not in fixed}  # a fixed option overrides the space's value
     _check_fixed(fixed)
+    if not Path(data).is_dir():
+        raise PhotoclassError(f"Folder not found: {data}. HINT: sweep a folder of photos, as for `photoclass train`.")
+    storage = _storage(storage) if storage else None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     name = study or f"sweep-{Path(data).resolve().name}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -122,12 +122,16 @@ class LRSchedule(Callback):
 class Checkpoint(Callback):
     """The best epoch's weights to RUN/`weights`; everything resume needs to RUN/last.ckpt."""
 
-    def __init__(self, run: RunDir, *, weights: str = "model.safetensors", monitor: str = "val_loss"):
+    def __init__(self, run: RunDir, *, weights: str = "model.safetensors", monitor: str = "val_loss",
+                 best: float | None = None):
         self.run, self.weights = run, weights
         self.monitor = Monitor(monitor)
+        self.initial_best = best  # a value to beat from an earlier stage, whose weights are already saved
 
     def on_fit_start(self, fit: FitState) -> None:
         self.monitor.reset()
+        if self.initial_best is not None:
+            self.monitor.best = self.initial_best
 
     def on_epoch_end(self, fit: FitState, row: dict[str, Any]) -> None:
         fit.saved_best = self.monitor.update(row["epoch"], row)

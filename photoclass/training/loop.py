@@ -32,6 +32,8 @@ class FitState:
     saved_best: bool = False  # this epoch's weights were kept as the best so far
     stop_reason: str = ""  # set by a callback to stop after this epoch
     interrupted: bool = False
+    stage: str = "fit"  # a name for this fit within a run (LP-FT has two)
+    stage_start: int = 0  # epochs of earlier stages, in `history` before this one's
 
     @property
     def stopped_early(self) -> bool:
@@ -47,7 +49,7 @@ class FitState:
         return {"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "callbacks": {type(c).__name__: c.state_dict() for c in self.callbacks},
                 "scaler": self.scaler.state_dict() if self.scaler is not None else {},
-                "processes": distributed.processes().world,
+                "processes": distributed.processes().world, "stage": self.stage, "stage_start": self.stage_start,
                 "history": self.history, "epoch": self.epoch}
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
@@ -61,21 +63,25 @@ class FitState:
             self.scaler.load_state_dict(checkpoint["scaler"])
         self.history = list(checkpoint["history"])
         self.start_epoch = int(checkpoint["epoch"]) + 1
+        self.stage_start = int(checkpoint.get("stage_start", 0))
 
 
 def fit(model: nn.Module, loaders: dict[str, Any], *, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
         epochs: int, seed: int = 0, callbacks: Sequence[Callback] = (), precision: str = "fp32",
-        resume: dict[str, Any] | None = None, progress: bool | None = None) -> FitState:
+        resume: dict[str, Any] | None = None, history: Sequence[dict[str, Any]] = (), stage: str = "fit",
+        progress: bool | None = None) -> FitState:
     """Train `model` on loaders["train"], validating on loaders["val"] after each epoch.
 
     The model and the loaders' batches are on one device; `precision` is fp32, bf16 or
     fp16 (with a gradient scaler). `resume` is a `FitState.checkpoint()` (read back from
     `last.ckpt`). A first Ctrl-C stops after the current batch; the partial epoch is
-    dropped and `interrupted` is set.
+    dropped and `interrupted` is set. `history` holds the epochs of an earlier stage of the
+    same run (LP-FT's probe): this fit numbers its epochs after them.
     """
     device = next(model.parameters()).device
     scaler = grad_scaler(device, precision) if precision == "fp16" else None
-    state = FitState(model, optimizer, epochs, callbacks, scaler)
+    state = FitState(model, optimizer, epochs, callbacks, scaler, history=list(history), start_epoch=len(history),
+                     stage=stage, stage_start=len(history))
     for callback in callbacks:
         callback.on_fit_start(state)
     if resume is not None:
@@ -93,7 +99,7 @@ def fit(model: nn.Module, loaders: dict[str, Any], *, optimizer: torch.optim.Opt
                 return state
             stats.update(_over_all_processes(stats, device))
             row = {"epoch": epoch + 1, "train_loss": stats["loss"], "train_acc": stats["acc"],
-                   **validate(model, loaders["val"], precision=precision), "lr": optimizer.param_groups[0]["lr"],
+                   **validate(model, loaders["val"], precision=precision), "lr": optimizer.param_groups[-1]["lr"],
                    "seconds": round(stats["seconds"], 3), "images_per_s": round(stats["images_per_s"], 1)}
             state.history.append(row)
             for callback in callbacks:

@@ -33,6 +33,7 @@ from ..runs.rundir import RunDir
 from ..training.callbacks import Checkpoint, EarlyStopping, EpochHook, EpochPrinter, LRSchedule, MetricsWriter
 from ..training.features import feature_loaders
 from ..training.loop import fit
+from ..training.finetune import discriminative_groups, freeze_batchnorm, warmup_cosine
 from ..training.optim import create_optimizer, create_scheduler
 
 CACHED_STRATEGIES = ("features", "finetune")
@@ -124,25 +125,39 @@ def _train(run: RunDir, data, config: TrainConfig, prep: PrepareConfig, custom: 
         raise PhotoclassError(f"The test split of {dataset.root} is empty ({dataset.summary['usable']} photos, "
                               f"test_size {prep.test_size}): nothing would measure the model. HINT: add photos, "
                               "or raise --test-size.")
-    net = custom if custom is not None else create_model(
-        config.model, len(dataset.classes), input_size=spec.size,
-        **({"dropout": config.dropout} if config.dropout is not None else {}))
-    net.input_spec = spec
-    net = net.to(device, memory_format=torch.channels_last if config.channels_last else torch.preserve_format)
+    net = build_model(config, spec, len(dataset.classes), custom, device)
+    auto = config.strategy == "auto"
     config = _resolved(config, spec, net, device)
+    if auto and config.strategy == "features":
+        say("strategy: features (auto on a CPU: the frozen backbone runs once and the head trains in "
+            "milliseconds an epoch; --strategy lpft also fine-tunes every layer, minutes an epoch here)")
+    elif auto and config.strategy == "lpft":
+        say("strategy: lpft (auto on a GPU: the head on frozen features, then every layer fine-tuned)")
     applied = _applied_augment(config)
     meta = _model_meta(config, dataset, spec, net)
     if not resume and place.main:
         _start_run(run, config, prep, dataset, meta, applied)
-    if not resume:
-        if applied != parse_augment(config.augment):
-            say(f"augment: the {config.strategy} strategy trains on cached features of each photo"
-                f"{' and its mirror' if applied.hflip else ''}, so only '{applied}' of '{config.augment}' is "
-                f"applied. HINT: --strategy scratch applies the whole spec to the pixels.")
+    if not resume and applied != parse_augment(config.augment):
+        say(f"augment: the {config.strategy} strategy trains on cached features of each photo"
+            f"{' and its mirror' if applied.hflip else ''}, so only '{applied}' of '{config.augment}' is "
+            f"applied. HINT: --strategy scratch or lpft applies the whole spec to the pixels.")
 
-    trained, loaders, weights = _trained_part(net, dataset, config, spec, applied, place, progress)
-    state = _fit(trained, loaders, config, run, place, num_classes=len(dataset.classes), weights=weights,
-                 resume=resume, on_epoch=on_epoch, progress=progress, verbose=say is print)
+    checkpoint = run.load_checkpoint() if resume else None
+    if checkpoint is not None and checkpoint.get("processes", 1) != place.world:
+        say(f"note: {run.path} was saved by {checkpoint.get('processes', 1)} process(es) and resumes with "
+            f"{place.world}; the global batch is the same, so training continues, but later epochs will not "
+            "match an uninterrupted run bit for bit")
+    stage = _Stage(config, run, place, num_classes=len(dataset.classes), on_epoch=on_epoch, progress=progress,
+                   verbose=say is print)
+    fine_tuning = checkpoint is not None and checkpoint.get("stage") == "ft"  # killed in lpft's second stage
+    if not fine_tuning:
+        trained, loaders, weights = _trained_part(net, dataset, config, spec, place, progress)
+        state = stage.fit(trained, loaders, weights=weights, checkpoint=checkpoint)
+    if config.strategy == "lpft" and (fine_tuning or not state.interrupted):
+        head = None if fine_tuning else trained
+        trained, loaders, weights = net, _pixel_loaders(dataset, config, spec, place), "model.safetensors"
+        state = stage.fine_tune(net, head, loaders, checkpoint=checkpoint if fine_tuning else None,
+                                probe=None if fine_tuning else state)
     if not place.main:  # the main process evaluates and writes; the others are done
         return TrainResult(run, None, state.history, stopped_early=state.stopped_early,
                            seconds=time.perf_counter() - started)
@@ -170,60 +185,108 @@ def _train(run: RunDir, data, config: TrainConfig, prep: PrepareConfig, custom: 
     return TrainResult(run, evaluation["test"], state.history, stopped_early=state.stopped_early, seconds=seconds)
 
 
+def build_model(config: TrainConfig, spec: InputSpec, num_classes: int, custom: nn.Module | None,
+                device: torch.device) -> nn.Module:
+    """The registered model (or `custom`) for `num_classes`, with its input contract, on `device`."""
+    net = custom if custom is not None else create_model(
+        config.model, num_classes, input_size=spec.size,
+        **({"dropout": config.dropout} if config.dropout is not None else {}))
+    net.input_spec = spec
+    return net.to(device, memory_format=torch.channels_last if config.channels_last else torch.preserve_format)
+
+
 def _trained_part(net: nn.Module, dataset: PreparedDataset, config: TrainConfig, spec: InputSpec,
-                  applied: AugmentSpec, place: distributed.Processes, progress):
+                  place: distributed.Processes, progress):
     """(the part of `net` that trains, its loaders, its weights file) for the strategy."""
-    if config.strategy not in CACHED_STRATEGIES:
+    if config.strategy not in (*CACHED_STRATEGIES, "lpft"):
         return net, _pixel_loaders(dataset, config, spec, place), "model.safetensors"
     # frozen layers run once over the photos; fit() trains the rest on their cached outputs
-    encode, trained = net.split_for_training(0 if config.strategy == "features" else config.finetune_blocks)
+    encode, trained = net.split_for_training(config.finetune_blocks if config.strategy == "finetune" else 0)
     loaders = feature_loaders(encode, dataset, spec, batch_size=config.batch_size,
-                              flip_augment=applied.hflip, device=config.device, place=place, progress=progress)
+                              flip_augment=parse_augment(config.augment).hflip, device=config.device, place=place,
+                              progress=progress)
     for module in trained.modules():  # e.g. a multiscale head standardizes its inputs
         if hasattr(module, "fit_statistics"):
             module.fit_statistics(loaders["train_eval"].features)
     return trained, loaders, "head.safetensors"
 
 
-def _fit(net: nn.Module, loaders, config: TrainConfig, run: RunDir, place: distributed.Processes, *,
-         num_classes: int, weights: str, resume: bool, on_epoch, progress, verbose: bool):
-    """The loss, optimizer, schedule and callbacks for `config`, then `fit`.
+class _Stage:
+    """Fits one stage of a run: the loss, optimizer, schedule and callbacks, then `fit`.
 
     Under torchrun the network is wrapped in DistributedDataParallel (batch norm synchronized
     on GPUs; on CPUs, where gloo has no SyncBatchNorm, each process normalizes its share of the
     batch), and only the main process checkpoints, writes metrics and prints.
     """
-    train_loader = loaders["train"]
-    if place.active:
-        if torch.device(config.device).type == "cuda":
+
+    def __init__(self, config: TrainConfig, run: RunDir, place: distributed.Processes, *, num_classes: int,
+                 on_epoch, progress, verbose: bool):
+        self.config, self.run, self.place, self.num_classes = config, run, place, num_classes
+        self.on_epoch, self.progress, self.verbose = on_epoch, progress, verbose
+
+    def fit(self, net: nn.Module, loaders, *, weights: str, checkpoint):
+        """The classifier on cached features, or every layer from scratch, with `config`'s schedule."""
+        config = self.config
+        net = self._parallel(net, sync_batchnorm=True)
+        optimizer = create_optimizer(net, config.optimizer, lr=config.lr, weight_decay=config.weight_decay)
+        scheduler = create_scheduler(optimizer, config.schedule, epochs=config.epochs,
+                                     steps_per_epoch=len(loaders["train"]), monitor=config.monitor,
+                                     plateau_factor=config.plateau_factor,
+                                     plateau_patience=config.plateau_patience, min_lr=config.min_lr)
+        return self._fit(net, loaders, optimizer, scheduler, per_batch=config.schedule == "onecycle",
+                         weights=weights, checkpoint=checkpoint, epochs=config.epochs, stage="fit",
+                         per_second=config.strategy not in (*CACHED_STRATEGIES, "lpft"))
+
+    def fine_tune(self, net: nn.Module, head: nn.Module | None, loaders, *, checkpoint, probe):
+        """LP-FT's second stage: every layer, from the probe's best head, for finetune_epochs more."""
+        config, run = self.config, self.run
+        history, best = [], None
+        if probe is not None:  # starting now: the best head of the first stage, kept as the best so far
+            distributed.barrier()  # the main process has written it
+            head.load_state_dict(run.load_state("head.safetensors"))
+            history = probe.history
+            best = _best_value(history, config.monitor)
+            if self.place.main:
+                run.save_weights(net, "model.safetensors")
+            if self.verbose:
+                print(f"fine-tuning every layer for {config.finetune_epochs} epochs (lpft), from the best head")
+        net = self._parallel(freeze_batchnorm(net), sync_batchnorm=False)
+        optimizer = torch.optim.AdamW(discriminative_groups(net, config.finetune_lr, decay=config.layer_decay,
+                                                            weight_decay=config.weight_decay))
+        steps = len(loaders["train"])
+        scheduler = warmup_cosine(optimizer, warmup_steps=config.warmup_epochs * steps,
+                                  total_steps=config.finetune_epochs * steps)
+        first = len(history) if probe is not None else int(checkpoint.get("stage_start", 0))
+        return self._fit(net, loaders, optimizer, scheduler, per_batch=True, weights="model.safetensors",
+                         checkpoint=checkpoint, epochs=first + config.finetune_epochs, stage="ft",
+                         per_second=True, history=history, best=best)
+
+    def _parallel(self, net: nn.Module, *, sync_batchnorm: bool) -> nn.Module:
+        if not self.place.active:
+            return net
+        device = torch.device(self.config.device)
+        if sync_batchnorm and device.type == "cuda":
             net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
-        device_ids = [torch.device(config.device).index] if torch.device(config.device).type == "cuda" else None
-        net = nn.parallel.DistributedDataParallel(net, device_ids=device_ids)
-    class_weights = _class_weights(train_loader.labels, num_classes).to(config.device) \
-        if config.class_weights else None
-    loss_fn = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=config.label_smoothing)
-    optimizer = create_optimizer(net, config.optimizer, lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = create_scheduler(optimizer, config.schedule, epochs=config.epochs,
-                                 steps_per_epoch=len(train_loader), monitor=config.monitor,
-                                 plateau_factor=config.plateau_factor, plateau_patience=config.plateau_patience,
-                                 min_lr=config.min_lr)
-    callbacks = [EarlyStopping(config.monitor, config.early_stopping)]
-    if scheduler is not None:
-        callbacks.append(LRSchedule(scheduler, per_batch=config.schedule == "onecycle", monitor=config.monitor))
-    if place.main:
-        callbacks += [Checkpoint(run, weights=weights, monitor=config.monitor), MetricsWriter(run)]
-    if verbose:  # cached-feature epochs take milliseconds: images/s would be noise
-        callbacks.append(EpochPrinter(monitor=config.monitor, per_second=config.strategy not in CACHED_STRATEGIES,
-                                      name=str(run.path)))
-    if on_epoch is not None and place.main:
-        callbacks.append(EpochHook(on_epoch))
-    checkpoint = run.load_checkpoint() if resume else None
-    if checkpoint is not None and checkpoint.get("processes", 1) != place.world and verbose:
-        print(f"note: {run.path} was saved by {checkpoint.get('processes', 1)} process(es) and resumes with "
-              f"{place.world}; the global batch is the same, so training continues, but later epochs will not "
-              "match an uninterrupted run bit for bit")
-    return fit(net, loaders, optimizer=optimizer, loss_fn=loss_fn, epochs=config.epochs, seed=config.seed,
-               callbacks=callbacks, precision=config.precision, resume=checkpoint, progress=progress)
+        return nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def _fit(self, net, loaders, optimizer, scheduler, *, per_batch: bool, weights: str, checkpoint, epochs: int,
+             stage: str, per_second: bool, history=(), best=None):
+        config, run = self.config, self.run
+        class_weights = _class_weights(loaders["train"].labels, self.num_classes).to(config.device) \
+            if config.class_weights else None
+        loss_fn = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=config.label_smoothing)
+        callbacks = [EarlyStopping(config.monitor, config.early_stopping)]
+        if scheduler is not None:
+            callbacks.append(LRSchedule(scheduler, per_batch=per_batch, monitor=config.monitor))
+        if self.place.main:
+            callbacks += [Checkpoint(run, weights=weights, monitor=config.monitor, best=best), MetricsWriter(run)]
+        if self.verbose:  # cached-feature epochs take milliseconds: images/s would be noise
+            callbacks.append(EpochPrinter(monitor=config.monitor, per_second=per_second, name=str(run.path)))
+        if self.on_epoch is not None and self.place.main:
+            callbacks.append(EpochHook(self.on_epoch))
+        return fit(net, loaders, optimizer=optimizer, loss_fn=loss_fn, epochs=epochs, seed=config.seed,
+                   callbacks=callbacks, precision=config.precision, resume=checkpoint, history=history,
+                   stage=stage, progress=self.progress)
 
 
 def _resolve_options(data, model, options: dict[str, Any]):
@@ -319,10 +382,12 @@ def _resolved(config: TrainConfig, spec: InputSpec, net: nn.Module, device: torc
     device and the precision."""
     pretrained = hasattr(net, "split_for_training") and not config.model.startswith("custom:") \
         and model_info(config.model).pretrained
-    if config.strategy in CACHED_STRATEGIES and not pretrained:
+    if config.strategy in (*CACHED_STRATEGIES, "lpft") and not pretrained:
         raise PhotoclassError(f"strategy={config.strategy!r} needs a pretrained model; "
                               f"{config.model!r} is trained from scratch. HINT: --model efficientnet-lite0")
-    strategy = config.strategy if config.strategy != "auto" else ("features" if pretrained else "scratch")
+    strategy = config.strategy
+    if strategy == "auto":
+        strategy = "scratch" if not pretrained else "lpft" if device.type == "cuda" else "features"
     dropout = next((m.p for m in net.modules() if isinstance(m, nn.Dropout)), config.dropout)
     return dataclasses.replace(config, strategy=strategy, image_size=spec.size, dropout=dropout, device=str(device),
                                precision=resolve_precision(config.precision, device))
@@ -373,6 +438,11 @@ def _pixel_loaders(dataset: PreparedDataset, config: TrainConfig, spec: InputSpe
 def _class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     counts = torch.bincount(labels, minlength=num_classes).float()
     return counts.sum() / (len(counts) * counts.clamp(min=1))
+
+
+def _best_value(history, monitor: str) -> float:
+    pick = max if monitor.endswith("acc") else min
+    return pick(h[monitor] for h in history)
 
 
 def _best_epoch(history, monitor: str) -> int:
