@@ -30,7 +30,7 @@ def lr_range_test(model: nn.Module, loader, optimizer: torch.optim.Optimizer, lo
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            average = 0.98 * average + 0.02 * float(loss)  # exponential moving average, bias-corrected below
+            average = 0.98 * average + 0.02 * float(loss.detach())  # exponential moving average, bias-corrected below
             smoothed = average / (1 - 0.98 ** (len(rates) + 1))
             rates.append(optimizer.param_groups[0]["lr"])
             losses.append(smoothed)
