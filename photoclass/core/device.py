@@ -1,22 +1,26 @@
 """Where the maths runs and in which precision: one `resolve_device`, one `autocast`.
 
 Decoding and the cache stay on the CPU; models, batches and augmentation go to the device.
+torch is imported where it is used, so the options (and predicting from ONNX) need none.
 """
 from __future__ import annotations
 
 import contextlib
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import PhotoclassError
 
+if TYPE_CHECKING:
+    import torch
+
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
     """'auto' picks CUDA, then Apple's MPS, then the CPU; anything asked for must be there."""
+    import torch
+
     if isinstance(name, torch.device):
         name = str(name)
     if not isinstance(name, str):
@@ -52,6 +56,8 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
 def resolve_precision(precision: str, device: torch.device) -> str:
     """'auto' is fp32 on CPUs and MPS (measured here: bf16 autocast is slower on a CPU without
     native bf16), bf16 on CUDA GPUs that have it, else fp16 (with a gradient scaler)."""
+    import torch
+
     if precision not in PRECISIONS:
         raise PhotoclassError(f"`precision` must be one of {PRECISIONS}. Received: precision={precision!r}")
     if precision != "auto":
@@ -66,16 +72,22 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 def autocast(device: torch.device | str = "cpu", precision: str = "fp32"):
     """Mixed precision on `device` for bf16 and fp16; nothing for fp32."""
-    device = torch.device(device)
-    if precision not in _DTYPES:
+    import torch
+
+    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
+    if precision not in dtypes:
         return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=_DTYPES[precision])
+    return torch.autocast(torch.device(device).type, dtype=dtypes[precision])
 
 
 def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     """A loss scaler for fp16 (small gradients underflow otherwise); disabled for the rest."""
+    import torch
+
     return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
 
 def _mps_available() -> bool:
+    import torch
+
     return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())

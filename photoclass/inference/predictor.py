@@ -121,10 +121,16 @@ def open_predictor(model: str | os.PathLike, *, engine: str = "torch", **kwargs)
     if engine not in ("torch", "onnx", "auto"):
         raise PhotoclassError(f"Unknown engine {engine!r}. HINT: use torch, onnx or auto.")
     check_int("batch_size", kwargs.get("batch_size", 16), 1, 4096)
-    device = resolve_device(kwargs.pop("device", "auto"))
-    if engine == "auto" and device.type != "cpu":
-        engine = "torch"
     path = Path(model)
+    device = kwargs.pop("device", "auto")
+    if path.suffix.lower() == ".onnx":  # ONNX Runtime on the CPU, and no torch at all
+        if device not in ("auto", "cpu"):
+            raise PhotoclassError(f"An .onnx model runs on the CPU (ONNX Runtime). Received: device={device!r}. "
+                                  "HINT: --device cpu, or predict from the run folder for a GPU.")
+    else:
+        device = resolve_device(device)
+        if engine == "auto" and device.type != "cpu":
+            engine = "torch"
     if not path.exists():
         raise PhotoclassError(f"No such run or model file: {path}. HINT: `photoclass runs` lists the runs.")
     if path.is_file() and path.suffix.lower() != ".onnx":
