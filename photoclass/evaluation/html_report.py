@@ -21,7 +21,6 @@ from ..data.decode import DecodeError, decode_photo
 from ..core.atomic import write_text_atomic
 from ..models.input_spec import InputSpec
 from ..runs.rundir import RunDir, load_model
-from . import plots
 from .gradcam import gradcam, overlay
 
 GALLERY_LIMIT = 60  # misclassified photos shown

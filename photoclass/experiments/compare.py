@@ -15,8 +15,6 @@ from .leaderboard import RunSummary, select_run
 
 def write_comparison(runs: list[str | os.PathLike], out: str | os.PathLike, *, tolerance: float = 0.01) -> Path:
     """One page comparing runs: learning curves overlaid, test metrics side by side."""
-    from ..experiments.leaderboard import RunSummary, select_run
-
     summaries = [RunSummary.from_run(r) for r in runs]
     winner = select_run(summaries, tolerance=tolerance)
     histories = {s.name if sum(t.name == s.name for t in summaries) == 1 else str(s.path):

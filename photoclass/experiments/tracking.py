@@ -10,7 +10,6 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 from ..core.errors import PhotoclassError
 from ..runs.rundir import RunDir, summary_metrics

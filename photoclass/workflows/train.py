@@ -15,10 +15,10 @@ import torch
 from torch import nn
 
 from ..config import AugmentSpec, PrepareConfig, TrainConfig, parse_augment
-from ..core.atomic import check_writable, write_text_atomic
-from ..core.errors import PhotoclassError
 from ..core import distributed
+from ..core.atomic import check_writable, write_text_atomic
 from ..core.device import resolve_device, resolve_precision
+from ..core.errors import PhotoclassError
 from ..core.torchsetup import setup_torch
 from ..core.version import __version__
 from ..data.dataset import PreparedDataset, manifest_csv
@@ -30,13 +30,9 @@ from ..experiments.tracking import log_finished_run
 from ..models.input_spec import InputSpec
 from ..models.registry import count_parameters, create_model, model_info
 from ..runs.rundir import RunDir
-from ..training.callbacks import Checkpoint, EarlyStopping, EpochHook, EpochPrinter, LRSchedule, MetricsWriter
 from ..training.features import feature_loaders
-from ..training.loop import fit
-from ..training.finetune import discriminative_groups, freeze_batchnorm, warmup_cosine
-from ..training.optim import create_optimizer, create_scheduler
+from .stages import CACHED_STRATEGIES, Stage
 
-CACHED_STRATEGIES = ("features", "finetune")
 RESUME_OPTIONS = ("epochs", "device", "precision", "threads")  # what may change when a run is resumed
 
 
@@ -147,7 +143,7 @@ def _train(run: RunDir, data, config: TrainConfig, prep: PrepareConfig, custom: 
         say(f"note: {run.path} was saved by {checkpoint.get('processes', 1)} process(es) and resumes with "
             f"{place.world}; the global batch is the same, so training continues, but later epochs will not "
             "match an uninterrupted run bit for bit")
-    stage = _Stage(config, run, place, num_classes=len(dataset.classes), on_epoch=on_epoch, progress=progress,
+    stage = Stage(config, run, place, num_classes=len(dataset.classes), on_epoch=on_epoch, progress=progress,
                    verbose=say is print)
     fine_tuning = checkpoint is not None and checkpoint.get("stage") == "ft"  # killed in lpft's second stage
     if not fine_tuning:
@@ -209,84 +205,6 @@ def _trained_part(net: nn.Module, dataset: PreparedDataset, config: TrainConfig,
         if hasattr(module, "fit_statistics"):
             module.fit_statistics(loaders["train_eval"].features)
     return trained, loaders, "head.safetensors"
-
-
-class _Stage:
-    """Fits one stage of a run: the loss, optimizer, schedule and callbacks, then `fit`.
-
-    Under torchrun the network is wrapped in DistributedDataParallel (batch norm synchronized
-    on GPUs; on CPUs, where gloo has no SyncBatchNorm, each process normalizes its share of the
-    batch), and only the main process checkpoints, writes metrics and prints.
-    """
-
-    def __init__(self, config: TrainConfig, run: RunDir, place: distributed.Processes, *, num_classes: int,
-                 on_epoch, progress, verbose: bool):
-        self.config, self.run, self.place, self.num_classes = config, run, place, num_classes
-        self.on_epoch, self.progress, self.verbose = on_epoch, progress, verbose
-
-    def fit(self, net: nn.Module, loaders, *, weights: str, checkpoint):
-        """The classifier on cached features, or every layer from scratch, with `config`'s schedule."""
-        config = self.config
-        net = self._parallel(net, sync_batchnorm=True)
-        optimizer = create_optimizer(net, config.optimizer, lr=config.lr, weight_decay=config.weight_decay)
-        scheduler = create_scheduler(optimizer, config.schedule, epochs=config.epochs,
-                                     steps_per_epoch=len(loaders["train"]), monitor=config.monitor,
-                                     plateau_factor=config.plateau_factor,
-                                     plateau_patience=config.plateau_patience, min_lr=config.min_lr)
-        return self._fit(net, loaders, optimizer, scheduler, per_batch=config.schedule == "onecycle",
-                         weights=weights, checkpoint=checkpoint, epochs=config.epochs, stage="fit",
-                         per_second=config.strategy not in (*CACHED_STRATEGIES, "lpft"))
-
-    def fine_tune(self, net: nn.Module, head: nn.Module | None, loaders, *, checkpoint, probe):
-        """LP-FT's second stage: every layer, from the probe's best head, for finetune_epochs more."""
-        config, run = self.config, self.run
-        history, best = [], None
-        if probe is not None:  # starting now: the best head of the first stage, kept as the best so far
-            distributed.barrier()  # the main process has written it
-            head.load_state_dict(run.load_state("head.safetensors"))
-            history = probe.history
-            best = _best_value(history, config.monitor)
-            if self.place.main:
-                run.save_weights(net, "model.safetensors")
-            if self.verbose:
-                print(f"fine-tuning every layer for {config.finetune_epochs} epochs (lpft), from the best head")
-        net = self._parallel(freeze_batchnorm(net), sync_batchnorm=False)
-        optimizer = torch.optim.AdamW(discriminative_groups(net, config.finetune_lr, decay=config.layer_decay,
-                                                            weight_decay=config.weight_decay))
-        steps = len(loaders["train"])
-        scheduler = warmup_cosine(optimizer, warmup_steps=config.warmup_epochs * steps,
-                                  total_steps=config.finetune_epochs * steps)
-        first = len(history) if probe is not None else int(checkpoint.get("stage_start", 0))
-        return self._fit(net, loaders, optimizer, scheduler, per_batch=True, weights="model.safetensors",
-                         checkpoint=checkpoint, epochs=first + config.finetune_epochs, stage="ft",
-                         per_second=True, history=history, best=best)
-
-    def _parallel(self, net: nn.Module, *, sync_batchnorm: bool) -> nn.Module:
-        if not self.place.active:
-            return net
-        device = torch.device(self.config.device)
-        if sync_batchnorm and device.type == "cuda":
-            net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
-        return nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-
-    def _fit(self, net, loaders, optimizer, scheduler, *, per_batch: bool, weights: str, checkpoint, epochs: int,
-             stage: str, per_second: bool, history=(), best=None):
-        config, run = self.config, self.run
-        class_weights = _class_weights(loaders["train"].labels, self.num_classes).to(config.device) \
-            if config.class_weights else None
-        loss_fn = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=config.label_smoothing)
-        callbacks = [EarlyStopping(config.monitor, config.early_stopping)]
-        if scheduler is not None:
-            callbacks.append(LRSchedule(scheduler, per_batch=per_batch, monitor=config.monitor))
-        if self.place.main:
-            callbacks += [Checkpoint(run, weights=weights, monitor=config.monitor, best=best), MetricsWriter(run)]
-        if self.verbose:  # cached-feature epochs take milliseconds: images/s would be noise
-            callbacks.append(EpochPrinter(monitor=config.monitor, per_second=per_second, name=str(run.path)))
-        if self.on_epoch is not None and self.place.main:
-            callbacks.append(EpochHook(self.on_epoch))
-        return fit(net, loaders, optimizer=optimizer, loss_fn=loss_fn, epochs=epochs, seed=config.seed,
-                   callbacks=callbacks, precision=config.precision, resume=checkpoint, history=history,
-                   stage=stage, progress=self.progress)
 
 
 def _resolve_options(data, model, options: dict[str, Any]):
@@ -433,16 +351,6 @@ def _pixel_loaders(dataset: PreparedDataset, config: TrainConfig, spec: InputSpe
     if not len(loaders["val"].indices):
         loaders["val"] = loaders["train_eval"]  # too few photos for a validation split
     return loaders
-
-
-def _class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    counts = torch.bincount(labels, minlength=num_classes).float()
-    return counts.sum() / (len(counts) * counts.clamp(min=1))
-
-
-def _best_value(history, monitor: str) -> float:
-    pick = max if monitor.endswith("acc") else min
-    return pick(h[monitor] for h in history)
 
 
 def _best_epoch(history, monitor: str) -> int:
