@@ -91,7 +91,8 @@ def fit(model: nn.Module, loaders: dict[str, Any], *, optimizer: torch.optim.Opt
         for epoch in range(state.start_epoch, epochs):
             state.epoch, state.saved_best = epoch, False
             stats = train_one_epoch(model, loaders["train"], optimizer, loss_fn, seed=epoch_seed(seed, epoch),
-                                    precision=precision, scaler=scaler, on_batch_end=lambda: _each(callbacks, "on_batch_end", state),
+                                    precision=precision, scaler=scaler,
+                                    on_batch_end=lambda: _each(callbacks, "on_batch_end", state),
                                     should_stop=lambda: interrupt.requested,
                                     desc=f"epoch {epoch + 1}/{epochs}", progress=progress)
             if interrupt.requested:  # the partial epoch is dropped; resume repeats it
