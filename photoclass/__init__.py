@@ -72,6 +72,13 @@ def lr_find(data, **kwargs):
     return _lr_find(data, **kwargs)
 
 
+def audit(data, **kwargs):
+    """Likely mislabeled photos, conflicting duplicates, outliers; see `photoclass.workflows.audit.audit`."""
+    from .workflows.audit import audit as _audit
+
+    return _audit(data, **kwargs)
+
+
 def report(run):
     """(Re)write RUN/report.html; returns its path."""
     from .evaluation.html_report import write_report
@@ -86,6 +93,6 @@ def compare(runs, out="compare.html", *, tolerance: float = 0.01):
     return write_comparison(list(runs), out, tolerance=tolerance)
 
 
-__all__ = ["prepare", "train", "lr_find", "evaluate", "load", "predict", "leaderboard", "select", "sweep", "report",
+__all__ = ["prepare", "train", "lr_find", "audit", "evaluate", "load", "predict", "leaderboard", "select", "sweep", "report",
            "compare", "PrepareConfig", "TrainConfig", "PreparedDataset",
            "decode_photo", "DecodeError", "PhotoclassError", "__version__"]

@@ -24,13 +24,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}. HINT: {self.prog} --help\n")
 
 
-def add_config_options(parser: argparse.ArgumentParser, *configs) -> None:
+def add_config_options(parser: argparse.ArgumentParser, *configs, skip: tuple[str, ...] = ()) -> None:
     """One flag per field of the config dataclasses (`image_size` -> `--image-size`).
 
     Every flag defaults to None, meaning "not given": the API applies its own (and the
     model's) defaults, which the help shows.
     """
-    seen = set()  # a field in two configs (seed) gets one flag
+    seen = set(skip)  # and a field in two configs (seed) gets one flag
     for config in configs:
         for f in dataclasses.fields(config):
             if f.name in seen:
@@ -48,9 +48,9 @@ def add_config_options(parser: argparse.ArgumentParser, *configs) -> None:
                                 help=help_text + shown)
 
 
-def given_options(args: argparse.Namespace, *configs) -> dict:
+def given_options(args: argparse.Namespace, *configs, skip: tuple[str, ...] = ()) -> dict:
     """The config fields given on the command line."""
-    names = {f.name for config in configs for f in dataclasses.fields(config)}
+    names = {f.name for config in configs for f in dataclasses.fields(config)} - set(skip)
     return {k: v for k, v in vars(args).items() if k in names and v is not None}
 
 
@@ -120,6 +120,30 @@ def cmd_lr_find(args) -> int:
     print(f"suggested learning rate: {finding.suggestion:.2e} (a tenth of the rate at the lowest loss); "
           f"use --lr {finding.suggestion:.1e}")
     print(f"plot: {finding.plot}")
+    return 0
+
+
+AUDIT_SKIPS = ("image_size", "seed", "val_size", "test_size", "split")  # the model's size; every photo is audited
+
+
+def cmd_audit(args) -> int:
+    from .workflows.audit import audit
+
+    if args.folds < 2:
+        raise PhotoclassError(f"--folds must be at least 2. Received: {args.folds}")
+    if args.top < 0:
+        raise PhotoclassError(f"--top must be 0 or more. Received: {args.top}")
+    result = audit(args.data, out=args.out, model=args.model, folds=args.folds, seed=args.seed,
+                   device=args.device, **given_options(args, PrepareConfig, skip=AUDIT_SKIPS))
+    print(f"{len(result.suspects)} photos; cleanlab flags {len(result.flagged)} as likely mislabeled; "
+          f"{len(result.conflicts)} duplicate groups carry different labels")
+    if args.top:
+        width = max(len(s["path"]) for s in result.suspects[:args.top])
+        print(f"\n{'path':<{width}}  {'given':<14}{'looks like':<14}{'score':>7}  flagged")
+        for s in result.suspects[:args.top]:
+            print(f"{s['path']:<{width}}  {s['given_label']:<14}{s['suggested_label']:<14}{s['score']:>7.3f}  "
+                  f"{'yes' if s['flagged'] else ''}")
+    print(f"\nranked list: {result.out / 'label_issues.csv'}\nwith the photos: {result.out / 'audit.html'}")
     return 0
 
 
@@ -357,6 +381,22 @@ def build_parser() -> argparse.ArgumentParser:
     lf.add_argument("--end-lr", type=float, default=1.0, help="default: %(default)s")
     add_config_options(lf, TrainConfig, PrepareConfig)
     lf.set_defaults(func=cmd_lr_find)
+
+    au = sub.add_parser("audit", help="find likely mislabeled photos, conflicting duplicates and outliers",
+                        description="Rank every photo of DATA by how likely its label is wrong (cleanlab's "
+                        "confident learning on out-of-fold probabilities from frozen pretrained features, in "
+                        "folds that keep duplicates together). DATA is never changed.")
+    au.add_argument("data", metavar="DATA", help="folder of photos")
+    au.add_argument("--out", default="audit", metavar="DIR", help="label_issues.csv, audit.html, audit.json "
+                    "(default: %(default)s)")
+    au.add_argument("--model", default=TrainConfig.model, metavar="NAME",
+                    help="the pretrained features (default: %(default)s)")
+    au.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: %(default)s)")
+    au.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    au.add_argument("--top", type=int, default=10, help="suspects printed (default: %(default)s)")
+    _add_device_options(au)
+    add_config_options(au, PrepareConfig, skip=AUDIT_SKIPS)
+    au.set_defaults(func=cmd_audit)
 
     from .experiments.leaderboard import SORT_KEYS
     r = sub.add_parser("runs", help="the leaderboard: finished runs with their test figures",

@@ -57,7 +57,7 @@ def write_report(run: str | os.PathLike | RunDir, *, model: nn.Module | None = N
     parts = [f"<h1>{html.escape(run.path.name)}</h1>",
              f"<div class=sub>{html.escape(train['model'])} on {html.escape(str(root))} · photoclass "
              f"{html.escape(config['versions']['photoclass'])} · report made {time.strftime('%Y-%m-%d %H:%M')}</div>",
-             _tiles([("test accuracy", f"{test['accuracy']:.2%}"), ("test loss", f"{test['loss']:.4f}"),
+             _tiles([("test accuracy", f"{test['accuracy']:.2%}"), *_interval_tile(test), ("test loss", f"{test['loss']:.4f}"),
                      ("macro F1", f"{test['macro_f1']:.4f}"),
                      ("gap (train - test acc.)", f"{result['generalization_gap']:+.2%}"),
                      ("best epoch", f"{result['training']['best_epoch']} of {result['training']['epochs_run']}"),
@@ -66,6 +66,10 @@ def write_report(run: str | os.PathLike | RunDir, *, model: nn.Module | None = N
     parts += ["<h2>Learning curves</h2>", _plot(run.plots / "learning_curves.png")]
     parts += ["<h2>Test results</h2><div class=cols>", _per_class_table(test),
               _plot(run.plots / "confusion_matrix.png"), "</div>"]
+    if "ece" in test:
+        parts += [f"<h2>Calibration</h2><p>Expected calibration error on the test photos: {test['ece']:.3f} with "
+                  f"the temperature {result.get('temperature', 1.0):.3g} fitted on the validation split "
+                  f"({test['ece_unscaled']:.3f} without it).</p>", _plot(run.plots / "calibration.png")]
     wrong = result.get("misclassified", [])
     parts += [f"<h2 id=misclassified>Misclassified test photos ({len(wrong)} of {test['count']})</h2>",
               _gallery(root, wrong[:GALLERY_LIMIT]) if wrong else "<p>None: every test photo is right.</p>"]
@@ -86,6 +90,11 @@ def page(title: str, body: str) -> str:
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
             f"<meta name=generator content='photoclass {__version__}'><style>{STYLE}</style></head>"
             f"<body>{body}</body></html>\n")
+
+
+def _interval_tile(test: dict[str, Any]) -> list[tuple[str, str]]:
+    low, high = test.get("accuracy_interval") or (None, None)
+    return [("95% interval", f"{low:.1%} to {high:.1%}")] if low is not None else []
 
 
 def _tiles(items: list[tuple[str, str]]) -> str:
@@ -205,3 +214,33 @@ def _array_uri(array: np.ndarray) -> str:
 def data_uri(data: bytes, kind: str) -> str:
     return f"data:image/{kind};base64,{base64.b64encode(data).decode('ascii')}"
 
+
+
+def write_audit_page(root: Path, suspects: list[dict[str, Any]], conflicts: list[list[dict[str, Any]]],
+                     outliers: list[dict[str, Any]], path: Path, *, shown: int = 60) -> Path:
+    """audit.html: the most suspicious photos with their given and suggested labels, the
+    duplicate groups whose photos carry different labels, and the least typical photos."""
+    def figure(row: dict[str, Any], caption: str) -> str:
+        photo = _thumbnail(root / row["path"])
+        image = (f"<img alt='{html.escape(row['path'])}' src='{photo}'>" if photo
+                 else "<div class=missing>photo not found</div>")
+        return (f"<figure data-path='{html.escape(row['path'])}'>{image}<figcaption>{caption}<br>"
+                f"{html.escape(row['path'])}</figcaption></figure>")
+
+    flagged = sum(1 for s in suspects if s["flagged"])
+    parts = [f"<h1>Label audit: {html.escape(str(root))}</h1>",
+             f"<p>{len(suspects)} photos; cleanlab flags {flagged} as likely mislabeled. Most suspicious first "
+             "(score: the out-of-fold probability of the given label). Nothing in the folder was changed.</p>",
+             "<h2>Likely mislabeled</h2><div class=gallery>"]
+    parts += [figure(s, f"given <b>{html.escape(s['given_label'])}</b>, looks like "
+                        f"<b>{html.escape(s['suggested_label'])}</b> ({s['score']:.2f})") for s in suspects[:shown]]
+    parts += ["</div>", f"<h2>Duplicates with different labels ({len(conflicts)} groups)</h2>"]
+    for group in conflicts[:20]:
+        parts += ["<div class=gallery>"] + [figure(r, f"labelled <b>{html.escape(r['label'])}</b>") for r in group] \
+            + ["</div>"]
+    parts += ["<h2>Least typical photos (outliers)</h2><div class=gallery>"]
+    parts += [figure(o, f"{html.escape(o['label'])}, outlier score {o['score']:.3f}") for o in outliers]
+    parts += ["</div>"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, page(f"photoclass label audit: {root.name}", "\n".join(parts)))
+    return path

@@ -1,6 +1,7 @@
 """Classification metrics from logits: loss, accuracy, top-k, per-class P/R/F1, confusion."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -9,8 +10,12 @@ import torch.nn.functional as F
 
 
 def classification_report(logits: torch.Tensor, labels: torch.Tensor, classes: list[str],
-                          *, top_k: int = 2) -> dict[str, Any]:
-    """Everything `test.json` holds for one split. `logits` is (N, C), `labels` is (N,)."""
+                          *, top_k: int = 2, temperature: float = 1.0) -> dict[str, Any]:
+    """Everything `test.json` holds for one split. `logits` is (N, C), `labels` is (N,).
+
+    Accuracy comes with its 95% Wilson interval; `ece` is the expected calibration error of
+    the probabilities the model delivers (logits / `temperature`), `ece_unscaled` of the raw
+    softmax. The loss is the raw model's."""
     n, num_classes = logits.shape
     loss = float(F.cross_entropy(logits, labels)) if n else float("nan")
     predicted = logits.argmax(dim=1)
@@ -32,6 +37,10 @@ def classification_report(logits: torch.Tensor, labels: torch.Tensor, classes: l
         "count": int(n),
         "loss": loss,
         "accuracy": accuracy,
+        "accuracy_interval": list(wilson_interval(int(np.trace(confusion)), int(n))),
+        "ece": expected_calibration_error((logits / temperature).softmax(1), labels),
+        "ece_unscaled": expected_calibration_error(logits.softmax(1), labels),
+        "calibration_bins": calibration_bins((logits / temperature).softmax(1), labels),
         "error": 1.0 - accuracy,
         f"top{k}_accuracy": float(in_top_k.float().mean()) if n else float("nan"),
         "macro_f1": float(np.mean([c["f1"] for c in per_class.values()])),
@@ -39,3 +48,39 @@ def classification_report(logits: torch.Tensor, labels: torch.Tensor, classes: l
         "confusion_matrix": confusion.tolist(),
         "classes": classes,
     }
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (95% by default); (nan, nan) for n = 0.
+
+    Unlike the normal approximation it stays inside [0, 1] and is honest near 100%,
+    where small test sets put most classifiers."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = successes / n
+    centre = p + z * z / (2 * n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    denominator = 1 + z * z / n
+    return round((centre - half) / denominator, 6), round((centre + half) / denominator, 6)
+
+
+def calibration_bins(probabilities: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> list[dict[str, float]]:
+    """Per equal-width confidence bin with photos: its mean confidence, accuracy and count."""
+    confidence, predicted = probabilities.max(dim=1)
+    correct = (predicted == labels).float()
+    edges = torch.linspace(0, 1, bins + 1)
+    rows = []
+    for low, high in zip(edges[:-1], edges[1:]):
+        inside = (confidence > low) & (confidence <= high)
+        if inside.any():
+            rows.append({"confidence": round(float(confidence[inside].mean()), 6),
+                         "accuracy": round(float(correct[inside].mean()), 6), "count": int(inside.sum())})
+    return rows
+
+
+def expected_calibration_error(probabilities: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
+    """Mean |accuracy - confidence| over equal-width confidence bins, weighted by their photos."""
+    if not len(labels):
+        return float("nan")
+    rows = calibration_bins(probabilities, labels, bins)
+    return round(sum(r["count"] * abs(r["accuracy"] - r["confidence"]) for r in rows) / len(labels), 6)

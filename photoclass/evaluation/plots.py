@@ -107,3 +107,21 @@ def lr_curve(rates: Sequence[float], losses: Sequence[float], suggestion: float,
     ax.grid(alpha=0.3)
     ax.legend()
     _save(fig, path)
+
+
+def reliability_diagram(bins: list[dict[str, float]], ece: float, path: Path) -> None:
+    """Accuracy against confidence per bin (bars sized by photos); the diagonal is perfect calibration."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    ax.plot([0, 1], [0, 1], "--", color="grey", lw=1)
+    if bins:
+        total = sum(b["count"] for b in bins)
+        ax.scatter([b["confidence"] for b in bins], [b["accuracy"] for b in bins],
+                   s=[20 + 400 * b["count"] / total for b in bins], alpha=0.7)
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"test calibration (ECE {ece:.3f})")
+    ax.grid(alpha=0.3)
+    _save(fig, path)

@@ -14,6 +14,7 @@ from ..data.loader import BatchLoader, to_float
 from ..models.registry import InputSpec
 from ..runs.rundir import RunDir
 from .predict import predict_logits
+from .calibration import fit_temperature
 from .metrics import classification_report
 from . import plots
 
@@ -22,11 +23,12 @@ MAX_MISCLASSIFIED = 60
 
 def evaluate_dataset(net: nn.Module, dataset: PreparedDataset, spec: InputSpec, config, *,
                      loaders: dict[str, BatchLoader] | None = None,
-                     full_model: nn.Module | None = None) -> dict[str, Any]:
+                     full_model: nn.Module | None = None, temperature: float | None = None) -> dict[str, Any]:
     """Test metrics, train and val loss/accuracy, the generalization gap, misclassified photos.
 
     `loaders` may hold cached features for `net`; with `config.tta` the test photos go
-    through `full_model` (default `net`) as pixels, as they are and mirrored.
+    through `full_model` (default `net`) as pixels, as they are and mirrored. `temperature`
+    None fits one on the validation split (1.0 without one); it is returned with the rest.
     """
     def loader(split: str, pixels: bool = False) -> BatchLoader:
         if loaders and split in loaders and not pixels:
@@ -42,11 +44,15 @@ def evaluate_dataset(net: nn.Module, dataset: PreparedDataset, spec: InputSpec, 
                                             flip_average=True)
         else:
             logits, labels = predict_logits(net, loader(split), precision=config.precision)
+        if name == "val" and temperature is None:
+            temperature = fit_temperature(logits, labels) if len(dataset.indices("val")) else 1.0
         if name == "test":
-            results["test"] = classification_report(logits, labels, dataset.classes, top_k=config.top_k)
-            results["misclassified"] = _misclassified(logits, labels, dataset, "test")
+            results["test"] = classification_report(logits, labels, dataset.classes, top_k=config.top_k,
+                                                    temperature=temperature)
+            results["misclassified"] = _misclassified(logits / temperature, labels, dataset, "test")
         else:
             results[name] = _loss_and_accuracy(logits, labels)
+    results["temperature"] = temperature
     results["generalization_gap"] = results["train"]["accuracy"] - results["test"]["accuracy"]
     return results
 
@@ -82,6 +88,8 @@ def write_evaluation(run: RunDir, evaluation: dict[str, Any], history, dataset: 
         plots.learning_curves(history, run.plots / "learning_curves.png")
     plots.confusion_matrix(evaluation["test"]["confusion_matrix"], dataset.classes,
                            run.plots / "confusion_matrix.png")
+    plots.reliability_diagram(evaluation["test"]["calibration_bins"], evaluation["test"]["ece"],
+                              run.plots / "calibration.png")
     wrong = evaluation["misclassified"][:24]
     if wrong:
         plots.image_grid([dataset.images[w["index"]] for w in wrong],
@@ -113,18 +121,21 @@ def augmentation_preview(dataset: PreparedDataset, augment: str, path: Path, *, 
     return path
 
 
-def evaluate_all(net, dataset: PreparedDataset, spec: InputSpec, config, classes: list[str]) -> dict:
+def evaluate_all(net, dataset: PreparedDataset, spec: InputSpec, config, classes: list[str], *,
+                 temperature: float = 1.0) -> dict:
     """Every usable photo of `dataset` is a test photo; labels mapped onto the model's classes."""
     labels = np.array([classes.index(dataset.classes[i]) for i in dataset.labels])
     loader = BatchLoader(dataset.images, labels, np.arange(len(dataset)), batch_size=config.batch_size,
                          mean=spec.mean, std=spec.std, device=_device_of(net))
     logits, y = predict_logits(net, loader, precision=config.precision, flip_average=config.tta)
-    return {"test": classification_report(logits, y, classes, top_k=config.top_k)}
+    return {"test": classification_report(logits, y, classes, top_k=config.top_k, temperature=temperature)}
 
 
 def format_test(test: dict[str, Any], run_path) -> str:
     """The test figures as a terminal table: overall, then per class."""
-    lines = ["", f"test: accuracy {test['accuracy']:.4f}  loss {test['loss']:.4f}  "
+    interval = test.get("accuracy_interval")
+    shown = f" (95% interval {interval[0]:.4f}-{interval[1]:.4f})" if interval else ""
+    lines = ["", f"test: accuracy {test['accuracy']:.4f}{shown}  loss {test['loss']:.4f}  "
                  f"macro F1 {test['macro_f1']:.4f}  ({test['count']} photos)"]
     lines.append(f"  {'class':<16}{'precision':>10}{'recall':>8}{'f1':>8}{'support':>9}")
     for name, c in test["per_class"].items():

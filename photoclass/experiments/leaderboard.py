@@ -30,6 +30,7 @@ class RunSummary:
     gap: float  # train accuracy - test accuracy = test error - train error
     seconds: float
     macro_f1: float = 0.0
+    interval: tuple[float, float] | None = None  # 95% Wilson interval of the test accuracy
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -49,7 +50,9 @@ class RunSummary:
                    options={k: train.get(k) for k in KEY_OPTIONS},
                    test_accuracy=figures["test_accuracy"], test_loss=figures["test_loss"],
                    train_accuracy=figures["train_accuracy"], gap=figures["generalization_gap"],
-                   seconds=figures["seconds"], macro_f1=figures["test_macro_f1"])
+                   seconds=figures["seconds"], macro_f1=figures["test_macro_f1"],
+                   interval=(figures["test_accuracy_low"], figures["test_accuracy_high"])
+                   if "test_accuracy_low" in figures else None)
 
     def options_text(self, skip: tuple[str, ...] = ()) -> str:
         return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
@@ -59,6 +62,7 @@ class RunSummary:
         return {"run": str(self.path), "data": self.data, "model": self.model, **self.options,
                 "test_accuracy": self.test_accuracy, "test_error": self.test_error,
                 "test_loss": self.test_loss, "train_accuracy": self.train_accuracy, "gap": self.gap,
+                "test_accuracy_interval": list(self.interval) if self.interval else None,
                 "macro_f1": self.macro_f1, "seconds": self.seconds}
 
 
@@ -72,12 +76,14 @@ class Leaderboard(list):
             return "no finished runs"
         width = max(len(str(r.path)) for r in self)
         model = max(len(r.model) for r in self) + 2
-        lines = [f"{'run':<{width}}  {'model':<{model}}{'strategy':<10}{'test acc':>9}{'loss':>8}{'gap':>8}"
-                 f"{'seconds':>9}  options"]
+        lines = [f"{'run':<{width}}  {'model':<{model}}{'strategy':<10}{'test acc':>9}{'95% interval':>15}"
+                 f"{'loss':>8}{'gap':>8}{'seconds':>9}  options"]
         for r in self:
             opts = r.options_text(skip=("strategy",))
+            interval = f"{r.interval[0]:.3f}-{r.interval[1]:.3f}" if r.interval else "-"
             lines.append(f"{str(r.path):<{width}}  {r.model:<{model}}{str(r.options.get('strategy')):<10}"
-                         f"{r.test_accuracy:>9.4f}{r.test_loss:>8.4f}{r.gap:>+8.4f}{r.seconds:>9.1f}  {opts}")
+                         f"{r.test_accuracy:>9.4f}{interval:>15}{r.test_loss:>8.4f}{r.gap:>+8.4f}{r.seconds:>9.1f}"
+                         f"  {opts}")
         if self.incomplete:
             lines.append(f"({self.incomplete} unfinished run folder(s) not listed)")
         return "\n".join(lines)

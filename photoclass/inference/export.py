@@ -21,11 +21,13 @@ import torch
 
 from ..data.loader import normalize, to_float
 from ..core.errors import PhotoclassError
+from ..evaluation.calibration import Calibrated
 from ..core.atomic import check_writable, write_bytes_atomic
 from ..runs.rundir import RunDir, load_model
 
 PREPROCESS = ("decode with photoclass.decode_photo (EXIF upright, RGB), resize to size x size "
-              "(bilinear, aspect not kept), x / 255, (x - mean) / std per channel, NCHW float32")
+              "(bilinear, aspect not kept), x / 255, (x - mean) / std per channel, NCHW float32; "
+              "the logits are already divided by photoclass.temperature: softmax gives calibrated probabilities")
 MAX_ABS_DIFF = 1e-3  # on logits; float32 reorderings stay far below this
 
 
@@ -44,8 +46,9 @@ def export_onnx(run: str | os.PathLike, out: str | os.PathLike | None = None, *,
     check_writable(out.parent, hint="pass --out a file in a folder you can write")
     if hasattr(model, "inference_copy"):
         model = model.inference_copy()
-    model = model.eval()
     spec = model.input_spec
+    temperature = float(meta.get("temperature", 1.0))
+    model = Calibrated(model.eval(), temperature).eval()  # the logits the run's predictions use
     size = spec.size
     example = torch.rand(2, spec.channels, size, size)
     with tempfile.TemporaryDirectory() as tmp, _quiet_exporter():
@@ -58,6 +61,7 @@ def export_onnx(run: str | os.PathLike, out: str | os.PathLike | None = None, *,
                        "photoclass.input": json.dumps(spec.to_dict()),
                        "photoclass.architecture": meta["architecture"],
                        "photoclass.weights_sha256": weights_sha256(run),
+                       "photoclass.temperature": repr(temperature),
                        "photoclass.preprocess": PREPROCESS}.items():
         entry = graph.metadata_props.add()
         entry.key, entry.value = key, value
@@ -95,7 +99,9 @@ def onnx_for_run(run: str | os.PathLike, *, verbose: bool = True) -> Path:
     path = run.path / "model.onnx"
     if path.is_file():
         props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-        if props.get("photoclass.weights_sha256") == weights_sha256(run):
+        temperature = repr(float(run.read_json("model.json").get("temperature", 1.0)))
+        if props.get("photoclass.weights_sha256") == weights_sha256(run) and \
+                props.get("photoclass.temperature") == temperature:
             return path
     if verbose:
         print(f"exporting {run.path} to ONNX once, for faster inference ...", flush=True)

@@ -94,6 +94,7 @@ class Predictor(BasePredictor):
             model = model.inference_copy()  # BatchNorm folded: same outputs, faster
         self.model = model.eval().to(self.device, memory_format=torch.channels_last)
         self.classes = meta["classes"]
+        self.temperature = float(meta.get("temperature", 1.0))  # fitted on the validation split
         spec = model.input_spec  # the InputSpec read from model.json
         self.size, self.mean, self.std = spec.size, spec.mean, spec.std
         self.batch_size = batch_size
@@ -105,7 +106,8 @@ class Predictor(BasePredictor):
 
         with torch.no_grad():
             x = normalize(to_float(torch.from_numpy(pixels).to(self.device)), self.mean, self.std)
-            return self.model(x.contiguous(memory_format=torch.channels_last)).softmax(1).float().cpu().numpy()
+            logits = self.model(x.contiguous(memory_format=torch.channels_last)).float()
+            return (logits / self.temperature).softmax(1).cpu().numpy()
 
 
 def open_predictor(model: str | os.PathLike, *, engine: str = "torch", **kwargs) -> BasePredictor:

@@ -153,7 +153,8 @@ def load_model(run: RunDir | str | Path, model: torch.nn.Module | None = None):
     return model.eval(), meta
 
 
-MODEL_META_KEYS = {"architecture", "classes", "num_classes", "input", "parameters", "photoclass", "torch"}
+MODEL_META_KEYS = {"architecture", "classes", "num_classes", "input", "parameters", "photoclass", "torch",
+                   "temperature"}
 
 
 def check_model_meta(meta: Any, path: Path) -> dict[str, Any]:
@@ -173,6 +174,9 @@ def check_model_meta(meta: Any, path: Path) -> dict[str, Any]:
             and all(isinstance(c, str) for c in classes)):
         raise bad("classes and num_classes disagree or are not names")
     InputSpec.from_dict(meta.get("input"), source=f"{path} is not a valid photoclass model.json")
+    temperature = meta.get("temperature", 1.0)
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature <= 100:
+        raise bad("temperature must be a positive number")
     return meta
 
 
@@ -184,4 +188,8 @@ def summary_metrics(result: dict[str, Any]) -> dict[str, float]:
            "train_accuracy": result["train"]["accuracy"], "seconds": result["training"]["seconds"]}
     if result.get("val"):
         out["val_accuracy"] = result["val"]["accuracy"]
+    if test.get("accuracy_interval"):
+        out["test_accuracy_low"], out["test_accuracy_high"] = test["accuracy_interval"]
+    if "ece" in test:
+        out["test_ece"] = test["ece"]
     return out

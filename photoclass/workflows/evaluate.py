@@ -38,7 +38,7 @@ def evaluate_run(run_path: str | os.PathLike, data: str | os.PathLike | None = N
         if dataset.classes != meta["classes"]:
             raise PhotoclassError(f"The run's data folder now has classes {dataset.classes}, "
                                   f"but the model was trained on {meta['classes']}.")
-        evaluation = evaluate_dataset(net, dataset, spec, config)
+        evaluation = evaluate_dataset(net, dataset, spec, config, temperature=meta.get("temperature", 1.0))
         name = "test"
     else:
         dataset = prepare(data, image_size=spec.size, val_size=0.0, test_size=0.0, progress=progress)
@@ -46,7 +46,7 @@ def evaluate_run(run_path: str | os.PathLike, data: str | os.PathLike | None = N
         if unknown:
             raise PhotoclassError(f"{data} has classes the model does not know: {unknown}. "
                                   f"The model knows {meta['classes']}.")
-        evaluation = evaluate_all(net, dataset, spec, config, meta["classes"])
+        evaluation = evaluate_all(net, dataset, spec, config, meta["classes"], temperature=meta.get("temperature", 1.0))
         name = f"data-{Path(data).resolve().name}"
     out = run.path / "evaluations"
     out.mkdir(exist_ok=True)

@@ -164,8 +164,9 @@ def _train(run: RunDir, data, config: TrainConfig, prep: PrepareConfig, custom: 
 
     say("evaluating the best epoch on the test split ...", flush=True)
     trained.load_state_dict(run.load_state(weights))  # the best epoch's weights
-    run.save_model(net, meta)  # the whole network, whichever part of it was trained
     evaluation = evaluate_dataset(trained, dataset, spec, config, loaders=loaders, full_model=net)
+    meta["temperature"] = evaluation["temperature"]  # fitted on the validation split
+    run.save_model(net, meta)  # the whole network, whichever part of it was trained
     evaluation["training"] = {
         "epochs_run": len(state.history), "best_epoch": _best_epoch(state.history, config.monitor),
         "stopped_early": state.stopped_early, "seconds": round(time.perf_counter() - started, 2),

@@ -1,0 +1,41 @@
+"""Temperature scaling (Guo et al., 2017): one number that makes confidences mean what they say.
+
+Dividing the logits by T > 1 softens over-confident probabilities without changing any
+prediction. T is fitted on the validation split, saved in model.json, and applied by every
+way of using the model (evaluation, predict, serve, the ONNX export).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """The T > 0 that minimizes the negative log-likelihood of `labels` under softmax(logits / T)."""
+    if not len(labels):
+        return 1.0
+    log_t = torch.zeros(1, requires_grad=True)  # T = exp(log_t) stays positive
+    optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
+    logits = logits.detach().float()
+
+    def closure():
+        optimizer.zero_grad()
+        loss = F.cross_entropy(logits / log_t.exp(), labels)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    temperature = float(log_t.exp())
+    return round(min(max(temperature, 0.05), 20.0), 6)  # a degenerate fit cannot run away
+
+
+class Calibrated(nn.Module):
+    """`model` whose logits are divided by `temperature` (what the ONNX export holds)."""
+
+    def __init__(self, model: nn.Module, temperature: float):
+        super().__init__()
+        self.model, self.temperature = model, float(temperature)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x) / self.temperature

@@ -1,0 +1,70 @@
+"""Likely mislabeled photos: confident learning (cleanlab) on out-of-fold probabilities.
+
+Each photo's probabilities come from a linear classifier that never saw it, nor any of its
+near-duplicates (grouped folds: twins must not vouch for each other), fitted on frozen
+pretrained features. cleanlab then ranks the photos whose given label its model doubts most.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..core.errors import PhotoclassError
+
+
+@dataclass
+class Suspect:
+    index: int  # position among the dataset's usable photos
+    given: int
+    suggested: int
+    score: float  # cleanlab's label quality, 0 (surely wrong) to 1 (surely right)
+    flagged: bool  # among cleanlab's label issues, not only low in the ranking
+
+
+def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, *,
+                              folds: int = 5, seed: int = 0) -> np.ndarray:
+    """(N, C) probabilities, each from a logistic regression fitted on the other folds.
+
+    Folds are stratified by label and keep duplicate groups whole. Features are centred and
+    scaled with the training folds' statistics."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedGroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    classes = int(labels.max()) + 1
+    smallest = int(np.bincount(labels, minlength=classes).min())
+    folds = min(folds, smallest)
+    if folds < 2:
+        raise PhotoclassError(f"Finding label errors needs at least 2 photos of every class; one class has "
+                              f"{smallest}. HINT: add photos to it.")
+    probabilities = np.zeros((len(labels), classes))
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for train, held_out in splitter.split(features, labels, groups):
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
+        model.fit(features[train], labels[train])
+        probabilities[np.ix_(held_out, model.classes_)] = model.predict_proba(features[held_out])
+    return probabilities
+
+
+def rank_label_errors(labels: np.ndarray, probabilities: np.ndarray) -> list[Suspect]:
+    """Every photo, most suspicious first (lowest self-confidence of its given label)."""
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    scores = get_label_quality_scores(labels, probabilities, method="self_confidence")
+    flagged = find_label_issues(labels, probabilities, filter_by="prune_by_noise_rate")
+    order = np.argsort(scores, kind="stable")
+    return [Suspect(int(i), int(labels[i]), int(probabilities[i].argmax()), round(float(scores[i]), 6),
+                    bool(flagged[i])) for i in order]
+
+
+def outlier_scores(features: np.ndarray) -> np.ndarray:
+    """cleanlab's out-of-distribution score per photo from its features (low: unlike the rest)."""
+    from cleanlab.outlier import OutOfDistribution
+
+    with contextlib.redirect_stdout(io.StringIO()):  # it announces its fitting on stdout
+        return OutOfDistribution().fit_score(features=features.astype(np.float32))

@@ -1,0 +1,46 @@
+"""`photoclass audit`: likely mislabeled photos found with cleanlab, the folder left as it was."""
+import csv
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import sha256_tree
+
+pytestmark = pytest.mark.trains  # it fits classifiers on pretrained features
+pytest.importorskip("cleanlab", reason="the audit extra is not installed")
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "weather"
+
+
+def test_audit_ranks_flipped_labels_near_the_top_and_changes_nothing(tmp_path):
+    photos = tmp_path / "photos"
+    shutil.copytree(EXAMPLES, photos)
+    names = sorted(p.name for p in photos.glob("*.jpg"))
+    classes = sorted({n.rstrip("0123456789.jpg") for n in names})
+    flipped = {}
+    for name in random.Random(0).sample(names, k=len(names) // 20):  # 5% of the labels made wrong
+        label = name.rstrip("0123456789.jpg")
+        wrong = random.Random(name).choice([c for c in classes if c != label])
+        new = f"{wrong}{900 + len(flipped)}.jpg"  # the label lives in the file name
+        (photos / name).rename(photos / new)
+        flipped[new] = label
+    before = sha256_tree(photos)
+
+    result = subprocess.run([sys.executable, "-m", "photoclass", "audit", photos, "--out", tmp_path / "audit",
+                             "--cache-dir", tmp_path / "cache"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert sha256_tree(photos) == before  # nothing in the data folder changed
+    with open(tmp_path / "audit" / "label_issues.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["path", "given_label", "suggested_label", "score", "flagged"]
+    assert [float(r["score"]) for r in rows] == sorted(float(r["score"]) for r in rows)  # most suspicious first
+    top = {r["path"] for r in rows[:len(rows) // 10]}
+    found = sum(name in top for name in flipped)
+    assert found >= 0.8 * len(flipped), (found, len(flipped))
+    suggested = {r["path"]: r["suggested_label"] for r in rows}
+    assert sum(suggested[n] == true for n, true in flipped.items()) >= 0.8 * len(flipped)  # and the right label
+    page = (tmp_path / "audit" / "audit.html").read_text()
+    assert all(f"data-path='{name}'" in page for name in flipped if name in top)
