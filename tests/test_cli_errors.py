@@ -27,6 +27,9 @@ def world(tmp_path_factory):
             "BASE": str(base), "CACHE": str(base / "cache")}
 
 
+CWD_BEFORE = {p.name for p in Path.cwd().iterdir()}
+
+
 def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
     try:
         code = main(argv)
@@ -115,6 +118,11 @@ BAD_VALUES = [  # (argv, what the one line must name)
     ("train DATA --nproc 0", "nproc"),
     ("sweep DATA --storage journal:", "journal"),
     ("sweep BASE/nope", "not found"),
+    ("audit BASE/nope --cache-dir CACHE", "not found"),
+    ("audit DATA --model compact-cnn", "needs a pretrained model"),
+    ("audit DATA --folds 1", "folds"),
+    ("audit DATA --out DATA/audit", "inside the photo folder"),
+    ("audit DATA --out UNDER_FILE", "Cannot write"),
     ("frobnicate", "invalid choice"),
 ]
 
@@ -131,6 +139,8 @@ def test_every_subcommand_answers_a_bad_value_with_one_line(world, capsys, argv,
     assert "HINT" in lines[0] or "must be" in lines[0] or "Received" in lines[0] or "invalid" in lines[0] \
         or "not found" in lines[0] or "No such" in lines[0], lines[0]  # names the fix or the allowed values
     assert _tree(Path(world["BASE"])) - before <= {"cache"}, "an error left files behind"
+    assert not {"audit", "runs", "lr-find.png", "augment-preview.png"} & {p.name for p in Path.cwd().iterdir()} \
+        - CWD_BEFORE, "an error left files in the working folder"
 
 
 def test_a_closed_pipe_is_one_line_too(world):

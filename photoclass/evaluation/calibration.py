@@ -26,7 +26,7 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
         return loss
 
     optimizer.step(closure)
-    temperature = float(log_t.exp())
+    temperature = float(log_t.detach().exp())
     return round(min(max(temperature, 0.05), 20.0), 6)  # a degenerate fit cannot run away
 
 

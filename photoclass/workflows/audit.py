@@ -56,6 +56,8 @@ def audit(data: str | os.PathLike, *, out: str | os.PathLike = "audit", model: s
         raise PhotoclassError(f"audit needs a pretrained model for its features; {model!r} is not. "
                               f"HINT: --model {TrainConfig.model}")
     root, out = Path(data).expanduser().resolve(), Path(out).expanduser()
+    if not root.is_dir():
+        raise PhotoclassError(f"Folder not found: {data}. HINT: audit a folder of photos, as for `photoclass train`.")
     if out.resolve() == root or root in out.resolve().parents:
         raise PhotoclassError(f"--out {out} is inside the photo folder {root}; the audit never writes there. "
                               "HINT: pass a folder outside it.")
