@@ -35,13 +35,13 @@ def load(run, model=None):
     return load_model(run, model)
 
 
-def predict(run, paths, *, top_k: int = 3, progress=None):
+def predict(run, paths, *, top_k: int = 3, tta: bool = False, device: str = "auto", progress=None):
     """Predictions for files, folders and globs, from a run or an exported .onnx file."""
     from .inference.predictor import open_predictor
 
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    return open_predictor(run).predict(paths, top_k=top_k, progress=progress)
+    return open_predictor(run, tta=tta, device=device).predict(paths, top_k=top_k, progress=progress)
 
 
 def leaderboard(*roots, data=None, sort: str = "select"):

@@ -74,6 +74,16 @@ def cmd_train(args) -> int:
     if args.nproc and args.nproc > 1 and not distributed.processes().active:
         return _launch_torchrun(args.nproc, args.argv)
     options = given_options(args, TrainConfig, PrepareConfig)
+    if args.seeds or (args.folds and args.fold is None):  # a summary run over seeds or all the folds
+        from .workflows.repeat import train_repeated
+
+        if args.resume or not args.data:
+            raise PhotoclassError("--seeds and --folds need DATA and cannot --resume. HINT: photoclass train DATA "
+                                  "--seeds 0,1,2")
+        options.pop("folds", None)
+        train_repeated(args.data, seeds=args.seeds or (), folds=args.folds or 0, out=args.out, track=_track(args),
+                       **options)
+        return 0
     if args.resume:
         result = train(resume=args.resume, track=_track(args), **options)
     else:
@@ -89,6 +99,17 @@ def cmd_train(args) -> int:
     if (result.run.path / "report.html").is_file():
         print(f"report: {result.run.path / 'report.html'}")
     return 0
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must be integers separated by commas, e.g. 0,1,2; got {text!r}") \
+            from None
+    if not seeds or any(s < 0 for s in seeds):
+        raise argparse.ArgumentTypeError(f"seeds must be integers of 0 or more, e.g. 0,1,2; got {text!r}")
+    return seeds
 
 
 def _launch_torchrun(nproc: int, argv: list[str]) -> int:
@@ -123,7 +144,7 @@ def cmd_lr_find(args) -> int:
     return 0
 
 
-AUDIT_SKIPS = ("image_size", "seed", "val_size", "test_size", "split")  # the model's size; every photo is audited
+AUDIT_SKIPS = ("image_size", "seed", "val_size", "test_size", "split", "folds", "fold")  # the model's size; every photo is audited
 
 
 def cmd_audit(args) -> int:
@@ -264,7 +285,8 @@ def cmd_predict(args) -> int:
     check_min_confidence(args.min_confidence)
     if args.sort_into:
         check_writable(args.sort_into, hint="pass a folder for --sort-into")
-    predictor = open_predictor(args.run, engine=args.engine, batch_size=args.batch_size, device=args.device)
+    predictor = open_predictor(args.run, engine=args.engine, batch_size=args.batch_size, device=args.device,
+                               tta=args.tta)
     predictions = predictor.predict(args.paths, top_k=args.top_k)
     print(format_predictions(predictions, args.format))
     failed = [p for p in predictions if p.error]
@@ -317,7 +339,8 @@ def cmd_serve(args) -> int:
     if not args.max_upload_mb > 0:
         raise PhotoclassError(f"--max-upload-mb must be a positive number. Received: {args.max_upload_mb}")
     app = create_app(args.run, top_k=args.top_k, max_bytes=int(args.max_upload_mb * 2**20),
-                     max_queue=args.max_queue, engine=args.engine, port=args.port, device=args.device)
+                     max_queue=args.max_queue, engine=args.engine, port=args.port, device=args.device,
+                     tta=args.tta)
     print(f"serving {args.run} with {app.state.engine} at http://{args.host}:{args.port}/ (Ctrl-C to stop)",
           flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.log_requests else "warning")
@@ -365,6 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", metavar="RUN", help="run directory (default runs/<model>-<time>)")
     t.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last.ckpt "
                    "(with --epochs N: a finished one, to N epochs)")
+    t.add_argument("--seeds", type=_seed_list, metavar="S,S,...", help="one run per seed, and a summary run "
+                   "with the mean, spread and 95%% interval (e.g. 0,1,2); with --folds K alone: one run per fold")
     t.add_argument("--nproc", type=int, metavar="N", help="data-parallel over N processes on this machine: "
                    "runs torchrun --standalone --nproc-per-node N (default: one process)")
     _add_tracking_options(t)
@@ -477,6 +502,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="auto (default): ONNX Runtime when installed (exports RUN/model.onnx once), else PyTorch")
     sv.add_argument("--log-requests", action=argparse.BooleanOptionalAction, default=True,
                     help="print a line per request (default: on)")
+    sv.add_argument("--tta", action="store_true", help="average each photo's prediction with its mirror's "
+                    "(twice the work)")
     _add_device_options(sv)
     sv.set_defaults(func=cmd_serve)
 
@@ -494,6 +521,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--engine", choices=("torch", "onnx", "auto"), default="torch",
                     help="onnx: ONNX Runtime, about twice as fast (exports RUN/model.onnx once); "
                     "auto: ONNX Runtime when installed (default: %(default)s)")
+    pr.add_argument("--tta", action="store_true", help="average each photo's prediction with its mirror's "
+                    "(twice the work)")
     _add_device_options(pr)
     pr.set_defaults(func=cmd_predict)
 

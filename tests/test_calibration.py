@@ -61,3 +61,48 @@ def test_a_run_saves_its_temperature_and_predict_applies_it(tmp_path):
         logits = predictor.model(normalize(to_float(pixels), predictor.mean, predictor.std))
     expected = (logits / temperature).softmax(1)[0].numpy()
     assert p.confidence == pytest.approx(float(np.max(expected)), abs=1e-5)
+
+
+@pytest.mark.trains
+def test_predict_with_tta_averages_each_photo_and_its_mirror(tmp_path):
+    data = make_flat(tmp_path / "data", per_class=6)
+    photoclass.train(data, out=tmp_path / "run", model="compact-cnn", image_size=32, epochs=2, threads=1,
+                     cache_dir=tmp_path / "cache", verbose=False, progress=False, track=False)
+    from photoclass.data.decode import decode_photo
+
+    photo = sorted(data.glob("*.jpg"))[0]
+    pixels = decode_photo(photo, size=32).to_array()[None].copy()  # (1, S, S, 3)
+    predictor = Predictor(tmp_path / "run", device="cpu")
+    expected = (predictor.probabilities(pixels) + predictor.probabilities(pixels[:, :, ::-1].copy())) / 2
+    tta = photoclass.predict(tmp_path / "run", [photo], top_k=3, tta=True, device="cpu")[0]
+    best = int(expected[0].argmax())
+    assert tta.label == predictor.classes[best] and tta.confidence == pytest.approx(float(expected[0, best]), abs=1e-6)
+    assert not np.allclose(expected, predictor.probabilities(pixels))  # the mirror did change the answer
+
+
+@pytest.mark.trains
+@pytest.mark.slow
+def test_folds_make_one_summary_run_with_its_interval_and_the_leaderboard_lists_it_once(tmp_path):
+    from photoclass.experiments.leaderboard import list_runs
+
+    data = make_flat(tmp_path / "data", per_class=10)
+    common = ["--model", "compact-cnn", "--image-size", "32", "--epochs", "2", "--threads", "1", "--no-track",
+              "--cache-dir", str(tmp_path / "cache")]
+    from photoclass.cli import main
+
+    assert main(["train", str(data), "--folds", "3", "--out", str(tmp_path / "runs" / "cv"), *common]) == 0
+    summary = json.loads((tmp_path / "runs" / "cv" / "summary.json").read_text())
+    members = [json.loads((tmp_path / "runs" / "cv" / f"fold-{k}" / "test.json").read_text())["test"] for k in range(3)]
+    assert summary["members"] == ["fold-0", "fold-1", "fold-2"]
+    assert summary["test_accuracy"]["mean"] == pytest.approx(np.mean([m["accuracy"] for m in members]), abs=1e-6)
+    low, high = summary["test_accuracy"]["interval"]
+    assert low <= summary["test_accuracy"]["mean"] <= high
+    tests = [{r.split(",")[0] for r in (tmp_path / "runs" / "cv" / f"fold-{k}" / "split.csv").read_text().splitlines()
+              if r.split(",")[2] == "test"} for k in range(3)]
+    assert not (tests[0] & tests[1]) and not (tests[1] & tests[2]) and len(set().union(*tests)) == 30  # each photo once
+    board = list_runs(tmp_path / "runs")
+    assert len(board) == 1 and board[0].interval == (low, high)
+
+    assert main(["train", str(data), "--seeds", "0,1", "--out", str(tmp_path / "runs" / "seeds"), *common]) == 0
+    assert json.loads((tmp_path / "runs" / "seeds" / "summary.json").read_text())["test_accuracy"]["n"] == 2
+    assert len(list_runs(tmp_path / "runs")) == 2

@@ -72,3 +72,17 @@ def test_tiny_classes_still_split_without_error():
     labels = np.array([0, 0, 1, 1, 1, 2])
     splits = grouped_split(labels, np.arange(6), val_size=0.15, test_size=0.15, seed=0)
     assert set(splits.tolist()) <= {"train", "val", "test"} and len(splits) == 6
+
+
+def test_grouped_folds_cover_every_photo_once_keep_groups_whole_and_stratify():
+    from photoclass.data.split import grouped_folds
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(rng.integers(0, 3, 150), 2)
+    groups = np.arange(300) // 2  # pairs of twins, each pair one class
+    folds = grouped_folds(labels, groups, folds=5, seed=0)
+    assert set(folds.tolist()) == set(range(5))
+    assert all(len(set(folds[groups == g].tolist())) == 1 for g in np.unique(groups))  # a pair never straddles
+    for cls in range(3):
+        counts = np.bincount(folds[labels == cls], minlength=5)
+        assert counts.max() - counts.min() <= 2  # about equal per class

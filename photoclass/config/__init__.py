@@ -40,6 +40,9 @@ class PrepareConfig:
     seed: int = option(0, "seed of the split (and of training)")
     split: str = option("grouped", "grouped keeps duplicate photos in one split; naive does not",
                         choices=SPLIT_MODES)
+    folds: int = option(0, "with 2 or more: the test photos are one of this many grouped, stratified folds "
+                        "(--fold), and val_size is taken from the rest; 0: a plain split")
+    fold: int = option(0, "with --folds: which fold is the test split, from 0")
     layout: str = option("auto", "flat (label in file name), folders (one per class), split "
                          "(train/val/test folders); auto detects it", choices=LAYOUTS)
     label_regex: str | None = option(None, "regex with one group, the label, for flat folders "
@@ -63,6 +66,9 @@ class PrepareConfig:
             )
         check_int("seed", self.seed, 0, 2**32 - 1)
         check_choice("split", self.split, SPLIT_MODES)
+        if self.folds != 0:
+            check_int("folds", self.folds, 2, 100)
+        check_int("fold", self.fold, 0, max(self.folds - 1, 0))
         check_choice("layout", self.layout, LAYOUTS)
         compile_label_regex(self.label_regex)
         check_int("max_pixels", self.max_pixels, 1, 10**10)

@@ -19,7 +19,7 @@ from .dataset import ManifestRow, PreparedDataset
 from .decode import ALLOWED_FORMATS
 from .dedupe import find_duplicates
 from .scan import FoundPhoto, ScanResult, scan_folder
-from .split import SPLITS, grouped_split, leaked_test_photos, naive_split
+from .split import SPLITS, grouped_folds, grouped_split, leaked_test_photos, naive_split
 
 MAX_LISTED = 20  # skipped / converted files listed by name in the summary
 
@@ -120,6 +120,16 @@ def _assign_splits(photos: list[FoundPhoto], labels: np.ndarray, groups: np.ndar
     # naive: every photo its own group; leaks are still counted with the real groups
     split_groups = np.arange(len(labels)) if config.split == "naive" else groups
     given = np.array([p.given_split or "" for p in photos])
+    if config.folds and given.any():
+        raise PhotoclassError("--folds makes its own test splits, but this folder comes split into train/val/test. "
+                              "HINT: drop --folds, or pass --layout folders on a folder of class folders.")
+    if config.folds:
+        test = grouped_folds(labels, split_groups, folds=config.folds, seed=config.seed) == config.fold
+        splits = np.full(len(labels), "test", dtype=object)
+        rest = np.flatnonzero(~test)
+        splits[rest] = grouped_split(labels[rest], split_groups[rest], val_size=config.val_size, test_size=0.0,
+                                     seed=config.seed)
+        return splits.astype(str), None
     if not given.any():
         return grouped_split(labels, split_groups, val_size=config.val_size,
                              test_size=config.test_size, seed=config.seed), None

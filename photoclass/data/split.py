@@ -15,11 +15,26 @@ def grouped_split(
     label), groups are taken largest first, in a seeded random order among equals, and each
     goes to the split furthest below its target count, so the class proportions hold.
     """
+    fractions = np.array([1.0 - val_size - test_size, val_size, test_size])
+    parts = _balanced_parts(labels, groups, lambda total: _targets(total, fractions), seed)
+    return np.array(SPLITS, dtype=object)[parts].astype(str)
+
+
+def grouped_folds(labels: np.ndarray, groups: np.ndarray, *, folds: int, seed: int) -> np.ndarray:
+    """(N,) fold numbers 0..folds-1, stratified by class, each duplicate group in one fold."""
+    def equal(total: int) -> np.ndarray:
+        return np.full(folds, total / folds)
+    return _balanced_parts(labels, groups, equal, seed)
+
+
+def _balanced_parts(labels: np.ndarray, groups: np.ndarray, targets, seed: int) -> np.ndarray:
+    """Per class (a group's class is its most common label), groups are taken largest first,
+    in a seeded random order among equals, and each goes to the part furthest below its
+    target count (`targets(total)` per part), so the class proportions hold."""
     labels = np.asarray(labels)
     groups = np.asarray(groups)
     rng = np.random.default_rng(seed)
-    out = np.empty(len(labels), dtype=object)
-    fractions = np.array([1.0 - val_size - test_size, val_size, test_size])
+    out = np.zeros(len(labels), dtype=np.int64)
 
     _, inverse, sizes = np.unique(groups, return_inverse=True, return_counts=True)
     members = np.split(np.argsort(inverse, kind="stable"), np.cumsum(sizes)[:-1])
@@ -30,13 +45,13 @@ def grouped_split(
         class_groups = class_groups[rng.permutation(len(class_groups))]
         class_groups = class_groups[np.argsort(-sizes[class_groups], kind="stable")]
         total = sizes[class_groups].sum()
-        target = _targets(total, fractions)
-        filled = np.zeros(3)
+        target = targets(total)
+        filled = np.zeros(len(target))
         for g in class_groups:
             s = int(np.argmax(target - filled))
             filled[s] += sizes[g]
-            out[members[g]] = SPLITS[s]
-    return out.astype(str)
+            out[members[g]] = s
+    return out
 
 
 def naive_split(labels: np.ndarray, *, val_size: float, test_size: float, seed: int) -> np.ndarray:

@@ -84,3 +84,20 @@ def expected_calibration_error(probabilities: torch.Tensor, labels: torch.Tensor
         return float("nan")
     rows = calibration_bins(probabilities, labels, bins)
     return round(sum(r["count"] * abs(r["accuracy"] - r["confidence"]) for r in rows) / len(labels), 6)
+
+
+# two-sided 95% quantiles of Student's t, by degrees of freedom (beyond 30: within 2% of 2.0)
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042)
+
+
+def t_interval(values) -> dict[str, Any]:
+    """Mean, standard deviation and the 95% t-interval of the mean, for figures of repeated runs."""
+    values = np.asarray(list(values), dtype=float)
+    n = len(values)
+    mean = float(values.mean()) if n else float("nan")
+    sd = float(values.std(ddof=1)) if n > 1 else float("nan")
+    half = (_T975[n - 2] if n - 1 <= len(_T975) else 1.96) * sd / math.sqrt(n) if n > 1 else float("nan")
+    return {"mean": round(mean, 6), "sd": round(sd, 6), "interval": [round(mean - half, 6), round(mean + half, 6)],
+            "n": n, "values": [round(float(v), 6) for v in values]}

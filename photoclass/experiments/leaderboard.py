@@ -54,6 +54,25 @@ class RunSummary:
                    interval=(figures["test_accuracy_low"], figures["test_accuracy_high"])
                    if "test_accuracy_low" in figures else None)
 
+    @classmethod
+    def from_summary(cls, path: str | os.PathLike) -> RunSummary:
+        """A summary run (seeds or folds) as one entry: the members' means, the t-interval."""
+        run = RunDir(path)
+        summary = run.read_json("summary.json")
+        members = [cls.from_run(run.path / name) for name in summary["members"]]
+        first = members[0]
+
+        def mean(values) -> float:
+            return float(sum(values) / len(values))
+
+        accuracy = summary["test_accuracy"]
+        return cls(path=run.path, data=first.data, model=first.model,
+                   options={**first.options, "seed": None, summary["kind"]: len(members)},
+                   test_accuracy=accuracy["mean"], test_loss=mean([m.test_loss for m in members]),
+                   train_accuracy=mean([m.train_accuracy for m in members]), gap=mean([m.gap for m in members]),
+                   seconds=sum(m.seconds for m in members), macro_f1=summary["macro_f1"]["mean"],
+                   interval=tuple(accuracy["interval"]), extra={"members": len(members)})
+
     def options_text(self, skip: tuple[str, ...] = ()) -> str:
         return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                         for k, v in self.options.items() if v is not None and k not in skip)
@@ -114,7 +133,14 @@ def list_runs(*roots: str | os.PathLike, data: str | None = None, sort: str = "s
         root = Path(root)
         if not root.is_dir():
             raise PhotoclassError(f"No such folder of runs: {root}")
+        summaries = sorted(p.parent for p in root.rglob("summary.json"))
+        for folder in summaries:
+            summary = RunSummary.from_summary(folder)
+            if data is None or summary.data == data:
+                board.append(summary)
         for config in sorted(root.rglob("config.json")):
+            if any(folder in config.parents for folder in summaries):
+                continue  # a member of a summary run, listed as the summary
             if (config.parent / "test.json").is_file():
                 summary = RunSummary.from_run(config.parent)
                 if data is None or summary.data == data:

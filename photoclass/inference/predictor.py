@@ -38,15 +38,26 @@ class Prediction:
 
 
 class BasePredictor:
-    """Decoding, batching and ranking; subclasses turn (B, S, S, 3) uint8 into probabilities."""
+    """Decoding, batching and ranking; subclasses turn (B, S, S, 3) uint8 into probabilities.
+
+    With `tta`, each photo is also predicted mirrored and the two probabilities averaged, as
+    `evaluate --tta` does."""
 
     classes: list[str]
     size: int
     batch_size: int = 16
     engine: str = ""
+    tta: bool = False
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:  # (B, S, S, 3) -> (B, classes)
         raise NotImplementedError
+
+    def predict_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Probabilities of (B, S, S, 3) uint8 photos, mirrored too with `tta`."""
+        probabilities = self.probabilities(pixels)
+        if self.tta:
+            probabilities = (probabilities + self.probabilities(np.ascontiguousarray(pixels[:, :, ::-1]))) / 2
+        return probabilities
 
     def predict(self, paths: Iterable[str | os.PathLike], *, top_k: int = 3,
                 progress: bool | None = None) -> list[Prediction]:
@@ -65,7 +76,7 @@ class BasePredictor:
                     except (DecodeError, OSError) as e:
                         results.append(Prediction(str(path), error=getattr(e, "reason", None) or str(e)))
                 if decoded:
-                    for prediction, p in zip(ok, self.probabilities(np.stack(decoded))):
+                    for prediction, p in zip(ok, self.predict_pixels(np.stack(decoded))):
                         best = np.argsort(-p, kind="stable")[:k]
                         prediction.top = [(self.classes[i], float(p[i])) for i in best]
                     results.extend(ok)
@@ -110,7 +121,7 @@ class Predictor(BasePredictor):
             return (logits / self.temperature).softmax(1).cpu().numpy()
 
 
-def open_predictor(model: str | os.PathLike, *, engine: str = "torch", **kwargs) -> BasePredictor:
+def open_predictor(model: str | os.PathLike, *, engine: str = "torch", tta: bool = False, **kwargs) -> BasePredictor:
     """A predictor for a run directory or an exported `.onnx` file (ONNX Runtime, no torch).
 
     `engine="onnx"` runs a run directory through ONNX Runtime too (about twice as fast on a
@@ -154,8 +165,11 @@ def open_predictor(model: str | os.PathLike, *, engine: str = "torch", **kwargs)
     if Path(model).suffix.lower() == ".onnx":
         from .onnx_predictor import OnnxPredictor
 
-        return OnnxPredictor(model, **{k: v for k, v in kwargs.items() if k == "batch_size"})
-    return Predictor(model, device=str(device), **kwargs)
+        predictor = OnnxPredictor(model, **{k: v for k, v in kwargs.items() if k == "batch_size"})
+    else:
+        predictor = Predictor(model, device=str(device), **kwargs)
+    predictor.tta = bool(tta)
+    return predictor
 
 
 def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:

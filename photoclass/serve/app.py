@@ -72,7 +72,7 @@ class ApiError(Exception):
 
 def create_app(model: str | os.PathLike, *, top_k: int = 3, max_bytes: int = MAX_UPLOAD_BYTES,
                max_pixels: int = DEFAULT_MAX_PIXELS, max_queue: int = 64, max_batch: int = 16,
-               engine: str = "auto", port: int | None = None, device: str = "auto") -> FastAPI:
+               engine: str = "auto", port: int | None = None, device: str = "auto", tta: bool = False) -> FastAPI:
     """An app serving `model`: a run directory or an exported `.onnx` file.
 
     `engine` is `open_predictor`'s: by default a run is served through ONNX Runtime when it
@@ -84,12 +84,13 @@ def create_app(model: str | os.PathLike, *, top_k: int = 3, max_bytes: int = MAX
     check_int("max_batch", max_batch, 1, 4096)
     if port is not None:
         check_int("port", port, 1, 65535)
-    predictor = open_predictor(model, engine=engine, device=device)
+    predictor = open_predictor(model, engine=engine, device=device, tta=tta)
     info = _model_info(Path(model), predictor)
     info["engine"] = predictor.engine
+    info["tta"] = predictor.tta
     app = FastAPI(title="photoclass", version=__version__, docs_url=None, redoc_url=None)
     app.state.engine = predictor.engine
-    batcher = MicroBatcher(predictor.probabilities, max_batch=max_batch)
+    batcher = MicroBatcher(predictor.predict_pixels, max_batch=max_batch)
     waiting = 0
 
     @app.exception_handler(ApiError)

@@ -1,0 +1,62 @@
+"""`train_repeated()`: one summary run over seeds or cross-validation folds, members inside it.
+
+    OUT/summary.json           mean, sd and 95% t-interval of test accuracy and macro-F1
+    OUT/seed-0/, OUT/seed-1/   (or OUT/fold-0/ ...) ordinary runs
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..core.atomic import check_writable
+from ..core.errors import PhotoclassError
+from ..evaluation.metrics import t_interval
+from ..runs.rundir import RunDir
+from .train import train
+
+
+def train_repeated(data: str | os.PathLike, *, seeds: Sequence[int] = (), folds: int = 0,
+                   out: str | os.PathLike | None = None, verbose: bool = True, **options: Any) -> dict[str, Any]:
+    """Train once per seed, or once per grouped, stratified fold (each fold the test split
+    once); write and return the summary. Other options are `train`'s."""
+    if bool(seeds) == bool(folds):
+        raise PhotoclassError("Give either seeds (e.g. --seeds 0,1,2) or folds (e.g. --folds 5), not both or neither.")
+    if folds and not (isinstance(folds, int) and 2 <= folds <= 100):
+        raise PhotoclassError(f"`folds` must be an integer from 2 to 100. Received: folds={folds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise PhotoclassError(f"The seeds repeat: {list(seeds)}. HINT: give each once, e.g. --seeds 0,1,2")
+    members = ([(f"seed-{s}", {"seed": s}) for s in seeds] if seeds
+               else [(f"fold-{k}", {"folds": folds, "fold": k}) for k in range(folds)])
+    out = Path(out or Path("runs") / f"{options.get('model', 'default')}-{'seeds' if seeds else f'{folds}fold'}-"
+                                     f"{time.strftime('%Y%m%d-%H%M%S')}")
+    if (out / "summary.json").exists():
+        raise PhotoclassError(f"{out} already holds a summary run. HINT: pass another --out.")
+    check_writable(out, hint="pass another --out")
+    results = []
+    for name, extra in members:
+        if verbose:
+            print(f"\n== {name} ({len(results) + 1} of {len(members)}) ==", flush=True)
+        results.append(train(data, out=out / name, verbose=verbose, **{**options, **extra}))
+    summary = {"kind": "seeds" if seeds else "folds", "members": [name for name, _ in members],
+               "test_accuracy": t_interval(r.test["accuracy"] for r in results),
+               "macro_f1": t_interval(r.test["macro_f1"] for r in results),
+               "test_photos": [r.test["count"] for r in results]}
+    RunDir(out).write_json("summary.json", summary)
+    if verbose:
+        print(format_summary(summary, out))
+    return summary
+
+
+def format_summary(summary: dict[str, Any], out: Path) -> str:
+    acc, f1 = summary["test_accuracy"], summary["macro_f1"]
+    lines = ["", f"{'member':<10}{'test acc':>10}{'macro F1':>10}{'photos':>8}"]
+    for name, a, f, n in zip(summary["members"], acc["values"], f1["values"], summary["test_photos"]):
+        lines.append(f"{name:<10}{a:>10.4f}{f:>10.4f}{n:>8}")
+    lines.append(f"test accuracy: mean {acc['mean']:.4f}, sd {acc['sd']:.4f}, 95% interval "
+                 f"{acc['interval'][0]:.4f}-{acc['interval'][1]:.4f} over {acc['n']} {summary['kind']}")
+    lines.append(f"macro F1: mean {f1['mean']:.4f}, 95% interval {f1['interval'][0]:.4f}-{f1['interval'][1]:.4f}")
+    lines.append(f"summary: {out / 'summary.json'}")
+    return "\n".join(lines)
