@@ -10,7 +10,7 @@ import pytest
 
 from conftest import sha256_tree
 
-pytestmark = pytest.mark.trains  # it fits classifiers on pretrained features
+pytestmark = [pytest.mark.trains, pytest.mark.slow]  # it fits classifiers on pretrained features
 pytest.importorskip("cleanlab", reason="the audit extra is not installed")
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "weather"
 

@@ -48,6 +48,7 @@ def test_a_run_saves_its_temperature_and_predict_applies_it(tmp_path):
     assert test["accuracy_interval"] == list(wilson_interval(round(test["accuracy"] * test["count"]), test["count"]))
     assert 0 <= test["ece"] <= 1 and 0 <= test["ece_unscaled"] <= 1
     assert sum(b["count"] for b in test["calibration_bins"]) == test["count"]
+    assert len(result["wrong_paths"]) == round((1 - test["accuracy"]) * test["count"])  # for paired tests
     assert (tmp_path / "run" / "plots" / "calibration.png").is_file()
 
     predictor = Predictor(tmp_path / "run", device="cpu")

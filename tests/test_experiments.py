@@ -251,3 +251,28 @@ def test_two_sweeps_share_one_journal_file(tmp_path):
                              threads=1, cache_dir=tmp_path / "cache", track=False, verbose=False, progress=False)
     assert len(study.trials) == 4 and (tmp_path / "shared" / "sweeps.journal").is_file()
     assert {t.user_attrs["run"].split("/")[-3] for t in study.trials} == {"a", "b"}
+
+
+def test_runs_within_noise_on_the_same_test_photos_are_tied_by_mcnemar(tmp_path):
+    from photoclass.evaluation.metrics import mcnemar_p
+
+    assert mcnemar_p(3, 0) == pytest.approx(0.25) and mcnemar_p(0, 0) == 1.0
+    assert mcnemar_p(10, 0) == pytest.approx(2 / 1024)
+    photos = [f"p{i}.jpg" for i in range(100)]
+
+    def paired_run(name: str, wrong: list[str], train_acc: float, test_photos=photos) -> None:
+        run = fake_run(tmp_path, name, test_acc=1 - len(wrong) / len(test_photos), train_acc=train_acc)
+        result = json.loads((run / "test.json").read_text())
+        (run / "test.json").write_text(json.dumps({**result, "wrong_paths": wrong}))
+        (run / "split.csv").write_text("path,label,split,group,status,reason\n"
+                                       + "".join(f"{p},a,test,{i},ok,\n" for i, p in enumerate(test_photos)))
+
+    paired_run("best", photos[:5], train_acc=1.00)        # 95% test accuracy, gap 5 points
+    paired_run("close", photos[:8], train_acc=0.93)       # 92%: 3 points behind, gap 1 point, p = 0.25
+    paired_run("worse", photos[:20], train_acc=0.80)      # 80%: p = 2 / 2**15, a real difference
+    selection = select_run(list_runs(tmp_path), tolerance=0.01)
+    assert {r.name for r in selection.candidates} == {"best", "close"}
+    assert selection.winner.name == "close" and "McNemar" in selection.reason and "its gap" in selection.reason
+    other = [f"q{i}.jpg" for i in range(100)]  # different test photos: no paired test, only the tolerance
+    paired_run("elsewhere", other[:8], train_acc=0.93, test_photos=other)
+    assert "elsewhere" not in {r.name for r in select_run(list_runs(tmp_path), tolerance=0.01).candidates}

@@ -160,6 +160,7 @@ def test_tta_averages_each_test_photo_with_its_mirror(tmp_path):
     assert plain["count"] == saved["count"]
 
 
+@pytest.mark.slow
 def test_lpft_fits_the_head_then_every_layer_of_a_multiscale_model(tmp_path):
     result = photoclass.train(EXAMPLES, out=tmp_path / "run", strategy="lpft", epochs=3, finetune_epochs=2,
                               cache_dir=tmp_path / "cache", verbose=False, progress=False, track=False)

@@ -101,3 +101,16 @@ def t_interval(values) -> dict[str, Any]:
     half = (_T975[n - 2] if n - 1 <= len(_T975) else 1.96) * sd / math.sqrt(n) if n > 1 else float("nan")
     return {"mean": round(mean, 6), "sd": round(sd, 6), "interval": [round(mean - half, 6), round(mean + half, 6)],
             "n": n, "values": [round(float(v), 6) for v in values]}
+
+
+def mcnemar_p(only_first_right: int, only_second_right: int) -> float:
+    """Two-sided exact McNemar p-value: are two classifiers' errors on the same photos different?
+
+    Only the photos where they disagree count; under "no difference" each such photo is a
+    fair coin."""
+    n = only_first_right + only_second_right
+    if n == 0:
+        return 1.0
+    k = min(only_first_right, only_second_right)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    return min(1.0, 2 * tail)

@@ -50,6 +50,9 @@ def evaluate_dataset(net: nn.Module, dataset: PreparedDataset, spec: InputSpec, 
             results["test"] = classification_report(logits, labels, dataset.classes, top_k=config.top_k,
                                                     temperature=temperature)
             results["misclassified"] = _misclassified(logits / temperature, labels, dataset, "test")
+            test_rows = [dataset.usable[i] for i in dataset.indices("test")]
+            wrong = torch.nonzero(logits.argmax(1) != labels).flatten().tolist()
+            results["wrong_paths"] = sorted(test_rows[i].path for i in wrong)  # for paired tests between runs
         else:
             results[name] = _loss_and_accuracy(logits, labels)
     results["temperature"] = temperature

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import PhotoclassError
+from ..evaluation.metrics import mcnemar_p
 from ..runs.rundir import RunDir, summary_metrics
 
 SORT_KEYS = ("select", "error", "gap", "loss", "seconds", "name")
@@ -31,6 +32,8 @@ class RunSummary:
     seconds: float
     macro_f1: float = 0.0
     interval: tuple[float, float] | None = None  # 95% Wilson interval of the test accuracy
+    test_photos: frozenset[str] | None = None  # data root + path of each test photo, for paired tests
+    wrong: frozenset[str] | None = None  # those it got wrong
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -44,9 +47,14 @@ class RunSummary:
     @classmethod
     def from_run(cls, path: str | os.PathLike) -> RunSummary:
         run = RunDir(path)
-        config, figures = run.read_json("config.json"), summary_metrics(run.read_json("test.json"))
-        train = config["train"]
-        return cls(path=run.path, data=Path(config["data"]).name, model=train["model"],
+        config, result = run.read_json("config.json"), run.read_json("test.json")
+        figures, train = summary_metrics(result), config["train"]
+        photos = wrong = None
+        if "wrong_paths" in result and run.exists("split.csv"):
+            root = config["data"]
+            photos = frozenset(f"{root}/{r['path']}" for r in run.read_csv("split.csv") if r["split"] == "test")
+            wrong = frozenset(f"{root}/{p}" for p in result["wrong_paths"])
+        return cls(path=run.path, data=Path(config["data"]).name, model=train["model"], test_photos=photos, wrong=wrong,
                    options={k: train.get(k) for k in KEY_OPTIONS},
                    test_accuracy=figures["test_accuracy"], test_loss=figures["test_loss"],
                    train_accuracy=figures["train_accuracy"], gap=figures["generalization_gap"],
@@ -181,8 +189,16 @@ def select_run(runs: list[RunSummary], *, tolerance: float = 0.01) -> Selection:
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < 1:
         raise PhotoclassError(f"`tolerance` must be a fraction from 0 to below 1, e.g. 0.01. Received: {tolerance!r}")
     best = min(runs, key=_error_key)
-    candidates = sorted((r for r in runs if r.test_error <= best.test_error + tolerance + 1e-12), key=_selection_key)
+    candidates = sorted((r for r in runs if r.test_error <= best.test_error + tolerance + 1e-12
+                         or tied_by_mcnemar(r, best)), key=_selection_key)
     return Selection(candidates[0], candidates, _reason(candidates, best, tolerance))
+
+
+def tied_by_mcnemar(run: RunSummary, best: RunSummary, *, alpha: float = 0.05) -> bool:
+    """On the same test photos, McNemar's exact test finds no difference at `alpha` (noise)."""
+    if run.wrong is None or best.wrong is None or run.test_photos != best.test_photos or run is best:
+        return False
+    return mcnemar_p(len(run.wrong - best.wrong), len(best.wrong - run.wrong)) >= alpha
 
 
 def rank_runs(runs: list[RunSummary], *, tolerance: float = 0.01) -> list[RunSummary]:
@@ -210,10 +226,13 @@ def _reason(ranked: list[RunSummary], best: RunSummary, tolerance: float) -> str
     winner = ranked[0]
     if len(ranked) == 1:
         return (f"{winner.path} has the lowest test error ({winner.test_error:.2%}); no other run is within "
-                f"{tolerance:.1%} of it.")
+                f"{tolerance:.1%} of it or tied with it by McNemar's test.")
     runner = ranked[1]
+    by_test = [r for r in ranked if r.test_error > best.test_error + tolerance + 1e-12]
+    tied = (f" or tied with it by McNemar's test on the same test photos ({len(by_test)} of them: "
+            f"{', '.join(r.name for r in by_test[:3])}{', ...' if len(by_test) > 3 else ''})" if by_test else "")
     lead = (f"{winner.path} wins among the {len(ranked)} runs within {tolerance:.1%} of the lowest test error "
-            f"({best.test_error:.2%}, {best.path})")
+            f"({best.test_error:.2%}, {best.path}){tied}")
     decided = next((name for name, a, b in zip(DECIDERS, _selection_key(winner), _selection_key(runner)) if a != b),
                    None)
     if decided == "gap":
