@@ -7,7 +7,8 @@ import torch
 
 import photoclass
 from photoclass.evaluation.calibration import fit_temperature
-from photoclass.evaluation.metrics import expected_calibration_error, wilson_interval
+from photoclass.evaluation.metrics import expected_calibration_error
+from photoclass.evaluation.stats import wilson_interval
 from photoclass.inference.predictor import Predictor
 
 from conftest import make_flat

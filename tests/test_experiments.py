@@ -254,7 +254,7 @@ def test_two_sweeps_share_one_journal_file(tmp_path):
 
 
 def test_runs_within_noise_on_the_same_test_photos_are_tied_by_mcnemar(tmp_path):
-    from photoclass.evaluation.metrics import mcnemar_p
+    from photoclass.evaluation.stats import mcnemar_p
 
     assert mcnemar_p(3, 0) == pytest.approx(0.25) and mcnemar_p(0, 0) == 1.0
     assert mcnemar_p(10, 0) == pytest.approx(2 / 1024)

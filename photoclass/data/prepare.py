@@ -42,12 +42,11 @@ def prepare(
     timings: dict[str, float] = {}
     started = time.perf_counter()
     root = Path(data).expanduser()
+    scan = scan_folder(root, layout=config.layout, label_regex=config.label_regex,
+                       follow_symlinks=config.follow_symlinks)  # checks the folder first: nothing is written for a bad one
     if out is not None:
         _check_out_not_inside(Path(out), root)
         check_writable(out, hint="pass another --out")
-
-    scan = scan_folder(root, layout=config.layout, label_regex=config.label_regex,
-                       follow_symlinks=config.follow_symlinks)
     labelled = [p for p in scan.photos if p.label]
     timings["scan"] = time.perf_counter() - started
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import PhotoclassError
-from ..evaluation.metrics import mcnemar_p
+from ..evaluation.stats import mcnemar_p
 from ..runs.rundir import RunDir, summary_metrics
 
 SORT_KEYS = ("select", "error", "gap", "loss", "seconds", "name")

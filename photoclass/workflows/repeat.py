@@ -13,7 +13,7 @@ from typing import Any
 
 from ..core.atomic import check_writable
 from ..core.errors import PhotoclassError
-from ..evaluation.metrics import t_interval
+from ..evaluation.stats import t_interval
 from ..runs.rundir import RunDir
 from .train import train
 

@@ -92,7 +92,7 @@ def train(data: str | os.PathLike | None = None, *, model: str | nn.Module | Non
         run = RunDir(out or distributed.agree(str(_default_run_name(config.model)), place, device))
         if place.main:
             _refuse_existing_run(run)
-    created = place.main and not run.path.exists()
+    created = _first_missing(run.path) if place.main else None  # what a failure must take away again
     if resume is None and place.main:
         check_writable(run.path, hint="pass another --out")
     try:
@@ -100,8 +100,8 @@ def train(data: str | os.PathLike | None = None, *, model: str | nn.Module | Non
                       device=device, place=place, resume=resume is not None, track=track, on_epoch=on_epoch,
                       progress=progress if place.main else False, say=say, started=started)
     except BaseException:
-        if created and not run.exists("last.ckpt"):  # nothing worth keeping: leave no empty run behind
-            shutil.rmtree(run.path, ignore_errors=True)
+        if created is not None and not run.exists("last.ckpt"):  # nothing worth keeping: leave no empty run behind
+            shutil.rmtree(created, ignore_errors=True)
         raise
 
 
@@ -263,6 +263,15 @@ def _resume_options(resume, options: dict[str, Any], place: distributed.Processe
         if place.main:
             run.write_json("config.json", saved)
     return run, config, prep, saved["data"]
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of `path` that does not exist yet (runs/ for a first runs/x), or None."""
+    path = path.absolute()
+    missing = None
+    while not path.exists():
+        missing, path = path, path.parent
+    return missing
 
 
 def _device(name: str, place: distributed.Processes) -> torch.device:
