@@ -1,0 +1,65 @@
+"""The photo-set suite: candidate models and strategies on every real photo set at hand.
+
+Each candidate trains once per set through the real CLI (the set's own split: grouped for
+the weather photos, the given train/validation/test for clothing_small). It prints one row
+per set and candidate (test accuracy with its 95% Wilson interval, seconds, peak memory) and
+each candidate's mean over the sets, the figure a default is chosen by.
+
+    python benchmarks/suite.py
+    python benchmarks/suite.py --candidates efficientnet-lite0-ms:features efficientnet-lite2:features
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+SETS = {"weather": SHARED / "weather", "clothing_small": SHARED / "clothing_small"}
+CANDIDATES = ["efficientnet-lite0-ms:features", "efficientnet-lite0:features", "efficientnet-lite2-ms:features",
+              "efficientnet-lite2:features"]
+
+
+def run(data: Path, out: Path, model: str, strategy: str, seed: int, cache: Path) -> dict:
+    command = [sys.executable, "-m", "photoclass", "train", str(data), "--out", str(out), "--model", model,
+               "--strategy", strategy, "--seed", str(seed), "--no-track", "--cache-dir", str(cache)]
+    timed = ["/usr/bin/time", "-f", "peak %M KB"] + command if shutil.which("time") or Path("/usr/bin/time").exists() \
+        else command
+    result = subprocess.run(timed, capture_output=True, text=True)
+    if result.returncode:
+        raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
+    peak = next((int(line.split()[1]) for line in result.stderr.splitlines() if line.startswith("peak ")), 0)
+    test = json.loads((out / "test.json").read_text())
+    return {"accuracy": test["test"]["accuracy"], "interval": test["test"]["accuracy_interval"],
+            "photos": test["test"]["count"], "seconds": test["training"]["seconds"], "peak_gb": peak / 2**20}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--candidates", nargs="+", default=CANDIDATES, help="model:strategy pairs")
+    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    rows: dict[str, list[float]] = {}
+    print(f"{'set':<16}{'candidate':<34}{'test acc':>9}  {'95% interval':<15}{'photos':>7}{'s':>7}{'peak GB':>9}")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for name in args.sets:
+            for candidate in args.candidates:
+                model, strategy = candidate.split(":")
+                r = run(SETS[name], tmp / f"{name}-{model}-{strategy}", model, strategy, args.seed, tmp / "cache")
+                rows.setdefault(candidate, []).append(r["accuracy"])
+                print(f"{name:<16}{candidate:<34}{r['accuracy']:>9.4f}  {r['interval'][0]:.3f}-{r['interval'][1]:.3f}"
+                      f"{'':<4}{r['photos']:>7}{r['seconds']:>7.1f}{r['peak_gb']:>9.2f}", flush=True)
+    print("\nmean over the sets:")
+    for candidate, values in sorted(rows.items(), key=lambda kv: -sum(kv[1]) / len(kv[1])):
+        print(f"  {candidate:<34}{sum(values) / len(values):.4f}")
+
+
+if __name__ == "__main__":
+    main()
