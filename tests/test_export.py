@@ -39,7 +39,8 @@ def test_export_matches_pytorch_and_documents_preprocessing(run, exported):
     graph = onnx.load(str(path))
     props = {p.key: p.value for p in graph.metadata_props}
     assert json.loads(props["photoclass.classes"]) == ["cloudy", "rain", "shine", "sunrise"]
-    assert json.loads(props["photoclass.input"])["size"] == 224
+    assert json.loads(props["photoclass.input"]) == json.loads((run / "model.json").read_text())["input"]
+    assert float(props["photoclass.temperature"]) == json.loads((run / "model.json").read_text())["temperature"]
     assert "(x - mean) / std" in props["photoclass.preprocess"]
     batch = graph.graph.input[0].type.tensor_type.shape.dim[0]
     assert batch.dim_param and not batch.dim_value  # a dynamic batch axis
