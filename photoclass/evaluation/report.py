@@ -49,10 +49,9 @@ def evaluate_dataset(net: nn.Module, dataset: PreparedDataset, spec: InputSpec, 
         if name == "test":
             results["test"] = classification_report(logits, labels, dataset.classes, top_k=config.top_k,
                                                     temperature=temperature)
-            results["misclassified"] = _misclassified(logits / temperature, labels, dataset, "test")
-            test_rows = [dataset.usable[i] for i in dataset.indices("test")]
-            wrong = torch.nonzero(logits.argmax(1) != labels).flatten().tolist()
-            results["wrong_paths"] = sorted(test_rows[i].path for i in wrong)  # for paired tests between runs
+            wrong = _misclassified(logits / temperature, labels, dataset, "test")
+            results["misclassified"] = wrong[:MAX_MISCLASSIFIED]
+            results["wrong_paths"] = sorted(w["path"] for w in wrong)  # all of them, for paired tests between runs
         else:
             results[name] = _loss_and_accuracy(logits, labels)
     results["temperature"] = temperature
@@ -79,7 +78,7 @@ def _misclassified(logits, labels, dataset: PreparedDataset, split: str) -> list
     return [{"path": rows[i].path, "true": dataset.classes[int(labels[i])],
              "predicted": dataset.classes[int(probabilities[i].argmax())],
              "confidence": round(float(probabilities[i].max()), 4), "index": int(dataset.indices(split)[i])}
-            for i in wrong[:MAX_MISCLASSIFIED]]
+            for i in wrong]
 
 
 def write_evaluation(run: RunDir, evaluation: dict[str, Any], history, dataset: PreparedDataset,
