@@ -98,8 +98,3 @@ def sum_across(values: list[float], device: torch.device) -> list[float]:
     totals = torch.tensor(values, dtype=torch.float64, device=device)
     tdist.all_reduce(totals)
     return totals.tolist()
-
-
-def close() -> None:
-    if tdist.is_initialized():
-        tdist.destroy_process_group()
