@@ -247,18 +247,43 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .models.registry import count_parameters, create_model, list_models
+    from .models.registry import count_parameters, create_model, list_models, model_info
 
     if args.classes < 1:
         raise PhotoclassError(f"--classes must be at least 1. Received: {args.classes}")
-    print(f"{'name':<22}{'params':>12}{'input':>8}  description")
+    if not any(c in args.pattern for c in "*?["):  # one model: its layers
+        return _model_summary(model_info(args.pattern), args)
     found = list_models(args.pattern)
     if not found:
         raise PhotoclassError(f"No model matches {args.pattern!r}. HINT: `photoclass models` lists them all.")
+    print(f"{'name':<22}{'params':>12}{'input':>10}  description")
     for info in found:
         untrained = {"pretrained": False} if info.pretrained else {}  # counting needs no weights
         params = count_parameters(create_model(info.name, args.classes, **untrained))
-        print(f"{info.name:<22}{params:>12,}{info.input_spec.size:>8}  {info.description}")
+        spec = info.input_spec
+        print(f"{info.name:<22}{params:>12,}{f'{spec.size}x{spec.channels}':>10}  {info.description}")
+    print(f"\n(parameters for {args.classes} classes; `photoclass models NAME` lists a model's layers)")
+    return 0
+
+
+def _model_summary(info, args) -> int:
+    from .config import check_int
+    from .models.registry import create_model
+    from .models.summary import format_summary, summarize
+
+    size = args.image_size or info.input_spec.size
+    check_int("image_size", size, 8, 1024)
+    untrained = {"pretrained": False} if info.pretrained else {}
+    model = create_model(info.name, args.classes, input_size=size, **untrained)
+    try:
+        summary = summarize(model, size, model.input_spec.channels)
+    except RuntimeError as e:
+        raise PhotoclassError(f"{info.name} does not run at {size} px: {str(e).splitlines()[0][:160]}. "
+                              f"HINT: its own size is {info.input_spec.size}.") from None
+    if args.json:
+        print(json.dumps({"model": info.name, "classes": args.classes, **summary}, indent=2))
+    else:
+        print(format_summary(summary, f"{info.name}: {info.description} ({args.classes} classes)"))
     return 0
 
 
@@ -509,7 +534,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="predict photos with a trained run; optionally sort copies",
                         description="Predict files, folders (recursively) and globs with RUN's model.")
-    pr.add_argument("run", metavar="RUN", help="a run directory, or a model.onnx from `photoclass export`")
+    pr.add_argument("run", metavar="RUN", help="a run directory, a model.onnx from `photoclass export`, or "
+                    "'imagenet': the 1,000 ImageNet classes, no training (imagenet-lite0 for the smaller backbone)")
     pr.add_argument("paths", metavar="PATH", nargs="+")
     pr.add_argument("--top-k", type=int, default=3, help="classes listed per photo (default: %(default)s)")
     pr.add_argument("--format", choices=("table", "json", "csv"), default="table", help="default: %(default)s")
@@ -526,9 +552,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device_options(pr)
     pr.set_defaults(func=cmd_predict)
 
-    m = sub.add_parser("models", help="list the available models")
-    m.add_argument("pattern", nargs="?", default="*", help="glob, e.g. 'seed-*'")
-    m.add_argument("--classes", type=int, default=4, help="classes for the parameter count (default: %(default)s)")
+    m = sub.add_parser("models", help="list the available models, or one model's layers")
+    m.add_argument("pattern", nargs="?", default="*", help="a glob, e.g. 'seed-*', or one name for its layer table")
+    m.add_argument("--classes", type=int, default=10, help="classes for the parameter count (default: %(default)s)")
+    m.add_argument("--image-size", type=int, default=None, metavar="PX", help="input side for the layer table "
+                   "(default: the model's own)")
+    m.add_argument("--json", action="store_true", help="the layer table as JSON")
     m.set_defaults(func=cmd_models)
 
     a = sub.add_parser("augment-preview", help="write a grid of augmented training photos")

@@ -10,9 +10,10 @@ from photoclass.models import count_parameters, create_model, list_models
 def test_every_registered_model_builds_and_runs_on_a_tiny_input(info):
     untrained = {"pretrained": False} if info.pretrained else {}
     model = create_model(info.name, num_classes=3, input_size=64, **untrained)
-    assert model.input_spec.size == 64 and len(model.input_spec.mean) == 3
+    channels = model.input_spec.channels
+    assert model.input_spec.size == 64 and len(model.input_spec.mean) == channels
     assert count_parameters(model) > 10_000
-    logits = model.eval()(torch.rand(2, 3, 64, 64))  # (B, 3, H, W) -> (B, classes)
+    logits = model.eval()(torch.rand(2, channels, 64, 64))  # (B, C, H, W) -> (B, classes)
     assert logits.shape == (2, 3) and torch.isfinite(logits).all()
 
 

@@ -66,12 +66,12 @@ def test_default_training_uses_the_frozen_backbone_and_saves_the_whole_model(tmp
     result = photoclass.train(EXAMPLES, out=tmp_path / "run", epochs=5, cache_dir=tmp_path / "cache",
                               verbose=False, progress=False)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["train"]["model"] == "efficientnet-lite0-ms"
+    assert config["train"]["model"] == "efficientnet-lite2-ms"
     assert (tmp_path / "run" / "head.safetensors").is_file()
     model, meta = photoclass.load(tmp_path / "run")
-    assert meta["input"] == {"size": 224, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "channels": 3,
+    assert meta["input"] == {"size": 260, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "channels": 3,
                              "resize": "bilinear"}
-    shipped = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
+    shipped = torch.load(weights_path(2), map_location="cpu", weights_only=True)
     assert torch.equal(model.state_dict()["_blocks.7._depthwise_conv.weight"],
                        shipped["_blocks.7._depthwise_conv.weight"])  # the backbone stayed frozen
     assert result.test["accuracy"] >= 0.75 and result.test["count"] == 16
@@ -128,12 +128,26 @@ def test_the_multiscale_head_standardizes_with_the_training_features_and_saves_i
     train = BatchLoader(data.images, data.labels, data.indices("train"), batch_size=16, mean=spec.mean, std=spec.std)
     features = extract_features(model.inference_copy().forward_features, train, progress=False)
     assert torch.allclose(model._standardize.mean, features.mean(0), atol=1e-3)
-    assert torch.allclose(model._standardize.std, features.std(0), rtol=1e-3, atol=1e-4)
+    floored = features.std(0).clamp_min(0.1 * features.std(0).median())  # a tenth of the median spread at least
+    assert torch.allclose(model._standardize.std, floored, rtol=1e-3, atol=1e-4)
     test = json.loads((tmp_path / "run" / "test.json").read_text())["test"]
     loader = BatchLoader(data.images, data.labels, data.indices("test"), batch_size=16, mean=spec.mean, std=spec.std)
     with torch.no_grad():
         predicted = torch.cat([model(x).argmax(1) for x, _ in loader.batches()])
     assert float((predicted == loader.labels).float().mean()) == pytest.approx(test["accuracy"])
+
+
+def test_standardizing_floors_the_spread_so_a_feature_constant_in_training_cannot_explode():
+    from photoclass.models.efficientnet_lite import Standardize
+
+    train = torch.randn(20, 8)
+    train[:, 0] = 1.0  # never varies among the training photos
+    standardize = Standardize(8)
+    standardize.fit_statistics(train)
+    new = torch.zeros(1, 8)
+    new[0, 0] = 1.5  # a new photo differs a little
+    assert float(standardize.std[0]) == pytest.approx(0.1 * float(train.std(0).median()))
+    assert abs(float(standardize(new)[0, 0])) < 100  # without the floor: 0.5 / 1e-6
 
 
 def test_finetuning_a_multiscale_model_is_a_clear_error(tmp_path):

@@ -15,7 +15,8 @@ from ..core.errors import PhotoclassError
 from .augment import AugmentSpec, parse_augment  # noqa: F401  (re-exported)
 
 SPLIT_MODES = ("grouped", "naive")
-LAYOUTS = ("auto", "flat", "folders", "split")
+LAYOUTS = ("auto", "flat", "folders", "split", "csv", "npz", "npy", "cifar", "idx")
+GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as PIL's convert("L"): grey stays grey
 DEFAULT_LABEL_REGEX = r"^([^\W\d_]+)"  # the leading letters of the stem: cloudy12 -> cloudy
 DEFAULT_MAX_PIXELS = 120_000_000  # a 100 MP camera still passes; a 20k x 20k bomb does not
 DEFAULT_MIN_SIDE = 16
@@ -44,7 +45,11 @@ class PrepareConfig:
                         "(--fold), and val_size is taken from the rest; 0: a plain split")
     fold: int = option(0, "with --folds: which fold is the test split, from 0")
     layout: str = option("auto", "flat (label in file name), folders (one per class), split "
-                         "(train/val/test folders); auto detects it", choices=LAYOUTS)
+                         "(train/val/test folders), csv (a file of path,label[,split] rows), npz/npy (image "
+                         "arrays), cifar (the CIFAR python folder), idx (MNIST files); auto detects it",
+                         choices=LAYOUTS)
+    path_column: str = option("path", "with a CSV: the column holding each photo's path", metavar="NAME")
+    label_column: str = option("label", "with a CSV: the column holding each photo's label", metavar="NAME")
     label_regex: str | None = option(None, "regex with one group, the label, for flat folders "
                                      "(default: the leading letters of the file name)", metavar="REGEX")
     follow_symlinks: bool = option(False, "follow symlinks inside the folder")
@@ -87,7 +92,7 @@ class PrepareConfig:
 class TrainConfig:
     """How a model is trained and evaluated; saved, resolved, as config.json in each run."""
 
-    model: str = option("efficientnet-lite0-ms", "a name from `photoclass models`", metavar="NAME")
+    model: str = option("efficientnet-lite2-ms", "a name from `photoclass models`", metavar="NAME")
     strategy: str = option("auto", "scratch: every layer; features: frozen pretrained backbone, the head "
                            "trains on cached features; finetune: also the last --finetune-blocks blocks; "
                            "lpft: features first, then the whole network (discriminative rates, warm-up, cosine); "

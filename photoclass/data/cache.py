@@ -26,6 +26,7 @@ from pathlib import Path
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from PIL import Image
 
 from ..core.errors import PhotoclassError
 from ..core.atomic import check_writable
@@ -203,19 +204,22 @@ class ImageCache:
         for tmp in self.pack_dir.glob(".*.u8.tmp"):  # only the lock holder writes packs
             tmp.unlink(missing_ok=True)
 
-    def _fill_pack(self, items, pool, progress) -> dict[str, CacheEntry]:
+    def _fill_pack(self, items, pool, progress, work=None) -> dict[str, CacheEntry]:
+        """Decode `items` [(key, path or array)] into a new pack, by `work` (default: decode a file)."""
         name = f"{uuid.uuid4().hex}.u8"
         tmp = self.pack_dir / f".{name}.tmp"
         row_bytes = self.image_size * self.image_size * 3
         with open(tmp, "wb") as f:
             f.truncate(len(items) * row_bytes)  # sparse until written
         tasks = [
-            (str(path), str(tmp), row, self.image_size, self.max_pixels, self.min_side)
+            (path if isinstance(path, np.ndarray) else str(path), str(tmp), row, self.image_size, self.max_pixels,
+             self.min_side)
             for row, (_, path) in enumerate(items)
         ]
         results = []
         try:
-            mapped = pool.map(_decode_into_pack, tasks, chunksize=8) if pool else map(_decode_into_pack, tasks)
+            work = work or _decode_into_pack
+            mapped = pool.map(work, tasks, chunksize=8) if pool else map(work, tasks)
             for result in mapped:
                 results.append(result)
                 if progress:
@@ -238,6 +242,26 @@ class ImageCache:
                   _to_signed(e.phash), e.thumb) for k, e in entries.items()],
             )
         return entries
+
+    def store_arrays(self, keys: Sequence[str], images: np.ndarray, *,
+                     progress: Callable[[int], None] | None = None) -> tuple[dict[str, CacheEntry], int]:
+        """Cache in-memory images (N, H, W, C uint8) like decoded photos. Returns (every
+        key's entry, how many were new)."""
+        entries = self.lookup(keys)
+        todo = {k: i for i, k in enumerate(keys) if k not in entries}
+        if progress:
+            progress(len(keys) - len(todo))
+        if not todo:
+            return entries, 0
+        with self._lock():
+            self._remove_abandoned_packs()
+            row_bytes = self.image_size * self.image_size * 3
+            check_writable(self.pack_dir, need_bytes=len(todo) * row_bytes, hint="pass another --cache-dir")
+            items = list(todo.items())
+            for start in range(0, len(items), PACK_ROWS):
+                chunk = [(key, images[i]) for key, i in items[start:start + PACK_ROWS]]
+                entries.update(self._fill_pack(chunk, None, progress, work=_array_into_pack))
+        return entries, len(todo)
 
     def images(self, entries: Sequence[CacheEntry]) -> CachedImages:
         return CachedImages(self.pack_dir, self.image_size, [(e.pack, e.row) for e in entries])
@@ -299,6 +323,27 @@ def _decode_into_pack(task):
         os.close(fd)
     phash, thumb = fingerprint(photo.image)
     return ("ok", photo.note, photo.width, photo.height, photo.format, phash, thumb)
+
+
+def _array_into_pack(task):
+    """Like `_decode_into_pack`, for an image that is already an (H, W, C) uint8 array."""
+    pixels, pack_path, row, size = task[:4]
+    image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).convert("RGB")
+    height, width = pixels.shape[:2]
+    resized = image if image.size == (size, size) else image.resize((size, size), Image.BILINEAR)
+    data = np.asarray(resized, dtype=np.uint8).tobytes()
+    fd = os.open(pack_path, os.O_WRONLY)
+    try:
+        os.pwrite(fd, data, row * len(data))
+    finally:
+        os.close(fd)
+    phash, thumb = fingerprint(image)
+    return ("ok", "", width, height, "array", phash, thumb)
+
+
+def array_keys(images: np.ndarray) -> list[str]:
+    """Content keys of in-memory images: a hash of each one's shape and pixels."""
+    return [hashlib.blake2b(repr(im.shape).encode() + im.tobytes(), digest_size=16).hexdigest() for im in images]
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:

@@ -6,13 +6,17 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from ..config import GREY_WEIGHTS
 from .augment import AugmentSpec, augment_batch
 
 PRELOAD_LIMIT_BYTES = 1 << 30  # smaller splits are copied into RAM once; larger stay mapped
 
 
 def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
-    """(B, C, H, W) floats in [0, 1] -> (x - mean) / std, per channel."""
+    """(B, 3, H, W) floats in [0, 1] -> (x - mean) / std, per channel; with one mean and std
+    (a 1-channel input contract) the photo is made grey first: (B, 1, H, W)."""
+    if len(mean) == 1 and x.shape[1] == 3:
+        x = (x * torch.tensor(GREY_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
     mean = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     std = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     return (x - mean) / std

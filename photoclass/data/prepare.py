@@ -14,7 +14,8 @@ from ..core.version import __version__
 from ..config import PrepareConfig
 from ..core.errors import PhotoclassError
 from ..core.atomic import check_writable
-from .cache import ImageCache
+from .arrays import ARRAY_LAYOUTS, ArraySet, array_layout, read_arrays
+from .cache import ImageCache, array_keys
 from .dataset import ManifestRow, PreparedDataset
 from .decode import ALLOWED_FORMATS
 from .dedupe import find_duplicates
@@ -42,8 +43,15 @@ def prepare(
     timings: dict[str, float] = {}
     started = time.perf_counter()
     root = Path(data).expanduser()
-    scan = scan_folder(root, layout=config.layout, label_regex=config.label_regex,
-                       follow_symlinks=config.follow_symlinks)  # checks the folder first: nothing is written for a bad one
+    arrays = _arrays(root, config.layout)
+    if arrays is not None:
+        root = arrays.root
+        scan = ScanResult(root, arrays.layout, [FoundPhoto(root, name, label, split) for name, label, split
+                                                in zip(arrays.names, arrays.labels, arrays.given_split)])
+    else:  # checks the folder first: nothing is written for a bad one
+        scan = scan_folder(root, layout=config.layout, label_regex=config.label_regex,
+                           follow_symlinks=config.follow_symlinks, path_column=config.path_column,
+                           label_column=config.label_column)
     if out is not None:
         _check_out_not_inside(Path(out), root)
         check_writable(out, hint="pass another --out")
@@ -55,13 +63,17 @@ def prepare(
                        max_pixels=config.max_pixels, min_side=config.min_side)
     try:
         t = time.perf_counter()
-        keys = cache.content_keys([p.path for p in labelled], workers)
+        keys = (array_keys(arrays.images) if arrays is not None
+                else cache.content_keys([p.path for p in labelled], workers))
         timings["hash"] = time.perf_counter() - t
         t = time.perf_counter()
         with tqdm(total=len(keys), desc="decode", unit="img", disable=_bar_disabled(progress),
                   leave=False) as bar:
-            entries, decoded = cache.decode_missing(keys, [p.path for p in labelled],
-                                                    workers=workers, progress=bar.update)
+            if arrays is not None:
+                entries, decoded = cache.store_arrays(keys, arrays.images, progress=bar.update)
+            else:
+                entries, decoded = cache.decode_missing(keys, [p.path for p in labelled],
+                                                        workers=workers, progress=bar.update)
         timings["decode"] = time.perf_counter() - t
     finally:
         cache.close()
@@ -98,19 +110,28 @@ def prepare(
              for p in scan.photos if not p.label]
     rows += [ManifestRow(p.relpath, p.label, "", -1, "skipped", entries[k].reason)
              for p, k in zip(labelled, keys) if entries[k].status != "ok"]
-    rows.sort(key=lambda r: r.path)
+    if arrays is None:  # array images keep their order: file#10 after file#9
+        rows.sort(key=lambda r: r.path)
     timings["total"] = time.perf_counter() - started
 
     summary = _summary(root, scan, rows, classes, duplicates, ok, splits,
                        leaked_test_photos(naive, duplicates.group), given_leaks,
                        config, timings,
                        {"dir": str(cache.root), "decoded": decoded, "reused": len(keys) - decoded})
+    summary["channels"] = arrays.channels if arrays is not None else 3
     # scan order is manifest order, so the cached images line up with the usable rows
     dataset = PreparedDataset(root.resolve(), rows, classes, cache.images(ok_entries),
                               summary, {**config.to_dict(), "photoclass": __version__})
     if out is not None:
         summary["manifest"] = str(dataset.save(out))
     return dataset
+
+
+def _arrays(root: Path, layout: str) -> ArraySet | None:
+    """The image arrays at `root`, when it holds arrays (by layout, or detected)."""
+    if layout in ARRAY_LAYOUTS or (layout == "auto" and root.exists() and array_layout(root)):
+        return read_arrays(root, layout)
+    return None
 
 
 def _assign_splits(photos: list[FoundPhoto], labels: np.ndarray, groups: np.ndarray,
@@ -132,12 +153,16 @@ def _assign_splits(photos: list[FoundPhoto], labels: np.ndarray, groups: np.ndar
     if not given.any():
         return grouped_split(labels, split_groups, val_size=config.val_size,
                              test_size=config.test_size, seed=config.seed), None
+    given = np.where(given == "", "train", given)  # a CSV row without a split joins the training pool
     splits = given.astype(object)
     present = set(given.tolist())
     if "test" not in present:
         splits[given == "val"] = "test"  # the given val is the held-out test split
     if "test" not in present or "val" not in present:
         train = np.flatnonzero(given == "train")
+        if not len(train):
+            raise PhotoclassError("The given splits have no training photos. HINT: mark some rows or folders "
+                                  "train, or give no splits at all.")
         carve = config.val_size / (1.0 - config.test_size)
         splits[train] = grouped_split(labels[train], split_groups[train], val_size=carve,
                                       test_size=0.0, seed=config.seed)

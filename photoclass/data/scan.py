@@ -1,5 +1,6 @@
-"""Find the photos in a folder and their labels, in any of three layouts.
+"""Find the photos in a folder and their labels, in any of four layouts.
 
+- csv: a CSV file of `path,label[,split]` rows (paths relative to the file, or absolute);
 - flat: `DATA/cloudy12.jpg`, the label taken from the file name by a regex;
 - folders: `DATA/<class>/**/*.jpg`;
 - split: `DATA/train/<class>/`, `DATA/val/<class>/`, `DATA/test/<class>/` (given splits), the
@@ -9,6 +10,7 @@ Hidden files and folders, non-image files and symlinks are skipped and counted.
 """
 from __future__ import annotations
 
+import csv
 import os
 import re
 from collections import Counter
@@ -71,11 +73,15 @@ def scan_folder(
     layout: str = "auto",
     label_regex: str | None = None,
     follow_symlinks: bool = False,
+    path_column: str = "path",
+    label_column: str = "label",
 ) -> ScanResult:
     """List the photos under `root` with their labels (and given splits)."""
     root = Path(root).expanduser()
     if not root.exists():
         raise PhotoclassError(f"Folder not found: {root}. HINT: check the path.")
+    if layout == "csv" or (layout == "auto" and root.is_file() and root.suffix.lower() == ".csv"):
+        return scan_csv(_the_csv(root), path_column=path_column, label_column=label_column)
     if not root.is_dir():
         raise PhotoclassError(f"Expected a folder of photos, received a file: {root}. HINT: pass the folder "
                               f"that holds the photos, e.g. {root.parent}")
@@ -109,6 +115,60 @@ def scan_folder(
         _scan_flat(walker, root, pattern, None)
     if layout == "folders":
         _note_nested_classes(walker, subdirs)
+    result.photos.sort(key=lambda p: p.relpath)
+    return result
+
+
+def _the_csv(root: Path) -> Path:
+    if root.is_file():
+        return root
+    found = sorted(p for p in root.glob("*.csv") if not is_hidden(p.name))
+    if len(found) != 1:
+        raise PhotoclassError(f"layout='csv' needs one CSV file in {root}; found {[p.name for p in found] or 'none'}. "
+                              "HINT: pass the CSV file itself.")
+    return found[0]
+
+
+def scan_csv(path: Path, *, path_column: str = "path", label_column: str = "label") -> ScanResult:
+    """Photos listed in a CSV with a header row: `path_column`, `label_column` and, if present,
+    `split` (train/val/test, named in any common way). Paths are relative to the CSV's folder
+    or absolute; rows whose file is missing are counted and listed, not fatal."""
+    path = path.resolve()
+    root = path.parent
+    result = ScanResult(root=root, layout="csv", photos=[])
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f))
+            columns = list(rows[0]) if rows else []
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise PhotoclassError(f"Cannot read the CSV {path}: {e}. HINT: save it as UTF-8 text.") from None
+    for column, flag in ((path_column, "--path-column"), (label_column, "--label-column")):
+        if column not in columns:
+            raise PhotoclassError(f"{path} has no {column!r} column; its header names {columns or 'nothing'}. "
+                                  f"HINT: pass {flag} with the right column name.")
+    splits = "split" in columns
+    seen = set()
+    for line, row in enumerate(rows, start=2):
+        name = (row[path_column] or "").strip()
+        label = (row[label_column] or "").strip() or None
+        if not name:
+            result.ignore("CSV row without a path", f"{path.name}:{line}")
+            continue
+        file = (root / name).resolve() if not os.path.isabs(name) else Path(name)
+        relpath = file.relative_to(root).as_posix() if file.is_relative_to(root) else file.as_posix()
+        if relpath in seen:
+            result.ignore("listed twice in the CSV (first row kept)", relpath)
+            continue
+        seen.add(relpath)
+        if not file.is_file():
+            result.ignore("listed in the CSV but not found", relpath)
+            continue
+        given = split_of(row["split"]) if splits and (row["split"] or "").strip() else None
+        if splits and (row["split"] or "").strip() and given is None:
+            raise PhotoclassError(f"{path}:{line}: split {row['split']!r} is not train, val or test. "
+                                  "HINT: fix the row, or leave the split empty to let photoclass choose.")
+        result.photos.append(FoundPhoto(file, relpath, label, given,
+                                        "" if label else f"empty {label_column!r} in the CSV, row {line}"))
     result.photos.sort(key=lambda p: p.relpath)
     return result
 

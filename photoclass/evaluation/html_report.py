@@ -14,10 +14,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from ..core.version import __version__
-from ..data.decode import DecodeError, decode_photo
+from ..data.arrays import load_photo
+from ..data.decode import DecodeError
+from ..data.loader import normalize, to_float
 from ..core.atomic import write_text_atomic
 from ..models.input_spec import InputSpec
 from ..runs.rundir import RunDir, load_model
@@ -147,7 +150,7 @@ def _key_value_table(values: dict[str, Any], title: str) -> str:
 def _gallery(root: Path, wrong: list[dict[str, Any]]) -> str:
     figures = []
     for w in wrong:
-        photo = _thumbnail(root / w["path"])
+        photo = _thumbnail(root, w["path"])
         image = (f"<img alt='{html.escape(w['path'])}' src='{photo}'>" if photo
                  else "<div class=missing>photo not found</div>")
         figures.append(f"<figure data-path='{html.escape(w['path'])}'>{image}<figcaption><b>{html.escape(w['true'])}"
@@ -167,14 +170,13 @@ def _gradcam_section(run: RunDir, model: nn.Module | None, meta: dict[str, Any],
         if model is None:
             model, _ = load_model(run)
         spec = InputSpec.from_dict(meta["input"], source=str(run.path / "model.json"))
-        mean, std = (torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) for v in (spec.mean, spec.std))
         figures = []
         for path in chosen:
             try:
-                pixels = decode_photo(root / path, size=spec.size).to_array()
+                pixels = load_photo(root, path, size=spec.size).to_array()
             except (DecodeError, OSError):
                 continue
-            x = (torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None].float() / 255 - mean) / std
+            x = normalize(to_float(torch.from_numpy(pixels[None].copy())), spec.mean, spec.std)
             heatmap, predicted = gradcam(model, x)
             figures.append(f"<figure><img alt='Grad-CAM of {html.escape(path)}' src='{_array_uri(overlay(pixels, heatmap))}'>"
                            f"<figcaption>true <b>{html.escape(labels[path])}</b>, predicted "
@@ -193,19 +195,19 @@ def _plot(path: Path) -> str:
     return f"<img class=plot alt='{html.escape(path.stem)}' src='{data_uri(path.read_bytes(), 'png')}'>"
 
 
-def _thumbnail(path: Path) -> str | None:
+def _thumbnail(root: Path, relpath: str) -> str | None:
     try:
-        photo = decode_photo(path)
+        photo = load_photo(root, relpath)
     except (DecodeError, OSError):
         return None
     image = photo.image
+    if max(image.size) < THUMB // 2:  # 28-px digits: enlarged, pixels kept sharp
+        image = image.resize((image.width * (THUMB // 2 // max(image.size)),) * 2, Image.NEAREST)
     image.thumbnail((THUMB, THUMB))
     return _array_uri(np.asarray(image))
 
 
 def _array_uri(array: np.ndarray) -> str:
-    from PIL import Image
-
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="JPEG", quality=85)
     return data_uri(buffer.getvalue(), "jpeg")
@@ -221,7 +223,7 @@ def write_audit_page(root: Path, suspects: list[dict[str, Any]], conflicts: list
     """audit.html: the most suspicious photos with their given and suggested labels, the
     duplicate groups whose photos carry different labels, and the least typical photos."""
     def figure(row: dict[str, Any], caption: str) -> str:
-        photo = _thumbnail(root / row["path"])
+        photo = _thumbnail(root, row["path"])
         image = (f"<img alt='{html.escape(row['path'])}' src='{photo}'>" if photo
                  else "<div class=missing>photo not found</div>")
         return (f"<figure data-path='{html.escape(row['path'])}'>{image}<figcaption>{caption}<br>"

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from ..config import GREY_WEIGHTS
 from ..core.errors import PhotoclassError
 from ..models.input_spec import InputSpec
 from .predictor import BasePredictor
@@ -37,7 +38,10 @@ class OnnxPredictor(BasePredictor):
         self.batch_size = batch_size
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        x = (pixels.transpose(0, 3, 1, 2).astype(np.float32) / 255 - self.mean) / self.std  # (B, 3, S, S)
+        x = pixels.transpose(0, 3, 1, 2).astype(np.float32) / 255  # (B, 3, S, S)
+        if self.mean.shape[1] == 1:  # a 1-channel model: grey, as photoclass.data.loader.normalize makes it
+            x = np.tensordot(np.asarray(GREY_WEIGHTS, dtype=np.float32), x, axes=([0], [1]))[:, None]
+        x = (x - self.mean) / self.std
         logits = self.session.run(["logits"], {"input": np.ascontiguousarray(x)})[0]
         exp = np.exp(logits - logits.max(axis=1, keepdims=True))
         return exp / exp.sum(axis=1, keepdims=True)

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 from tqdm import tqdm
 
+from ..data.arrays import array_layout, load_photo, read_arrays
 from ..data.decode import IMAGE_SUFFIXES, DecodeError, decode_photo
 from ..data.scan import is_hidden
 from ..config import check_int
@@ -62,7 +63,7 @@ class BasePredictor:
     def predict(self, paths: Iterable[str | os.PathLike], *, top_k: int = 3,
                 progress: bool | None = None) -> list[Prediction]:
         check_int("top_k", top_k, 1, 100_000)
-        files = expand_paths(paths)
+        files = _with_array_items(expand_paths(paths))
         results: list[Prediction] = []
         k = max(1, min(top_k, len(self.classes)))
         with tqdm(total=len(files), desc="predict", unit="img", leave=False,
@@ -71,7 +72,9 @@ class BasePredictor:
                 decoded, ok = [], []
                 for path in batch:
                     try:
-                        decoded.append(decode_photo(path, size=self.size).to_array())
+                        photo = (load_photo(path.root, path.name, size=self.size) if isinstance(path, ArrayItem)
+                                 else decode_photo(path, size=self.size))
+                        decoded.append(photo.to_array())
                         ok.append(Prediction(str(path)))
                     except (DecodeError, OSError) as e:
                         results.append(Prediction(str(path), error=getattr(e, "reason", None) or str(e)))
@@ -122,7 +125,8 @@ class Predictor(BasePredictor):
 
 
 def open_predictor(model: str | os.PathLike, *, engine: str = "torch", tta: bool = False, **kwargs) -> BasePredictor:
-    """A predictor for a run directory or an exported `.onnx` file (ONNX Runtime, no torch).
+    """A predictor for a run directory or an exported `.onnx` file (ONNX Runtime, no torch);
+    `"imagenet"` predicts the 1,000 ImageNet classes with the pretrained backbone, untrained.
 
     `engine="onnx"` runs a run directory through ONNX Runtime too (about twice as fast on a
     CPU), exporting RUN/model.onnx once; `"auto"` does so when ONNX Runtime and the exporter
@@ -136,6 +140,12 @@ def open_predictor(model: str | os.PathLike, *, engine: str = "torch", tta: bool
     check_int("batch_size", kwargs.get("batch_size", 16), 1, 4096)
     path = Path(model)
     device = kwargs.pop("device", "auto")
+    if str(model) in ("imagenet", "imagenet-lite0", "imagenet-lite2") and not path.exists():
+        from .imagenet import ImageNetPredictor
+
+        predictor = ImageNetPredictor(str(model), device=device, **kwargs)
+        predictor.tta = bool(tta)
+        return predictor
     if path.suffix.lower() == ".onnx":  # ONNX Runtime on the CPU, and no torch at all
         if device not in ("auto", "cpu"):
             raise PhotoclassError(f"An .onnx model runs on the CPU (ONNX Runtime). Received: device={device!r}. "
@@ -172,13 +182,39 @@ def open_predictor(model: str | os.PathLike, *, engine: str = "torch", tta: bool
     return predictor
 
 
+@dataclass(frozen=True)
+class ArrayItem:
+    """One image of array data (`mnist.npz#x_test/3`), predicted like a photo file."""
+
+    root: Path
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.root.parent / self.name}" if self.root.is_file() else f"{self.root / self.name}"
+
+
+def _with_array_items(files: list[Path]) -> list:
+    """Array data (an .npz, a CIFAR folder, ...) replaced by its images, in order."""
+    out: list = []
+    for f in files:
+        if array_layout(f) is None:
+            out.append(f)
+        else:
+            arrays = read_arrays(f)
+            out += [ArrayItem(arrays.root, name) for name in arrays.names]
+    return out
+
+
 def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
     """Files as given; folders searched recursively for image files (hidden ones skipped);
-    glob patterns expanded. A path that matches nothing is an error naming it."""
+    glob patterns expanded. A path that matches nothing is an error naming it. Array data
+    (an .npz or .npy, a CIFAR or IDX folder) is kept whole."""
     files: list[Path] = []
     for raw in paths:
         path = Path(raw).expanduser()
-        if path.is_dir():
+        if path.is_dir() and array_layout(path) is not None:
+            files.append(path)
+        elif path.is_dir():
             files += sorted(_images_under(path))
         elif path.is_file():
             files.append(path)

@@ -18,9 +18,9 @@ class SeedBaseline(nn.Module):
     """Keras: Rescaling, Conv(16)-Pool, Conv(32)-Pool, Conv(64)-Pool, Dropout(0.2), Flatten,
     Dense(512), Dense(classes). Rescaling happens in the input spec (mean 0, std 1)."""
 
-    def __init__(self, num_classes: int, input_size: int = 180, dropout: float = 0.2):
+    def __init__(self, num_classes: int, input_size: int = 180, dropout: float = 0.2, in_channels: int = 3):
         super().__init__()
-        self.features = nn.Sequential(*_conv_relu_pool(3, 16), *_conv_relu_pool(16, 32),
+        self.features = nn.Sequential(*_conv_relu_pool(in_channels, 16), *_conv_relu_pool(16, 32),
                                       *_conv_relu_pool(32, 64), nn.Dropout(dropout))
         side = input_size // 8
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(64 * side * side, 512),
@@ -33,10 +33,10 @@ class SeedBaseline(nn.Module):
 class SeedDeep(nn.Module):
     """Conv 32(5x5)-64-128-256-512-512, each with max pooling, then Dense 512-256-128."""
 
-    def __init__(self, num_classes: int, input_size: int = 180, dropout: float = 0.3):
+    def __init__(self, num_classes: int, input_size: int = 180, dropout: float = 0.3, in_channels: int = 3):
         super().__init__()
         widths = [32, 64, 128, 256, 512, 512]
-        layers, cin = [], 3
+        layers, cin = [], in_channels
         for i, w in enumerate(widths):
             layers += _conv_relu_pool(cin, w, kernel=5 if i == 0 else 3)
             cin = w
@@ -63,9 +63,9 @@ class SeedBN(nn.Module):
     """Pairs of Conv+BatchNorm+ReLU at 32/64/128/256 with pooling, global average pooling,
     Dense 512 and 128 with Dropout(0.5)."""
 
-    def __init__(self, num_classes: int, dropout: float = 0.5):
+    def __init__(self, num_classes: int, dropout: float = 0.5, in_channels: int = 3):
         super().__init__()
-        layers, cin = [], 3
+        layers, cin = [], in_channels
         for w in (32, 64, 128, 256):
             layers += _conv_bn_relu(cin, w) + _conv_bn_relu(w, w) + [nn.MaxPool2d(2)]
             cin = w
@@ -99,11 +99,11 @@ class CompactCNN(nn.Module):
     """Two strided stem convolutions, then three residual stages (64-128-256) with max
     pooling, global pooling and dropout: 1.2 M parameters, about 0.18 GMAC at 128 px."""
 
-    def __init__(self, num_classes: int, width: int = 64, dropout: float = 0.2):
+    def __init__(self, num_classes: int, width: int = 64, dropout: float = 0.2, in_channels: int = 3):
         super().__init__()
         w = width
         self.features = nn.Sequential(
-            *_conv_bn_relu(3, 24, stride=2), *_conv_bn_relu(24, w // 2, stride=2),  # 128 -> 32 px
+            *_conv_bn_relu(in_channels, 24, stride=2), *_conv_bn_relu(24, w // 2, stride=2),  # 128 -> 32 px
             ResidualBlock(w // 2, w), ResidualBlock(w, 2 * w), ResidualBlock(2 * w, 4 * w),
             nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         )

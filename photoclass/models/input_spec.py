@@ -5,7 +5,7 @@ Training, prediction, ONNX export, serving and the report all read it through
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from ..core.errors import PhotoclassError
@@ -22,6 +22,14 @@ class InputSpec:
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
     channels: int = 3
     resize: str = "bilinear"  # how photos are brought to size x size (aspect not kept)
+
+    def with_channels(self, channels: int) -> InputSpec:
+        """This contract for grey (1) or colour (3) input: the channel statistics averaged or repeated."""
+        if channels == self.channels:
+            return self
+        if channels == 1:
+            return replace(self, channels=1, mean=(sum(self.mean) / 3,), std=(sum(self.std) / 3,))
+        return replace(self, channels=3, mean=self.mean * 3, std=self.std * 3)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "mean": list(self.mean), "std": list(self.std)}

@@ -30,11 +30,11 @@ class ModelInfo:
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
-def register_model(name: str, *, input_size: int, description: str, mean=(0.0, 0.0, 0.0),
-                   std=(1.0, 1.0, 1.0), pretrained: bool = False, fixed_size: bool = False, **defaults):
+def register_model(name: str, *, input_size: int, description: str, mean=None, std=None, channels: int = 3,
+                   pretrained: bool = False, fixed_size: bool = False, **defaults):
     def wrap(builder):
-        _REGISTRY[name] = ModelInfo(name, builder, InputSpec(input_size, tuple(mean), tuple(std)),
-                                    description, pretrained, fixed_size, defaults)
+        spec = InputSpec(input_size, tuple(mean or (0.0,) * channels), tuple(std or (1.0,) * channels), channels)
+        _REGISTRY[name] = ModelInfo(name, builder, spec, description, pretrained, fixed_size, defaults)
         return builder
     return wrap
 
@@ -52,14 +52,20 @@ def model_info(name: str) -> ModelInfo:
     return _REGISTRY[name]
 
 
-def create_model(name: str, num_classes: int, *, input_size: int | None = None, **kwargs) -> nn.Module:
-    """Build a registered model; `input_size` overrides the registered one."""
+def create_model(name: str, num_classes: int, *, input_size: int | None = None, channels: int | None = None,
+                 **kwargs) -> nn.Module:
+    """Build a registered model; `input_size` overrides the registered one, and so does
+    `channels` (1 or 3) for a model trained from scratch (pretrained ones take 3)."""
     info = model_info(name)
     size = input_size or info.input_spec.size
+    spec = replace(info.input_spec, size=size)
     if info.fixed_size:
         kwargs["input_size"] = size
+    if channels is not None and channels != spec.channels and not info.pretrained:
+        kwargs["in_channels"] = channels
+        spec = spec.with_channels(channels)
     model = info.builder(num_classes=num_classes, **kwargs)
-    model.input_spec = replace(info.input_spec, size=size)
+    model.input_spec = spec
     model.model_name = name
     return model
 
@@ -69,4 +75,4 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def _import_builtin_models() -> None:
-    from . import cnn, efficientnet_lite  # noqa: F401  (they register on import)
+    from . import cnn, efficientnet_lite, small  # noqa: F401  (they register on import)

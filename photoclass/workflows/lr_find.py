@@ -50,7 +50,8 @@ def lr_find(data: str | os.PathLike, *, model: str | nn.Module | None = None, ou
     device = resolve_device(config.device)
     setup_torch(config.threads, config.seed)
     dataset = prepare(data, config=dataclasses.replace(prep, image_size=spec.size), progress=progress)
-    net = build_model(config, spec, len(dataset.classes), custom, device)
+    net = build_model(config, spec, len(dataset.classes), custom, device, channels=dataset.summary.get("channels", 3))
+    spec = net.input_spec
     config = _resolved(config, spec, net, device)
     trained, loaders, _ = _trained_part(net, dataset, config, spec, distributed.Processes(), progress)
     optimizer = create_optimizer(trained, config.optimizer, lr=start_lr, weight_decay=config.weight_decay)

@@ -121,7 +121,8 @@ def _train(run: RunDir, data, config: TrainConfig, prep: PrepareConfig, custom: 
         raise PhotoclassError(f"The test split of {dataset.root} is empty ({dataset.summary['usable']} photos, "
                               f"test_size {prep.test_size}): nothing would measure the model. HINT: add photos, "
                               "or raise --test-size.")
-    net = build_model(config, spec, len(dataset.classes), custom, device)
+    net = build_model(config, spec, len(dataset.classes), custom, device, channels=dataset.summary.get("channels", 3))
+    spec = net.input_spec  # grey photos: 1 channel for a model trained from scratch
     auto = config.strategy == "auto"
     config = _resolved(config, spec, net, device)
     if auto and config.strategy == "features":
@@ -183,12 +184,15 @@ def _train(run: RunDir, data, config: TrainConfig, prep: PrepareConfig, custom: 
 
 
 def build_model(config: TrainConfig, spec: InputSpec, num_classes: int, custom: nn.Module | None,
-                device: torch.device) -> nn.Module:
-    """The registered model (or `custom`) for `num_classes`, with its input contract, on `device`."""
-    net = custom if custom is not None else create_model(
-        config.model, num_classes, input_size=spec.size,
-        **({"dropout": config.dropout} if config.dropout is not None else {}))
-    net.input_spec = spec
+                device: torch.device, channels: int = 3) -> nn.Module:
+    """The registered model (or `custom`) for `num_classes`, with its input contract, on `device`;
+    a model trained from scratch takes `channels` (1 for grey data), a pretrained one 3."""
+    if custom is not None:
+        net = custom
+        net.input_spec = spec
+    else:
+        net = create_model(config.model, num_classes, input_size=spec.size, channels=channels,
+                           **({"dropout": config.dropout} if config.dropout is not None else {}))
     return net.to(device, memory_format=torch.channels_last if config.channels_last else torch.preserve_format)
 
 

@@ -1,0 +1,277 @@
+"""Image arrays and label files as data: npz, npy, CIFAR python folders, MNIST IDX, CSV.
+
+Every form is built in tmp_path from real pixels (scikit-learn's 8x8 digits, enlarged, and
+the example weather photos at 32 px) and must prepare, train and predict like a folder."""
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import photoclass
+from photoclass import PhotoclassError
+from photoclass.data.arrays import read_arrays, read_idx
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "weather"
+DIGITS_PER_CLASS = 30
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """(300, 28, 28) uint8 grey digits, 30 of each class, and their labels 0..9."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    keep = np.concatenate([np.flatnonzero(d.target == c)[:DIGITS_PER_CLASS] for c in range(10)])
+    x = np.stack([np.asarray(Image.fromarray((d.images[i] * 15).astype(np.uint8)).resize((28, 28), Image.BILINEAR))
+                  for i in keep])
+    return x, d.target[keep].astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def photos32():
+    """The example photos as (N, 32, 32, 3) uint8, with their class names."""
+    paths = sorted(EXAMPLES.glob("*.jpg"))
+    paths = [paths[i] for i in np.random.default_rng(0).permutation(len(paths))]  # classes mixed in every batch
+    x = np.stack([np.asarray(Image.open(p).convert("RGB").resize((32, 32), Image.BILINEAR)) for p in paths])
+    names = sorted({p.stem.rstrip("0123456789") for p in paths})
+    y = np.array([names.index(p.stem.rstrip("0123456789")) for p in paths])
+    return x, y, names
+
+
+def prepared(path, tmp_path, **options):
+    return photoclass.prepare(path, image_size=28, cache_dir=tmp_path / "cache", progress=False, **options)
+
+
+def counts(dataset) -> dict[str, int]:
+    return {c: int((dataset.labels == i).sum()) for i, c in enumerate(dataset.classes)}
+
+
+def test_keras_style_npz_keeps_its_test_split_and_names_rows_by_file_and_index(tmp_path, digits):
+    x, y = digits
+    np.savez(tmp_path / "digits.npz", x_train=x[::2], y_train=y[::2], x_test=x[1::2], y_test=y[1::2])
+    data = prepared(tmp_path / "digits.npz", tmp_path)
+    assert data.classes == [str(c) for c in range(10)]
+    assert counts(data) == {str(c): DIGITS_PER_CLASS for c in range(10)}
+    test_rows = [r.path for r in data.usable if r.split == "test"]
+    assert sorted(test_rows) == sorted(f"digits.npz#x_test/{i}" for i in range(len(x[1::2])))  # kept as given
+    assert {r.split for r in data.usable if r.path.startswith("digits.npz#x_train/")} == {"train", "val"}
+    assert data.summary["layout"] == "npz" and data.summary["channels"] == 1
+    i = next(k for k, r in enumerate(data.usable) if r.path == "digits.npz#x_test/5")
+    assert np.array_equal(data.images[i][..., 0], x[1::2][5])  # grey pixels, cached as they were
+
+
+def test_a_pool_npz_with_class_names_is_split_by_photoclass(tmp_path, photos32):
+    x, y, names = photos32
+    np.savez(tmp_path / "pool.npz", images=x, labels=y, class_names=np.array(names))
+    data = photoclass.prepare(tmp_path / "pool.npz", image_size=32, cache_dir=tmp_path / "cache", progress=False)
+    assert data.classes == names
+    assert counts(data) == {n: int((y == i).sum()) for i, n in enumerate(names)}
+    assert all(len(data.indices(s)) for s in ("train", "val", "test"))
+    assert data.summary["channels"] == 3
+
+
+def test_a_pair_of_npy_files(tmp_path, digits):
+    x, y = digits
+    folder = tmp_path / "arrays"
+    folder.mkdir()
+    np.save(folder / "x.npy", x.astype(np.float32) / 255)  # floats in [0, 1] are pixels too
+    np.save(folder / "y.npy", y)
+    for path in (folder, folder / "x.npy"):
+        data = prepared(path, tmp_path)
+        assert counts(data) == {str(c): DIGITS_PER_CLASS for c in range(10)}
+        assert data.usable[0].path == "x.npy#0"
+
+
+def _cifar_batch(x: np.ndarray, y: np.ndarray, key: str = "labels") -> dict:
+    rows = x.transpose(0, 3, 1, 2).reshape(len(x), -1)  # (N, 3072): the red plane, then green, then blue
+    return {b"batch_label": b"a batch", key.encode(): [int(v) for v in y], b"data": rows,
+            b"filenames": [f"{i}.png".encode() for i in range(len(x))]}
+
+
+def _dump(obj, path: Path) -> None:
+    with open(path, "wb") as f:
+        pickle.dump(obj, f, protocol=2)  # the CIFAR files are protocol-2 pickles
+
+
+def test_the_cifar10_python_folder_with_names_from_batches_meta(tmp_path, photos32):
+    x, y, names = photos32
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    _dump(_cifar_batch(x[:40], y[:40]), folder / "data_batch_1")
+    _dump(_cifar_batch(x[40:80], y[40:80]), folder / "data_batch_2")
+    _dump(_cifar_batch(x[80:], y[80:]), folder / "test_batch")
+    _dump({b"label_names": [n.encode() for n in names], b"num_vis": 3072}, folder / "batches.meta")
+    data = photoclass.prepare(folder, image_size=32, cache_dir=tmp_path / "cache", progress=False)
+    assert data.summary["layout"] == "cifar" and data.classes == names
+    assert counts(data) == {n: int((y == i).sum()) for i, n in enumerate(names)}
+    assert sorted(r.path for r in data.usable if r.split == "test") == sorted(f"test_batch#{i}" for i in range(len(x) - 80))
+    i = next(k for k, r in enumerate(data.usable) if r.path == "data_batch_2#3")
+    assert np.array_equal(data.images[i], x[43])  # planes put back in (H, W, 3) order
+
+
+def test_the_cifar100_python_folder_uses_the_fine_labels(tmp_path, photos32):
+    x, y, names = photos32
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    fine = [f"fine_{n}" for n in names]
+    for name, part in (("train", slice(0, 80)), ("test", slice(80, None))):
+        batch = _cifar_batch(x[part], y[part], key="fine_labels")
+        batch[b"coarse_labels"] = [0] * len(x[part])
+        _dump(batch, folder / name)
+    _dump({b"fine_label_names": [n.encode() for n in fine], b"coarse_label_names": [b"all"]}, folder / "meta")
+    data = photoclass.prepare(folder, image_size=32, cache_dir=tmp_path / "cache", progress=False)
+    assert data.classes == fine
+    assert counts(data) == {n: int((y == i).sum()) for i, n in enumerate(fine)}
+    assert len(data.indices("test")) == len(x) - 80
+
+
+class _RunsCode:
+    def __init__(self, canary: Path):
+        self.canary = canary
+
+    def __reduce__(self):
+        return (subprocess.call, (["touch", str(self.canary)],))
+
+
+def test_a_cifar_pickle_that_would_run_code_is_refused_and_never_runs(tmp_path, photos32):
+    x, y, names = photos32
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    canary = tmp_path / "canary"
+    batch = _cifar_batch(x[:40], y[:40])
+    batch[b"batch_label"] = _RunsCode(canary)
+    _dump(batch, folder / "data_batch_1")
+    _dump(_cifar_batch(x[80:], y[80:]), folder / "test_batch")
+    _dump({b"label_names": [n.encode() for n in names]}, folder / "batches.meta")
+    with pytest.raises(PhotoclassError, match=r"Refused to read .*data_batch_1: it refers to \w+\.call"):
+        read_arrays(folder)
+    result = subprocess.run([sys.executable, "-m", "photoclass", "prepare", str(folder), "--out", str(tmp_path / "p"),
+                             "--cache-dir", str(tmp_path / "cache")], capture_output=True, text=True)
+    assert result.returncode != 0 and "Refused to read" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not canary.exists() and not (tmp_path / "p").exists()
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    if path.name.endswith(".gz"):
+        with gzip.open(path, "wb") as f:
+            f.write(data)
+    else:
+        path.write_bytes(data)
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_mnist_idx_files_plain_or_gzipped(tmp_path, digits, suffix):
+    x, y = digits
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    _write_idx(folder / f"train-images-idx3-ubyte{suffix}", x[:200])
+    _write_idx(folder / f"train-labels-idx1-ubyte{suffix}", y[:200])
+    _write_idx(folder / f"t10k-images-idx3-ubyte{suffix}", x[200:])
+    _write_idx(folder / f"t10k-labels-idx1-ubyte{suffix}", y[200:])
+    assert np.array_equal(read_idx(folder / f"t10k-images-idx3-ubyte{suffix}"), x[200:])
+    data = prepared(folder, tmp_path)
+    assert data.summary["layout"] == "idx" and counts(data) == {str(c): DIGITS_PER_CLASS for c in range(10)}
+    assert len(data.indices("test")) == 100
+
+
+def test_a_truncated_idx_file_is_a_one_line_error(tmp_path, digits):
+    x, y = digits
+    _write_idx(tmp_path / "train-images-idx3-ubyte", x)
+    _write_idx(tmp_path / "train-labels-idx1-ubyte", y)
+    data = (tmp_path / "train-images-idx3-ubyte").read_bytes()
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(data[:-100])
+    with pytest.raises(PhotoclassError, match="truncated"):
+        read_arrays(tmp_path)
+
+
+def test_a_csv_of_labels_with_splits_and_its_own_column_names(tmp_path):
+    photos = tmp_path / "photos"
+    shutil.copytree(EXAMPLES, photos)
+    files = sorted(p.name for p in photos.glob("*.jpg"))
+    table = tmp_path / "labels.csv"
+    with open(table, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "weather", "split"])
+        for i, name in enumerate(files):
+            writer.writerow([f"photos/{name}", name.rstrip("0123456789.jpg").upper(), "test" if i % 5 == 0 else ""])
+        writer.writerow(["photos/missing.jpg", "RAIN", ""])
+    before = {p.name: p.stat().st_mtime_ns for p in photos.iterdir()}
+    with pytest.raises(PhotoclassError, match="no 'path' column.*--path-column"):
+        photoclass.prepare(table, cache_dir=tmp_path / "cache", progress=False)
+    data = photoclass.prepare(table, path_column="file", label_column="weather", image_size=64,
+                              cache_dir=tmp_path / "cache", progress=False)
+    assert data.summary["layout"] == "csv"
+    assert data.classes == sorted({n.rstrip("0123456789.jpg").upper() for n in files})
+    assert len(data) == len(files) and len(data.indices("test")) == len(files[::5])
+    assert data.summary["ignored_reasons"] == {"listed in the CSV but not found": 1}
+    assert {p.name: p.stat().st_mtime_ns for p in photos.iterdir()} == before  # the photos untouched
+
+
+@pytest.mark.slow
+def test_seed_mnist_trains_on_grey_arrays_and_predicts_them(tmp_path, digits):
+    x, y = digits
+    np.savez(tmp_path / "digits.npz", x_train=x[::2], y_train=y[::2], x_test=x[1::2], y_test=y[1::2])
+    result = photoclass.train(tmp_path / "digits.npz", model="seed-mnist", epochs=8, augment="none",
+                              out=tmp_path / "run", cache_dir=tmp_path / "cache", verbose=False, progress=False)
+    meta = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert meta["input"]["channels"] == 1 and meta["input"]["size"] == 28
+    assert result.test["accuracy"] >= 0.5  # 10 classes: chance is 0.1
+    out = subprocess.run([sys.executable, "-m", "photoclass", "predict", str(tmp_path / "run"),
+                          str(tmp_path / "digits.npz"), "--format", "json"], capture_output=True, text=True, check=True)
+    predictions = json.loads(out.stdout)
+    assert len(predictions) == len(x) and predictions[0]["path"].endswith("digits.npz#x_train/0")
+    right = sum(p["label"] == str(label) for p, label in zip(predictions, np.concatenate([y[::2], y[1::2]])))
+    assert right / len(x) >= 0.5
+    report = (tmp_path / "run" / "report.html").read_text()
+    assert "photo not found" not in report  # thumbnails come from the arrays
+
+
+@pytest.mark.slow
+def test_seed_cifar_trains_on_colour_arrays_and_exports_to_onnx(tmp_path, photos32):
+    x, y, names = photos32
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    _dump(_cifar_batch(x[:80], y[:80]), folder / "data_batch_1")
+    _dump(_cifar_batch(x[80:], y[80:]), folder / "test_batch")
+    _dump({b"label_names": [n.encode() for n in names]}, folder / "batches.meta")
+    result = photoclass.train(folder, model="seed-cifar", epochs=3, out=tmp_path / "run",
+                              cache_dir=tmp_path / "cache", verbose=False, progress=False)
+    assert result.test["count"] == len(x) - 80
+    from photoclass.inference.export import export_onnx
+    from photoclass.inference.predictor import open_predictor
+
+    export_onnx(tmp_path / "run")
+    torch_top = [p.label for p in open_predictor(tmp_path / "run").predict([folder])]
+    onnx_top = [p.label for p in open_predictor(tmp_path / "run" / "model.onnx", engine="onnx").predict([folder])]
+    assert len(torch_top) == len(x) and torch_top == onnx_top
+
+
+@pytest.mark.slow
+def test_a_grey_model_exported_to_onnx_predicts_colour_photos_like_torch(tmp_path, digits):
+    x, y = digits
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    photoclass.train(tmp_path / "d.npz", model="seed-mnist", epochs=1, out=tmp_path / "run",
+                     cache_dir=tmp_path / "cache", verbose=False, progress=False)
+    from photoclass.inference.export import export_onnx
+    from photoclass.inference.predictor import open_predictor
+
+    export_onnx(tmp_path / "run")
+    photos = sorted(EXAMPLES.glob("*.jpg"))[:8]  # colour photos, made grey on the way in
+    torch_p = [p.top for p in open_predictor(tmp_path / "run").predict(photos)]
+    onnx_p = [p.top for p in open_predictor(tmp_path / "run" / "model.onnx", engine="onnx").predict(photos)]
+    for a, b in zip(torch_p, onnx_p):
+        assert [c for c, _ in a] == [c for c, _ in b]
+        assert np.allclose([v for _, v in a], [v for _, v in b], atol=1e-4)
