@@ -275,3 +275,16 @@ def test_a_grey_model_exported_to_onnx_predicts_colour_photos_like_torch(tmp_pat
     for a, b in zip(torch_p, onnx_p):
         assert [c for c, _ in a] == [c for c, _ in b]
         assert np.allclose([v for _, v in a], [v for _, v in b], atol=1e-4)
+
+
+def test_array_twins_are_grouped_but_different_digits_are_not_chained(tmp_path, digits):
+    x, y = digits
+    rng = np.random.default_rng(0)
+    twins = np.clip(x[:10].astype(int) + rng.integers(-3, 4, x[:10].shape), 0, 255).astype(np.uint8)
+    np.savez(tmp_path / "d.npz", x=np.concatenate([x, x[10:15], twins]), y=np.concatenate([y, y[10:15], y[:10]]))
+    data = prepared(tmp_path / "d.npz", tmp_path)
+    dup = data.summary["duplicates"]
+    assert dup["byte_identical_groups"] == 5 and dup["groups"] >= 15
+    assert dup["largest_group"] <= 3 and dup["photos_in_groups"] <= 40  # 300 distinct digits stay apart
+    group = {r.path: r.group for r in data.usable}
+    assert all(group[f"d.npz#x/{i}"] == group[f"d.npz#x/{len(x) + 5 + i}"] for i in range(10))

@@ -23,8 +23,14 @@ def world(tmp_path_factory):
     data = make_flat(base / "data", per_class=3)
     a_file = base / "file.txt"
     a_file.write_text("not a folder")
+    import numpy as np
+
+    np.savez(base / "odd.npz", a=np.zeros((4, 28, 28), np.uint8), b=np.zeros(4))
+    np.savez(base / "floats.npz", x=np.full((4, 28, 28), 300.0), y=np.arange(4))
+    (base / "labels.csv").write_text("file,label\nx.jpg,cat\n")
     return {"RUN": str(run), "DATA": str(data), "FILE": str(a_file), "UNDER_FILE": str(a_file / "x"),
-            "BASE": str(base), "CACHE": str(base / "cache")}
+            "BASE": str(base), "CACHE": str(base / "cache"), "NPZ": str(base / "odd.npz"),
+            "FLOATS": str(base / "floats.npz"), "CSV": str(base / "labels.csv")}
 
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -120,6 +126,14 @@ BAD_VALUES = [  # (argv, what the one line must name)
     ("audit DATA --folds 1", "folds"),
     ("audit DATA --out DATA/audit", "inside the photo folder"),
     ("audit DATA --out UNDER_FILE", "Cannot write"),
+    ("prepare NPZ --cache-dir CACHE", "x_train, y_train"),
+    ("prepare FLOATS --cache-dir CACHE", "pixel values run from 300"),
+    ("prepare CSV --cache-dir CACHE", "no 'path' column"),
+    ("prepare DATA --layout csv --cache-dir CACHE", "needs one CSV file"),
+    ("prepare DATA --layout cifar --cache-dir CACHE", "no image arrays"),
+    ("models nope", "Unknown model"),
+    ("models seed-mnist --image-size 12", "does not run at 12 px"),
+    ("predict imagenet BASE/nope.jpg", "No such file"),
     ("frobnicate", "invalid choice"),
 ]
 

@@ -74,7 +74,7 @@ def array_layout(path: str | os.PathLike) -> str | None:
     if not path.is_dir():
         return None
     names = {p.name for p in path.iterdir()}
-    if {"data_batch_1", "batches.meta"} <= names or {"train", "test", "meta"} <= names and (path / "meta").is_file():
+    if "data_batch_1" in names or {"train", "test", "meta"} <= names and (path / "meta").is_file():
         return "cifar"
     if any(_is_idx_name(n.lower()) for n in names):
         return "idx"
@@ -88,9 +88,10 @@ def read_arrays(path: str | os.PathLike, layout: str = "auto") -> ArraySet:
     path = Path(path).expanduser().resolve()
     found = array_layout(path)
     layout = found if layout == "auto" else layout
-    if layout not in ARRAY_LAYOUTS:
-        raise PhotoclassError(f"{path} holds no image arrays photoclass reads (.npz, .npy, the CIFAR python "
-                              "folder, MNIST IDX files). HINT: check the path.")
+    if found is None or found != layout:
+        what = f"as layout {layout!r} " if layout in ARRAY_LAYOUTS else ""
+        raise PhotoclassError(f"{path} holds no image arrays photoclass reads {what}(.npz, .npy, the CIFAR python "
+                              "folder, MNIST IDX files). HINT: check the path, or drop --layout.")
     reader = {"npz": _read_npz, "npy": _read_npy, "cifar": _read_cifar, "idx": _read_idx}[layout]
     try:
         images, labels, names, splits, notes = reader(path)
@@ -245,10 +246,10 @@ def _read_cifar(folder: Path):
     for name, split in files:
         batch = load_safe_pickle(folder / name)
         if not isinstance(batch, dict):
-            raise PhotoclassError(f"{folder / name} is not a CIFAR batch (a dict of data and labels).")
+            raise PhotoclassError(f"{folder / name} is not a CIFAR batch (a dict of data and labels). HINT: pass the folder as published.")
         data = np.asarray(_get(batch, "data"))
         if data.ndim != 2 or data.shape[1] != 3072:
-            raise PhotoclassError(f"{folder / name}: data has shape {data.shape}; a CIFAR batch has (N, 3072).")
+            raise PhotoclassError(f"{folder / name}: data has shape {data.shape}; a CIFAR batch has (N, 3072). HINT: pass the folder as published.")
         images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
         parts.append((name, images, np.asarray(_get(batch, label_key)), split))
     return _combine(folder, parts, names, prefix="")
@@ -295,7 +296,7 @@ def _read_idx(path: Path):
                                   "HINT: put the image and label files of each split in one folder.")
         parts.append((images.name, read_idx(images), read_idx(labels), split))
     if not parts:
-        raise PhotoclassError(f"{folder} has no train-images/t10k-images IDX files.")
+        raise PhotoclassError(f"{folder} has no train-images/t10k-images IDX files. HINT: keep MNIST's file names.")
     return _combine(folder, parts, None, prefix="")
 
 
@@ -311,16 +312,16 @@ def as_uint8_images(x: np.ndarray, source: str) -> np.ndarray:
         x = x.transpose(0, 2, 3, 1)  # channels first, as PyTorch keeps them
     if x.ndim != 4 or x.shape[-1] not in (1, 3):
         raise PhotoclassError(f"{source}: images must be (N, H, W), (N, H, W, 1|3) or (N, 1|3, H, W); "
-                              f"received shape {x.shape}.")
+                              f"received shape {x.shape}. HINT: reshape them to (N, H, W, C).")
     if min(x.shape[1:3]) < 8:
-        raise PhotoclassError(f"{source}: images of {x.shape[1]}x{x.shape[2]} px are too small (8 px at least).")
+        raise PhotoclassError(f"{source}: images of {x.shape[1]}x{x.shape[2]} px are too small. HINT: images need 8 px a side at least.")
     if x.dtype == np.uint8:
         return np.ascontiguousarray(x)
     if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
-        raise PhotoclassError(f"{source}: images of dtype {x.dtype} are not pixels. HINT: uint8 or floats.")
+        raise PhotoclassError(f"{source}: images of dtype {x.dtype} are not pixels. HINT: save uint8 (0..255) or floats (0..1).")
     lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
     if not np.isfinite([lo, hi]).all() or lo < 0 or hi > 255:
-        raise PhotoclassError(f"{source}: pixel values run from {lo} to {hi}; expected 0..1 or 0..255.")
+        raise PhotoclassError(f"{source}: pixel values run from {lo} to {hi}; expected 0..1 or 0..255. HINT: rescale the images to 0..255 (uint8) before saving.")
     scale = 255.0 if np.issubdtype(x.dtype, np.floating) and hi <= 1.0 else 1.0
     return np.clip(np.rint(x * scale), 0, 255).astype(np.uint8)
 
@@ -333,15 +334,15 @@ def as_label_names(y: np.ndarray, names: list[str] | None, source: str) -> list[
     elif y.ndim == 2 and set(np.unique(y).tolist()) <= {0, 1}:
         y = y.argmax(1)  # one-hot
     if y.ndim != 1:
-        raise PhotoclassError(f"{source}: labels must be (N,), (N, 1) or one-hot (N, K); received shape {y.shape}.")
+        raise PhotoclassError(f"{source}: labels must be (N,), (N, 1) or one-hot (N, K); received shape {y.shape}. HINT: one class number or name per image.")
     if y.dtype.kind in "US":
         return [_text(v) for v in y]
     if y.dtype.kind not in "iu" and not (y.dtype.kind == "f" and np.all(y == np.round(y))):
-        raise PhotoclassError(f"{source}: labels of dtype {y.dtype} are not class numbers or names.")
+        raise PhotoclassError(f"{source}: labels of dtype {y.dtype} are not class numbers or names. HINT: save integers or strings.")
     y = y.astype(np.int64)
     if names is not None:
         if y.min() < 0 or y.max() >= len(names):
-            raise PhotoclassError(f"{source}: label {int(y.max())} has no class name ({len(names)} names).")
+            raise PhotoclassError(f"{source}: label {int(y.max())} has no class name ({len(names)} names). HINT: list a name for every class.")
         return [names[i] for i in y]
     return [str(i) for i in y]
 
@@ -355,9 +356,9 @@ def _combine(path: Path, parts, names: list[str] | None, prefix: str | None = No
         x = as_uint8_images(x, source)
         y = as_label_names(y, names, source)
         if len(x) != len(y):
-            raise PhotoclassError(f"{source}: {len(x)} images but {len(y)} labels.")
+            raise PhotoclassError(f"{source}: {len(x)} images but {len(y)} labels. HINT: save one label per image.")
         if images and x.shape[1:] != images[0].shape[1:]:
-            raise PhotoclassError(f"{source}: images of shape {x.shape[1:]} beside {images[0].shape[1:]}.")
+            raise PhotoclassError(f"{source}: images of shape {x.shape[1:]} beside {images[0].shape[1:]}. HINT: give every part the same image size.")
         stem = f"{base}#{member}/" if prefix is None else f"{member}#"
         images.append(x)
         labels += y

@@ -18,7 +18,7 @@ from .arrays import ARRAY_LAYOUTS, ArraySet, array_layout, read_arrays
 from .cache import ImageCache, array_keys
 from .dataset import ManifestRow, PreparedDataset
 from .decode import ALLOWED_FORMATS
-from .dedupe import find_duplicates
+from .dedupe import ARRAY_MAX_HASH_DISTANCE, ARRAY_MAX_THUMB_DIFFERENCE, find_duplicates
 from .scan import FoundPhoto, ScanResult, scan_folder
 from .split import SPLITS, grouped_folds, grouped_split, leaked_test_photos, naive_split
 
@@ -95,6 +95,8 @@ def prepare(
         [k for _, k in ok],
         np.array([e.phash for e in ok_entries], dtype=np.uint64),
         np.frombuffer(b"".join(e.thumb for e in ok_entries), dtype=np.uint8).reshape(len(ok), -1),
+        **({} if arrays is None else {"max_hash_distance": ARRAY_MAX_HASH_DISTANCE,
+                                      "max_thumb_difference": ARRAY_MAX_THUMB_DIFFERENCE}),
     )
     timings["dedupe"] = time.perf_counter() - t
 
