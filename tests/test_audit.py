@@ -44,3 +44,20 @@ def test_audit_ranks_flipped_labels_near_the_top_and_changes_nothing(tmp_path):
     assert sum(suggested[n] == true for n, true in flipped.items()) >= 0.8 * len(flipped)  # and the right label
     page = (tmp_path / "audit" / "audit.html").read_text()
     assert all(f"data-path='{name}'" in page for name in flipped if name in top)
+
+
+def test_an_audit_written_into_a_run_is_linked_from_its_report(tmp_path):
+    import photoclass
+
+    run = tmp_path / "run"
+    photoclass.train(EXAMPLES, out=run, model="efficientnet-lite0", epochs=3, cache_dir=tmp_path / "cache",
+                     verbose=False, progress=False)
+    assert f"photoclass audit {EXAMPLES}" in (run / "report.html").read_text()  # how to make one
+    result = subprocess.run([sys.executable, "-m", "photoclass", "audit", EXAMPLES, "--out", run / "audit",
+                             "--model", "efficientnet-lite0", "--cache-dir", tmp_path / "cache"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    report = (run / "report.html").read_text()
+    with open(run / "audit" / "label_issues.csv", newline="") as f:
+        first = next(csv.DictReader(f))
+    assert "href='audit/audit.html'" in report and first["path"] in report

@@ -76,6 +76,7 @@ def write_report(run: str | os.PathLike | RunDir, *, model: nn.Module | None = N
     wrong = result.get("misclassified", [])
     parts += [f"<h2 id=misclassified>Misclassified test photos ({len(wrong)} of {test['count']})</h2>",
               _gallery(root, wrong[:GALLERY_LIMIT]) if wrong else "<p>None: every test photo is right.</p>"]
+    parts += ["<h2 id=audit>Label audit</h2>", _audit_section(run, root)]
     parts += ["<h2>Where the model looks (Grad-CAM)</h2>", _gradcam_section(run, model, meta, root, rows, wrong)]
     applied = config.get("applied", {}).get("augment", train["augment"])
     parts += [f"<h2>Augmentation preview</h2><p>Applied in training: <b>{html.escape(applied)}</b></p>",
@@ -93,6 +94,20 @@ def page(title: str, body: str) -> str:
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
             f"<meta name=generator content='photoclass {__version__}'><style>{STYLE}</style></head>"
             f"<body>{body}</body></html>\n")
+
+
+def _audit_section(run: RunDir, root: Path) -> str:
+    """A link to RUN/audit/audit.html with its most suspicious photos, or how to make it."""
+    if not run.exists("audit/audit.json"):
+        command = f"photoclass audit {root} --out {run.path / 'audit'}"
+        return (f"<p>No label audit yet. <code>{html.escape(command)}</code> ranks the photos most likely to be "
+                "mislabeled (cleanlab, on out-of-fold predictions) and adds it here.</p>")
+    audit = run.read_json("audit/audit.json")
+    top = run.read_csv("audit/label_issues.csv")[:5]
+    items = "".join(f"<li>{html.escape(r['path'])}: given <b>{html.escape(r['given_label'])}</b>, looks like "
+                    f"<b>{html.escape(r['suggested_label'])}</b></li>" for r in top)
+    return (f"<p><a href='audit/audit.html'>The label audit</a> flags {audit['flagged']} of {audit['photos']} "
+            f"photos as likely mislabeled; the most suspicious:</p><ul>{items}</ul>")
 
 
 def _interval_tile(test: dict[str, Any]) -> list[tuple[str, str]]:

@@ -21,7 +21,7 @@ from ..core.errors import PhotoclassError
 from ..core.torchsetup import setup_torch
 from ..data.loader import BatchLoader
 from ..data.prepare import prepare
-from ..evaluation.html_report import write_audit_page
+from ..evaluation.html_report import write_audit_page, write_report
 from ..evaluation.label_errors import out_of_fold_probabilities, outlier_scores, rank_label_errors
 from ..models.registry import create_model, model_info
 from ..runs.rundir import RunDir
@@ -104,3 +104,6 @@ def _write(result: Audit, root: Path) -> None:
                                                  "flagged": len(result.flagged), "conflicts": result.conflicts,
                                                  "outliers": result.outliers})
     write_audit_page(root, result.suspects, result.conflicts, result.outliers, result.out / "audit.html")
+    run = RunDir(result.out.parent)
+    if run.exists("report.html") and run.exists("test.json"):  # audited into a run: its report links to it
+        write_report(run)
