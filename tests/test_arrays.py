@@ -288,3 +288,17 @@ def test_array_twins_are_grouped_but_different_digits_are_not_chained(tmp_path, 
     assert dup["largest_group"] <= 3 and dup["photos_in_groups"] <= 40  # 300 distinct digits stay apart
     group = {r.path: r.group for r in data.usable}
     assert all(group[f"d.npz#x/{i}"] == group[f"d.npz#x/{len(x) + 5 + i}"] for i in range(10))
+
+
+def test_sorting_array_images_writes_each_as_a_png_into_its_class_folder(tmp_path, photos32):
+    from photoclass.inference.predictor import Prediction
+    from photoclass.inference.sort import sort_into
+
+    x, y, names = photos32
+    np.savez(tmp_path / "p.npz", x=x, y=y)
+    predictions = [Prediction(str(tmp_path / "p.npz#x/4"), top=[("rain", 0.9)]),
+                   Prediction(str(tmp_path / "p.npz#x/4"), top=[("rain", 0.9)])]
+    assert sort_into(predictions, tmp_path / "sorted") == {"rain": 2}
+    saved = sorted((tmp_path / "sorted" / "rain").iterdir())
+    assert [p.name for p in saved] == ["p.npz_x_4 (1).png", "p.npz_x_4.png"]  # never overwritten
+    assert np.array_equal(np.asarray(Image.open(saved[1])), x[4])

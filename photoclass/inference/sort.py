@@ -5,7 +5,10 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
+from PIL import Image
+
 from ..core.atomic import check_writable
+from ..data.arrays import array_item
 from ..core.errors import PhotoclassError
 from .predictor import Prediction
 
@@ -26,7 +29,12 @@ def sort_into(predictions: list[Prediction], out: str | Path, *, min_confidence:
         folder = UNSURE if prediction.confidence < min_confidence else prediction.label
         source = Path(prediction.path)
         (out / folder).mkdir(parents=True, exist_ok=True)
-        _copy_without_overwriting(source, out / folder)
+        pixels = None if source.is_file() else _array_pixels(prediction.path)
+        if pixels is not None:  # an image of array data (mnist.npz#x_test/3) becomes a PNG
+            name = prediction.path[prediction.path.rfind("/", 0, prediction.path.index("#")) + 1:]
+            _save_without_overwriting(pixels, name, out / folder)  # digits.npz#x_test/3 -> digits.npz_x_test_3.png
+        else:
+            _copy_without_overwriting(source, out / folder)
         counts[folder] += 1
     return counts
 
@@ -36,6 +44,32 @@ def check_min_confidence(min_confidence: float) -> None:
             or not 0 <= min_confidence <= 1:
         raise PhotoclassError(f"`min_confidence` must be a probability from 0 to 1, e.g. 0.9. "
                               f"Received: min_confidence={min_confidence!r}")
+
+
+def _array_pixels(path: str):
+    """(H, W, 3) pixels of `.../mnist.npz#x_test/3` or `.../cifar/data_batch_1#7`, else None."""
+    left, sep, right = path.partition("#")
+    if not sep:
+        return None
+    file = Path(left)
+    for root in (file, file.parent):  # the array file itself, or the folder holding the batch
+        pixels = array_item(root, f"{file.name}#{right}")
+        if pixels is not None:
+            return pixels
+    return None
+
+
+def _save_without_overwriting(pixels, stem: str, folder: Path) -> Path:
+    stem = stem.replace("#", "_").replace("/", "_")
+    for n in range(10_000):
+        path = folder / (f"{stem}.png" if n == 0 else f"{stem} ({n}).png")
+        try:
+            with open(path, "xb") as f:
+                Image.fromarray(pixels).save(f, format="PNG")
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"too many files named like {stem}.png in {folder}")
 
 
 def _copy_without_overwriting(source: Path, folder: Path) -> Path:
