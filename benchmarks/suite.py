@@ -5,8 +5,10 @@ the weather photos, the given train/validation/test for clothing_small). It prin
 per set and candidate (test accuracy with its 95% Wilson interval, seconds, peak memory) and
 each candidate's mean over the sets, the figure a default is chosen by.
 
-    python benchmarks/suite.py
-    python benchmarks/suite.py --candidates efficientnet-lite0-ms:features efficientnet-lite2:features
+    python benchmarks/suite.py --seeds 0 1 2
+    python benchmarks/suite.py --candidates efficientnet-lite0-ms:features:epochs efficientnet-lite2-ms:features
+
+A candidate is MODEL:STRATEGY[:HEAD_SOLVER] (lbfgs, the default, or epochs).
 """
 from __future__ import annotations
 
@@ -21,13 +23,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 SETS = {"weather": SHARED / "weather", "clothing_small": SHARED / "clothing_small"}
-CANDIDATES = ["efficientnet-lite0-ms:features", "efficientnet-lite0:features", "efficientnet-lite2-ms:features",
-              "efficientnet-lite2:features"]
+CANDIDATES = ["efficientnet-lite2-ms:features:lbfgs", "efficientnet-lite2-ms:features:epochs",
+              "efficientnet-lite0-ms:features:lbfgs", "efficientnet-lite0-ms:features:epochs"]
 
 
-def run(data: Path, out: Path, model: str, strategy: str, seed: int, cache: Path) -> dict:
+def run(data: Path, out: Path, candidate: str, seed: int, cache: Path) -> dict:
+    model, strategy, solver = (candidate.split(":") + ["lbfgs"])[:3]
     command = [sys.executable, "-m", "photoclass", "train", str(data), "--out", str(out), "--model", model,
-               "--strategy", strategy, "--seed", str(seed), "--no-track", "--cache-dir", str(cache)]
+               "--strategy", strategy, "--head-solver", solver, "--seed", str(seed), "--no-track",
+               "--cache-dir", str(cache)]
     timed = ["/usr/bin/time", "-f", "peak %M KB"] + command if shutil.which("time") or Path("/usr/bin/time").exists() \
         else command
     result = subprocess.run(timed, capture_output=True, text=True)
@@ -43,22 +47,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--candidates", nargs="+", default=CANDIDATES, help="model:strategy pairs")
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     args = parser.parse_args()
-    rows: dict[str, list[float]] = {}
-    print(f"{'set':<16}{'candidate':<34}{'test acc':>9}  {'95% interval':<15}{'photos':>7}{'s':>7}{'peak GB':>9}")
+    rows: dict[tuple[str, str], list[float]] = {}
+    print(f"{'set':<16}{'candidate':<40}{'seed':>5}{'test acc':>9}  {'95% interval':<15}{'photos':>7}{'s':>7}"
+          f"{'peak GB':>9}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for name in args.sets:
             for candidate in args.candidates:
-                model, strategy = candidate.split(":")
-                r = run(SETS[name], tmp / f"{name}-{model}-{strategy}", model, strategy, args.seed, tmp / "cache")
-                rows.setdefault(candidate, []).append(r["accuracy"])
-                print(f"{name:<16}{candidate:<34}{r['accuracy']:>9.4f}  {r['interval'][0]:.3f}-{r['interval'][1]:.3f}"
-                      f"{'':<4}{r['photos']:>7}{r['seconds']:>7.1f}{r['peak_gb']:>9.2f}", flush=True)
-    print("\nmean over the sets:")
-    for candidate, values in sorted(rows.items(), key=lambda kv: -sum(kv[1]) / len(kv[1])):
-        print(f"  {candidate:<34}{sum(values) / len(values):.4f}")
+                for seed in args.seeds:
+                    r = run(SETS[name], tmp / f"{name}-{candidate.replace(':', '-')}-{seed}", candidate, seed,
+                            tmp / "cache")
+                    rows.setdefault((candidate, name), []).append(r["accuracy"])
+                    print(f"{name:<16}{candidate:<40}{seed:>5}{r['accuracy']:>9.4f}  {r['interval'][0]:.3f}-"
+                          f"{r['interval'][1]:.3f}{'':<4}{r['photos']:>7}{r['seconds']:>7.1f}{r['peak_gb']:>9.2f}",
+                          flush=True)
+    print("\nmean over the seeds, and over the sets (the suite mean):")
+    for candidate in args.candidates:
+        means = {name: sum(rows[candidate, name]) / len(rows[candidate, name]) for name in args.sets}
+        print(f"  {candidate:<40}" + "".join(f"{name} {m:.4f}  " for name, m in means.items())
+              + f"suite {sum(means.values()) / len(means):.4f}")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ def finish(proc: subprocess.Popen) -> str:
 
 
 def test_two_gloo_processes_write_one_run_that_matches_one_process(tmp_path):
-    common = ("--model", "efficientnet-lite0-ms", "--epochs", "20", "--cache-dir", tmp_path / "cache", "--no-track")
+    common = ("--model", "efficientnet-lite0-ms", "--head-solver", "epochs", "--epochs", "20",
+              "--cache-dir", tmp_path / "cache", "--no-track")
     finish(photoclass("train", EXAMPLES, "--out", tmp_path / "one", *common, cwd=tmp_path))
     double = finish(photoclass("train", EXAMPLES, "--nproc", "2", "--out", tmp_path / "two", *common, cwd=tmp_path))
 

@@ -177,7 +177,7 @@ def test_tta_averages_each_test_photo_with_its_mirror(tmp_path):
 @pytest.mark.slow
 def test_lpft_fits_the_head_then_every_layer_of_a_multiscale_model(tmp_path):
     result = photoclass.train(EXAMPLES, out=tmp_path / "run", model="efficientnet-lite0-ms", strategy="lpft",
-                              epochs=3, finetune_epochs=2,
+                              epochs=3, finetune_epochs=2, head_solver="epochs",
                               cache_dir=tmp_path / "cache", verbose=False, progress=False, track=False)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["train"]["model"] == "efficientnet-lite0-ms" and config["train"]["strategy"] == "lpft"
@@ -201,6 +201,7 @@ def test_the_lr_finder_suggests_a_rate_and_plots_the_loss(tmp_path):
 @pytest.mark.slow
 def test_lpft_killed_in_its_second_stage_resumes_to_the_uninterrupted_result(tmp_path):
     common = ["--model", "efficientnet-lite0-ms", "--strategy", "lpft", "--epochs", "3", "--finetune-epochs", "3",
+              "--head-solver", "epochs",
               "--cache-dir", str(tmp_path / "cache"),
               "--no-track"]
     cli = [sys.executable, "-m", "photoclass", "train"]

@@ -24,6 +24,7 @@ OPTIMIZERS = ("adamw", "adam", "sgd", "rmsprop")
 SCHEDULES = ("plateau", "cosine", "onecycle", "none")
 MONITORS = ("val_loss", "val_acc")
 STRATEGIES = ("auto", "scratch", "features", "finetune", "lpft")
+HEAD_SOLVERS = ("lbfgs", "epochs")
 
 
 def option(default: Any, help: str, *, choices: tuple | None = None, metavar: str | None = None):
@@ -98,6 +99,10 @@ class TrainConfig:
                            "lpft: features first, then the whole network (discriminative rates, warm-up, cosine); "
                            "auto: for pretrained models features on a CPU and lpft on a GPU, else scratch",
                            choices=STRATEGIES)
+    head_solver: str = option("lbfgs", "with --strategy features or lpft, how the classifier on the frozen "
+                              "features is fitted: lbfgs, a logistic regression whose L2 strength 5-fold grouped "
+                              "cross-validation on the training photos chooses (seconds; --epochs, --lr and the "
+                              "schedule do not apply); epochs, the optimizer for --epochs", choices=HEAD_SOLVERS)
     finetune_blocks: int = option(1, "with --strategy finetune: how many of the last blocks train", metavar="N")
     epochs: int = option(30, "most epochs to train (the pretrained models: 40)")
     finetune_epochs: int = option(10, "with --strategy lpft: epochs of fine-tuning the whole network, after "
@@ -139,6 +144,7 @@ class TrainConfig:
         if self.image_size is not None:
             check_int("image_size", self.image_size, 16, 1024)
         check_positive("lr", self.lr)
+        check_choice("head_solver", self.head_solver, HEAD_SOLVERS)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_fraction("weight_decay", self.weight_decay)
         check_choice("strategy", self.strategy, STRATEGIES)

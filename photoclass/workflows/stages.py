@@ -12,7 +12,8 @@ from ..core import distributed
 from ..runs.rundir import RunDir
 from ..training.callbacks import Checkpoint, EarlyStopping, EpochHook, EpochPrinter, LRSchedule, MetricsWriter
 from ..training.finetune import discriminative_groups, freeze_batchnorm, warmup_cosine
-from ..training.loop import fit
+from ..training.loop import FitState, fit, validate
+from ..training.probe import fit_linear_probe
 from ..training.optim import create_optimizer, create_scheduler
 
 CACHED_STRATEGIES = ("features", "finetune")  # frozen layers run once; the rest trains on their outputs
@@ -43,6 +44,27 @@ class Stage:
         return self._fit(net, loaders, optimizer, scheduler, per_batch=config.schedule == "onecycle",
                          weights=weights, checkpoint=checkpoint, epochs=config.epochs, stage="fit",
                          per_second=config.strategy not in (*CACHED_STRATEGIES, "lpft"))
+
+    def probe(self, head: nn.Module, loaders, *, groups, weights: str):
+        """The classifier on cached features as a cross-validated logistic regression
+        (training/probe.py): one row of history, the weights saved as the best."""
+        found = fit_linear_probe(head, loaders["train_eval"].features, loaders["train_eval"].labels, groups,
+                                 seed=self.config.seed)
+        train = validate(head, loaders["train_eval"])
+        row = {"epoch": 1, "train_loss": train["val_loss"], "train_acc": train["val_acc"],
+               **validate(head, loaders["val"]), "lr": 0.0, "seconds": round(found["seconds"], 3),
+               "images_per_s": round(len(loaders["train_eval"].labels) / max(found["seconds"], 1e-9), 1)}
+        state = FitState(head, None, epochs=1, history=[row])
+        if self.place.main:
+            self.run.save_weights(head, weights)
+            self.run.write_metrics(state.history)
+            if self.on_epoch is not None:
+                self.on_epoch(row)
+        if self.verbose:
+            print(f"classifier: logistic regression, C={found['C']:g} by 5-fold grouped cross-validation "
+                  f"({max(found['cv_accuracy'].values()):.4f} out-of-fold); train acc {row['train_acc']:.4f}, "
+                  f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  ({found['seconds']:.1f} s)", flush=True)
+        return state
 
     def fine_tune(self, net: nn.Module, head: nn.Module | None, loaders, *, checkpoint, probe):
         """LP-FT's second stage: every layer, from the probe's best head, for finetune_epochs more."""

@@ -149,7 +149,11 @@ def _train(run: RunDir, data, config: TrainConfig, prep: PrepareConfig, custom: 
     fine_tuning = checkpoint is not None and checkpoint.get("stage") == "ft"  # killed in lpft's second stage
     if not fine_tuning:
         trained, loaders, weights = _trained_part(net, dataset, config, spec, place, progress)
-        state = stage.fit(trained, loaders, weights=weights, checkpoint=checkpoint)
+        if config.strategy in ("features", "lpft") and config.head_solver == "lbfgs":
+            state = stage.probe(trained, loaders, groups=dataset.groups[loaders["train_eval"].indices],
+                                weights=weights)
+        else:
+            state = stage.fit(trained, loaders, weights=weights, checkpoint=checkpoint)
     if config.strategy == "lpft" and (fine_tuning or not state.interrupted):
         head = None if fine_tuning else trained
         trained, loaders, weights = net, _pixel_loaders(dataset, config, spec, place), "model.safetensors"
@@ -252,6 +256,9 @@ def _resume_options(resume, options: dict[str, Any], place: distributed.Processe
     config, prep = TrainConfig.from_dict(saved["train"]), PrepareConfig.from_dict(saved["prepare"])
     done = len(run.read_csv("metrics.csv")) if run.exists("metrics.csv") else 0  # epochs saved
     epochs = options.get("epochs")
+    if run.exists("test.json") and config.strategy == "features" and config.head_solver == "lbfgs":
+        raise PhotoclassError(f"{run.path} is finished: its classifier was fitted in one go (L-BFGS), so there are "
+                              "no epochs to continue. HINT: train a new run, with --head-solver epochs for epochs.")
     if run.exists("test.json") and not (epochs and epochs > done):
         raise PhotoclassError(f"{run.path} is finished ({done} epochs); nothing to resume and nothing changed. "
                               f"HINT: --epochs N (more than {done}) continues training it to N epochs.")
