@@ -119,6 +119,7 @@ BAD_VALUES = [  # (argv, what the one line must name)
     ("train DATA --layer-decay 2", "layer_decay"),
     ("train DATA --finetune-epochs 0", "finetune_epochs"),
     ("train DATA --nproc 0", "nproc"),
+    ("train DATA --head-solver sgd", "invalid choice"),
     ("sweep DATA --storage journal:", "journal"),
     ("sweep BASE/nope", "not found"),
     ("audit BASE/nope --cache-dir CACHE", "not found"),

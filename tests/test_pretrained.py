@@ -66,7 +66,10 @@ def test_default_training_uses_the_frozen_backbone_and_saves_the_whole_model(tmp
     result = photoclass.train(EXAMPLES, out=tmp_path / "run", epochs=5, cache_dir=tmp_path / "cache",
                               verbose=False, progress=False)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["train"]["model"] == "efficientnet-lite2-ms"
+    assert config["train"]["model"] == "efficientnet-lite2-ms" and config["train"]["head_solver"] == "lbfgs"
+    assert len(result.history) == 1 and config["applied"]["augment"] == "none"  # one regression, no mirrored copies
+    with pytest.raises(photoclass.PhotoclassError, match="fitted in one go"):
+        photoclass.train(resume=tmp_path / "run", epochs=10, verbose=False)
     assert (tmp_path / "run" / "head.safetensors").is_file()
     model, meta = photoclass.load(tmp_path / "run")
     assert meta["input"] == {"size": 260, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "channels": 3,
@@ -177,13 +180,13 @@ def test_tta_averages_each_test_photo_with_its_mirror(tmp_path):
 @pytest.mark.slow
 def test_lpft_fits_the_head_then_every_layer_of_a_multiscale_model(tmp_path):
     result = photoclass.train(EXAMPLES, out=tmp_path / "run", model="efficientnet-lite0-ms", strategy="lpft",
-                              epochs=3, finetune_epochs=2, head_solver="epochs",
-                              cache_dir=tmp_path / "cache", verbose=False, progress=False, track=False)
+                              finetune_epochs=2, cache_dir=tmp_path / "cache", verbose=False, progress=False,
+                              track=False)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["train"]["model"] == "efficientnet-lite0-ms" and config["train"]["strategy"] == "lpft"
-    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4, 5]  # 3 of the head, then 2 of every layer
+    assert [h["epoch"] for h in result.history] == [1, 2, 3]  # the regression head, then 2 epochs of every layer
     rates = [h["lr"] for h in result.history]
-    assert rates[:3] == [1e-3] * 3 and 0 <= rates[4] < rates[3] <= 3e-4  # warm-up, then the cosine falls
+    assert rates[0] == 0.0 and 0 <= rates[2] < rates[1] <= 3e-4  # warm-up, then the cosine falls
     best = min(result.history, key=lambda h: h["val_loss"])["epoch"]
     assert result.test is not None and json.loads((tmp_path / "run" / "test.json").read_text())[
         "training"]["best_epoch"] == best  # the best epoch of either stage is the one kept

@@ -52,6 +52,8 @@ def prepare(
         scan = scan_folder(root, layout=config.layout, label_regex=config.label_regex,
                            follow_symlinks=config.follow_symlinks, path_column=config.path_column,
                            label_column=config.label_column)
+        if scan.layout == "csv":
+            root = scan.root  # the CSV's folder, which its relative paths start from
     if out is not None:
         _check_out_not_inside(Path(out), root)
         check_writable(out, hint="pass another --out")

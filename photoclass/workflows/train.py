@@ -149,7 +149,7 @@ def _train(run: RunDir, data, config: TrainConfig, prep: PrepareConfig, custom: 
     fine_tuning = checkpoint is not None and checkpoint.get("stage") == "ft"  # killed in lpft's second stage
     if not fine_tuning:
         trained, loaders, weights = _trained_part(net, dataset, config, spec, place, progress)
-        if config.strategy in ("features", "lpft") and config.head_solver == "lbfgs":
+        if _probes(config):
             state = stage.probe(trained, loaders, groups=dataset.groups[loaders["train_eval"].indices],
                                 weights=weights)
         else:
@@ -208,7 +208,8 @@ def _trained_part(net: nn.Module, dataset: PreparedDataset, config: TrainConfig,
     # frozen layers run once over the photos; fit() trains the rest on their cached outputs
     encode, trained = net.split_for_training(config.finetune_blocks if config.strategy == "finetune" else 0)
     loaders = feature_loaders(encode, dataset, spec, batch_size=config.batch_size,
-                              flip_augment=parse_augment(config.augment).hflip, device=config.device, place=place,
+                              flip_augment=_applied_augment(config).hflip and not _probes(config),
+                              device=config.device, place=place,
                               progress=progress)
     for module in trained.modules():  # e.g. a multiscale head standardizes its inputs
         if hasattr(module, "fit_statistics"):
@@ -256,7 +257,7 @@ def _resume_options(resume, options: dict[str, Any], place: distributed.Processe
     config, prep = TrainConfig.from_dict(saved["train"]), PrepareConfig.from_dict(saved["prepare"])
     done = len(run.read_csv("metrics.csv")) if run.exists("metrics.csv") else 0  # epochs saved
     epochs = options.get("epochs")
-    if run.exists("test.json") and config.strategy == "features" and config.head_solver == "lbfgs":
+    if run.exists("test.json") and config.strategy == "features" and _probes(config):
         raise PhotoclassError(f"{run.path} is finished: its classifier was fitted in one go (L-BFGS), so there are "
                               "no epochs to continue. HINT: train a new run, with --head-solver epochs for epochs.")
     if run.exists("test.json") and not (epochs and epochs > done):
@@ -332,9 +333,16 @@ def _resolved(config: TrainConfig, spec: InputSpec, net: nn.Module, device: torc
                                precision=resolve_precision(config.precision, device))
 
 
+def _probes(config: TrainConfig) -> bool:
+    """Whether the classifier on cached features is fitted as a logistic regression."""
+    return config.strategy in ("features", "lpft") and config.head_solver == "lbfgs"
+
+
 def _applied_augment(config: TrainConfig) -> AugmentSpec:
     """The augmentation that training really applies: cached features can only be mirrored."""
     asked = parse_augment(config.augment)
+    if config.strategy == "features" and _probes(config):
+        return AugmentSpec()  # the regression fits each photo's features once (mirrored copies did not help)
     return AugmentSpec(hflip=asked.hflip) if config.strategy in CACHED_STRATEGIES else asked
 
 
