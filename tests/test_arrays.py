@@ -237,6 +237,7 @@ def test_seed_mnist_trains_on_grey_arrays_and_predicts_them(tmp_path, digits):
     assert right / len(x) >= 0.5
     report = (tmp_path / "run" / "report.html").read_text()
     assert "photo not found" not in report  # thumbnails come from the arrays
+    assert "279,882 parameters" in report and "1x28x28 input" in report  # the layer table of `models seed-mnist`
 
 
 @pytest.mark.slow
@@ -302,3 +303,59 @@ def test_sorting_array_images_writes_each_as_a_png_into_its_class_folder(tmp_pat
     saved = sorted((tmp_path / "sorted" / "rain").iterdir())
     assert [p.name for p in saved] == ["p.npz_x_4 (1).png", "p.npz_x_4.png"]  # never overwritten
     assert np.array_equal(np.asarray(Image.open(saved[1])), x[4])
+
+
+def _build(form: str, base: Path, digits, photos32) -> tuple[Path, int]:
+    """DATA of the given form from real pixels, and how many images it holds."""
+    x, y = digits
+    if form in ("npz-keras", "npz-pool"):
+        keys = dict(x_train=x[::2], y_train=y[::2], x_test=x[1::2], y_test=y[1::2]) if form == "npz-keras" \
+            else dict(images=x, labels=y)
+        np.savez(base / "d.npz", **keys)
+        return base / "d.npz", len(x)
+    if form == "npy":
+        np.save(base / "x.npy", x)
+        np.save(base / "y.npy", y)
+        return base, len(x)
+    if form.startswith("idx"):
+        suffix = ".gz" if form == "idx-gz" else ""
+        for prefix, part in (("train", slice(0, 200)), ("t10k", slice(200, None))):
+            _write_idx(base / f"{prefix}-images-idx3-ubyte{suffix}", x[part])
+            _write_idx(base / f"{prefix}-labels-idx1-ubyte{suffix}", y[part])
+        return base, len(x)
+    px, py, names = photos32
+    if form == "cifar10":
+        _dump(_cifar_batch(px[:80], py[:80]), base / "data_batch_1")
+        _dump(_cifar_batch(px[80:], py[80:]), base / "test_batch")
+        _dump({b"label_names": [n.encode() for n in names]}, base / "batches.meta")
+        return base, len(px)
+    if form == "cifar100":
+        _dump(_cifar_batch(px[:80], py[:80], key="fine_labels"), base / "train")
+        _dump(_cifar_batch(px[80:], py[80:], key="fine_labels"), base / "test")
+        _dump({b"fine_label_names": [n.encode() for n in names]}, base / "meta")
+        return base, len(px)
+    shutil.copytree(EXAMPLES, base / "photos")  # csv
+    with open(base / "labels.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label"])
+        writer.writerows([f"photos/{p.name}", p.stem.rstrip("0123456789")] for p in sorted(EXAMPLES.glob("*.jpg")))
+    return base / "labels.csv", len(list(EXAMPLES.glob("*.jpg")))
+
+
+FORMS = ["npz-keras", "npz-pool", "npy", "idx", "idx-gz", "cifar10", "cifar100", "csv"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("form", FORMS)
+def test_every_form_trains_end_to_end_and_predicts(tmp_path, digits, photos32, form):
+    (tmp_path / "data").mkdir()
+    data, count = _build(form, tmp_path / "data", digits, photos32)
+    result = photoclass.train(data, model="compact-cnn", image_size=32, epochs=1, out=tmp_path / "run",
+                              cache_dir=tmp_path / "cache", verbose=False, progress=False, threads=1)
+    split = {r["split"] for r in csv.DictReader(open(tmp_path / "run" / "split.csv"))}
+    assert split == {"train", "val", "test"} and result.test["count"] > 0
+    meta = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert meta["input"]["channels"] == (1 if form in ("npz-keras", "npz-pool", "npy", "idx", "idx-gz") else 3)
+    predictions = photoclass.predict(tmp_path / "run", [data])
+    expected = count if form != "csv" else 0  # a CSV is not an image: predict takes the photos themselves
+    assert len([p for p in predictions if not p.error]) == expected

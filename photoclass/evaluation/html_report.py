@@ -23,6 +23,7 @@ from ..data.decode import DecodeError
 from ..data.loader import normalize, to_float
 from ..core.atomic import write_text_atomic
 from ..models.input_spec import InputSpec
+from ..models.summary import summarize
 from ..runs.rundir import RunDir, load_model
 from .gradcam import gradcam, overlay
 
@@ -82,6 +83,7 @@ def write_report(run: str | os.PathLike | RunDir, *, model: nn.Module | None = N
     parts += [f"<h2>Augmentation preview</h2><p>Applied in training: <b>{html.escape(applied)}</b></p>",
               _plot(run.plots / "augmentation.png")]
     shown = {k: v for k, v in train.items() if k != "finetune_blocks" or train["strategy"] == "finetune"}
+    parts += ["<h2>Model</h2>", _model_section(model, meta, run)]
     parts += ["<h2>Configuration</h2><div class=cols>",
               _key_value_table(shown, "training"), _key_value_table(config["prepare"], "data preparation"),
               "</div>"]
@@ -155,6 +157,24 @@ def _per_class_table(test: dict[str, Any]) -> str:
                    f"<td class=n>{c['f1']:.3f}</td><td class=n>{c['support']}</td></tr>"
                    for name, c in test["per_class"].items())
     return f"<table>{head}{body}</table>"
+
+
+def _model_section(model: nn.Module | None, meta: dict[str, Any], run: RunDir) -> str:
+    """The layer table of `photoclass models NAME`, for the run's own input size and classes."""
+    try:
+        if model is None:
+            model, _ = load_model(run)
+        spec = InputSpec.from_dict(meta["input"], source=str(run.path / "model.json"))
+        summary = summarize(model, spec.size, spec.channels)
+    except Exception as e:  # a custom module that does not run on one zero image: the rest of the report stands
+        return f"<p>Layer table unavailable: {html.escape(str(e).splitlines()[0] if str(e) else type(e).__name__)}</p>"
+    rows = "".join(f"<tr><td>{html.escape(r['name'])} ({html.escape(r['kind'])})</td>"
+                   f"<td>({', '.join(map(str, r['output']))})</td><td class=n>{r['params']:,}</td></tr>"
+                   for r in summary["layers"])
+    return (f"<p>{html.escape(meta['architecture'])}: {summary['total']:,} parameters ({summary['trainable']:,} "
+            f"trainable) for {spec.channels}x{spec.size}x{spec.size} input and {meta['num_classes']} classes.</p>"
+            f"<details><summary>{len(summary['layers'])} layers</summary><table><tr><th>layer (type)</th>"
+            f"<th>output shape</th><th class=n>params</th></tr>{rows}</table></details>")
 
 
 def _key_value_table(values: dict[str, Any], title: str) -> str:

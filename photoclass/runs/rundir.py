@@ -143,7 +143,7 @@ def load_model(run: RunDir | str | Path, model: torch.nn.Module | None = None):
             raise PhotoclassError(
                 f"{run.path} holds a custom model ({meta['architecture'][7:]}). "
                 "HINT: pass model=<an instance of that class> to load its weights.")
-        model = create_model(meta["architecture"], meta["num_classes"], input_size=spec.size)
+        model = create_model(meta["architecture"], meta["num_classes"], input_size=spec.size, channels=spec.channels)
     try:
         model.load_state_dict(run.load_state())
     except RuntimeError as e:  # missing, unexpected or mis-shaped tensors
