@@ -82,8 +82,8 @@ def write_report(run: str | os.PathLike | RunDir, *, model: nn.Module | None = N
     applied = config.get("applied", {}).get("augment", train["augment"])
     parts += [f"<h2>Augmentation preview</h2><p>Applied in training: <b>{html.escape(applied)}</b></p>",
               _plot(run.plots / "augmentation.png")]
-    shown = {k: v for k, v in train.items() if k != "finetune_blocks" or train["strategy"] == "finetune"}
     parts += ["<h2>Model</h2>", _model_section(model, meta, run)]
+    shown = {k: v for k, v in train.items() if k != "finetune_blocks" or train["strategy"] == "finetune"}
     parts += ["<h2>Configuration</h2><div class=cols>",
               _key_value_table(shown, "training"), _key_value_table(config["prepare"], "data preparation"),
               "</div>"]
@@ -237,7 +237,8 @@ def _thumbnail(root: Path, relpath: str) -> str | None:
         return None
     image = photo.image
     if max(image.size) < THUMB // 2:  # 28-px digits: enlarged, pixels kept sharp
-        image = image.resize((image.width * (THUMB // 2 // max(image.size)),) * 2, Image.NEAREST)
+        scale = THUMB // 2 // max(image.size)
+        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
     image.thumbnail((THUMB, THUMB))
     return _array_uri(np.asarray(image))
 

@@ -24,20 +24,10 @@ class ImageNetPredictor(Predictor):
     """`ImageNetPredictor().predict(["cat.jpg"])`: ImageNet top-k for photos, offline."""
 
     def __init__(self, name: str = "imagenet", *, batch_size: int = 16, threads: int = 0, device: str = "auto"):
-        import torch
-
         from ..config import check_int
-        from ..core.device import resolve_device
-        from ..core.torchsetup import setup_torch
         from ..models.registry import create_model
 
         check_int("batch_size", batch_size, 1, 4096)
-        self.device = resolve_device(device)
-        setup_torch(threads, 0)
+        self._place(threads, device)
         model = create_model(IMAGENET_MODELS[name], 1000)  # the checkpoint's own classifier loads too
-        self.model = model.inference_copy().eval().to(self.device, memory_format=torch.channels_last)
-        self.classes = imagenet_class_names()
-        self.temperature = 1.0
-        spec = model.input_spec
-        self.size, self.mean, self.std = spec.size, spec.mean, spec.std
-        self.batch_size = batch_size
+        self._use(model, imagenet_class_names(), 1.0, batch_size)

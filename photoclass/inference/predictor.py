@@ -94,24 +94,30 @@ class Predictor(BasePredictor):
     engine = "torch"
 
     def __init__(self, run: str | os.PathLike, *, batch_size: int = 16, threads: int = 0, device: str = "auto"):
-        import torch
-
-        from ..core.device import resolve_device
-        from ..core.torchsetup import setup_torch
         from ..runs.rundir import load_model
 
         check_int("batch_size", batch_size, 1, 4096)
+        self._place(threads, device)
+        model, meta = load_model(run)
+        # the temperature was fitted on the validation split; the InputSpec read from model.json
+        self._use(model, meta["classes"], float(meta.get("temperature", 1.0)), batch_size)
+
+    def _place(self, threads: int, device: str) -> None:
+        from ..core.device import resolve_device
+        from ..core.torchsetup import setup_torch
+
         self.device = resolve_device(device)
         setup_torch(threads, 0)
-        model, meta = load_model(run)
+
+    def _use(self, model, classes: list[str], temperature: float, batch_size: int) -> None:
+        import torch
+
         if hasattr(model, "inference_copy"):
             model = model.inference_copy()  # BatchNorm folded: same outputs, faster
         self.model = model.eval().to(self.device, memory_format=torch.channels_last)
-        self.classes = meta["classes"]
-        self.temperature = float(meta.get("temperature", 1.0))  # fitted on the validation split
-        spec = model.input_spec  # the InputSpec read from model.json
+        self.classes, self.temperature, self.batch_size = classes, temperature, batch_size
+        spec = model.input_spec
         self.size, self.mean, self.std = spec.size, spec.mean, spec.std
-        self.batch_size = batch_size
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         import torch
