@@ -26,7 +26,7 @@ data  # in Jupyter: a table of photos per class and split
 # %%
 small = photoclass.train(PHOTOS, model="compact-cnn", image_size=96, epochs=12,
                          out=OUT / "runs" / "compact-cnn", track=TRACKING)
-pretrained = photoclass.train(PHOTOS, model="efficientnet-lite0-ms", epochs=20,
+pretrained = photoclass.train(PHOTOS, model="efficientnet-lite0-ms",  # its classifier: a cross-validated regression
                               out=OUT / "runs" / "efficientnet-lite0-ms", track=TRACKING)
 small, pretrained
 
