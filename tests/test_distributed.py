@@ -64,3 +64,14 @@ def test_a_two_process_run_killed_with_sigkill_resumes_to_the_uninterrupted_resu
     assert (tmp_path / "killed" / "metrics.csv").read_text() == (tmp_path / "full" / "metrics.csv").read_text()
     test = [json.loads((tmp_path / r / "test.json").read_text())["test"]["accuracy"] for r in ("killed", "full")]
     assert test[0] == test[1]
+
+
+def test_two_processes_fit_the_regression_head_exactly_as_one(tmp_path):
+    common = ("--model", "efficientnet-lite0-ms", "--cache-dir", tmp_path / "cache", "--no-track")
+    one = finish(photoclass("train", EXAMPLES, "--out", tmp_path / "one", *common))
+    two = finish(photoclass("train", EXAMPLES, "--nproc", "2", "--out", tmp_path / "two", *common))
+    assert two.count("classifier: logistic regression") == 1  # fitted by each rank, printed by one
+    chosen = [line.split(" by ")[0] for line in (one + two).splitlines() if line.startswith("classifier:")]
+    assert len(chosen) == 2 and chosen[0] == chosen[1]  # the same C: every rank has every feature
+    first, second = (json.loads((tmp_path / run / "test.json").read_text())["test"] for run in ("one", "two"))
+    assert first["accuracy"] == second["accuracy"] and first["loss"] == pytest.approx(second["loss"], abs=1e-4)
