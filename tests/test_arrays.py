@@ -359,3 +359,16 @@ def test_every_form_trains_end_to_end_and_predicts(tmp_path, digits, photos32, f
     predictions = photoclass.predict(tmp_path / "run", [data])
     expected = count if form != "csv" else 0  # a CSV is not an image: predict takes the photos themselves
     assert len([p for p in predictions if not p.error]) == expected
+
+
+def test_a_photo_folder_with_train_and_test_folders_is_not_taken_for_cifar(tmp_path):
+    from photoclass.data.arrays import array_layout
+
+    for split in ("train", "test"):
+        for cls, photo in zip(("cloudy", "rain"), sorted(EXAMPLES.glob("*.jpg"))[:2]):
+            (tmp_path / split / cls).mkdir(parents=True)
+            shutil.copy(photo, tmp_path / split / cls / photo.name)
+    (tmp_path / "meta").write_text("notes about the photos")
+    assert array_layout(tmp_path) is None
+    assert photoclass.prepare(tmp_path, image_size=32, cache_dir=tmp_path.parent / "cache",
+                              progress=False).summary["layout"] == "split"

@@ -74,8 +74,8 @@ def array_layout(path: str | os.PathLike) -> str | None:
     if not path.is_dir():
         return None
     names = {p.name for p in path.iterdir()}
-    if "data_batch_1" in names or {"train", "test", "meta"} <= names and (path / "meta").is_file():
-        return "cifar"
+    if (path / "data_batch_1").is_file() or all((path / n).is_file() for n in ("train", "test", "meta")):
+        return "cifar"  # files, not the train/ and test/ folders of a photo set
     if any(_is_idx_name(n.lower()) for n in names):
         return "idx"
     if _npy_pairs(path):
