@@ -38,9 +38,10 @@ def add_config_options(parser: argparse.ArgumentParser, *configs, skip: tuple[st
             seen.add(f.name)
             flag, default = "--" + f.name.replace("_", "-"), f.default
             help_text = f.metadata.get("help", "")
-            if f.type == "bool":
+            if f.type in ("bool", "bool | None"):
+                shown = "auto" if default is None else "on" if default else "off"
                 parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                                    help=f"{help_text} (default: {'on' if default else 'off'})")
+                                    help=f"{help_text} (default: {shown})")
                 continue
             shown = "" if default is None else f" (default: {default})"
             parser.add_argument(flag, type=_TYPES[f.type.replace(" | None", "")], default=None,

@@ -246,6 +246,27 @@ def test_mixed_precision_trains_on_the_cpu_and_fp16_keeps_its_scaler(tmp_path, p
     assert len(more.history) == 3
 
 
+def test_the_memory_layout_is_channels_last_on_a_cpu_and_plain_on_a_gpu_unless_asked(tmp_path):
+    from photoclass.core.device import channels_last
+    from photoclass.data.loader import BatchLoader
+
+    assert channels_last("cpu") and not channels_last("cuda") and not channels_last("cuda:1")
+    assert channels_last("cuda", True) and not channels_last("cpu", False)
+    images, labels = np.zeros((4, 8, 8, 3), np.uint8), np.arange(4)
+    for wanted, layout in ((None, torch.channels_last), (False, torch.contiguous_format)):
+        x, _ = next(BatchLoader(images, labels, np.arange(4), batch_size=4, mean=(0.5,) * 3, std=(0.5,) * 3,
+                                channels_last=wanted).batches())
+        assert x.is_contiguous(memory_format=layout)
+        assert not x.is_contiguous(memory_format=torch.contiguous_format if wanted is None else torch.channels_last)
+    data = make_flat(tmp_path / "data", per_class=4)
+    for wanted in (None, False):
+        out = tmp_path / f"run-{wanted}"
+        train(data, out=out, epochs=1, channels_last=wanted, cache_dir=tmp_path / "cache", verbose=False,
+              progress=False, track=False, **FAST)
+        recorded = json.loads((out / "config.json").read_text())["train"]["channels_last"]
+        assert recorded is (wanted is None)  # what ran, not "auto"
+
+
 def test_an_absent_device_is_a_one_line_error_before_any_work(tmp_path):
     data = make_flat(tmp_path / "data", per_class=3)
     with pytest.raises(PhotoclassError, match=r"device='cuda' but this PyTorch .* sees no CUDA GPU.*HINT: --device cpu"):

@@ -131,7 +131,9 @@ class TrainConfig:
                           metavar="SPEC")
     seed: int = option(0, "seed of the split and of training")
     threads: int = option(0, "torch threads; 0: one per core")
-    channels_last: bool = option(True, "channels-last memory format (faster convolutions on CPUs)")
+    channels_last: bool | None = option(None, "channels-last memory format; auto: on a CPU (faster oneDNN "
+                                        "convolutions), off on a GPU (cuDNN's channels-last depthwise "
+                                        "kernels take seconds to warm up for every new shape)")
     device: str = option("auto", "auto (CUDA, then MPS, then the CPU), cpu, cuda, cuda:N or mps", metavar="DEVICE")
     precision: str = option("auto", "fp32, bf16 or fp16 (with a gradient scaler); auto: fp32 on a CPU, bf16 "
                             "on GPUs that have it, else fp16", choices=PRECISIONS)

@@ -70,6 +70,23 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
+def channels_last(device: torch.device | str, wanted: bool | None = None) -> bool:
+    """Whether image batches and convolutions use the channels-last memory format: `wanted`,
+    or by default on a CPU (oneDNN's convolutions are faster so: 92 vs 81 images/s for
+    seed-baseline) and not on a GPU (cuDNN compiles channels-last depthwise kernels at the
+    first use of every shape: 8 s for Lite2's first fp32 step on an H200, over 45 s in bf16,
+    against 1 s in the default layout; afterwards both run at the same speed)."""
+    import torch
+
+    return wanted if wanted is not None else torch.device(device).type == "cpu"
+
+
+def memory_format(device: torch.device | str, wanted: bool | None = None) -> torch.memory_format:
+    import torch
+
+    return torch.channels_last if channels_last(device, wanted) else torch.contiguous_format
+
+
 def autocast(device: torch.device | str = "cpu", precision: str = "fp32"):
     """Mixed precision on `device` for bf16 and fp16; nothing for fp32."""
     import torch

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from ..config import GREY_WEIGHTS
+from ..core.device import memory_format
 from .augment import AugmentSpec, augment_batch
 
 PRELOAD_LIMIT_BYTES = 1 << 30  # smaller splits are copied into RAM once; larger stay mapped
@@ -23,7 +24,7 @@ def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
 
 
 def to_float(pixels: torch.Tensor) -> torch.Tensor:
-    """(B, H, W, 3) uint8 -> (B, 3, H, W) float32 in [0, 1], channels_last in memory."""
+    """(B, H, W, 3) uint8 -> (B, 3, H, W) float32 in [0, 1] (a view: channels last in memory)."""
     return pixels.permute(0, 3, 1, 2).float().div_(255)
 
 
@@ -45,9 +46,11 @@ class BatchLoader:
 
     def __init__(self, images, labels: np.ndarray, indices: np.ndarray, *, batch_size: int,
                  mean, std, augment: AugmentSpec | None = None, shuffle: bool = False,
-                 device: torch.device | str = "cpu", shard: tuple[int, int] = (0, 1)):
+                 device: torch.device | str = "cpu", shard: tuple[int, int] = (0, 1),
+                 channels_last: bool | None = None):
         self.images = images
         self.device = torch.device(device)
+        self.memory_format = memory_format(self.device, channels_last)  # auto: on a CPU only
         self.shard = shard  # (rank, world): each global batch is split among the processes
         self.labels = torch.as_tensor(np.asarray(labels)[indices], dtype=torch.long)
         self.indices = np.asarray(indices)
@@ -82,5 +85,5 @@ class BatchLoader:
             x = to_float(pixels)
             if self.augment is not None:
                 x = augment_batch(x, self.augment, generator)
-            x = normalize(x, self.mean, self.std).contiguous(memory_format=torch.channels_last)
+            x = normalize(x, self.mean, self.std).contiguous(memory_format=self.memory_format)
             yield x, labels

@@ -14,6 +14,7 @@ from ..data.arrays import array_layout, load_photo, read_arrays
 from ..data.decode import IMAGE_SUFFIXES, DecodeError, decode_photo
 from ..data.scan import is_hidden
 from ..config import check_int
+from ..core.device import memory_format
 from ..core.errors import PhotoclassError
 
 
@@ -114,7 +115,7 @@ class Predictor(BasePredictor):
 
         if hasattr(model, "inference_copy"):
             model = model.inference_copy()  # BatchNorm folded: same outputs, faster
-        self.model = model.eval().to(self.device, memory_format=torch.channels_last)
+        self.model = model.eval().to(self.device, memory_format=memory_format(self.device))
         self.classes, self.temperature, self.batch_size = classes, temperature, batch_size
         spec = model.input_spec
         self.size, self.mean, self.std = spec.size, spec.mean, spec.std
@@ -126,7 +127,7 @@ class Predictor(BasePredictor):
 
         with torch.no_grad():
             x = normalize(to_float(torch.from_numpy(pixels).to(self.device)), self.mean, self.std)
-            logits = self.model(x.contiguous(memory_format=torch.channels_last)).float()
+            logits = self.model(x.contiguous(memory_format=memory_format(self.device))).float()
             return (logits / self.temperature).softmax(1).cpu().numpy()
 
 

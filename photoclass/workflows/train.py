@@ -17,7 +17,7 @@ from torch import nn
 from ..config import AugmentSpec, PrepareConfig, TrainConfig, parse_augment
 from ..core import distributed
 from ..core.atomic import check_writable, write_text_atomic
-from ..core.device import resolve_device, resolve_precision
+from ..core.device import channels_last, memory_format, resolve_device, resolve_precision
 from ..core.errors import PhotoclassError
 from ..core.torchsetup import setup_torch
 from ..core.version import __version__
@@ -197,7 +197,7 @@ def build_model(config: TrainConfig, spec: InputSpec, num_classes: int, custom: 
     else:
         net = create_model(config.model, num_classes, input_size=spec.size, channels=channels,
                            **({"dropout": config.dropout} if config.dropout is not None else {}))
-    return net.to(device, memory_format=torch.channels_last if config.channels_last else torch.preserve_format)
+    return net.to(device, memory_format=memory_format(device, config.channels_last))
 
 
 def _trained_part(net: nn.Module, dataset: PreparedDataset, config: TrainConfig, spec: InputSpec,
@@ -330,7 +330,8 @@ def _resolved(config: TrainConfig, spec: InputSpec, net: nn.Module, device: torc
         strategy = "scratch" if not pretrained else "lpft" if device.type == "cuda" else "features"
     dropout = next((m.p for m in net.modules() if isinstance(m, nn.Dropout)), config.dropout)
     return dataclasses.replace(config, strategy=strategy, image_size=spec.size, dropout=dropout, device=str(device),
-                               precision=resolve_precision(config.precision, device))
+                               precision=resolve_precision(config.precision, device),
+                               channels_last=channels_last(device, config.channels_last))
 
 
 def _probes(config: TrainConfig) -> bool:
@@ -374,7 +375,8 @@ def _pixel_loaders(dataset: PreparedDataset, config: TrainConfig, spec: InputSpe
         return BatchLoader(dataset.images, dataset.labels, dataset.indices(split),
                            batch_size=config.batch_size, mean=spec.mean, std=spec.std,
                            augment=parse_augment(config.augment) if train else None, shuffle=train,
-                           device=config.device, shard=(place.rank, place.world) if train else (0, 1))
+                           device=config.device, shard=(place.rank, place.world) if train else (0, 1),
+                           channels_last=config.channels_last)
     loaders = {"train": loader("train", True), "train_eval": loader("train", False),
                "val": loader("val", False), "test": loader("test", False)}
     if not len(loaders["val"].indices):
