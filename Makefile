@@ -28,7 +28,7 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 
 test: $(STAMP) browser lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 # Under 2 minutes: leaves out the tests marked slow (kills, sweeps, real photos) and browser.
 test-fast: $(STAMP) lint

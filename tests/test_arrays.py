@@ -162,6 +162,32 @@ def test_a_cifar_pickle_that_would_run_code_is_refused_and_never_runs(tmp_path, 
     assert not canary.exists() and not (tmp_path / "p").exists()
 
 
+class _ObjectDtype:  # numpy.dtype rebuilt with an object field: raw bytes would be read as pointers
+    def __reduce__(self):
+        return (np.dtype, ("V8", False, True), (3, "|", None, ("a",), {"a": (np.dtype("O"), 0)}, 8, 1, 0))
+
+
+class _ArrayOfPointers:
+    def __reduce__(self):
+        reconstruct = np.ndarray.__reduce__(np.empty(0))[0]
+        return (reconstruct, (np.ndarray, (0,), b"b"), (1, (1,), _ObjectDtype(), False, b"A" * 8))
+
+
+@pytest.mark.parametrize("forged", [
+    {b"label_names": _ArrayOfPointers()},  # crashed the process (memory read through forged pointers)
+    {b"label_names": np.array(["a", "b"], dtype=object)},  # objects inside an array
+    {b"label_names": np.zeros(3, dtype=[("a", "u1"), ("b", "f4")])},  # fields
+])
+def test_numpy_reconstruction_in_a_cifar_pickle_admits_plain_numeric_arrays_only(tmp_path, photos32, forged):
+    x, y, _ = photos32
+    folder = tmp_path / "cifar"
+    folder.mkdir()
+    _dump(_cifar_batch(x[:40], y[:40]), folder / "data_batch_1")
+    _dump(forged, folder / "batches.meta")
+    with pytest.raises(PhotoclassError, match=r"Refused to read .*batches\.meta: it holds .*HINT"):
+        read_arrays(folder)
+
+
 def _write_idx(path: Path, array: np.ndarray) -> None:
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
     data = header + array.astype(np.uint8).tobytes()

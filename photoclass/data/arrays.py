@@ -191,19 +191,98 @@ def _class_names(data, keys) -> list[str] | None:
 
 # ---- CIFAR python folders --------------------------------------------------------------------
 
+# numeric dtypes a CIFAR batch's arrays may have; nothing with fields, objects or pointers
+_PICKLED_DTYPES = frozenset(f"{kind}{size}" for kind, sizes in (("u", "1248"), ("i", "1248"), ("f", "48"),
+                                                                 ("b", "1")) for size in sizes)
+_MAX_PICKLED_BYTES = 1 << 31
+
+
 class SafeUnpickler(pickle.Unpickler):
     """Admits only what the CIFAR batches hold: builtin containers and numbers, bytes and
-    NumPy arrays. Any other global (os.system, eval, a class) is refused before import."""
+    NumPy arrays. Any other global (os.system, eval, a class) is refused before import.
+
+    Even NumPy's own array reconstruction is not handed to the pickle: its dtype accepts
+    any fields and flags in `__setstate__`, enough to read raw bytes as object pointers.
+    Arrays and dtypes are built as inert records instead, checked (plain numeric dtypes,
+    shape against the bytes), and only then made into arrays with `np.frombuffer`."""
 
     def find_class(self, module: str, name: str):
         if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name == "_reconstruct":
-            return np.ndarray.__reduce__(np.empty(0))[0]  # numpy's own _reconstruct, whichever module holds it
-        if module == "numpy" and name in ("ndarray", "dtype"):
-            return getattr(np, name)
+            return _PickledArray
+        if module == "numpy" and name == "ndarray":
+            return _NDARRAY
+        if module == "numpy" and name == "dtype":
+            return _PickledDtype
         if module == "_codecs" and name == "encode":  # how Python 3 writes bytes at protocol 2
             return _latin1_encode
         raise pickle.UnpicklingError(f"it refers to {module}.{name}, which a CIFAR batch never holds "
                                      "(only arrays, lists, dicts, numbers and bytes are admitted)")
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("it refers to an object outside the file")
+
+
+_NDARRAY = object()  # stands for numpy.ndarray as _reconstruct's first argument
+
+
+class _PickledDtype:
+    """numpy.dtype(code, align, copy) and its state, recorded and checked; nothing of NumPy runs."""
+
+    def __init__(self, code=None, align=False, copy=False, *rest):
+        code = _text(code)
+        if code not in _PICKLED_DTYPES:
+            raise pickle.UnpicklingError(f"it holds an array of dtype {code!r}; a CIFAR batch has plain numbers")
+        self.code, self.order = code, "|"
+
+    def __setstate__(self, state):
+        if not isinstance(state, tuple) or len(state) < 5 or any(s is not None for s in state[2:5]):
+            raise pickle.UnpicklingError("it holds a dtype with fields or sub-arrays; a CIFAR batch has plain numbers")
+        order = _text(state[1])
+        if order not in ("<", ">", "|", "="):
+            raise pickle.UnpicklingError(f"it holds a dtype of byte order {order!r}")
+        self.order = order
+
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.code).newbyteorder(self.order) if self.order in "<>" else np.dtype(self.code)
+
+
+class _PickledArray:
+    """numpy's _reconstruct(ndarray, ...) and the state that follows, as a checked record."""
+
+    def __init__(self, cls=None, shape=None, code=None):
+        if cls is not _NDARRAY:
+            raise pickle.UnpicklingError("it rebuilds something other than a plain array")
+        self.array = None
+
+    def __setstate__(self, state):
+        if not (isinstance(state, tuple) and len(state) == 5):
+            raise pickle.UnpicklingError("it holds an array in an unknown form")
+        _, shape, dtype, fortran, raw = state
+        if not isinstance(dtype, _PickledDtype) or not isinstance(raw, bytes):
+            raise pickle.UnpicklingError("it holds an array of objects; a CIFAR batch has plain numbers")
+        if not (isinstance(shape, tuple) and all(isinstance(n, int) and 0 <= n < _MAX_PICKLED_BYTES for n in shape)):
+            raise pickle.UnpicklingError(f"it holds an array of shape {shape!r}")
+        dtype = dtype.dtype()
+        count = int(np.prod(shape, dtype=object))
+        if count * dtype.itemsize != len(raw):
+            raise pickle.UnpicklingError(f"it holds {len(raw)} bytes for an array of shape {shape} and dtype {dtype}")
+        self.array = np.frombuffer(raw, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+
+
+def _plain(value):
+    """The unpickled value with every checked record made an array; refuses anything else."""
+    if isinstance(value, _PickledArray):
+        if value.array is None:
+            raise pickle.UnpicklingError("it holds an array without its data")
+        return value.array
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if value is None or isinstance(value, (bool, int, float, str, bytes)):
+        return value
+    raise pickle.UnpicklingError(f"it holds a {type(value).__name__}; a CIFAR batch holds arrays, lists, dicts, "
+                                 "numbers and bytes")
 
 
 def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
@@ -216,7 +295,10 @@ def load_safe_pickle(path: Path) -> object:
     """Unpickle `path` with `SafeUnpickler`; a refused global is a one-line PhotoclassError."""
     with open(path, "rb") as f:
         try:
-            return SafeUnpickler(f, encoding="bytes").load()
+            return _plain(SafeUnpickler(f, encoding="bytes").load())
+        except RecursionError:
+            raise PhotoclassError(f"Refused to read {path}: it nests too deeply for a CIFAR batch. HINT: use the "
+                                  "CIFAR batches as published, or save your arrays with np.savez.") from None
         except pickle.UnpicklingError as e:
             raise PhotoclassError(f"Refused to read {path}: {e}. Nothing in it was run. HINT: use the CIFAR "
                                   "batches as published, or save your arrays with np.savez.") from None
