@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import json
 import pickle
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -211,6 +213,48 @@ def test_mnist_idx_files_plain_or_gzipped(tmp_path, digits, suffix):
     data = prepared(folder, tmp_path)
     assert data.summary["layout"] == "idx" and counts(data) == {str(c): DIGITS_PER_CLASS for c in range(10)}
     assert len(data.indices("test")) == 100
+
+
+def test_one_file_named_of_split_arrays_is_that_file_alone(tmp_path, digits):
+    x, y = digits
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for name, part in (("x_train", x[:200]), ("y_train", y[:200]), ("x_test", x[200:]), ("y_test", y[200:])):
+        np.save(folder / f"{name}.npy", part)
+    _write_idx(folder / "train-images-idx3-ubyte", x[:200])
+    _write_idx(folder / "train-labels-idx1-ubyte", y[:200])
+    _write_idx(folder / "t10k-images-idx3-ubyte", x[200:])
+    _write_idx(folder / "t10k-labels-idx1-ubyte", y[200:])
+    for named in ("x_test.npy", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        arrays = read_arrays(folder / named)  # what predict and evaluate --data read: not the training images
+        assert len(arrays.names) == len(x) - 200 and set(arrays.given_split) == {None}
+        assert np.array_equal(arrays.images[..., 0], x[200:]) and arrays.labels == [str(v) for v in y[200:]]
+    assert len(read_arrays(folder / "train-images-idx3-ubyte").names) == 200
+    whole = read_arrays(folder / "x_train.npy"), read_arrays(folder, layout="idx")
+    assert len(whole[0].names) == 200 and len(whole[1].names) == len(x)
+
+
+def test_forged_or_broken_array_files_are_one_line_errors(tmp_path):
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": (10**7, 10**7)})
+    forged = header.getvalue() + bytes(64)  # promises 100 TB, holds 64 bytes
+    (tmp_path / "x.npy").write_bytes(forged)
+    np.save(tmp_path / "y.npy", np.zeros(3, int))
+    with zipfile.ZipFile(tmp_path / "forged.npz", "w") as z:
+        z.writestr("x.npy", forged)
+        z.writestr("y.npy", (tmp_path / "y.npy").read_bytes())
+    np.savez(tmp_path / "good.npz", x=np.zeros((3, 8, 8), np.uint8), y=np.zeros(3, int))
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "good.npz").read_bytes()[:200])
+    for path, message in ((tmp_path / "x.npy", r"x\.npy: mmap length"), (tmp_path / "forged.npz", "declares"),
+                          (tmp_path / "cut.npz", "zip")):
+        with pytest.raises(PhotoclassError, match=rf"Cannot read .*{path.name}.*{message}.*HINT"):
+            read_arrays(path)
+
+
+def test_byte_string_class_names_read_as_text(tmp_path):
+    np.savez(tmp_path / "b.npz", x=np.zeros((4, 8, 8), np.uint8), y=np.array([0, 1, 0, 1]),
+             class_names=np.array([b"cat", b"dog"]))
+    assert sorted(set(read_arrays(tmp_path / "b.npz").labels)) == ["cat", "dog"]
 
 
 def test_a_truncated_idx_file_is_a_one_line_error(tmp_path, digits):

@@ -19,6 +19,8 @@ import io
 import os
 import pickle
 import re
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,7 +99,8 @@ def read_arrays(path: str | os.PathLike, layout: str = "auto") -> ArraySet:
         images, labels, names, splits, notes = reader(path)
     except PhotoclassError:
         raise
-    except (OSError, ValueError, EOFError, KeyError, IndexError, pickle.UnpicklingError) as e:
+    except (OSError, ValueError, EOFError, KeyError, IndexError, TypeError, MemoryError, pickle.UnpicklingError,
+            zipfile.BadZipFile, zlib.error) as e:
         raise PhotoclassError(f"Cannot read the {layout} data in {path}: {str(e)[:200]}. "
                               "HINT: check that the file is complete.") from None
     return ArraySet(path, layout, images, labels, names, splits, notes)
@@ -151,8 +154,31 @@ def _read_npz(path: Path):
                                   "them with np.savez(file, x_train=..., y_train=..., x_test=..., y_test=...).")
         pairs = [(style[0], style[1], "train"), (style[2], style[3], "test")] if len(style) == 4 \
             else [(style[0], style[1], None)]
-        parts = [(x, data[x], data[y], split) for x, y, split in pairs]
+        parts = [(x, _npz_member(data, x), _npz_member(data, y), split) for x, y, split in pairs]
     return _combine(path, parts, names)
+
+
+def _npz_member(data, key: str) -> np.ndarray:
+    """data[key], once its header's size is checked against the bytes stored: a forged
+    header must not make NumPy allocate terabytes before reading."""
+    info = data.zip.getinfo(key if key in data.zip.namelist() else f"{key}.npy")
+    with data.zip.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(f)
+        declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if declared > info.file_size - f.tell():
+            raise ValueError(f"{key} declares {declared:,} bytes of shape {shape} but stores {info.file_size:,}")
+    return data[key]
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    """A .npy file, memory-mapped first (a header that promises more than the file holds is an
+    error, not an allocation), then copied."""
+    try:
+        return np.array(np.load(path, mmap_mode="r", allow_pickle=False))
+    except ValueError as e:
+        raise ValueError(f"{path.name}: {e}") from None
 
 
 def _npy_pairs(folder: Path) -> list[tuple[Path, Path, str | None]]:
@@ -165,13 +191,12 @@ def _npy_pairs(folder: Path) -> list[tuple[Path, Path, str | None]]:
 
 
 def _read_npy(path: Path):
-    if path.is_file():  # x.npy: its labels are y.npy beside it (images.npy: labels.npy, x_train: y_train)
+    if path.is_file():  # x.npy alone, with y.npy beside it (images: labels, x_test: y_test)
         partner = {"x": "y", "images": "labels", "x_train": "y_train", "x_test": "y_test"}.get(path.stem)
         if partner is None or not (path.parent / f"{partner}.npy").is_file():
             raise PhotoclassError(f"{path}: no labels beside it. HINT: save the labels as "
                                   f"{path.parent / ((partner or 'y') + '.npy')}, or pass the folder that holds both.")
-        pairs = ([(path, path.parent / f"{partner}.npy", None)] if path.stem in ("x", "images")
-                 else _npy_pairs(path.parent) or [(path, path.parent / f"{partner}.npy", None)])
+        pairs = [(path, path.parent / f"{partner}.npy", None)]  # the file named, and no other
     else:
         pairs = _npy_pairs(path)
         if not pairs:
@@ -179,14 +204,14 @@ def _read_npy(path: Path):
                                   "images/labels, or x_train/y_train/x_test/y_test).")
     folder = path if path.is_dir() else path.parent
     names_file = folder / "class_names.npy"
-    names = list(map(str, np.load(names_file, allow_pickle=False))) if names_file.is_file() else None
-    parts = [(x.name, np.load(x, allow_pickle=False), np.load(y, allow_pickle=False), split) for x, y, split in pairs]
+    names = list(map(_text, _load_npy(names_file))) if names_file.is_file() else None
+    parts = [(x.name, _load_npy(x), _load_npy(y), split) for x, y, split in pairs]
     return _combine(path, parts, names, prefix="")
 
 
 def _class_names(data, keys) -> list[str] | None:
     key = next((k for k in CLASS_NAME_KEYS if k in keys), None)
-    return None if key is None else [str(n) for n in data[key]]
+    return None if key is None else [_text(n) for n in _npz_member(data, key)]
 
 
 # ---- CIFAR python folders --------------------------------------------------------------------
@@ -369,6 +394,8 @@ def _read_idx(path: Path):
 
     parts = []
     for split, (images_prefix, labels_prefix) in IDX_PARTS.items():
+        if path.is_file() and not path.name.lower().startswith((images_prefix, labels_prefix)):
+            continue  # one file named: its part alone
         images, labels = find(images_prefix), find(labels_prefix)
         if images is None and labels is None:
             continue
@@ -376,7 +403,7 @@ def _read_idx(path: Path):
             missing = f"{images_prefix if images is None else labels_prefix}-idx*-ubyte"
             raise PhotoclassError(f"{folder}: {missing} is missing beside {(images or labels).name}. "
                                   "HINT: put the image and label files of each split in one folder.")
-        parts.append((images.name, read_idx(images), read_idx(labels), split))
+        parts.append((images.name, read_idx(images), read_idx(labels), None if path.is_file() else split))
     if not parts:
         raise PhotoclassError(f"{folder} has no train-images/t10k-images IDX files. HINT: keep MNIST's file names.")
     return _combine(folder, parts, None, prefix="")
