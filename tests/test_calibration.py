@@ -37,6 +37,15 @@ def test_temperature_scaling_recovers_a_known_temperature():
     assert fit_temperature(true_logits, labels) == pytest.approx(1.0, rel=0.1)
 
 
+def test_a_validation_split_without_errors_leaves_the_temperature_at_one():
+    logits = torch.full((30, 3), -3.0)
+    labels = torch.arange(30) % 3
+    logits[torch.arange(30), labels] = 3.0  # every prediction right, margin 6
+    assert fit_temperature(logits, labels) == 1.0  # the fit alone would sharpen towards 0
+    labels[0] = (labels[0] + 1) % 3  # one error: the likelihood has a finite optimum again
+    assert 0.05 < fit_temperature(logits, labels) < 20
+
+
 @pytest.mark.trains
 def test_a_run_saves_its_temperature_and_predict_applies_it(tmp_path):
     data = make_flat(tmp_path / "data", per_class=10)

@@ -12,8 +12,10 @@ from torch import nn
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """The T > 0 that minimizes the negative log-likelihood of `labels` under softmax(logits / T)."""
-    if not len(labels):
+    """The T > 0 that minimizes the negative log-likelihood of `labels` under softmax(logits / T);
+    1 when every prediction is right, since then any T < 1 lowers the loss and the fit would
+    only sharpen without limit (T -> 0), which small validation splits often invite."""
+    if not len(labels) or bool((logits.argmax(1) == labels).all()):
         return 1.0
     log_t = torch.zeros(1, requires_grad=True)  # T = exp(log_t) stays positive
     optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
