@@ -290,6 +290,23 @@ def test_a_csv_of_labels_with_splits_and_its_own_column_names(tmp_path):
     assert {p.name: p.stat().st_mtime_ns for p in photos.iterdir()} == before  # the photos untouched
 
 
+def test_csv_rows_without_a_split_fill_the_splits_no_row_names(tmp_path):
+    photos = tmp_path / "photos"
+    shutil.copytree(EXAMPLES, photos)
+    files = sorted(p.name for p in photos.glob("*.jpg"))
+    table = tmp_path / "labels.csv"
+    with open(table, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label", "split"])
+        for i, name in enumerate(files):
+            writer.writerow([f"photos/{name}", name.rstrip("0123456789.jpg"), "train" if i < 3 else ""])
+    data = photoclass.prepare(table, image_size=32, cache_dir=tmp_path / "cache", progress=False)
+    sizes = {s: len(data.indices(s)) for s in ("train", "val", "test")}
+    assert sizes["test"] >= 0.1 * len(files) and sizes["val"] >= 0.1 * len(files)  # not all blank rows in train
+    named = [r.split for r in data.usable if r.path in {f"photos/{n}" for n in files[:3]}]
+    assert named == ["train"] * 3
+
+
 @pytest.mark.slow
 def test_seed_mnist_trains_on_grey_arrays_and_predicts_them(tmp_path, digits):
     x, y = digits

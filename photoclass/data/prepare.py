@@ -157,8 +157,14 @@ def _assign_splits(photos: list[FoundPhoto], labels: np.ndarray, groups: np.ndar
     if not given.any():
         return grouped_split(labels, split_groups, val_size=config.val_size,
                              test_size=config.test_size, seed=config.seed), None
-    given = np.where(given == "", "train", given)  # a CSV row without a split joins the training pool
-    splits = given.astype(object)
+    given = given.astype(object)
+    blank = np.flatnonzero(given == "")  # CSV rows without a split fill the splits that no row names
+    if len(blank):
+        named = set(given[given != ""].tolist())
+        given[blank] = grouped_split(labels[blank], split_groups[blank],
+                                     val_size=0.0 if "val" in named else config.val_size,
+                                     test_size=0.0 if "test" in named else config.test_size, seed=config.seed)
+    splits = given.copy()
     present = set(given.tolist())
     if "test" not in present:
         splits[given == "val"] = "test"  # the given val is the held-out test split
