@@ -251,6 +251,14 @@ def test_forged_or_broken_array_files_are_one_line_errors(tmp_path):
             read_arrays(path)
 
 
+def test_class_numbers_are_classes_in_number_order(tmp_path):
+    y = np.arange(12).repeat(3)
+    np.savez(tmp_path / "twelve.npz", x=np.random.default_rng(0).integers(0, 255, (len(y), 8, 8), np.uint8), y=y)
+    data = prepared(tmp_path / "twelve.npz", tmp_path)
+    assert data.classes == [str(c) for c in range(12)]  # index i is class i, not '10' at 2
+    assert all(data.classes[label] == row.label for label, row in zip(data.labels, data.usable))
+
+
 def test_byte_string_class_names_read_as_text(tmp_path):
     np.savez(tmp_path / "b.npz", x=np.zeros((4, 8, 8), np.uint8), y=np.array([0, 1, 0, 1]),
              class_names=np.array([b"cat", b"dog"]))

@@ -84,7 +84,7 @@ def prepare(
     if not ok:
         raise PhotoclassError(_no_photos_message(root, scan, labelled, keys, entries))
     ok_entries = [entries[k] for _, k in ok]
-    classes = sorted({p.label for p, _ in ok})
+    classes = sorted({p.label for p, _ in ok}, key=_class_order)
     if len(classes) < 2:
         raise PhotoclassError(
             f"Training needs photos of at least 2 classes, but {root} contains only one "
@@ -228,6 +228,11 @@ def _summary(root, scan: ScanResult, rows, classes, duplicates, ok, splits, naiv
         "cache": cache_info,  # byte-identical copies are decoded once and count as reused
         "seconds": {k: round(v, 3) for k, v in timings.items()},
     }
+
+
+def _class_order(name: str) -> tuple:
+    """Names in text order, but class numbers in number order ('2' before '10')."""
+    return (0, int(name), "") if name.isdigit() else (1, 0, name)
 
 
 def _reason_kind(reason: str) -> str:
