@@ -61,3 +61,24 @@ def test_an_audit_written_into_a_run_is_linked_from_its_report(tmp_path):
     with open(run / "audit" / "label_issues.csv", newline="") as f:
         first = next(csv.DictReader(f))
     assert "href='audit/audit.html'" in report and first["path"] in report
+
+
+def test_image_arrays_are_audited_like_a_folder_with_their_pictures(tmp_path):
+    np = pytest.importorskip("numpy")
+    from sklearn.datasets import load_digits
+
+    from photoclass import PhotoclassError
+    from photoclass.workflows.audit import audit
+
+    digits = load_digits()
+    x, y = (digits.images[:240] * 255 / 16).round().astype("uint8"), digits.target[:240].copy()
+    y[:6] = (y[:6] + 1) % 10  # six labels made wrong
+    np.savez(tmp_path / "digits.npz", x=x, y=y)
+    result = audit(tmp_path / "digits.npz", out=tmp_path / "audit", model="efficientnet-lite0",
+                   cache_dir=tmp_path / "cache", progress=False)
+    top = [s["path"] for s in result.suspects[:24]]
+    assert sum(f"digits.npz#x/{i}" in top for i in range(6)) >= 4  # array images named by file and index
+    page = (tmp_path / "audit" / "audit.html").read_text()
+    assert page.count("<img") >= 24 and "photo not found" not in page  # the thumbnails come from the arrays
+    with pytest.raises(PhotoclassError, match=r"nothing\.npz not found\. HINT"):
+        audit(tmp_path / "nothing.npz", out=tmp_path / "audit2")

@@ -56,8 +56,9 @@ def audit(data: str | os.PathLike, *, out: str | os.PathLike = "audit", model: s
         raise PhotoclassError(f"audit needs a pretrained model for its features; {model!r} is not. "
                               f"HINT: --model {TrainConfig.model}")
     root, out = Path(data).expanduser().resolve(), Path(out).expanduser()
-    if not root.is_dir():
-        raise PhotoclassError(f"Folder not found: {data}. HINT: audit a folder of photos, as for `photoclass train`.")
+    if not root.exists():
+        raise PhotoclassError(f"{data} not found. HINT: audit what `photoclass train` takes: a folder of photos, "
+                              "a CSV of labels or image arrays.")
     if out.resolve() == root or root in out.resolve().parents:
         raise PhotoclassError(f"--out {out} is inside the photo folder {root}; the audit never writes there. "
                               "HINT: pass a folder outside it.")
@@ -81,7 +82,7 @@ def audit(data: str | os.PathLike, *, out: str | os.PathLike = "audit", model: s
     outliers = [{"path": rows[i].path, "label": rows[i].label, "score": round(float(scores[i]), 6)}
                 for i in np.argsort(scores, kind="stable")[:OUTLIERS_SHOWN]]
     result = Audit(suspects, _conflicting_groups(dataset), outliers, out)
-    _write(result, root)
+    _write(result, dataset.root)
     return result
 
 
