@@ -8,7 +8,7 @@ import torch
 import photoclass
 from photoclass.evaluation.calibration import fit_temperature
 from photoclass.evaluation.metrics import expected_calibration_error
-from photoclass.evaluation.stats import wilson_interval
+from photoclass.evaluation.stats import t_interval, wilson_interval
 from photoclass.inference.predictor import Predictor
 
 from conftest import make_flat
@@ -19,6 +19,16 @@ def test_wilson_interval_matches_the_formula_and_stays_inside_zero_and_one():
     assert low == pytest.approx(0.6398, abs=1e-4) and high == pytest.approx(0.9650, abs=1e-4)
     assert wilson_interval(10, 10)[1] == pytest.approx(1.0) and wilson_interval(0, 10)[0] == pytest.approx(0.0)
     assert wilson_interval(162, 168)[0] < 162 / 168 < wilson_interval(162, 168)[1]
+
+
+@pytest.mark.parametrize("n", [2, 3, 10, 31, 32, 40, 100])
+def test_the_t_interval_uses_students_quantile_for_any_number_of_runs(n):
+    stats = pytest.importorskip("scipy.stats")
+    values = np.random.default_rng(n).normal(0.9, 0.02, n)
+    half = stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n)
+    low, high = t_interval(values)["interval"]
+    assert (low + high) / 2 == pytest.approx(values.mean(), abs=2e-6)
+    assert (high - low) / 2 == pytest.approx(half, rel=1e-3)  # the table holds three decimals
 
 
 def test_ece_is_zero_when_confidence_matches_accuracy_and_large_when_overconfident():

@@ -145,8 +145,9 @@ def _assign_splits(photos: list[FoundPhoto], labels: np.ndarray, groups: np.ndar
     split_groups = np.arange(len(labels)) if config.split == "naive" else groups
     given = np.array([p.given_split or "" for p in photos])
     if config.folds and given.any():
-        raise PhotoclassError("--folds makes its own test splits, but this folder comes split into train/val/test. "
-                              "HINT: drop --folds, or pass --layout folders on a folder of class folders.")
+        raise PhotoclassError("--folds makes its own test splits, but this data comes split into train/val/test. "
+                              "HINT: drop --folds, or give one pool to split: a folder of class folders with "
+                              "--layout folders, a CSV without a split column, an .npz with x and y.")
     if config.folds:
         test = grouped_folds(labels, split_groups, folds=config.folds, seed=config.seed) == config.fold
         splits = np.full(len(labels), "test", dtype=object)
