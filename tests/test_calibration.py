@@ -24,11 +24,12 @@ def test_wilson_interval_matches_the_formula_and_stays_inside_zero_and_one():
 @pytest.mark.parametrize("n", [2, 3, 10, 31, 32, 40, 100])
 def test_the_t_interval_uses_students_quantile_for_any_number_of_runs(n):
     stats = pytest.importorskip("scipy.stats")
-    values = np.random.default_rng(n).normal(0.9, 0.02, n)
+    values = np.random.default_rng(n).normal(0.5, 0.02, n)  # far from the bounds at 0 and 1
     half = stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n)
     low, high = t_interval(values)["interval"]
     assert (low + high) / 2 == pytest.approx(values.mean(), abs=2e-6)
     assert (high - low) / 2 == pytest.approx(half, rel=1e-3)  # the table holds three decimals
+    assert t_interval([0.9345, 0.9762, 0.9643])["interval"][1] == 1.0  # an accuracy's interval stops at 1
 
 
 def test_ece_is_zero_when_confidence_matches_accuracy_and_large_when_overconfident():
