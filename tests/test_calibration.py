@@ -128,3 +128,55 @@ def test_folds_make_one_summary_run_with_its_interval_and_the_leaderboard_lists_
     assert main(["train", str(data), "--seeds", "0,1", "--out", str(tmp_path / "runs" / "seeds"), *common]) == 0
     assert json.loads((tmp_path / "runs" / "seeds" / "summary.json").read_text())["test_accuracy"]["n"] == 2
     assert len(list_runs(tmp_path / "runs")) == 2
+
+
+@pytest.mark.trains
+def test_a_summary_run_continues_where_it_stopped_and_points_to_its_members(tmp_path):
+    from photoclass.cli import main
+    from photoclass.workflows.repeat import train_repeated
+
+    data = make_flat(tmp_path / "data", per_class=6)
+    options = dict(model="compact-cnn", image_size=32, epochs=1, threads=1, track=False, progress=False,
+                   cache_dir=tmp_path / "cache", verbose=False)
+    out = tmp_path / "seeds"
+    photoclass.train(data, out=out / "seed-0", seed=0, **options)  # as if stopped after its first member
+    first = (out / "seed-0" / "model.safetensors").stat().st_mtime_ns
+    summary = train_repeated(data, seeds=[0, 1], out=out, **options)
+    assert summary["members"] == ["seed-0", "seed-1"] and summary["test_accuracy"]["n"] == 2
+    assert (out / "seed-0" / "model.safetensors").stat().st_mtime_ns == first  # kept, not trained again
+    with pytest.raises(photoclass.PhotoclassError, match=r"is a summary of several runs.*HINT: .*seeds/seed-[01] "
+                                                         r"\(the best test accuracy"):
+        Predictor(out)
+    with pytest.raises(photoclass.PhotoclassError, match="already holds a summary run"):
+        train_repeated(data, seeds=[0, 1], out=out, **options)
+    with pytest.raises(photoclass.PhotoclassError, match="is a run of its own"):
+        train_repeated(data, seeds=[2, 3], out=out / "seed-0", **options)
+    with pytest.raises(photoclass.PhotoclassError, match="One seed makes no spread"):
+        train_repeated(data, seeds=[3], out=tmp_path / "one", **options)
+    # more folds than groups: one line before anything trains
+    assert main(["train", str(data), "--folds", "20", "--out", str(tmp_path / "cv"), "--model", "compact-cnn",
+                 "--image-size", "32", "--no-track", "--cache-dir", str(tmp_path / "cache")]) == 2
+    assert not (tmp_path / "cv" / "fold-0" / "config.json").exists()
+
+
+@pytest.mark.trains
+def test_an_interrupted_member_stops_the_summary_run_and_the_same_call_resumes_it(tmp_path):
+    from photoclass.workflows.repeat import train_repeated
+
+    data = make_flat(tmp_path / "data", per_class=6)
+    options = dict(model="compact-cnn", image_size=32, epochs=2, threads=1, track=False, progress=False,
+                   cache_dir=tmp_path / "cache", verbose=False)
+    calls = []
+
+    def ctrl_c_in_the_second_member(row):
+        calls.append(row["epoch"])
+        if len(calls) == 3:  # seed-0 ran epochs 1 and 2; this is seed-1's first
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_repeated(data, seeds=[0, 1, 2], out=tmp_path / "s", on_epoch=ctrl_c_in_the_second_member, **options)
+    assert (tmp_path / "s" / "seed-1" / "last.ckpt").exists() and not (tmp_path / "s" / "seed-2").exists()
+    assert not (tmp_path / "s" / "summary.json").exists()
+    summary = train_repeated(data, seeds=[0, 1, 2], out=tmp_path / "s", **options)
+    assert summary["test_accuracy"]["n"] == 3
+    assert len(photoclass.runs.rundir.RunDir(tmp_path / "s" / "seed-1").read_csv("metrics.csv")) == 2

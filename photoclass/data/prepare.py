@@ -149,7 +149,13 @@ def _assign_splits(photos: list[FoundPhoto], labels: np.ndarray, groups: np.ndar
                               "HINT: drop --folds, or give one pool to split: a folder of class folders with "
                               "--layout folders, a CSV without a split column, an .npz with x and y.")
     if config.folds:
-        test = grouped_folds(labels, split_groups, folds=config.folds, seed=config.seed) == config.fold
+        fold_of = grouped_folds(labels, split_groups, folds=config.folds, seed=config.seed)
+        filled = len(np.unique(fold_of))
+        if filled < config.folds:  # said before fold 0 trains, not when the first empty fold comes up
+            raise PhotoclassError(f"--folds {config.folds} is more folds than these {len(labels)} photos fill: only "
+                                  f"{filled} get test photos (each group of duplicates stays in one fold). "
+                                  f"HINT: --folds {filled} or fewer.")
+        test = fold_of == config.fold
         splits = np.full(len(labels), "test", dtype=object)
         rest = np.flatnonzero(~test)
         splits[rest] = grouped_split(labels[rest], split_groups[rest], val_size=config.val_size, test_size=0.0,

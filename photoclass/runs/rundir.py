@@ -62,8 +62,22 @@ class RunDir:
         try:
             return json.loads((self.path / name).read_text(encoding="utf-8"))
         except FileNotFoundError:
+            if name != "summary.json" and self.exists("summary.json"):
+                raise PhotoclassError(self._summary_message()) from None
             raise PhotoclassError(f"{self.path} is not a complete run: {name} is missing. HINT: pass a run "
                                   "folder; `photoclass runs` lists the finished ones.") from None
+
+    def _summary_message(self) -> str:
+        """What to say when a summary run (seeds or folds) is used as one model."""
+        try:
+            summary = json.loads((self.path / "summary.json").read_text(encoding="utf-8"))
+            values, members = summary["test_accuracy"]["values"], summary["members"]
+            best = max(range(len(values)), key=values.__getitem__)
+            example = f"{self.path / members[best]} (the best test accuracy of them, {values[best]:.4f})"
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            example = "one of its member folders"
+        return (f"{self.path} is a summary of several runs, not one model. HINT: pass one of its members, "
+                f"e.g. {example}.")
 
     def read_csv(self, name: str) -> list[dict[str, str]]:
         with open(self.path / name, newline="", encoding="utf-8") as f:

@@ -2,6 +2,9 @@
 
     OUT/summary.json           mean, sd and 95% t-interval of test accuracy and macro-F1
     OUT/seed-0/, OUT/seed-1/   (or OUT/fold-0/ ...) ordinary runs
+
+The same command again continues an interrupted summary: finished members are kept,
+interrupted ones resume, the rest train.
 """
 from __future__ import annotations
 
@@ -11,21 +14,28 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..core import distributed
 from ..core.atomic import check_writable
 from ..core.errors import PhotoclassError
 from ..evaluation.stats import t_interval
 from ..runs.rundir import RunDir
-from .train import train
+from .train import TrainResult, train
 
 
 def train_repeated(data: str | os.PathLike, *, seeds: Sequence[int] = (), folds: int = 0,
-                   out: str | os.PathLike | None = None, verbose: bool = True, **options: Any) -> dict[str, Any]:
+                   out: str | os.PathLike | None = None, verbose: bool = True,
+                   **options: Any) -> dict[str, Any] | None:
     """Train once per seed, or once per grouped, stratified fold (each fold the test split
-    once); write and return the summary. Other options are `train`'s."""
+    once); write and return the summary (None in the processes other than the first under
+    torchrun). An interrupted member raises KeyboardInterrupt once it is saved. Other options
+    are `train`'s."""
     if bool(seeds) == bool(folds):
         raise PhotoclassError("Give either seeds (e.g. --seeds 0,1,2) or folds (e.g. --folds 5), not both or neither.")
     if folds and not (isinstance(folds, int) and 2 <= folds <= 100):
         raise PhotoclassError(f"`folds` must be an integer from 2 to 100. Received: folds={folds!r}")
+    if seeds and len(seeds) < 2:
+        raise PhotoclassError(f"One seed makes no spread: seeds={list(seeds)}. HINT: give two or more, e.g. "
+                              "--seeds 0,1,2, or drop --seeds and pass --seed.")
     if len(set(seeds)) != len(seeds):
         raise PhotoclassError(f"The seeds repeat: {list(seeds)}. HINT: give each once, e.g. --seeds 0,1,2")
     members = ([(f"seed-{s}", {"seed": s}) for s in seeds] if seeds
@@ -34,12 +44,23 @@ def train_repeated(data: str | os.PathLike, *, seeds: Sequence[int] = (), folds:
                                      f"{time.strftime('%Y%m%d-%H%M%S')}")
     if (out / "summary.json").exists():
         raise PhotoclassError(f"{out} already holds a summary run. HINT: pass another --out.")
+    if (out / "config.json").exists():
+        raise PhotoclassError(f"{out} is a run of its own; a summary run puts its members inside its folder. "
+                              "HINT: pass another --out.")
     check_writable(out, hint="pass another --out")
-    results = []
+    results: list[TrainResult] = []
     for name, extra in members:
         if verbose:
             print(f"\n== {name} ({len(results) + 1} of {len(members)}) ==", flush=True)
-        results.append(train(data, out=out / name, verbose=verbose, **{**options, **extra}))
+        result = _member(data, out / name, verbose=verbose, **{**options, **extra})
+        if result.interrupted:
+            if verbose:
+                print(f"interrupted: {out} holds {len(results)} finished member(s); the same command again "
+                      "continues it", flush=True)
+            raise KeyboardInterrupt
+        results.append(result)
+    if not distributed.processes().main:  # under torchrun the first process alone writes
+        return None
     summary = {"kind": "seeds" if seeds else "folds", "members": [name for name, _ in members],
                "test_accuracy": t_interval(r.test["accuracy"] for r in results),
                "macro_f1": t_interval(r.test["macro_f1"] for r in results),
@@ -48,6 +69,18 @@ def train_repeated(data: str | os.PathLike, *, seeds: Sequence[int] = (), folds:
     if verbose:
         print(format_summary(summary, out))
     return summary
+
+
+def _member(data, path: Path, *, verbose: bool, **options: Any) -> TrainResult:
+    """A member run: kept when finished, resumed when interrupted, else trained."""
+    run = RunDir(path)
+    if run.exists("test.json") and run.exists("model.json"):
+        if verbose:
+            print(f"kept: {path} is finished", flush=True)
+        return TrainResult(run, run.read_json("test.json")["test"], [])
+    if run.exists("last.ckpt"):
+        return train(resume=path, verbose=verbose, track=options.get("track"), progress=options.get("progress"))
+    return train(data, out=path, verbose=verbose, **options)
 
 
 def format_summary(summary: dict[str, Any], out: Path) -> str:
