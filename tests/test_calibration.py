@@ -1,5 +1,6 @@
 """Intervals and calibrated confidences: Wilson intervals, ECE, temperature scaling end to end."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -180,3 +181,10 @@ def test_an_interrupted_member_stops_the_summary_run_and_the_same_call_resumes_i
     summary = train_repeated(data, seeds=[0, 1, 2], out=tmp_path / "s", **options)
     assert summary["test_accuracy"]["n"] == 3
     assert len(photoclass.runs.rundir.RunDir(tmp_path / "s" / "seed-1").read_csv("metrics.csv")) == 2
+    from photoclass.experiments.leaderboard import list_runs
+
+    board = list_runs(tmp_path)
+    assert len(board) == 1 and board[0].extra["members"] == 3
+    shutil.rmtree(tmp_path / "s" / "seed-2")  # a member removed by hand: the others are listed, nothing fails
+    board = list_runs(tmp_path)
+    assert sorted(r.path.name for r in board) == ["seed-0", "seed-1"] and board.incomplete == 1

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import PhotoclassError
-from ..evaluation.stats import mcnemar_p
+from ..evaluation.stats import mcnemar_p, t_interval
 from ..runs.rundir import RunDir, summary_metrics
 
 SORT_KEYS = ("select", "error", "gap", "loss", "seconds", "name")
@@ -64,7 +64,8 @@ class RunSummary:
 
     @classmethod
     def from_summary(cls, path: str | os.PathLike) -> RunSummary:
-        """A summary run (seeds or folds) as one entry: the members' means, the t-interval."""
+        """A summary run (seeds or folds) as one entry: the means of its members as they are now
+        (one resumed since stays current), the t-interval of their test accuracies."""
         run = RunDir(path)
         summary = run.read_json("summary.json")
         members = [cls.from_run(run.path / name) for name in summary["members"]]
@@ -73,12 +74,12 @@ class RunSummary:
         def mean(values) -> float:
             return float(sum(values) / len(values))
 
-        accuracy = summary["test_accuracy"]
+        accuracy = t_interval(m.test_accuracy for m in members)
         return cls(path=run.path, data=first.data, model=first.model,
                    options={**first.options, "seed": None, summary["kind"]: len(members)},
                    test_accuracy=accuracy["mean"], test_loss=mean([m.test_loss for m in members]),
                    train_accuracy=mean([m.train_accuracy for m in members]), gap=mean([m.gap for m in members]),
-                   seconds=sum(m.seconds for m in members), macro_f1=summary["macro_f1"]["mean"],
+                   seconds=sum(m.seconds for m in members), macro_f1=mean([m.macro_f1 for m in members]),
                    interval=tuple(accuracy["interval"]), extra={"members": len(members)})
 
     def options_text(self, skip: tuple[str, ...] = ()) -> str:
@@ -141,9 +142,14 @@ def list_runs(*roots: str | os.PathLike, data: str | None = None, sort: str = "s
         root = Path(root)
         if not root.is_dir():
             raise PhotoclassError(f"No such folder of runs: {root}")
-        summaries = sorted(p.parent for p in root.rglob("summary.json"))
-        for folder in summaries:
-            summary = RunSummary.from_summary(folder)
+        summaries = []
+        for folder in sorted(p.parent for p in root.rglob("summary.json")):
+            try:
+                summary = RunSummary.from_summary(folder)
+            except (PhotoclassError, KeyError, TypeError, ValueError, IndexError):
+                board.incomplete += 1  # a member gone or the file damaged: its runs are listed one by one
+                continue
+            summaries.append(folder)
             if data is None or summary.data == data:
                 board.append(summary)
         for config in sorted(root.rglob("config.json")):
