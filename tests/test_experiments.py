@@ -276,3 +276,19 @@ def test_runs_within_noise_on_the_same_test_photos_are_tied_by_mcnemar(tmp_path)
     other = [f"q{i}.jpg" for i in range(100)]  # different test photos: no paired test, only the tolerance
     paired_run("elsewhere", other[:8], train_acc=0.93, test_photos=other)
     assert "elsewhere" not in {r.name for r in select_run(list_runs(tmp_path), tolerance=0.01).candidates}
+
+
+def test_mcnemar_ties_no_run_outside_the_best_runs_interval(tmp_path):
+    from photoclass.evaluation.stats import wilson_interval
+
+    photos = [f"p{i}.jpg" for i in range(16)]
+    for name, wrong, train_acc in (("best", photos[:1], 1.0), ("bad", photos[:6], 0.6)):
+        run = fake_run(tmp_path, name, test_acc=1 - len(wrong) / 16, train_acc=train_acc)
+        result = json.loads((run / "test.json").read_text())
+        result["test"]["accuracy_interval"] = list(wilson_interval(16 - len(wrong), 16))
+        (run / "test.json").write_text(json.dumps({**result, "wrong_paths": wrong}))
+        (run / "split.csv").write_text("path,label,split,group,status,reason\n"
+                                       + "".join(f"{p},a,test,{i},ok,\n" for i, p in enumerate(photos)))
+    # 10 of 16 against 15 of 16: McNemar's p is 0.06, but 62.5% lies below best's interval (71.7-98.9%)
+    selection = select_run(list_runs(tmp_path), tolerance=0.01)
+    assert selection.winner.name == "best" and [r.name for r in selection.candidates] == ["best"]

@@ -201,8 +201,12 @@ def select_run(runs: list[RunSummary], *, tolerance: float = 0.01) -> Selection:
 
 
 def tied_by_mcnemar(run: RunSummary, best: RunSummary, *, alpha: float = 0.05) -> bool:
-    """On the same test photos, McNemar's exact test finds no difference at `alpha` (noise)."""
+    """On the same test photos, McNemar's exact test finds no difference at `alpha` (noise),
+    and `run`'s accuracy is inside `best`'s 95% interval: on a few photos the test alone
+    cannot tell 10 of 16 from 15 of 16, and that is no reason to call them even."""
     if run.wrong is None or best.wrong is None or run.test_photos != best.test_photos or run is best:
+        return False
+    if best.interval is not None and run.test_accuracy < best.interval[0]:
         return False
     return mcnemar_p(len(run.wrong - best.wrong), len(best.wrong - run.wrong)) >= alpha
 
@@ -262,7 +266,7 @@ def copy_run(run: str | os.PathLike, dest: str | os.PathLike) -> Path:
         return dest
     if run.resolve() in dest.resolve().parents:
         raise PhotoclassError(f"Cannot copy {run} into itself ({dest}). HINT: choose a folder outside the run.")
-    if dest.exists() and not (dest / "config.json").is_file():
+    if dest.exists() and not any((dest / name).is_file() for name in ("config.json", "summary.json")):
         raise PhotoclassError(f"{dest} exists and is not a run; not replacing it. HINT: choose another folder.")
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
