@@ -24,6 +24,16 @@ def photoclass_cli(*args, check=True):
 def test_the_imagenet_class_names_ship_with_the_package():
     names = imagenet_class_names()
     assert len(names) == 1000 and names[0] == "tench" and names[281] == "tabby" and names[967] == "espresso"
+    assert len(set(names)) == 1000  # each class its own name: JSON, CSV and --sort-into folders stay apart
+    assert names[134] == "crane (bird)" and names[517] == "crane (machine)"
+
+
+def test_imagenet_refuses_the_onnx_engine_in_one_line():
+    from photoclass import PhotoclassError
+    from photoclass.inference.predictor import open_predictor
+
+    with pytest.raises(PhotoclassError, match="imagenet predicts through PyTorch only. HINT: drop --engine onnx"):
+        open_predictor("imagenet", engine="onnx")
 
 
 @pytest.mark.slow

@@ -150,6 +150,8 @@ def open_predictor(model: str | os.PathLike, *, engine: str = "torch", tta: bool
     if str(model) in ("imagenet", "imagenet-lite0", "imagenet-lite2") and not path.exists():
         from .imagenet import ImageNetPredictor
 
+        if engine == "onnx":
+            raise PhotoclassError(f"{model} predicts through PyTorch only. HINT: drop --engine onnx.")
         predictor = ImageNetPredictor(str(model), device=device, **kwargs)
         predictor.tta = bool(tta)
         return predictor
@@ -167,6 +169,10 @@ def open_predictor(model: str | os.PathLike, *, engine: str = "torch", tta: bool
         raise PhotoclassError(f"{path} is a file, not a run folder or an .onnx model. HINT: pass its folder, "
                               f"{path.parent}")
     if path.is_dir() and not (path / "model.json").is_file():
+        if (path / "summary.json").is_file():
+            from ..runs.rundir import RunDir
+
+            raise PhotoclassError(RunDir(path).summary_message())
         raise PhotoclassError(f"{path} is not a photoclass run: it has no model.json. HINT: `photoclass runs` "
                               "lists the runs.")
     if Path(model).suffix.lower() != ".onnx" and engine != "torch":

@@ -63,11 +63,11 @@ class RunDir:
             return json.loads((self.path / name).read_text(encoding="utf-8"))
         except FileNotFoundError:
             if name != "summary.json" and self.exists("summary.json"):
-                raise PhotoclassError(self._summary_message()) from None
+                raise PhotoclassError(self.summary_message()) from None
             raise PhotoclassError(f"{self.path} is not a complete run: {name} is missing. HINT: pass a run "
                                   "folder; `photoclass runs` lists the finished ones.") from None
 
-    def _summary_message(self) -> str:
+    def summary_message(self) -> str:
         """What to say when a summary run (seeds or folds) is used as one model."""
         try:
             summary = json.loads((self.path / "summary.json").read_text(encoding="utf-8"))
