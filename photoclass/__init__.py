@@ -35,7 +35,7 @@ def load(run, model=None):
     return load_model(run, model)
 
 
-def predict(run, paths, *, top_k: int = 3, tta: bool = False, device: str = "auto", progress=None):
+def predict(run, paths, *, top_k: int = 3, tta: bool | None = None, device: str = "auto", progress=None):
     """Predictions for files, folders and globs, from a run or an exported .onnx file."""
     from .inference.predictor import open_predictor
 

@@ -528,8 +528,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="auto (default): ONNX Runtime when installed (exports RUN/model.onnx once), else PyTorch")
     sv.add_argument("--log-requests", action=argparse.BooleanOptionalAction, default=True,
                     help="print a line per request (default: on)")
-    sv.add_argument("--tta", action="store_true", help="average each photo's prediction with its mirror's "
-                    "(twice the work)")
+    sv.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                    help="average each photo's prediction with its mirror's (twice the work; default: as the "
+                    "run's test was measured, on for small-resnet)")
     _add_device_options(sv)
     sv.set_defaults(func=cmd_serve)
 
@@ -548,8 +549,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--engine", choices=("torch", "onnx", "auto"), default="torch",
                     help="onnx: ONNX Runtime, about twice as fast (exports RUN/model.onnx once); "
                     "auto: ONNX Runtime when installed (default: %(default)s)")
-    pr.add_argument("--tta", action="store_true", help="average each photo's prediction with its mirror's "
-                    "(twice the work)")
+    pr.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                    help="average each photo's prediction with its mirror's (twice the work; default: as the "
+                    "run's test was measured, on for small-resnet)")
     _add_device_options(pr)
     pr.set_defaults(func=cmd_predict)
 

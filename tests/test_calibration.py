@@ -101,6 +101,13 @@ def test_predict_with_tta_averages_each_photo_and_its_mirror(tmp_path):
     best = int(expected[0].argmax())
     assert tta.label == predictor.classes[best] and tta.confidence == pytest.approx(float(expected[0, best]), abs=1e-6)
     assert not np.allclose(expected, predictor.probabilities(pixels))  # the mirror did change the answer
+    from photoclass.inference.predictor import open_predictor
+
+    assert not open_predictor(tmp_path / "run").tta  # measured without mirrors: predicts without them
+    photoclass.train(data, out=tmp_path / "mirrored", model="compact-cnn", image_size=32, epochs=1, threads=1, tta=True,
+                     cache_dir=tmp_path / "cache", verbose=False, progress=False, track=False)
+    assert open_predictor(tmp_path / "mirrored").tta  # its test used mirrors: so do predict and serve
+    assert not open_predictor(tmp_path / "mirrored", tta=False).tta
 
 
 @pytest.mark.trains

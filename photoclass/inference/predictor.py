@@ -131,14 +131,16 @@ class Predictor(BasePredictor):
             return (logits / self.temperature).softmax(1).cpu().numpy()
 
 
-def open_predictor(model: str | os.PathLike, *, engine: str = "torch", tta: bool = False, **kwargs) -> BasePredictor:
+def open_predictor(model: str | os.PathLike, *, engine: str = "torch", tta: bool | None = None,
+                   **kwargs) -> BasePredictor:
     """A predictor for a run directory or an exported `.onnx` file (ONNX Runtime, no torch);
     `"imagenet"` predicts the 1,000 ImageNet classes with the pretrained backbone, untrained.
 
     `engine="onnx"` runs a run directory through ONNX Runtime too (about twice as fast on a
     CPU), exporting RUN/model.onnx once; `"auto"` does so when ONNX Runtime and the exporter
     are installed and falls back to PyTorch otherwise. ONNX Runtime runs on the CPU, so with
-    a GPU `device`, "auto" keeps PyTorch.
+    a GPU `device`, "auto" keeps PyTorch. `tta=None` mirrors as the run's own test did (on for
+    `small-resnet`), off for an .onnx file and for ImageNet.
     """
     from ..core.device import resolve_device
 
@@ -175,6 +177,8 @@ def open_predictor(model: str | os.PathLike, *, engine: str = "torch", tta: bool
             raise PhotoclassError(RunDir(path).summary_message())
         raise PhotoclassError(f"{path} is not a photoclass run: it has no model.json. HINT: `photoclass runs` "
                               "lists the runs.")
+    if tta is None:
+        tta = path.is_dir() and bool(_run_config(path).get("train", {}).get("tta", False))
     if Path(model).suffix.lower() != ".onnx" and engine != "torch":
         try:
             from .export import onnx_for_run
@@ -193,6 +197,15 @@ def open_predictor(model: str | os.PathLike, *, engine: str = "torch", tta: bool
         predictor = Predictor(model, device=str(device), **kwargs)
     predictor.tta = bool(tta)
     return predictor
+
+
+def _run_config(run: Path) -> dict:
+    import json
+
+    try:
+        return json.loads((run / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,8 @@ class ApiError(Exception):
 
 def create_app(model: str | os.PathLike, *, top_k: int = 3, max_bytes: int = MAX_UPLOAD_BYTES,
                max_pixels: int = DEFAULT_MAX_PIXELS, max_queue: int = 64, max_batch: int = 16,
-               engine: str = "auto", port: int | None = None, device: str = "auto", tta: bool = False) -> FastAPI:
+               engine: str = "auto", port: int | None = None, device: str = "auto",
+               tta: bool | None = None) -> FastAPI:
     """An app serving `model`: a run directory or an exported `.onnx` file.
 
     `engine` is `open_predictor`'s: by default a run is served through ONNX Runtime when it
