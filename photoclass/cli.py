@@ -8,6 +8,7 @@ import io
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from .config import PrepareConfig, TrainConfig
@@ -249,6 +250,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_models(args) -> int:
     from .models.registry import count_parameters, create_model, list_models, model_info
+    from .models.summary import summarize
 
     if args.classes < 1:
         raise PhotoclassError(f"--classes must be at least 1. Received: {args.classes}")
@@ -260,9 +262,16 @@ def cmd_models(args) -> int:
     print(f"{'name':<22}{'params':>12}{'input':>10}  description")
     for info in found:
         untrained = {"pretrained": False} if info.pretrained else {}  # counting needs no weights
-        params = count_parameters(create_model(info.name, args.classes, **untrained))
-        spec = info.input_spec
-        print(f"{info.name:<22}{params:>12,}{f'{spec.size}x{spec.channels}':>10}  {info.description}")
+        size = args.image_size or info.input_spec.size
+        try:
+            with warnings.catch_warnings():  # torch warns of a zero-sized layer before it fails to run
+                warnings.simplefilter("ignore")
+                model = create_model(info.name, args.classes, input_size=size, **untrained)
+                summarize(model, size, model.input_spec.channels)  # it must run at that size
+            params = f"{count_parameters(model):,}"
+        except (PhotoclassError, RuntimeError):
+            params = "too small"  # e.g. seed-cifar below 16 px
+        print(f"{info.name:<22}{params:>12}{f'{size}x{info.input_spec.channels}':>10}  {info.description}")
     print(f"\n(parameters for {args.classes} classes; `photoclass models NAME` lists a model's layers)")
     return 0
 
@@ -275,7 +284,9 @@ def _model_summary(info, args) -> int:
     size = args.image_size or info.input_spec.size
     check_int("image_size", size, 8, 1024)
     untrained = {"pretrained": False} if info.pretrained else {}
-    model = create_model(info.name, args.classes, input_size=size, **untrained)
+    with warnings.catch_warnings():  # torch warns of a zero-sized layer before it fails to run
+        warnings.simplefilter("ignore")
+        model = create_model(info.name, args.classes, input_size=size, **untrained)
     try:
         summary = summarize(model, size, model.input_spec.channels)
     except RuntimeError as e:

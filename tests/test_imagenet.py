@@ -69,6 +69,19 @@ def test_models_name_prints_each_layer_with_the_keras_total():
     table = json.loads(photoclass_cli("models", "seed-mnist", "--json").stdout)
     assert table["input"] == [1, 28, 28] and table["layers"][-1]["output"] == [10]
     assert sum(layer["params"] for layer in table["layers"]) == table["total"]
+    listed = photoclass_cli("models", "seed-c*", "--image-size", "16").stdout
+    assert "1,452,106" in listed and "16x3" in listed  # the listing follows --image-size too
+    assert "too small" in photoclass_cli("models", "seed-c*", "--image-size", "12").stdout
+
+
+def test_seed_cifar_trains_with_keras_rmsprop():
+    from photoclass.models.registry import model_info
+    from photoclass.training.optim import create_optimizer
+
+    defaults = model_info("seed-cifar").defaults
+    assert defaults["optimizer"] == "rmsprop" and defaults["lr"] == 1e-3 and defaults["weight_decay"] == 0.0
+    group = create_optimizer(create_model("seed-cifar", 10), "rmsprop", lr=1e-3).param_groups[0]
+    assert (group["alpha"], group["eps"], group["momentum"]) == (0.9, 1e-7, 0)  # Keras's rho, epsilon, momentum
 
 
 def test_a_summary_follows_the_image_size_and_refuses_one_a_flatten_cannot_take():

@@ -1,7 +1,8 @@
 """Networks for small images (MNIST's 28 px, CIFAR's 32 px), trained from scratch.
 
 `seed-mnist` and `seed-cifar` are the course CNNs layer for layer (Keras's 'valid'
-padding, so their parameter counts match Keras's `model.summary()`); `small-resnet` is the
+padding, so their trainable parameters match Keras's `model.summary()`, which also counts
+batch norm's moving statistics as non-trainable: 384 more for seed-mnist); `small-resnet` is the
 one to use: a residual net with the tricks that make airbench-class CIFAR-10 training fast
 (batch-norm everywhere, max-pooled stages, a scaled linear head, label smoothing,
 flip + translate augmentation, warm-up, test-time flips).
@@ -11,7 +12,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..core.errors import PhotoclassError
 from .registry import register_model
+
+
+def _flat_side(name: str, input_size: int, own: int) -> int:
+    """The side of the last feature map: two unpadded 3x3 convolutions, a 2x2 pooling, twice."""
+    side = ((input_size - 4) // 2 - 4) // 2
+    if side < 1:
+        raise PhotoclassError(f"{name} does not run at {input_size} px: its unpadded convolutions and poolings "
+                              f"need 16 px or more. HINT: its own size is {own}.")
+    return side
 
 
 def _conv(cin: int, cout: int) -> list[nn.Module]:
@@ -26,7 +37,7 @@ class SeedMNIST(nn.Module):
         self.features = nn.Sequential(
             *_conv(in_channels, 64), *_conv(64, 64), nn.MaxPool2d(2), nn.BatchNorm2d(64, eps=1e-3), nn.Dropout(dropout),
             *_conv(64, 128), *_conv(128, 128), nn.MaxPool2d(2), nn.BatchNorm2d(128, eps=1e-3), nn.Dropout(dropout))
-        side = ((input_size - 4) // 2 - 4) // 2
+        side = _flat_side("seed-mnist", input_size, 28)
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(128 * side * side, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, 28, 28) -> (B, classes)
@@ -42,7 +53,7 @@ class SeedCIFAR(nn.Module):
         self.features = nn.Sequential(
             *_conv(in_channels, 64), *_conv(64, 64), nn.MaxPool2d(2), nn.Dropout(dropout),
             *_conv(64, 128), *_conv(128, 128), nn.MaxPool2d(2), nn.Dropout(dropout))
-        side = ((input_size - 4) // 2 - 4) // 2
+        side = _flat_side("seed-cifar", input_size, 32)
         self.classifier = nn.Sequential(
             nn.Flatten(), nn.Linear(128 * side * side, 1024), nn.ReLU(inplace=True),
             nn.Linear(1024, 1024), nn.ReLU(inplace=True), nn.Linear(1024, num_classes))
@@ -93,7 +104,7 @@ def seed_mnist(num_classes: int, **kw) -> nn.Module:
 
 
 @register_model("seed-cifar", input_size=32, fixed_size=True, epochs=30, augment="none", optimizer="rmsprop",
-                lr=1e-3, batch_size=64, schedule="none",
+                lr=1e-3, weight_decay=0.0, batch_size=64, schedule="none",
                 description="course CNN for 32x32 colour: conv 64-64, 128-128, dropout, dense 1024-1024 (4.6M)")
 def seed_cifar(num_classes: int, **kw) -> nn.Module:
     return SeedCIFAR(num_classes, **kw)

@@ -19,7 +19,7 @@ def create_optimizer(model: nn.Module, name: str = "adamw", *, lr: float, weight
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
-    return torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay)
+    return torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-7, weight_decay=weight_decay)  # Keras's rho, epsilon
 
 
 def create_scheduler(optimizer: torch.optim.Optimizer, name: str = "plateau", *, epochs: int,
