@@ -275,17 +275,25 @@ def test_a_truncated_idx_file_is_a_one_line_error(tmp_path, digits):
         read_arrays(tmp_path)
 
 
-def test_a_csv_of_labels_with_splits_and_its_own_column_names(tmp_path):
+def _label_csv(tmp_path, header: list[str], split_of, extra_rows=()) -> tuple[Path, list[str]]:
+    """The example photos copied to tmp_path/photos and a CSV of them: (its path, the file names)."""
     photos = tmp_path / "photos"
     shutil.copytree(EXAMPLES, photos)
     files = sorted(p.name for p in photos.glob("*.jpg"))
     table = tmp_path / "labels.csv"
     with open(table, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["file", "weather", "split"])
+        writer.writerow(header)
         for i, name in enumerate(files):
-            writer.writerow([f"photos/{name}", name.rstrip("0123456789.jpg").upper(), "test" if i % 5 == 0 else ""])
-        writer.writerow(["photos/missing.jpg", "RAIN", ""])
+            writer.writerow([f"photos/{name}", name.rstrip("0123456789.jpg").upper(), split_of(i)])
+        writer.writerows(extra_rows)
+    return table, files
+
+
+def test_a_csv_of_labels_with_splits_and_its_own_column_names(tmp_path):
+    table, files = _label_csv(tmp_path, ["file", "weather", "split"], lambda i: "test" if i % 5 == 0 else "",
+                              extra_rows=[["photos/missing.jpg", "RAIN", ""]])
+    photos = tmp_path / "photos"
     before = {p.name: p.stat().st_mtime_ns for p in photos.iterdir()}
     with pytest.raises(PhotoclassError, match="no 'path' column.*--path-column"):
         photoclass.prepare(table, cache_dir=tmp_path / "cache", progress=False)
@@ -299,15 +307,7 @@ def test_a_csv_of_labels_with_splits_and_its_own_column_names(tmp_path):
 
 
 def test_csv_rows_without_a_split_fill_the_splits_no_row_names(tmp_path):
-    photos = tmp_path / "photos"
-    shutil.copytree(EXAMPLES, photos)
-    files = sorted(p.name for p in photos.glob("*.jpg"))
-    table = tmp_path / "labels.csv"
-    with open(table, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["path", "label", "split"])
-        for i, name in enumerate(files):
-            writer.writerow([f"photos/{name}", name.rstrip("0123456789.jpg"), "train" if i < 3 else ""])
+    table, files = _label_csv(tmp_path, ["path", "label", "split"], lambda i: "train" if i < 3 else "")
     data = photoclass.prepare(table, image_size=32, cache_dir=tmp_path / "cache", progress=False)
     sizes = {s: len(data.indices(s)) for s in ("train", "val", "test")}
     assert sizes["test"] >= 0.1 * len(files) and sizes["val"] >= 0.1 * len(files)  # not all blank rows in train
