@@ -89,3 +89,18 @@ def test_low_confidence_goes_to_unsure(run, photos, tmp_path):
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "s" / "_unsure").iterdir()) == [
         "deep.png", "photo0.jpg", "photo1.jpg", "photo2.jpg"]
+
+
+def test_sorting_keeps_every_class_folder_inside_the_sorting_folder(tmp_path):
+    from photoclass.inference.predictor import Prediction
+    from photoclass.inference.sort import sort_into
+
+    photo = tmp_path / "photo.jpg"
+    save(synthetic_photo(0), photo)
+    labels = ["../../escaped", "/tmp/absolute", ".", "", "_unsure", "a\\b", "x" * 300, "cat"]
+    out = tmp_path / "a" / "sorted"
+    counts = sort_into([Prediction(str(photo), top=[(label, 0.9)]) for label in labels], out, min_confidence=0.5)
+    made = sorted(p for p in tmp_path.rglob("*") if p.is_file() and p != photo)
+    assert len(made) == len(labels) and all(p.parent.parent == out for p in made)  # one folder down, no further
+    assert "_unsure" not in counts and "cat" in counts and "class _unsure" in counts
+    assert not (tmp_path / "escaped").exists() and not any(p.parent == out for p in made)

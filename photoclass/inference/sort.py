@@ -26,7 +26,7 @@ def sort_into(predictions: list[Prediction], out: str | Path, *, min_confidence:
     for prediction in predictions:
         if prediction.error:
             continue
-        folder = UNSURE if prediction.confidence < min_confidence else prediction.label
+        folder = UNSURE if prediction.confidence < min_confidence else class_folder(prediction.label)
         source = Path(prediction.path)
         (out / folder).mkdir(parents=True, exist_ok=True)
         pixels = None if source.is_file() else _array_pixels(prediction.path)
@@ -37,6 +37,16 @@ def sort_into(predictions: list[Prediction], out: str | Path, *, min_confidence:
             _copy_without_overwriting(source, out / folder)
         counts[folder] += 1
     return counts
+
+
+def class_folder(label: str) -> str:
+    """`label` as one folder name inside the sorting folder, whatever the data called it: class
+    names come from CSV cells, array files and other people's runs, so '../x', '/tmp/x', '' or
+    '_unsure' must not name a folder elsewhere, DIR itself or the unsure folder."""
+    name = "".join("_" if c in '/\\\x00:' or ord(c) < 32 else c for c in label).strip()
+    if name in ("", ".", "..") or name.startswith((".", "_")):
+        name = f"class {name}".strip()
+    return name.encode()[:200].decode(errors="ignore")
 
 
 def check_min_confidence(min_confidence: float) -> None:
