@@ -467,3 +467,26 @@ def test_a_photo_folder_with_train_and_test_folders_is_not_taken_for_cifar(tmp_p
     assert array_layout(tmp_path) is None
     assert photoclass.prepare(tmp_path, image_size=32, cache_dir=tmp_path.parent / "cache",
                               progress=False).summary["layout"] == "split"
+
+
+def test_csv_rows_follow_symlinks_only_when_asked_and_rows_outside_its_folder_are_noted(tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    shutil.copy(sorted(EXAMPLES.glob("*.jpg"))[0], outside / "target.jpg")
+    shutil.copy(sorted(EXAMPLES.glob("*.jpg"))[1], outside / "dotdot.jpg")
+    (tmp_path / "link.jpg").symlink_to(outside / "target.jpg")
+    table, files = _label_csv(tmp_path, ["path", "label", "split"], lambda i: "",
+                              extra_rows=[["link.jpg", "CLOUDY", ""], ["elsewhere/../elsewhere/dotdot.jpg", "RAIN", ""],
+                                          [str(outside / "dotdot.jpg"), "RAIN", ""]])
+    data = photoclass.prepare(table, image_size=32, cache_dir=tmp_path / "cache", progress=False)
+    assert len(data) == len(files) + 1  # dotdot.jpg once (listed twice), the link not at all
+    assert data.summary["ignored_reasons"]["reached through a symbolic link (followed only with --follow-symlinks)"] == 1
+    followed = photoclass.prepare(table, image_size=32, cache_dir=tmp_path / "cache", progress=False,
+                                  follow_symlinks=True)
+    assert len(followed) == len(files) + 2
+    inside = tmp_path / "in"
+    inside.mkdir()
+    (inside / "labels.csv").write_text("path,label\n" + "".join(
+        f"../photos/{n},{n.rstrip('0123456789.jpg')}\n" for n in files))
+    noted = photoclass.prepare(inside / "labels.csv", image_size=32, cache_dir=tmp_path / "cache", progress=False)
+    assert any(f"{len(files)} row(s) of labels.csv name files outside its folder" in n for n in noted.summary["notes"])

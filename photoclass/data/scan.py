@@ -81,7 +81,8 @@ def scan_folder(
     if not root.exists():
         raise PhotoclassError(f"Folder not found: {root}. HINT: check the path.")
     if layout == "csv" or (layout == "auto" and root.is_file() and root.suffix.lower() == ".csv"):
-        return scan_csv(_the_csv(root), path_column=path_column, label_column=label_column)
+        return scan_csv(_the_csv(root), path_column=path_column, label_column=label_column,
+                        follow_symlinks=follow_symlinks)
     if not root.is_dir():
         raise PhotoclassError(f"Expected a folder of photos, received a file: {root}. HINT: pass the folder "
                               f"that holds the photos, e.g. {root.parent}")
@@ -129,10 +130,12 @@ def _the_csv(root: Path) -> Path:
     return found[0]
 
 
-def scan_csv(path: Path, *, path_column: str = "path", label_column: str = "label") -> ScanResult:
+def scan_csv(path: Path, *, path_column: str = "path", label_column: str = "label",
+             follow_symlinks: bool = False) -> ScanResult:
     """Photos listed in a CSV with a header row: `path_column`, `label_column` and, if present,
     `split` (train/val/test, named in any common way). Paths are relative to the CSV's folder
-    or absolute; rows whose file is missing are counted and listed, not fatal."""
+    or absolute (a note counts the rows outside its folder); rows whose file is missing, and
+    rows reached through a symbolic link unless `follow_symlinks`, are counted and listed."""
     path = path.resolve()
     root = path.parent
     result = ScanResult(root=root, layout="csv", photos=[])
@@ -148,13 +151,18 @@ def scan_csv(path: Path, *, path_column: str = "path", label_column: str = "labe
                                   f"HINT: pass {flag} with the right column name.")
     splits = "split" in columns
     seen = set()
+    outside = 0
     for line, row in enumerate(rows, start=2):
         name = (row[path_column] or "").strip()
         label = (row[label_column] or "").strip() or None
         if not name:
             result.ignore("CSV row without a path", f"{path.name}:{line}")
             continue
-        file = (root / name).resolve() if not os.path.isabs(name) else Path(name)
+        listed = Path(os.path.abspath(root / name))  # '..' removed, links not followed
+        file = listed.resolve()
+        if file != listed and not follow_symlinks:
+            result.ignore("reached through a symbolic link (followed only with --follow-symlinks)", name)
+            continue
         relpath = file.relative_to(root).as_posix() if file.is_relative_to(root) else file.as_posix()
         if relpath in seen:
             result.ignore("listed twice in the CSV (first row kept)", relpath)
@@ -167,9 +175,13 @@ def scan_csv(path: Path, *, path_column: str = "path", label_column: str = "labe
         if splits and (row["split"] or "").strip() and given is None:
             raise PhotoclassError(f"{path}:{line}: split {row['split']!r} is not train, val or test. "
                                   "HINT: fix the row, or leave the split empty to let photoclass choose.")
+        outside += not file.is_relative_to(root)
         result.photos.append(FoundPhoto(file, relpath, label, given,
                                         "" if label else f"empty {label_column!r} in the CSV, row {line}"))
     result.photos.sort(key=lambda p: p.relpath)
+    if outside:
+        result.notes.append(f"{outside} row(s) of {path.name} name files outside its folder {root} (absolute "
+                            "paths or '..'); they are read as listed")
     return result
 
 
