@@ -490,3 +490,16 @@ def test_csv_rows_follow_symlinks_only_when_asked_and_rows_outside_its_folder_ar
         f"../photos/{n},{n.rstrip('0123456789.jpg')}\n" for n in files))
     noted = photoclass.prepare(inside / "labels.csv", image_size=32, cache_dir=tmp_path / "cache", progress=False)
     assert any(f"{len(files)} row(s) of labels.csv name files outside its folder" in n for n in noted.summary["notes"])
+
+
+def test_arrays_beside_photos_leave_the_folder_a_photo_set_unless_asked_for(tmp_path, digits):
+    x, y = digits
+    photos = tmp_path / "photos"
+    shutil.copytree(EXAMPLES, photos)
+    np.save(photos / "x.npy", x[:40])
+    np.save(photos / "y.npy", y[:40])
+    data = prepared(photos, tmp_path)
+    assert data.summary["layout"] == "flat" and len(data) == len(list(EXAMPLES.glob("*.jpg")))
+    arrays = prepared(photos, tmp_path, layout="npy")
+    assert arrays.summary["layout"] == "npy" and len(arrays) == 40
+    assert arrays.summary["channels"] == 1 and arrays.usable[0].path == "x.npy#0"

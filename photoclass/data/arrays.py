@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from ..core.errors import PhotoclassError
-from .decode import DecodedPhoto, decode_photo
+from .decode import IMAGE_SUFFIXES, DecodedPhoto, decode_photo
 
 ARRAY_LAYOUTS = ("npz", "npy", "cifar", "idx")
 NPZ_KEY_STYLES = (("x_train", "y_train", "x_test", "y_test"), ("x", "y"), ("images", "labels"))
@@ -61,8 +61,9 @@ class ArraySet:
         return self._index[name]
 
 
-def array_layout(path: str | os.PathLike) -> str | None:
-    """Which array layout `path` is ("npz", "npy", "cifar", "idx"), or None."""
+def array_layout(path: str | os.PathLike, *, beside_photos: bool = False) -> str | None:
+    """Which array layout `path` is ("npz", "npy", "cifar", "idx"), or None. A folder that also
+    holds photos or subfolders is a photo set, unless `beside_photos` (the layout was asked for)."""
     path = Path(path)
     if path.is_file():
         name = path.name.lower()
@@ -75,9 +76,12 @@ def array_layout(path: str | os.PathLike) -> str | None:
         return None
     if not path.is_dir():
         return None
-    names = {p.name for p in path.iterdir()}
+    entries = [p for p in path.iterdir() if not p.name.startswith(".")]
+    names = {p.name for p in entries}
     if (path / "data_batch_1").is_file() or all((path / n).is_file() for n in ("train", "test", "meta")):
         return "cifar"  # files, not the train/ and test/ folders of a photo set
+    if not beside_photos and any(p.is_dir() or p.suffix.lower() in IMAGE_SUFFIXES for p in entries):
+        return None  # photos or class folders: a photo set, whatever arrays lie beside them (--layout npy reads those)
     if any(_is_idx_name(n.lower()) for n in names):
         return "idx"
     if _npy_pairs(path):
@@ -88,7 +92,7 @@ def array_layout(path: str | os.PathLike) -> str | None:
 def read_arrays(path: str | os.PathLike, layout: str = "auto") -> ArraySet:
     """The images and labels in an array file or folder; a one-line error for anything odd."""
     path = Path(path).expanduser().resolve()
-    found = array_layout(path)
+    found = array_layout(path, beside_photos=layout != "auto")
     layout = found if layout == "auto" else layout
     if found is None or found != layout:
         what = f"as layout {layout!r} " if layout in ARRAY_LAYOUTS else ""
@@ -115,7 +119,7 @@ def array_item(root: str | os.PathLike, name: str) -> np.ndarray | None:
     """Image `name` (a manifest path like `mnist.npz#x_train/3`) of the array data at `root`
     as (H, W, 3) uint8, or None when `root` holds no arrays or no such image."""
     root = Path(root)
-    layout = array_layout(root) if "#" in name else None
+    layout = array_layout(root, beside_photos=True) if "#" in name else None
     if layout is None:
         return None
     st = root.stat()
