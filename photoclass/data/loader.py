@@ -60,7 +60,10 @@ class BatchLoader:
         self.shuffle = shuffle
         self._pixels = None
         if len(self.indices) and np.prod(images.shape[1:]) * len(self.indices) <= PRELOAD_LIMIT_BYTES:
-            self._pixels = torch.from_numpy(images[self.indices])  # (N, H, W, 3) uint8
+            in_ram_in_order = (type(images) is np.ndarray and len(self.indices) == len(images)
+                               and np.array_equal(self.indices, np.arange(len(images))))
+            # (N, H, W, 3) uint8; arrays already in RAM and in order are used as they are, not copied
+            self._pixels = torch.from_numpy(images if in_ram_in_order else images[self.indices])
             if self.device.type == "cuda":
                 self._pixels = self._pixels.pin_memory()
 
