@@ -249,7 +249,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .models.registry import count_parameters, create_model, list_models, model_info
+    from .models.registry import count_parameters, list_models, model_info
     from .models.summary import summarize
 
     if args.classes < 1:
@@ -261,13 +261,10 @@ def cmd_models(args) -> int:
         raise PhotoclassError(f"No model matches {args.pattern!r}. HINT: `photoclass models` lists them all.")
     print(f"{'name':<22}{'params':>12}{'input':>10}  description")
     for info in found:
-        untrained = {"pretrained": False} if info.pretrained else {}  # counting needs no weights
         size = args.image_size or info.input_spec.size
         try:
-            with warnings.catch_warnings():  # torch warns of a zero-sized layer before it fails to run
-                warnings.simplefilter("ignore")
-                model = create_model(info.name, args.classes, input_size=size, **untrained)
-                summarize(model, size, model.input_spec.channels)  # it must run at that size
+            model = _untrained_model(info, args.classes, size)
+            summarize(model, size, model.input_spec.channels)  # it must run at that size
             params = f"{count_parameters(model):,}"
         except (PhotoclassError, RuntimeError):
             params = "too small"  # e.g. seed-cifar below 16 px
@@ -276,17 +273,23 @@ def cmd_models(args) -> int:
     return 0
 
 
+def _untrained_model(info, classes: int, size: int):
+    """The registered model at `size`, without loading weights (counting and summaries need none)."""
+    from .models.registry import create_model
+
+    untrained = {"pretrained": False} if info.pretrained else {}
+    with warnings.catch_warnings():  # torch warns of a zero-sized layer before it fails to run
+        warnings.simplefilter("ignore")
+        return create_model(info.name, classes, input_size=size, **untrained)
+
+
 def _model_summary(info, args) -> int:
     from .config import check_int
-    from .models.registry import create_model
     from .models.summary import format_summary, summarize
 
     size = args.image_size or info.input_spec.size
     check_int("image_size", size, 8, 1024)
-    untrained = {"pretrained": False} if info.pretrained else {}
-    with warnings.catch_warnings():  # torch warns of a zero-sized layer before it fails to run
-        warnings.simplefilter("ignore")
-        model = create_model(info.name, args.classes, input_size=size, **untrained)
+    model = _untrained_model(info, args.classes, size)
     try:
         summary = summarize(model, size, model.input_spec.channels)
     except RuntimeError as e:

@@ -163,7 +163,8 @@ def scan_csv(path: Path, *, path_column: str = "path", label_column: str = "labe
         if file != listed and not follow_symlinks:
             result.ignore("reached through a symbolic link (followed only with --follow-symlinks)", name)
             continue
-        relpath = file.relative_to(root).as_posix() if file.is_relative_to(root) else file.as_posix()
+        inside = file.is_relative_to(root)
+        relpath = file.relative_to(root).as_posix() if inside else file.as_posix()
         if relpath in seen:
             result.ignore("listed twice in the CSV (first row kept)", relpath)
             continue
@@ -175,7 +176,7 @@ def scan_csv(path: Path, *, path_column: str = "path", label_column: str = "labe
         if splits and (row["split"] or "").strip() and given is None:
             raise PhotoclassError(f"{path}:{line}: split {row['split']!r} is not train, val or test. "
                                   "HINT: fix the row, or leave the split empty to let photoclass choose.")
-        outside += not file.is_relative_to(root)
+        outside += not inside
         result.photos.append(FoundPhoto(file, relpath, label, given,
                                         "" if label else f"empty {label_column!r} in the CSV, row {line}"))
     result.photos.sort(key=lambda p: p.relpath)

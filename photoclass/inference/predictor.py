@@ -16,6 +16,7 @@ from ..data.scan import is_hidden
 from ..config import check_int
 from ..core.device import memory_format
 from ..core.errors import PhotoclassError
+from ..runs.rundir import RunDir
 
 
 @dataclass
@@ -111,11 +112,10 @@ class Predictor(BasePredictor):
         setup_torch(threads, 0)
 
     def _use(self, model, classes: list[str], temperature: float, batch_size: int) -> None:
-        import torch
-
         if hasattr(model, "inference_copy"):
             model = model.inference_copy()  # BatchNorm folded: same outputs, faster
-        self.model = model.eval().to(self.device, memory_format=memory_format(self.device))
+        self.memory_format = memory_format(self.device)
+        self.model = model.eval().to(self.device, memory_format=self.memory_format)
         self.classes, self.temperature, self.batch_size = classes, temperature, batch_size
         spec = model.input_spec
         self.size, self.mean, self.std = spec.size, spec.mean, spec.std
@@ -127,7 +127,7 @@ class Predictor(BasePredictor):
 
         with torch.no_grad():
             x = normalize(to_float(torch.from_numpy(pixels).to(self.device)), self.mean, self.std)
-            logits = self.model(x.contiguous(memory_format=memory_format(self.device))).float()
+            logits = self.model(x.contiguous(memory_format=self.memory_format)).float()
             return (logits / self.temperature).softmax(1).cpu().numpy()
 
 
@@ -172,13 +172,11 @@ def open_predictor(model: str | os.PathLike, *, engine: str = "torch", tta: bool
                               f"{path.parent}")
     if path.is_dir() and not (path / "model.json").is_file():
         if (path / "summary.json").is_file():
-            from ..runs.rundir import RunDir
-
             raise PhotoclassError(RunDir(path).summary_message())
         raise PhotoclassError(f"{path} is not a photoclass run: it has no model.json. HINT: `photoclass runs` "
                               "lists the runs.")
     if tta is None:
-        tta = path.is_dir() and bool(_run_config(path).get("train", {}).get("tta", False))
+        tta = path.is_dir() and _tested_with_tta(path)
     if Path(model).suffix.lower() != ".onnx" and engine != "torch":
         try:
             from .export import onnx_for_run
@@ -199,13 +197,12 @@ def open_predictor(model: str | os.PathLike, *, engine: str = "torch", tta: bool
     return predictor
 
 
-def _run_config(run: Path) -> dict:
-    import json
-
+def _tested_with_tta(run: Path) -> bool:
+    """Whether the run's test figures were measured with mirrored photos (its config.json)."""
     try:
-        return json.loads((run / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+        return bool(RunDir(run).read_json("config.json").get("train", {}).get("tta", False))
+    except (PhotoclassError, OSError, ValueError):
+        return False
 
 
 @dataclass(frozen=True)
