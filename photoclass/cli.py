@@ -304,10 +304,12 @@ def _model_summary(info, args) -> int:
 
 def cmd_augment_preview(args) -> int:
     from .config import parse_augment
+    from .data.outside import check_outside
     from .data.prepare import prepare
     from .evaluation.report import augmentation_preview
 
-    parse_augment(args.augment)  # a bad spec is refused before the photos are read
+    parse_augment(args.augment)  # a bad spec, or an output among the photos, is refused before they are read
+    check_outside(args.out, args.data)
     if args.photos < 1:
         raise PhotoclassError(f"--photos must be at least 1. Received: {args.photos}")
     dataset = prepare(args.data, config=PrepareConfig(**given_options(args, PrepareConfig)))
@@ -319,11 +321,14 @@ def cmd_augment_preview(args) -> int:
 
 def cmd_predict(args) -> int:
     from .core.atomic import check_writable
+    from .data.outside import check_outside
     from .inference.predictor import open_predictor
     from .inference.sort import check_min_confidence, sort_into
 
     check_min_confidence(args.min_confidence)
-    if args.sort_into:
+    if args.sort_into:  # checked before predicting, then again for each photo's folder by sort_into
+        check_outside(args.sort_into, *(p if Path(p).is_dir() else Path(p).parent for p in args.paths),
+                      flag="--sort-into")
         check_writable(args.sort_into, hint="pass a folder for --sort-into")
     predictor = open_predictor(args.run, engine=args.engine, batch_size=args.batch_size, device=args.device,
                                tta=args.tta)

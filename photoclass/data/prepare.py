@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from .outside import check_outside
 from ..core.version import __version__
 from ..config import PrepareConfig
 from ..core.errors import PhotoclassError
@@ -55,8 +56,10 @@ def prepare(
         if scan.layout == "csv":
             root = scan.root  # the CSV's folder, which its relative paths start from
     if out is not None:
-        _check_out_not_inside(Path(out), root)
+        check_outside(out, root)
         check_writable(out, hint="pass another --out")
+    if config.cache_dir is not None:
+        check_outside(config.cache_dir, root, flag="--cache-dir")
     labelled = [p for p in scan.photos if p.label]
     timings["scan"] = time.perf_counter() - started
 
@@ -257,15 +260,6 @@ def _no_photos_message(root, scan, labelled, keys, entries) -> str:
     photo, key = labelled[0], keys[0]
     return (f"None of the {len(labelled)} images in {root} could be read; "
             f"e.g. {photo.relpath}: {entries[key].reason}")
-
-
-def _check_out_not_inside(out: Path, root: Path) -> None:
-    out_r, root_r = out.expanduser().resolve(), root.resolve()
-    if out_r == root_r or root_r in out_r.parents:
-        raise PhotoclassError(
-            f"`out` must not be inside the photo folder, so your photos stay untouched. "
-            f"Received: out={out}. HINT: choose a folder outside {root}."
-        )
 
 
 def _bar_disabled(progress: bool | None) -> bool | None:

@@ -20,6 +20,7 @@ from torch import nn
 from ..core.version import __version__
 from ..data.arrays import load_photo
 from ..data.decode import DecodeError
+from ..data.outside import check_outside
 from ..data.loader import normalize, to_float
 from ..core.atomic import write_text_atomic
 from ..models.input_spec import InputSpec
@@ -49,6 +50,7 @@ def write_report(run: str | os.PathLike | RunDir, *, model: nn.Module | None = N
                  dataset=None) -> Path:
     """Write RUN/report.html from the run directory (and the photos it was trained on)."""
     run = run if isinstance(run, RunDir) else RunDir(run)
+    check_outside(run.path / "report.html", run.data_source(), flag="RUN")
     config, result = run.read_json("config.json"), run.read_json("test.json")
     meta = run.read_json("model.json")
     summary = dataset.summary if dataset is not None else (

@@ -11,6 +11,7 @@ from torch import nn
 from ..data.augment import augment_batch, parse_augment
 from ..data.dataset import PreparedDataset
 from ..data.loader import BatchLoader, to_float
+from ..data.outside import check_outside
 from ..models.registry import InputSpec
 from ..runs.rundir import RunDir
 from .predict import predict_logits
@@ -103,6 +104,7 @@ def write_evaluation(run: RunDir, evaluation: dict[str, Any], history, dataset: 
 def augmentation_preview(dataset: PreparedDataset, augment: str, path: Path, *, photos: int = 4,
                          variants: int = 5, seed: int = 0) -> Path:
     """A grid: each row one training photo, first as cached, then augmented `variants` times."""
+    check_outside(path, dataset.root)
     spec = parse_augment(augment)
     train = dataset.indices("train")
     chosen = np.random.default_rng(seed).choice(train, size=min(photos, len(train)), replace=False)

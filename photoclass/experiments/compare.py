@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from ..core.atomic import write_text_atomic
+from ..data.outside import check_outside
 from ..evaluation import plots
 from ..evaluation.html_report import data_uri, page
 from ..runs.rundir import RunDir
@@ -15,6 +16,7 @@ from .leaderboard import RunSummary, select_run
 
 def write_comparison(runs: list[str | os.PathLike], out: str | os.PathLike, *, tolerance: float = 0.01) -> Path:
     """One page comparing runs: learning curves overlaid, test metrics side by side."""
+    check_outside(out, *(RunDir(r).data_source() for r in runs))
     summaries = [RunSummary.from_run(r) for r in runs]
     winner = select_run(summaries, tolerance=tolerance)
     histories = {s.name if sum(t.name == s.name for t in summaries) == 1 else str(s.path):

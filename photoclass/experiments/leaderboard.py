@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import PhotoclassError
+from ..data.outside import check_outside
 from ..evaluation.stats import mcnemar_p, t_interval
 from ..runs.rundir import RunDir, summary_metrics
 
@@ -264,6 +265,7 @@ def copy_run(run: str | os.PathLike, dest: str | os.PathLike) -> Path:
     run, dest = Path(run), Path(dest)
     if dest.resolve() == run.resolve():
         return dest
+    check_outside(dest, RunDir(run).data_source(), flag="--copy-to")
     if run.resolve() in dest.resolve().parents:
         raise PhotoclassError(f"Cannot copy {run} into itself ({dest}). HINT: choose a folder outside the run.")
     if dest.exists() and not any((dest / name).is_file() for name in ("config.json", "summary.json")):

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from ..config import PrepareConfig, TrainConfig, check_int
 from ..core.errors import PhotoclassError
+from ..data.outside import check_outside
 from ..models.registry import model_info
 
 DEFAULT_SPACE: dict[str, Any] = {
@@ -135,7 +136,7 @@ def sweep(data: str | os.PathLike, *, train: Callable[..., Any], trials: int = 2
     if not Path(data).is_dir():
         raise PhotoclassError(f"Folder not found: {data}. HINT: sweep a folder of photos, as for `photoclass train`.")
     storage = _storage(storage) if storage else None
-    out = Path(out)
+    out = check_outside(Path(out), data)
     out.mkdir(parents=True, exist_ok=True)
     name = study or f"sweep-{Path(data).resolve().name}-{time.strftime('%Y%m%d-%H%M%S')}"
     storage = storage or f"sqlite:///{(out / 'sweeps.db').resolve()}"

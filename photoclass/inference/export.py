@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..data.loader import normalize, to_float
+from ..data.outside import check_outside
 from ..core.errors import PhotoclassError
 from ..evaluation.calibration import Calibrated
 from ..core.atomic import check_writable, write_bytes_atomic
@@ -42,7 +43,7 @@ def export_onnx(run: str | os.PathLike, out: str | os.PathLike | None = None, *,
 
     run = RunDir(run)
     model, meta = load_model(run)
-    out = Path(out) if out else run.path / "model.onnx"
+    out = check_outside(Path(out) if out else run.path / "model.onnx", run.data_source())
     check_writable(out.parent, hint="pass --out a file in a folder you can write")
     if hasattr(model, "inference_copy"):
         model = model.inference_copy()

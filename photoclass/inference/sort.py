@@ -9,6 +9,7 @@ from PIL import Image
 
 from ..core.atomic import check_writable
 from ..data.arrays import array_item
+from ..data.outside import check_outside
 from ..core.errors import PhotoclassError
 from .predictor import Prediction
 
@@ -21,6 +22,7 @@ def sort_into(predictions: list[Prediction], out: str | Path, *, min_confidence:
     A name already taken gets ' (1)', ' (2)', ... before its suffix. Returns copies per folder.
     """
     check_min_confidence(min_confidence)
+    check_outside(out, *{Path(p.path.partition("#")[0]).parent for p in predictions}, flag="--sort-into")
     out = check_writable(out, hint="pass a folder to sort into")
     counts: Counter = Counter()
     for prediction in predictions:

@@ -67,6 +67,13 @@ class RunDir:
             raise PhotoclassError(f"{self.path} is not a complete run: {name} is missing. HINT: pass a run "
                                   "folder; `photoclass runs` lists the finished ones.") from None
 
+    def data_source(self) -> str | None:
+        """The data the run was trained on (config.json's `data`), or None where it is not recorded."""
+        try:
+            return json.loads((self.path / "config.json").read_text(encoding="utf-8")).get("data")
+        except (OSError, ValueError, AttributeError):
+            return None
+
     def summary_message(self) -> str:
         """What to say when a summary run (seeds or folds) is used as one model."""
         try:

@@ -20,6 +20,7 @@ from ..core.device import resolve_device
 from ..core.errors import PhotoclassError
 from ..core.torchsetup import setup_torch
 from ..data.loader import BatchLoader
+from ..data.outside import check_outside
 from ..data.prepare import prepare
 from ..evaluation.html_report import write_audit_page, write_report
 from ..evaluation.label_errors import out_of_fold_probabilities, outlier_scores, rank_label_errors
@@ -59,9 +60,7 @@ def audit(data: str | os.PathLike, *, out: str | os.PathLike = "audit", model: s
     if not root.exists():
         raise PhotoclassError(f"{data} not found. HINT: audit what `photoclass train` takes: a folder of photos, "
                               "a CSV of labels or image arrays.")
-    if out.resolve() == root or root in out.resolve().parents:
-        raise PhotoclassError(f"--out {out} is inside the photo folder {root}; the audit never writes there. "
-                              "HINT: pass a folder outside it.")
+    check_outside(out, root)
     check_writable(out, hint="pass another --out")
     where = resolve_device(device)
     setup_torch(0, seed)

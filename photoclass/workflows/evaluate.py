@@ -9,6 +9,7 @@ from typing import Any
 from ..config import PrepareConfig, TrainConfig
 from ..core.device import resolve_device, resolve_precision
 from ..core.errors import PhotoclassError
+from ..data.outside import check_outside
 from ..data.prepare import prepare
 from ..evaluation import plots
 from ..evaluation.report import evaluate_all, evaluate_dataset
@@ -25,6 +26,7 @@ def evaluate_run(run_path: str | os.PathLike, data: str | os.PathLike | None = N
     """
     run = RunDir(run_path)
     config_json = run.read_json("config.json")
+    check_outside(run.path / "evaluations", data, config_json["data"], flag="RUN")
     where = resolve_device(device)
     net, meta = load_model(run)
     net = net.to(where)

@@ -15,6 +15,7 @@ from ..core.errors import PhotoclassError
 from ..core.atomic import check_writable
 from ..core.device import resolve_device
 from ..core.torchsetup import setup_torch
+from ..data.outside import check_outside
 from ..data.prepare import prepare
 from ..evaluation import plots
 from ..training.lr_find import lr_range_test
@@ -43,7 +44,7 @@ def lr_find(data: str | os.PathLike, *, model: str | nn.Module | None = None, ou
     if not (isinstance(end_lr, (int, float)) and end_lr > start_lr):
         raise PhotoclassError(f"`end_lr` must be above start_lr ({start_lr}). Received: end_lr={end_lr!r}")
     config, prep, data = _resolve_options(data, model, options)
-    out = Path(out)
+    out = check_outside(Path(out), data)
     check_writable(out.parent if str(out.parent) else Path("."), hint="pass --out a file in a folder you can write")
     custom = model if isinstance(model, nn.Module) else None
     spec = _input_spec(config, custom)

@@ -23,6 +23,7 @@ from ..core.torchsetup import setup_torch
 from ..core.version import __version__
 from ..data.dataset import PreparedDataset, manifest_csv
 from ..data.loader import BatchLoader
+from ..data.outside import check_outside
 from ..data.prepare import prepare
 from ..evaluation.html_report import write_report
 from ..evaluation.report import evaluate_dataset, format_test, write_evaluation
@@ -94,6 +95,7 @@ def train(data: str | os.PathLike | None = None, *, model: str | nn.Module | Non
             _refuse_existing_run(run)
     created = _first_missing(run.path) if place.main else None  # what a failure must take away again
     if resume is None and place.main:
+        check_outside(run.path, data)
         check_writable(run.path, hint="pass another --out")
     try:
         return _train(run, data, config, prep, model if isinstance(model, nn.Module) else None,
