@@ -7,7 +7,7 @@
 import os
 
 from .config import PrepareConfig, TrainConfig
-from .core.errors import PhotoclassError
+from .core.errors import PhotoclassError, UnusedOptionWarning
 from .core.version import __version__
 from .data.dataset import PreparedDataset
 from .data.decode import DecodeError, decode_photo
@@ -95,4 +95,4 @@ def compare(runs, out="compare.html", *, tolerance: float = 0.01):
 
 __all__ = ["prepare", "train", "lr_find", "audit", "evaluate", "load", "predict", "leaderboard", "select", "sweep", "report",
            "compare", "PrepareConfig", "TrainConfig", "PreparedDataset",
-           "decode_photo", "DecodeError", "PhotoclassError", "__version__"]
+           "decode_photo", "DecodeError", "PhotoclassError", "UnusedOptionWarning", "__version__"]

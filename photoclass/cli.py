@@ -4,25 +4,52 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import difflib
 import io
 import json
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
 
 from .config import PrepareConfig, TrainConfig
-from .core.errors import PhotoclassError
+from .core.errors import PhotoclassError, UnusedOptionWarning
 from .core.version import __version__
 
 _TYPES = {"int": int, "float": float, "str": str}
+_SHOW_WARNING = warnings.showwarning
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with its errors on one line, naming the command's --help."""
+    """argparse with its errors on one line, naming the command's own --help, and the nearest
+    name for a misspelt command or choice. Options are never abbreviated: `--epoch` is not
+    silently `--epochs`."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
 
     def error(self, message: str):
+        wrong = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if wrong:
+            choices = re.findall(r"'([^']*)'", wrong.group(2)) or [c.strip() for c in wrong.group(2).split(",")]
+            message = message[:wrong.start()] + f"invalid choice: {wrong.group(1)!r}{_did_you_mean(wrong.group(1), choices)}" \
+                f" (choose from {', '.join(choices)})"
         self.exit(2, f"{self.prog}: error: {message}. HINT: {self.prog} --help\n")
+
+
+def _did_you_mean(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def _unknown_options(parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]) -> None:
+    """Exit with one line naming the unknown words, the nearest flag of the subcommand and its --help."""
+    command = parser._subparsers._group_actions[0].choices[args.command]  # noqa: SLF001  (argparse has no API)
+    flags = [f for action in command._actions for f in action.option_strings if f.startswith("--")]  # noqa: SLF001
+    hints = [f"{word}: did you mean {close[0]}?" for word in extra if word.startswith("-")
+             for close in [difflib.get_close_matches(word.split("=")[0], flags, n=1, cutoff=0.6)] if close]
+    command.error(f"unrecognized arguments: {' '.join(extra)}" + (f" ({'; '.join(hints)})" if hints else ""))
 
 
 def add_config_options(parser: argparse.ArgumentParser, *configs, skip: tuple[str, ...] = ()) -> None:
@@ -358,12 +385,14 @@ def format_predictions(predictions, fmt: str) -> str:
             top = ";".join(f"{c}:{v:.4f}" for c, v in p.top)
             writer.writerow([p.path, p.label, f"{p.confidence:.4f}" if not p.error else "", top, p.error])
         return buffer.getvalue().rstrip("\n")
+    from .inference.sort import CONFIDENCE_PLACES as places
+
     width = max([len(p.path) for p in predictions] + [4])
-    lines = [f"{'path':<{width}}  {'label':<14}{'conf':>6}  top"]
+    lines = [f"{'path':<{width}}  {'label':<14}{'conf':>7}  top"]
     for p in predictions:
         if not p.error:
-            top = ", ".join(f"{c} {v:.2f}" for c, v in p.top)
-            lines.append(f"{p.path:<{width}}  {p.label:<14}{p.confidence:>6.2f}  {top}")
+            top = ", ".join(f"{c} {v:.{places}f}" for c, v in p.top)
+            lines.append(f"{p.path:<{width}}  {p.label:<14}{p.confidence:>7.{places}f}  {top}")
     return "\n".join(lines)
 
 
@@ -563,7 +592,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--sort-into", metavar="DIR",
                     help="copy (never move) each photo into DIR/<predicted class>/")
     pr.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
-                    help="with --sort-into: below P, copy into DIR/_unsure/ instead (default: %(default)s)")
+                    help="with --sort-into: below P, copy into DIR/_unsure/ instead; compared with the confidence "
+                    "as printed, to three places (default: %(default)s)")
     pr.add_argument("--batch-size", type=int, default=16, help="default: %(default)s")
     pr.add_argument("--engine", choices=("torch", "onnx", "auto"), default="torch",
                     help="onnx: ONNX Runtime, about twice as fast (exports RUN/model.onnx once); "
@@ -594,10 +624,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        _unknown_options(parser, args, extra)
     args.argv = argv
     try:
-        code = args.func(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", UnusedOptionWarning)
+            warnings.showwarning = _show_note
+            code = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
         return code
     except PhotoclassError as e:
@@ -620,8 +656,28 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(message: str) -> int:
-    print(f"photoclass: error: {message}", file=sys.stderr)
+    print(f"photoclass: error: {flag_spelling(message)}", file=sys.stderr)
     return 2
+
+
+def _show_note(message, category, *args, **kwargs) -> None:
+    """Warnings meant for the user (an option with no effect) as one NOTE line; others as usual."""
+    if issubclass(category, UnusedOptionWarning):
+        print(f"NOTE: {flag_spelling(str(message))}", flush=True)
+    else:
+        _SHOW_WARNING(message, category, *args, **kwargs)
+
+
+def flag_spelling(message: str) -> str:
+    """A message of the Python API in the words of the command line: `label_regex` and
+    `label_regex=x` become --label-regex and --label-regex=x."""
+    return _API_NAME.sub(lambda m: "--" + (m.group(1) or m.group(2)).replace("_", "-"), message)
+
+
+_FLAGGED = sorted({f.name for config in (TrainConfig, PrepareConfig) for f in dataclasses.fields(config)}
+                  | {"min_confidence", "top_k", "max_upload_mb", "max_queue", "start_lr", "end_lr", "steps",
+                     "folds", "top", "classes", "photos", "copy_to", "sort_into", "tracking_uri"}, key=len, reverse=True)
+_API_NAME = re.compile(r"`(" + "|".join(_FLAGGED) + r")`|(?<![\w./-])(" + "|".join(_FLAGGED) + r")(?==)")
 
 
 if __name__ == "__main__":

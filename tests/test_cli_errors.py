@@ -43,8 +43,8 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
 
 
 BAD_VALUES = [  # (argv, what the one line must name)
-    ("prepare DATA --val-size 2", "val_size"),
-    ("prepare DATA --image-size 0", "image_size"),
+    ("prepare DATA --val-size 2", "--val-size"),
+    ("prepare DATA --image-size 0", "--image-size"),
     ("prepare DATA --workers -1", "workers"),
     ("prepare DATA --label-regex (", "regular expression"),
     ("prepare DATA --layout sideways", "invalid choice"),
@@ -55,13 +55,13 @@ BAD_VALUES = [  # (argv, what the one line must name)
     ("train DATA --epochs 0", "epochs"),
     ("train DATA --epochs many", "invalid int value"),
     ("train DATA --lr -1", "lr"),
-    ("train DATA --batch-size 0", "batch_size"),
+    ("train DATA --batch-size 0", "--batch-size"),
     ("train DATA --model nope", "Unknown model"),
     ("train DATA --augment blur=2", "Unknown augmentation"),
-    ("train DATA --plateau-factor 2", "plateau_factor"),
-    ("train DATA --top-k -3", "top_k"),
+    ("train DATA --plateau-factor 2", "--plateau-factor"),
+    ("train DATA --top-k -3", "--top-k"),
     ("train DATA --dropout 1.5", "dropout"),
-    ("train DATA --min-side 0", "min_side"),
+    ("train DATA --min-side 0", "--min-side"),
     ("train DATA --out FILE", "is a file"),
     ("train DATA --out UNDER_FILE --cache-dir CACHE", "Cannot write"),
     ("train --resume BASE/nope", "no such run folder"),
@@ -96,12 +96,12 @@ BAD_VALUES = [  # (argv, what the one line must name)
     ("serve RUN/model.json", "is a file"),
     ("serve RUN --port 0", "port"),
     ("serve RUN --port 70000", "port"),
-    ("serve RUN --top-k 0", "top_k"),
+    ("serve RUN --top-k 0", "--top-k"),
     ("serve RUN --max-upload-mb 0", "max-upload-mb"),
-    ("serve RUN --max-queue -1", "max_queue"),
-    ("predict RUN DATA --batch-size 0", "batch_size"),
-    ("predict RUN DATA --top-k -3", "top_k"),
-    ("predict RUN DATA --min-confidence 2", "min_confidence"),
+    ("serve RUN --max-queue -1", "--max-queue"),
+    ("predict RUN DATA --batch-size 0", "--batch-size"),
+    ("predict RUN DATA --top-k -3", "--top-k"),
+    ("predict RUN DATA --min-confidence 2", "--min-confidence"),
     ("predict RUN DATA --sort-into FILE", "Cannot write"),
     ("predict RUN/model.json DATA", "is a file"),
     ("predict BASE/nope DATA", "No such run"),
@@ -111,13 +111,13 @@ BAD_VALUES = [  # (argv, what the one line must name)
     ("models nope*", "No model matches"),
     ("augment-preview DATA --augment blur", "Unknown augmentation"),
     ("augment-preview DATA --photos 0", "photos"),
-    ("augment-preview DATA --image-size 0", "image_size"),
+    ("augment-preview DATA --image-size 0", "--image-size"),
     ("lr-find DATA --steps 0", "steps"),
-    ("lr-find DATA --end-lr 0", "end_lr"),
+    ("lr-find DATA --end-lr 0", "--end-lr"),
     ("lr-find DATA --out UNDER_FILE/lr.png", "Cannot write"),
     ("train DATA --strategy lpft --model compact-cnn", "needs a pretrained model"),
-    ("train DATA --layer-decay 2", "layer_decay"),
-    ("train DATA --finetune-epochs 0", "finetune_epochs"),
+    ("train DATA --layer-decay 2", "--layer-decay"),
+    ("train DATA --finetune-epochs 0", "--finetune-epochs"),
     ("train DATA --nproc 0", "nproc"),
     ("train DATA --head-solver sgd", "invalid choice"),
     ("sweep DATA --storage journal:", "journal"),
@@ -125,7 +125,7 @@ BAD_VALUES = [  # (argv, what the one line must name)
     ("audit BASE/nope --cache-dir CACHE", "not found"),
     ("audit DATA --model compact-cnn", "needs a pretrained model"),
     ("audit DATA --folds 1", "folds"),
-    ("audit DATA --out DATA/audit", "inside the photo folder"),
+    ("audit DATA --out DATA/audit", "inside the data folder"),
     ("audit DATA --out UNDER_FILE", "Cannot write"),
     ("prepare NPZ --cache-dir CACHE", "x_train, y_train"),
     ("prepare FLOATS --cache-dir CACHE", "pixel values run from 300"),
@@ -293,7 +293,7 @@ def test_predict_table_and_json_mean_the_same_by_top(world):
     rows = json.loads(cli("predict", world["RUN"], world["DATA"], "--top-k", "2", "--format", "json").stdout)
     assert table[0].split()[-1] == "top"
     listed = table[1].split("  ")[-1].split(", ")  # the table's top column of the first photo
-    assert listed == [f"{t['label']} {t['probability']:.2f}" for t in rows[0]["top"]]  # the winner first, as in JSON
+    assert listed == [f"{t['label']} {t['probability']:.3f}" for t in rows[0]["top"]]  # the winner first, as in JSON
 
 
 def test_every_option_is_a_flag_with_help_and_its_default(capsys):

@@ -95,7 +95,7 @@ def test_sorting_keeps_every_class_folder_inside_the_sorting_folder(tmp_path):
     from photoclass.inference.predictor import Prediction
     from photoclass.inference.sort import sort_into
 
-    photo = tmp_path / "photo.jpg"
+    photo = tmp_path / "photos" / "photo.jpg"
     save(synthetic_photo(0), photo)
     labels = ["../../escaped", "/tmp/absolute", ".", "", "_unsure", "a\\b", "x" * 300, "cat"]
     out = tmp_path / "a" / "sorted"

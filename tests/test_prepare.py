@@ -108,7 +108,7 @@ def test_given_train_and_val_make_val_the_test_split(tmp_path, cache_dir):
 
 
 def test_out_inside_the_photo_folder_is_refused(flat_folder):
-    with pytest.raises(PhotoclassError, match="must not be inside the photo folder"):
+    with pytest.raises(PhotoclassError, match="is inside the data folder"):
         photoclass.prepare(flat_folder, out=flat_folder / "prepared")
 
 
@@ -146,8 +146,8 @@ def test_cli_prints_a_readable_summary(flat_folder, tmp_path, cache_dir):
 
 @pytest.mark.parametrize("args, message", [
     (["prepare", "/no/such/folder"], "Folder not found: /no/such/folder"),
-    (["prepare", "{data}", "--image-size", "5"], "`image_size` must be an integer from 16 to 1024. Received: image_size=5"),
-    (["prepare", "{data}", "--label-regex", "(["], "`label_regex` is not a valid regular expression"),
+    (["prepare", "{data}", "--image-size", "5"], "--image-size must be an integer from 16 to 1024. Received: --image-size=5"),
+    (["prepare", "{data}", "--label-regex", "(["], "--label-regex is not a valid regular expression"),
 ])
 def test_cli_errors_are_one_line_without_traceback(flat_folder, tmp_path, args, message):
     result = run_cli(*[a.format(data=flat_folder) for a in args], cwd=tmp_path)

@@ -6,6 +6,7 @@ Each field carries its help text; the CLI's flags are generated from these datac
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -194,10 +195,15 @@ def from_dict(cls, values: dict[str, Any]):
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise PhotoclassError(
-            f"Unknown option(s) for {cls.__name__}: {unknown}. Known options: {sorted(known)}"
-        )
+        raise PhotoclassError(f"Unknown option(s) for {cls.__name__}: {unknown}.{did_you_mean(unknown, known)} "
+                              f"Known options: {sorted(known)}")
     return cls(**values)
+
+
+def did_you_mean(unknown, known) -> str:
+    """' HINT: did you mean `epochs`?' for the nearest known name to each unknown one, or ''."""
+    close = [match[0] for name in unknown for match in [difflib.get_close_matches(name, list(known), n=1)] if match]
+    return f" HINT: did you mean {', '.join(f'`{c}`' for c in close)}?" if close else ""
 
 
 def check_int(name: str, value, low: int, high: int) -> None:

@@ -11,20 +11,17 @@ from pathlib import Path
 
 from ..core.errors import PhotoclassError
 
-CSV_SUFFIXES = (".csv", ".tsv")
-
-
 def data_folder(data: str | os.PathLike) -> Path:
-    """The folder (or array file) that `data` reads from, resolved: a CSV's own folder, or the
-    source of a folder written by `prepare`."""
+    """What `data` reads, resolved: a folder of photos, an array file, a CSV of labels (whose
+    folder may hold anything else, as its rows name their photos), or what a folder written
+    by `prepare` was made from."""
     path = Path(data).expanduser()
     if (path / "dataset.json").is_file():  # written by `prepare`: its source is the user's data
         try:
-            path = Path(json.loads((path / "dataset.json").read_text(encoding="utf-8"))["root"])
+            summary = json.loads((path / "dataset.json").read_text(encoding="utf-8"))["summary"]
+            path = Path(summary.get("source", summary["root"]))
         except (OSError, ValueError, KeyError, TypeError):
             pass
-    if path.is_file() and path.suffix.lower() in CSV_SUFFIXES:
-        path = path.parent
     return path.resolve()
 
 

@@ -56,10 +56,10 @@ def prepare(
         if scan.layout == "csv":
             root = scan.root  # the CSV's folder, which its relative paths start from
     if out is not None:
-        check_outside(out, root)
+        check_outside(out, data)
         check_writable(out, hint="pass another --out")
     if config.cache_dir is not None:
-        check_outside(config.cache_dir, root, flag="--cache-dir")
+        check_outside(config.cache_dir, data, flag="--cache-dir")
     labelled = [p for p in scan.photos if p.label]
     timings["scan"] = time.perf_counter() - started
 
@@ -92,7 +92,7 @@ def prepare(
         raise PhotoclassError(
             f"Training needs photos of at least 2 classes, but {root} contains only one "
             f"class: {classes[0]!r} ({len(ok)} photos). HINT: check the layout "
-            f"(found {scan.layout!r}) or pass label_regex."
+            f"(found {scan.layout!r}), or pass `label_regex` for labels in file names."
         )
 
     t = time.perf_counter()
@@ -126,6 +126,9 @@ def prepare(
                        config, timings,
                        {"dir": str(cache.root), "decoded": decoded, "reused": len(keys) - decoded})
     summary["channels"] = arrays.channels if arrays is not None else 3
+    summary["source"] = str(Path(data).expanduser().resolve())  # a CSV's own path; the folder otherwise
+    summary["given_splits"] = sorted({p.given_split for p, _ in ok if p.given_split})
+    summary["folds"], summary["fold"] = config.folds, config.fold
     # scan order is manifest order, so the cached images line up with the usable rows
     dataset = PreparedDataset(root.resolve(), rows, classes, cache.images(ok_entries),
                               summary, {**config.to_dict(), "photoclass": __version__})
@@ -253,10 +256,12 @@ def _no_photos_message(root, scan, labelled, keys, entries) -> str:
     allowed = ", ".join(ALLOWED_FORMATS)
     if not scan.photos:
         return (f"No images found in {root} (layout {scan.layout!r}). Allowed formats: {allowed}. "
-                f"Ignored: {dict(scan.ignored) or 'nothing'}.")
+                f"Ignored: {dict(scan.ignored) or 'nothing'}. HINT: pass the folder that holds the photos or their "
+                "class folders, a CSV of labels or an array file; `photoclass prepare --help` lists the layouts.")
     if not labelled:
         return (f"No labels found for the {len(scan.photos)} images in {root}: "
-                f"{scan.photos[0].reason}. HINT: pass label_regex, or use class subfolders.")
+                f"{scan.photos[0].reason}. HINT: pass `label_regex` with one group, the label, or put the photos "
+                "in one folder per class.")
     photo, key = labelled[0], keys[0]
     return (f"None of the {len(labelled)} images in {root} could be read; "
             f"e.g. {photo.relpath}: {entries[key].reason}")

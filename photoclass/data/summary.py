@@ -6,10 +6,26 @@ from typing import Any
 from .split import SPLITS
 
 
+def split_text(s: dict[str, Any]) -> str:
+    """How the photos were split, in words: the data's own splits kept, folds, or a seeded split."""
+    given = [name for name in SPLITS if name in s.get("given_splits", [])]
+    seeded = f"{s['split_mode']}, seed {s['seed']}"
+    if len(given) == len(SPLITS):
+        return "the data's own train/val/test splits, kept"
+    if given:
+        carved = [name for name in SPLITS if name not in given]
+        if "test" not in given and "val" in given:  # the given val is held out as the test split
+            return f"given {'/'.join(given)} kept, val held out as the test split, val taken from train ({seeded})"
+        return f"given {'/'.join(given)} kept, {'/'.join(carved)} taken from the rest ({seeded})"
+    if s.get("folds"):
+        return f"fold {s.get('fold', 0)} of {s['folds']} as the test split ({seeded})"
+    return f"{seeded.replace(',', ' split,', 1)}"
+
+
 def format_summary(s: dict[str, Any]) -> str:
     lines = [
         f"{s['root']}: {s['usable']:,} usable photos in {len(s['classes'])} classes, "
-        f"{s['skipped']:,} skipped, {s['ignored']:,} ignored (layout: {s['layout']})",
+        f"{s['skipped']:,} skipped, {s['ignored']:,} ignored (layout: {s['layout']}; {split_text(s)})",
         "",
         f"  {'class':<16}" + "".join(f"{name:>8}" for name in (*SPLITS, "total")),
     ]

@@ -17,6 +17,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ..config import TrainConfig
+from ..config.applies import unused_options
 from ..core.version import __version__
 from ..data.arrays import load_photo
 from ..data.decode import DecodeError
@@ -60,16 +62,24 @@ def write_report(run: str | os.PathLike | RunDir, *, model: nn.Module | None = N
     test = result["test"]
     train = config["train"]
 
+    classifier = run.read_json("classifier.json") if run.exists("classifier.json") else None
+    one_solve = classifier is not None and result["training"]["epochs_run"] == 1
+    fitted = (("classifier", f"C={classifier['C']:g} by {classifier.get('folds', 5)}-fold CV") if one_solve else
+              ("best epoch", f"{result['training']['best_epoch']} of {result['training']['epochs_run']}"))
     parts = [f"<h1>{html.escape(run.path.name)}</h1>",
              f"<div class=sub>{html.escape(train['model'])} on {html.escape(str(root))} · photoclass "
              f"{html.escape(config['versions']['photoclass'])} · report made {time.strftime('%Y-%m-%d %H:%M')}</div>",
              _tiles([("test accuracy", f"{test['accuracy']:.2%}"), *_interval_tile(test), ("test loss", f"{test['loss']:.4f}"),
                      ("macro F1", f"{test['macro_f1']:.4f}"),
                      ("gap (train - test acc.)", f"{result['generalization_gap']:+.2%}"),
-                     ("best epoch", f"{result['training']['best_epoch']} of {result['training']['epochs_run']}"),
+                     fitted,
                      ("seconds (data, training, test)", f"{result['training']['seconds']:.1f}")])]
     parts += ["<h2>Data</h2>", _data_section(summary, rows, meta["classes"])]
-    parts += ["<h2>Learning curves</h2>", _plot(run.plots / "learning_curves.png")]
+    if classifier is not None:
+        parts += ["<h2 id=classifier>How the classifier was fitted</h2>", _classifier_section(classifier),
+                  _plot(run.plots / "regularization.png")]
+    if (run.plots / "learning_curves.png").is_file():
+        parts += ["<h2>Learning curves</h2>", _plot(run.plots / "learning_curves.png")]
     parts += ["<h2>Test results</h2><div class=cols>", _per_class_table(test),
               _plot(run.plots / "confusion_matrix.png"), "</div>"]
     if "ece" in test:
@@ -82,13 +92,11 @@ def write_report(run: str | os.PathLike | RunDir, *, model: nn.Module | None = N
     parts += ["<h2 id=audit>Label audit</h2>", _audit_section(run, root)]
     parts += ["<h2>Where the model looks (Grad-CAM)</h2>", _gradcam_section(run, model, meta, root, rows, wrong)]
     applied = config.get("applied", {}).get("augment", train["augment"])
-    parts += [f"<h2>Augmentation preview</h2><p>Applied in training: <b>{html.escape(applied)}</b></p>",
-              _plot(run.plots / "augmentation.png")]
+    if (run.plots / "augmentation.png").is_file() and applied != "none":
+        parts += [f"<h2>Augmentation preview</h2><p>Applied in training: <b>{html.escape(applied)}</b></p>",
+                  _plot(run.plots / "augmentation.png")]
     parts += ["<h2>Model</h2>", _model_section(model, meta, run)]
-    shown = {k: v for k, v in train.items() if k != "finetune_blocks" or train["strategy"] == "finetune"}
-    parts += ["<h2>Configuration</h2><div class=cols>",
-              _key_value_table(shown, "training"), _key_value_table(config["prepare"], "data preparation"),
-              "</div>"]
+    parts += ["<h2>Configuration</h2>", _configuration_section(train, config["prepare"])]
     path = run.path / "report.html"
     write_text_atomic(path, page(f"photoclass report: {run.path.name}", "\n".join(parts)))
     return path
@@ -173,10 +181,38 @@ def _model_section(model: nn.Module | None, meta: dict[str, Any], run: RunDir) -
     rows = "".join(f"<tr><td>{html.escape(r['name'])} ({html.escape(r['kind'])})</td>"
                    f"<td>({', '.join(map(str, r['output']))})</td><td class=n>{r['params']:,}</td></tr>"
                    for r in summary["layers"])
-    return (f"<p>{html.escape(meta['architecture'])}: {summary['total']:,} parameters ({summary['trainable']:,} "
-            f"trainable) for {spec.channels}x{spec.size}x{spec.size} input and {meta['num_classes']} classes.</p>"
+    trained = meta.get("trained_parameters", summary["trainable"])
+    return (f"<p>{html.escape(meta['architecture'])}: {summary['total']:,} parameters, {trained:,} trained and "
+            f"{summary['total'] - trained:,} frozen, for {spec.channels}x{spec.size}x{spec.size} input and "
+            f"{meta['num_classes']} classes.</p>"
             f"<details><summary>{len(summary['layers'])} layers</summary><table><tr><th>layer (type)</th>"
             f"<th>output shape</th><th class=n>params</th></tr>{rows}</table></details>")
+
+
+def _classifier_section(classifier: dict[str, Any]) -> str:
+    best = max(classifier["cv_accuracy"].values())
+    return (f"<p>A logistic regression on the backbone's frozen features, solved by L-BFGS in "
+            f"{classifier['seconds']:.1f} s. Its strength C was chosen by {classifier.get('folds', 5)}-fold grouped "
+            f"cross-validation on the training photos: C = {classifier['C']:g}, {best:.2%} out-of-fold accuracy. "
+            "There are no epochs: the options of epoch training (epochs, optimizer, learning rate, schedule) "
+            "do not apply.</p>")
+
+
+def _configuration_section(train: dict[str, Any], prepare: dict[str, Any]) -> str:
+    """The options that applied, and those this run's strategy left unused, folded, with why."""
+    try:
+        unused = unused_options(TrainConfig.from_dict(train))
+    except Exception:  # a config.json from another version: show everything as it is
+        unused = {}
+    applied = {k: v for k, v in train.items() if k not in unused}
+    out = ("<div class=cols>" + _key_value_table(applied, "training") +
+           _key_value_table(prepare, "data preparation") + "</div>")
+    if unused:
+        rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(train[k]))}</td>"
+                       f"<td>{html.escape(why)}</td></tr>" for k, why in unused.items())
+        out += (f"<details id=unused><summary>not used by this strategy ({len(unused)})</summary><table>"
+                f"<tr><th>option</th><th>value</th><th>why</th></tr>{rows}</table></details>")
+    return out
 
 
 def _key_value_table(values: dict[str, Any], title: str) -> str:

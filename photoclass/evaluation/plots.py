@@ -42,6 +42,21 @@ def learning_curves(history: list[dict[str, Any]], path: Path) -> None:
     _save(fig, path)
 
 
+def regularization_curve(cv_accuracy: dict[str, float], chosen: float, folds: int, path: Path) -> None:
+    """Out-of-fold accuracy against the logistic regression's strength C, the chosen C marked."""
+    plt = _pyplot()
+    strengths = [float(c) for c in cv_accuracy]
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    ax.semilogx(strengths, list(cv_accuracy.values()), "o-", ms=4, label=f"{folds}-fold out-of-fold accuracy")
+    ax.axvline(chosen, color="tab:green", ls="--", label=f"chosen C = {chosen:g}")
+    ax.set_xlabel("C (inverse L2 strength; right: weaker regularization)")
+    ax.set_ylabel("accuracy")
+    ax.set_title("the classifier's regularization, by cross-validation")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path)
+
+
 def confusion_matrix(matrix: Sequence[Sequence[int]], classes: list[str], path: Path,
                      title: str = "confusion matrix (test)") -> None:
     plt = _pyplot()

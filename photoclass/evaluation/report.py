@@ -84,10 +84,15 @@ def _misclassified(logits, labels, dataset: PreparedDataset, split: str) -> list
 
 def write_evaluation(run: RunDir, evaluation: dict[str, Any], history, dataset: PreparedDataset,
                      config, *, augment: str | None = None) -> None:
-    """test.json and the plots: learning curves, confusion matrix, misclassified, and the
-    augmentation preview of `augment`, what training applied (default `config.augment`)."""
+    """test.json and the plots: learning curves (or, for a classifier fitted in one solve, its
+    cross-validated strength), confusion matrix, misclassified, and the augmentation preview of
+    `augment`, what training applied (default `config.augment`), unless that is none."""
     run.write_json("test.json", evaluation)
-    if history:
+    classifier = run.read_json("classifier.json") if run.exists("classifier.json") else None
+    if classifier:  # fitted in one solve: what was tuned is C, not epochs
+        plots.regularization_curve(classifier["cv_accuracy"], classifier["C"], classifier.get("folds", 5),
+                                   run.plots / "regularization.png")
+    if len(history) > 1 or (history and not classifier):
         plots.learning_curves(history, run.plots / "learning_curves.png")
     plots.confusion_matrix(evaluation["test"]["confusion_matrix"], dataset.classes,
                            run.plots / "confusion_matrix.png")
@@ -98,7 +103,8 @@ def write_evaluation(run: RunDir, evaluation: dict[str, Any], history, dataset: 
         plots.image_grid([dataset.images[w["index"]] for w in wrong],
                          [f"{w['true']} -> {w['predicted']} ({w['confidence']:.2f})" for w in wrong],
                          run.plots / "misclassified.png", title="misclassified test photos (true -> predicted)")
-    augmentation_preview(dataset, augment or config.augment, run.plots / "augmentation.png", seed=config.seed)
+    if parse_augment(augment or config.augment).enabled:
+        augmentation_preview(dataset, augment or config.augment, run.plots / "augmentation.png", seed=config.seed)
 
 
 def augmentation_preview(dataset: PreparedDataset, augment: str, path: Path, *, photos: int = 4,

@@ -142,7 +142,8 @@ def list_runs(*roots: str | os.PathLike, data: str | None = None, sort: str = "s
     for root in roots or ("runs",):
         root = Path(root)
         if not root.is_dir():
-            raise PhotoclassError(f"No such folder of runs: {root}")
+            raise PhotoclassError(f"No such folder of runs: {root}. HINT: pass the folder `photoclass train` wrote "
+                                  "its runs into (runs/ by default).")
         summaries = []
         for folder in sorted(p.parent for p in root.rglob("summary.json")):
             try:

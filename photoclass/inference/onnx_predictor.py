@@ -25,7 +25,8 @@ class OnnxPredictor(BasePredictor):
         try:
             self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as e:  # ONNX Runtime's own checks: malformed graph, external data escaping, ...
-            raise PhotoclassError(f"ONNX Runtime refuses {path}: {str(e).splitlines()[0][:200]}") from None
+            raise PhotoclassError(f"ONNX Runtime refuses {path}: {str(e).splitlines()[0][:200]}. HINT: export it "
+                                  "again with `photoclass export RUN`.") from None
         props = self.session.get_modelmeta().custom_metadata_map
         if "photoclass.classes" not in props:
             raise PhotoclassError(f"{path} was not exported by photoclass: it has no class names. "
@@ -60,7 +61,8 @@ def _refuse_external_data(path: str | os.PathLike) -> None:
     try:
         graph = onnx.load(str(path), load_external_data=False).graph
     except Exception as e:
-        raise PhotoclassError(f"{path} is not a readable ONNX file: {str(e).splitlines()[0][:160]}") from None
+        raise PhotoclassError(f"{path} is not a readable ONNX file: {str(e).splitlines()[0][:160]}. HINT: export "
+                              "it again with `photoclass export RUN`.") from None
     external = [t.name for t in graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
     if external:
         raise PhotoclassError(f"{path} keeps tensors in other files ({', '.join(external[:3])}); photoclass "

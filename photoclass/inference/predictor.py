@@ -247,9 +247,11 @@ def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
             for folder in (m for m in matches if m.is_dir()):
                 files += sorted(_images_under(folder))
             if not matches:
-                raise PhotoclassError(f"No files match {raw!r}.")
+                raise PhotoclassError(f"No files match {raw!r}. HINT: check the pattern, e.g. 'photos/*.jpg' "
+                                      "or a folder, read recursively.")
         else:
-            raise PhotoclassError(f"No such file or folder: {raw}")
+            raise PhotoclassError(f"No such file or folder: {raw}. HINT: pass photos, folders of photos or a "
+                                  "quoted glob.")
     return list(dict.fromkeys(files))  # each file once, in the order given
 
 

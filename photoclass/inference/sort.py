@@ -14,21 +14,28 @@ from ..core.errors import PhotoclassError
 from .predictor import Prediction
 
 UNSURE = "_unsure"
+CONFIDENCE_PLACES = 3  # the table prints and --min-confidence compares confidences at this many places
+
+
+def shown_confidence(confidence: float) -> float:
+    """The confidence as the table prints it and `min_confidence` compares it: 0.8996 is 0.900."""
+    return round(confidence, CONFIDENCE_PLACES)
 
 
 def sort_into(predictions: list[Prediction], out: str | Path, *, min_confidence: float = 0.0) -> Counter:
-    """Copy each predicted photo to `out/<class>/` (or `out/_unsure/` below `min_confidence`).
+    """Copy each predicted photo to `out/<class>/` (or `out/_unsure/` below `min_confidence`,
+    compared with the confidence as printed, to three places).
 
     A name already taken gets ' (1)', ' (2)', ... before its suffix. Returns copies per folder.
     """
     check_min_confidence(min_confidence)
-    check_outside(out, *{Path(p.path.partition("#")[0]).parent for p in predictions}, flag="--sort-into")
+    check_outside(out, *{_source_data(p.path) for p in predictions}, flag="--sort-into")
     out = check_writable(out, hint="pass a folder to sort into")
     counts: Counter = Counter()
     for prediction in predictions:
         if prediction.error:
             continue
-        folder = UNSURE if prediction.confidence < min_confidence else class_folder(prediction.label)
+        folder = UNSURE if shown_confidence(prediction.confidence) < min_confidence else class_folder(prediction.label)
         source = Path(prediction.path)
         (out / folder).mkdir(parents=True, exist_ok=True)
         pixels = None if source.is_file() else _array_pixels(prediction.path)
@@ -56,6 +63,12 @@ def check_min_confidence(min_confidence: float) -> None:
             or not 0 <= min_confidence <= 1:
         raise PhotoclassError(f"`min_confidence` must be a probability from 0 to 1, e.g. 0.9. "
                               f"Received: min_confidence={min_confidence!r}")
+
+
+def _source_data(path: str) -> Path:
+    """What a predicted photo belongs to: its folder, or the array file of `digits.npz#x/3`."""
+    left, sep, _ = path.partition("#")
+    return Path(left) if sep and Path(left).is_file() else Path(left).parent
 
 
 def _array_pixels(path: str):

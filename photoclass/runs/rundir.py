@@ -68,11 +68,16 @@ class RunDir:
                                   "folder; `photoclass runs` lists the finished ones.") from None
 
     def data_source(self) -> str | None:
-        """The data the run was trained on (config.json's `data`), or None where it is not recorded."""
-        try:
-            return json.loads((self.path / "config.json").read_text(encoding="utf-8")).get("data")
-        except (OSError, ValueError, AttributeError):
-            return None
+        """The data the run was trained on (a folder, a CSV, an array file), or None where it is
+        not recorded."""
+        for name, key in (("data.json", "source"), ("config.json", "data")):
+            try:
+                source = json.loads((self.path / name).read_text(encoding="utf-8")).get(key)
+            except (OSError, ValueError, AttributeError):
+                continue
+            if source:
+                return source
+        return None
 
     def summary_message(self) -> str:
         """What to say when a summary run (seeds or folds) is used as one model."""
@@ -113,7 +118,8 @@ class RunDir:
     def load_state(self, name: str = "model.safetensors") -> dict[str, torch.Tensor]:
         path = self.path / name
         if not path.is_file():
-            raise PhotoclassError(f"{self.path} has no {name}: is it a photoclass run?")
+            raise PhotoclassError(f"{self.path} has no {name}: is it a photoclass run? HINT: pass a finished run "
+                                  "folder; `photoclass runs` lists them.")
         from safetensors.torch import load as load_safetensors
 
         try:
@@ -175,7 +181,7 @@ def load_model(run: RunDir | str | Path, model: torch.nn.Module | None = None):
 
 
 MODEL_META_KEYS = {"architecture", "classes", "num_classes", "input", "parameters", "photoclass", "torch",
-                   "temperature"}
+                   "temperature", "trained_parameters"}
 
 
 def check_model_meta(meta: Any, path: Path) -> dict[str, Any]:

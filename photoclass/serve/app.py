@@ -152,8 +152,12 @@ async def _read_upload(request: Request, max_bytes: int) -> bytes:
             raise ApiError(400, f"malformed multipart body: {getattr(e, 'detail', e)}") from None
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
-            raise ApiError(400, "send the photo as a multipart file field named 'file'")
+            fields = ", ".join(repr(k) for k in form.keys()) or "none"
+            raise ApiError(400, f"no file field named 'file' in the form (fields: {fields}); send the photo as "
+                           "`-F file=@photo.jpg`")
         data = await upload.read(max_bytes + 1)
+        if not data:
+            raise ApiError(400, "the file field 'file' is empty; send the photo's bytes in it")
     else:
         data = bytearray()
         async for chunk in request.stream():
@@ -164,7 +168,8 @@ async def _read_upload(request: Request, max_bytes: int) -> bytes:
     if len(data) > max_bytes:
         raise ApiError(413, f"upload is over the limit of {max_bytes} bytes")
     if not data:
-        raise ApiError(400, "the upload is empty")
+        raise ApiError(400, "no photo in the request: send it as a multipart file field named 'file' "
+                       "(`curl -F file=@photo.jpg URL/predict`), or as the raw request body")
     return data
 
 

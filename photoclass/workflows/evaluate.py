@@ -39,7 +39,8 @@ def evaluate_run(run_path: str | os.PathLike, data: str | os.PathLike | None = N
         dataset = prepare(config_json["data"], config=prep, progress=progress)
         if dataset.classes != meta["classes"]:
             raise PhotoclassError(f"The run's data folder now has classes {dataset.classes}, "
-                                  f"but the model was trained on {meta['classes']}.")
+                                  f"but the model was trained on {meta['classes']}. HINT: evaluate on a folder of "
+                                  "the model's classes with --data DIR, or train a new run on the folder as it is.")
         evaluation = evaluate_dataset(net, dataset, spec, config, temperature=meta.get("temperature", 1.0))
         name = "test"
     else:
@@ -47,7 +48,8 @@ def evaluate_run(run_path: str | os.PathLike, data: str | os.PathLike | None = N
         unknown = sorted(set(dataset.classes) - set(meta["classes"]))
         if unknown:
             raise PhotoclassError(f"{data} has classes the model does not know: {unknown}. "
-                                  f"The model knows {meta['classes']}.")
+                                  f"The model knows {meta['classes']}. HINT: evaluate on photos of those classes "
+                                  "only, e.g. a copy of the folder without the others.")
         evaluation = evaluate_all(net, dataset, spec, config, meta["classes"], temperature=meta.get("temperature", 1.0))
         name = f"data-{Path(data).resolve().name}"
     out = run.path / "evaluations"

@@ -58,6 +58,7 @@ class Stage:
         if self.place.main:
             self.run.save_weights(head, weights)
             self.run.write_metrics(state.history)
+            self.run.write_json("classifier.json", found)  # what the cross-validation tuned, for the report
             if self.on_epoch is not None:
                 self.on_epoch(row)
         if self.verbose:

@@ -5,6 +5,7 @@ import dataclasses
 import os
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,17 +15,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import AugmentSpec, PrepareConfig, TrainConfig, parse_augment
+from ..config import AugmentSpec, PrepareConfig, TrainConfig, did_you_mean, parse_augment
+from ..config.applies import applied_augment, augment_note, unused_options
 from ..core import distributed
 from ..core.atomic import check_writable, write_text_atomic
 from ..core.device import channels_last, memory_format, resolve_device, resolve_precision
-from ..core.errors import PhotoclassError
+from ..core.errors import PhotoclassError, UnusedOptionWarning
 from ..core.torchsetup import setup_torch
 from ..core.version import __version__
 from ..data.dataset import PreparedDataset, manifest_csv
 from ..data.loader import BatchLoader
 from ..data.outside import check_outside
 from ..data.prepare import prepare
+from ..data.summary import split_text
 from ..evaluation.html_report import write_report
 from ..evaluation.report import evaluate_dataset, format_test, write_evaluation
 from ..experiments.tracking import log_finished_run
@@ -85,7 +88,8 @@ def train(data: str | os.PathLike | None = None, *, model: str | nn.Module | Non
         run, config, prep, data = _resume_options(resume, options, place)
     else:
         if data is None:
-            raise PhotoclassError("train() needs `data`, a folder of photos, or `resume`, a run.")
+            raise PhotoclassError("train() needs `data`, a folder of photos, or `resume`, a run. HINT: "
+                                  "train('examples/weather').")
         config, prep, data = _resolve_options(data, model, options)
     device = _device(config.device, place)
     distributed.init(device)
@@ -99,7 +103,7 @@ def train(data: str | os.PathLike | None = None, *, model: str | nn.Module | Non
         check_writable(run.path, hint="pass another --out")
     try:
         return _train(run, data, config, prep, model if isinstance(model, nn.Module) else None,
-                      device=device, place=place, resume=resume is not None, track=track, on_epoch=on_epoch,
+                      device=device, place=place, resume=resume is not None, given=set(options), track=track, on_epoch=on_epoch,
                       progress=progress if place.main else False, say=say, started=started)
     except BaseException:
         if created is not None and not run.exists("last.ckpt"):  # nothing worth keeping: leave no empty run behind
@@ -108,7 +112,7 @@ def train(data: str | os.PathLike | None = None, *, model: str | nn.Module | Non
 
 
 def _train(run: RunDir, data, config: TrainConfig, prep: PrepareConfig, custom: nn.Module | None, *,
-           device: torch.device, place: distributed.Processes, resume: bool, track, on_epoch, progress, say,
+           device: torch.device, place: distributed.Processes, resume: bool, given: set[str], track, on_epoch, progress, say,
            started: float) -> TrainResult:
     if place.main:
         run.remove_temp_files()  # left by a process killed mid-write
@@ -132,14 +136,14 @@ def _train(run: RunDir, data, config: TrainConfig, prep: PrepareConfig, custom: 
             "milliseconds an epoch; --strategy lpft also fine-tunes every layer, minutes an epoch here)")
     elif auto and config.strategy == "lpft":
         say("strategy: lpft (auto on a GPU: the head on frozen features, then every layer fine-tuned)")
-    applied = _applied_augment(config)
+    applied = applied_augment(config)
     meta = _model_meta(config, dataset, spec, net)
     if not resume and place.main:
         _start_run(run, config, prep, dataset, meta, applied)
-    if not resume and applied != parse_augment(config.augment):
-        say(f"augment: the {config.strategy} strategy trains on cached features of each photo"
-            f"{' and its mirror' if applied.hflip else ''}, so only '{applied}' of '{config.augment}' is "
-            f"applied. HINT: --strategy scratch or lpft applies the whole spec to the pixels.")
+        _warn_unused(config, given)
+        if "augment" not in given and applied != parse_augment(config.augment):
+            what, why = augment_note(config)
+            say(f"augmentation: {what}, as {why} (--strategy lpft or scratch augments the pixels)")
 
     checkpoint = run.load_checkpoint() if resume else None
     if checkpoint is not None and checkpoint.get("processes", 1) != place.world:
@@ -169,10 +173,11 @@ def _train(run: RunDir, data, config: TrainConfig, prep: PrepareConfig, custom: 
             f"`photoclass train --resume {run.path}`")
         return TrainResult(run, None, state.history, interrupted=True, seconds=time.perf_counter() - started)
 
-    say("evaluating the best epoch on the test split ...", flush=True)
+    say(f"evaluating {'the best epoch' if len(state.history) > 1 else 'the model'} on the test split ...", flush=True)
     trained.load_state_dict(run.load_state(weights))  # the best epoch's weights
     evaluation = evaluate_dataset(trained, dataset, spec, config, loaders=loaders, full_model=net)
     meta["temperature"] = evaluation["temperature"]  # fitted on the validation split
+    meta["trained_parameters"] = count_parameters(trained)  # the rest stayed as pretrained
     run.save_model(net, meta)  # the whole network, whichever part of it was trained
     evaluation["training"] = {
         "epochs_run": len(state.history), "best_epoch": _best_epoch(state.history, config.monitor),
@@ -210,7 +215,7 @@ def _trained_part(net: nn.Module, dataset: PreparedDataset, config: TrainConfig,
     # frozen layers run once over the photos; fit() trains the rest on their cached outputs
     encode, trained = net.split_for_training(config.finetune_blocks if config.strategy == "finetune" else 0)
     loaders = feature_loaders(encode, dataset, spec, batch_size=config.batch_size,
-                              flip_augment=_applied_augment(config).hflip and not _probes(config),
+                              flip_augment=applied_augment(config).hflip and not _probes(config),
                               device=config.device, place=place,
                               progress=progress)
     for module in trained.modules():  # e.g. a multiscale head standardizes its inputs
@@ -224,8 +229,8 @@ def _resolve_options(data, model, options: dict[str, Any]):
     prep_fields = {f.name for f in dataclasses.fields(PrepareConfig)}
     unknown = sorted(set(options) - train_fields - prep_fields)
     if unknown:
-        raise PhotoclassError(f"Unknown option(s) {unknown}. Known options: "
-                              f"{sorted(train_fields | prep_fields)}")
+        raise PhotoclassError(f"Unknown option(s) {unknown}.{did_you_mean(unknown, train_fields | prep_fields)} "
+                              f"Known options: {sorted(train_fields | prep_fields)}")
     prepared = Path(data) / "dataset.json"
     prep_values = {}
     if prepared.is_file():  # a folder written by `photoclass prepare`: reuse its source and options
@@ -341,12 +346,11 @@ def _probes(config: TrainConfig) -> bool:
     return config.strategy in ("features", "lpft") and config.head_solver == "lbfgs"
 
 
-def _applied_augment(config: TrainConfig) -> AugmentSpec:
-    """The augmentation that training really applies: cached features can only be mirrored."""
-    asked = parse_augment(config.augment)
-    if config.strategy == "features" and _probes(config):
-        return AugmentSpec()  # the regression fits each photo's features once (mirrored copies did not help)
-    return AugmentSpec(hflip=asked.hflip) if config.strategy in CACHED_STRATEGIES else asked
+def _warn_unused(config: TrainConfig, given: set[str]) -> None:
+    """An UnusedOptionWarning for each option given on purpose that the resolved strategy ignores."""
+    for name, why in unused_options(config).items():
+        if name in given:
+            warnings.warn(f"`{name}` {why}", UnusedOptionWarning, stacklevel=4)
 
 
 def _model_meta(config: TrainConfig, dataset: PreparedDataset, spec: InputSpec, net: nn.Module) -> dict:
@@ -402,7 +406,7 @@ def _data_line(summary: dict[str, Any]) -> str:
     notes = "".join(f"\nNOTE: {note}" for note in summary.get("notes", []))
     return (f"data: {summary['usable']} photos in {len(summary['classes'])} classes (layout {summary['layout']}, "
             f"{summary['skipped']} skipped); train {s['train']}, val {s['val']}, test {s['test']} "
-            f"({summary['split_mode']} split, seed {summary['seed']}){notes}")
+            f"({split_text(summary)}){notes}")
 
 
 def _silent(*args, **kwargs) -> None:
