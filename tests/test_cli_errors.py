@@ -240,7 +240,8 @@ def test_a_cached_feature_run_says_what_augmentation_it_applies_and_previews_onl
     result = cli("train", data, "--out", tmp_path / "run", "--augment", "hflip,rotate=10", "--epochs", "2",
                  "--head-solver", "epochs", "--cache-dir", tmp_path / "cache")  # the regression uses no mirrors
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count("only 'hflip' of 'hflip,rotate=10' is applied") == 1
+    assert result.stdout.count("NOTE: --augment applies in part: only the mirror of 'hflip,rotate=10' is used") == 1
+    assert "--epochs" not in result.stdout  # it applies to --head-solver epochs: no note
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["applied"]["augment"] == "hflip" and config["train"]["strategy"] == "features"
     assert "Applied in training: <b>hflip</b>" in (tmp_path / "run" / "report.html").read_text()

@@ -76,7 +76,9 @@ def test_malformed_requests_are_400_not_500(server):
     boundary = "b1"
     body = f"--{boundary}\r\nContent-Disposition: form-data; name=\"other\"\r\n\r\nx\r\n--{boundary}--\r\n".encode()
     status, payload = request(f"{server}/predict", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    assert status == 400 and "named 'file'" in json.loads(payload)["error"]
+    assert status == 400 and "named 'file'" in json.loads(payload)["error"] and "'other'" in json.loads(payload)["error"]
+    status, payload = request(f"{server}/predict", b"")  # a bare POST: no field, no body
+    assert status == 400 and "multipart file field named 'file'" in json.loads(payload)["error"]
 
 
 def test_concurrent_requests_each_get_their_own_answer(server):
