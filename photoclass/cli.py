@@ -32,9 +32,9 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
         wrong = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
         if wrong:
-            choices = re.findall(r"'([^']*)'", wrong.group(2)) or [c.strip() for c in wrong.group(2).split(",")]
-            message = message[:wrong.start()] + f"invalid choice: {wrong.group(1)!r}{_did_you_mean(wrong.group(1), choices)}" \
-                f" (choose from {', '.join(choices)})"
+            word, choices = wrong.group(1), re.findall(r"'([^']*)'", wrong.group(2))
+            message = (f"{message[:wrong.start()]}invalid choice: {word!r}{_did_you_mean(word, choices)} "
+                       f"(choose from {', '.join(choices)})")
         self.exit(2, f"{self.prog}: error: {message}. HINT: {self.prog} --help\n")
 
 
@@ -45,7 +45,7 @@ def _did_you_mean(word: str, choices) -> str:
 
 def _unknown_options(parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]) -> None:
     """Exit with one line naming the unknown words, the nearest flag of the subcommand and its --help."""
-    command = parser._subparsers._group_actions[0].choices[args.command]  # noqa: SLF001  (argparse has no API)
+    command = parser.subcommands[args.command]
     flags = [f for action in command._actions for f in action.option_strings if f.startswith("--")]  # noqa: SLF001
     hints = [f"{word}: did you mean {close[0]}?" for word in extra if word.startswith("-")
              for close in [difflib.get_close_matches(word.split("=")[0], flags, n=1, cutoff=0.6)] if close]
@@ -445,6 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"photoclass {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    parser.subcommands = sub.choices  # name -> its parser, for the nearest flag of a misspelt one
 
     p = sub.add_parser("prepare", help="scan, check, deduplicate and split a folder of photos",
                        description="Scan DATA, decode every photo once into the cache, group "
@@ -631,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("always", UnusedOptionWarning)
+            warnings.simplefilter("default", UnusedOptionWarning)  # once a command, not once a trial or seed
             warnings.showwarning = _show_note
             code = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, inside the handlers below

@@ -5,8 +5,6 @@ the report's folded "not used by this strategy" list.
 """
 from __future__ import annotations
 
-import dataclasses
-
 from .augment import AugmentSpec, parse_augment
 
 EPOCH_OPTIONS = ("epochs", "lr", "optimizer", "schedule", "min_lr")  # the optimizer of the head or of scratch
@@ -68,9 +66,3 @@ def augment_note(config) -> tuple[str, str]:
     return "the mirror only", (f"the {config.strategy} strategy trains on the cached features of each photo "
                                "and of its mirror")
 
-
-def split_applied(config) -> tuple[dict, dict]:
-    """The options of `config` as (applied, not used by its strategy), for the report."""
-    unused = unused_options(config)
-    values = dataclasses.asdict(config)
-    return ({k: v for k, v in values.items() if k not in unused}, {k: values[k] for k in unused})

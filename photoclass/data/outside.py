@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..core.errors import PhotoclassError
 
+
 def data_folder(data: str | os.PathLike) -> Path:
     """What `data` reads, resolved: a folder of photos, an array file, a CSV of labels (whose
     folder may hold anything else, as its rows name their photos), or what a folder written

@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from .outside import check_outside
 from ..core.version import __version__
 from ..config import PrepareConfig
 from ..core.errors import PhotoclassError
@@ -21,6 +20,7 @@ from .dataset import ManifestRow, PreparedDataset
 from .decode import ALLOWED_FORMATS
 from .dedupe import ARRAY_MAX_HASH_DISTANCE, ARRAY_MAX_THUMB_DIFFERENCE, find_duplicates
 from .scan import FoundPhoto, ScanResult, scan_folder
+from .outside import check_outside
 from .split import SPLITS, grouped_folds, grouped_split, leaked_test_photos, naive_split
 
 MAX_LISTED = 20  # skipped / converted files listed by name in the summary
