@@ -5,6 +5,7 @@ the report's folded "not used by this strategy" list.
 """
 from __future__ import annotations
 
+from . import TrainConfig
 from .augment import AugmentSpec, parse_augment
 
 EPOCH_OPTIONS = ("epochs", "lr", "optimizer", "schedule", "min_lr")  # the optimizer of the head or of scratch
@@ -49,6 +50,14 @@ def unused_options(config) -> dict[str, str]:
         unused["augment"] = f"{what}{why}. HINT: `strategy` lpft or scratch applies `augment` to the pixels"
     return {name: why if why.startswith("applies in part") else f"has no effect: {why}"
             for name, why in unused.items()}
+
+
+def unused_in_saved(train: dict) -> dict[str, str]:
+    """`unused_options` of a run's saved training options; {} for options this version cannot read."""
+    try:
+        return unused_options(TrainConfig.from_dict(train))
+    except Exception:  # a config.json from another version: nothing is hidden
+        return {}
 
 
 def applied_augment(config) -> AugmentSpec:

@@ -17,8 +17,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..config import TrainConfig
-from ..config.applies import unused_options
+from ..config.applies import unused_in_saved
 from ..core.version import __version__
 from ..data.arrays import load_photo
 from ..data.decode import DecodeError
@@ -200,10 +199,7 @@ def _classifier_section(classifier: dict[str, Any]) -> str:
 
 def _configuration_section(train: dict[str, Any], prepare: dict[str, Any]) -> str:
     """The options that applied, and those this run's strategy left unused, folded, with why."""
-    try:
-        unused = unused_options(TrainConfig.from_dict(train))
-    except Exception:  # a config.json from another version: show everything as it is
-        unused = {}
+    unused = unused_in_saved(train)
     applied = {k: v for k, v in train.items() if k not in unused}
     out = ("<div class=cols>" + _key_value_table(applied, "training") +
            _key_value_table(prepare, "data preparation") + "</div>")

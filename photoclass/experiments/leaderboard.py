@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config.applies import unused_in_saved
 from ..core.errors import PhotoclassError
 from ..data.outside import check_outside
 from ..evaluation.stats import mcnemar_p, t_interval
@@ -56,7 +57,7 @@ class RunSummary:
             photos = frozenset(f"{root}/{r['path']}" for r in run.read_csv("split.csv") if r["split"] == "test")
             wrong = frozenset(f"{root}/{p}" for p in result["wrong_paths"])
         return cls(path=run.path, data=Path(config["data"]).name, model=train["model"], test_photos=photos, wrong=wrong,
-                   options={k: train.get(k) for k in KEY_OPTIONS},
+                   options=_options_that_applied(config),
                    test_accuracy=figures["test_accuracy"], test_loss=figures["test_loss"],
                    train_accuracy=figures["train_accuracy"], gap=figures["generalization_gap"],
                    seconds=figures["seconds"], macro_f1=figures["test_macro_f1"],
@@ -93,6 +94,15 @@ class RunSummary:
                 "test_loss": self.test_loss, "train_accuracy": self.train_accuracy, "gap": self.gap,
                 "test_accuracy_interval": list(self.interval) if self.interval else None,
                 "macro_f1": self.macro_f1, "seconds": self.seconds}
+
+
+def _options_that_applied(config: dict[str, Any]) -> dict[str, Any]:
+    """The key options of a run, None for those its strategy did not use, the augmentation as applied."""
+    train, unused = config["train"], unused_in_saved(config["train"])
+    options = {k: None if k in unused else train.get(k) for k in KEY_OPTIONS}
+    if "augment" in options:
+        options["augment"] = config.get("applied", {}).get("augment", train.get("augment"))
+    return options
 
 
 class Leaderboard(list):
