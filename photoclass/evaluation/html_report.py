@@ -189,12 +189,14 @@ def _model_section(model: nn.Module | None, meta: dict[str, Any], run: RunDir) -
 
 
 def _classifier_section(classifier: dict[str, Any]) -> str:
-    best = max(classifier["cv_accuracy"].values())
+    accuracies = classifier["cv_accuracy"].values()
+    best, worst, photos = max(accuracies), min(accuracies), classifier.get("photos")
+    spread = f" ({round((best - worst) * photos)} of {photos} photos)" if photos else ""
     return (f"<p>A logistic regression on the backbone's frozen features, solved by L-BFGS in "
             f"{classifier['seconds']:.1f} s. Its strength C was chosen by {classifier.get('folds', 5)}-fold grouped "
-            f"cross-validation on the training photos: C = {classifier['C']:g}, {best:.2%} out-of-fold accuracy. "
-            "There are no epochs: the options of epoch training (epochs, optimizer, learning rate, schedule) "
-            "do not apply.</p>")
+            f"cross-validation on the training photos: C = {classifier['C']:g}, {best:.2%} out-of-fold accuracy; "
+            f"over the strengths tried it ranged from {worst:.2%} to {best:.2%}{spread}. There are no epochs: the "
+            "options of epoch training (epochs, optimizer, learning rate, schedule) do not apply.</p>")
 
 
 def _configuration_section(train: dict[str, Any], prepare: dict[str, Any]) -> str:

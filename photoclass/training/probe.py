@@ -77,5 +77,5 @@ def fit_linear_probe(head: nn.Sequential, features: torch.Tensor, labels: torch.
     linear.weight.copy_(w.to(linear.weight))
     if linear.bias is not None:
         linear.bias.copy_(b.to(linear.bias))
-    return {"solver": "lbfgs", "C": c, "folds": FOLDS, "cv_accuracy": dict(zip(map(str, C_GRID), accuracy)),
-            "seconds": time.perf_counter() - started}
+    return {"solver": "lbfgs", "C": c, "folds": FOLDS, "photos": len(y),
+            "cv_accuracy": dict(zip(map(str, C_GRID), accuracy)), "seconds": time.perf_counter() - started}
