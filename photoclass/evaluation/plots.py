@@ -44,14 +44,24 @@ def learning_curves(history: list[dict[str, Any]], path: Path) -> None:
 
 def regularization_curve(cv_accuracy: dict[str, float], chosen: float, folds: int, path: Path) -> None:
     """Out-of-fold accuracy against the logistic regression's strength C, the chosen C marked."""
+    _marked_log_curve([float(c) for c in cv_accuracy], list(cv_accuracy.values()), chosen, path,
+                      label=f"{folds}-fold out-of-fold accuracy", marked=f"chosen C = {chosen:g}",
+                      xlabel="C (inverse L2 strength; right: weaker regularization)", ylabel="accuracy",
+                      title="the classifier's regularization, by cross-validation")
+
+
+def _marked_log_curve(x, y, mark: float, path: Path, *, label: str | None, marked: str, xlabel: str, ylabel: str,
+                      title: str | None = None) -> None:
+    """y against x on a log axis, with a dashed line at x = `mark`."""
     plt = _pyplot()
-    strengths = [float(c) for c in cv_accuracy]
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    ax.semilogx(strengths, list(cv_accuracy.values()), "o-", ms=4, label=f"{folds}-fold out-of-fold accuracy")
-    ax.axvline(chosen, color="tab:green", ls="--", label=f"chosen C = {chosen:g}")
-    ax.set_xlabel("C (inverse L2 strength; right: weaker regularization)")
-    ax.set_ylabel("accuracy")
-    ax.set_title("the classifier's regularization, by cross-validation")
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.plot(x, y, "o-" if len(x) < 30 else "-", ms=4, label=label)
+    ax.axvline(mark, color="tab:red", linestyle="--", label=marked)
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
     _save(fig, path)
@@ -112,16 +122,8 @@ def overlaid_curves(histories: dict[str, list[dict[str, Any]]], out) -> None:
 
 def lr_curve(rates: Sequence[float], losses: Sequence[float], suggestion: float, path: Path) -> None:
     """Smoothed training loss against the learning rate (log scale), the suggestion marked."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    ax.plot(rates, losses)
-    ax.axvline(suggestion, color="tab:red", linestyle="--", label=f"suggested {suggestion:.1e}")
-    ax.set_xscale("log")
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("training loss (smoothed)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    _save(fig, path)
+    _marked_log_curve(rates, losses, suggestion, path, label=None, marked=f"suggested {suggestion:.1e}",
+                      xlabel="learning rate", ylabel="training loss (smoothed)")
 
 
 def reliability_diagram(bins: list[dict[str, float]], ece: float, path: Path) -> None:
