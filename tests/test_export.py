@@ -21,7 +21,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "weather"
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     base = tmp_path_factory.mktemp("export")
-    photoclass.train(EXAMPLES, out=base / "run", epochs=3, cache_dir=base / "cache", verbose=False,
+    photoclass.train(EXAMPLES, out=base / "run", cache_dir=base / "cache", verbose=False,
                      progress=False)
     return base / "run"
 
