@@ -1,14 +1,14 @@
 # `make demo` and `make test` each set up .venv first (once; again when pyproject.toml changes).
 VENV ?= .venv
 PY := $(VENV)/bin/python
-TORCH ?= torch==2.13.0
+TORCH ?= torch==2.14.1 torchvision==0.29.1  # a pair that imports together: timm needs torchvision
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-fast lint bench clean browser
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH)"
+	$(PY) -m pip install -q --disable-pip-version-check $(TORCH)
 	$(PY) -m pip install -q --disable-pip-version-check -e ".[test]"
 	touch $(STAMP)
 

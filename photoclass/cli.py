@@ -281,11 +281,24 @@ def cmd_models(args) -> int:
 
     if args.classes < 1:
         raise PhotoclassError(f"--classes must be at least 1. Received: {args.classes}")
-    if not any(c in args.pattern for c in "*?["):  # one model: its layers
-        return _model_summary(model_info(args.pattern), args)
-    found = list_models(args.pattern)
+    words = args.pattern or ["*"]
+    if words[0] == "pull":
+        return _pull(words[1:])
+    if len(words) > 1:
+        raise PhotoclassError(f"models takes one NAME or pattern. Received: {' '.join(words)}. HINT: quote a pattern, "
+                              "e.g. photoclass models '*convnext*'")
+    pattern = words[0]
+    if not any(c in pattern for c in "*?["):  # one model: its layers
+        return _model_summary(model_info(pattern), args)
+    found = list_models(pattern)
+    timm_found = _timm_names(pattern)
+    if not found and not timm_found:
+        raise PhotoclassError(f"No model matches {pattern!r}. HINT: `photoclass models` lists photoclass's own; "
+                              "'*convnext*' searches the timm names too.")
+    if timm_found:
+        _print_timm_names(timm_found, pattern)
     if not found:
-        raise PhotoclassError(f"No model matches {args.pattern!r}. HINT: `photoclass models` lists them all.")
+        return 0
     print(f"{'name':<22}{'params':>12}{'input':>10}  description")
     for info in found:
         size = args.image_size or info.input_spec.size
@@ -298,6 +311,44 @@ def cmd_models(args) -> int:
         print(f"{info.name:<22}{params:>12}{f'{size}x{info.input_spec.channels}':>10}  {info.description}")
     print(f"\n(parameters for {args.classes} classes; `photoclass models NAME` lists a model's layers)")
     return 0
+
+
+def _pull(names: list[str]) -> int:
+    """`photoclass models pull NAME...`: each timm backbone's weights into the Hugging Face cache."""
+    from .models.registry import model_info
+    from .models.timm_models import pull
+
+    if not names:
+        raise PhotoclassError("models pull needs the names of timm backbones. HINT: photoclass models pull resnet50")
+    for name in names:
+        if not model_info(name).takes_size:
+            print(f"{name}: photoclass's own model; its weights ship with photoclass")
+            continue
+        print(f"{name}: {pull(name)}", flush=True)
+    return 0
+
+
+def _timm_names(pattern: str) -> list[str]:
+    if pattern == "*":  # over a thousand: listed only when asked for by a pattern
+        return []
+    from .models.timm_models import timm_names
+
+    return timm_names(pattern)
+
+
+def _print_timm_names(names: list[str], pattern: str) -> None:
+    from .models.registry import model_info
+    from .models.timm_models import weights_on_machine
+
+    shown = names[:40]
+    print(f"{len(names)} timm backbones with pretrained weights match {pattern!r}"
+          f"{f' (the first {len(shown)})' if len(names) > len(shown) else ''}:")
+    print(f"  {'name':<46}{'input':>7}  {'on this machine':<16}licence")
+    for name in shown:
+        info = model_info(name)
+        licence = info.description.partition("licence ")[2] or "?"
+        print(f"  {name:<46}{info.input_spec.size:>7}  {'yes' if weights_on_machine(name) else 'no':<16}{licence}")
+    print("  (`photoclass models NAME` lists one's layers; `photoclass models pull NAME` downloads its weights)\n")
 
 
 def _untrained_model(info, classes: int, size: int):
@@ -605,8 +656,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device_options(pr)
     pr.set_defaults(func=cmd_predict)
 
-    m = sub.add_parser("models", help="list the available models, or one model's layers")
-    m.add_argument("pattern", nargs="?", default="*", help="a glob, e.g. 'seed-*', or one name for its layer table")
+    m = sub.add_parser("models", help="list the available models, or one model's layers; pull timm weights",
+                       description="List photoclass's own models (a glob such as '*convnext*' also searches timm's "
+                       "pretrained backbones), show one model's layers, or `models pull NAME...` to download timm "
+                       "weights into the Hugging Face cache.")
+    m.add_argument("pattern", nargs="*", metavar="NAME|PATTERN",
+                   help="a glob, e.g. 'seed-*' or '*convnext*', one name for its layer table, or pull NAME...")
     m.add_argument("--classes", type=int, default=10, help="classes for the parameter count (default: %(default)s)")
     m.add_argument("--image-size", type=int, default=None, metavar="PX", help="input side for the layer table "
                    "(default: the model's own)")

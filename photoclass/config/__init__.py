@@ -94,7 +94,11 @@ class PrepareConfig:
 class TrainConfig:
     """How a model is trained and evaluated; saved, resolved, as config.json in each run."""
 
-    model: str = option("efficientnet-lite2-ms", "a name from `photoclass models`", metavar="NAME")
+    model: str = option("efficientnet-lite2-ms", "a name from `photoclass models`, or any timm backbone "
+                        "(resnet50, convnext_tiny.fb_in22k_ft_in1k, hf-hub:ORG/REPO)", metavar="NAME")
+    weights: str | None = option(None, "a timm backbone's pretrained weights: a safetensors file or a timm- or "
+                                 "Hugging Face-format folder (default: the Hugging Face cache, else a download when "
+                                 "online)", metavar="FILE|DIR")
     strategy: str = option("auto", "scratch: every layer; features: frozen pretrained backbone, the head "
                            "trains on cached features; finetune: also the last --finetune-blocks blocks; "
                            "lpft: features first, then the whole network (discriminative rates, warm-up, cosine); "

@@ -7,7 +7,14 @@ from torch import nn
 
 
 def last_conv(model: nn.Module) -> nn.Module:
-    """The last Conv2d in module order: the highest-level feature map of the usual CNNs."""
+    """The layer a model names for Grad-CAM, else the last Conv2d in module order: the
+    highest-level feature map of the usual CNNs."""
+    if hasattr(model, "gradcam_layer"):
+        layer = model.gradcam_layer()
+        if layer is None:
+            raise ValueError(f"{type(model).__name__} is a transformer: its only convolution cuts the photo into "
+                             "patches, so Grad-CAM does not apply")
+        return layer
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     if not convs:
         raise ValueError(f"{type(model).__name__} has no Conv2d layer for Grad-CAM")

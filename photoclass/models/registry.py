@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field, replace
+from functools import lru_cache, partial
 from collections.abc import Callable
 
 from torch import nn
@@ -25,6 +26,8 @@ class ModelInfo:
     pretrained: bool = False
     fixed_size: bool = False  # a Flatten layer ties the weights to one input size
     defaults: dict = field(default_factory=dict)  # training defaults suited to this model
+    takes_size: bool = False  # the builder needs the input size (a ViT's position embeddings)
+    note: str = ""  # said when the model is used: e.g. the input size chosen for a CPU
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -45,11 +48,31 @@ def list_models(pattern: str = "*") -> list[ModelInfo]:
 
 
 def model_info(name: str) -> ModelInfo:
+    """A photoclass model, or any timm backbone by its name (`resnet50`, `convnext_tiny.fb_in22k`,
+    `hf-hub:ORG/REPO`)."""
     _import_builtin_models()
-    if name not in _REGISTRY:
-        raise PhotoclassError(f"Unknown model {name!r}. Available models: {sorted(_REGISTRY)}. "
-                              "HINT: `photoclass models` describes them.")
-    return _REGISTRY[name]
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    from . import timm_models
+
+    if not timm_models.is_timm_name(name):
+        close = timm_models.closest_names(name, _REGISTRY)
+        guess = f" Did you mean {', '.join(close)}?" if close else ""
+        raise PhotoclassError(f"Unknown model {name!r}.{guess} HINT: `photoclass models` lists photoclass's own, "
+                              f"`photoclass models '*{name[:6]}*'` the timm names.")
+    return _timm_info(name)
+
+
+@lru_cache(maxsize=None)
+def _timm_info(name: str) -> ModelInfo:
+    from . import timm_models
+
+    config = timm_models.pretrained_config(name)
+    spec, note = timm_models.input_spec(name)
+    licence = f", licence {config['license']}" if config.get("license") else ""
+    return ModelInfo(name, partial(timm_models.build, name), spec,
+                     f"timm {timm_models.architecture(name) if not name.startswith('hf-hub:') else name}{licence}",
+                     pretrained=bool(config.get("hf_hub_id")), takes_size=True, note=note)
 
 
 def create_model(name: str, num_classes: int, *, input_size: int | None = None, channels: int | None = None,
@@ -59,7 +82,7 @@ def create_model(name: str, num_classes: int, *, input_size: int | None = None, 
     info = model_info(name)
     size = input_size or info.input_spec.size
     spec = replace(info.input_spec, size=size)
-    if info.fixed_size:
+    if info.fixed_size or info.takes_size:
         kwargs["input_size"] = size
     if channels is not None and channels != spec.channels and not info.pretrained:
         kwargs["in_channels"] = channels

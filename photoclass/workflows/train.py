@@ -117,6 +117,8 @@ def _train(run: RunDir, data, config: TrainConfig, prep: PrepareConfig, custom: 
     if place.main:
         run.remove_temp_files()  # left by a process killed mid-write
     spec = _input_spec(config, custom)
+    if custom is None:
+        _check_weights(config, say)
     # processes on one machine share its cores: one each by default under torchrun
     setup_torch(config.threads or (max(1, (os.cpu_count() or 1) // place.local_world) if place.active else 0),
                 config.seed)
@@ -202,8 +204,13 @@ def build_model(config: TrainConfig, spec: InputSpec, num_classes: int, custom: 
         net = custom
         net.input_spec = spec
     else:
-        net = create_model(config.model, num_classes, input_size=spec.size, channels=channels,
-                           **({"dropout": config.dropout} if config.dropout is not None else {}))
+        options = {"dropout": config.dropout} if config.dropout is not None else {}
+        if config.weights is not None:
+            if not model_info(config.model).takes_size:
+                raise PhotoclassError(f"`weights` loads a timm backbone's weights; {config.model} is photoclass's own. "
+                                      "HINT: leave `weights` out, or pass a timm name as `model`.")
+            options["weights"] = config.weights
+        net = create_model(config.model, num_classes, input_size=spec.size, channels=channels, **options)
     return net.to(device, memory_format=memory_format(device, config.channels_last))
 
 
@@ -314,6 +321,18 @@ def _refuse_existing_run(run: RunDir) -> None:
                               f"--resume {run.path} to continue it.")
     if run.path.exists() and not run.path.is_dir():
         raise PhotoclassError(f"{run.path} is a file, not a run folder. HINT: pass another --out.")
+
+
+def _check_weights(config: TrainConfig, say) -> None:
+    """A timm backbone's weights are found (or fetched) before the photos are read, and the
+    input size chosen for a CPU is said."""
+    info = model_info(config.model)
+    if info.takes_size and info.pretrained:
+        from ..models.timm_models import find_weights
+
+        find_weights(config.model, config.weights)
+    if info.note and not config.image_size:
+        say(f"input: {info.note}")
 
 
 def _input_spec(config: TrainConfig, custom: nn.Module | None) -> InputSpec:
