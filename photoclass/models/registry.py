@@ -58,8 +58,9 @@ def model_info(name: str) -> ModelInfo:
     if not timm_models.is_timm_name(name):
         close = timm_models.closest_names(name, _REGISTRY)
         guess = f" Did you mean {', '.join(close)}?" if close else ""
-        raise PhotoclassError(f"Unknown model {name!r}.{guess} HINT: `photoclass models` lists photoclass's own, "
-                              f"`photoclass models '*{name[:6]}*'` the timm names.")
+        raise PhotoclassError(f"Unknown model {name!r}.{guess} photoclass's own: {', '.join(sorted(_REGISTRY))}. "
+                              f"HINT: `photoclass models` describes them, `photoclass models '*{name[:6]}*'` lists "
+                              "the timm names.")
     return _timm_info(name)
 
 
