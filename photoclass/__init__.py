@@ -35,13 +35,15 @@ def load(run, model=None):
     return load_model(run, model)
 
 
-def predict(run, paths, *, top_k: int = 3, tta: bool | None = None, device: str = "auto", progress=None):
-    """Predictions for files, folders and globs, from a run or an exported .onnx file."""
+def predict(run, paths, *, top_k: int = 3, tta: bool | None = None, device: str = "auto", progress=None,
+            model: str | None = None):
+    """Predictions for files, folders and globs, from a run, an exported .onnx file, or
+    "imagenet" (`model`: any timm backbone with an ImageNet-1k head instead of Lite2)."""
     from .inference.predictor import open_predictor
 
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    return open_predictor(run, tta=tta, device=device).predict(paths, top_k=top_k, progress=progress)
+    return open_predictor(run, tta=tta, device=device, backbone=model).predict(paths, top_k=top_k, progress=progress)
 
 
 def leaderboard(*roots, data=None, sort: str = "select"):

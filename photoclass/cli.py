@@ -409,7 +409,7 @@ def cmd_predict(args) -> int:
                       flag="--sort-into")
         check_writable(args.sort_into, hint="pass a folder for --sort-into")
     predictor = open_predictor(args.run, engine=args.engine, batch_size=args.batch_size, device=args.device,
-                               tta=args.tta)
+                               tta=args.tta, backbone=args.model)
     predictions = predictor.predict(args.paths, top_k=args.top_k)
     print(format_predictions(predictions, args.format))
     failed = [p for p in predictions if p.error]
@@ -639,6 +639,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("run", metavar="RUN", help="a run directory, a model.onnx from `photoclass export`, or "
                     "'imagenet': the 1,000 ImageNet classes, no training (imagenet-lite0 for the smaller backbone)")
     pr.add_argument("paths", metavar="PATH", nargs="+")
+    pr.add_argument("--model", metavar="NAME", help="with RUN 'imagenet': any timm backbone whose weights carry an "
+                    "ImageNet-1k classifier, e.g. convnext_tiny.fb_in22k_ft_in1k (default: EfficientNet-Lite2)")
     pr.add_argument("--top-k", type=int, default=3, help="classes listed per photo (default: %(default)s)")
     pr.add_argument("--format", choices=("table", "json", "csv"), default="table", help="default: %(default)s")
     pr.add_argument("--sort-into", metavar="DIR",

@@ -125,6 +125,19 @@ def test_a_served_timm_run_answers_with_its_classes(offline, tmp_path):
         proc.wait(timeout=10)
 
 
+def test_imagenet_names_from_a_timm_backbone_with_its_own_head(offline):
+    photo = str(offline["data"] / "rain1.jpg")
+    top = photoclass.predict("imagenet", [photo], model=TINY["cnn"], top_k=3)[0].top
+    from photoclass.inference.imagenet import imagenet_class_names
+
+    assert len(top) == 3 and all(label in imagenet_class_names() for label, _ in top)
+    assert abs(sum(p for _, p in photoclass.predict("imagenet", [photo], model=TINY["cnn"], top_k=1000)[0].top) - 1) < 1e-4
+    done = cli("predict", "imagenet", photo, "--model", TINY["vit"], "--format", "json")
+    assert done.returncode == 0 and len(json.loads(done.stdout)[0]["top"]) == 3, done.stderr
+    wrong = cli("predict", offline["base"], photo, "--model", TINY["cnn"])
+    assert wrong.returncode == 2 and "--model chooses the backbone of `predict imagenet`" in wrong.stderr
+
+
 def test_weights_from_a_local_file_with_an_empty_cache(offline, tmp_path):
     weights = save_random_weights(TINY["cnn"], tmp_path / "mine")
     empty = {"HF_HUB_CACHE": str(tmp_path / "empty-cache")}

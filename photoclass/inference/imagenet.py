@@ -23,11 +23,21 @@ def imagenet_class_names() -> list[str]:
 class ImageNetPredictor(Predictor):
     """`ImageNetPredictor().predict(["cat.jpg"])`: ImageNet top-k for photos, offline."""
 
-    def __init__(self, name: str = "imagenet", *, batch_size: int = 16, threads: int = 0, device: str = "auto"):
+    def __init__(self, name: str = "imagenet", *, batch_size: int = 16, threads: int = 0, device: str = "auto",
+                 model: str | None = None):
+        """`model`: any timm backbone whose weights carry an ImageNet-1k head, instead of Lite2."""
         from ..config import check_int
-        from ..models.registry import create_model
+        from ..models.registry import create_model, model_info
 
         check_int("batch_size", batch_size, 1, 4096)
         self._place(threads, device)
-        model = create_model(IMAGENET_MODELS[name], 1000)  # the checkpoint's own classifier loads too
+        if model is not None and model_info(model).takes_size:
+            from ..models.timm_models import imagenet_classifier
+
+            model = imagenet_classifier(model)
+        elif model is None or model in IMAGENET_MODELS.values():  # the checkpoint's own classifier loads too
+            model = create_model(model or IMAGENET_MODELS[name], 1000)
+        else:
+            raise PhotoclassError(f"{model} has no ImageNet classifier. HINT: --model efficientnet-lite0, "
+                                  "efficientnet-lite2, or a timm backbone with ImageNet-1k weights.")
         self._use(model, imagenet_class_names(), 1.0, batch_size)

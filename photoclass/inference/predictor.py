@@ -132,9 +132,10 @@ class Predictor(BasePredictor):
 
 
 def open_predictor(model: str | os.PathLike, *, engine: str = "torch", tta: bool | None = None,
-                   **kwargs) -> BasePredictor:
+                   backbone: str | None = None, **kwargs) -> BasePredictor:
     """A predictor for a run directory or an exported `.onnx` file (ONNX Runtime, no torch);
-    `"imagenet"` predicts the 1,000 ImageNet classes with the pretrained backbone, untrained.
+    `"imagenet"` predicts the 1,000 ImageNet classes with the pretrained backbone, untrained
+    (`backbone`: any timm name whose weights carry an ImageNet-1k head, instead of Lite2).
 
     `engine="onnx"` runs a run directory through ONNX Runtime too (about twice as fast on a
     CPU), exporting RUN/model.onnx once; `"auto"` does so when ONNX Runtime and the exporter
@@ -149,12 +150,15 @@ def open_predictor(model: str | os.PathLike, *, engine: str = "torch", tta: bool
     check_int("batch_size", kwargs.get("batch_size", 16), 1, 4096)
     path = Path(model)
     device = kwargs.pop("device", "auto")
+    if backbone is not None and str(model) != "imagenet":
+        raise PhotoclassError(f"--model chooses the backbone of `predict imagenet`; {model} is a trained run. "
+                              "HINT: drop --model, or predict 'imagenet'.")
     if str(model) in ("imagenet", "imagenet-lite0", "imagenet-lite2") and not path.exists():
         from .imagenet import ImageNetPredictor
 
         if engine == "onnx":
             raise PhotoclassError(f"{model} predicts through PyTorch only. HINT: drop --engine onnx.")
-        predictor = ImageNetPredictor(str(model), device=device, **kwargs)
+        predictor = ImageNetPredictor(str(model), device=device, model=backbone, **kwargs)
         predictor.tta = bool(tta)
         return predictor
     if path.suffix.lower() == ".onnx":  # ONNX Runtime on the CPU, and no torch at all

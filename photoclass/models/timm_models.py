@@ -130,20 +130,7 @@ class TimmClassifier(nn.Module):
 
     def load_backbone(self, path: Path) -> None:
         """The pretrained weights at `path` into the backbone (its own classifier left out)."""
-        state = _read_state(path)
-        filter_fn = getattr(sys.modules.get(type(self.body).__module__), "checkpoint_filter_fn", None)
-        if filter_fn is not None:  # e.g. resamples a ViT's position embeddings to this size
-            try:
-                state = filter_fn(state, self.body)
-            except Exception:  # a filter for another checkpoint layout: the tensors are checked below
-                pass
-        own = self.body.state_dict()  # without the classifier, which num_classes=0 removed
-        state = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
-        missing = sorted(set(own) - set(state))
-        if missing:
-            raise PhotoclassError(f"{path} does not fit {type(self.body).__name__}: {len(missing)} tensors missing, "
-                                  f"e.g. {missing[:3]}. HINT: pass the weights of this architecture.")
-        self.body.load_state_dict(state)
+        _load_into(self.body, path)
 
 
 def build(name: str, num_classes: int, *, pretrained: bool = True, input_size: int | None = None,
@@ -153,6 +140,23 @@ def build(name: str, num_classes: int, *, pretrained: bool = True, input_size: i
     model = TimmClassifier(name, num_classes, size=spec.size, dropout=dropout, in_channels=in_channels)
     if pretrained:
         model.load_backbone(find_weights(name, weights))
+    return model
+
+
+def imagenet_classifier(name: str, weights: str | os.PathLike | None = None) -> nn.Module:
+    """`name` with its own 1,000-class ImageNet head and weights, for `predict imagenet --model NAME`."""
+    cfg = pretrained_config(name)
+    if cfg.get("num_classes", 1000) != 1000:
+        raise PhotoclassError(f"The weights of {name} have no ImageNet-1k classifier ({cfg.get('num_classes')} "
+                              "classes). HINT: pick a tag trained or fine-tuned on ImageNet-1k, e.g. *.in1k.")
+    spec, _ = input_spec(name)
+    timm = _timm()
+    try:
+        model = timm.create_model(architecture(name), pretrained=False, img_size=spec.size)
+    except TypeError:
+        model = timm.create_model(architecture(name), pretrained=False)
+    _load_into(model, find_weights(name, weights))
+    model.input_spec = spec
     return model
 
 
@@ -231,6 +235,24 @@ def weights_on_machine(name: str) -> bool:
     from huggingface_hub import try_to_load_from_cache
 
     return any(isinstance(try_to_load_from_cache(repo, f), str) for f in WEIGHT_FILES)
+
+
+def _load_into(module: nn.Module, path: Path) -> None:
+    """Every tensor of `module` from the weights at `path`; a one-line error for any missing."""
+    state = _read_state(path)
+    filter_fn = getattr(sys.modules.get(type(module).__module__), "checkpoint_filter_fn", None)
+    if filter_fn is not None:  # e.g. resamples a ViT's position embeddings to this size
+        try:
+            state = filter_fn(state, module)
+        except Exception:  # a filter for another checkpoint layout: the tensors are checked below
+            pass
+    own = module.state_dict()  # a backbone built with num_classes=0 has no classifier to fill
+    state = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
+    missing = sorted(set(own) - set(state))
+    if missing:
+        raise PhotoclassError(f"{path} does not fit {type(module).__name__}: {len(missing)} tensors missing, "
+                              f"e.g. {missing[:3]}. HINT: pass the weights of this architecture.")
+    module.load_state_dict(state)
 
 
 def _weights_at(path: Path) -> Path:
