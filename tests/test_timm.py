@@ -100,6 +100,20 @@ def test_a_timm_backbone_trains_predicts_and_exports_offline(offline, kind):
     assert name in report and ("Grad-CAM unavailable" in report) == (kind == "vit")
 
 
+def test_the_multi_stage_statistics_head_on_timm_features(offline, tmp_path):
+    name = TINY["cnn"] + "-ms"
+    photoclass.train(offline["data"], model=name, image_size=48, out=tmp_path / "run", cache_dir=offline["base"] / "pixels",
+                     verbose=False, progress=False, track=False)
+    model, meta = photoclass.load(tmp_path / "run")
+    body = timm.create_model(TINY["cnn"], num_classes=0)
+    taps = [1, 2, 3]  # of resnet's five levels, those between the stem and the last stage
+    assert model.num_features == body.num_features + sum(2 * body.feature_info[i]["num_chs"] for i in taps)
+    assert meta["architecture"] == name and not bool((model._standardize.std == 1).all())  # fitted on training
+    from photoclass.inference.export import export_onnx
+
+    assert export_onnx(tmp_path / "run")["max_abs_diff"] < 1e-3
+
+
 def test_the_input_contract_comes_from_the_weights_config(offline):
     from photoclass.models.registry import model_info
 

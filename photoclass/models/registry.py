@@ -70,9 +70,11 @@ def _timm_info(name: str) -> ModelInfo:
 
     config = timm_models.pretrained_config(name)
     spec, note = timm_models.input_spec(name)
+    base, multiscale = timm_models.split_name(name)
+    what = f"timm {timm_models.architecture(name) if not base.startswith('hf-hub:') else base}"
+    what += "; classifier on up to 4 stages' mean and spread too" if multiscale else ""
     licence = f", licence {config['license']}" if config.get("license") else ""
-    return ModelInfo(name, partial(timm_models.build, name), spec,
-                     f"timm {timm_models.architecture(name) if not name.startswith('hf-hub:') else name}{licence}",
+    return ModelInfo(name, partial(timm_models.build, name), spec, what + licence,
                      pretrained=bool(config.get("hf_hub_id")), takes_size=True, note=note)
 
 

@@ -1,5 +1,6 @@
 """Any timm backbone by name (`resnet50`, `convnext_tiny.fb_in22k_ft_in1k`, `hf-hub:ORG/REPO`),
-with photoclass's classifier on its pooled features.
+with photoclass's classifier on its pooled features; `NAME-ms` also feeds it the mean and
+spread of up to four intermediate stages, as `efficientnet-lite2-ms` does.
 
 Weights are found offline-first, in this order: the Hugging Face cache (`HF_HOME`,
 `HF_HUB_CACHE`, shared with every other HF tool), `weights=FILE|DIR` (a safetensors file, or
@@ -21,11 +22,14 @@ import torch
 from torch import nn
 
 from ..core.errors import PhotoclassError
+from .efficientnet_lite import Standardize
 from .input_spec import InputSpec
 
 CPU_MAX_SIZE = 256  # a larger configured size (DINOv2: 518 px) is brought down to DEFAULT_LARGE_SIZE
 DEFAULT_LARGE_SIZE = 224  # DINOv2 at 518 px costs about (518/224)^2 = 5.3x the patches, more in attention
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+MULTISCALE = "-ms"  # the suffix asking for the multi-stage statistics head
+MAX_TAPS = 4
 
 
 def _timm():
@@ -37,8 +41,14 @@ def _timm():
     return timm
 
 
+def split_name(name: str) -> tuple[str, bool]:
+    """(the timm name, whether the multi-stage statistics head is asked for by `-ms`)."""
+    return (name[:-len(MULTISCALE)], True) if name.endswith(MULTISCALE) else (name, False)
+
+
 def is_timm_name(name: str) -> bool:
     """Whether `name` names a timm architecture, with or without a pretrained tag, or a Hub repo."""
+    name, _ = split_name(name)
     if name.startswith("hf-hub:"):
         return True
     try:
@@ -52,7 +62,7 @@ def is_timm_name(name: str) -> bool:
 def pretrained_config(name: str) -> dict:
     """timm's pretrained config of `name` (hub id, input size, mean, std, licence); {} for a
     bare architecture without one, or an `hf-hub:` repo whose config is not on this machine."""
-    timm = _timm()
+    timm, name = _timm(), split_name(name)[0]
     if name.startswith("hf-hub:"):
         config = _cached_hub_config(name[len("hf-hub:"):])
         return {**config.get("pretrained_cfg", {}), "hf_hub_id": name[len("hf-hub:"):],
@@ -79,6 +89,7 @@ def input_spec(name: str, size: int | None = None) -> tuple[InputSpec, str]:
 
 def architecture(name: str) -> str:
     """The timm architecture that `name` builds (`convnext_tiny` for `convnext_tiny.fb_in22k`)."""
+    name = split_name(name)[0]
     if name.startswith("hf-hub:"):
         found = pretrained_config(name).get("architecture")
         if not found:
@@ -89,22 +100,30 @@ def architecture(name: str) -> str:
 
 
 class TimmClassifier(nn.Module):
-    """A timm backbone without its classifier, then dropout and photoclass's linear classifier."""
+    """A timm backbone without its classifier, then dropout and photoclass's linear classifier;
+    with `multiscale`, the classifier also sees the mean and spread of up to four intermediate
+    stages, standardized with statistics of the training photos."""
 
-    def __init__(self, name: str, num_classes: int, *, size: int, dropout: float = 0.0, in_channels: int = 3):
+    def __init__(self, name: str, num_classes: int, *, size: int, dropout: float = 0.0, in_channels: int = 3,
+                 multiscale: bool = False):
         super().__init__()
         timm, arch = _timm(), architecture(name)
         try:  # ViTs take the input size, for their position embeddings; CNNs refuse it
             self.body = timm.create_model(arch, pretrained=False, num_classes=0, in_chans=in_channels, img_size=size)
         except TypeError:
             self.body = timm.create_model(arch, pretrained=False, num_classes=0, in_chans=in_channels)
-        self.num_features = self.body.num_features
-        self._standardize = nn.Identity()
+        self._taps = _middle_stages(len(self.body.feature_info)) if multiscale else []
+        self.num_features = self.body.num_features + sum(2 * self.body.feature_info[i]["num_chs"] for i in self._taps)
+        self._standardize = Standardize(self.num_features) if self._taps else nn.Identity()
         self._dropout = nn.Dropout(dropout)
         self._fc = nn.Linear(self.num_features, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, num_features)
-        return self.body(x)
+        if not self._taps:
+            return self.body(x)
+        final, stages = self.body.forward_intermediates(x, indices=self._taps, output_fmt="NCHW")
+        stats = [s for stage in stages for s in (stage.mean(dim=(2, 3)), stage.std(dim=(2, 3)))]
+        return torch.cat([*stats, self.body.forward_head(final, pre_logits=True)], 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._fc(self._dropout(self._standardize(self.forward_features(x))))
@@ -137,7 +156,8 @@ def build(name: str, num_classes: int, *, pretrained: bool = True, input_size: i
           dropout: float = 0.0, in_channels: int = 3, weights: str | os.PathLike | None = None) -> TimmClassifier:
     """A TimmClassifier of `name`; with `pretrained`, its backbone weights found offline-first."""
     spec, _ = input_spec(name, input_size)
-    model = TimmClassifier(name, num_classes, size=spec.size, dropout=dropout, in_channels=in_channels)
+    model = TimmClassifier(name, num_classes, size=spec.size, dropout=dropout, in_channels=in_channels,
+                           multiscale=split_name(name)[1])
     if pretrained:
         model.load_backbone(find_weights(name, weights))
     return model
@@ -235,6 +255,14 @@ def weights_on_machine(name: str) -> bool:
     from huggingface_hub import try_to_load_from_cache
 
     return any(isinstance(try_to_load_from_cache(repo, f), str) for f in WEIGHT_FILES)
+
+
+def _middle_stages(count: int) -> list[int]:
+    """Up to MAX_TAPS feature levels between the first and the last, evenly spaced."""
+    middle = list(range(1, count - 1))
+    if len(middle) <= MAX_TAPS:
+        return middle
+    return sorted({middle[round(i * (len(middle) - 1) / (MAX_TAPS - 1))] for i in range(MAX_TAPS)})
 
 
 def _load_into(module: nn.Module, path: Path) -> None:
