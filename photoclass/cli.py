@@ -299,16 +299,16 @@ def cmd_models(args) -> int:
         _print_timm_names(timm_found, pattern)
     if not found:
         return 0
-    print(f"{'name':<22}{'params':>12}{'input':>10}  description")
+    print(f"{'name':<22}{'params':>12}{'GFLOPs':>8}{'input':>10}  description")
     for info in found:
         size = args.image_size or info.input_spec.size
         try:
             model = _untrained_model(info, args.classes, size)
-            summarize(model, size, model.input_spec.channels)  # it must run at that size
+            gflops = f"{summarize(model, size, model.input_spec.channels)['flops'] / 1e9:.2f}"  # it must run at that size
             params = f"{count_parameters(model):,}"
         except (PhotoclassError, RuntimeError):
-            params = "too small"  # e.g. seed-cifar below 16 px
-        print(f"{info.name:<22}{params:>12}{f'{size}x{info.input_spec.channels}':>10}  {info.description}")
+            params, gflops = "too small", ""  # e.g. seed-cifar below 16 px
+        print(f"{info.name:<22}{params:>12}{gflops:>8}{f'{size}x{info.input_spec.channels}':>10}  {info.description}")
     print(f"\n(parameters for {args.classes} classes; `photoclass models NAME` lists a model's layers)")
     return 0
 

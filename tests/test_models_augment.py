@@ -71,3 +71,13 @@ def test_brightness_changes_the_mean_but_not_the_geometry():
     means = out.mean(dim=(1, 2, 3))
     assert ((means >= 0.4 - 1e-6) & (means <= 0.6 + 1e-6)).all() and means.std() > 0
     assert torch.allclose(out.std(dim=(1, 2, 3)), torch.zeros(4), atol=1e-6)
+
+
+def test_the_layer_table_counts_the_flops_of_one_image():
+    from torch import nn
+
+    from photoclass.models.summary import summarize
+
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 16 * 16, 4))
+    multiply_adds = 8 * 3 * 3 * 3 * 16 * 16 + 8 * 16 * 16 * 4  # the convolution at each output pixel, then the dense layer
+    assert summarize(net, 16, 3)["flops"] == 2 * multiply_adds

@@ -20,7 +20,7 @@ class LayerRow:
 
 
 def summarize(model: nn.Module, size: int, channels: int = 3) -> dict:
-    """{"layers": [LayerRow as dict], "total", "trainable", "input": [C, H, W]} for one
+    """{"layers": [LayerRow as dict], "total", "trainable", "input": [C, H, W], "flops"} for one
     (channels, size, size) input; the model is left as it was."""
     rows: list[LayerRow] = []
     hooks = []
@@ -35,7 +35,10 @@ def summarize(model: nn.Module, size: int, channels: int = 3) -> dict:
         hooks.append(module.register_forward_hook(record))
     was_training = model.training
     try:
-        with torch.no_grad():
+        from torch.utils.flop_counter import FlopCounterMode
+
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
             model.eval()(torch.zeros(1, channels, size, size, device=next(model.parameters()).device))
     finally:
         for h in hooks:
@@ -44,7 +47,7 @@ def summarize(model: nn.Module, size: int, channels: int = 3) -> dict:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"input": [channels, size, size], "layers": [asdict(r) for r in rows], "total": total,
-            "trainable": trainable}
+            "trainable": trainable, "flops": int(counter.get_total_flops())}
 
 
 def format_summary(summary: dict, title: str = "") -> str:
@@ -58,5 +61,6 @@ def format_summary(summary: dict, title: str = "") -> str:
         lines.append(f"{r['name'] + ' (' + r['kind'] + ')':<{name_w}}  {shape:<20}{r['params']:>12,}")
     lines += ["-" * (name_w + 34), f"input: {tuple(summary['input'])}",
               f"total params: {summary['total']:,}", f"trainable params: {summary['trainable']:,}",
-              f"non-trainable params: {summary['total'] - summary['trainable']:,}"]
+              f"non-trainable params: {summary['total'] - summary['trainable']:,}",
+              f"GFLOPs per image: {summary['flops'] / 1e9:.3g} (2 per multiply-add of convolutions and matrix products)"]
     return "\n".join(lines)
