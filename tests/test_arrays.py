@@ -503,3 +503,13 @@ def test_arrays_beside_photos_leave_the_folder_a_photo_set_unless_asked_for(tmp_
     arrays = prepared(photos, tmp_path, layout="npy")
     assert arrays.summary["layout"] == "npy" and len(arrays) == 40
     assert arrays.summary["channels"] == 1 and arrays.usable[0].path == "x.npy#0"
+
+
+def test_a_folder_prepared_from_a_csv_trains_from_that_csv(tmp_path):
+    table, files = _label_csv(tmp_path, ["path", "label"], lambda i: "")
+    photoclass.prepare(table, out=tmp_path / "prepared", image_size=32, cache_dir=tmp_path / "cache", progress=False)
+    result = photoclass.train(tmp_path / "prepared", model="compact-cnn", image_size=32, epochs=1, threads=1,
+                              out=tmp_path / "run", cache_dir=tmp_path / "cache", verbose=False, progress=False,
+                              track=False)
+    assert json.loads((tmp_path / "run" / "data.json").read_text())["layout"] == "csv"
+    assert result.test["count"] > 0

@@ -110,7 +110,7 @@ def write_evaluation(run: RunDir, evaluation: dict[str, Any], history, dataset: 
 def augmentation_preview(dataset: PreparedDataset, augment: str, path: Path, *, photos: int = 4,
                          variants: int = 5, seed: int = 0) -> Path:
     """A grid: each row one training photo, first as cached, then augmented `variants` times."""
-    check_outside(path, dataset.root)
+    check_outside(path, dataset.summary.get("source", dataset.root))  # a CSV's data is the CSV
     spec = parse_augment(augment)
     train = dataset.indices("train")
     chosen = np.random.default_rng(seed).choice(train, size=min(photos, len(train)), replace=False)

@@ -242,7 +242,7 @@ def _resolve_options(data, model, options: dict[str, Any]):
     prep_values = {}
     if prepared.is_file():  # a folder written by `photoclass prepare`: reuse its source and options
         saved = RunDir(data).read_json("dataset.json")
-        data = saved["root"]
+        data = saved.get("summary", {}).get("source", saved["root"])  # a CSV's own path, not its folder
         prep_values = {k: v for k, v in saved["config"].items() if k in prep_fields}
     prep_values.update({k: v for k, v in options.items() if k in prep_fields})
     train_values = {k: v for k, v in options.items() if k in train_fields}
