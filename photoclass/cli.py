@@ -321,7 +321,7 @@ def _pull(names: list[str]) -> int:
     if not names:
         raise PhotoclassError("models pull needs the names of timm backbones. HINT: photoclass models pull resnet50")
     for name in names:
-        if not model_info(name).takes_size:
+        if not model_info(name).timm:
             print(f"{name}: photoclass's own model; its weights ship with photoclass")
             continue
         print(f"{name}: {pull(name)}", flush=True)
@@ -338,16 +338,16 @@ def _timm_names(pattern: str) -> list[str]:
 
 def _print_timm_names(names: list[str], pattern: str) -> None:
     from .models.registry import model_info
-    from .models.timm_models import weights_on_machine
+    from .models.timm_models import pretrained_config, weights_on_machine
 
     shown = names[:40]
     print(f"{len(names)} timm backbones with pretrained weights match {pattern!r}"
           f"{f' (the first {len(shown)})' if len(names) > len(shown) else ''}:")
     print(f"  {'name':<46}{'input':>7}  {'on this machine':<16}licence")
     for name in shown:
-        info = model_info(name)
-        licence = info.description.partition("licence ")[2] or "?"
-        print(f"  {name:<46}{info.input_spec.size:>7}  {'yes' if weights_on_machine(name) else 'no':<16}{licence}")
+        licence = pretrained_config(name).get("license") or "?"
+        print(f"  {name:<46}{model_info(name).input_spec.size:>7}  {'yes' if weights_on_machine(name) else 'no':<16}"
+              f"{licence}")
     print("  (`photoclass models NAME` lists one's layers; `photoclass models pull NAME` downloads its weights)\n")
 
 
@@ -355,10 +355,9 @@ def _untrained_model(info, classes: int, size: int):
     """The registered model at `size`, without loading weights (counting and summaries need none)."""
     from .models.registry import create_model
 
-    untrained = {"pretrained": False} if info.pretrained else {}
     with warnings.catch_warnings():  # torch warns of a zero-sized layer before it fails to run
         warnings.simplefilter("ignore")
-        return create_model(info.name, classes, input_size=size, **untrained)
+        return create_model(info.name, classes, input_size=size, pretrained=False)
 
 
 def _model_summary(info, args) -> int:

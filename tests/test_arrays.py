@@ -513,3 +513,5 @@ def test_a_folder_prepared_from_a_csv_trains_from_that_csv(tmp_path):
                               track=False)
     assert json.loads((tmp_path / "run" / "data.json").read_text())["layout"] == "csv"
     assert result.test["count"] > 0
+    again = photoclass.evaluate(tmp_path / "run")  # beside the CSV, not inside its data: allowed
+    assert again["test"]["count"] == result.test["count"]

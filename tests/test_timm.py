@@ -114,6 +114,15 @@ def test_the_multi_stage_statistics_head_on_timm_features(offline, tmp_path):
     assert export_onnx(tmp_path / "run")["max_abs_diff"] < 1e-3
 
 
+def test_a_timm_architecture_without_weights_trains_from_scratch(offline, tmp_path):
+    name = "test_vit4"  # timm has no pretrained weights for it
+    assert not timm.models.get_pretrained_cfg(name).hf_hub_id
+    result = photoclass.train(offline["data"], model=name, image_size=32, epochs=1, out=tmp_path / "run",
+                              cache_dir=offline["base"] / "pixels", verbose=False, progress=False, track=False)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["train"]["strategy"] == "scratch" and result.test["count"] > 0
+
+
 def test_the_input_contract_comes_from_the_weights_config(offline):
     from photoclass.models.registry import model_info
 

@@ -31,7 +31,7 @@ class ImageNetPredictor(Predictor):
 
         check_int("batch_size", batch_size, 1, 4096)
         self._place(threads, device)
-        if model is not None and model_info(model).takes_size:
+        if model is not None and model_info(model).timm:
             from ..models.timm_models import imagenet_classifier
 
             model = imagenet_classifier(model)

@@ -26,7 +26,7 @@ class ModelInfo:
     pretrained: bool = False
     fixed_size: bool = False  # a Flatten layer ties the weights to one input size
     defaults: dict = field(default_factory=dict)  # training defaults suited to this model
-    takes_size: bool = False  # the builder needs the input size (a ViT's position embeddings)
+    timm: bool = False  # a timm backbone: built at the input size, its weights found offline-first
     note: str = ""  # said when the model is used: e.g. the input size chosen for a CPU
 
 
@@ -74,19 +74,23 @@ def _timm_info(name: str) -> ModelInfo:
     what = f"timm {timm_models.architecture(name) if not base.startswith('hf-hub:') else base}"
     what += "; classifier on up to 4 stages' mean and spread too" if multiscale else ""
     licence = f", licence {config['license']}" if config.get("license") else ""
-    return ModelInfo(name, partial(timm_models.build, name), spec, what + licence,
-                     pretrained=bool(config.get("hf_hub_id")), takes_size=True, note=note)
+    weights = bool(config.get("hf_hub_id"))  # without any, the backbone trains from scratch
+    return ModelInfo(name, partial(timm_models.build, name, pretrained=weights), spec, what + licence,
+                     pretrained=weights, timm=True, note=note)
 
 
 def create_model(name: str, num_classes: int, *, input_size: int | None = None, channels: int | None = None,
-                 **kwargs) -> nn.Module:
+                 pretrained: bool = True, **kwargs) -> nn.Module:
     """Build a registered model; `input_size` overrides the registered one, and so does
-    `channels` (1 or 3) for a model trained from scratch (pretrained ones take 3)."""
+    `channels` (1 or 3) for a model trained from scratch (pretrained ones take 3).
+    `pretrained=False` skips loading a pretrained model's weights (others have none)."""
     info = model_info(name)
     size = input_size or info.input_spec.size
     spec = replace(info.input_spec, size=size)
-    if info.fixed_size or info.takes_size:
+    if info.fixed_size or info.timm:  # a ViT's position embeddings are made for one size too
         kwargs["input_size"] = size
+    if info.pretrained and not pretrained:
+        kwargs["pretrained"] = False
     if channels is not None and channels != spec.channels and not info.pretrained:
         kwargs["in_channels"] = channels
         spec = spec.with_channels(channels)

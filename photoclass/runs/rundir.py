@@ -160,7 +160,7 @@ def load_model(run: RunDir | str | Path, model: torch.nn.Module | None = None):
     Registered architectures are rebuilt by name; a custom one needs `model`, an instance
     of the same class, into which the weights are loaded.
     """
-    from ..models.registry import create_model, model_info
+    from ..models.registry import create_model
 
     run = run if isinstance(run, RunDir) else RunDir(run)
     meta = check_model_meta(run.read_json("model.json"), run.path / "model.json")
@@ -170,9 +170,8 @@ def load_model(run: RunDir | str | Path, model: torch.nn.Module | None = None):
             raise PhotoclassError(
                 f"{run.path} holds a custom model ({meta['architecture'][7:]}). "
                 "HINT: pass model=<an instance of that class> to load its weights.")
-        untrained = {"pretrained": False} if model_info(meta["architecture"]).pretrained else {}  # the run's weights follow
         model = create_model(meta["architecture"], meta["num_classes"], input_size=spec.size, channels=spec.channels,
-                             **untrained)
+                             pretrained=False)  # the run's own weights follow
     try:
         model.load_state_dict(run.load_state())
     except RuntimeError as e:  # missing, unexpected or mis-shaped tensors

@@ -26,7 +26,7 @@ def evaluate_run(run_path: str | os.PathLike, data: str | os.PathLike | None = N
     """
     run = RunDir(run_path)
     config_json = run.read_json("config.json")
-    check_outside(run.path / "evaluations", data, config_json["data"], flag="RUN")
+    check_outside(run.path / "evaluations", data, run.data_source(), flag="RUN")
     where = resolve_device(device)
     net, meta = load_model(run)
     net = net.to(where)
@@ -36,7 +36,7 @@ def evaluate_run(run_path: str | os.PathLike, data: str | os.PathLike | None = N
                                  **({"tta": tta} if tta is not None else {}))
     if data is None:
         prep = PrepareConfig.from_dict({**config_json["prepare"], "image_size": spec.size})
-        dataset = prepare(config_json["data"], config=prep, progress=progress)
+        dataset = prepare(run.data_source(), config=prep, progress=progress)  # a CSV run: its CSV
         if dataset.classes != meta["classes"]:
             raise PhotoclassError(f"The run's data folder now has classes {dataset.classes}, "
                                   f"but the model was trained on {meta['classes']}. HINT: evaluate on a folder of "

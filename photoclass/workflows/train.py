@@ -206,7 +206,7 @@ def build_model(config: TrainConfig, spec: InputSpec, num_classes: int, custom: 
     else:
         options = {"dropout": config.dropout} if config.dropout is not None else {}
         if config.weights is not None:
-            if not model_info(config.model).takes_size:
+            if not model_info(config.model).timm:
                 raise PhotoclassError(f"`weights` loads a timm backbone's weights; {config.model} is photoclass's own. "
                                       "HINT: leave `weights` out, or pass a timm name as `model`.")
             options["weights"] = config.weights
@@ -327,7 +327,7 @@ def _check_weights(config: TrainConfig, say) -> None:
     """A timm backbone's weights are found (or fetched) before the photos are read, and the
     input size chosen for a CPU is said."""
     info = model_info(config.model)
-    if info.takes_size and info.pretrained:
+    if info.timm and info.pretrained:
         from ..models.timm_models import find_weights
 
         find_weights(config.model, config.weights)
