@@ -19,8 +19,8 @@ from .cache import ImageCache, array_keys
 from .dataset import ManifestRow, PreparedDataset
 from .decode import ALLOWED_FORMATS
 from .dedupe import ARRAY_MAX_HASH_DISTANCE, ARRAY_MAX_THUMB_DIFFERENCE, find_duplicates
-from .scan import FoundPhoto, ScanResult, scan_folder
 from .outside import check_outside
+from .scan import FoundPhoto, ScanResult, scan_folder
 from .split import SPLITS, grouped_folds, grouped_split, leaked_test_photos, naive_split
 
 MAX_LISTED = 20  # skipped / converted files listed by name in the summary

@@ -19,7 +19,7 @@ def split_text(s: dict[str, Any]) -> str:
         return f"given {'/'.join(given)} kept, {'/'.join(carved)} taken from the rest ({seeded})"
     if s.get("folds"):
         return f"fold {s.get('fold', 0)} of {s['folds']} as the test split ({seeded})"
-    return f"{seeded.replace(',', ' split,', 1)}"
+    return f"{s['split_mode']} split, seed {s['seed']}"
 
 
 def format_summary(s: dict[str, Any]) -> str:
