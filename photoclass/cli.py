@@ -276,8 +276,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .models.registry import count_parameters, list_models, model_info
-    from .models.summary import summarize
+    from .models.registry import list_models, model_info
 
     if args.classes < 1:
         raise PhotoclassError(f"--classes must be at least 1. Received: {args.classes}")
@@ -296,21 +295,37 @@ def cmd_models(args) -> int:
         raise PhotoclassError(f"No model matches {pattern!r}. HINT: `photoclass models` lists photoclass's own; "
                               "'*convnext*' searches the timm names too.")
     if timm_found:
-        _print_timm_names(timm_found, pattern)
+        _print_timm_names(timm_found, pattern, measure=args.measure)
     if not found:
         return 0
-    print(f"{'name':<22}{'params':>12}{'GFLOPs':>8}{'input':>10}  description")
+    print(f"{'name':<22}{'params':>12}{'GFLOPs':>8}{'img/s':>9}{'input':>10}  description")
     for info in found:
         size = args.image_size or info.input_spec.size
         try:
-            model = _untrained_model(info, args.classes, size)
-            gflops = f"{summarize(model, size, model.input_spec.channels)['flops'] / 1e9:.2f}"  # it must run at that size
-            params = f"{count_parameters(model):,}"
+            params, gflops, speed = _cost_columns(info.name, size, args.classes, args.measure)
         except (PhotoclassError, RuntimeError):
-            params, gflops = "too small", ""  # e.g. seed-cifar below 16 px
-        print(f"{info.name:<22}{params:>12}{gflops:>8}{f'{size}x{info.input_spec.channels}':>10}  {info.description}")
-    print(f"\n(parameters for {args.classes} classes; `photoclass models NAME` lists a model's layers)")
+            params, gflops, speed = "too small", "", ""  # e.g. seed-cifar below 16 px
+        print(f"{info.name:<22}{params:>12}{gflops:>8}{speed:>9}{f'{size}x{info.input_spec.channels}':>10}  "
+              f"{info.description}")
+    print(f"\n(parameters for {args.classes} classes; {_speed_words(args.measure)}; `photoclass models NAME` lists a "
+          "model's layers)")
     return 0
+
+
+def _cost_columns(name: str, size: int, classes: int, measure: bool) -> tuple[str, str, str]:
+    """(parameters, GFLOPs, images/s) as printed; images/s measured, or estimated with a `~`."""
+    from .models import speed
+
+    cost = speed.cost(name, size, classes)
+    rate = speed.measured(name, size) if measure else speed.estimated(cost)
+    return f"{cost.params:,}", f"{cost.flops / 1e9:.2f}", f"{'' if measure else '~'}{rate:,.0f}" if rate >= 10 \
+        else f"{'' if measure else '~'}{rate:.1f}"
+
+
+def _speed_words(measure: bool) -> str:
+    if measure:
+        return "img/s measured here: random weights, batch 8, fp32"
+    return "~img/s estimated from GFLOPs and a rate measured here; --measure times each"
 
 
 def _pull(names: list[str]) -> int:
@@ -336,19 +351,27 @@ def _timm_names(pattern: str) -> list[str]:
     return timm_names(pattern)
 
 
-def _print_timm_names(names: list[str], pattern: str) -> None:
+def _print_timm_names(names: list[str], pattern: str, *, measure: bool) -> None:
     from .models.registry import model_info
     from .models.timm_models import pretrained_config, weights_on_machine
 
     shown = names[:40]
     print(f"{len(names)} timm backbones with pretrained weights match {pattern!r}"
           f"{f' (the first {len(shown)})' if len(names) > len(shown) else ''}:")
-    print(f"  {'name':<46}{'input':>7}  {'on this machine':<16}licence")
+    print(f"  {'name':<46}{'params':>13}{'GFLOPs':>8}{'img/s':>9}{'input':>7}  {'on this machine':<16}licence")
     for name in shown:
+        size = model_info(name).input_spec.size
+        try:
+            params, gflops, speed = _cost_columns(name, size, 1000, measure)
+        except (PhotoclassError, RuntimeError, NotImplementedError):  # an op the meta device cannot run
+            params, gflops, speed = "?", "?", "?"
         licence = pretrained_config(name).get("license") or "?"
-        print(f"  {name:<46}{model_info(name).input_spec.size:>7}  {'yes' if weights_on_machine(name) else 'no':<16}"
-              f"{licence}")
-    print("  (`photoclass models NAME` lists one's layers; `photoclass models pull NAME` downloads its weights)\n")
+        if "noncommercial" in licence.replace("-", "").lower() or licence.lower().startswith("cc-by-nc"):
+            licence += " (non-commercial)"
+        print(f"  {name:<46}{params:>13}{gflops:>8}{speed:>9}{size:>7}  "
+              f"{'yes' if weights_on_machine(name) else 'no':<16}{licence}", flush=True)
+    print(f"  (parameters with a 1,000-class classifier; {_speed_words(measure)};\n"
+          "  `photoclass models NAME` lists one's layers; `photoclass models pull NAME` downloads its weights)\n")
 
 
 def _untrained_model(info, classes: int, size: int):
@@ -667,6 +690,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--image-size", type=int, default=None, metavar="PX", help="input side for the layer table "
                    "(default: the model's own)")
     m.add_argument("--json", action="store_true", help="the layer table as JSON")
+    m.add_argument("--measure", action="store_true", help="time each listed model here (random weights, batch 8) "
+                   "instead of estimating its images/s from its GFLOPs")
     m.set_defaults(func=cmd_models)
 
     a = sub.add_parser("augment-preview", help="write a grid of augmented training photos")

@@ -81,3 +81,30 @@ def test_the_layer_table_counts_the_flops_of_one_image():
     net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 16 * 16, 4))
     multiply_adds = 8 * 3 * 3 * 3 * 16 * 16 + 8 * 16 * 16 * 4  # the convolution at each output pixel, then the dense layer
     assert summarize(net, 16, 3)["flops"] == 2 * multiply_adds
+
+
+@pytest.mark.parametrize("name", ["efficientnet-lite0", "seed-mnist"])
+def test_the_cost_counted_on_the_meta_device_is_that_of_the_real_model(name):
+    from photoclass.models import speed
+    from photoclass.models.summary import summarize
+
+    model = create_model(name, num_classes=10, pretrained=False)
+    cost = speed.cost(name)
+    assert cost.params == count_parameters(model)
+    assert cost.flops == summarize(model, model.input_spec.size, model.input_spec.channels)["flops"]
+    assert (cost.depthwise > speed.DEPTHWISE_SHARE) == (name == "efficientnet-lite0")  # its depthwise convolutions
+
+
+def test_the_model_listing_estimates_images_per_second_or_measures_them():
+    import subprocess
+    import sys
+
+    def listing(*args):
+        done = subprocess.run([sys.executable, "-m", "photoclass", "models", *args],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return next(line for line in done.stdout.splitlines() if line.startswith("seed-mnist")).split()
+
+    estimated, measured = listing("seed-mni*"), listing("seed-mni*", "--measure")
+    assert estimated[3].startswith("~") and float(estimated[3][1:].replace(",", "")) > 0
+    assert float(measured[3].replace(",", "")) > 0 and measured[2] == "0.08"  # GFLOPs

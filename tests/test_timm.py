@@ -114,6 +114,58 @@ def test_the_multi_stage_statistics_head_on_timm_features(offline, tmp_path):
     assert export_onnx(tmp_path / "run")["max_abs_diff"] < 1e-3
 
 
+@pytest.mark.parametrize("kind", ["cnn", "vit"])
+def test_finetune_trains_only_the_last_layer_groups_of_a_timm_backbone(offline, tmp_path, kind):
+    name = TINY[kind]
+    result = photoclass.train(offline["data"], model=name, strategy="finetune", finetune_blocks=1, epochs=2,
+                              image_size=48, out=tmp_path / "run", cache_dir=offline["base"] / "pixels",
+                              verbose=False, progress=False, track=False)
+    assert result.test["count"] > 0
+    trained, meta = photoclass.load(tmp_path / "run")
+    start = timm.create_model(name, num_classes=0)  # the pretrained weights in the cache: seed 0
+    from safetensors.torch import load_file
+
+    pretrained = load_file(next((offline["cache"] / f"models--timm--{name}" / "snapshots").glob("*/model.safetensors")))
+    groups = timm.models.group_parameters(start, start.group_matcher(coarse=False))
+    first, last = list(groups.values())[0], list(groups.values())[-1]
+    body = {k.removeprefix("body."): v for k, v in trained.state_dict().items() if k.startswith("body.")}
+    resampled = {"pos_embed"}  # a ViT's position embeddings, made for 48 px here
+    assert all(torch_equal(body[n], pretrained[n]) for n in first if n not in resampled)  # frozen: as pretrained
+    assert any(not torch_equal(body[n], pretrained[n]) for n in last if body[n].ndim > 1)  # trained
+    assert 0 < meta["trained_parameters"] < meta["parameters"]
+
+
+def test_lpft_fine_tunes_every_layer_of_a_timm_backbone(offline, tmp_path):
+    result = photoclass.train(offline["data"], model=TINY["convnext"], strategy="lpft", finetune_epochs=2,
+                              image_size=48, out=tmp_path / "run", cache_dir=offline["base"] / "pixels",
+                              verbose=False, progress=False, track=False)
+    meta = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert len(result.history) == 3  # the probe's row, then two epochs of fine-tuning
+    assert meta["trained_parameters"] == meta["parameters"]
+
+
+@pytest.mark.parametrize("kind", TINY)
+def test_lpft_rates_follow_timms_layer_groups(offline, kind):
+    from photoclass.models.registry import create_model
+    from photoclass.training.finetune import discriminative_groups
+
+    net = create_model(TINY[kind], 3, input_size=48)
+    groups = discriminative_groups(net, 1e-3, decay=0.5)
+    timm_groups = list(timm.models.group_parameters(net.body, net.body.group_matcher(coarse=False)).values())
+    norm_alone = all(len(n.split(".")) <= 3 and "norm" in n for n in timm_groups[-1])  # joins the last block
+    assert len(groups) == len(timm_groups) + 1 - norm_alone  # and the classifier, last, at the full rate
+    rates = [g["lr"] for g in groups]
+    assert rates == sorted(rates) and rates[-1] == 1e-3 and abs(rates[0] - 1e-3 * 0.5 ** 4) < 1e-12
+    params = [id(p) for g in groups for p in g["params"]]
+    assert sorted(params) == sorted(id(p) for p in net.parameters())  # each once
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
+
+
 def test_a_timm_architecture_without_weights_trains_from_scratch(offline, tmp_path):
     name = "test_vit4"  # timm has no pretrained weights for it
     assert not timm.models.get_pretrained_cfg(name).hf_hub_id
@@ -246,3 +298,15 @@ def test_models_pull_fills_the_cache_from_a_stand_in_hub(tmp_path):
                       env={**env, "HF_HUB_OFFLINE": "1"})
     assert "not on this machine" not in offline_now.stderr  # pulled: found offline (the data is what is missing)
     shutil.rmtree(tmp_path / "cache")
+
+
+@pytest.mark.parametrize("name", ["mobilenetv3_small_050", "test_vit.r160_in1k"])
+def test_a_backbone_whose_pooled_features_pass_a_head_convolution(name):
+    from photoclass.models import speed
+    from photoclass.models.registry import create_model
+
+    import torch
+
+    net = create_model(name, 3, input_size=64, pretrained=False)  # MobileNetV3: 1,024 features after conv_head, not 576
+    assert net(torch.zeros(1, 3, 64, 64)).shape == (1, 3)
+    assert speed.cost(name, 64).flops > 0

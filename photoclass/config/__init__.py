@@ -108,13 +108,15 @@ class TrainConfig:
                               "features is fitted: lbfgs, a logistic regression whose L2 strength 5-fold grouped "
                               "cross-validation on the training photos chooses (seconds; --epochs, --lr and the "
                               "schedule do not apply); epochs, the optimizer for --epochs", choices=HEAD_SOLVERS)
-    finetune_blocks: int = option(1, "with --strategy finetune: how many of the last blocks train", metavar="N")
+    finetune_blocks: int = option(1, "with --strategy finetune: how many of the last blocks train (of a timm "
+                                  "backbone: of timm's layer groups)", metavar="N")
     epochs: int = option(30, "most epochs to train (the pretrained models: 40)")
     finetune_epochs: int = option(10, "with --strategy lpft: epochs of fine-tuning the whole network, after "
                                   "the head's epochs")
-    finetune_lr: float = option(3e-4, "with --strategy lpft: the classifier's rate while fine-tuning; each "
-                                "earlier group of layers gets --layer-decay times the next one's")
-    layer_decay: float = option(0.5, "with --strategy lpft: rate factor from one group of layers to the one below")
+    finetune_lr: float = option(3e-4, "with --strategy lpft: the classifier's rate while fine-tuning; the "
+                                "rate falls by --layer-decay for each fifth of the network below it")
+    layer_decay: float = option(0.5, "with --strategy lpft: rate factor per fifth of the network's depth, from "
+                                "the classifier down (the first layers learn at --finetune-lr x decay^4)")
     warmup_epochs: int = option(1, "with --strategy lpft: epochs over which the fine-tuning rate rises from 0")
     batch_size: int = option(32, "photos per training step")
     image_size: int | None = option(None, "input side in px (default: the model's own)", metavar="PX")

@@ -113,7 +113,8 @@ class TimmClassifier(nn.Module):
         except TypeError:
             self.body = timm.create_model(arch, pretrained=False, num_classes=0, in_chans=in_channels)
         self._taps = _middle_stages(len(self.body.feature_info)) if multiscale else []
-        self.num_features = self.body.num_features + sum(2 * self.body.feature_info[i]["num_chs"] for i in self._taps)
+        pooled = getattr(self.body, "head_hidden_size", None) or self.body.num_features  # MobileNetV3: after conv_head
+        self.num_features = pooled + sum(2 * self.body.feature_info[i]["num_chs"] for i in self._taps)
         self._standardize = Standardize(self.num_features) if self._taps else nn.Identity()
         self._dropout = nn.Dropout(dropout)
         self._fc = nn.Linear(self.num_features, num_classes)
@@ -129,12 +130,37 @@ class TimmClassifier(nn.Module):
         return self._fc(self._dropout(self._standardize(self.forward_features(x))))
 
     def split_for_training(self, train_blocks: int):
-        """(frozen encoder, trainable classifier): the encoder runs once over the photos."""
+        """(frozen encoder, trainable classifier): the encoder runs once over the photos.
+        A timm backbone has no cut common to every architecture, so fine-tuning its last
+        blocks uses `freeze_below` instead."""
         if train_blocks:
-            raise PhotoclassError("--strategy finetune of a few blocks is not available for timm backbones yet. "
-                                  "HINT: --strategy lpft fine-tunes every layer, --strategy features none.")
+            raise PhotoclassError("A timm backbone cannot be cut into cached and trained blocks. "
+                                  "HINT: freeze_below(n) trains its last n blocks on pixels.")
         frozen = self.inference_copy()
         return frozen.forward_features, nn.Sequential(self._standardize, self._dropout, self._fc)
+
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """The parameters in timm's own layer groups (about a block each), input to output,
+        then the classifier: the units of `freeze_below` and of discriminative rates."""
+        named = dict(self.body.named_parameters())
+        matcher = self.body.group_matcher(coarse=False)
+        groups = [[named[n] for n in names] for names in _timm().models.group_parameters(self.body, matcher).values()]
+        if len(groups) > 1 and all(p.ndim <= 1 for p in groups[-1]):  # a final norm alone goes with the last block
+            norm = groups.pop()
+            groups[-1] += norm
+        return [g for g in groups if g] + [list(self._fc.parameters())]
+
+    def freeze_below(self, train_blocks: int) -> TimmClassifier:
+        """Freezes all but the last `train_blocks` layer groups and the classifier. Returns self."""
+        if self._taps:
+            raise PhotoclassError("Fine-tuning blocks of a multi-stage (-ms) backbone is not supported: its classifier "
+                                  "reads standardized statistics of frozen stages. HINT: --strategy features, or the "
+                                  "name without -ms.")
+        groups = self.layer_groups()
+        for group in groups[:max(0, len(groups) - 1 - train_blocks)]:
+            for p in group:
+                p.requires_grad_(False)
+        return self
 
     def inference_copy(self) -> TimmClassifier:
         return copy.deepcopy(self).eval()

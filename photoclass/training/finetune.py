@@ -16,18 +16,28 @@ from torch import nn
 
 def discriminative_groups(model: nn.Module, lr: float, *, decay: float = 0.5, groups: int = 5,
                           weight_decay: float = 0.0) -> list[dict]:
-    """Optimizer parameter groups from input to output, the last (the classifier) at `lr`
-    and each earlier group at `decay` times the rate of the next."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        return []
-    head = list(_last_linear(model).parameters()) if _last_linear(model) is not None else params[-1:]
-    head_ids = {id(p) for p in head}
-    body = [p for p in params if id(p) not in head_ids]  # registration order: input to output
-    size = max(1, math.ceil(len(body) / max(groups - 1, 1)))
-    chunks = [body[i:i + size] for i in range(0, len(body), size)] + [head]
-    return [{"params": chunk, "lr": lr * decay ** (len(chunks) - 1 - i), "weight_decay": weight_decay}
-            for i, chunk in enumerate(chunks) if chunk]
+    """Optimizer parameter groups from input to output, the last (the classifier) at `lr`.
+
+    The rate falls by `decay` per fifth of the network's depth (with the default `groups`),
+    so the first layers learn at `lr * decay**4` however many groups a model has. A model's
+    own `layer_groups()` (timm's grouping) is used when it has one; otherwise the parameters
+    are cut into `groups` equal chunks in registration order.
+    """
+    model = getattr(model, "module", model)  # under DistributedDataParallel
+    if hasattr(model, "layer_groups"):
+        chunks = [[p for p in g if p.requires_grad] for g in model.layer_groups()]
+    else:
+        params = [p for p in model.parameters() if p.requires_grad]
+        last = _last_linear(model)
+        head = list(last.parameters()) if last is not None else params[-1:]
+        head_ids = {id(p) for p in head}
+        body = [p for p in params if id(p) not in head_ids]  # registration order: input to output
+        size = max(1, math.ceil(len(body) / max(groups - 1, 1)))
+        chunks = [body[i:i + size] for i in range(0, len(body), size)] + [head]
+    chunks = [c for c in chunks if c]
+    step = (groups - 1) / max(len(chunks) - 1, 1)  # decay exponents per group, spanning groups - 1 in all
+    return [{"params": chunk, "lr": lr * decay ** (step * (len(chunks) - 1 - i)), "weight_decay": weight_decay}
+            for i, chunk in enumerate(chunks)]
 
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, *, warmup_steps: int, total_steps: int):

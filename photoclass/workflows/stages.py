@@ -43,7 +43,7 @@ class Stage:
                                      plateau_patience=config.plateau_patience, min_lr=config.min_lr)
         return self._fit(net, loaders, optimizer, scheduler, per_batch=config.schedule == "onecycle",
                          weights=weights, checkpoint=checkpoint, epochs=config.epochs, stage="fit",
-                         per_second=config.strategy not in (*CACHED_STRATEGIES, "lpft"))
+                         per_second=not hasattr(loaders["train"], "features"))  # pixels, not cached features
 
     def probe(self, head: nn.Module, loaders, *, groups, weights: str):
         """The classifier on cached features as a cross-validated logistic regression

@@ -35,6 +35,7 @@ from ..models.input_spec import InputSpec
 from ..models.registry import count_parameters, create_model, model_info
 from ..runs.rundir import RunDir
 from ..training.features import feature_loaders
+from ..training.finetune import freeze_batchnorm
 from .stages import CACHED_STRATEGIES, Stage
 
 RESUME_OPTIONS = ("epochs", "device", "precision", "threads")  # what may change when a run is resumed
@@ -179,7 +180,7 @@ def _train(run: RunDir, data, config: TrainConfig, prep: PrepareConfig, custom: 
     trained.load_state_dict(run.load_state(weights))  # the best epoch's weights
     evaluation = evaluate_dataset(trained, dataset, spec, config, loaders=loaders, full_model=net)
     meta["temperature"] = evaluation["temperature"]  # fitted on the validation split
-    meta["trained_parameters"] = count_parameters(trained)  # the rest stayed as pretrained
+    meta["trained_parameters"] = sum(p.numel() for p in trained.parameters() if p.requires_grad)  # the rest stayed as pretrained
     run.save_model(net, meta)  # the whole network, whichever part of it was trained
     evaluation["training"] = {
         "epochs_run": len(state.history), "best_epoch": _best_epoch(state.history, config.monitor),
@@ -219,6 +220,10 @@ def _trained_part(net: nn.Module, dataset: PreparedDataset, config: TrainConfig,
     """(the part of `net` that trains, its loaders, its weights file) for the strategy."""
     if config.strategy not in (*CACHED_STRATEGIES, "lpft"):
         return net, _pixel_loaders(dataset, config, spec, place), "model.safetensors"
+    if config.strategy == "finetune" and hasattr(net, "freeze_below"):
+        # a timm backbone has no cut common to all architectures: its frozen blocks run on every batch
+        net = freeze_batchnorm(net.freeze_below(config.finetune_blocks))
+        return net, _pixel_loaders(dataset, config, spec, place, augment=applied_augment(config)), "model.safetensors"
     # frozen layers run once over the photos; fit() trains the rest on their cached outputs
     encode, trained = net.split_for_training(config.finetune_blocks if config.strategy == "finetune" else 0)
     loaders = feature_loaders(encode, dataset, spec, batch_size=config.batch_size,
@@ -393,13 +398,14 @@ def _start_run(run: RunDir, config: TrainConfig, prep: PrepareConfig, dataset: P
 
 
 def _pixel_loaders(dataset: PreparedDataset, config: TrainConfig, spec: InputSpec,
-                   place: distributed.Processes) -> dict[str, BatchLoader]:
+                   place: distributed.Processes, augment: AugmentSpec | None = None) -> dict[str, BatchLoader]:
     """Training batches split among the processes; every process validates on all the photos,
-    so all agree on early stopping and the schedule without talking."""
+    so all agree on early stopping and the schedule without talking. `augment` replaces the
+    configured augmentation."""
     def loader(split: str, train: bool) -> BatchLoader:
         return BatchLoader(dataset.images, dataset.labels, dataset.indices(split),
                            batch_size=config.batch_size, mean=spec.mean, std=spec.std,
-                           augment=parse_augment(config.augment) if train else None, shuffle=train,
+                           augment=(parse_augment(config.augment) if augment is None else augment) if train else None, shuffle=train,
                            device=config.device, shard=(place.rank, place.world) if train else (0, 1),
                            channels_last=config.channels_last)
     loaders = {"train": loader("train", True), "train_eval": loader("train", False),
