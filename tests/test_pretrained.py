@@ -13,7 +13,7 @@ import torch
 import photoclass
 from photoclass.data.loader import BatchLoader
 from photoclass.models import create_model
-from photoclass.models.efficientnet_lite import lite0_weights_path, weights_path
+from photoclass.models.efficientnet_lite import REPEATS, legacy_names, lite0_weights_path, weights_path
 from photoclass.training.features import extract_features
 
 pytestmark = pytest.mark.trains  # each test trains at least one small model
@@ -24,20 +24,77 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "weather"
 @pytest.mark.parametrize("variant, tensors", [(0, 296), (2, 386)])
 def test_every_imagenet_tensor_is_loaded_exactly(variant, tensors):
     shipped = torch.load(weights_path(variant), map_location="cpu", weights_only=True)
-    model = create_model(f"efficientnet-lite{variant}", num_classes=1000)
-    own = model.state_dict()
-    assert set(own) == set(shipped) and len(shipped) == tensors
+    model = create_model(f"efficientnet-lite{variant}", num_classes=1000)  # timm's network
+    own, names = model.state_dict(), {**legacy_names(REPEATS[variant]), "_fc.weight": "_fc.weight", "_fc.bias": "_fc.bias"}
+    assert set(own) == {names[k] for k in shipped} and len(shipped) == tensors
     for name, tensor in shipped.items():
-        assert torch.equal(own[name], tensor), name
+        assert torch.equal(own[names[name]], tensor), name
+
+
+@pytest.mark.parametrize("variant", [0, 2])
+def test_timms_network_gives_the_imagenet_classes_of_the_shipped_checkpoint(variant):
+    """The checkpoint's own layout, run by hand: stem, 16 (Lite2: 25) inverted residual blocks
+    with TensorFlow's SAME padding, head; timm's network must give the same logits."""
+    import math
+    import torch.nn.functional as F
+
+    state = torch.load(weights_path(variant), map_location="cpu", weights_only=True)
+
+    def conv(x, name, stride=1, groups=1):
+        w = state[f"{name}.weight"]
+        k = w.shape[-1]
+        if stride > 1:  # TensorFlow 'SAME': the extra pixel at the bottom and right
+            pads = []
+            for size in (x.shape[-1], x.shape[-2]):
+                total = max((math.ceil(size / stride) - 1) * stride + k - size, 0)
+                pads += [total // 2, total - total // 2]
+            return F.conv2d(F.pad(x, pads), w, stride=stride, groups=groups)
+        return F.conv2d(x, w, padding=k // 2, groups=groups)
+
+    def bn(x, name):
+        return F.batch_norm(x, state[f"{name}.running_mean"], state[f"{name}.running_var"], state[f"{name}.weight"],
+                            state[f"{name}.bias"], eps=1e-3)
+
+    strides = (1, 2, 2, 2, 1, 2, 1)  # of each stage's first block, in Lite0 and Lite2 alike
+    x = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y = F.relu6(bn(conv(x, "_conv_stem", 2), "_bn0"))
+        index = 0
+        for stage, count in enumerate(REPEATS[variant]):
+            for block in range(count):
+                p, stride = f"_blocks.{index}", strides[stage] if block == 0 else 1
+                h = F.relu6(bn(conv(y, f"{p}._expand_conv"), f"{p}._bn0")) if stage else y
+                h = F.relu6(bn(conv(h, f"{p}._depthwise_conv", stride, groups=h.shape[1]), f"{p}._bn1"))
+                h = bn(conv(h, f"{p}._project_conv"), f"{p}._bn2")
+                y = y + h if h.shape == y.shape and stride == 1 else h
+                index += 1
+        y = F.relu6(bn(conv(y, "_conv_head"), "_bn1")).mean(dim=(2, 3))
+        expected = F.linear(y, state["_fc.weight"], state["_fc.bias"])
+        model = create_model(f"efficientnet-lite{variant}", num_classes=1000).eval()
+        assert (model(x) - expected).abs().max() < 1e-4
+
+
+def test_a_run_saved_in_the_old_layout_loads_into_timms_network():
+    """Runs saved before photoclass used timm name their tensors as the checkpoint does."""
+    trained = create_model("efficientnet-lite0-ms", num_classes=3).eval()
+    trained._standardize.mean.add_(0.5)
+    old = {v: k for k, v in legacy_names(REPEATS[0]).items()}
+    saved = {old.get(k, k): v for k, v in trained.state_dict().items()}  # as the hand-written network saved it
+    assert "_blocks.15._project_conv.weight" in saved and "_standardize.mean" in saved
+    loaded = create_model("efficientnet-lite0-ms", num_classes=3, pretrained=False)
+    loaded.load_state_dict(saved)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded.eval()(x), trained(x))
 
 
 def test_a_new_head_keeps_every_backbone_tensor():
     shipped = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
-    own = create_model("efficientnet-lite0", num_classes=4).state_dict()
+    own, names = create_model("efficientnet-lite0", num_classes=4).state_dict(), legacy_names(REPEATS[0])
     assert own["_fc.weight"].shape == (4, 1280)
     for name, tensor in shipped.items():
         if not name.startswith("_fc."):
-            assert torch.equal(own[name], tensor), name
+            assert torch.equal(own[names[name]], tensor), name
 
 
 def nearest_centroid_accuracy(model, data) -> float:
@@ -76,7 +133,7 @@ def test_default_training_uses_the_frozen_backbone_and_saves_the_whole_model(tmp
     assert meta["input"] == {"size": 260, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "channels": 3,
                              "resize": "bilinear"}
     shipped = torch.load(weights_path(2), map_location="cpu", weights_only=True)
-    assert torch.equal(model.state_dict()["_blocks.7._depthwise_conv.weight"],
+    assert torch.equal(model.state_dict()[legacy_names(REPEATS[2])["_blocks.7._depthwise_conv.weight"]],
                        shipped["_blocks.7._depthwise_conv.weight"])  # the backbone stayed frozen
     assert result.test["accuracy"] >= 0.75 and result.test["count"] == 16
 
@@ -88,6 +145,8 @@ def test_folding_batchnorm_keeps_the_outputs():
         expected = model.forward_features(x)
         folded = model.inference_copy()
         assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+        assert sum(isinstance(m, torch.nn.ReLU6) for m in folded.modules()) == \
+            sum(isinstance(m, torch.nn.ReLU6) for m in model.modules())  # the norms' activations stay
         assert torch.allclose(folded.forward_features(x), expected, atol=1e-4)
 
 
@@ -96,10 +155,10 @@ def test_finetune_trains_the_last_block_on_cached_activations(tmp_path):
                      cache_dir=tmp_path / "cache", verbose=False, progress=False)
     model, _ = photoclass.load(tmp_path / "run")
     shipped = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
-    state = model.state_dict()
-    assert torch.equal(state["_blocks.14._project_conv.weight"], shipped["_blocks.14._project_conv.weight"])
-    assert not torch.equal(state["_blocks.15._project_conv.weight"], shipped["_blocks.15._project_conv.weight"])
-    assert not torch.equal(state["_conv_head.weight"], shipped["_conv_head.weight"])
+    state, names = model.state_dict(), legacy_names(REPEATS[0])
+    for name, trained in [("_blocks.14._project_conv.weight", False), ("_blocks.15._project_conv.weight", True),
+                          ("_conv_head.weight", True)]:
+        assert torch.equal(state[names[name]], shipped[name]) != trained, name
     test = json.loads((tmp_path / "run" / "test.json").read_text())["test"]
     # the saved whole model reproduces the metrics computed from cached activations
     data = photoclass.prepare(EXAMPLES, image_size=224, cache_dir=tmp_path / "cache", progress=False)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..core.errors import PhotoclassError
-from .efficientnet_lite import Standardize
+from .layers import Standardize
 from .input_spec import InputSpec
 
 CPU_MAX_SIZE = 256  # a larger configured size (DINOv2: 518 px) is brought down to DEFAULT_LARGE_SIZE
