@@ -1,7 +1,9 @@
 """The photo-set suite: candidate models and strategies on every real photo set at hand.
 
 Each candidate trains once per set through the real CLI (the set's own split: grouped for
-the weather photos, the given train/validation/test for clothing_small). `digits` is no
+the weather photos, the given train/validation/test for clothing_small). `weather@128` and
+`clothing_small@128` are the same photos shrunk to at most 128 px a side (written to a
+temporary folder, the originals untouched): small photos, as some users have. `digits` is no
 photo set but real all the same, and far from ImageNet: scikit-learn's 1,797 scanned 8x8
 handwritten digits, written to an .npz and split by photoclass; a check that a default chosen
 on photos does not fail elsewhere (`--sets weather clothing_small digits`). It prints one row
@@ -11,7 +13,8 @@ each candidate's mean over the sets, the figure a default is chosen by.
     python benchmarks/suite.py --seeds 0 1 2
     python benchmarks/suite.py --candidates efficientnet-lite0-ms:features:epochs efficientnet-lite2-ms:features
 
-A candidate is MODEL:STRATEGY[:HEAD_SOLVER] (lbfgs, the default, or epochs).
+A candidate is MODEL:STRATEGY[:HEAD_SOLVER[:SIZE]]: HEAD_SOLVER lbfgs (the default) or epochs;
+SIZE an --image-size in px, or `model` (the model's own, the default) or `auto`.
 """
 from __future__ import annotations
 
@@ -26,17 +29,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
-SETS = {"weather": SHARED / "weather", "clothing_small": SHARED / "clothing_small", "digits": None}
+SETS = {"weather": SHARED / "weather", "clothing_small": SHARED / "clothing_small", "digits": None,
+        "weather@128": SHARED / "weather", "clothing_small@128": SHARED / "clothing_small"}
 PHOTO_SETS = ["weather", "clothing_small"]
 CANDIDATES = ["efficientnet-lite2-ms:features:lbfgs", "efficientnet-lite2-ms:features:epochs",
               "efficientnet-lite0-ms:features:lbfgs", "efficientnet-lite0-ms:features:epochs"]
 
 
 def run(data: Path, out: Path, candidate: str, seed: int, cache: Path) -> dict:
-    model, strategy, solver = (candidate.split(":") + ["lbfgs"])[:3]
+    parts = candidate.split(":")
+    model, strategy = parts[:2]
+    solver, size = (parts[2] if len(parts) > 2 else "lbfgs"), (parts[3] if len(parts) > 3 else "model")
     command = [sys.executable, "-m", "photoclass", "train", str(data), "--out", str(out), "--model", model,
                "--strategy", strategy, "--head-solver", solver, "--seed", str(seed), "--no-track",
-               "--cache-dir", str(cache)]
+               "--cache-dir", str(cache)] + ([] if size == "model" else ["--image-size", size])
     timed = ["/usr/bin/time", "-f", "peak %M KB"] + command if shutil.which("time") or Path("/usr/bin/time").exists() \
         else command
     started = time.perf_counter()
@@ -48,6 +54,24 @@ def run(data: Path, out: Path, candidate: str, seed: int, cache: Path) -> dict:
     test = json.loads((out / "test.json").read_text())
     return {"accuracy": test["test"]["accuracy"], "interval": test["test"]["accuracy_interval"],
             "photos": test["test"]["count"], "seconds": seconds, "peak_gb": peak / 2**20}
+
+
+def shrunk(source: Path, folder: Path, side: int = 128) -> Path:
+    """A copy of the photo set at `source` with every photo at most `side` px a side (file
+    names and folders kept, so are labels and given splits)."""
+    from PIL import Image
+
+    if folder.exists():
+        return folder
+    for path in sorted(source.rglob("*")):
+        if path.is_file() and path.suffix.lower() in (".jpg", ".jpeg", ".png"):
+            target = folder / path.relative_to(source)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with Image.open(path) as image:
+                image = image.convert("RGB")
+                image.thumbnail((side, side), Image.Resampling.LANCZOS)
+                image.save(target.with_suffix(".png"))  # lossless: the size alone changes
+    return folder
 
 
 def digits_npz(folder: Path) -> Path:
@@ -74,7 +98,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for name in args.sets:
-            data = SETS[name] or digits_npz(tmp / "digits")
+            data = shrunk(SETS[name], tmp / name.replace("@", "-")) if "@" in name else \
+                SETS[name] or digits_npz(tmp / "digits")
             for candidate in args.candidates:
                 for seed in args.seeds:
                     r = run(data, tmp / f"{name}-{candidate.replace(':', '-')}-{seed}", candidate, seed,

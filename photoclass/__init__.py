@@ -36,14 +36,17 @@ def load(run, model=None):
 
 
 def predict(run, paths, *, top_k: int = 3, tta: bool | None = None, device: str = "auto", progress=None,
-            model: str | None = None):
+            model: str | None = None, unknown: bool = True):
     """Predictions for files, folders and globs, from a run, an exported .onnx file, or
-    "imagenet" (`model`: any timm backbone with an ImageNet-1k head instead of Lite2)."""
+    "imagenet" (`model`: any timm backbone with an ImageNet-1k head instead of Lite2).
+    `unknown`: mark photos far from every training photo (`Prediction.unknown`), when the
+    run was trained with that check."""
     from .inference.predictor import open_predictor
 
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    return open_predictor(run, tta=tta, device=device, backbone=model).predict(paths, top_k=top_k, progress=progress)
+    return open_predictor(run, tta=tta, device=device, backbone=model, unknown=unknown).predict(
+        paths, top_k=top_k, progress=progress)
 
 
 def leaderboard(*roots, data=None, sort: str = "select"):

@@ -261,8 +261,25 @@ def cmd_sweep(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from .evaluation.report import format_test
-    from .workflows.evaluate import evaluate_run
+    from .workflows.evaluate import evaluate_outsiders, evaluate_run
 
+    if args.outsiders:
+        if args.data:
+            raise PhotoclassError("--outsiders and --data are two different evaluations. HINT: run them one at a time.")
+        found = evaluate_outsiders(args.run, args.outsiders)
+        if args.json:
+            print(json.dumps(found, indent=2))
+            return 0
+        on_accepted = found["test_accuracy_on_accepted"]
+        print(f"'none of these' on {found['outsider_photos']} outside photos against {found['test_photos']} test photos "
+              f"of {args.run}:\n"
+              f"  AUROC {found['auroc']:.4f} (1: every outsider farther than every test photo)\n"
+              f"  at the threshold {found['threshold']:.4f}: {found['outsiders_accepted']:.1%} of the outsiders and "
+              f"{found['test_accepted']:.1%} of the test photos accepted as known\n"
+              f"  test accuracy {found['test_accuracy']:.4f}, on the accepted photos "
+              + (f"{on_accepted:.4f}" if on_accepted is not None else "-")
+              + f"\nwritten to {found['written_to']}")
+        return 0
     evaluation = evaluate_run(args.run, args.data, tta=args.tta or None, device=args.device,
                               precision=args.precision)
     if args.json:
@@ -318,8 +335,8 @@ def _cost_columns(name: str, size: int, classes: int, measure: bool) -> tuple[st
 
     cost = speed.cost(name, size, classes)
     rate = speed.measured(name, size) if measure else speed.estimated(cost)
-    return f"{cost.params:,}", f"{cost.flops / 1e9:.2f}", f"{'' if measure else '~'}{rate:,.0f}" if rate >= 10 \
-        else f"{'' if measure else '~'}{rate:.1f}"
+    shown = f"{rate:,.0f}" if rate >= 10 else f"{rate:.1f}"
+    return f"{cost.params:,}", f"{cost.flops / 1e9:.2f}", shown if measure else f"~{shown}"
 
 
 def _speed_words(measure: bool) -> str:
@@ -363,7 +380,7 @@ def _print_timm_names(names: list[str], pattern: str, *, measure: bool) -> None:
         size = model_info(name).input_spec.size
         try:
             params, gflops, speed = _cost_columns(name, size, 1000, measure)
-        except (PhotoclassError, RuntimeError, NotImplementedError):  # an op the meta device cannot run
+        except Exception:  # an op the meta device or the counter cannot run: the listing goes on
             params, gflops, speed = "?", "?", "?"
         licence = pretrained_config(name).get("license") or "?"
         if "noncommercial" in licence.replace("-", "").lower() or licence.lower().startswith("cc-by-nc"):
@@ -431,7 +448,7 @@ def cmd_predict(args) -> int:
                       flag="--sort-into")
         check_writable(args.sort_into, hint="pass a folder for --sort-into")
     predictor = open_predictor(args.run, engine=args.engine, batch_size=args.batch_size, device=args.device,
-                               tta=args.tta, backbone=args.model)
+                               tta=args.tta, backbone=args.model, unknown=args.unknown)
     predictions = predictor.predict(args.paths, top_k=args.top_k)
     print(format_predictions(predictions, args.format))
     failed = [p for p in predictions if p.error]
@@ -453,19 +470,27 @@ def format_predictions(predictions, fmt: str) -> str:
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["path", "label", "confidence", "top", "error"])
+        writer.writerow(["path", "label", "confidence", "unknown", "outlier_score", "top", "error"])
         for p in predictions:
             top = ";".join(f"{c}:{v:.4f}" for c, v in p.top)
-            writer.writerow([p.path, p.label, f"{p.confidence:.4f}" if not p.error else "", top, p.error])
+            checked = p.outlier_score is not None
+            writer.writerow([p.path, p.label, f"{p.confidence:.4f}" if not p.error else "",
+                             str(p.unknown).lower() if checked else "", f"{p.outlier_score:.4f}" if checked else "",
+                             top, p.error])
         return buffer.getvalue().rstrip("\n")
     from .inference.sort import CONFIDENCE_PLACES as places
 
     width = max([len(p.path) for p in predictions] + [4])
     lines = [f"{'path':<{width}}  {'label':<14}{'conf':>7}  top"]
     for p in predictions:
-        if not p.error:
+        if not p.error:  # an unknown photo still shows its closest classes
             top = ", ".join(f"{c} {v:.{places}f}" for c, v in p.top)
-            lines.append(f"{p.path:<{width}}  {p.label:<14}{p.confidence:>7.{places}f}  {top}")
+            lines.append(f"{p.path:<{width}}  {'unknown' if p.unknown else p.label:<14}"
+                         f"{p.confidence:>7.{places}f}  {top}")
+    unknown = sum(p.unknown for p in predictions)
+    if unknown:
+        lines.append(f"({unknown} unknown: farther from every training photo than the run's threshold, which "
+                     "95% of its validation photos are within; --no-unknown turns the check off)")
     return "\n".join(lines)
 
 
@@ -627,6 +652,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="re-evaluate a saved run, on its test split or another folder")
     e.add_argument("run", metavar="RUN")
     e.add_argument("--data", metavar="DIR", help="evaluate on every photo of this folder instead")
+    e.add_argument("--outsiders", metavar="DIR", help="photos of none of the classes: how well the 'none of these' "
+                   "check tells them from the test photos (AUROC, shares accepted)")
     e.add_argument("--tta", action="store_true", help="average each test photo and its mirror")
     _add_device_options(e, precision=True)
     e.add_argument("--json", action="store_true", help="print the evaluation as JSON")
@@ -670,6 +697,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
                     help="with --sort-into: below P, copy into DIR/_unsure/ instead; compared with the confidence "
                     "as printed, to three places (default: %(default)s)")
+    pr.add_argument("--unknown", action=argparse.BooleanOptionalAction, default=True,
+                    help="mark photos far from every training photo 'unknown' (none of the classes), and sort them "
+                    "into DIR/_unknown/ (default: on, for runs trained with the check)")
     pr.add_argument("--batch-size", type=int, default=16, help="default: %(default)s")
     pr.add_argument("--engine", choices=("torch", "onnx", "auto"), default="torch",
                     help="onnx: ONNX Runtime, about twice as fast (exports RUN/model.onnx once); "

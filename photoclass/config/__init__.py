@@ -146,6 +146,9 @@ class TrainConfig:
                             "on GPUs that have it, else fp16", choices=PRECISIONS)
     top_k: int = option(2, "top-k accuracy reported besides top-1")
     tta: bool = option(False, "test-time augmentation: average each test photo and its mirror")
+    unknown_accept: float = option(0.95, "the share of validation photos the 'none of these' threshold accepts: "
+                                   "a photo farther from the training photos than that is unknown; 0: no check",
+                                   metavar="SHARE")
 
     def __post_init__(self):
         check_int("epochs", self.epochs, 1, 10_000)
@@ -172,6 +175,7 @@ class TrainConfig:
         check_fraction("min_lr", self.min_lr)
         check_choice("monitor", self.monitor, MONITORS)
         check_fraction("label_smoothing", self.label_smoothing)
+        check_fraction("unknown_accept", self.unknown_accept)
         if self.dropout is not None:
             check_fraction("dropout", self.dropout)
         check_int("early_stopping", self.early_stopping, 0, 10_000)

@@ -142,3 +142,19 @@ def reliability_diagram(bins: list[dict[str, float]], ece: float, path: Path) ->
     ax.set_title(f"test calibration (ECE {ece:.3f})")
     ax.grid(alpha=0.3)
     _save(fig, path)
+
+
+def outlier_histogram(scores: dict[str, Sequence[float]], threshold: float, path: Path) -> None:
+    """Histograms of the outlier score for each group of photos, and the threshold."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    values = [np.asarray(v, dtype=float) for v in scores.values() if len(v)]
+    bins = np.linspace(min(float(v.min()) for v in values), max(float(v.max()) for v in values), 40) if values else 10
+    for name, v in scores.items():
+        if len(v):
+            ax.hist(np.asarray(v, dtype=float), bins=bins, alpha=0.55, density=True, label=f"{name} ({len(v)})")
+    ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3f}")
+    ax.set_xlabel("distance to the training photos (cosine, k-th nearest)")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    _save(fig, path)

@@ -25,6 +25,7 @@ from ..core.errors import PhotoclassError
 from ..evaluation.calibration import Calibrated
 from ..core.atomic import check_writable, write_bytes_atomic
 from ..runs.rundir import RunDir, load_model
+from . import outliers
 
 PREPROCESS = ("decode with photoclass.decode_photo (EXIF upright, RGB), resize to size x size "
               "(bilinear, aspect not kept), x / 255, (x - mean) / std per channel, NCHW float32; "
@@ -50,11 +51,15 @@ def export_onnx(run: str | os.PathLike, out: str | os.PathLike | None = None, *,
     spec = model.input_spec
     temperature = float(meta.get("temperature", 1.0))
     model = Calibrated(model.eval(), temperature).eval()  # the logits the run's predictions use
+    outputs = ["logits"]
+    if meta.get("outliers") and (run.path / outliers.FILE).is_file():
+        model = WithOutlierScore(model, outliers.load(run.path / outliers.FILE, meta["outliers"]["k"])).eval()
+        outputs.append("outlier_score")
     size = spec.size
     example = torch.rand(2, spec.channels, size, size)
     with tempfile.TemporaryDirectory() as tmp, _quiet_exporter():
         path = Path(tmp) / "model.onnx"
-        torch.onnx.export(model, (example,), str(path), input_names=["input"], output_names=["logits"],
+        torch.onnx.export(model, (example,), str(path), input_names=["input"], output_names=outputs,
                           dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
                           opset_version=opset, dynamo=True, external_data=False, verbose=False)
         graph = onnx.load(str(path))
@@ -63,7 +68,8 @@ def export_onnx(run: str | os.PathLike, out: str | os.PathLike | None = None, *,
                        "photoclass.architecture": meta["architecture"],
                        "photoclass.weights_sha256": weights_sha256(run),
                        "photoclass.temperature": repr(temperature),
-                       "photoclass.preprocess": PREPROCESS}.items():
+                       "photoclass.preprocess": PREPROCESS,
+                       **({"photoclass.outliers": json.dumps(meta["outliers"])} if len(outputs) > 1 else {})}.items():
         entry = graph.metadata_props.add()
         entry.key, entry.value = key, value
     buffer = io.BytesIO()
@@ -81,6 +87,21 @@ def export_onnx(run: str | os.PathLike, out: str | os.PathLike | None = None, *,
     write_bytes_atomic(out, data)
     return {"path": str(out), "max_abs_diff": diff, "inputs_checked": sum(len(x) for x in inputs),
             "bytes": len(data)}
+
+
+class WithOutlierScore(torch.nn.Module):
+    """(logits, outlier score): the score of the features entering the last linear layer."""
+
+    def __init__(self, model: torch.nn.Module, score: outliers.OutlierScore):
+        super().__init__()
+        self.model, self.score = model, score
+        self._seen: list[torch.Tensor] = []
+        outliers.last_linear(model).register_forward_pre_hook(lambda module, args: self._seen.append(args[0]))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self._seen.clear()
+        logits = self.model(x)
+        return logits, self.score(self._seen[-1])
 
 
 def weights_sha256(run: RunDir) -> str:
@@ -127,10 +148,12 @@ def _max_abs_diff(model, onnx_bytes: bytes, inputs: list[torch.Tensor]) -> float
     import onnxruntime as ort
 
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
     worst = 0.0
     with torch.no_grad():
         for x in inputs:
-            expected = model(x).numpy()
-            got = session.run(["logits"], {"input": x.numpy()})[0]
-            worst = max(worst, float(np.abs(expected - got).max()))
+            expected = model(x)
+            expected = expected if isinstance(expected, tuple) else (expected,)  # logits, and the outlier score
+            for want, got in zip(expected, session.run(names, {"input": x.numpy()})):
+                worst = max(worst, float(np.abs(want.numpy() - got).max()))
     return worst

@@ -15,7 +15,7 @@ from .predictor import BasePredictor
 class OnnxPredictor(BasePredictor):
     engine = "onnxruntime"
 
-    def __init__(self, path: str | os.PathLike, *, batch_size: int = 16):
+    def __init__(self, path: str | os.PathLike, *, batch_size: int = 16, unknown: bool = True):
         try:
             import onnxruntime as ort
         except ImportError:
@@ -37,15 +37,20 @@ class OnnxPredictor(BasePredictor):
         self.mean = np.asarray(spec.mean, dtype=np.float32).reshape(1, -1, 1, 1)
         self.std = np.asarray(spec.std, dtype=np.float32).reshape(1, -1, 1, 1)
         self.batch_size = batch_size
+        names = [o.name for o in self.session.get_outputs()]
+        self.outputs = ["logits"] + (["outlier_score"] if unknown and "outlier_score" in names else [])
+        if len(self.outputs) > 1:
+            self.threshold = float(json.loads(props["photoclass.outliers"])["threshold"])
 
-    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+    def scored(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         x = pixels.transpose(0, 3, 1, 2).astype(np.float32) / 255  # (B, 3, S, S)
         if self.mean.shape[1] == 1:  # a 1-channel model: grey, as photoclass.data.loader.normalize makes it
             x = np.tensordot(np.asarray(GREY_WEIGHTS, dtype=np.float32), x, axes=([0], [1]))[:, None]
         x = (x - self.mean) / self.std
-        logits = self.session.run(["logits"], {"input": np.ascontiguousarray(x)})[0]
+        outputs = self.session.run(self.outputs, {"input": np.ascontiguousarray(x)})
+        logits = outputs[0]
         exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return exp / exp.sum(axis=1, keepdims=True)
+        return exp / exp.sum(axis=1, keepdims=True), (outputs[1] if len(outputs) > 1 else None)
 
 
 def _refuse_external_data(path: str | os.PathLike) -> None:

@@ -24,6 +24,8 @@ class Prediction:
     path: str
     top: list[tuple[str, float]] = field(default_factory=list)  # (class, probability), best first
     error: str = ""  # why the photo was skipped
+    outlier_score: float | None = None  # distance to the training photos; None: the model has no such check
+    unknown: bool = False  # farther than the threshold: "none of these", whatever the top class
 
     @property
     def label(self) -> str:
@@ -36,7 +38,9 @@ class Prediction:
     def to_dict(self) -> dict:
         if self.error:
             return {"path": self.path, "error": self.error}
-        return {"path": self.path, "label": self.label, "confidence": round(self.confidence, 6),
+        known = {} if self.outlier_score is None else {"unknown": self.unknown,
+                                                       "outlier_score": round(self.outlier_score, 6)}
+        return {"path": self.path, "label": self.label, "confidence": round(self.confidence, 6), **known,
                 "top": [{"label": c, "probability": round(p, 6)} for c, p in self.top]}
 
 
@@ -52,15 +56,29 @@ class BasePredictor:
     engine: str = ""
     tta: bool = False
 
+    threshold: float | None = None  # of the outlier score; None: no "none of these" check
+
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:  # (B, S, S, 3) -> (B, classes)
+        return self.scored(pixels)[0]
+
+    def scored(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(probabilities (B, classes), outlier scores (B,) or None) of (B, S, S, 3) uint8 photos."""
         raise NotImplementedError
 
     def predict_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        """Probabilities of (B, S, S, 3) uint8 photos, mirrored too with `tta`."""
-        probabilities = self.probabilities(pixels)
+        """Probabilities of (B, S, S, 3) uint8 photos, mirrored too with `tta`; with an outlier
+        check, its score (of the photo as it is) as one more column."""
+        probabilities, scores = self.scored(pixels)
         if self.tta:
             probabilities = (probabilities + self.probabilities(np.ascontiguousarray(pixels[:, :, ::-1]))) / 2
-        return probabilities
+        return probabilities if scores is None or self.threshold is None else np.c_[probabilities, scores]
+
+    def read_row(self, row: np.ndarray) -> tuple[np.ndarray, float | None, bool]:
+        """One row of `predict_pixels`: (probabilities, outlier score or None, unknown)."""
+        if len(row) == len(self.classes):
+            return row, None, False
+        score = float(row[-1])
+        return row[:-1], score, score > self.threshold
 
     def predict(self, paths: Iterable[str | os.PathLike], *, top_k: int = 3,
                 progress: bool | None = None) -> list[Prediction]:
@@ -81,7 +99,8 @@ class BasePredictor:
                     except (DecodeError, OSError) as e:
                         results.append(Prediction(str(path), error=getattr(e, "reason", None) or str(e)))
                 if decoded:
-                    for prediction, p in zip(ok, self.predict_pixels(np.stack(decoded))):
+                    for prediction, row in zip(ok, self.predict_pixels(np.stack(decoded))):
+                        p, prediction.outlier_score, prediction.unknown = self.read_row(row)
                         best = np.argsort(-p, kind="stable")[:k]
                         prediction.top = [(self.classes[i], float(p[i])) for i in best]
                     results.extend(ok)
@@ -94,15 +113,21 @@ class Predictor(BasePredictor):
     """A run's best model, ready for photos: `Predictor("runs/x").predict(["a.jpg", "dir/"])`."""
 
     engine = "torch"
+    outliers = None  # the run's OutlierScore, when it has one and the check is on
 
-    def __init__(self, run: str | os.PathLike, *, batch_size: int = 16, threads: int = 0, device: str = "auto"):
+    def __init__(self, run: str | os.PathLike, *, batch_size: int = 16, threads: int = 0, device: str = "auto",
+                 unknown: bool = True):
         from ..runs.rundir import load_model
+        from . import outliers
 
         check_int("batch_size", batch_size, 1, 4096)
         self._place(threads, device)
         model, meta = load_model(run)
         # the temperature was fitted on the validation split; the InputSpec read from model.json
         self._use(model, meta["classes"], float(meta.get("temperature", 1.0)), batch_size)
+        if unknown and meta.get("outliers") and (Path(run) / outliers.FILE).is_file():
+            self.outliers = outliers.load(Path(run) / outliers.FILE, meta["outliers"]["k"]).to(self.device)
+            self.threshold = float(meta["outliers"]["threshold"])
 
     def _place(self, threads: int, device: str) -> None:
         from ..core.device import resolve_device
@@ -120,15 +145,20 @@ class Predictor(BasePredictor):
         spec = model.input_spec
         self.size, self.mean, self.std = spec.size, spec.mean, spec.std
 
-    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+    def scored(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        import contextlib
+
         import torch
 
         from ..data.loader import normalize, to_float
+        from .outliers import tapped
 
-        with torch.no_grad():
+        with torch.no_grad(), tapped(self.model) if self.outliers is not None else contextlib.nullcontext() as features:
             x = normalize(to_float(torch.from_numpy(pixels).to(self.device)), self.mean, self.std)
             logits = self.model(x.contiguous(memory_format=self.memory_format)).float()
-            return (logits / self.temperature).softmax(1).cpu().numpy()
+            probabilities = (logits / self.temperature).softmax(1).cpu().numpy()
+            scores = None if self.outliers is None else self.outliers(features[0]).cpu().numpy()
+        return probabilities, scores
 
 
 def open_predictor(model: str | os.PathLike, *, engine: str = "torch", tta: bool | None = None,
@@ -158,6 +188,7 @@ def open_predictor(model: str | os.PathLike, *, engine: str = "torch", tta: bool
 
         if engine == "onnx":
             raise PhotoclassError(f"{model} predicts through PyTorch only. HINT: drop --engine onnx.")
+        kwargs.pop("unknown", None)  # ImageNet's classes have no training photos to measure against
         predictor = ImageNetPredictor(str(model), device=device, model=backbone, **kwargs)
         predictor.tta = bool(tta)
         return predictor
@@ -194,7 +225,7 @@ def open_predictor(model: str | os.PathLike, *, engine: str = "torch", tta: bool
     if Path(model).suffix.lower() == ".onnx":
         from .onnx_predictor import OnnxPredictor
 
-        predictor = OnnxPredictor(model, **{k: v for k, v in kwargs.items() if k == "batch_size"})
+        predictor = OnnxPredictor(model, **{k: v for k, v in kwargs.items() if k in ("batch_size", "unknown")})
     else:
         predictor = Predictor(model, device=str(device), **kwargs)
     predictor.tta = bool(tta)

@@ -14,6 +14,7 @@ from ..core.errors import PhotoclassError
 from .predictor import Prediction
 
 UNSURE = "_unsure"
+UNKNOWN = "_unknown"  # far from every training photo: none of the classes
 CONFIDENCE_PLACES = 3  # the table prints and --min-confidence compares confidences at this many places
 
 
@@ -23,8 +24,9 @@ def shown_confidence(confidence: float) -> float:
 
 
 def sort_into(predictions: list[Prediction], out: str | Path, *, min_confidence: float = 0.0) -> Counter:
-    """Copy each predicted photo to `out/<class>/` (or `out/_unsure/` below `min_confidence`,
-    compared with the confidence as printed, to three places).
+    """Copy each predicted photo to `out/<class>/`: to `out/_unknown/` when it is far from every
+    training photo (`Prediction.unknown`), to `out/_unsure/` below `min_confidence` (compared
+    with the confidence as printed, to three places).
 
     A name already taken gets ' (1)', ' (2)', ... before its suffix. Returns copies per folder.
     """
@@ -35,7 +37,8 @@ def sort_into(predictions: list[Prediction], out: str | Path, *, min_confidence:
     for prediction in predictions:
         if prediction.error:
             continue
-        folder = UNSURE if shown_confidence(prediction.confidence) < min_confidence else class_folder(prediction.label)
+        folder = UNKNOWN if prediction.unknown else UNSURE if shown_confidence(prediction.confidence) < min_confidence \
+            else class_folder(prediction.label)
         source = Path(prediction.path)
         (out / folder).mkdir(parents=True, exist_ok=True)
         pixels = None if source.is_file() else _array_pixels(prediction.path)

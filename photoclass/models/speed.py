@@ -46,7 +46,7 @@ def cost(name: str, size: int | None = None, classes: int = 10) -> Cost:
     hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, nn.Conv2d)]
     counter = FlopCounterMode(display=False)
     try:
-        with torch.no_grad(), counter:
+        with counter:  # with grad: the counter's module tracker hooks into autograd (timm's attention pools)
             model.eval()(torch.zeros(1, model.input_spec.channels, size, size, device="meta"))
     finally:
         for h in hooks:

@@ -182,7 +182,7 @@ def load_model(run: RunDir | str | Path, model: torch.nn.Module | None = None):
 
 
 MODEL_META_KEYS = {"architecture", "classes", "num_classes", "input", "parameters", "photoclass", "torch",
-                   "temperature", "trained_parameters"}
+                   "temperature", "trained_parameters", "outliers"}
 
 
 def check_model_meta(meta: Any, path: Path) -> dict[str, Any]:
@@ -205,6 +205,11 @@ def check_model_meta(meta: Any, path: Path) -> dict[str, Any]:
     temperature = meta.get("temperature", 1.0)
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature <= 100:
         raise bad("temperature must be a positive number")
+    found = meta.get("outliers")
+    if found is not None and not (isinstance(found, dict) and isinstance(found.get("k"), int) and found["k"] >= 1
+                                  and isinstance(found.get("threshold"), (int, float))
+                                  and not isinstance(found.get("threshold"), bool)):
+        raise bad("outliers must give an integer k and a numeric threshold")
     return meta
 
 

@@ -40,6 +40,8 @@ class ClassScore(BaseModel):
 class PredictionOut(BaseModel):
     label: str
     confidence: float
+    unknown: bool | None = None  # far from every training photo: none of the classes (runs with the check)
+    outlier_score: float | None = None
     top: list[ClassScore]
     note: str
 
@@ -134,9 +136,11 @@ def create_app(model: str | os.PathLike, *, top_k: int = 3, max_bytes: int = MAX
             p = await batcher(photo.to_array())
         finally:
             waiting -= 1
+        p, score, unknown = predictor.read_row(p)
         best = np.argsort(-p, kind="stable")[:max(1, min(top_k, len(predictor.classes)))]
         top = [{"label": predictor.classes[i], "probability": round(float(p[i]), 6)} for i in best]
-        return {"label": top[0]["label"], "confidence": top[0]["probability"], "top": top,
+        known = {} if score is None else {"unknown": unknown, "outlier_score": round(score, 6)}
+        return {"label": top[0]["label"], "confidence": top[0]["probability"], **known, "top": top,
                 "note": photo.note}
 
     return app

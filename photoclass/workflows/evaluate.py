@@ -62,6 +62,61 @@ def evaluate_run(run_path: str | os.PathLike, data: str | os.PathLike | None = N
     return evaluation
 
 
+def evaluate_outsiders(run_path: str | os.PathLike, outsiders: str | os.PathLike, *,
+                       progress: bool | None = None) -> dict[str, Any]:
+    """How the run's "none of these" check tells photos of no known class (every photo under
+    `outsiders`) from its own test photos: AUROC, the share of each accepted at the threshold,
+    and the test accuracy on the accepted photos. Written to RUN/evaluations/."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from ..inference.predictor import Predictor
+
+    run = RunDir(run_path)
+    check_outside(run.path / "evaluations", outsiders, run.data_source(), flag="RUN")
+    meta = run.read_json("model.json")
+    if not meta.get("outliers"):
+        raise PhotoclassError(f"{run.path} was trained without the 'none of these' check. HINT: train it again "
+                              "with this photoclass (the check is on by default, --unknown-accept 0.95).")
+    predictor = Predictor(run.path)
+    if not Path(outsiders).exists():
+        raise PhotoclassError(f"Folder not found: {outsiders}. HINT: check the path.")
+    found = [p for p in predictor.predict([outsiders], progress=progress) if not p.error]
+    if not found:
+        raise PhotoclassError(f"No readable photo under {outsiders}. HINT: pass a folder of photos.")
+    config_json = run.read_json("config.json")
+    prep = PrepareConfig.from_dict({**config_json["prepare"], "image_size": predictor.size})
+    dataset = prepare(run.data_source(), config=prep, progress=progress)
+    test = dataset.indices("test")
+    scores, right = [], []
+    for start in range(0, len(test), predictor.batch_size):
+        chosen = test[start:start + predictor.batch_size]
+        rows = predictor.predict_pixels(np.stack([dataset.images[i] for i in chosen]))
+        for i, row in zip(chosen, rows):
+            p, score, _ = predictor.read_row(row)
+            scores.append(score)
+            right.append(meta["classes"][int(np.argmax(p))] == dataset.classes[dataset.labels[i]])
+    inside, outside = np.asarray(scores), np.asarray([p.outlier_score for p in found])
+    right = np.asarray(right, dtype=bool)
+    threshold = predictor.threshold
+    accepted = inside <= threshold
+    result = {
+        "outsiders": str(Path(outsiders).resolve()), "outsider_photos": len(outside), "test_photos": len(inside),
+        "threshold": threshold, "accept": meta["outliers"].get("accept"),
+        "auroc": float(roc_auc_score(np.r_[np.zeros(len(inside)), np.ones(len(outside))], np.r_[inside, outside])),
+        "outsiders_accepted": float((outside <= threshold).mean()), "test_accepted": float(accepted.mean()),
+        "test_accuracy": float(right.mean()),
+        "test_accuracy_on_accepted": float(right[accepted].mean()) if accepted.any() else None,
+    }
+    out = run.path / "evaluations"
+    out.mkdir(exist_ok=True)
+    name = _unused_name(out, f"outsiders-{Path(outsiders).resolve().name}")
+    RunDir(out).write_json(f"{name}.json", result)
+    plots.outlier_histogram({"test photos": inside, "outsiders": outside}, threshold, out / f"{name}.png")
+    result["written_to"] = str(out / f"{name}.json")
+    return result
+
+
 def _unused_name(folder: Path, name: str) -> str:
     n, candidate = 1, name
     while (folder / f"{candidate}.json").exists():

@@ -31,6 +31,7 @@ from ..data.summary import split_text
 from ..evaluation.html_report import write_report
 from ..evaluation.report import evaluate_dataset, format_test, write_evaluation
 from ..experiments.tracking import log_finished_run
+from ..inference import outliers
 from ..models.input_spec import InputSpec
 from ..models.registry import count_parameters, create_model, model_info
 from ..runs.rundir import RunDir
@@ -178,6 +179,8 @@ def _train(run: RunDir, data, config: TrainConfig, prep: PrepareConfig, custom: 
 
     say(f"evaluating {'the best epoch' if len(state.history) > 1 else 'the model'} on the test split ...", flush=True)
     trained.load_state_dict(run.load_state(weights))  # the best epoch's weights
+    if config.unknown_accept:
+        meta["outliers"] = _fit_outliers(run, trained, loaders, config)
     evaluation = evaluate_dataset(trained, dataset, spec, config, loaders=loaders, full_model=net)
     meta["temperature"] = evaluation["temperature"]  # fitted on the validation split
     meta["trained_parameters"] = sum(p.numel() for p in trained.parameters() if p.requires_grad)  # the rest stayed as pretrained
@@ -195,6 +198,18 @@ def _train(run: RunDir, data, config: TrainConfig, prep: PrepareConfig, custom: 
     say(format_test(evaluation["test"], run.path))
     log_finished_run(run, track, verbose=say is print)
     return TrainResult(run, evaluation["test"], state.history, stopped_early=state.stopped_early, seconds=seconds)
+
+
+def _fit_outliers(run: RunDir, trained: nn.Module, loaders, config: TrainConfig) -> dict:
+    """The "none of these" score on the training photos' features, its threshold from the
+    validation photos; saved beside the weights. Returns its model.json entry."""
+    fitted = loaders["train_eval"]
+    train = outliers.features_of(trained, fitted.batches())
+    val = outliers.features_of(trained, loaders["val"].batches()) if loaders["val"] is not fitted \
+        else train[:0]
+    score, info = outliers.fit(train, val, accept=config.unknown_accept, rows=fitted.indices, seed=config.seed)
+    outliers.save(score, run.path / outliers.FILE)
+    return info
 
 
 def build_model(config: TrainConfig, spec: InputSpec, num_classes: int, custom: nn.Module | None,

@@ -1,0 +1,115 @@
+"""Photos of no known class: how well scores on the default backbone's features tell them apart.
+
+    python benchmarks/outsiders.py [--model efficientnet-lite2-ms] [--seed 0]
+
+Two cases, each set the other's outsiders: a classifier of the weather photos shown the
+clothing photos, and one of the clothing photos shown the weather photos. Everything is
+fitted on the in-distribution training photos alone (the run's own split, `--seed`); the
+threshold accepts 95% of the validation photos. For each score it prints the AUROC of test
+photos against outsiders, the share of outsiders and of test photos accepted at that
+threshold, and the test accuracy on the accepted photos.
+
+Scores (higher = more outside): `maxprob` (1 - the top probability of the logistic-regression
+head), `energy` (-logsumexp of its logits), `mahalanobis` (the smallest distance to a class
+mean under a shared, shrunk covariance), `knn1`/`knn10` (cosine distance to the nearest and
+tenth-nearest training photo, on L2-normalized features).
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import photoclass
+from photoclass.data.loader import BatchLoader
+from photoclass.models import create_model
+from photoclass.training.features import extract_features
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def features_of(model, data) -> np.ndarray:
+    spec = model.input_spec
+    loader = BatchLoader(data.images, data.labels, np.arange(len(data.labels)), batch_size=32, mean=spec.mean,
+                         std=spec.std)
+    return extract_features(model.inference_copy().forward_features, loader, progress=False).numpy()
+
+
+def auroc(inside: np.ndarray, outside: np.ndarray) -> float:
+    """P(an outsider scores above an inside photo), ties counted half."""
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(np.r_[np.zeros(len(inside)), np.ones(len(outside))], np.r_[inside, outside]))
+
+
+def scores(train_x, train_y, queries: dict[str, np.ndarray], classes: int) -> dict[str, dict[str, np.ndarray]]:
+    from sklearn.covariance import LedoitWolf
+    from sklearn.linear_model import LogisticRegression
+
+    mean, std = train_x.mean(0), train_x.std(0) + 1e-6
+    z = (train_x - mean) / std
+    head = LogisticRegression(C=1.0, max_iter=2000).fit(z, train_y)
+    means = np.stack([z[train_y == c].mean(0) for c in range(classes)])
+    precision = LedoitWolf().fit(z - means[train_y]).precision_
+    unit = train_x / np.linalg.norm(train_x, axis=1, keepdims=True)
+    out = {}
+    for name, x in queries.items():
+        q = (x - mean) / std
+        logits = head.decision_function(q)
+        probabilities = torch.from_numpy(logits).softmax(1).numpy()
+        centred = q[:, None, :] - means[None]  # (N, C, F)
+        distance = np.einsum("ncf,fg,ncg->nc", centred, precision, centred).min(1)
+        cosine = 1 - (x / np.linalg.norm(x, axis=1, keepdims=True)) @ unit.T
+        cosine.sort(1)
+        out[name] = {"maxprob": 1 - probabilities.max(1), "energy": -torch.logsumexp(torch.from_numpy(logits), 1).numpy(),
+                     "mahalanobis": distance, "knn1": cosine[:, 0], "knn10": cosine[:, 9],
+                     "correct": probabilities.argmax(1)}
+    return out
+
+
+def case(name: str, inside, outside, model) -> None:
+    started = time.perf_counter()
+    x, y = features_of(model, inside), np.asarray(inside.labels)
+    outsiders = features_of(model, outside)
+    fit = np.r_[inside.indices("train")]
+    val, test = inside.indices("val"), inside.indices("test")
+    found = scores(x[fit], y[fit], {"val": x[val], "test": x[test], "outside": outsiders}, len(inside.classes))
+    print(f"\n{name}: fitted on {len(fit)} training photos; {len(val)} validation, {len(test)} test photos, "
+          f"{len(outsiders)} outsiders ({time.perf_counter() - started:.0f} s)")
+    print(f"  {'score':<12}{'AUROC':>8}{'outsiders accepted':>20}{'test accepted':>15}{'acc on accepted':>17}")
+    right = found["test"]["correct"] == y[test]
+    for score in ("maxprob", "energy", "mahalanobis", "knn1", "knn10"):
+        threshold = np.quantile(found["val"][score], 0.95)  # accepts 95% of the validation photos
+        accepted = found["test"][score] <= threshold
+        print(f"  {score:<12}{auroc(found['test'][score], found['outside'][score]):>8.4f}"
+              f"{(found['outside'][score] <= threshold).mean():>20.1%}{accepted.mean():>15.1%}"
+              f"{right[accepted].mean():>17.1%}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="efficientnet-lite2-ms")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache-dir", type=Path, default=None)
+    args = parser.parse_args()
+    model = create_model(args.model, 2).eval()
+    size = model.input_spec.size
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = args.cache_dir or Path(tmp)
+        weather = photoclass.prepare(SHARED / "weather", image_size=size, seed=args.seed, cache_dir=cache,
+                                     progress=False)
+        clothing = photoclass.prepare(SHARED / "clothing_small", image_size=size, seed=args.seed, cache_dir=cache,
+                                      progress=False)
+        print(f"{args.model} at {size} px, seed {args.seed}, torch {torch.__version__}, "
+              f"{torch.get_num_threads()} threads")
+        case("weather classifier, clothing outsiders", weather, clothing, model)
+        case("clothing classifier, weather outsiders", clothing, weather, model)
+
+
+if __name__ == "__main__":
+    main()

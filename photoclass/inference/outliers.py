@@ -1,0 +1,111 @@
+""""None of these": how far a photo is from every training photo, in the classifier's features.
+
+The score is the cosine distance from a photo's features (the input of the model's last
+linear layer: pooled backbone features, standardized for the `-ms` models; the penultimate
+layer of a CNN trained from scratch) to its k-th nearest training photo. A photo scoring
+above the threshold, which accepts a chosen share of the validation photos (95%), is
+`unknown`. Fitted at training from the training and validation photos alone; saved as
+RUN/outliers.safetensors (the training photos' unit-length features, and their rows in
+split.csv) and model.json's "outliers" (k, threshold, accept). benchmarks/outsiders.py
+measured this against max-probability, energy and Mahalanobis scores.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+K = 10  # the k-th nearest training photo: one near-duplicate or mislabeled photo cannot vouch alone
+MAX_BANK = 20_000  # training photos kept for the search; more are sampled (seeded)
+FILE = "outliers.safetensors"
+
+
+class OutlierScore(nn.Module):
+    """(B, F) features -> (B,) cosine distance to the k-th nearest of the bank's rows."""
+
+    def __init__(self, bank: torch.Tensor, k: int = K):
+        super().__init__()
+        self.register_buffer("bank", F.normalize(bank.float(), dim=1))
+        self.k = min(k, len(bank))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        similarity = F.normalize(features.float(), dim=1) @ self.bank.T
+        return 1 - similarity.topk(self.k, dim=1).values[:, -1]
+
+    def nearest(self, features: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(distances, bank rows) of the k nearest, nearest first."""
+        similarity = F.normalize(features.float(), dim=1) @ self.bank.T
+        found = similarity.topk(min(k, len(self.bank)), dim=1)
+        return 1 - found.values, found.indices
+
+
+def last_linear(model: nn.Module) -> nn.Linear:
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"{type(model).__name__} has no linear layer whose inputs could be compared")
+    return linears[-1]
+
+
+@contextlib.contextmanager
+def tapped(model: nn.Module):
+    """Collects the inputs of `model`'s last linear layer while the block runs: a list that
+    gains one (B, F) tensor per forward pass."""
+    seen: list[torch.Tensor] = []
+    hook = last_linear(model).register_forward_pre_hook(lambda module, args: seen.append(args[0].detach()))
+    try:
+        yield seen
+    finally:
+        hook.remove()
+
+
+def features_of(model: nn.Module, batches: Iterable) -> torch.Tensor:
+    """The last linear layer's inputs for every batch of (x, y), in order, on the CPU."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), tapped(model) as seen:
+            for x, _ in batches:
+                model(x)
+    finally:
+        model.train(was_training)
+    return torch.cat([s.float().cpu() for s in seen]) if seen else torch.zeros(0, last_linear(model).in_features)
+
+
+def fit(train: torch.Tensor, val: torch.Tensor, *, accept: float = 0.95, k: int = K,
+        rows: np.ndarray | None = None, seed: int = 0) -> tuple[OutlierScore, dict]:
+    """The score over `train` features, and {k, threshold, accept, photos} with the threshold
+    accepting `accept` of the `val` photos (of the training photos themselves, leaving each
+    out, when there is no validation split). `rows`: each training feature's photo, kept."""
+    rows = np.arange(len(train)) if rows is None else np.asarray(rows)
+    if len(train) > MAX_BANK:
+        keep = np.sort(np.random.default_rng(seed).choice(len(train), MAX_BANK, replace=False))
+        train, rows = train[keep], rows[keep]
+    score = OutlierScore(train, k)
+    if len(val):
+        values = score(val)
+    else:  # the k-th nearest other photo: drop each photo's distance to itself
+        values = 1 - (F.normalize(train, dim=1) @ score.bank.T).topk(min(k + 1, len(train)), dim=1).values[:, -1]
+    threshold = float(torch.quantile(values.double(), accept)) if len(values) else float("inf")
+    score.rows = torch.as_tensor(rows, dtype=torch.int64)
+    return score, {"score": "knn_cosine", "k": score.k, "threshold": threshold, "accept": accept,
+                   "photos": len(train), "validated_on": int(len(val)) or int(len(train))}
+
+
+def save(score: OutlierScore, path) -> None:
+    from ..core.atomic import write_bytes_atomic
+    from safetensors.torch import save
+
+    write_bytes_atomic(path, save({"bank": score.bank.contiguous(), "rows": score.rows.contiguous()}))
+
+
+def load(path, k: int) -> OutlierScore:
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path))
+    score = OutlierScore(tensors["bank"], k)
+    score.rows = tensors["rows"]
+    return score
