@@ -1,0 +1,127 @@
+""""None of these": the k-nearest-training-photo distance, fitted at training, carried by every
+way a prediction is made (Python, the CLI's table, JSON and sorting, ONNX, the server)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import photoclass
+from photoclass.inference import outliers
+
+from conftest import make_folders, request, start_server
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "weather"
+RAIN, SHINE = sorted(EXAMPLES.glob("rain*.jpg"))[0], sorted(EXAMPLES.glob("shine*.jpg"))[0]
+
+
+def test_the_score_is_the_cosine_distance_to_the_kth_nearest_training_photo():
+    rng = np.random.default_rng(0)
+    bank, queries = rng.normal(size=(50, 8)), rng.normal(size=(7, 8))
+    score = outliers.OutlierScore(torch.from_numpy(bank), k=3)
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+    expected = np.sort(1 - unit(queries) @ unit(bank).T, axis=1)[:, 2]
+    assert np.allclose(score(torch.from_numpy(queries)).numpy(), expected, atol=1e-6)
+
+
+def test_the_threshold_accepts_the_chosen_share_of_the_validation_photos():
+    rng = np.random.default_rng(1)
+    inside, outside = np.r_[np.full(8, 3.0), np.zeros(8)], np.r_[np.zeros(8), np.full(8, 3.0)]
+    train = torch.from_numpy(rng.normal(size=(200, 16)) + inside)
+    val = torch.from_numpy(rng.normal(size=(400, 16)) + inside)
+    score, info = outliers.fit(train, val, accept=0.9, k=5)
+    assert info["k"] == 5 and info["accept"] == 0.9 and info["validated_on"] == 400
+    assert abs(float((score(val) <= info["threshold"]).float().mean()) - 0.9) <= 0.005
+    far = torch.from_numpy(rng.normal(size=(20, 16)) + outside)  # another direction: cosine, not length
+    assert bool((score(far) > info["threshold"]).all())
+    assert bool((score(3 * val[:20]) <= info["threshold"]).float().mean() >= 0.8)  # scale alone is no outsider
+
+
+@pytest.fixture(scope="module")
+def weather_run(tmp_path_factory):
+    """The shipped example photos, Lite0's frozen features; flat synthetic drawings as outsiders."""
+    base = tmp_path_factory.mktemp("outliers")
+    photoclass.train(EXAMPLES, model="efficientnet-lite0", out=base / "run", cache_dir=base / "cache",
+                     verbose=False, progress=False, track=False)
+    return {"run": base / "run", "outside": make_folders(base / "drawings", per_class=8), "base": base}
+
+
+@pytest.mark.trains
+def test_training_fits_the_check_and_predict_marks_photos_of_no_class(weather_run):
+    run = weather_run["run"]
+    meta = json.loads((run / "model.json").read_text())["outliers"]
+    assert meta["accept"] == 0.95 and meta["k"] == outliers.K and (run / outliers.FILE).is_file()
+    drawings = photoclass.predict(run, [weather_run["outside"]])
+    photos = photoclass.predict(run, [EXAMPLES])
+    assert all(p.outlier_score is not None for p in drawings + photos)
+    assert np.mean([p.unknown for p in drawings]) >= 0.9  # gradients with rectangles are no weather
+    assert np.mean([p.unknown for p in photos]) <= 0.1  # the training photos themselves are known
+    assert all(p.unknown == (p.outlier_score > meta["threshold"]) for p in drawings + photos)
+    assert all(p.label in ("cloudy", "rain", "shine", "sunrise") for p in drawings)  # the top class stays
+    unchecked = photoclass.predict(run, [weather_run["outside"]], unknown=False)
+    assert all(p.outlier_score is None and not p.unknown for p in unchecked)
+    assert "unknown" not in unchecked[0].to_dict() and drawings[0].to_dict()["unknown"] is True
+
+
+@pytest.mark.trains
+def test_the_cli_shows_unknown_and_sorts_such_photos_apart(weather_run, tmp_path):
+    run, outside = weather_run["run"], weather_run["outside"]
+    env = {**os.environ, "PHOTOCLASS_TRACKING": "off"}
+    table = subprocess.run([sys.executable, "-m", "photoclass", "predict", run, outside, RAIN,
+                            "--sort-into", tmp_path / "sorted"], capture_output=True, text=True, env=env)
+    assert table.returncode == 0, table.stderr
+    rows = [line.split() for line in table.stdout.splitlines() if line.startswith(str(outside))]
+    assert rows and sum(r[1] == "unknown" for r in rows) >= 0.9 * len(rows)
+    assert next(line for line in table.stdout.splitlines() if line.startswith(str(RAIN))).split()[1] == "rain"
+    unknown = len(list((tmp_path / "sorted" / "_unknown").iterdir()))
+    assert unknown == sum(r[1] == "unknown" for r in rows) and (tmp_path / "sorted" / "rain").is_dir()
+    as_json = subprocess.run([sys.executable, "-m", "photoclass", "predict", run, outside, "--format", "json",
+                              "--no-unknown"], capture_output=True, text=True, env=env)
+    assert as_json.returncode == 0 and all("unknown" not in p for p in json.loads(as_json.stdout))
+
+
+@pytest.mark.trains
+def test_evaluate_outsiders_measures_how_well_they_are_told_apart(weather_run):
+    found = subprocess.run([sys.executable, "-m", "photoclass", "evaluate", weather_run["run"], "--outsiders",
+                            weather_run["outside"], "--json"], capture_output=True, text=True,
+                           env={**os.environ, "PHOTOCLASS_TRACKING": "off"})
+    assert found.returncode == 0, found.stderr
+    result = json.loads(found.stdout)
+    assert result["outsider_photos"] == 24 and result["test_photos"] > 0
+    assert result["auroc"] > 0.95 and result["outsiders_accepted"] <= 0.1
+    assert Path(result["written_to"]).is_file() and Path(result["written_to"]).with_suffix(".png").is_file()
+
+
+@pytest.mark.trains
+def test_the_onnx_export_carries_the_score_as_a_second_output(weather_run, tmp_path):
+    from photoclass.inference.export import export_onnx
+
+    exported = export_onnx(weather_run["run"], tmp_path / "model.onnx")  # parity checked on both outputs
+    import onnx
+
+    assert [o.name for o in onnx.load(exported["path"]).graph.output] == ["logits", "outlier_score"]
+    via_onnx = photoclass.predict(exported["path"], [weather_run["outside"]])
+    via_torch = photoclass.predict(weather_run["run"], [weather_run["outside"]])
+    assert [p.unknown for p in via_onnx] == [p.unknown for p in via_torch]
+    assert max(abs(a.outlier_score - b.outlier_score) for a, b in zip(via_onnx, via_torch)) < 1e-4
+
+
+@pytest.mark.trains
+@pytest.mark.slow
+def test_the_server_answers_unknown(weather_run):
+    proc, url = start_server(weather_run["run"], "--engine", "torch")
+    try:
+        photo = next(weather_run["outside"].rglob("*.jpg")).read_bytes()
+        status, body = request(f"{url}/predict", data=photo, headers={"Content-Type": "image/jpeg"})
+        answer = json.loads(body)
+        assert status == 200 and answer["unknown"] is True and answer["outlier_score"] > 0
+        status, body = request(f"{url}/predict", data=SHINE.read_bytes(),
+                               headers={"Content-Type": "image/jpeg"})
+        assert json.loads(body)["unknown"] is False and json.loads(body)["label"] == "shine"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
