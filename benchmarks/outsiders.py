@@ -11,8 +11,9 @@ threshold, and the test accuracy on the accepted photos.
 
 Scores (higher = more outside): `maxprob` (1 - the top probability of the logistic-regression
 head), `energy` (-logsumexp of its logits), `mahalanobis` (the smallest distance to a class
-mean under a shared, shrunk covariance), `knn1`/`knn10` (cosine distance to the nearest and
-tenth-nearest training photo, on L2-normalized features).
+mean under a shared, shrunk covariance), `knnK` (cosine distance to the K-th nearest training
+photo, on the backbone's features), `knnK-std` (the same on the standardized features the
+head reads: what photoclass uses).
 """
 from __future__ import annotations
 
@@ -46,6 +47,9 @@ def auroc(inside: np.ndarray, outside: np.ndarray) -> float:
     return float(roc_auc_score(np.r_[np.zeros(len(inside)), np.ones(len(outside))], np.r_[inside, outside]))
 
 
+KS = (1, 5, 10)
+
+
 def scores(train_x, train_y, queries: dict[str, np.ndarray], classes: int) -> dict[str, dict[str, np.ndarray]]:
     from sklearn.covariance import LedoitWolf
     from sklearn.linear_model import LogisticRegression
@@ -55,7 +59,7 @@ def scores(train_x, train_y, queries: dict[str, np.ndarray], classes: int) -> di
     head = LogisticRegression(C=1.0, max_iter=2000).fit(z, train_y)
     means = np.stack([z[train_y == c].mean(0) for c in range(classes)])
     precision = LedoitWolf().fit(z - means[train_y]).precision_
-    unit = train_x / np.linalg.norm(train_x, axis=1, keepdims=True)
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
     out = {}
     for name, x in queries.items():
         q = (x - mean) / std
@@ -63,18 +67,18 @@ def scores(train_x, train_y, queries: dict[str, np.ndarray], classes: int) -> di
         probabilities = torch.from_numpy(logits).softmax(1).numpy()
         centred = q[:, None, :] - means[None]  # (N, C, F)
         distance = np.einsum("ncf,fg,ncg->nc", centred, precision, centred).min(1)
-        cosine = 1 - (x / np.linalg.norm(x, axis=1, keepdims=True)) @ unit.T
-        cosine.sort(1)
+        raw = np.sort(1 - unit(x) @ unit(train_x).T, axis=1)  # the backbone's features as they are
+        standardized = np.sort(1 - unit(q) @ unit(z).T, axis=1)  # the head's inputs: what photoclass compares
         out[name] = {"maxprob": 1 - probabilities.max(1), "energy": -torch.logsumexp(torch.from_numpy(logits), 1).numpy(),
-                     "mahalanobis": distance, "knn1": cosine[:, 0], "knn10": cosine[:, 9],
-                     "correct": probabilities.argmax(1)}
+                     "mahalanobis": distance, **{f"knn{k}": raw[:, k - 1] for k in KS},
+                     **{f"knn{k}-std": standardized[:, k - 1] for k in KS}, "correct": probabilities.argmax(1)}
     return out
 
 
-def case(name: str, inside, outside, model) -> None:
+def case(name: str, inside, outside, features) -> None:
     started = time.perf_counter()
-    x, y = features_of(model, inside), np.asarray(inside.labels)
-    outsiders = features_of(model, outside)
+    x, y = features(inside), np.asarray(inside.labels)
+    outsiders = features(outside)
     fit = np.r_[inside.indices("train")]
     val, test = inside.indices("val"), inside.indices("test")
     found = scores(x[fit], y[fit], {"val": x[val], "test": x[test], "outside": outsiders}, len(inside.classes))
@@ -82,7 +86,7 @@ def case(name: str, inside, outside, model) -> None:
           f"{len(outsiders)} outsiders ({time.perf_counter() - started:.0f} s)")
     print(f"  {'score':<12}{'AUROC':>8}{'outsiders accepted':>20}{'test accepted':>15}{'acc on accepted':>17}")
     right = found["test"]["correct"] == y[test]
-    for score in ("maxprob", "energy", "mahalanobis", "knn1", "knn10"):
+    for score in (s for s in found["test"] if s != "correct"):
         threshold = np.quantile(found["val"][score], 0.95)  # accepts 95% of the validation photos
         accepted = found["test"][score] <= threshold
         print(f"  {score:<12}{auroc(found['test'][score], found['outside'][score]):>8.4f}"
@@ -95,6 +99,8 @@ def main() -> None:
     parser.add_argument("--model", default="efficientnet-lite2-ms")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", type=Path, default=None)
+    parser.add_argument("--features", type=Path, default=None, metavar="FILE.npz",
+                        help="keep each set's backbone features here, and reuse them on the next run")
     args = parser.parse_args()
     model = create_model(args.model, 2).eval()
     size = model.input_spec.size
@@ -107,8 +113,20 @@ def main() -> None:
                                       progress=False)
         print(f"{args.model} at {size} px, seed {args.seed}, torch {torch.__version__}, "
               f"{torch.get_num_threads()} threads")
-        case("weather classifier, clothing outsiders", weather, clothing, model)
-        case("clothing classifier, weather outsiders", clothing, weather, model)
+        stored = {}
+        if args.features and args.features.is_file():
+            stored = dict(np.load(args.features, allow_pickle=False))
+
+        def features(data) -> np.ndarray:
+            key = data.root.name
+            if key not in stored:
+                stored[key] = features_of(model, data)
+                if args.features:
+                    np.savez(args.features, **stored)
+            return stored[key]
+
+        case("weather classifier, clothing outsiders", weather, clothing, features)
+        case("clothing classifier, weather outsiders", clothing, weather, features)
 
 
 if __name__ == "__main__":

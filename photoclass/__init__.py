@@ -49,6 +49,15 @@ def predict(run, paths, *, top_k: int = 3, tta: bool | None = None, device: str 
         paths, top_k=top_k, progress=progress)
 
 
+def similar(run, paths, *, k: int = 5, device: str = "auto", progress=None):
+    """Each photo's prediction and its `k` nearest training photos (`.neighbours`: path, label,
+    cosine distance); see `photoclass.inference.similar.similar`."""
+    from .inference.similar import similar as nearest
+
+    return nearest(run, [paths] if isinstance(paths, (str, os.PathLike)) else paths, k=k, device=device,
+                   progress=progress)
+
+
 def leaderboard(*roots, data=None, sort: str = "select"):
     """Finished runs under `roots` (default "runs"), best first; see `photoclass.experiments.leaderboard`."""
     from .experiments.leaderboard import list_runs
@@ -98,6 +107,6 @@ def compare(runs, out="compare.html", *, tolerance: float = 0.01):
     return write_comparison(list(runs), out, tolerance=tolerance)
 
 
-__all__ = ["prepare", "train", "lr_find", "audit", "evaluate", "load", "predict", "leaderboard", "select", "sweep", "report",
+__all__ = ["prepare", "train", "lr_find", "audit", "evaluate", "load", "predict", "similar", "leaderboard", "select", "sweep", "report",
            "compare", "PrepareConfig", "TrainConfig", "PreparedDataset",
            "decode_photo", "DecodeError", "PhotoclassError", "UnusedOptionWarning", "__version__"]

@@ -494,6 +494,23 @@ def format_predictions(predictions, fmt: str) -> str:
     return "\n".join(lines)
 
 
+def cmd_similar(args) -> int:
+    from .inference.similar import format_similar, similar, write_similar_page
+
+    if args.html:  # never inside the photos' folders, nor the run's
+        from .data.outside import check_outside
+        from .runs.rundir import RunDir
+
+        check_outside(args.html, *(p if Path(p).is_dir() else Path(p).parent for p in args.paths),
+                      RunDir(args.run).data_source(), flag="--html")
+    found = similar(args.run, args.paths, k=args.k, batch_size=args.batch_size, device=args.device)
+    print(json.dumps([s.to_dict() for s in found], indent=2, ensure_ascii=False) if args.format == "json"
+          else format_similar(found))
+    if args.html:
+        print(f"written to {write_similar_page(args.run, found, args.html)}", file=sys.stderr)
+    return 0
+
+
 def cmd_export(args) -> int:
     from .inference.export import export_onnx
 
@@ -709,6 +726,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "run's test was measured, on for small-resnet)")
     _add_device_options(pr)
     pr.set_defaults(func=cmd_predict)
+
+    si = sub.add_parser("similar", help="the training photos nearest each photo, in the model's features",
+                        description="For each photo: RUN's prediction, its 'none of these' score, and the K "
+                        "nearest training photos with their labels and cosine distances.")
+    si.add_argument("run", metavar="RUN", help="a run trained with the 'none of these' check (the default)")
+    si.add_argument("paths", metavar="PATH", nargs="+")
+    si.add_argument("-k", type=int, default=5, help="training photos per photo (default: %(default)s)")
+    si.add_argument("--format", choices=("table", "json"), default="table", help="default: %(default)s")
+    si.add_argument("--html", metavar="FILE", help="also write a page with thumbnails")
+    si.add_argument("--batch-size", type=int, default=16, help="default: %(default)s")
+    _add_device_options(si)
+    si.set_defaults(func=cmd_similar)
 
     m = sub.add_parser("models", help="list the available models, or one model's layers; pull timm weights",
                        description="List photoclass's own models (a glob such as '*convnext*' also searches timm's "

@@ -1,5 +1,6 @@
 """"None of these": the k-nearest-training-photo distance, fitted at training, carried by every
 way a prediction is made (Python, the CLI's table, JSON and sorting, ONNX, the server)."""
+import csv
 import json
 import os
 import subprocess
@@ -70,6 +71,7 @@ def test_training_fits_the_check_and_predict_marks_photos_of_no_class(weather_ru
 @pytest.mark.trains
 def test_the_cli_shows_unknown_and_sorts_such_photos_apart(weather_run, tmp_path):
     run, outside = weather_run["run"], weather_run["outside"]
+    before = sorted((p, p.stat().st_size) for p in outside.rglob("*") if p.is_file())
     env = {**os.environ, "PHOTOCLASS_TRACKING": "off"}
     table = subprocess.run([sys.executable, "-m", "photoclass", "predict", run, outside, RAIN,
                             "--sort-into", tmp_path / "sorted"], capture_output=True, text=True, env=env)
@@ -79,6 +81,7 @@ def test_the_cli_shows_unknown_and_sorts_such_photos_apart(weather_run, tmp_path
     assert next(line for line in table.stdout.splitlines() if line.startswith(str(RAIN))).split()[1] == "rain"
     unknown = len(list((tmp_path / "sorted" / "_unknown").iterdir()))
     assert unknown == sum(r[1] == "unknown" for r in rows) and (tmp_path / "sorted" / "rain").is_dir()
+    assert sorted((p, p.stat().st_size) for p in outside.rglob("*") if p.is_file()) == before  # copied, not moved
     as_json = subprocess.run([sys.executable, "-m", "photoclass", "predict", run, outside, "--format", "json",
                               "--no-unknown"], capture_output=True, text=True, env=env)
     assert as_json.returncode == 0 and all("unknown" not in p for p in json.loads(as_json.stdout))
@@ -125,3 +128,56 @@ def test_the_server_answers_unknown(weather_run):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.mark.trains
+def test_similar_lists_the_nearest_training_photos_with_their_labels(weather_run, tmp_path):
+    run = weather_run["run"]
+    rows = [r for r in csv.DictReader((run / "split.csv").open()) if r["split"] == "train"]
+    photo = EXAMPLES / rows[0]["path"]
+    found = photoclass.similar(run, [photo, weather_run["outside"] / "rain"], k=4)
+    itself = found[0]
+    assert [n.path for n in itself.neighbours][0] == str(photo) and itself.neighbours[0].distance < 1e-5
+    assert itself.neighbours[0].label == rows[0]["label"] and len(itself.neighbours) == 4
+    assert [n.distance for n in itself.neighbours] == sorted(n.distance for n in itself.neighbours)
+    labels = {str(EXAMPLES / r["path"]): r["label"] for r in csv.DictReader((run / "split.csv").open())}
+    assert all(labels[n.path] == n.label for s in found for n in s.neighbours)  # labels as given, not predicted
+    by_predict = {p.path: p for p in photoclass.predict(run, [photo, weather_run["outside"] / "rain"])}
+    for s in found:  # the same score and verdict as predict's, from the same index
+        assert s.prediction.unknown == by_predict[s.prediction.path].unknown
+        assert abs(s.prediction.outlier_score - by_predict[s.prediction.path].outlier_score) < 1e-5
+
+    page = tmp_path / "similar.html"
+    shown = subprocess.run([sys.executable, "-m", "photoclass", "similar", run, photo, "-k", "2", "--format", "json",
+                            "--html", page], capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    answer = json.loads(shown.stdout)[0]
+    assert answer["nearest"][0] == {"path": str(photo), "label": rows[0]["label"], "distance": 0.0}
+    assert page.read_text().count("<img") == 3  # the photo and its two neighbours
+    for folder in (EXAMPLES, weather_run["outside"] / "rain"):  # the run's photos, the photos asked about
+        inside = subprocess.run([sys.executable, "-m", "photoclass", "similar", run, weather_run["outside"],
+                                 "--html", folder / "page.html"], capture_output=True, text=True)
+        assert inside.returncode == 2 and "--html" in inside.stderr and not (folder / "page.html").exists()
+
+
+@pytest.mark.trains
+def test_the_report_shows_the_test_scores_and_each_mistake_beside_its_nearest_training_photos(weather_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(weather_run["run"], run)
+    result = json.loads((run / "test.json").read_text())
+    meta = json.loads((run / "model.json").read_text())["outliers"]
+    test = [EXAMPLES / r["path"] for r in csv.DictReader((run / "split.csv").open()) if r["split"] == "test"]
+    predicted = photoclass.predict(run, test)
+    scores = result["outlier_scores"]
+    assert scores["test_photos"] == len(test) and scores["threshold"] == meta["threshold"]
+    assert scores["test_accepted"] == pytest.approx(np.mean([not p.unknown for p in predicted]))
+    # a mistake, as training records one, explained by the photos `similar` finds
+    nearest = photoclass.similar(run, [test[0]], k=3)[0].neighbours
+    result["misclassified"] = [{"path": test[0].name, "true": "rain", "predicted": "shine", "confidence": 0.9,
+                                "index": 0, "nearest": [n.to_dict() for n in nearest]}]
+    (run / "test.json").write_text(json.dumps(result))
+    html = Path(photoclass.report(run)).read_text()
+    assert "id=unknown" in html and "outlier_scores" in html and "nearest training photos" in html
+    assert html.count("<figure class=near>") == 3

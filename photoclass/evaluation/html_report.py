@@ -42,7 +42,8 @@ table{border-collapse:collapse;margin:6px 0}td,th{padding:3px 10px;border-bottom
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}tr.win{background:#e8f6e8}
 img.plot{max-width:100%}.gallery{display:flex;flex-wrap:wrap;gap:10px}
 figure{margin:0;width:210px}figure img{max-width:200px;max-height:200px;display:block}
-figcaption{font-size:12px;color:#334}.missing{width:200px;height:120px;background:#eee;display:flex;
+figcaption{font-size:12px;color:#334}.explained{display:flex;gap:8px;background:#f7f8fb;padding:6px;border-radius:6px}
+figure.near{width:100px}figure.near img{max-width:96px;max-height:96px}.missing{width:200px;height:120px;background:#eee;display:flex;
 align-items:center;justify-content:center;color:#888}.cols{display:flex;gap:24px;flex-wrap:wrap;align-items:flex-start}
 """
 
@@ -88,6 +89,7 @@ def write_report(run: str | os.PathLike | RunDir, *, model: nn.Module | None = N
     wrong = result.get("misclassified", [])
     parts += [f"<h2 id=misclassified>Misclassified test photos ({len(wrong)} of {test['count']})</h2>",
               _gallery(root, wrong[:GALLERY_LIMIT]) if wrong else "<p>None: every test photo is right.</p>"]
+    parts += ["<h2 id=unknown>None of these</h2>", _unknown_section(run, result, meta)]
     parts += ["<h2 id=audit>Label audit</h2>", _audit_section(run, root)]
     parts += ["<h2>Where the model looks (Grad-CAM)</h2>", _gradcam_section(run, model, meta, root, rows, wrong)]
     applied = config.get("applied", {}).get("augment", train["augment"])
@@ -219,15 +221,39 @@ def _key_value_table(values: dict[str, Any], title: str) -> str:
 
 
 def _gallery(root: Path, wrong: list[dict[str, Any]]) -> str:
+    """Each mistake, and beside it the training photos nearest it when the run has them: what
+    the model had seen that looks like it."""
     figures = []
     for w in wrong:
-        photo = _thumbnail(root, w["path"])
+        photo = thumbnail(root, w["path"])
         image = (f"<img alt='{html.escape(w['path'])}' src='{photo}'>" if photo
                  else "<div class=missing>photo not found</div>")
-        figures.append(f"<figure data-path='{html.escape(w['path'])}'>{image}<figcaption><b>{html.escape(w['true'])}"
-                       f"</b> taken for <b>{html.escape(w['predicted'])}</b> ({w['confidence']:.0%})<br>"
-                       f"{html.escape(w['path'])}</figcaption></figure>")
+        mistake = (f"<figure data-path='{html.escape(w['path'])}'>{image}<figcaption><b>{html.escape(w['true'])}"
+                   f"</b> taken for <b>{html.escape(w['predicted'])}</b> ({w['confidence']:.0%})<br>"
+                   f"{html.escape(w['path'])}</figcaption></figure>")
+        if not w.get("nearest"):
+            figures.append(mistake)
+            continue
+        near = "".join(f"<figure class=near><img alt='{html.escape(n['path'])}' src='{thumbnail(root, n['path'], 96) or ''}'>"
+                       f"<figcaption>{html.escape(n['label'])} · {n['distance']:.2f}</figcaption></figure>"
+                       for n in w["nearest"])
+        figures.append(f"<div class=explained>{mistake}<div><small>nearest training photos</small>"
+                       f"<div class=gallery>{near}</div></div></div>")
     return "<div class=gallery>" + "".join(figures) + "</div>"
+
+
+def _unknown_section(run: RunDir, result: dict[str, Any], meta: dict[str, Any]) -> str:
+    """The 'none of these' check: its threshold, the share of test photos it accepts, the histogram."""
+    scores, check = result.get("outlier_scores"), meta.get("outliers")
+    if not check or not scores:
+        return "<p>This run has no 'none of these' check (trained with <code>--unknown-accept 0</code>).</p>"
+    return (f"<p>A photo whose features are farther than {check['threshold']:.3f} (cosine) from its "
+            f"{check['k']}th nearest training photo is <b>unknown</b>: none of the classes. The threshold accepts "
+            f"{check['accept']:.0%} of the {check['validated_on']} validation photos; it accepts "
+            f"{scores['test_accepted']:.1%} of the {scores['test_photos']} test photos. "
+            f"<code>photoclass evaluate {html.escape(str(run.path))} --outsiders DIR</code> measures it on photos of "
+            "no class; <code>photoclass similar</code> lists any photo's nearest training photos.</p>"
+            + _plot(run.plots / "outlier_scores.png"))
 
 
 def _gradcam_section(run: RunDir, model: nn.Module | None, meta: dict[str, Any], root: Path,
@@ -266,16 +292,17 @@ def _plot(path: Path) -> str:
     return f"<img class=plot alt='{html.escape(path.stem)}' src='{data_uri(path.read_bytes(), 'png')}'>"
 
 
-def _thumbnail(root: Path, relpath: str) -> str | None:
+def thumbnail(root: Path, relpath: str, size: int = THUMB) -> str | None:
+    """A data: URI of the photo (or array image) at most `size` px; None if it cannot be read."""
     try:
         photo = load_photo(root, relpath)
     except (DecodeError, OSError):
         return None
     image = photo.image
-    if max(image.size) < THUMB // 2:  # 28-px digits: enlarged, pixels kept sharp
-        scale = THUMB // 2 // max(image.size)
+    if max(image.size) < size // 2:  # 28-px digits: enlarged, pixels kept sharp
+        scale = size // 2 // max(image.size)
         image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
-    image.thumbnail((THUMB, THUMB))
+    image.thumbnail((size, size))
     return _array_uri(np.asarray(image))
 
 
@@ -295,7 +322,7 @@ def write_audit_page(root: Path, suspects: list[dict[str, Any]], conflicts: list
     """audit.html: the most suspicious photos with their given and suggested labels, the
     duplicate groups whose photos carry different labels, and the least typical photos."""
     def figure(row: dict[str, Any], caption: str) -> str:
-        photo = _thumbnail(root, row["path"])
+        photo = thumbnail(root, row["path"])
         image = (f"<img alt='{html.escape(row['path'])}' src='{photo}'>" if photo
                  else "<div class=missing>photo not found</div>")
         return (f"<figure data-path='{html.escape(row['path'])}'>{image}<figcaption>{caption}<br>"

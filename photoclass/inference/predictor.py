@@ -86,10 +86,26 @@ class BasePredictor:
         files = _with_array_items(expand_paths(paths))
         results: list[Prediction] = []
         k = max(1, min(top_k, len(self.classes)))
-        with tqdm(total=len(files), desc="predict", unit="img", leave=False,
+        for ok, pixels, failed in self.decoded(files, progress=progress):
+            results += failed
+            if ok:
+                for prediction, row in zip(ok, self.predict_pixels(pixels)):
+                    p, prediction.outlier_score, prediction.unknown = self.read_row(row)
+                    best = np.argsort(-p, kind="stable")[:k]
+                    prediction.top = [(self.classes[i], float(p[i])) for i in best]
+                results += ok
+        order = {str(f): i for i, f in enumerate(files)}
+        return sorted(results, key=lambda r: order[r.path])
+
+    def decoded(self, files: list, *, progress: bool | None = None, desc: str = "predict"
+                ) -> Iterator[tuple[list[Prediction], np.ndarray | None, list[Prediction]]]:
+        """Batches of `files` (paths or ArrayItems) decoded at the model's size: (a blank
+        Prediction per decoded photo, their (B, S, S, 3) pixels or None, the failed photos with
+        their reasons)."""
+        with tqdm(total=len(files), desc=desc, unit="img", leave=False,
                   disable=None if progress is None else not progress) as bar:
             for batch in _batches(files, self.batch_size):
-                decoded, ok = [], []
+                decoded, ok, failed = [], [], []
                 for path in batch:
                     try:
                         photo = (load_photo(path.root, path.name, size=self.size) if isinstance(path, ArrayItem)
@@ -97,16 +113,9 @@ class BasePredictor:
                         decoded.append(photo.to_array())
                         ok.append(Prediction(str(path)))
                     except (DecodeError, OSError) as e:
-                        results.append(Prediction(str(path), error=getattr(e, "reason", None) or str(e)))
-                if decoded:
-                    for prediction, row in zip(ok, self.predict_pixels(np.stack(decoded))):
-                        p, prediction.outlier_score, prediction.unknown = self.read_row(row)
-                        best = np.argsort(-p, kind="stable")[:k]
-                        prediction.top = [(self.classes[i], float(p[i])) for i in best]
-                    results.extend(ok)
+                        failed.append(Prediction(str(path), error=getattr(e, "reason", None) or str(e)))
+                yield ok, np.stack(decoded) if decoded else None, failed
                 bar.update(len(batch))
-        order = {str(f): i for i, f in enumerate(files)}
-        return sorted(results, key=lambda r: order[r.path])
 
 
 class Predictor(BasePredictor):
@@ -146,6 +155,21 @@ class Predictor(BasePredictor):
         self.size, self.mean, self.std = spec.size, spec.mean, spec.std
 
     def scored(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        probabilities, features = self._outputs(pixels)
+        return probabilities, None if features is None else self.outliers(features).cpu().numpy()
+
+    def nearest(self, pixels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(probabilities, distances (B, k), rows (B, k)): the k training photos nearest each photo
+        in the outlier score's features, nearest first; rows index the run's usable photos."""
+        if self.outliers is None:
+            raise PhotoclassError("This predictor has no index of its run's training photos. HINT: open it with "
+                                  "unknown=True, from a run trained with the 'none of these' check.")
+        probabilities, features = self._outputs(pixels, tap=True)
+        distances, index = self.outliers.nearest(features, k)
+        return probabilities, distances.cpu().numpy(), self.outliers.rows[index.cpu()].numpy()
+
+    def _outputs(self, pixels: np.ndarray, tap: bool | None = None):
+        """(calibrated probabilities, the last linear layer's inputs or None without the check)."""
         import contextlib
 
         import torch
@@ -153,12 +177,12 @@ class Predictor(BasePredictor):
         from ..data.loader import normalize, to_float
         from .outliers import tapped
 
-        with torch.no_grad(), tapped(self.model) if self.outliers is not None else contextlib.nullcontext() as features:
+        tap = self.outliers is not None if tap is None else tap
+        with torch.no_grad(), tapped(self.model) if tap else contextlib.nullcontext() as features:
             x = normalize(to_float(torch.from_numpy(pixels).to(self.device)), self.mean, self.std)
             logits = self.model(x.contiguous(memory_format=self.memory_format)).float()
             probabilities = (logits / self.temperature).softmax(1).cpu().numpy()
-            scores = None if self.outliers is None else self.outliers(features[0]).cpu().numpy()
-        return probabilities, scores
+        return probabilities, features[0] if tap else None
 
 
 def open_predictor(model: str | os.PathLike, *, engine: str = "torch", tta: bool | None = None,

@@ -28,6 +28,7 @@ from ..data.loader import BatchLoader
 from ..data.outside import check_outside
 from ..data.prepare import prepare
 from ..data.summary import split_text
+from ..evaluation import plots
 from ..evaluation.html_report import write_report
 from ..evaluation.report import evaluate_dataset, format_test, write_evaluation
 from ..experiments.tracking import log_finished_run
@@ -180,8 +181,10 @@ def _train(run: RunDir, data, config: TrainConfig, prep: PrepareConfig, custom: 
     say(f"evaluating {'the best epoch' if len(state.history) > 1 else 'the model'} on the test split ...", flush=True)
     trained.load_state_dict(run.load_state(weights))  # the best epoch's weights
     if config.unknown_accept:
-        meta["outliers"] = _fit_outliers(run, trained, loaders, config)
+        score, meta["outliers"] = _fit_outliers(run, trained, loaders, config)
     evaluation = evaluate_dataset(trained, dataset, spec, config, loaders=loaders, full_model=net)
+    if config.unknown_accept:
+        _explain_test(run, evaluation, score, meta["outliers"]["threshold"], trained, loaders["test"], dataset)
     meta["temperature"] = evaluation["temperature"]  # fitted on the validation split
     meta["trained_parameters"] = sum(p.numel() for p in trained.parameters() if p.requires_grad)  # the rest stayed as pretrained
     run.save_model(net, meta)  # the whole network, whichever part of it was trained
@@ -209,7 +212,27 @@ def _fit_outliers(run: RunDir, trained: nn.Module, loaders, config: TrainConfig)
         else train[:0]
     score, info = outliers.fit(train, val, accept=config.unknown_accept, rows=fitted.indices, seed=config.seed)
     outliers.save(score, run.path / outliers.FILE)
-    return info
+    return score, info
+
+
+def _explain_test(run: RunDir, evaluation: dict, score: outliers.OutlierScore, threshold: float,
+                  trained: nn.Module, test: BatchLoader, dataset: PreparedDataset, k: int = 3) -> None:
+    """The test photos' outlier scores (the share accepted, a histogram) and, beside each
+    misclassified photo in `evaluation`, its k nearest training photos."""
+    features = outliers.features_of(trained, test.batches())
+    if not len(features):
+        return
+    values = score(features)
+    evaluation["outlier_scores"] = {"threshold": threshold, "test_photos": len(values),
+                                    "test_accepted": float((values <= threshold).float().mean())}
+    plots.outlier_histogram({"test photos": values.numpy()}, threshold, run.plots / "outlier_scores.png")
+    position = {int(i): n for n, i in enumerate(test.indices)}
+    wrong = [w for w in evaluation["misclassified"] if w["index"] in position]
+    if wrong:
+        distances, nearest = score.nearest(features[[position[w["index"]] for w in wrong]], k)
+        for w, far, found in zip(wrong, distances.tolist(), score.rows[nearest].tolist()):
+            w["nearest"] = [{"path": dataset.usable[r].path, "label": dataset.usable[r].label,
+                             "distance": round(max(0.0, d), 6)} for d, r in zip(far, found)]
 
 
 def build_model(config: TrainConfig, spec: InputSpec, num_classes: int, custom: nn.Module | None,
