@@ -527,13 +527,33 @@ def cmd_serve(args) -> int:
 
     if not args.max_upload_mb > 0:
         raise PhotoclassError(f"--max-upload-mb must be a positive number. Received: {args.max_upload_mb}")
+    token = args.token or os.environ.get("PHOTOCLASS_TOKEN") or None
+    if token and args.no_auth:
+        raise PhotoclassError("--no-auth and a token (--token or PHOTOCLASS_TOKEN) contradict each other. HINT: "
+                              "drop one of them.")
+    if not token and not args.no_auth and not _is_loopback(args.host):
+        raise PhotoclassError(f"--host {args.host} lets other machines in, and no token was given. HINT: pass --token "
+                              "TOKEN (or set PHOTOCLASS_TOKEN), or --no-auth to serve anyone on purpose.")
     app = create_app(args.run, top_k=args.top_k, max_bytes=int(args.max_upload_mb * 2**20),
                      max_queue=args.max_queue, engine=args.engine, port=args.port, device=args.device,
-                     tta=args.tta)
-    print(f"serving {args.run} with {app.state.engine} at http://{args.host}:{args.port}/ (Ctrl-C to stop)",
+                     tta=args.tta, token=token, timeout=args.timeout)
+    guard = "token required" if token else "no token"
+    print(f"serving {args.run} with {app.state.engine} at http://{args.host}:{args.port}/ ({guard}; Ctrl-C to stop)",
           flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.log_requests else "warning")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.log_requests else "warning",
+                timeout_keep_alive=5)
     return 0
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a name: it may resolve to anything
+        return False
 
 
 def _add_device_options(p: argparse.ArgumentParser, *, precision: bool = False) -> None:
@@ -692,6 +712,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default: %(default)s)")
     sv.add_argument("--engine", choices=("auto", "onnx", "torch"), default="auto",
                     help="auto (default): ONNX Runtime when installed (exports RUN/model.onnx once), else PyTorch")
+    sv.add_argument("--token", metavar="TOKEN", help="require `Authorization: Bearer TOKEN` on /predict and /model "
+                    "(default: $PHOTOCLASS_TOKEN); needed to listen beyond this machine")
+    sv.add_argument("--no-auth", action="store_true", help="listen beyond this machine without a token, on purpose")
+    sv.add_argument("--timeout", type=float, default=30, metavar="S",
+                    help="an upload, or its answer, taking longer gets 408 or 504 (default: %(default)s)")
     sv.add_argument("--log-requests", action=argparse.BooleanOptionalAction, default=True,
                     help="print a line per request (default: on)")
     sv.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,

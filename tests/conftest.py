@@ -186,10 +186,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(run, *extra):
+def start_server(run, *extra, env=None):
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "photoclass.cli", "serve", str(run), "--port", str(port),
-                             *map(str, extra)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             *map(str, extra)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=None if env is None else {**os.environ, **env})
     deadline = time.time() + 60
     while time.time() < deadline:
         try:

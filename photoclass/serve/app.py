@@ -3,12 +3,18 @@
 Uploads are decoded in memory by the same `decode_photo` as training, never written to disk.
 Errors are JSON with the fitting status: 400 empty or malformed, 413 too large, 415 not an
 allowed image format (sniffed from the bytes, not the Content-Type), 422 undecodable or a
-decompression bomb, 503 when the queue is full. One model call runs at a time (it uses both
-cores); the photos that arrived meanwhile go into the next call as one batch, and up to
-`max_queue` requests wait.
+decompression bomb, 503 when the queue is full, 408 when an upload takes longer than
+`timeout` seconds to arrive and 504 when its answer does. One model call runs at a time (it
+uses both cores); the photos that arrived meanwhile go into the next call as one batch, and up
+to `max_queue` requests wait. With a `token`, /predict and /model answer only requests that
+carry `Authorization: Bearer TOKEN` (compared in constant time) and give 401 to the rest;
+/health and the page stay open, and the page asks for the token.
 """
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import hmac
 import json
 import os
 from pathlib import Path
@@ -20,6 +26,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from ..core.errors import PhotoclassError
 from ..core.version import __version__
 from ..config import DEFAULT_MAX_PIXELS, check_int
 from ..data.decode import DecodeError, decode_photo
@@ -57,9 +64,11 @@ class HealthOut(BaseModel):
 
 
 ERRORS = {status: {"model": ErrorOut, "description": text} for status, text in (
-    (400, "empty or malformed request"), (413, "upload over the size limit"),
+    (400, "empty or malformed request"), (401, "no token, or the wrong one (servers started with a token)"),
+    (408, "the upload took longer than the timeout"), (413, "upload over the size limit"),
     (415, "not an allowed image format (sniffed from the bytes)"),
-    (422, "undecodable image or decompression bomb"), (503, "too many requests waiting"))}
+    (422, "undecodable image or decompression bomb"), (503, "too many requests waiting"),
+    (504, "the answer took longer than the timeout"))}
 UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["file"],
     "properties": {"file": {"type": "string", "format": "binary",
@@ -75,7 +84,7 @@ class ApiError(Exception):
 def create_app(model: str | os.PathLike, *, top_k: int = 3, max_bytes: int = MAX_UPLOAD_BYTES,
                max_pixels: int = DEFAULT_MAX_PIXELS, max_queue: int = 64, max_batch: int = 16,
                engine: str = "auto", port: int | None = None, device: str = "auto",
-               tta: bool | None = None) -> FastAPI:
+               tta: bool | None = None, token: str | None = None, timeout: float = 30.0) -> FastAPI:
     """An app serving `model`: a run directory or an exported `.onnx` file.
 
     `engine` is `open_predictor`'s: by default a run is served through ONNX Runtime when it
@@ -87,6 +96,21 @@ def create_app(model: str | os.PathLike, *, top_k: int = 3, max_bytes: int = MAX
     check_int("max_batch", max_batch, 1, 4096)
     if port is not None:
         check_int("port", port, 1, 65535)
+    if token is not None and len(token) < 8:
+        raise PhotoclassError(f"The token is {len(token)} characters long: too easy to guess. HINT: use at least 8, "
+                              "e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`.")
+    if not timeout > 0:
+        raise PhotoclassError(f"`timeout` must be a positive number of seconds. Received: timeout={timeout}")
+    expected = None if token is None else hashlib.sha256(token.encode()).digest()
+
+    def authorize(request: Request) -> None:
+        if expected is None:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        # equal-length digests: the comparison's time says nothing about the token, not even its length
+        if not (scheme.lower() == "bearer" and hmac.compare_digest(hashlib.sha256(given.strip().encode()).digest(),
+                                                                   expected)):
+            raise ApiError(401, "this server needs a token: send `Authorization: Bearer TOKEN`")
     predictor = open_predictor(model, engine=engine, device=device, tta=tta)
     info = _model_info(Path(model), predictor)
     info["engine"] = predictor.engine
@@ -98,7 +122,8 @@ def create_app(model: str | os.PathLike, *, top_k: int = 3, max_bytes: int = MAX
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError):
-        return JSONResponse({"error": error.message}, status_code=error.status)
+        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+        return JSONResponse({"error": error.message}, status_code=error.status, headers=headers)
 
     @app.get("/health", response_model=HealthOut)
     async def health() -> dict[str, Any]:
@@ -106,8 +131,9 @@ def create_app(model: str | os.PathLike, *, top_k: int = 3, max_bytes: int = MAX
         return {"status": "ok", "waiting": waiting,
                 "mean_batch": round(sum(recent) / len(recent), 2) if recent else None}
 
-    @app.get("/model")
-    async def model_info() -> dict[str, Any]:
+    @app.get("/model", responses={401: ERRORS[401]})
+    async def model_info(request: Request) -> dict[str, Any]:
+        authorize(request)
         return info
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -117,6 +143,7 @@ def create_app(model: str | os.PathLike, *, top_k: int = 3, max_bytes: int = MAX
     @app.post("/predict", response_model=PredictionOut, responses=ERRORS, openapi_extra=UPLOAD_BODY)
     async def predict(request: Request) -> dict[str, Any]:
         nonlocal waiting
+        authorize(request)  # before a byte of the body is read
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > max_bytes + 64 * 1024:
             if int(length) <= DRAIN_FACTOR * max_bytes:
@@ -124,16 +151,22 @@ def create_app(model: str | os.PathLike, *, top_k: int = 3, max_bytes: int = MAX
                 async for _ in request.stream():
                     pass
             raise ApiError(413, f"upload of {int(length)} bytes is over the limit of {max_bytes} bytes")
-        data = await _read_upload(request, max_bytes)
+        try:
+            data = await asyncio.wait_for(_read_upload(request, max_bytes), timeout)
+        except TimeoutError:
+            raise ApiError(408, f"the upload took longer than {timeout:g} s to arrive") from None
         if waiting >= max_queue:
             raise ApiError(503, "the server is busy; try again in a moment")
         waiting += 1
         try:
             try:  # decoding runs off the event loop too: a large photo must not stall the others
-                photo = await run_in_threadpool(decode_photo, data, size=predictor.size, max_pixels=max_pixels)
+                photo = await asyncio.wait_for(run_in_threadpool(decode_photo, data, size=predictor.size,
+                                                                 max_pixels=max_pixels), timeout)
+                p = await asyncio.wait_for(batcher(photo.to_array()), timeout)
             except DecodeError as e:
                 raise ApiError(STATUS_FOR_DECODE_ERROR.get(e.kind, 422), e.reason) from None
-            p = await batcher(photo.to_array())
+            except TimeoutError:
+                raise ApiError(504, f"no answer within {timeout:g} s; the server is overloaded") from None
         finally:
             waiting -= 1
         p, score, unknown = predictor.read_row(p)
