@@ -490,7 +490,7 @@ def format_predictions(predictions, fmt: str) -> str:
     unknown = sum(p.unknown for p in predictions)
     if unknown:
         lines.append(f"({unknown} unknown: farther from every training photo than the run's threshold, which "
-                     "95% of its validation photos are within; --no-unknown turns the check off)")
+                     "nearly all its validation photos are within; --no-unknown turns the check off)")
     return "\n".join(lines)
 
 
@@ -512,11 +512,13 @@ def cmd_similar(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .inference.export import export_onnx
+    from .inference.export import export
+    from .inference.verify import describe
 
-    result = export_onnx(args.run, args.out)
-    print(f"exported {result['path']} ({result['bytes'] / 2**20:.1f} MiB); ONNX Runtime matches PyTorch "
-          f"on {result['inputs_checked']} inputs, max |logit difference| {result['max_abs_diff']:.2e}")
+    kind = f"{args.format}{' INT8' if args.int8 else ''}"
+    print(f"exporting {args.run} to {kind}, then checking it on the run's test photos ...", file=sys.stderr, flush=True)
+    found = export(args.run, args.format, int8=args.int8, out=args.out)
+    print(f"kept {found['path']}: {describe(found)}")
     return 0
 
 
@@ -696,10 +698,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print the evaluation as JSON")
     e.set_defaults(func=cmd_evaluate)
 
-    x = sub.add_parser("export", help="export a run's model to ONNX, checked against PyTorch")
+    x = sub.add_parser("export", help="export a run's model (ONNX, OpenVINO; fp32 or INT8), kept only if it "
+                       "gives PyTorch's answers on the run's test photos")
     x.add_argument("run", metavar="RUN")
-    x.add_argument("--format", choices=("onnx",), default="onnx", help="default: %(default)s")
-    x.add_argument("--out", metavar="FILE", help="default RUN/model.onnx")
+    x.add_argument("--format", choices=("onnx", "openvino"), default="onnx",
+                   help="onnx: ONNX Runtime; openvino: OpenVINO Runtime (default: %(default)s)")
+    x.add_argument("--int8", action="store_true", help="static INT8 (per-channel weights, calibrated on training "
+                   "photos by NNCF); kept only if it holds the accuracy")
+    x.add_argument("--out", metavar="PATH", help="default RUN/model.onnx, RUN/openvino/model.xml, with -int8 for --int8")
     x.set_defaults(func=cmd_export)
 
     sv = sub.add_parser("serve", help="serve predictions over HTTP, with a web page at /")
@@ -710,8 +716,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-upload-mb", type=float, default=10, help="larger uploads get 413 (default: %(default)s)")
     sv.add_argument("--max-queue", type=int, default=64, help="requests waiting beyond this get 503 "
                     "(default: %(default)s)")
-    sv.add_argument("--engine", choices=("auto", "onnx", "torch"), default="auto",
-                    help="auto (default): ONNX Runtime when installed (exports RUN/model.onnx once), else PyTorch")
+    sv.add_argument("--engine", choices=("auto", "onnx", "openvino", "torch"), default="auto",
+                    help="auto (default): the fastest of the run's verified exports (`photoclass export`), else "
+                    "ONNX Runtime when installed (exports RUN/model.onnx once), else PyTorch")
     sv.add_argument("--token", metavar="TOKEN", help="require `Authorization: Bearer TOKEN` on /predict and /model "
                     "(default: $PHOTOCLASS_TOKEN); needed to listen beyond this machine")
     sv.add_argument("--no-auth", action="store_true", help="listen beyond this machine without a token, on purpose")
@@ -743,9 +750,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="mark photos far from every training photo 'unknown' (none of the classes), and sort them "
                     "into DIR/_unknown/ (default: on, for runs trained with the check)")
     pr.add_argument("--batch-size", type=int, default=16, help="default: %(default)s")
-    pr.add_argument("--engine", choices=("torch", "onnx", "auto"), default="torch",
-                    help="onnx: ONNX Runtime, about twice as fast (exports RUN/model.onnx once); "
-                    "auto: ONNX Runtime when installed (default: %(default)s)")
+    pr.add_argument("--engine", choices=("torch", "onnx", "openvino", "auto"), default="torch",
+                    help="onnx: ONNX Runtime, about twice as fast (exports RUN/model.onnx once); openvino: OpenVINO "
+                    "Runtime (exports and checks RUN/openvino/ once); auto: the fastest of the run's verified exports, "
+                    "else ONNX Runtime when installed (default: %(default)s)")
     pr.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                     help="average each photo's prediction with its mirror's (twice the work; default: as the "
                     "run's test was measured, on for small-resnet)")

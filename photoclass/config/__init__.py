@@ -146,7 +146,7 @@ class TrainConfig:
                             "on GPUs that have it, else fp16", choices=PRECISIONS)
     top_k: int = option(2, "top-k accuracy reported besides top-1")
     tta: bool = option(False, "test-time augmentation: average each test photo and its mirror")
-    unknown_accept: float = option(0.95, "the share of validation photos the 'none of these' threshold accepts: "
+    unknown_accept: float = option(0.975, "the share of validation photos the 'none of these' threshold accepts: "
                                    "a photo farther from the training photos than that is unknown; 0: no check",
                                    metavar="SHARE")
 

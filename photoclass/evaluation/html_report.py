@@ -242,13 +242,17 @@ def _gallery(root: Path, wrong: list[dict[str, Any]]) -> str:
     return "<div class=gallery>" + "".join(figures) + "</div>"
 
 
+def _nth(k: int) -> str:
+    return "nearest" if k == 1 else f"{k}th nearest"
+
+
 def _unknown_section(run: RunDir, result: dict[str, Any], meta: dict[str, Any]) -> str:
     """The 'none of these' check: its threshold, the share of test photos it accepts, the histogram."""
     scores, check = result.get("outlier_scores"), meta.get("outliers")
     if not check or not scores:
         return "<p>This run has no 'none of these' check (trained with <code>--unknown-accept 0</code>).</p>"
     return (f"<p>A photo whose features are farther than {check['threshold']:.3f} (cosine) from its "
-            f"{check['k']}th nearest training photo is <b>unknown</b>: none of the classes. The threshold accepts "
+            f"{_nth(check['k'])} training photo is <b>unknown</b>: none of the classes. The threshold accepts "
             f"{check['accept']:.0%} of the {check['validated_on']} validation photos; it accepts "
             f"{scores['test_accepted']:.1%} of the {scores['test_photos']} test photos. "
             f"<code>photoclass evaluate {html.escape(str(run.path))} --outsiders DIR</code> measures it on photos of "

@@ -154,7 +154,7 @@ def outlier_histogram(scores: dict[str, Sequence[float]], threshold: float, path
         if len(v):
             ax.hist(np.asarray(v, dtype=float), bins=bins, alpha=0.55, density=True, label=f"{name} ({len(v)})")
     ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3f}")
-    ax.set_xlabel("distance to the training photos (cosine, k-th nearest)")
+    ax.set_xlabel("cosine distance to the nearest training photo")
     ax.set_ylabel("density")
     ax.legend(fontsize=8)
     _save(fig, path)

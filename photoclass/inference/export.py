@@ -1,7 +1,9 @@
-"""ONNX export of a run's model, checked numerically against PyTorch before it is kept.
+"""Exports of a run's model (ONNX, OpenVINO; fp32 or INT8), each kept only once its own
+runtime has given PyTorch's answers on the run's test photos (`verify.py`).
 
-The graph takes a float32 batch (B, 3, S, S), already preprocessed; how to preprocess is in
-the file's metadata (`photoclass.preprocess`, `photoclass.input`), with the class names.
+Every export takes a float32 batch (B, C, S, S), already preprocessed, and gives the
+calibrated logits (and the "none of these" score, when the run has it); how to preprocess,
+the class names and the check's figures travel in the export's metadata.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from ..core.errors import PhotoclassError
 from ..evaluation.calibration import Calibrated
 from ..core.atomic import check_writable, write_bytes_atomic
 from ..runs.rundir import RunDir, load_model
-from . import outliers
+from . import outliers, verify
 
 PREPROCESS = ("decode with photoclass.decode_photo (EXIF upright, RGB), resize to size x size "
               "(bilinear, aspect not kept), x / 255, (x - mean) / std per channel, NCHW float32; "
@@ -89,14 +91,166 @@ def export_onnx(run: str | os.PathLike, out: str | os.PathLike | None = None, *,
             "bytes": len(data)}
 
 
+FORMATS = ("onnx", "openvino")
+CALIBRATION_PHOTOS = 300  # training photos an INT8 export is calibrated on
+
+
+def export(run: str | os.PathLike, format: str = "onnx", *, int8: bool = False, out: str | os.PathLike | None = None,
+           progress: bool | None = None) -> dict[str, Any]:
+    """Export RUN's model and keep it only if its runtime agrees with PyTorch on the run's test
+    photos (verify.compare's rule). Returns the check's figures with the export's "path"; a
+    failed check writes nothing and raises, saying why.
+
+    `format`: onnx (RUN/model.onnx; ONNX Runtime) or openvino (RUN/openvino/model.xml; OpenVINO
+    Runtime). `int8`: static post-training quantization, per-channel weights, calibrated on up
+    to 300 training photos (ONNX Runtime's QDQ, or OpenVINO's NNCF); `-int8` is added to the name.
+    """
+    from .predictor import Predictor
+
+    if format not in FORMATS:
+        raise PhotoclassError(f"Unknown export format {format!r}. HINT: use one of {', '.join(FORMATS)}.")
+    run = RunDir(run)
+    out = Path(out) if out else default_path(run, format, int8)
+    check_outside(out, run.data_source())
+    check_writable(out.parent, hint="pass --out a path in a folder you can write")
+    reference = Predictor(run.path, device="cpu")
+    photos = verify.run_photos(run, reference.size, progress=progress)
+    calibration = verify.run_photos(run, reference.size, "train", limit=CALIBRATION_PHOTOS).pixels if int8 else None
+    with tempfile.TemporaryDirectory(prefix=".photoclass-export-", dir=out.parent) as tmp:
+        fp32 = Path(tmp) / "model.onnx"
+        export_onnx(run.path, fp32)  # the graph every format starts from, parity-checked on random inputs
+        if format == "onnx":
+            from .onnx_predictor import OnnxPredictor
+
+            made = Path(tmp) / "made.onnx"
+            if int8:
+                quantize_onnx(fp32, made, calibration, reference)
+            else:
+                fp32.rename(made)
+            candidate = OnnxPredictor(made)
+        else:
+            from . import openvino_engine
+
+            made = openvino_engine.convert(fp32, Path(tmp) / "made", calibration, reference)
+            candidate = openvino_engine.OpenVinoPredictor(made)
+        found = verify.compare(reference, candidate, photos, fp32=not int8)
+        found.update(format=format, int8=int8, engine=candidate.engine)
+        if not found["kept"]:
+            raise PhotoclassError(f"The {format}{' INT8' if int8 else ''} export of {run.path} failed its check, "
+                                  f"so it was not kept: {found['why_not']}. ({verify.describe(found)})")
+        del candidate
+        if format == "onnx":
+            _stamp_onnx(made, found)
+            write_bytes_atomic(out, made.read_bytes())
+        else:
+            openvino_engine.stamp(made, found)
+            openvino_engine.move(made, out)
+    found["path"] = str(out)
+    return found
+
+
+def verified_exports(run: RunDir) -> list[tuple[Path, dict]]:
+    """The run's exports at their default paths that passed their check and were made from its
+    current weights, with the check's figures, fastest first."""
+    found = []
+    sha = weights_sha256(run)
+    for format in FORMATS:
+        for int8 in (False, True):
+            path = default_path(run, format, int8)
+            try:
+                meta = _metadata(path, format)
+            except Exception:  # missing, unreadable, or its runtime is not installed: not a candidate
+                continue
+            if meta.get("weights_sha256") == sha and "verified" in meta:
+                found.append((path, json.loads(meta["verified"])))
+    return sorted(found, key=lambda f: -(f[1].get("images_per_s") or 0))
+
+
+def _metadata(path: Path, format: str) -> dict[str, str]:
+    if format == "onnx":
+        import onnx
+
+        props = onnx.load(str(path), load_external_data=False).metadata_props
+        return {p.key.removeprefix("photoclass."): p.value for p in props}
+    from .openvino_engine import _openvino, read_metadata
+
+    return read_metadata(_openvino().Core().read_model(str(path)))
+
+
+def default_path(run: RunDir, format: str, int8: bool) -> Path:
+    suffix = "-int8" if int8 else ""
+    return run.path / (f"model{suffix}.onnx" if format == "onnx" else f"openvino{suffix}/model.xml")
+
+
+def quantize_onnx(source: Path, out: Path, calibration: np.ndarray, reference) -> None:
+    """Static INT8 of the ONNX graph by NNCF, as QuantizeLinear/DequantizeLinear pairs that
+    ONNX Runtime runs: per-channel weights, activation ranges from `calibration` photos, biases
+    corrected. The "none of these" score's own nodes stay in float. (ONNX Runtime's own
+    quantize_static, per-channel too, changed 3 of 16 predictions of a Lite0 run that NNCF's
+    left unchanged: the early depthwise convolutions lose too much without bias correction.)"""
+    import onnx
+
+    from .onnx_predictor import preprocess
+
+    nncf = import_nncf()
+    mean = np.asarray(reference.mean, dtype=np.float32).reshape(1, -1, 1, 1)
+    std = np.asarray(reference.std, dtype=np.float32).reshape(1, -1, 1, 1)
+    graph = onnx.load(str(source))
+    batches = [calibration[i:i + 1] for i in range(len(calibration))]  # NNCF calibrates one sample at a time
+    score_only = _score_only_nodes(graph)
+    quantized = nncf.quantize(graph, nncf.Dataset(batches, lambda b: {"input": preprocess(b, mean, std)}),
+                              subset_size=len(batches),
+                              ignored_scope=nncf.IgnoredScope(names=score_only, validate=False) if score_only else None)
+    onnx.save(quantized, str(out))
+
+
+def import_nncf():
+    """NNCF, quietly: it imports torch's extension builder, which warns when CUDA is missing."""
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    try:
+        import nncf
+    except ImportError:
+        raise PhotoclassError("INT8 exports are quantized by NNCF, which is not installed. HINT: pip install "
+                              "'photoclass[openvino]'") from None
+    logging.getLogger("nncf").setLevel(logging.ERROR)
+    return nncf
+
+
+def _score_only_nodes(graph) -> list[str]:
+    """The nodes that only the "outlier_score" output needs (the search over the bank)."""
+    producers = {o: n for n in graph.graph.node for o in n.output}
+
+    def ancestors(name: str) -> set[str]:
+        seen, todo = set(), [name]
+        while todo:
+            node = producers.get(todo.pop())
+            if node is not None and node.name not in seen:
+                seen.add(node.name)
+                todo += list(node.input)
+        return seen
+
+    if "outlier_score" not in [o.name for o in graph.graph.output]:
+        return []
+    return sorted(ancestors("outlier_score") - ancestors("logits"))
+
+
+def _stamp_onnx(path: Path, found: dict) -> None:
+    import onnx
+
+    graph = onnx.load(str(path))
+    entry = graph.metadata_props.add()
+    entry.key, entry.value = "photoclass.verified", json.dumps(found)
+    onnx.save(graph, str(path))
+
+
 class WithOutlierScore(torch.nn.Module):
-    """(logits, outlier score): the score of the features entering the last linear layer."""
+    """(logits, outlier score): the score of the features `outliers.tap_point` reads."""
 
     def __init__(self, model: torch.nn.Module, score: outliers.OutlierScore):
         super().__init__()
         self.model, self.score = model, score
         self._seen: list[torch.Tensor] = []
-        outliers.last_linear(model).register_forward_pre_hook(lambda module, args: self._seen.append(args[0]))
+        outliers.tap_point(model).register_forward_pre_hook(lambda module, args: self._seen.append(args[0]))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self._seen.clear()

@@ -38,19 +38,22 @@ class OnnxPredictor(BasePredictor):
         self.std = np.asarray(spec.std, dtype=np.float32).reshape(1, -1, 1, 1)
         self.batch_size = batch_size
         names = [o.name for o in self.session.get_outputs()]
-        self.outputs = ["logits"] + (["outlier_score"] if unknown and "outlier_score" in names else [])
-        if len(self.outputs) > 1:
+        self.names = ["logits"] + (["outlier_score"] if unknown and "outlier_score" in names else [])
+        if len(self.names) > 1:
             self.threshold = float(json.loads(props["photoclass.outliers"])["threshold"])
 
-    def scored(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        x = pixels.transpose(0, 3, 1, 2).astype(np.float32) / 255  # (B, 3, S, S)
-        if self.mean.shape[1] == 1:  # a 1-channel model: grey, as photoclass.data.loader.normalize makes it
-            x = np.tensordot(np.asarray(GREY_WEIGHTS, dtype=np.float32), x, axes=([0], [1]))[:, None]
-        x = (x - self.mean) / self.std
-        outputs = self.session.run(self.outputs, {"input": np.ascontiguousarray(x)})
-        logits = outputs[0]
-        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return exp / exp.sum(axis=1, keepdims=True), (outputs[1] if len(outputs) > 1 else None)
+    def outputs(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        found = self.session.run(self.names, {"input": preprocess(pixels, self.mean, self.std)})
+        return found[0], (found[1] if len(found) > 1 else None)
+
+
+def preprocess(pixels: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """(B, S, S, 3) uint8 -> the (B, C, S, S) float32 an export takes: scaled, grey for a
+    1-channel model (as photoclass.data.loader.normalize makes it), normalized."""
+    x = pixels.transpose(0, 3, 1, 2).astype(np.float32) / 255
+    if mean.shape[1] == 1:
+        x = np.tensordot(np.asarray(GREY_WEIGHTS, dtype=np.float32), x, axes=([0], [1]))[:, None]
+    return np.ascontiguousarray((x - mean) / std)
 
 
 def _refuse_external_data(path: str | os.PathLike) -> None:

@@ -61,9 +61,15 @@ class BasePredictor:
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:  # (B, S, S, 3) -> (B, classes)
         return self.scored(pixels)[0]
 
+    def outputs(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(calibrated logits (B, classes), outlier scores (B,) or None) of (B, S, S, 3) uint8
+        photos: what every engine computes, and what an export is checked on."""
+        raise NotImplementedError
+
     def scored(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(probabilities (B, classes), outlier scores (B,) or None) of (B, S, S, 3) uint8 photos."""
-        raise NotImplementedError
+        logits, scores = self.outputs(pixels)
+        return softmax(logits), scores
 
     def predict_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """Probabilities of (B, S, S, 3) uint8 photos, mirrored too with `tta`; with an outlier
@@ -154,9 +160,9 @@ class Predictor(BasePredictor):
         spec = model.input_spec
         self.size, self.mean, self.std = spec.size, spec.mean, spec.std
 
-    def scored(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        probabilities, features = self._outputs(pixels)
-        return probabilities, None if features is None else self.outliers(features).cpu().numpy()
+    def outputs(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        logits, features = self._outputs(pixels)
+        return logits, None if features is None else self.outliers(features).cpu().numpy()
 
     def nearest(self, pixels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(probabilities, distances (B, k), rows (B, k)): the k training photos nearest each photo
@@ -164,12 +170,12 @@ class Predictor(BasePredictor):
         if self.outliers is None:
             raise PhotoclassError("This predictor has no index of its run's training photos. HINT: open it with "
                                   "unknown=True, from a run trained with the 'none of these' check.")
-        probabilities, features = self._outputs(pixels, tap=True)
+        logits, features = self._outputs(pixels, tap=True)
         distances, index = self.outliers.nearest(features, k)
-        return probabilities, distances.cpu().numpy(), self.outliers.rows[index.cpu()].numpy()
+        return softmax(logits), distances.cpu().numpy(), self.outliers.rows[index.cpu()].numpy()
 
     def _outputs(self, pixels: np.ndarray, tap: bool | None = None):
-        """(calibrated probabilities, the last linear layer's inputs or None without the check)."""
+        """(calibrated logits, the last linear layer's inputs or None without the check)."""
         import contextlib
 
         import torch
@@ -180,27 +186,31 @@ class Predictor(BasePredictor):
         tap = self.outliers is not None if tap is None else tap
         with torch.no_grad(), tapped(self.model) if tap else contextlib.nullcontext() as features:
             x = normalize(to_float(torch.from_numpy(pixels).to(self.device)), self.mean, self.std)
-            logits = self.model(x.contiguous(memory_format=self.memory_format)).float()
-            probabilities = (logits / self.temperature).softmax(1).cpu().numpy()
-        return probabilities, features[0] if tap else None
+            logits = self.model(x.contiguous(memory_format=self.memory_format)).float() / self.temperature
+        return logits.cpu().numpy(), features[0] if tap else None
+
+
+ENGINES = ("torch", "onnx", "openvino", "auto")
 
 
 def open_predictor(model: str | os.PathLike, *, engine: str = "torch", tta: bool | None = None,
                    backbone: str | None = None, **kwargs) -> BasePredictor:
-    """A predictor for a run directory or an exported `.onnx` file (ONNX Runtime, no torch);
-    `"imagenet"` predicts the 1,000 ImageNet classes with the pretrained backbone, untrained
-    (`backbone`: any timm name whose weights carry an ImageNet-1k head, instead of Lite2).
+    """A predictor for a run directory, an exported `.onnx` file (ONNX Runtime, no torch) or
+    an OpenVINO export (its model.xml or folder; OpenVINO Runtime, no torch); `"imagenet"`
+    predicts the 1,000 ImageNet classes with the pretrained backbone, untrained (`backbone`:
+    any timm name whose weights carry an ImageNet-1k head, instead of Lite2).
 
-    `engine="onnx"` runs a run directory through ONNX Runtime too (about twice as fast on a
-    CPU), exporting RUN/model.onnx once; `"auto"` does so when ONNX Runtime and the exporter
-    are installed and falls back to PyTorch otherwise. ONNX Runtime runs on the CPU, so with
-    a GPU `device`, "auto" keeps PyTorch. `tta=None` mirrors as the run's own test did (on for
-    `small-resnet`), off for an .onnx file and for ImageNet.
+    For a run directory, `engine` "onnx" runs it through ONNX Runtime (exporting RUN/model.onnx
+    once), "openvino" through its verified OpenVINO export (made once, checked on the test
+    photos), and "auto" through the fastest of its verified exports on the machine that checked
+    them (`photoclass export`), else ONNX Runtime when installed, else PyTorch. On a GPU
+    `device`, "auto" keeps PyTorch. `tta=None` mirrors as the run's own test did (on for
+    `small-resnet`), off for exports and for ImageNet.
     """
     from ..core.device import resolve_device
 
-    if engine not in ("torch", "onnx", "auto"):
-        raise PhotoclassError(f"Unknown engine {engine!r}. HINT: use torch, onnx or auto.")
+    if engine not in ENGINES:
+        raise PhotoclassError(f"Unknown engine {engine!r}. HINT: use one of {', '.join(ENGINES)}.")
     check_int("batch_size", kwargs.get("batch_size", 16), 1, 4096)
     path = Path(model)
     device = kwargs.pop("device", "auto")
@@ -210,50 +220,96 @@ def open_predictor(model: str | os.PathLike, *, engine: str = "torch", tta: bool
     if str(model) in ("imagenet", "imagenet-lite0", "imagenet-lite2") and not path.exists():
         from .imagenet import ImageNetPredictor
 
-        if engine == "onnx":
-            raise PhotoclassError(f"{model} predicts through PyTorch only. HINT: drop --engine onnx.")
+        if engine not in ("torch", "auto"):
+            raise PhotoclassError(f"{model} predicts through PyTorch only. HINT: drop --engine {engine}.")
         kwargs.pop("unknown", None)  # ImageNet's classes have no training photos to measure against
         predictor = ImageNetPredictor(str(model), device=device, model=backbone, **kwargs)
         predictor.tta = bool(tta)
         return predictor
-    if path.suffix.lower() == ".onnx":  # ONNX Runtime on the CPU, and no torch at all
+    if not path.exists():
+        raise PhotoclassError(f"No such run or model file: {path}. HINT: `photoclass runs` lists the runs.")
+    exported = _export_kind(path)
+    if exported:
         if device not in ("auto", "cpu"):
-            raise PhotoclassError(f"An .onnx model runs on the CPU (ONNX Runtime). Received: device={device!r}. "
-                                  "HINT: --device cpu, or predict from the run folder for a GPU.")
+            raise PhotoclassError(f"An exported model runs on the CPU. Received: device={device!r}. HINT: --device "
+                                  "cpu, or predict from the run folder for a GPU.")
     else:
         device = resolve_device(device)
         if engine == "auto" and device.type != "cpu":
             engine = "torch"
-    if not path.exists():
-        raise PhotoclassError(f"No such run or model file: {path}. HINT: `photoclass runs` lists the runs.")
-    if path.is_file() and path.suffix.lower() != ".onnx":
-        raise PhotoclassError(f"{path} is a file, not a run folder or an .onnx model. HINT: pass its folder, "
-                              f"{path.parent}")
-    if path.is_dir() and not (path / "model.json").is_file():
-        if (path / "summary.json").is_file():
-            raise PhotoclassError(RunDir(path).summary_message())
-        raise PhotoclassError(f"{path} is not a photoclass run: it has no model.json. HINT: `photoclass runs` "
-                              "lists the runs.")
-    if tta is None:
-        tta = path.is_dir() and _tested_with_tta(path)
-    if Path(model).suffix.lower() != ".onnx" and engine != "torch":
-        try:
-            from .export import onnx_for_run
-            import onnxruntime  # noqa: F401
-
-            model = onnx_for_run(model)
-        except ImportError:
-            if engine == "onnx":
-                raise PhotoclassError("engine 'onnx' needs ONNX Runtime and the exporter. "
-                                      "HINT: pip install 'photoclass[onnx]'") from None
-    if Path(model).suffix.lower() == ".onnx":
+        if path.is_file():
+            raise PhotoclassError(f"{path} is a file, not a run folder, an .onnx file or an OpenVINO model.xml. "
+                                  f"HINT: pass its folder, {path.parent}")
+        if not (path / "model.json").is_file():
+            if (path / "summary.json").is_file():
+                raise PhotoclassError(RunDir(path).summary_message())
+            raise PhotoclassError(f"{path} is not a photoclass run: it has no model.json. HINT: `photoclass runs` "
+                                  "lists the runs.")
+        if tta is None:
+            tta = _tested_with_tta(path)
+        path, exported = _engine_for_run(path, engine)
+    options = {k: v for k, v in kwargs.items() if k in ("batch_size", "unknown")}
+    if exported == "onnx":
         from .onnx_predictor import OnnxPredictor
 
-        predictor = OnnxPredictor(model, **{k: v for k, v in kwargs.items() if k in ("batch_size", "unknown")})
+        predictor = OnnxPredictor(path, **options)
+    elif exported == "openvino":
+        from .openvino_engine import OpenVinoPredictor
+
+        predictor = OpenVinoPredictor(path, threads=kwargs.get("threads", 0), **options)
     else:
-        predictor = Predictor(model, device=str(device), **kwargs)
+        predictor = Predictor(path, device=str(device), **kwargs)
     predictor.tta = bool(tta)
     return predictor
+
+
+def _export_kind(path: Path) -> str | None:
+    """"onnx" or "openvino" for an exported model's path (an OpenVINO folder holds model.xml),
+    None for anything else."""
+    if path.suffix.lower() == ".onnx":
+        return "onnx"
+    if path.suffix.lower() == ".xml" or (path.is_dir() and (path / "model.xml").is_file()
+                                         and not (path / "model.json").is_file()):
+        return "openvino"
+    return None
+
+
+def _engine_for_run(run: Path, engine: str) -> tuple[Path, str | None]:
+    """(what to load, its export kind or None for PyTorch) for a run and an engine."""
+    if engine == "torch":
+        return run, None
+    if engine == "openvino":
+        from .export import default_path, export, verified_exports
+
+        for found, check in verified_exports(RunDir(run)):
+            if check["format"] == "openvino" and not check["int8"]:
+                return found, "openvino"
+        print(f"exporting {run} to OpenVINO once, checked on its test photos ...", flush=True)
+        return Path(export(run, "openvino", out=default_path(RunDir(run), "openvino", False))["path"]), "openvino"
+    if engine == "auto":
+        try:
+            from .export import verified_exports
+
+            fastest = verified_exports(RunDir(run))
+        except ImportError:
+            fastest = []
+        if fastest:
+            return fastest[0][0], fastest[0][1]["format"]
+    try:
+        from .export import onnx_for_run
+        import onnxruntime  # noqa: F401
+
+        return onnx_for_run(run), "onnx"
+    except ImportError:
+        if engine == "onnx":
+            raise PhotoclassError("engine 'onnx' needs ONNX Runtime and the exporter. "
+                                  "HINT: pip install 'photoclass[onnx]'") from None
+        return run, None
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
 
 
 def _tested_with_tta(run: Path) -> bool:

@@ -77,7 +77,7 @@ def evaluate_outsiders(run_path: str | os.PathLike, outsiders: str | os.PathLike
     meta = run.read_json("model.json")
     if not meta.get("outliers"):
         raise PhotoclassError(f"{run.path} was trained without the 'none of these' check. HINT: train it again "
-                              "with this photoclass (the check is on by default, --unknown-accept 0.95).")
+                              "with this photoclass (the check is on by default, --unknown-accept 0.975).")
     predictor = Predictor(run.path)
     if not Path(outsiders).exists():
         raise PhotoclassError(f"Folder not found: {outsiders}. HINT: check the path.")

@@ -1,0 +1,151 @@
+"""OpenVINO: a run's ONNX graph converted by OpenVINO's own `convert_model` (INT8 by NNCF),
+and predicted with OpenVINO Runtime and NumPy, no torch.
+
+The IR (model.xml + model.bin) carries photoclass's metadata in its rt_info, under
+"photoclass": the class names, the input contract, the temperature, the "none of these"
+threshold, and the figures of the check it passed.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..core.errors import PhotoclassError
+from ..models.input_spec import InputSpec
+from .onnx_predictor import preprocess
+from .predictor import BasePredictor
+
+KEYS = ("classes", "input", "architecture", "weights_sha256", "temperature", "preprocess", "outliers", "verified")
+
+
+def _openvino():
+    try:
+        import openvino
+    except ImportError:
+        raise PhotoclassError("OpenVINO is not installed. HINT: pip install 'photoclass[openvino]'") from None
+    return openvino
+
+
+def convert(onnx_path: Path, folder: Path, calibration: np.ndarray | None = None, reference=None) -> Path:
+    """folder/model.xml from the ONNX file, with its metadata; INT8 (NNCF's static quantization,
+    per-channel weights, on `calibration` photos) when they are given. Returns the .xml path."""
+    import onnx
+
+    ov = _openvino()
+    props = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
+    model = ov.convert_model(str(onnx_path))
+    if calibration is not None:
+        model = _quantize(model, calibration, reference)
+    for key in KEYS:
+        if f"photoclass.{key}" in props:
+            model.set_rt_info(props[f"photoclass.{key}"], ["photoclass", key])
+    folder.mkdir(parents=True, exist_ok=True)
+    ov.save_model(model, str(folder / "model.xml"), compress_to_fp16=False)
+    return folder / "model.xml"
+
+
+def _quantize(model, calibration: np.ndarray, reference):
+    from .export import import_nncf
+
+    nncf = import_nncf()
+    mean = np.asarray(reference.mean, dtype=np.float32).reshape(1, -1, 1, 1)
+    std = np.asarray(reference.std, dtype=np.float32).reshape(1, -1, 1, 1)
+    batches = [calibration[i:i + 1] for i in range(len(calibration))]  # NNCF calibrates one sample at a time
+    score_only = _score_only_ops(model)
+    return nncf.quantize(model, nncf.Dataset(batches, lambda b: preprocess(b, mean, std)),
+                         subset_size=len(batches), preset=nncf.QuantizationPreset.PERFORMANCE,
+                         ignored_scope=nncf.IgnoredScope(names=score_only, validate=False) if score_only else None)
+
+
+def _score_only_ops(model) -> list[str]:
+    """The operations only the "outlier_score" output needs: left in float."""
+    outputs = {o.get_any_name(): o.get_node() for o in model.outputs}
+    if "outlier_score" not in outputs:
+        return []
+
+    def ancestors(node) -> set[str]:
+        seen, todo = set(), [node]
+        while todo:
+            n = todo.pop()
+            if n.get_friendly_name() not in seen:
+                seen.add(n.get_friendly_name())
+                todo += [v.get_node() for v in n.input_values()]
+        return seen
+
+    only = ancestors(outputs["outlier_score"]) - ancestors(outputs["logits"])
+    kinds = {op.get_friendly_name(): op.get_type_name() for op in model.get_ops()}
+    return sorted(n for n in only if kinds.get(n) in ("MatMul", "Convolution"))
+
+
+def stamp(xml: Path, found: dict) -> None:
+    """Add the check's figures to the IR's metadata, in place."""
+    ov = _openvino()
+    model = ov.Core().read_model(str(xml))
+    model.set_rt_info(json.dumps(found), ["photoclass", "verified"])
+    ov.save_model(model, str(xml) + ".tmp.xml", compress_to_fp16=False)
+    for suffix in (".bin", ".xml"):
+        os.replace(str(xml) + ".tmp" + suffix, xml.with_suffix(suffix))
+
+
+def move(xml: Path, out: Path) -> None:
+    """The IR's two files to `out` (the .xml path), the weights first: an .xml is never beside
+    weights it was not saved with for longer than one rename."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(xml.with_suffix(".bin"), out.with_suffix(".bin"))
+    os.replace(xml, out)
+
+
+def read_metadata(model) -> dict[str, str]:
+    found = {}
+    for key in KEYS:
+        if model.has_rt_info(["photoclass", key]):
+            found[key] = model.get_rt_info(["photoclass", key]).astype(str)
+    return found
+
+
+class OpenVinoPredictor(BasePredictor):
+    """An exported IR (model.xml, or its folder), on this machine's CPU in fp32 arithmetic
+    (OpenVINO would otherwise pick bf16 on CPUs that have it)."""
+
+    engine = "openvino"
+
+    def __init__(self, path: str | os.PathLike, *, batch_size: int = 16, unknown: bool = True, threads: int = 0):
+        ov = _openvino()
+        path = Path(path)
+        xml = path / "model.xml" if path.is_dir() else path
+        if not xml.is_file() or not xml.with_suffix(".bin").is_file():
+            raise PhotoclassError(f"No OpenVINO model at {path}: it needs model.xml and model.bin side by side. "
+                                  "HINT: photoclass export RUN --format openvino")
+        core = ov.Core()
+        try:
+            model = core.read_model(str(xml))
+        except RuntimeError as e:
+            raise PhotoclassError(f"OpenVINO refuses {xml}: {str(e).splitlines()[0][:200]}. HINT: export it again "
+                                  "with `photoclass export RUN --format openvino`.") from None
+        meta = read_metadata(model)
+        if "classes" not in meta:
+            raise PhotoclassError(f"{xml} was not exported by photoclass: it has no class names. "
+                                  "HINT: photoclass export RUN --format openvino")
+        self.classes = json.loads(meta["classes"])
+        spec = InputSpec.from_dict(json.loads(meta["input"]), source=str(xml))
+        self.size, self.batch_size = spec.size, batch_size
+        self.mean = np.asarray(spec.mean, dtype=np.float32).reshape(1, -1, 1, 1)
+        self.std = np.asarray(spec.std, dtype=np.float32).reshape(1, -1, 1, 1)
+        self.verified = json.loads(meta["verified"]) if "verified" in meta else None
+        config = {"INFERENCE_PRECISION_HINT": "f32"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        self.compiled = core.compile_model(model, "CPU", config)
+        names = {o.get_any_name() for o in self.compiled.outputs}
+        self.names = ["logits"] + (["outlier_score"] if unknown and "outlier_score" in names else [])
+        if len(self.names) > 1:
+            self.threshold = float(json.loads(meta["outliers"])["threshold"])
+        self.request = self.compiled.create_infer_request()
+
+    def outputs(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        result = self.request.infer({0: preprocess(pixels, self.mean, self.std)})
+        found = [np.asarray(result[self.compiled.output(name)]) for name in self.names]
+        return found[0], (found[1] if len(found) > 1 else None)
