@@ -1,0 +1,108 @@
+"""`photoclass export --format onnx|openvino [--int8]`: each export runs in its own runtime on the
+run's test photos and is kept only when it gives PyTorch's answers; predict and serve run it."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import photoclass
+from photoclass.core.errors import PhotoclassError
+from photoclass.inference import export as exporting
+from photoclass.inference import verify
+from photoclass.inference.predictor import Predictor, open_predictor
+from photoclass.runs.rundir import RunDir
+
+from conftest import jpeg_bytes, request, start_server, synthetic_photo, train_tiny_run
+
+pytestmark = pytest.mark.trains
+pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+pytest.importorskip("openvino", reason="the openvino extra is not installed")
+pytest.importorskip("nncf", reason="the openvino extra is not installed")
+
+KINDS = [("onnx", False), ("onnx", True), ("openvino", False), ("openvino", True)]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return train_tiny_run(tmp_path_factory.mktemp("exports"), per_class=12, epochs=3)
+
+
+@pytest.fixture(scope="module")
+def exports(run):
+    return {(f, int8): exporting.export(run, f, int8=int8, progress=False) for f, int8 in KINDS}
+
+
+@pytest.mark.parametrize("format, int8", KINDS)
+def test_each_export_is_checked_in_its_runtime_and_carries_the_figures(run, exports, format, int8):
+    found = exports[(format, int8)]
+    assert found["kept"] and found["agreement"] >= verify.MIN_AGREEMENT and found["split"] == "test"
+    assert found["accuracy_torch"] - found["accuracy"] <= verify.MAX_ACCURACY_DROP
+    if not int8:
+        assert found["max_abs_logit_diff"] <= verify.FP32_TOLERANCE
+    predictor = open_predictor(found["path"])
+    assert predictor.engine == {"onnx": "onnxruntime", "openvino": "openvino"}[format]
+    stored = exporting._metadata(exporting.default_path(RunDir(run), format, int8), format)
+    assert json.loads(stored["verified"])["agreement"] == found["agreement"]
+    test = verify.run_photos(RunDir(run), predictor.size)
+    torch_labels = Predictor(run).probabilities(test.pixels).argmax(1)
+    assert (predictor.probabilities(test.pixels).argmax(1) == torch_labels).all()  # what was checked holds
+
+
+def test_int8_is_calibrated_on_training_photos_and_a_badly_calibrated_one_is_refused(run, tmp_path, monkeypatch):
+    real = verify.run_photos
+
+    def white(run_dir, size, split="test", **kw):  # calibration on blank white frames: every range wrong
+        photos = real(run_dir, size, split, **kw)
+        if split == "train":
+            photos.pixels = np.full_like(photos.pixels, 255)
+        return photos
+
+    monkeypatch.setattr(verify, "run_photos", white)
+    out = tmp_path / "bad" / "model.onnx"
+    with pytest.raises(PhotoclassError, match="failed its check, so it was not kept: it predicts another class"):
+        exporting.export(run, "onnx", int8=True, out=out)
+    assert not out.exists() and not list(out.parent.iterdir())  # nothing left behind, no temporary folder
+
+
+def test_the_cli_prints_the_check_and_auto_picks_the_fastest_verified_export(run, exports):
+    done = subprocess.run([sys.executable, "-m", "photoclass", "export", run, "--format", "openvino"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and "agreement with PyTorch 100.00%" in done.stdout and "images/s" in done.stdout
+    fastest = exporting.verified_exports(RunDir(run))
+    assert len(fastest) == 4 and fastest[0][1]["images_per_s"] == max(f[1]["images_per_s"] for f in fastest)
+    chosen = open_predictor(run, engine="auto")
+    assert chosen.engine == fastest[0][1]["engine"]
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnx", "openvino", "auto"])
+def test_predict_and_serve_run_each_engine(run, exports, engine, tmp_path):
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(jpeg_bytes(synthetic_photo(5, cls=2)))
+    expected = photoclass.predict(run, [photo])[0]
+    table = subprocess.run([sys.executable, "-m", "photoclass", "predict", run, photo, "--engine", engine,
+                            "--format", "json"], capture_output=True, text=True)
+    assert table.returncode == 0, table.stderr
+    assert json.loads(table.stdout)[0]["label"] == expected.label
+    proc, url = start_server(run, "--engine", engine)
+    try:
+        status, body = request(f"{url}/predict", data=photo.read_bytes(), headers={"Content-Type": "image/jpeg"})
+        assert status == 200 and json.loads(body)["label"] == expected.label
+        served_by = json.loads(request(f"{url}/model")[1])["engine"]
+        assert served_by == {"torch": "torch", "onnx": "onnxruntime", "openvino": "openvino"}.get(engine, served_by)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_an_openvino_export_predicts_without_torch(run, exports, tmp_path):
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(jpeg_bytes(synthetic_photo(7, cls=1)))
+    folder = exports[("openvino", False)]["path"].rsplit("/", 1)[0]
+    code = ("import sys; sys.modules['torch'] = None\n"  # any import of torch now fails
+            "from photoclass.cli import main\n"
+            f"sys.exit(main(['predict', {folder!r}, {str(photo)!r}, '--format', 'json']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)[0]["label"] == photoclass.predict(run, [photo])[0].label
