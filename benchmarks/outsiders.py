@@ -4,8 +4,7 @@
 
 Two cases, each set the other's outsiders: a classifier of the weather photos shown the
 clothing photos, and one of the clothing photos shown the weather photos. Everything is
-fitted on the in-distribution training photos alone (the run's own split, `--seed`); the
-threshold accepts 95% of the validation photos. For each score it prints the AUROC of test
+fitted on the in-distribution training photos alone (the run's own split, `--seed`). For each score it prints the AUROC of test
 photos against outsiders, and, for thresholds accepting 95%, 97.5% and 99% of the validation
 photos, the share of outsiders and of test photos accepted and the test accuracy on the
 accepted photos. photoclass uses knn1 at 97.5% (benchmarks/README.md says why).
@@ -14,7 +13,7 @@ Scores (higher = more outside): `maxprob` (1 - the top probability of the logist
 head), `energy` (-logsumexp of its logits), `mahalanobis` (the smallest distance to a class
 mean under a shared, shrunk covariance), `knnK` (cosine distance to the K-th nearest training
 photo, on the backbone's features), `knnK-std` (the same on the standardized features the
-head reads: what photoclass uses).
+head reads: photoclass's first choice, dropped).
 """
 from __future__ import annotations
 

@@ -448,7 +448,7 @@ def cmd_predict(args) -> int:
                       flag="--sort-into")
         check_writable(args.sort_into, hint="pass a folder for --sort-into")
     predictor = open_predictor(args.run, engine=args.engine, batch_size=args.batch_size, device=args.device,
-                               tta=args.tta, backbone=args.model, unknown=args.unknown)
+                               precision=args.precision, tta=args.tta, backbone=args.model, unknown=args.unknown)
     predictions = predictor.predict(args.paths, top_k=args.top_k)
     print(format_predictions(predictions, args.format))
     failed = [p for p in predictions if p.error]
@@ -538,7 +538,7 @@ def cmd_serve(args) -> int:
                               "TOKEN (or set PHOTOCLASS_TOKEN), or --no-auth to serve anyone on purpose.")
     app = create_app(args.run, top_k=args.top_k, max_bytes=int(args.max_upload_mb * 2**20),
                      max_queue=args.max_queue, engine=args.engine, port=args.port, device=args.device,
-                     tta=args.tta, token=token, timeout=args.timeout)
+                     precision=args.precision, tta=args.tta, token=token, timeout=args.timeout)
     guard = "token required" if token else "no token"
     print(f"serving {args.run} with {app.state.engine} at http://{args.host}:{args.port}/ ({guard}; Ctrl-C to stop)",
           flush=True)
@@ -565,7 +565,8 @@ def _add_device_options(p: argparse.ArgumentParser, *, precision: bool = False) 
         from .core.device import PRECISIONS
 
         p.add_argument("--precision", default="auto", choices=PRECISIONS,
-                       help="auto: fp32 on a CPU, bf16 or fp16 on a GPU (default: %(default)s)")
+                       help="auto: bf16 where the CPU or GPU has it natively, else fp32 on a CPU, fp16 on a GPU "
+                            "(default: %(default)s)")
 
 
 def _add_tracking_options(p: argparse.ArgumentParser) -> None:
@@ -729,7 +730,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                     help="average each photo's prediction with its mirror's (twice the work; default: as the "
                     "run's test was measured, on for small-resnet)")
-    _add_device_options(sv)
+    _add_device_options(sv, precision=True)
     sv.set_defaults(func=cmd_serve)
 
     pr = sub.add_parser("predict", help="predict photos with a trained run; optionally sort copies",
@@ -757,7 +758,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                     help="average each photo's prediction with its mirror's (twice the work; default: as the "
                     "run's test was measured, on for small-resnet)")
-    _add_device_options(pr)
+    _add_device_options(pr, precision=True)
     pr.set_defaults(func=cmd_predict)
 
     si = sub.add_parser("similar", help="the training photos nearest each photo, in the model's features",

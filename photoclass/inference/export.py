@@ -113,7 +113,7 @@ def export(run: str | os.PathLike, format: str = "onnx", *, int8: bool = False, 
     out = Path(out) if out else default_path(run, format, int8)
     check_outside(out, run.data_source())
     check_writable(out.parent, hint="pass --out a path in a folder you can write")
-    reference = Predictor(run.path, device="cpu")
+    reference = Predictor(run.path, device="cpu", precision="fp32")
     photos = verify.run_photos(run, reference.size, progress=progress)
     calibration = verify.run_photos(run, reference.size, "train", limit=CALIBRATION_PHOTOS).pixels if int8 else None
     with tempfile.TemporaryDirectory(prefix=".photoclass-export-", dir=out.parent) as tmp:

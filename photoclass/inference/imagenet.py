@@ -24,13 +24,13 @@ class ImageNetPredictor(Predictor):
     """`ImageNetPredictor().predict(["cat.jpg"])`: ImageNet top-k for photos, offline."""
 
     def __init__(self, name: str = "imagenet", *, batch_size: int = 16, threads: int = 0, device: str = "auto",
-                 model: str | None = None):
+                 precision: str = "auto", model: str | None = None):
         """`model`: any timm backbone whose weights carry an ImageNet-1k head, instead of Lite2."""
         from ..config import check_int
         from ..models.registry import create_model, model_info
 
         check_int("batch_size", batch_size, 1, 4096)
-        self._place(threads, device)
+        self._place(threads, device, precision)
         if model is not None and model_info(model).timm:
             from ..models.timm_models import imagenet_classifier
 

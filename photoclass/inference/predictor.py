@@ -131,12 +131,12 @@ class Predictor(BasePredictor):
     outliers = None  # the run's OutlierScore, when it has one and the check is on
 
     def __init__(self, run: str | os.PathLike, *, batch_size: int = 16, threads: int = 0, device: str = "auto",
-                 unknown: bool = True):
+                 precision: str = "auto", unknown: bool = True):
         from ..runs.rundir import load_model
         from . import outliers
 
         check_int("batch_size", batch_size, 1, 4096)
-        self._place(threads, device)
+        self._place(threads, device, precision)
         model, meta = load_model(run)
         # the temperature was fitted on the validation split; the InputSpec read from model.json
         self._use(model, meta["classes"], float(meta.get("temperature", 1.0)), batch_size)
@@ -144,11 +144,12 @@ class Predictor(BasePredictor):
             self.outliers = outliers.load(Path(run) / outliers.FILE, meta["outliers"]["k"]).to(self.device)
             self.threshold = float(meta["outliers"]["threshold"])
 
-    def _place(self, threads: int, device: str) -> None:
-        from ..core.device import resolve_device
+    def _place(self, threads: int, device: str, precision: str = "auto") -> None:
+        from ..core.device import resolve_device, resolve_precision
         from ..core.torchsetup import setup_torch
 
         self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
         setup_torch(threads, 0)
 
     def _use(self, model, classes: list[str], temperature: float, batch_size: int) -> None:
@@ -180,14 +181,16 @@ class Predictor(BasePredictor):
 
         import torch
 
+        from ..core.device import autocast
         from ..data.loader import normalize, to_float
         from .outliers import tapped
 
         tap = self.outliers is not None if tap is None else tap
         with torch.no_grad(), tapped(self.model) if tap else contextlib.nullcontext() as features:
             x = normalize(to_float(torch.from_numpy(pixels).to(self.device)), self.mean, self.std)
-            logits = self.model(x.contiguous(memory_format=self.memory_format)).float() / self.temperature
-        return logits.cpu().numpy(), features[0] if tap else None
+            with autocast(self.device, self.precision):
+                logits = self.model(x.contiguous(memory_format=self.memory_format)).float() / self.temperature
+        return logits.cpu().numpy(), features[0].float() if tap else None
 
 
 ENGINES = ("torch", "onnx", "openvino", "auto")

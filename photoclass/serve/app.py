@@ -84,7 +84,7 @@ class ApiError(Exception):
 def create_app(model: str | os.PathLike, *, top_k: int = 3, max_bytes: int = MAX_UPLOAD_BYTES,
                max_pixels: int = DEFAULT_MAX_PIXELS, max_queue: int = 64, max_batch: int = 16,
                engine: str = "auto", port: int | None = None, device: str = "auto",
-               tta: bool | None = None, token: str | None = None, timeout: float = 30.0) -> FastAPI:
+               precision: str = "auto", tta: bool | None = None, token: str | None = None, timeout: float = 30.0) -> FastAPI:
     """An app serving `model`: a run directory or an exported `.onnx` file.
 
     `engine` is `open_predictor`'s: by default a run is served through ONNX Runtime when it
@@ -111,9 +111,10 @@ def create_app(model: str | os.PathLike, *, top_k: int = 3, max_bytes: int = MAX
         if not (scheme.lower() == "bearer" and hmac.compare_digest(hashlib.sha256(given.strip().encode()).digest(),
                                                                    expected)):
             raise ApiError(401, "this server needs a token: send `Authorization: Bearer TOKEN`")
-    predictor = open_predictor(model, engine=engine, device=device, tta=tta)
+    predictor = open_predictor(model, engine=engine, device=device, precision=precision, tta=tta)
     info = _model_info(Path(model), predictor)
     info["engine"] = predictor.engine
+    info["precision"] = getattr(predictor, "precision", "fp32")
     info["tta"] = predictor.tta
     app = FastAPI(title="photoclass", version=__version__, docs_url=None, redoc_url=None)
     app.state.engine = predictor.engine

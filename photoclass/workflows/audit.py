@@ -16,7 +16,7 @@ import numpy as np
 
 from ..config import PrepareConfig, TrainConfig
 from ..core.atomic import check_writable, write_text_atomic
-from ..core.device import resolve_device
+from ..core.device import resolve_device, resolve_precision
 from ..core.errors import PhotoclassError
 from ..core.torchsetup import setup_torch
 from ..data.loader import BatchLoader
@@ -71,7 +71,8 @@ def audit(data: str | os.PathLike, *, out: str | os.PathLike = "audit", model: s
     every = np.arange(len(dataset))
     loader = BatchLoader(dataset.images, dataset.labels, every, batch_size=16, mean=info.input_spec.mean,
                          std=info.input_spec.std, device=where)
-    features = extract_features(encode, loader, desc="features", progress=progress).cpu().numpy()
+    features = extract_features(encode, loader, desc="features", progress=progress,
+                                precision=resolve_precision("auto", where)).cpu().numpy()
     probabilities = out_of_fold_probabilities(features, dataset.labels, dataset.groups, folds=folds, seed=seed)
 
     rows, classes = dataset.usable, dataset.classes

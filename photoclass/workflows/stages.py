@@ -41,9 +41,12 @@ class Stage:
                                      steps_per_epoch=len(loaders["train"]), monitor=config.monitor,
                                      plateau_factor=config.plateau_factor,
                                      plateau_patience=config.plateau_patience, min_lr=config.min_lr)
+        pixels = not hasattr(loaders["train"], "features")
+        # a linear head on cached features gains nothing from bf16: it keeps fp32's figures
+        head_only = not pixels and config.strategy != "finetune"
         return self._fit(net, loaders, optimizer, scheduler, per_batch=config.schedule == "onecycle",
                          weights=weights, checkpoint=checkpoint, epochs=config.epochs, stage="fit",
-                         per_second=not hasattr(loaders["train"], "features"))  # pixels, not cached features
+                         per_second=pixels, precision="fp32" if head_only else config.precision)
 
     def probe(self, head: nn.Module, loaders, *, groups, weights: str):
         """The classifier on cached features as a cross-validated logistic regression
@@ -100,7 +103,7 @@ class Stage:
         return nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
 
     def _fit(self, net, loaders, optimizer, scheduler, *, per_batch: bool, weights: str, checkpoint, epochs: int,
-             stage: str, per_second: bool, history=(), best=None):
+             stage: str, per_second: bool, history=(), best=None, precision: str | None = None):
         config, run = self.config, self.run
         class_weights = _class_weights(loaders["train"].labels, self.num_classes).to(config.device) \
             if config.class_weights else None
@@ -115,7 +118,7 @@ class Stage:
         if self.on_epoch is not None and self.place.main:
             callbacks.append(EpochHook(self.on_epoch))
         return fit(net, loaders, optimizer=optimizer, loss_fn=loss_fn, epochs=epochs, seed=config.seed,
-                   callbacks=callbacks, precision=config.precision, resume=checkpoint, history=history,
+                   callbacks=callbacks, precision=precision or config.precision, resume=checkpoint, history=history,
                    stage=stage, progress=self.progress)
 
 

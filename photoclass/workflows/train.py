@@ -266,7 +266,7 @@ def _trained_part(net: nn.Module, dataset: PreparedDataset, config: TrainConfig,
     encode, trained = net.split_for_training(config.finetune_blocks if config.strategy == "finetune" else 0)
     loaders = feature_loaders(encode, dataset, spec, batch_size=config.batch_size,
                               flip_augment=applied_augment(config).hflip and not _probes(config),
-                              device=config.device, place=place,
+                              device=config.device, place=place, precision=config.precision,
                               progress=progress)
     for module in trained.modules():  # e.g. a multiscale head standardizes its inputs
         if hasattr(module, "fit_statistics"):

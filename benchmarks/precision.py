@@ -1,0 +1,127 @@
+"""bf16 against fp32 on this CPU, stage by stage: feature extraction, prediction, training.
+
+    python benchmarks/precision.py                      # weather and clothing_small, the default model
+    python benchmarks/precision.py --data DIR --model efficientnet-lite0-ms
+
+For each photo set it trains the default command twice (`--precision fp32`, `--precision
+bf16`) and reports, for each stage:
+- feature extraction: seconds over every photo, fp32 and bf16 timed in turns, batch by batch;
+- training: the whole run's seconds and its test accuracy (95% interval);
+- prediction: each trained run predicting its test photos in fp32 and in bf16 (PyTorch), the
+  agreement of every variant with the fp32 run in fp32, and images/s.
+photoclass's `--precision auto` takes bf16 only where this CPU has it natively; the script
+says whether this one does.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import photoclass
+from photoclass.core.device import autocast, native_bf16
+from photoclass.inference.predictor import Predictor
+from photoclass.inference.verify import run_photos
+from photoclass.models.registry import create_model, model_info
+from photoclass.runs.rundir import RunDir
+from photoclass.training.features import extract_features
+from photoclass.data.loader import BatchLoader
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, nargs="+", default=[SHARED / "weather", SHARED / "clothing_small"])
+    parser.add_argument("--model", default=photoclass.TrainConfig.model)
+    parser.add_argument("--out", type=Path, help="keep the runs here (default: a temporary folder)")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, native bf16: "
+          f"{native_bf16()}, {torch.get_num_threads()} threads, model {args.model}")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = args.out or Path(tmp)
+        for data in args.data:
+            measure(data, args.model, out / data.name)
+
+
+def measure(data: Path, model: str, out: Path) -> None:
+    print(f"\n## {data.name}")
+    timed_extraction(data, model)
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        started = time.perf_counter()
+        result = photoclass.train(data, model=model, out=out / precision, precision=precision, verbose=False,
+                                  progress=False, track=False)
+        runs[precision] = result.run.path
+        low, high = result.test["accuracy_interval"]
+        print(f"train --precision {precision}: {time.perf_counter() - started:.1f} s, test accuracy "
+              f"{result.test['accuracy']:.2%} ({low:.1%}-{high:.1%}) of {result.test['count']}")
+    photos = run_photos(RunDir(runs["fp32"]), model_info(model).input_spec.size)
+    reference = None
+    print(f"prediction on {len(photos.labels)} {photos.split} photos (PyTorch, batch 16):")
+    print(f"  {'trained':<8}{'predicted':<10}{'accuracy':>10}{'agreement':>11}{'unknown agr.':>14}{'images/s':>10}")
+    for trained, path in runs.items():
+        for precision in ("fp32", "bf16"):
+            predictor = Predictor(path, device="cpu", precision=precision)
+            logits, scores, seconds = _predict(predictor, photos.pixels)
+            unknown = scores > predictor.threshold if scores is not None else None
+            if reference is None:
+                reference = logits.argmax(1), unknown
+            agreement = float((logits.argmax(1) == reference[0]).mean())
+            unknown_agreement = f"{float((unknown == reference[1]).mean()):.2%}" if unknown is not None else "-"
+            accuracy = float((logits.argmax(1) == photos.labels).mean())
+            print(f"  {trained:<8}{precision:<10}{accuracy:>10.2%}{agreement:>11.2%}{unknown_agreement:>14}"
+                  f"{len(photos.labels) / seconds:>10.1f}")
+
+
+def timed_extraction(data: Path, model: str, rounds: int = 2) -> None:
+    """Seconds to encode every photo, fp32 and bf16 in turns (a batch of one, then the other)."""
+    info = model_info(model)
+    dataset = photoclass.prepare(data, image_size=info.input_spec.size, progress=False)
+    net = create_model(model, len(dataset.classes)).eval().to(memory_format=torch.channels_last)
+    encode, _ = net.split_for_training(0)
+    loader = BatchLoader(dataset.images, dataset.labels, np.arange(len(dataset)), batch_size=16,
+                         mean=info.input_spec.mean, std=info.input_spec.std)
+    seconds = {"fp32": 0.0, "bf16": 0.0}
+    features = {}
+    with torch.no_grad():
+        for x, _ in loader.batches():  # warm-up of both
+            for precision in seconds:
+                with autocast("cpu", precision):
+                    encode(x)
+            break
+        for _ in range(rounds):
+            out = {"fp32": [], "bf16": []}
+            for x, _ in loader.batches():
+                for precision in seconds:
+                    started = time.perf_counter()
+                    with autocast("cpu", precision):
+                        out[precision].append(encode(x).float())
+                    seconds[precision] += time.perf_counter() - started
+            features = {p: torch.cat(v) for p, v in out.items()}
+    cosine = torch.nn.functional.cosine_similarity(features["fp32"], features["bf16"]).min()
+    fp32, bf16 = seconds["fp32"] / rounds, seconds["bf16"] / rounds
+    print(f"feature extraction, {len(dataset)} photos: fp32 {fp32:.1f} s, bf16 {bf16:.1f} s "
+          f"(bf16/fp32 = {bf16 / fp32:.2f}); least cosine similarity of a photo's two features {cosine:.4f}")
+    # the library's own function, for its output type and order
+    assert extract_features(encode, loader, precision="bf16", progress=False).dtype == torch.float32
+
+
+def _predict(predictor: Predictor, pixels: np.ndarray, batch: int = 16):
+    predictor.outputs(pixels[:batch])  # warm-up
+    logits, scores = [], []
+    started = time.perf_counter()
+    for start in range(0, len(pixels), batch):
+        found = predictor.outputs(pixels[start:start + batch])
+        logits.append(found[0])
+        scores.append(found[1])
+    seconds = time.perf_counter() - started
+    return np.concatenate(logits), (np.concatenate(scores) if scores[0] is not None else None), seconds
+
+
+if __name__ == "__main__":
+    main()
