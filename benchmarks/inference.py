@@ -1,12 +1,14 @@
-"""Inference speed of a trained run: batch images/s and single-image latency, on the CPU.
+"""Every engine of a trained run, side by side on the same photos: images/s, latency, accuracy.
 
-    python benchmarks/inference.py RUN [--data ../shared/data/weather] [--engine torch|onnx|both]
+    python benchmarks/inference.py RUN [--engines torch,torch-bf16,onnx,onnx-int8,openvino,openvino-int8]
 
-Uses the run's model through the predictors `photoclass predict` and `photoclass serve` use:
-PyTorch (BatchNorm folded, channels_last) and ONNX Runtime (RUN/model.onnx, exported once),
-on the cached photos of the data folder's test split; decoding is not timed (the cache
-holds it). Target (2 cores): at least 80 images/s in
-batches, at most 40 ms for one image.
+Engines: PyTorch in fp32 and bf16 (BatchNorm folded, channels-last), and the run's verified
+exports (`photoclass export`; made here when missing, and skipped with the reason when the
+export is refused or its runtime is not installed): ONNX Runtime fp32 and INT8, OpenVINO
+fp32 and INT8, LiteRT fp32 and INT8. All run on the run's own test photos, decoded once
+(decoding is not timed), in batches of 16 taken in turns engine after engine, so each sees
+the same machine; then one photo at a time for the latency. Agreement: the share of photos
+given the same class as PyTorch fp32.
 """
 from __future__ import annotations
 
@@ -15,46 +17,84 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
-import photoclass
-from photoclass.inference.predictor import open_predictor
+from photoclass.core.device import native_bf16
+from photoclass.core.errors import PhotoclassError
+from photoclass.inference import export as exporting
+from photoclass.inference.predictor import Predictor, open_predictor
+from photoclass.inference.verify import run_photos
+from photoclass.runs.rundir import RunDir
 
-WEATHER = Path(__file__).resolve().parents[2] / "shared" / "data" / "weather"
+ENGINES = ("torch", "torch-bf16", "onnx", "onnx-int8", "openvino", "openvino-int8", "litert", "litert-int8")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run", type=Path)
-    parser.add_argument("--data", type=Path, default=WEATHER)
+    parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated, from " + ", ".join(ENGINES))
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=50, help="single-image timings")
-    parser.add_argument("--engine", choices=("torch", "onnx", "both"), default="both")
+    parser.add_argument("--rounds", type=int, default=3, help="passes over the photos, in turns")
+    parser.add_argument("--repeats", type=int, default=30, help="single-photo timings per engine")
     args = parser.parse_args()
-    print(f"run {args.run}, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    for engine in ("torch", "onnx") if args.engine == "both" else (args.engine,):
-        measure(open_predictor(args.run, engine=engine), args)
-
-
-def measure(predictor, args) -> None:
-    data = photoclass.prepare(args.data, image_size=predictor.size, progress=False)
-    test = data.indices("test")
-    batches = [data.images[test[i:i + args.batch_size]] for i in range(0, len(test), args.batch_size)]
-    predictor.probabilities(batches[0])  # warm-up
-    started = time.perf_counter()
-    for pixels in batches:
-        predictor.probabilities(pixels)
-    batch_seconds = time.perf_counter() - started
-    latencies = []
+    print(f"run {args.run}; torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+          f"native bf16: {native_bf16()}, {torch.get_num_threads()} threads")
+    predictors = {}
+    for name in args.engines.split(","):
+        try:
+            predictors[name] = engine(args.run, name)
+        except (PhotoclassError, ImportError) as e:
+            print(f"{name}: skipped: {e}")
+    photos = run_photos(RunDir(args.run), next(iter(predictors.values())).size)
+    batches = [photos.pixels[i:i + args.batch_size] for i in range(0, len(photos.labels), args.batch_size)]
+    for p in predictors.values():  # warm-up, untimed
+        p.outputs(batches[0])
+    seconds = {name: [] for name in predictors}
+    labels = {}
+    for _ in range(args.rounds):
+        found = {name: [] for name in predictors}
+        spent = dict.fromkeys(predictors, 0.0)
+        for batch in batches:
+            for name, p in predictors.items():
+                started = time.perf_counter()
+                found[name].append(p.outputs(batch)[0])
+                spent[name] += time.perf_counter() - started
+        for name in predictors:
+            seconds[name].append(spent[name])
+            labels[name] = np.concatenate(found[name]).argmax(1)
+    latency = {name: [] for name in predictors}
     for _ in range(args.repeats):
-        t = time.perf_counter()
-        predictor.probabilities(batches[0][:1])
-        latencies.append((time.perf_counter() - t) * 1000)
-    print(f"{predictor.engine} ({predictor.size} px):")
-    print(f"  batch inference: {len(test)} photos in {batch_seconds:.2f} s = {len(test) / batch_seconds:.0f} images/s "
-          f"(batch {args.batch_size})")
-    print(f"  single image: median {statistics.median(latencies):.1f} ms, "
-          f"p90 {sorted(latencies)[int(0.9 * len(latencies))]:.1f} ms over {args.repeats}")
+        for name, p in predictors.items():
+            started = time.perf_counter()
+            p.outputs(batches[0][:1])
+            latency[name].append((time.perf_counter() - started) * 1000)
+    reference = labels.get("torch")
+    onnx_fp32 = len(photos.labels) / min(seconds["onnx"]) if "onnx" in seconds else None
+    print(f"\n{len(photos.labels)} {photos.split} photos, batches of {args.batch_size}, best of {args.rounds} passes "
+          f"in turns; one photo: median of {args.repeats}")
+    print(f"| engine | images/s | x ONNX fp32 | one photo (ms) | {photos.split} accuracy | agreement with torch fp32 |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name in predictors:
+        rate = len(photos.labels) / min(seconds[name])
+        accuracy = float((labels[name] == photos.labels).mean())
+        agreement = f"{float((labels[name] == reference).mean()):.2%}" if reference is not None else "-"
+        ratio = f"{rate / onnx_fp32:.2f}" if onnx_fp32 else "-"
+        print(f"| {name} | {rate:.1f} | {ratio} | {statistics.median(latency[name]):.1f} | {accuracy:.2%} | "
+              f"{agreement} |")
+
+
+def engine(run: Path, name: str):
+    """A predictor for one engine of `run`: PyTorch at a precision, or a verified export."""
+    if name.startswith("torch"):
+        return Predictor(run, device="cpu", precision="bf16" if name.endswith("bf16") else "fp32")
+    format, _, kind = name.partition("-")
+    int8 = kind == "int8"
+    path = exporting.default_path(RunDir(run), format, int8)
+    if not any(found == path for found, _ in exporting.verified_exports(RunDir(run))):
+        print(f"{name}: exporting and checking ...", flush=True)
+        exporting.export(run, format, int8=int8, progress=False)
+    return open_predictor(path)
 
 
 if __name__ == "__main__":

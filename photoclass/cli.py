@@ -565,8 +565,8 @@ def _add_device_options(p: argparse.ArgumentParser, *, precision: bool = False) 
         from .core.device import PRECISIONS
 
         p.add_argument("--precision", default="auto", choices=PRECISIONS,
-                       help="auto: bf16 where the CPU or GPU has it natively, else fp32 on a CPU, fp16 on a GPU "
-                            "(default: %(default)s)")
+                       help="auto: as the run was trained and tested, where this CPU or GPU computes it natively; "
+                            "else fp32 (default: %(default)s)")
 
 
 def _add_tracking_options(p: argparse.ArgumentParser) -> None:

@@ -20,12 +20,19 @@ from conftest import make_flat, train_tiny_run
 CPU = torch.device("cpu")
 
 
-@pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
-def test_auto_is_bf16_only_on_a_cpu_with_native_bf16(monkeypatch, native, expected):
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_is_bf16_only_on_a_cpu_with_native_bf16_and_only_where_measured(monkeypatch, native):
     monkeypatch.setattr(devices, "native_bf16", lambda: native)
-    assert resolve_precision("auto", CPU) == expected
-    assert resolve_precision("fp32", CPU) == "fp32" and resolve_precision("bf16", CPU) == "bf16"
+    bf16 = "bf16" if native else "fp32"
+    assert resolve_precision("auto", CPU) == resolve_precision("auto", CPU, stage="train") == bf16
+    assert resolve_precision("auto", CPU, stage="features") == "fp32"  # bf16 features moved answers
+    assert resolve_precision("auto", CPU, stage="predict", trained="bf16") == bf16  # as the run was tested
+    assert resolve_precision("auto", CPU, stage="predict", trained="fp32") == "fp32"
+    assert resolve_precision("auto", CPU, stage="predict") == "fp32"
+    assert resolve_precision("fp32", CPU) == "fp32" and resolve_precision("bf16", CPU, stage="features") == "bf16"
     assert resolve_precision("auto", torch.device("mps")) == "fp32"
+    with pytest.raises(photoclass.PhotoclassError, match="precision"):
+        resolve_precision("int4", CPU)
 
 
 def test_native_bf16_reads_this_cpu():
@@ -49,11 +56,13 @@ def test_bf16_features_are_float32_and_point_the_same_way():
 
 
 @pytest.mark.trains
-def test_the_run_records_the_precision_auto_chose(tmp_path, monkeypatch):
+def test_the_run_records_the_precision_auto_chose_and_predicts_in_it(tmp_path, monkeypatch):
     monkeypatch.setattr(devices, "native_bf16", lambda: True)
     run = train_tiny_run(tmp_path, epochs=1, track=False)
     assert json.loads((run / "config.json").read_text())["train"]["precision"] == "bf16"
+    assert Predictor(run).precision == "bf16" and Predictor(run, precision="fp32").precision == "fp32"
     monkeypatch.setattr(devices, "native_bf16", lambda: False)
+    assert Predictor(run).precision == "fp32"  # a CPU that only emulates bf16
     other = train_tiny_run(tmp_path, name="other", epochs=1, track=False)
     assert json.loads((other / "config.json").read_text())["train"]["precision"] == "fp32"
 
@@ -84,3 +93,16 @@ def test_features_strategy_in_bf16_keeps_fp32s_test_answers(tmp_path):
               for p, r in runs.items()}
     assert (labels["fp32"] == labels["bf16"]).mean() >= 0.8
     assert abs(runs["fp32"].test["accuracy"] - runs["bf16"].test["accuracy"]) <= 2 / len(photos.labels) + 1e-9
+    for name, result in runs.items():
+        assert json.loads((result.run.path / "config.json").read_text())["train"]["precision"] == name
+
+
+@pytest.mark.trains
+def test_auto_keeps_cached_features_in_fp32_even_with_native_bf16(tmp_path, monkeypatch):
+    monkeypatch.setattr(devices, "native_bf16", lambda: True)
+    data = make_flat(tmp_path / "data", per_class=6)
+    result = photoclass.train(data, out=tmp_path / "run", model="efficientnet-lite0", image_size=64, threads=1,
+                              cache_dir=tmp_path / "cache", verbose=False, progress=False, track=False)
+    config = json.loads((result.run.path / "config.json").read_text())["train"]
+    assert (config["strategy"], config["precision"]) == ("features", "fp32")
+    assert Predictor(result.run.path).precision == "fp32"

@@ -142,9 +142,9 @@ class TrainConfig:
                                         "convolutions), off on a GPU (cuDNN's channels-last depthwise "
                                         "kernels take seconds to warm up for every new shape)")
     device: str = option("auto", "auto (CUDA, then MPS, then the CPU), cpu, cuda, cuda:N or mps", metavar="DEVICE")
-    precision: str = option("auto", "fp32, bf16 or fp16 (with a gradient scaler); auto: bf16 on CPUs with "
-                            "native bf16 (AMX, AVX512-BF16) and GPUs that have it, fp32 on other CPUs, "
-                            "fp16 on other GPUs", choices=PRECISIONS)
+    precision: str = option("auto", "fp32, bf16 or fp16 (with a gradient scaler); auto: on a CPU with native "
+                            "bf16 (AMX, AVX512-BF16) bf16 to train on pixels and fp32 for cached features, "
+                            "fp32 on other CPUs, bf16 on GPUs that have it, else fp16", choices=PRECISIONS)
     top_k: int = option(2, "top-k accuracy reported besides top-1")
     tta: bool = option(False, "test-time augmentation: average each test photo and its mirror")
     unknown_accept: float = option(0.975, "the share of validation photos the 'none of these' threshold accepts: "

@@ -136,7 +136,9 @@ class Predictor(BasePredictor):
         from . import outliers
 
         check_int("batch_size", batch_size, 1, 4096)
-        self._place(threads, device, precision)
+        trained = RunDir(run).read_json("config.json").get("train", {}).get("precision") \
+            if (Path(run) / "config.json").is_file() else None
+        self._place(threads, device, precision, trained)
         model, meta = load_model(run)
         # the temperature was fitted on the validation split; the InputSpec read from model.json
         self._use(model, meta["classes"], float(meta.get("temperature", 1.0)), batch_size)
@@ -144,12 +146,13 @@ class Predictor(BasePredictor):
             self.outliers = outliers.load(Path(run) / outliers.FILE, meta["outliers"]["k"]).to(self.device)
             self.threshold = float(meta["outliers"]["threshold"])
 
-    def _place(self, threads: int, device: str, precision: str = "auto") -> None:
+    def _place(self, threads: int, device: str, precision: str = "auto", trained: str | None = None) -> None:
+        """The device, and the precision: by default the one the run was trained and tested in."""
         from ..core.device import resolve_device, resolve_precision
         from ..core.torchsetup import setup_torch
 
         self.device = resolve_device(device)
-        self.precision = resolve_precision(precision, self.device)
+        self.precision = resolve_precision(precision, self.device, stage="predict", trained=trained)
         setup_torch(threads, 0)
 
     def _use(self, model, classes: list[str], temperature: float, batch_size: int) -> None:
@@ -157,6 +160,10 @@ class Predictor(BasePredictor):
             model = model.inference_copy()  # BatchNorm folded: same outputs, faster
         self.memory_format = memory_format(self.device)
         self.model = model.eval().to(self.device, memory_format=self.memory_format)
+        if self.precision == "bf16" and hasattr(model, "forward_head") and hasattr(model, "body"):
+            import torch
+
+            self.model.body.to(torch.bfloat16)  # cast once, not at every batch; the classifier stays float32
         self.classes, self.temperature, self.batch_size = classes, temperature, batch_size
         spec = model.input_spec
         self.size, self.mean, self.std = spec.size, spec.mean, spec.std
@@ -188,8 +195,16 @@ class Predictor(BasePredictor):
         tap = self.outliers is not None if tap is None else tap
         with torch.no_grad(), tapped(self.model) if tap else contextlib.nullcontext() as features:
             x = normalize(to_float(torch.from_numpy(pixels).to(self.device)), self.mean, self.std)
-            with autocast(self.device, self.precision):
-                logits = self.model(x.contiguous(memory_format=self.memory_format)).float() / self.temperature
+            x = x.contiguous(memory_format=self.memory_format)
+            if self.precision != "fp32" and hasattr(self.model, "forward_head"):
+                # the backbone in bf16, the classifier in float32 on its features, as training fitted it
+                with autocast(self.device, self.precision):
+                    found = self.model.forward_features(x)
+                logits = self.model.forward_head(found.float())
+            else:
+                with autocast(self.device, self.precision):
+                    logits = self.model(x)
+            logits = logits.float() / self.temperature
         return logits.cpu().numpy(), features[0].float() if tap else None
 
 

@@ -54,13 +54,16 @@ class EfficientNetLite(nn.Module):
         taps = []
         for i, stage in enumerate(self.body.blocks):
             x = stage(x)
-            if i in self._taps:
-                taps += [x.mean(dim=(2, 3)), x.std(dim=(2, 3))]
-        x = self.body.bn2(self.body.conv_head(x))
+            if i in self._taps:  # statistics in float32 under bf16 autocast too: bf16 sums lose the features
+                taps += [x.float().mean(dim=(2, 3)), x.float().std(dim=(2, 3))]
+        x = self.body.bn2(self.body.conv_head(x)).float()
         return torch.cat([*taps, x.mean(dim=(2, 3))], 1) if taps else x.mean(dim=(2, 3))
 
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:  # (B, num_features) -> (B, classes)
+        return self._fc(self._dropout(self._standardize(features)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._fc(self._dropout(self._standardize(self.forward_features(x))))
+        return self.forward_head(self.forward_features(x))
 
     def split_for_training(self, train_blocks: int):
         """(frozen encoder, trainable top), with top(encoder(x)) == self(x) in eval mode.

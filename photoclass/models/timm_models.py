@@ -123,11 +123,14 @@ class TimmClassifier(nn.Module):
         if not self._taps:
             return self.body(x)
         final, stages = self.body.forward_intermediates(x, indices=self._taps, output_fmt="NCHW")
-        stats = [s for stage in stages for s in (stage.mean(dim=(2, 3)), stage.std(dim=(2, 3)))]
-        return torch.cat([*stats, self.body.forward_head(final, pre_logits=True)], 1)
+        stats = [s for stage in stages for s in (stage.float().mean(dim=(2, 3)), stage.float().std(dim=(2, 3)))]
+        return torch.cat([*stats, self.body.forward_head(final, pre_logits=True).float()], 1)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:  # (B, num_features) -> (B, classes)
+        return self._fc(self._dropout(self._standardize(features)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._fc(self._dropout(self._standardize(self.forward_features(x))))
+        return self.forward_head(self.forward_features(x))
 
     def split_for_training(self, train_blocks: int):
         """(frozen encoder, trainable classifier): the encoder runs once over the photos.

@@ -26,7 +26,7 @@ from ..evaluation.html_report import write_audit_page, write_report
 from ..evaluation.label_errors import out_of_fold_probabilities, outlier_scores, rank_label_errors
 from ..models.registry import create_model, model_info
 from ..runs.rundir import RunDir
-from ..training.features import extract_features
+from ..training.features import extract_features, lowered
 
 OUTLIERS_SHOWN = 12
 
@@ -71,8 +71,9 @@ def audit(data: str | os.PathLike, *, out: str | os.PathLike = "audit", model: s
     every = np.arange(len(dataset))
     loader = BatchLoader(dataset.images, dataset.labels, every, batch_size=16, mean=info.input_spec.mean,
                          std=info.input_spec.std, device=where)
-    features = extract_features(encode, loader, desc="features", progress=progress,
-                                precision=resolve_precision("auto", where)).cpu().numpy()
+    precision = resolve_precision("auto", where, stage="features")
+    features = extract_features(lowered(encode, precision), loader, desc="features", progress=progress,
+                                precision=precision).cpu().numpy()
     probabilities = out_of_fold_probabilities(features, dataset.labels, dataset.groups, folds=folds, seed=seed)
 
     rows, classes = dataset.usable, dataset.classes

@@ -32,7 +32,8 @@ def evaluate_run(run_path: str | os.PathLike, data: str | os.PathLike | None = N
     net = net.to(where)
     spec = net.input_spec
     config = TrainConfig.from_dict(config_json["train"])
-    config = dataclasses.replace(config, device=str(where), precision=resolve_precision(precision, where),
+    precision = resolve_precision(precision, where, stage="predict", trained=config.precision)
+    config = dataclasses.replace(config, device=str(where), precision=precision,
                                  **({"tta": tta} if tta is not None else {}))
     if data is None:
         prep = PrepareConfig.from_dict({**config_json["prepare"], "image_size": spec.size})

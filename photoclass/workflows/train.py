@@ -398,8 +398,9 @@ def _resolved(config: TrainConfig, spec: InputSpec, net: nn.Module, device: torc
     if strategy == "auto":
         strategy = "scratch" if not pretrained else "lpft" if device.type == "cuda" else "features"
     dropout = next((m.p for m in net.modules() if isinstance(m, nn.Dropout)), config.dropout)
+    stage = "features" if strategy in CACHED_STRATEGIES else "train"  # bf16 features are not fp32's: core/device.py
     return dataclasses.replace(config, strategy=strategy, image_size=spec.size, dropout=dropout, device=str(device),
-                               precision=resolve_precision(config.precision, device),
+                               precision=resolve_precision(config.precision, device, stage=stage),
                                channels_last=channels_last(device, config.channels_last))
 
 
