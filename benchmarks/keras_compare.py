@@ -1,7 +1,15 @@
-"""seed-cifar per epoch on 50,000 32x32x3 images: photoclass against the same network in Keras.
+"""photoclass against the same network in Keras, timed side by side on this CPU.
 
-    python benchmarks/keras_compare.py                 # 50,000 images, 2 epochs each, batch 64
+    python benchmarks/keras_compare.py                 # seed-cifar: 50,000 images, 2 epochs each, batch 64
     python benchmarks/keras_compare.py --images 5000   # a quicker look
+    python benchmarks/keras_compare.py --model seed-baseline   # the weather photos, 20 epochs, fp32 and bf16
+
+seed-baseline: the classic Keras weather script's network (Rescaling, Conv16/32/64 with
+pooling, Dropout 0.2, Dense 512), on the weather photos' training split at 180 px (the
+grouped split photoclass makes, the same arrays for both), Adam 1e-3, batch 32, no
+augmentation, 20 epochs: photoclass in fp32 and in bf16 (`--precision`), then Keras. The time
+compared is the 20 training passes' (photoclass also validates each epoch, untimed; Keras
+evaluates the validation photos once at the end).
 
 Keras (TensorFlow CPU from PyPI) is installed by this script into its own virtual
 environment (`--work-dir`/kerasvenv), never into the project's. Both train the course's
@@ -48,6 +56,64 @@ print(json.dumps({"params": model.count_params(), "epoch_s": times, "keras": ker
 '''
 
 
+KERAS_BASELINE = r'''
+import json, sys, time
+import numpy as np
+import keras
+from keras import layers
+d = np.load(sys.argv[1]); classes = int(d["classes"])
+model = keras.Sequential([
+    keras.Input((180, 180, 3)), layers.Rescaling(1 / 255),
+    layers.Conv2D(16, 3, padding="same", activation="relu"), layers.MaxPooling2D(),
+    layers.Conv2D(32, 3, padding="same", activation="relu"), layers.MaxPooling2D(),
+    layers.Conv2D(64, 3, padding="same", activation="relu"), layers.MaxPooling2D(),
+    layers.Dropout(0.2), layers.Flatten(), layers.Dense(512, activation="relu"), layers.Dense(classes)])
+model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+times = []
+class Timer(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None): self.t = time.perf_counter()
+    def on_epoch_end(self, epoch, logs=None): times.append(time.perf_counter() - self.t)
+model.fit(d["x_train"], d["y_train"], batch_size=32, epochs=20, verbose=0, callbacks=[Timer()])
+val_acc = model.evaluate(d["x_val"], d["y_val"], verbose=0)[1]
+print(json.dumps({"params": model.count_params(), "epoch_s": times, "keras": keras.__version__, "val_acc": val_acc}))
+'''
+WEATHER = Path(__file__).resolve().parents[2] / "shared" / "data" / "weather"
+
+
+def seed_baseline(work: Path, python: Path) -> None:
+    """20 epochs of seed-baseline on the weather photos: photoclass fp32, bf16, then Keras."""
+    import photoclass
+
+    data = photoclass.prepare(WEATHER, image_size=180, progress=False)
+    arrays = work / "weather180.npz"
+    split = {name: data.indices(name) for name in ("train", "val")}
+    np.savez(arrays, classes=len(data.classes), **{f"{k}_{name}": v for name, rows in split.items()
+                                                   for k, v in (("x", np.stack([data.images[i] for i in rows])),
+                                                                ("y", data.labels[rows]))})
+    print(f"weather at 180 px: {len(split['train'])} training photos, {len(split['val'])} validation; "
+          f"{os.cpu_count()} cores", flush=True)
+    seconds = {}
+    for precision in ("fp32", "bf16"):
+        result = photoclass.train(WEATHER, model="seed-baseline", epochs=20, augment="none", early_stopping=0,
+                                  optimizer="adam", weight_decay=0.0, schedule="none", precision=precision,
+                                  out=work / f"baseline-{precision}", track=False, verbose=False, progress=False)
+        seconds[precision] = sum(h["seconds"] for h in result.history)
+        print(f"photoclass seed-baseline {precision}: 20 epochs {seconds[precision]:.1f} s, val acc "
+              f"{result.history[-1]['val_acc']:.4f}, test acc {result.test['accuracy']:.4f}", flush=True)
+    script = work / "keras_seed_baseline.py"
+    script.write_text(KERAS_BASELINE)
+    out = subprocess.run([str(python), str(script), str(arrays)], capture_output=True, text=True,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    if out.returncode:
+        raise SystemExit(f"Keras failed:\n{out.stderr[-3000:]}")
+    keras = json.loads(out.stdout.strip().splitlines()[-1])
+    keras_s = sum(keras["epoch_s"])
+    print(f"Keras {keras['keras']} seed-baseline ({keras['params']:,} params): 20 epochs {keras_s:.1f} s, "
+          f"val acc {keras['val_acc']:.4f}")
+    for precision, s in seconds.items():
+        print(f"photoclass {precision} / Keras: {s / keras_s:.2f} (target at most 0.7)")
+
+
 def keras_python(work: Path) -> Path:
     env = work / "kerasvenv"
     python = env / "bin" / "python"
@@ -83,6 +149,7 @@ def photoclass_epochs(x: Path, y: Path, batch: int, work: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=("seed-cifar", "seed-baseline"), default="seed-cifar")
     parser.add_argument("--images", type=int, default=50_000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "photoclass-keras")
@@ -90,6 +157,8 @@ def main() -> None:
     work = args.work_dir
     work.mkdir(parents=True, exist_ok=True)
     python = keras_python(work)
+    if args.model == "seed-baseline":
+        return seed_baseline(work, python)
     x, y = synthetic(args.images, work)
     print(f"{args.images:,} images of 32x32x3, batch {args.batch_size}, {os.cpu_count()} cores", flush=True)
 

@@ -699,14 +699,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print the evaluation as JSON")
     e.set_defaults(func=cmd_evaluate)
 
-    x = sub.add_parser("export", help="export a run's model (ONNX, OpenVINO; fp32 or INT8), kept only if it "
+    x = sub.add_parser("export", help="export a run's model (ONNX, OpenVINO, LiteRT; fp32 or INT8), kept only if it "
                        "gives PyTorch's answers on the run's test photos")
     x.add_argument("run", metavar="RUN")
-    x.add_argument("--format", choices=("onnx", "openvino"), default="onnx",
-                   help="onnx: ONNX Runtime; openvino: OpenVINO Runtime (default: %(default)s)")
+    x.add_argument("--format", choices=("onnx", "openvino", "litert"), default="onnx",
+                   help="onnx: ONNX Runtime; openvino: OpenVINO Runtime; litert: LiteRT (TensorFlow Lite: Android, "
+                   "edge boards) (default: %(default)s)")
     x.add_argument("--int8", action="store_true", help="static INT8 (per-channel weights, calibrated on training "
-                   "photos by NNCF); kept only if it holds the accuracy")
-    x.add_argument("--out", metavar="PATH", help="default RUN/model.onnx, RUN/openvino/model.xml, with -int8 for --int8")
+                   "photos: NNCF, or PT2E for LiteRT); kept only if it holds the accuracy")
+    x.add_argument("--out", metavar="PATH", help="default RUN/model.onnx, RUN/openvino/model.xml or RUN/model.tflite, "
+                   "with -int8 for --int8")
     x.set_defaults(func=cmd_export)
 
     sv = sub.add_parser("serve", help="serve predictions over HTTP, with a web page at /")
@@ -717,7 +719,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-upload-mb", type=float, default=10, help="larger uploads get 413 (default: %(default)s)")
     sv.add_argument("--max-queue", type=int, default=64, help="requests waiting beyond this get 503 "
                     "(default: %(default)s)")
-    sv.add_argument("--engine", choices=("auto", "onnx", "openvino", "torch"), default="auto",
+    sv.add_argument("--engine", choices=("auto", "onnx", "openvino", "litert", "torch"), default="auto",
                     help="auto (default): the fastest of the run's verified exports (`photoclass export`), else "
                     "ONNX Runtime when installed (exports RUN/model.onnx once), else PyTorch")
     sv.add_argument("--token", metavar="TOKEN", help="require `Authorization: Bearer TOKEN` on /predict and /model "
@@ -751,10 +753,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="mark photos far from every training photo 'unknown' (none of the classes), and sort them "
                     "into DIR/_unknown/ (default: on, for runs trained with the check)")
     pr.add_argument("--batch-size", type=int, default=16, help="default: %(default)s")
-    pr.add_argument("--engine", choices=("torch", "onnx", "openvino", "auto"), default="torch",
+    pr.add_argument("--engine", choices=("torch", "onnx", "openvino", "litert", "auto"), default="torch",
                     help="onnx: ONNX Runtime, about twice as fast (exports RUN/model.onnx once); openvino: OpenVINO "
-                    "Runtime (exports and checks RUN/openvino/ once); auto: the fastest of the run's verified exports, "
-                    "else ONNX Runtime when installed (default: %(default)s)")
+                    "Runtime (exports and checks RUN/openvino/ once); litert: LiteRT (RUN/model.tflite, likewise); auto: "
+                    "the fastest of the run's verified exports, else ONNX Runtime when installed (default: %(default)s)")
     pr.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                     help="average each photo's prediction with its mirror's (twice the work; default: as the "
                     "run's test was measured, on for small-resnet)")

@@ -1,4 +1,4 @@
-"""Exports of a run's model (ONNX, OpenVINO; fp32 or INT8), each kept only once its own
+"""Exports of a run's model (ONNX, OpenVINO, LiteRT; fp32 or INT8), each kept only once its own
 runtime has given PyTorch's answers on the run's test photos (`verify.py`).
 
 Every export takes a float32 batch (B, C, S, S), already preprocessed, and gives the
@@ -45,18 +45,9 @@ def export_onnx(run: str | os.PathLike, out: str | os.PathLike | None = None, *,
     import onnx
 
     run = RunDir(run)
-    model, meta = load_model(run)
     out = check_outside(Path(out) if out else run.path / "model.onnx", run.data_source())
     check_writable(out.parent, hint="pass --out a file in a folder you can write")
-    if hasattr(model, "inference_copy"):
-        model = model.inference_copy()
-    spec = model.input_spec
-    temperature = float(meta.get("temperature", 1.0))
-    model = Calibrated(model.eval(), temperature).eval()  # the logits the run's predictions use
-    outputs = ["logits"]
-    if meta.get("outliers") and (run.path / outliers.FILE).is_file():
-        model = WithOutlierScore(model, outliers.load(run.path / outliers.FILE, meta["outliers"]["k"])).eval()
-        outputs.append("outlier_score")
+    model, spec, outputs, metadata = exportable(run)
     size = spec.size
     example = torch.rand(2, spec.channels, size, size)
     with tempfile.TemporaryDirectory() as tmp, _quiet_exporter():
@@ -65,15 +56,9 @@ def export_onnx(run: str | os.PathLike, out: str | os.PathLike | None = None, *,
                           dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
                           opset_version=opset, dynamo=True, external_data=False, verbose=False)
         graph = onnx.load(str(path))
-    for key, value in {"photoclass.classes": json.dumps(meta["classes"]),
-                       "photoclass.input": json.dumps(spec.to_dict()),
-                       "photoclass.architecture": meta["architecture"],
-                       "photoclass.weights_sha256": weights_sha256(run),
-                       "photoclass.temperature": repr(temperature),
-                       "photoclass.preprocess": PREPROCESS,
-                       **({"photoclass.outliers": json.dumps(meta["outliers"])} if len(outputs) > 1 else {})}.items():
+    for key, value in metadata.items():
         entry = graph.metadata_props.add()
-        entry.key, entry.value = key, value
+        entry.key, entry.value = f"photoclass.{key}", value
     buffer = io.BytesIO()
     onnx.save(graph, buffer)
     data = buffer.getvalue()
@@ -91,7 +76,28 @@ def export_onnx(run: str | os.PathLike, out: str | os.PathLike | None = None, *,
             "bytes": len(data)}
 
 
-FORMATS = ("onnx", "openvino")
+def exportable(run: RunDir) -> tuple[torch.nn.Module, Any, list[str], dict[str, str]]:
+    """(the module every export is made from, its InputSpec, its output names, the metadata
+    it carries): the run's model with BatchNorm folded, its logits calibrated, and the "none
+    of these" score as a second output when the run has one."""
+    model, meta = load_model(run)
+    if hasattr(model, "inference_copy"):
+        model = model.inference_copy()
+    spec = model.input_spec
+    temperature = float(meta.get("temperature", 1.0))
+    model = Calibrated(model.eval(), temperature).eval()  # the logits the run's predictions use
+    outputs = ["logits"]
+    if meta.get("outliers") and (run.path / outliers.FILE).is_file():
+        model = WithOutlierScore(model, outliers.load(run.path / outliers.FILE, meta["outliers"]["k"])).eval()
+        outputs.append("outlier_score")
+    metadata = {"classes": json.dumps(meta["classes"]), "input": json.dumps(spec.to_dict()),
+                "architecture": meta["architecture"], "weights_sha256": weights_sha256(run),
+                "temperature": repr(temperature), "preprocess": PREPROCESS,
+                **({"outliers": json.dumps(meta["outliers"])} if len(outputs) > 1 else {})}
+    return model, spec, outputs, metadata
+
+
+FORMATS = ("onnx", "openvino", "litert")
 CALIBRATION_PHOTOS = 300  # training photos an INT8 export is calibrated on
 
 
@@ -101,9 +107,10 @@ def export(run: str | os.PathLike, format: str = "onnx", *, int8: bool = False, 
     photos (verify.compare's rule). Returns the check's figures with the export's "path"; a
     failed check writes nothing and raises, saying why.
 
-    `format`: onnx (RUN/model.onnx; ONNX Runtime) or openvino (RUN/openvino/model.xml; OpenVINO
-    Runtime). `int8`: static post-training quantization, per-channel weights, calibrated on up
-    to 300 training photos (ONNX Runtime's QDQ, or OpenVINO's NNCF); `-int8` is added to the name.
+    `format`: onnx (RUN/model.onnx; ONNX Runtime), openvino (RUN/openvino/model.xml; OpenVINO
+    Runtime) or litert (RUN/model.tflite; LiteRT's interpreter). `int8`: static post-training
+    quantization, per-channel weights, calibrated on up to 300 training photos (NNCF for ONNX
+    Runtime's QDQ and for OpenVINO, PT2E for LiteRT); `-int8` is added to the name.
     """
     from .predictor import Predictor
 
@@ -118,7 +125,8 @@ def export(run: str | os.PathLike, format: str = "onnx", *, int8: bool = False, 
     calibration = verify.run_photos(run, reference.size, "train", limit=CALIBRATION_PHOTOS).pixels if int8 else None
     with tempfile.TemporaryDirectory(prefix=".photoclass-export-", dir=out.parent) as tmp:
         fp32 = Path(tmp) / "model.onnx"
-        export_onnx(run.path, fp32)  # the graph every format starts from, parity-checked on random inputs
+        if format != "litert":  # LiteRT converts from PyTorch itself
+            export_onnx(run.path, fp32)  # the graph ONNX and OpenVINO start from, parity-checked on random inputs
         if format == "onnx":
             from .onnx_predictor import OnnxPredictor
 
@@ -128,11 +136,16 @@ def export(run: str | os.PathLike, format: str = "onnx", *, int8: bool = False, 
             else:
                 fp32.rename(made)
             candidate = OnnxPredictor(made)
-        else:
+        elif format == "openvino":
             from . import openvino_engine
 
             made = openvino_engine.convert(fp32, Path(tmp) / "made", calibration, reference)
             candidate = openvino_engine.OpenVinoPredictor(made)
+        else:
+            from . import litert_engine
+
+            made = litert_engine.convert(run, Path(tmp) / "made.tflite", calibration)
+            candidate = litert_engine.LiteRtPredictor(made)
         found = verify.compare(reference, candidate, photos, fp32=not int8)
         found.update(format=format, int8=int8, engine=candidate.engine)
         if not found["kept"]:
@@ -141,6 +154,9 @@ def export(run: str | os.PathLike, format: str = "onnx", *, int8: bool = False, 
         del candidate
         if format == "onnx":
             _stamp_onnx(made, found)
+            write_bytes_atomic(out, made.read_bytes())
+        elif format == "litert":
+            litert_engine.stamp(made, {"verified": json.dumps(found)})
             write_bytes_atomic(out, made.read_bytes())
         else:
             openvino_engine.stamp(made, found)
@@ -172,6 +188,10 @@ def _metadata(path: Path, format: str) -> dict[str, str]:
 
         props = onnx.load(str(path), load_external_data=False).metadata_props
         return {p.key.removeprefix("photoclass."): p.value for p in props}
+    if format == "litert":
+        from .litert_engine import read_metadata
+
+        return read_metadata(path)
     from .openvino_engine import _openvino, read_metadata
 
     return read_metadata(_openvino().Core().read_model(str(path)))
@@ -179,7 +199,8 @@ def _metadata(path: Path, format: str) -> dict[str, str]:
 
 def default_path(run: RunDir, format: str, int8: bool) -> Path:
     suffix = "-int8" if int8 else ""
-    return run.path / (f"model{suffix}.onnx" if format == "onnx" else f"openvino{suffix}/model.xml")
+    return run.path / {"onnx": f"model{suffix}.onnx", "litert": f"model{suffix}.tflite"}.get(
+        format, f"openvino{suffix}/model.xml")
 
 
 def quantize_onnx(source: Path, out: Path, calibration: np.ndarray, reference) -> None:

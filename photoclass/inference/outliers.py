@@ -38,6 +38,8 @@ class OutlierScore(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         similarity = F.normalize(features.float(), dim=1) @ self.bank.T
+        if self.k == 1:  # a max, not a sort: every runtime has it (LiteRT has no sort)
+            return 1 - similarity.amax(dim=1)
         return 1 - similarity.topk(self.k, dim=1).values[:, -1]
 
     def nearest(self, features: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -208,19 +208,20 @@ class Predictor(BasePredictor):
         return logits.cpu().numpy(), features[0].float() if tap else None
 
 
-ENGINES = ("torch", "onnx", "openvino", "auto")
+ENGINES = ("torch", "onnx", "openvino", "litert", "auto")
 
 
 def open_predictor(model: str | os.PathLike, *, engine: str = "torch", tta: bool | None = None,
                    backbone: str | None = None, **kwargs) -> BasePredictor:
-    """A predictor for a run directory, an exported `.onnx` file (ONNX Runtime, no torch) or
-    an OpenVINO export (its model.xml or folder; OpenVINO Runtime, no torch); `"imagenet"`
+    """A predictor for a run directory, an exported `.onnx` file (ONNX Runtime, no torch), an
+    OpenVINO export (its model.xml or folder; OpenVINO Runtime, no torch) or a `.tflite` file
+    (LiteRT's interpreter, no torch); `"imagenet"`
     predicts the 1,000 ImageNet classes with the pretrained backbone, untrained (`backbone`:
     any timm name whose weights carry an ImageNet-1k head, instead of Lite2).
 
     For a run directory, `engine` "onnx" runs it through ONNX Runtime (exporting RUN/model.onnx
-    once), "openvino" through its verified OpenVINO export (made once, checked on the test
-    photos), and "auto" through the fastest of its verified exports on the machine that checked
+    once), "openvino" and "litert" through its verified export of that format (made once,
+    checked on the test photos), and "auto" through the fastest of its verified exports on the machine that checked
     them (`photoclass export`), else ONNX Runtime when installed, else PyTorch. On a GPU
     `device`, "auto" keeps PyTorch. `tta=None` mirrors as the run's own test did (on for
     `small-resnet`), off for exports and for ImageNet.
@@ -275,6 +276,10 @@ def open_predictor(model: str | os.PathLike, *, engine: str = "torch", tta: bool
         from .openvino_engine import OpenVinoPredictor
 
         predictor = OpenVinoPredictor(path, threads=kwargs.get("threads", 0), **options)
+    elif exported == "litert":
+        from .litert_engine import LiteRtPredictor
+
+        predictor = LiteRtPredictor(path, threads=kwargs.get("threads", 0), **options)
     else:
         predictor = Predictor(path, device=str(device), **kwargs)
     predictor.tta = bool(tta)
@@ -286,6 +291,8 @@ def _export_kind(path: Path) -> str | None:
     None for anything else."""
     if path.suffix.lower() == ".onnx":
         return "onnx"
+    if path.suffix.lower() == ".tflite":
+        return "litert"
     if path.suffix.lower() == ".xml" or (path.is_dir() and (path / "model.xml").is_file()
                                          and not (path / "model.json").is_file()):
         return "openvino"
@@ -296,14 +303,15 @@ def _engine_for_run(run: Path, engine: str) -> tuple[Path, str | None]:
     """(what to load, its export kind or None for PyTorch) for a run and an engine."""
     if engine == "torch":
         return run, None
-    if engine == "openvino":
+    if engine in ("openvino", "litert"):
         from .export import default_path, export, verified_exports
 
         for found, check in verified_exports(RunDir(run)):
-            if check["format"] == "openvino" and not check["int8"]:
-                return found, "openvino"
-        print(f"exporting {run} to OpenVINO once, checked on its test photos ...", flush=True)
-        return Path(export(run, "openvino", out=default_path(RunDir(run), "openvino", False))["path"]), "openvino"
+            if check["format"] == engine and not check["int8"]:
+                return found, engine
+        print(f"exporting {run} to {'OpenVINO' if engine == 'openvino' else 'LiteRT'} once, checked on its test "
+              "photos ...", flush=True)
+        return Path(export(run, engine, out=default_path(RunDir(run), engine, False))["path"]), engine
     if engine == "auto":
         try:
             from .export import verified_exports
