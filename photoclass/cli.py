@@ -516,8 +516,8 @@ def cmd_export(args) -> int:
     from .inference.verify import describe
 
     kind = f"{args.format}{' INT8' if args.int8 else ''}"
-    print(f"exporting {args.run} to {kind}, then checking it on the run's test photos ...", file=sys.stderr, flush=True)
-    found = export(args.run, args.format, int8=args.int8, out=args.out)
+    found = export(args.run, args.format, int8=args.int8, out=args.out, announce=lambda: print(
+        f"exporting {args.run} to {kind}, then checking it on the run's test photos ...", file=sys.stderr, flush=True))
     print(f"kept {found['path']}: {describe(found)}")
     return 0
 

@@ -212,10 +212,14 @@ def test_the_report_opens_in_headless_chromium_without_errors(reported_run, tmp_
         broken = driver.execute_script(
             "return [...document.images].filter(i => !i.complete || i.naturalWidth === 0).length")
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
-        gallery = driver.execute_script("return document.querySelectorAll('#misclassified + .gallery img').length")
+        mistakes = driver.execute_script(
+            "return document.querySelectorAll('#misclassified + .gallery figure:not(.near) img').length")
+        nearest = driver.execute_script("return document.querySelectorAll('#misclassified + .gallery figure.near img')"
+                                        ".length")
         driver.save_screenshot(str(tmp_path / "report.png"))
     assert broken == 0 and errors == []
-    assert gallery == len(json.loads((reported_run / "test.json").read_text())["misclassified"])
+    wrong = json.loads((reported_run / "test.json").read_text())["misclassified"]
+    assert mistakes == len(wrong) and nearest == sum(len(w["nearest"]) for w in wrong)  # each beside its neighbours
     assert (tmp_path / "report.png").stat().st_size > 10_000
 
 

@@ -54,11 +54,12 @@ def test_predict_imagenet_answers_in_csv_for_the_example_photos_and_skips_a_bad_
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really")
     out = photoclass_cli("predict", "imagenet-lite0", *photos, tmp_path / "broken.jpg", "--format", "csv", "--top-k", "5")
     lines = out.stdout.splitlines()
-    assert lines[0] == "path,label,confidence,top,error" and len(lines) == 5
+    assert lines[0] == "path,label,confidence,unknown,outlier_score,top,error" and len(lines) == 5
     names = set(imagenet_class_names())
     for line in lines[1:4]:
-        label = line.split(",")[1]
-        assert label in names and len(line.split(",")[3].split(";")) == 5
+        path, label, _, unknown, score, top, _ = line.split(",")
+        assert label in names and len(top.split(";")) == 5
+        assert unknown == score == ""  # ImageNet's classes have no training photos to measure against
     assert lines[4].split(",")[1] == "" and "JPEG" in lines[4]
 
 

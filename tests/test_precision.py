@@ -1,6 +1,7 @@
 """`--precision auto`: bf16 where the CPU has it natively, fp32 elsewhere, recorded in the run;
 feature extraction and prediction in bf16 keep float32 outputs and fp32's answers."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,11 +36,14 @@ def test_auto_is_bf16_only_on_a_cpu_with_native_bf16_and_only_where_measured(mon
         resolve_precision("int4", CPU)
 
 
-def test_native_bf16_reads_this_cpu():
-    found = devices.native_bf16()
-    flags = open("/proc/cpuinfo").read().split() if __import__("os").path.exists("/proc/cpuinfo") else None
-    if flags is not None:
-        assert found == any(f in flags for f in ("amx_tile", "amx_bf16", "avx512_bf16"))
+def test_native_bf16_reads_this_cpu_unless_told_no(monkeypatch):
+    assert not devices.native_bf16()  # conftest says no
+    monkeypatch.delenv("PHOTOCLASS_NATIVE_BF16")
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        pytest.skip("no /proc/cpuinfo to compare with")
+    flags = cpuinfo.read_text().split()
+    assert devices.native_bf16() == any(f in flags for f in ("amx_tile", "amx_bf16", "avx512_bf16"))
 
 
 def test_bf16_features_are_float32_and_point_the_same_way():

@@ -16,6 +16,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -102,10 +103,11 @@ CALIBRATION_PHOTOS = 300  # training photos an INT8 export is calibrated on
 
 
 def export(run: str | os.PathLike, format: str = "onnx", *, int8: bool = False, out: str | os.PathLike | None = None,
-           progress: bool | None = None) -> dict[str, Any]:
+           progress: bool | None = None, announce: Callable[[], None] | None = None) -> dict[str, Any]:
     """Export RUN's model and keep it only if its runtime agrees with PyTorch on the run's test
     photos (verify.compare's rule). Returns the check's figures with the export's "path"; a
-    failed check writes nothing and raises, saying why.
+    failed check writes nothing and raises, saying why. `announce()` is called once the run
+    and the output path are found good, before the long work.
 
     `format`: onnx (RUN/model.onnx; ONNX Runtime), openvino (RUN/openvino/model.xml; OpenVINO
     Runtime) or litert (RUN/model.tflite; LiteRT's interpreter). `int8`: static post-training
@@ -117,10 +119,12 @@ def export(run: str | os.PathLike, format: str = "onnx", *, int8: bool = False, 
     if format not in FORMATS:
         raise PhotoclassError(f"Unknown export format {format!r}. HINT: use one of {', '.join(FORMATS)}.")
     run = RunDir(run)
+    reference = Predictor(run.path, device="cpu", precision="fp32")  # first: a bad run is named before anything
     out = Path(out) if out else default_path(run, format, int8)
     check_outside(out, run.data_source())
     check_writable(out.parent, hint="pass --out a path in a folder you can write")
-    reference = Predictor(run.path, device="cpu", precision="fp32")
+    if announce is not None:
+        announce()
     photos = verify.run_photos(run, reference.size, progress=progress)
     calibration = verify.run_photos(run, reference.size, "train", limit=CALIBRATION_PHOTOS).pixels if int8 else None
     with tempfile.TemporaryDirectory(prefix=".photoclass-export-", dir=out.parent) as tmp:
