@@ -57,6 +57,7 @@ def _quantize(model, calibration: np.ndarray, reference):
     score_only = _score_only_ops(model)
     return nncf.quantize(model, nncf.Dataset(batches, lambda b: preprocess(b, mean, std)),
                          subset_size=len(batches), preset=nncf.QuantizationPreset.PERFORMANCE,
+                         fast_bias_correction=False,  # clothing: 99.19% agreement against fast's 98.39%
                          ignored_scope=nncf.IgnoredScope(names=score_only, validate=False) if score_only else None)
 
 
