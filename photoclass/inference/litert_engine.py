@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import PhotoclassError
-from ..models.input_spec import InputSpec
-from .onnx_predictor import preprocess
+from .onnx_predictor import preprocess, read_contract
 from .predictor import BasePredictor
 
 PREFIX = "photoclass."
@@ -153,15 +152,7 @@ class LiteRtPredictor(BasePredictor):
             raise PhotoclassError("Predicting from a .tflite file needs LiteRT. HINT: pip install ai-edge-litert") \
                 from None
         meta = read_metadata(path)
-        if "classes" not in meta:
-            raise PhotoclassError(f"{path} was not exported by photoclass: it has no class names. "
-                                  "HINT: photoclass export RUN --format litert")
-        self.classes = json.loads(meta["classes"])
-        spec = InputSpec.from_dict(json.loads(meta["input"]), source=str(path))
-        self.size, self.batch_size = spec.size, batch_size
-        self.mean = np.asarray(spec.mean, dtype=np.float32).reshape(1, -1, 1, 1)
-        self.std = np.asarray(spec.std, dtype=np.float32).reshape(1, -1, 1, 1)
-        self.verified = json.loads(meta["verified"]) if "verified" in meta else None
+        read_contract(self, meta, path, "litert", batch_size)
         try:
             with _silenced():  # "Created TensorFlow Lite XNNPACK delegate for CPU."
                 interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count() or 1)

@@ -27,24 +27,30 @@ class OnnxPredictor(BasePredictor):
         except Exception as e:  # ONNX Runtime's own checks: malformed graph, external data escaping, ...
             raise PhotoclassError(f"ONNX Runtime refuses {path}: {str(e).splitlines()[0][:200]}. HINT: export it "
                                   "again with `photoclass export RUN`.") from None
-        props = self.session.get_modelmeta().custom_metadata_map
-        if "photoclass.classes" not in props:
-            raise PhotoclassError(f"{path} was not exported by photoclass: it has no class names. "
-                                  "HINT: photoclass export RUN --format onnx")
-        self.classes = json.loads(props["photoclass.classes"])
-        spec = InputSpec.from_dict(json.loads(props.get("photoclass.input", "null")), source=str(path))
-        self.size = spec.size
-        self.mean = np.asarray(spec.mean, dtype=np.float32).reshape(1, -1, 1, 1)
-        self.std = np.asarray(spec.std, dtype=np.float32).reshape(1, -1, 1, 1)
-        self.batch_size = batch_size
+        props = {k.removeprefix("photoclass."): v for k, v in self.session.get_modelmeta().custom_metadata_map.items()}
+        read_contract(self, props, path, "onnx", batch_size)
         names = [o.name for o in self.session.get_outputs()]
         self.names = ["logits"] + (["outlier_score"] if unknown and "outlier_score" in names else [])
         if len(self.names) > 1:
-            self.threshold = float(json.loads(props["photoclass.outliers"])["threshold"])
+            self.threshold = float(json.loads(props["outliers"])["threshold"])
 
     def outputs(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         found = self.session.run(self.names, {"input": preprocess(pixels, self.mean, self.std)})
         return found[0], (found[1] if len(found) > 1 else None)
+
+
+def read_contract(predictor: BasePredictor, meta: dict[str, str], path, format: str, batch_size: int) -> None:
+    """Set an export's predictor up from its photoclass metadata (keys without the prefix):
+    the classes, the input contract, the figures of the check it passed."""
+    if "classes" not in meta:
+        raise PhotoclassError(f"{path} was not exported by photoclass: it has no class names. "
+                              f"HINT: photoclass export RUN --format {format}")
+    predictor.classes = json.loads(meta["classes"])
+    spec = InputSpec.from_dict(json.loads(meta.get("input", "null")), source=str(path))
+    predictor.size, predictor.batch_size = spec.size, batch_size
+    predictor.mean = np.asarray(spec.mean, dtype=np.float32).reshape(1, -1, 1, 1)
+    predictor.std = np.asarray(spec.std, dtype=np.float32).reshape(1, -1, 1, 1)
+    predictor.verified = json.loads(meta["verified"]) if "verified" in meta else None
 
 
 def preprocess(pixels: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:

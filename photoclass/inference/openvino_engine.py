@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import PhotoclassError
-from ..models.input_spec import InputSpec
-from .onnx_predictor import preprocess
+from .onnx_predictor import preprocess, read_contract
 from .predictor import BasePredictor
 
 KEYS = ("classes", "input", "architecture", "weights_sha256", "temperature", "preprocess", "outliers", "verified")
@@ -127,15 +126,7 @@ class OpenVinoPredictor(BasePredictor):
             raise PhotoclassError(f"OpenVINO refuses {xml}: {str(e).splitlines()[0][:200]}. HINT: export it again "
                                   "with `photoclass export RUN --format openvino`.") from None
         meta = read_metadata(model)
-        if "classes" not in meta:
-            raise PhotoclassError(f"{xml} was not exported by photoclass: it has no class names. "
-                                  "HINT: photoclass export RUN --format openvino")
-        self.classes = json.loads(meta["classes"])
-        spec = InputSpec.from_dict(json.loads(meta["input"]), source=str(xml))
-        self.size, self.batch_size = spec.size, batch_size
-        self.mean = np.asarray(spec.mean, dtype=np.float32).reshape(1, -1, 1, 1)
-        self.std = np.asarray(spec.std, dtype=np.float32).reshape(1, -1, 1, 1)
-        self.verified = json.loads(meta["verified"]) if "verified" in meta else None
+        read_contract(self, meta, xml, "openvino", batch_size)
         config = {"INFERENCE_PRECISION_HINT": "f32"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
