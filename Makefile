@@ -10,6 +10,11 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check $(TORCH)
 	$(PY) -m pip install -q --disable-pip-version-check -e ".[test]"
+	# LiteRT's converter pins typing-extensions < 4.13 (through xdsl), FastAPI needs newer: one
+	# resolve cannot hold both, so it comes second and typing-extensions is put back (xdsl runs with it)
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[litert]" 2>&1 | grep -v "dependency conflicts\|requires typing" || true
+	$(PY) -m pip install -q --disable-pip-version-check "typing-extensions>=4.15" 2>&1 | grep -v "dependency conflicts\|requires typing" || true
+	$(PY) -c "import litert_torch, fastapi, selenium"
 	touch $(STAMP)
 
 demo: $(STAMP)
