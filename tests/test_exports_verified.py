@@ -93,7 +93,9 @@ def test_predict_and_serve_run_each_engine(run, exports, engine, tmp_path):
     try:
         status, body = request(f"{url}/predict", data=photo.read_bytes(), headers={"Content-Type": "image/jpeg"})
         assert status == 200 and json.loads(body)["label"] == expected.label
-        served_by = json.loads(request(f"{url}/model")[1])["engine"]
+        info = json.loads(request(f"{url}/model")[1])
+        served_by = info["engine"]
+        assert info["precision"] == "fp32" if engine != "auto" else info["precision"] in ("fp32", "int8")
         assert served_by == {"torch": "torch", "onnx": "onnxruntime"}.get(engine, engine if engine != "auto" else served_by)
     finally:
         proc.terminate()

@@ -51,6 +51,7 @@ def read_contract(predictor: BasePredictor, meta: dict[str, str], path, format: 
     predictor.mean = np.asarray(spec.mean, dtype=np.float32).reshape(1, -1, 1, 1)
     predictor.std = np.asarray(spec.std, dtype=np.float32).reshape(1, -1, 1, 1)
     predictor.verified = json.loads(meta["verified"]) if "verified" in meta else None
+    predictor.precision = "int8" if (predictor.verified or {}).get("int8") else "fp32"
 
 
 def preprocess(pixels: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:

@@ -54,6 +54,7 @@ class BasePredictor:
     size: int
     batch_size: int = 16
     engine: str = ""
+    precision: str = "fp32"  # the arithmetic: fp32, bf16, fp16, or int8 for a quantized export
     tta: bool = False
 
     threshold: float | None = None  # of the outlier score; None: no "none of these" check

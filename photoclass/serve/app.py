@@ -84,11 +84,13 @@ class ApiError(Exception):
 def create_app(model: str | os.PathLike, *, top_k: int = 3, max_bytes: int = MAX_UPLOAD_BYTES,
                max_pixels: int = DEFAULT_MAX_PIXELS, max_queue: int = 64, max_batch: int = 16,
                engine: str = "auto", port: int | None = None, device: str = "auto",
-               precision: str = "auto", tta: bool | None = None, token: str | None = None, timeout: float = 30.0) -> FastAPI:
-    """An app serving `model`: a run directory or an exported `.onnx` file.
+               precision: str = "auto", tta: bool | None = None, token: str | None = None,
+               timeout: float = 30.0) -> FastAPI:
+    """An app serving `model`: a run directory or an export (ONNX, OpenVINO, LiteRT).
 
-    `engine` is `open_predictor`'s: by default a run is served through ONNX Runtime when it
-    is installed (exported once to RUN/model.onnx), else through PyTorch.
+    `engine` is `open_predictor`'s: by default a run is served through its fastest verified
+    export, else ONNX Runtime when it is installed (exported once to RUN/model.onnx), else
+    PyTorch, in `precision` (auto: as the run was trained and tested, where native).
     """
     check_int("top_k", top_k, 1, 1000)
     check_int("max_bytes", max_bytes, 1, 2**34)
@@ -114,7 +116,7 @@ def create_app(model: str | os.PathLike, *, top_k: int = 3, max_bytes: int = MAX
     predictor = open_predictor(model, engine=engine, device=device, precision=precision, tta=tta)
     info = _model_info(Path(model), predictor)
     info["engine"] = predictor.engine
-    info["precision"] = getattr(predictor, "precision", "fp32")
+    info["precision"] = predictor.precision
     info["tta"] = predictor.tta
     app = FastAPI(title="photoclass", version=__version__, docs_url=None, redoc_url=None)
     app.state.engine = predictor.engine
