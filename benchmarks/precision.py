@@ -5,12 +5,13 @@
 
 For each photo set it trains the default command twice (`--precision fp32`, `--precision
 bf16`) and reports, for each stage:
-- feature extraction: seconds over every photo, fp32 and bf16 timed in turns, batch by batch;
+- feature extraction: seconds over every photo as `train` encodes them, fp32 and bf16 in
+  turns, whole passes, the faster of two each;
 - training: the whole run's seconds and its test accuracy (95% interval);
 - prediction: each trained run predicting its test photos in fp32 and in bf16 (PyTorch), the
   agreement of every variant with the fp32 run in fp32, and images/s.
-photoclass's `--precision auto` takes bf16 only where this CPU has it natively; the script
-says whether this one does.
+photoclass's `--precision auto` keeps cached features in fp32 by these figures, and trains on
+pixels in bf16 where this CPU has it natively; the script says whether this one does.
 """
 from __future__ import annotations
 
