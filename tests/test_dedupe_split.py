@@ -86,3 +86,19 @@ def test_grouped_folds_cover_every_photo_once_keep_groups_whole_and_stratify():
     for cls in range(3):
         counts = np.bincount(folds[labels == cls], minlength=5)
         assert counts.max() - counts.min() <= 2  # about equal per class
+
+
+def test_banded_search_finds_edited_copies_among_many_photos():
+    rng = np.random.default_rng(1)
+    n = 3000
+    thumbs = rng.integers(0, 256, (n, 4, 4, 3)).repeat(4, axis=1).repeat(4, axis=2).reshape(n, -1).astype(np.uint8)
+    phashes = rng.integers(0, 2**64, n, dtype=np.uint64)
+    originals, copies = np.arange(0, n, 30), np.arange(0, n, 30) + 1
+    thumbs[copies] = np.clip(thumbs[originals].astype(int) + rng.integers(-6, 7, (len(copies), 48 * 16)), 0, 255)
+    phashes[copies] = phashes[originals] ^ np.uint64(0b1011)
+    keys = [str(i) for i in range(n)]
+    exact = find_duplicates(keys, phashes, thumbs, method="exact")
+    banded = find_duplicates(keys, phashes, thumbs, method="bands")
+    assert (exact.group[originals] == exact.group[copies]).all()
+    assert banded.group.tolist() == exact.group.tolist()
+    assert banded.count == len(copies)

@@ -23,6 +23,7 @@ MAX_THUMB_DIFFERENCE = 16.0  # mean absolute difference of the colour thumbnails
 # pair there; array data uses them.
 ARRAY_MAX_HASH_DISTANCE = 8
 ARRAY_MAX_THUMB_DIFFERENCE = 6.0
+EXACT_LIMIT = 20_000  # photos; the exact search takes about 1 s there, and grows with the square
 
 
 def _dct_matrix(n: int) -> np.ndarray:
@@ -56,6 +57,7 @@ class DuplicateGroups:
     photos_in_groups: int
     largest: int
     members: list[list[int]] = field(default_factory=list)  # only groups of 2+
+    search: str = "exact"  # or "bands"
 
     @property
     def count(self) -> int:
@@ -69,12 +71,16 @@ def find_duplicates(
     *,
     max_hash_distance: int = MAX_HASH_DISTANCE,
     max_thumb_difference: float = MAX_THUMB_DIFFERENCE,
-    block: int = 1024,
+    method: str = "auto",
+    bands: int = 64,
 ) -> DuplicateGroups:
     """Group photos: same content key, or perceptual hash and thumbnail both close.
 
-    `phashes` is (N,) uint64, `thumbs` is (N, 16*16*3) uint8. Pairs are compared in blocks,
-    so memory stays at `block` x N however many photos there are.
+    `phashes` is (N,) uint64, `thumbs` is (N, 16*16*3) uint8. `method="exact"` compares every
+    photo with all of similar brightness: every pair is found, and time grows with the square
+    of the photos. `"bands"` compares only photos that share one of `bands` locality-sensitive
+    keys of their thumbnails: near-linear, and it may miss a pair that is near the limits.
+    `"auto"` is exact up to `EXACT_LIMIT` photos.
     """
     n = len(content_keys)
     parent = np.arange(n)
@@ -95,20 +101,16 @@ def find_duplicates(
         union(first_with_key.setdefault(key, i), i)
 
     phashes = np.asarray(phashes, dtype=np.uint64)
-    thumbs_f = np.asarray(thumbs, dtype=np.float32).reshape(n, -1)
-    # mean|a - b| >= |mean(a) - mean(b)|: only photos of similar mean brightness can pass the
-    # thumbnail test, so each block is compared with a window of the brightness-sorted list.
-    order = np.argsort(thumbs_f.mean(axis=1), kind="stable")
-    brightness = thumbs_f.mean(axis=1)[order]
-    for start in range(0, n, block):
-        stop = min(start + block, n)
-        lo = np.searchsorted(brightness, brightness[start] - max_thumb_difference, "left")
-        hi = np.searchsorted(brightness, brightness[stop - 1] + max_thumb_difference, "right")
-        distance = np.bitwise_count(phashes[order[start:stop], None] ^ phashes[None, order[lo:hi]])
-        rows, cols = np.nonzero(distance <= max_hash_distance)
-        keep = cols + lo > rows + start  # each pair once
-        i, j = order[rows[keep] + start], order[cols[keep] + lo]
-        close = np.abs(thumbs_f[i] - thumbs_f[j]).mean(axis=1) <= max_thumb_difference
+    thumbs = np.asarray(thumbs, dtype=np.uint8).reshape(n, -1)
+    if method == "auto":
+        method = "exact" if n <= EXACT_LIMIT else "bands"
+    pairs = (_window_pairs(thumbs, phashes, max_hash_distance, max_thumb_difference) if method == "exact"
+             else _banded_pairs(thumbs, bands=bands))
+    for i, j in pairs:
+        close = np.bitwise_count(phashes[i] ^ phashes[j]) <= max_hash_distance
+        i, j = i[close], j[close]
+        diff = np.abs(thumbs[i].astype(np.int16) - thumbs[j]).mean(axis=1)
+        close = diff <= max_thumb_difference
         for a, b in zip(i[close].tolist(), j[close].tolist()):
             union(a, b)
 
@@ -129,7 +131,59 @@ def find_duplicates(
         photos_in_groups=sum(len(m) for m in multi),
         largest=max((len(m) for m in multi), default=1),
         members=multi,
+        search=method,
     )
+
+
+def _window_pairs(thumbs: np.ndarray, phashes: np.ndarray, max_distance: int, max_difference: float,
+                  block: int = 1024):
+    """Yield (i, j) index arrays holding every pair within both limits, and others.
+
+    mean|a - b| >= |mean(a) - mean(b)|: only photos of similar mean brightness can pass the
+    thumbnail test, so each block is paired with a window of the brightness-sorted list.
+    """
+    brightness = thumbs.mean(axis=1, dtype=np.float32)
+    order = np.argsort(brightness, kind="stable")
+    brightness = brightness[order]
+    for start in range(0, len(thumbs), block):
+        stop = min(start + block, len(thumbs))
+        lo = np.searchsorted(brightness, brightness[start] - max_difference, "left")
+        hi = np.searchsorted(brightness, brightness[stop - 1] + max_difference, "right")
+        distance = np.bitwise_count(phashes[order[start:stop], None] ^ phashes[None, order[lo:hi]])
+        rows, cols = np.nonzero(distance <= max_distance)
+        keep = cols + lo > rows + start  # each pair once
+        yield order[rows[keep] + start], order[cols[keep] + lo]
+
+
+def _banded_pairs(thumbs: np.ndarray, *, bands: int, seed: int = 0):
+    """Yield (i, j) index arrays of photos that share a band: the signs of random
+    projections of the mean-removed 8x8 colour thumbnail (SimHash), 16 signs a band.
+
+    Near-identical thumbnails point the same way, so they agree in most signs; on the weather
+    and clothing photos 64 bands of 16 find every pair the exact search finds.
+    """
+    n, bits = len(thumbs), 16
+    rng = np.random.default_rng(seed)
+    planes = rng.standard_normal((8 * 8 * 3, bands * bits)).astype(np.float32)
+    weights = (1 << np.arange(bits)).astype(np.uint16)
+    keys = np.empty((n, bands), np.uint16)
+    for start in range(0, n, 8192):  # bounded memory: the projections of 8,192 photos at a time
+        x = thumbs[start:start + 8192].reshape(-1, 8, 2, 8, 2, 3).mean(axis=(2, 4), dtype=np.float32)
+        x = x.reshape(len(x), -1)
+        x -= x.mean(axis=1, keepdims=True)
+        signs = (x @ planes > 0).reshape(len(x), bands, bits)
+        keys[start:start + len(x)] = (signs * weights).sum(axis=2, dtype=np.uint16)
+    for band in range(bands):
+        order = np.argsort(keys[:, band], kind="stable")
+        sorted_keys = keys[order, band]
+        # pair each photo with the 1st, 2nd, ... next one while they share the key
+        live = np.arange(n - 1)
+        for step in range(1, n):
+            live = live[sorted_keys[live] == sorted_keys[live + step]]
+            if not len(live):
+                break
+            yield order[live], order[live + step]
+            live = live[live + step + 1 < n]
 
 
 def _key_counts(content_keys: list[str], groups: list[list[int]]):

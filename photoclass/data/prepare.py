@@ -230,6 +230,7 @@ def _summary(root, scan: ScanResult, rows, classes, duplicates, ok, splits, naiv
             "near_identical_groups": duplicates.near_groups,
             "photos_in_groups": duplicates.photos_in_groups,
             "largest_group": duplicates.largest,
+            "search": duplicates.search,
             "label_conflicts": len(conflicts),
             "label_conflict_examples": conflicts[:5],
         },
