@@ -449,6 +449,8 @@ def cmd_predict(args) -> int:
         check_writable(args.sort_into, hint="pass a folder for --sort-into")
     predictor = open_predictor(args.run, engine=args.engine, batch_size=args.batch_size, device=args.device,
                                precision=args.precision, tta=args.tta, backbone=args.model, unknown=args.unknown)
+    if args.out:
+        return _predict_to_file(predictor, args)
     predictions = predictor.predict(args.paths, top_k=args.top_k)
     print(format_predictions(predictions, args.format))
     failed = [p for p in predictions if p.error]
@@ -458,6 +460,29 @@ def cmd_predict(args) -> int:
             print(f"  {p.path}: {p.error}", file=sys.stderr)
     if args.sort_into:
         counts = sort_into(predictions, args.sort_into, min_confidence=args.min_confidence)
+        print(f"copied {sum(counts.values())} photos into {args.sort_into}: "
+              + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), file=sys.stderr)
+    return 0
+
+
+def _predict_to_file(predictor, args) -> int:
+    from collections import Counter
+
+    from .inference.results import predict_to_file
+    from .inference.sort import sort_into
+
+    counts: Counter = Counter()
+
+    def sort(batch) -> None:
+        counts.update(sort_into(batch, args.sort_into, min_confidence=args.min_confidence))
+
+    written = predict_to_file(predictor, args.paths, args.out, top_k=args.top_k,
+                              on_batch=sort if args.sort_into else None)
+    done = f", {written.before} already there" if written.before else ""
+    print(f"{written.predicted} photos predicted into {written.path} in {written.seconds:.1f} s{done}"
+          + (f"; {written.failed} unreadable, listed there with their reasons" if written.failed else ""),
+          file=sys.stderr)
+    if args.sort_into:
         print(f"copied {sum(counts.values())} photos into {args.sort_into}: "
               + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), file=sys.stderr)
     return 0
@@ -744,6 +769,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "ImageNet-1k classifier, e.g. convnext_tiny.fb_in22k_ft_in1k (default: EfficientNet-Lite2)")
     pr.add_argument("--top-k", type=int, default=3, help="classes listed per photo (default: %(default)s)")
     pr.add_argument("--format", choices=("table", "json", "csv"), default="table", help="default: %(default)s")
+    pr.add_argument("--out", metavar="FILE", help="write a row per photo to FILE (.csv, .jsonl or .parquet) as it "
+                    "goes, instead of printing; run again, it resumes, skipping the photos already there")
     pr.add_argument("--sort-into", metavar="DIR",
                     help="copy (never move) each photo into DIR/<predicted class>/")
     pr.add_argument("--min-confidence", type=float, default=0.0, metavar="P",

@@ -89,20 +89,24 @@ class BasePredictor:
 
     def predict(self, paths: Iterable[str | os.PathLike], *, top_k: int = 3,
                 progress: bool | None = None) -> list[Prediction]:
+        files = with_array_items(expand_paths(paths))
+        results = [p for batch in self.iter_predict(files, top_k=top_k, progress=progress) for p in batch]
+        order = {str(f): i for i, f in enumerate(files)}
+        return sorted(results, key=lambda r: order[r.path])
+
+    def iter_predict(self, files: list, *, top_k: int = 3, progress: bool | None = None
+                     ) -> Iterator[list[Prediction]]:
+        """The predictions of `files` (paths or array items), a batch at a time, failed photos
+        with their reasons first in each."""
         check_int("top_k", top_k, 1, 100_000)
-        files = _with_array_items(expand_paths(paths))
-        results: list[Prediction] = []
         k = max(1, min(top_k, len(self.classes)))
         for ok, pixels, failed in self.decoded(files, progress=progress):
-            results += failed
             if ok:
                 for prediction, row in zip(ok, self.predict_pixels(pixels)):
                     p, prediction.outlier_score, prediction.unknown = self.read_row(row)
                     best = np.argsort(-p, kind="stable")[:k]
                     prediction.top = [(self.classes[i], float(p[i])) for i in best]
-                results += ok
-        order = {str(f): i for i, f in enumerate(files)}
-        return sorted(results, key=lambda r: order[r.path])
+            yield failed + ok
 
     def decoded(self, files: list, *, progress: bool | None = None, desc: str = "predict"
                 ) -> Iterator[tuple[list[Prediction], np.ndarray | None, list[Prediction]]]:
@@ -358,7 +362,7 @@ class ArrayItem:
         return f"{self.root.parent / self.name}" if self.root.is_file() else f"{self.root / self.name}"
 
 
-def _with_array_items(files: list[Path]) -> list:
+def with_array_items(files: list[Path]) -> list:
     """Array data (an .npz, a CIFAR folder, ...) replaced by its images, in order."""
     out: list = []
     for f in files:

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..core.errors import PhotoclassError
 from ..runs.rundir import RunDir
-from .predictor import Prediction, Predictor, _with_array_items, expand_paths
+from .predictor import Prediction, Predictor, with_array_items, expand_paths
 
 
 @dataclass
@@ -54,7 +54,7 @@ def similar(run: str | os.PathLike, paths: Iterable[str | os.PathLike], *, k: in
         raise PhotoclassError(f"{run} has no index of its training photos (outliers.safetensors). HINT: train it "
                               "again with this photoclass, with --unknown-accept above 0 (the default 0.95).")
     photos = training_photos(RunDir(run))
-    files = _with_array_items(expand_paths(paths))
+    files = with_array_items(expand_paths(paths))
     results: list[Similar] = []
     for ok, pixels, failed in predictor.decoded(files, progress=progress, desc="similar"):
         results += [Similar(p) for p in failed]
