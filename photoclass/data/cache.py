@@ -126,7 +126,9 @@ class ImageCache:
                                  [(names[i], *signatures[i], key) for i, key in fresh.items()])
         return [fresh[i] if i in fresh else known[name][1] for i, name in enumerate(names)]
 
-    def lookup(self, keys: Sequence[str]) -> dict[str, CacheEntry]:
+    def lookup(self, keys: Sequence[str], *, pixels: bool = True) -> dict[str, CacheEntry]:
+        """The entries of `keys` that are known; with `pixels`, only those whose pixels are kept
+        (a photo decoded for its fingerprint alone counts as missing)."""
         found: dict[str, CacheEntry] = {}
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), 500):
@@ -139,7 +141,9 @@ class ImageCache:
             for key, *values in rows:
                 values[7] %= 1 << 64  # stored signed
                 entry = CacheEntry(*values)
-                if entry.pack is None or (self.pack_dir / entry.pack).exists():
+                if entry.pack is not None and (self.pack_dir / entry.pack).exists():
+                    found[key] = entry
+                elif entry.pack is None and (entry.status != "ok" or not pixels):
                     found[key] = entry
         return found
 
@@ -150,8 +154,12 @@ class ImageCache:
         *,
         workers: int,
         progress: Callable[[int], None] | None = None,
+        pixels: bool = True,
     ) -> tuple[dict[str, CacheEntry], int]:
         """Decode the photos not cached yet. Returns (every key's entry, how many decoded).
+
+        Without `pixels`, only what `prepare` needs (size, format, fingerprint) is kept: for
+        cached-feature training, which decodes the photos again once, straight into the model.
 
         One process at a time decodes into a cache (a file lock); another one waits, then
         finds the photos the first decoded and does only the rest.
@@ -163,23 +171,25 @@ class ImageCache:
                     todo.setdefault(key, path)
             return list(todo.items())
 
-        entries = self.lookup(keys)
+        entries = self.lookup(keys, pixels=pixels)
         if not missing(entries):
             if progress:
                 progress(len(keys))
             return entries, 0
         with self._lock():
-            entries = self.lookup(keys)  # what another process added while this one waited
+            entries = self.lookup(keys, pixels=pixels)  # what another process added while this one waited
             items = missing(entries)
             if progress:
                 progress(len(keys) - len(items))
             self._remove_abandoned_packs()
-            row_bytes = self.image_size * self.image_size * 3
+            row_bytes = self.image_size * self.image_size * 3 if pixels else 0
             check_writable(self.pack_dir, need_bytes=len(items) * row_bytes, hint="pass another --cache-dir")
             pool = _pool(workers) if len(items) > 32 and workers > 1 else None
             try:
                 for start in range(0, len(items), PACK_ROWS):
-                    entries.update(self._fill_pack(items[start:start + PACK_ROWS], pool, progress))
+                    chunk = items[start:start + PACK_ROWS]
+                    entries.update(self._fill_pack(chunk, pool, progress) if pixels
+                                   else self._fingerprint(chunk, pool, progress))
             finally:
                 if pool is not None:
                     pool.shutdown(cancel_futures=True)
@@ -235,6 +245,20 @@ class ImageCache:
         ):
             pack = name if status == "ok" else None
             entries[key] = CacheEntry(status, reason, pack, row, width, height, fmt, phash, thumb)
+        return self._record(entries)
+
+    def _fingerprint(self, items, pool, progress) -> dict[str, CacheEntry]:
+        """Like `_fill_pack`, keeping no pixels: the entries say pack None."""
+        tasks = [(str(path), None, 0, self.image_size, self.max_pixels, self.min_side) for _, path in items]
+        results = []
+        for result in (pool.map(_decode_into_pack, tasks, chunksize=8) if pool else map(_decode_into_pack, tasks)):
+            results.append(result)
+            if progress:
+                progress(1)
+        return self._record({key: CacheEntry(*result[:2], None, -1, *result[2:])
+                             for (key, _), result in zip(items, results)})
+
+    def _record(self, entries: dict[str, CacheEntry]) -> dict[str, CacheEntry]:
         with self._db:
             self._db.executemany(
                 "INSERT OR REPLACE INTO photos VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -305,7 +329,7 @@ class CachedImages:
 
 
 def _decode_into_pack(task):
-    """Worker: decode one photo and write its pixels at `row` of the pack file."""
+    """Worker: decode one photo and write its pixels at `row` of the pack file (if one is given)."""
     path, pack_path, row, size, max_pixels, min_side = task
     try:
         photo = decode_photo(path, size=size, max_pixels=max_pixels, min_side=min_side)
@@ -315,12 +339,13 @@ def _decode_into_pack(task):
         return ("skipped", f"cannot read the file ({e.strerror or e})", 0, 0, "", 0, b"")
     except Exception as e:  # a decoder bug must cost one photo, not the run
         return ("skipped", f"decoder failure: {type(e).__name__}: {e}"[:200], 0, 0, "", 0, b"")
-    pixels = photo.to_array()
-    fd = os.open(pack_path, os.O_WRONLY)
-    try:
-        os.pwrite(fd, pixels.tobytes(), row * pixels.nbytes)
-    finally:
-        os.close(fd)
+    if pack_path is not None:  # None: the fingerprint alone
+        pixels = photo.to_array()
+        fd = os.open(pack_path, os.O_WRONLY)
+        try:
+            os.pwrite(fd, pixels.tobytes(), row * pixels.nbytes)
+        finally:
+            os.close(fd)
     phash, thumb = fingerprint(photo.image)
     return ("ok", photo.note, photo.width, photo.height, photo.format, phash, thumb)
 

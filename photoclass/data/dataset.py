@@ -35,8 +35,10 @@ class PreparedDataset:
     """
 
     def __init__(self, root: Path, rows: list[ManifestRow], classes: list[str],
-                 images: CachedImages, summary: dict[str, Any], config: dict[str, Any]):
+                 images: CachedImages, summary: dict[str, Any], config: dict[str, Any],
+                 keys: list[str] | None = None):
         self.root = Path(root)
+        self.keys = keys  # content keys of the usable photos (a hash of each file's bytes), when known
         self.rows = rows
         self.classes = classes
         self.images = images

@@ -1,7 +1,8 @@
-"""Batches from the decode cache: seeded shuffling, augmentation, normalization."""
+"""Batches from the decode cache (or decoded as read): seeded shuffling, augmentation, normalization."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -59,7 +60,8 @@ class BatchLoader:
         self.augment = augment if augment is not None and augment.enabled else None
         self.shuffle = shuffle
         self._pixels = None
-        if len(self.indices) and np.prod(images.shape[1:]) * len(self.indices) <= PRELOAD_LIMIT_BYTES:
+        self.streamed = getattr(images, "streamed", False)  # decoded on each read: read once, ahead
+        if not self.streamed and len(self.indices) and np.prod(images.shape[1:]) * len(self.indices) <= PRELOAD_LIMIT_BYTES:
             in_ram_in_order = (type(images) is np.ndarray and len(self.indices) == len(images)
                                and np.array_equal(self.indices, np.arange(len(images))))
             # (N, H, W, 3) uint8; arrays already in RAM and in order are used as they are, not copied
@@ -76,10 +78,9 @@ class BatchLoader:
             order = np.random.default_rng(seed).permutation(len(order))
         rank, world = self.shard
         generator = torch.Generator().manual_seed(seed + 7919 * rank)  # each process its own augmentations
-        for start in range(0, len(order), self.batch_size):
-            chosen = shard_of(order[start:start + self.batch_size], rank, world)
-            pixels = (self._pixels[torch.from_numpy(chosen)] if self._pixels is not None
-                      else torch.from_numpy(self.images[self.indices[chosen]]))
+        chunks = [shard_of(order[start:start + self.batch_size], rank, world)
+                  for start in range(0, len(order), self.batch_size)]
+        for chosen, pixels in self._read(chunks):
             labels = self.labels[torch.from_numpy(chosen)]
             if self.device.type != "cpu":
                 pixels = pixels.pin_memory() if self.device.type == "cuda" else pixels
@@ -90,3 +91,21 @@ class BatchLoader:
                 x = augment_batch(x, self.augment, generator)
             x = normalize(x, self.mean, self.std).contiguous(memory_format=self.memory_format)
             yield x, labels
+
+    def _read(self, chunks: list[np.ndarray]) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        """(chunk, its uint8 pixels) in turn; streamed photos are decoded a batch ahead, while
+        the model works on the one before."""
+        def pixels(chosen: np.ndarray) -> torch.Tensor:
+            return (self._pixels[torch.from_numpy(chosen)] if self._pixels is not None
+                    else torch.from_numpy(self.images[self.indices[chosen]]))
+
+        if not self.streamed or len(chunks) < 2:
+            yield from ((chosen, pixels(chosen)) for chosen in chunks)
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="read-ahead") as ahead:
+            coming = ahead.submit(pixels, chunks[0])
+            for i, chosen in enumerate(chunks):
+                ready = coming.result()
+                if i + 1 < len(chunks):
+                    coming = ahead.submit(pixels, chunks[i + 1])
+                yield chosen, ready

@@ -21,6 +21,7 @@ from .decode import ALLOWED_FORMATS
 from .dedupe import ARRAY_MAX_HASH_DISTANCE, ARRAY_MAX_THUMB_DIFFERENCE, find_duplicates
 from .outside import check_outside
 from .scan import FoundPhoto, ScanResult, scan_folder
+from .streamed import StreamedImages
 from .split import SPLITS, grouped_folds, grouped_split, leaked_test_photos, naive_split
 
 MAX_LISTED = 20  # skipped / converted files listed by name in the summary
@@ -32,13 +33,16 @@ def prepare(
     out: str | os.PathLike | None = None,
     config: PrepareConfig | None = None,
     progress: bool | None = None,
+    pixels: bool = True,
     **options: Any,
 ) -> PreparedDataset:
     """Scan, decode, deduplicate and split the photos in `data`.
 
     Options are the fields of `PrepareConfig` (image_size, val_size, test_size, seed, split,
     layout, label_regex, ...). With `out`, writes `manifest.csv` and `dataset.json` there.
-    `progress=None` shows a bar only on a terminal.
+    `progress=None` shows a bar only on a terminal. Without `pixels`, the decoded photos are
+    fingerprinted but not kept, and the dataset's `images` decode them again when read (for
+    work that reads each photo once; array data is always kept).
     """
     config = config or PrepareConfig.from_dict(options)
     timings: dict[str, float] = {}
@@ -77,8 +81,8 @@ def prepare(
             if arrays is not None:
                 entries, decoded = cache.store_arrays(keys, arrays.images, progress=bar.update)
             else:
-                entries, decoded = cache.decode_missing(keys, [p.path for p in labelled],
-                                                        workers=workers, progress=bar.update)
+                entries, decoded = cache.decode_missing(keys, [p.path for p in labelled], workers=workers,
+                                                        progress=bar.update, pixels=pixels)
         timings["decode"] = time.perf_counter() - t
     finally:
         cache.close()
@@ -130,8 +134,12 @@ def prepare(
     summary["given_splits"] = sorted({p.given_split for p, _ in ok if p.given_split})
     summary["folds"], summary["fold"] = config.folds, config.fold
     # scan order is manifest order, so the cached images line up with the usable rows
-    dataset = PreparedDataset(root.resolve(), rows, classes, cache.images(ok_entries),
-                              summary, {**config.to_dict(), "photoclass": __version__})
+    streamed = not pixels and arrays is None
+    images = (StreamedImages([p.path for p, _ in ok], config.image_size, max_pixels=config.max_pixels,
+                             min_side=config.min_side, threads=workers) if streamed else cache.images(ok_entries))
+    summary["cache"]["pixels"] = "decoded when read" if streamed else "kept"
+    dataset = PreparedDataset(root.resolve(), rows, classes, images, summary,
+                              {**config.to_dict(), "photoclass": __version__}, keys=[k for _, k in ok])
     if out is not None:
         summary["manifest"] = str(dataset.save(out))
     return dataset

@@ -65,7 +65,7 @@ def audit(data: str | os.PathLike, *, out: str | os.PathLike = "audit", model: s
     where = resolve_device(device)
     setup_torch(0, seed)
     config = PrepareConfig.from_dict({**options, "image_size": info.input_spec.size, "seed": seed})
-    dataset = prepare(root, config=config, progress=progress)
+    dataset = prepare(root, config=config, progress=progress, pixels=False)  # each photo is read once
     net = create_model(model, len(dataset.classes)).to(where).eval()
     encode, _ = net.split_for_training(0)
     every = np.arange(len(dataset))

@@ -37,7 +37,7 @@ def evaluate_run(run_path: str | os.PathLike, data: str | os.PathLike | None = N
                                  **({"tta": tta} if tta is not None else {}))
     if data is None:
         prep = PrepareConfig.from_dict({**config_json["prepare"], "image_size": spec.size})
-        dataset = prepare(run.data_source(), config=prep, progress=progress)  # a CSV run: its CSV
+        dataset = prepare(run.data_source(), config=prep, progress=progress, pixels=False)  # a CSV run: its CSV
         if dataset.classes != meta["classes"]:
             raise PhotoclassError(f"The run's data folder now has classes {dataset.classes}, "
                                   f"but the model was trained on {meta['classes']}. HINT: evaluate on a folder of "
@@ -45,7 +45,7 @@ def evaluate_run(run_path: str | os.PathLike, data: str | os.PathLike | None = N
         evaluation = evaluate_dataset(net, dataset, spec, config, temperature=meta.get("temperature", 1.0))
         name = "test"
     else:
-        dataset = prepare(data, image_size=spec.size, val_size=0.0, test_size=0.0, progress=progress)
+        dataset = prepare(data, image_size=spec.size, val_size=0.0, test_size=0.0, progress=progress, pixels=False)
         unknown = sorted(set(dataset.classes) - set(meta["classes"]))
         if unknown:
             raise PhotoclassError(f"{data} has classes the model does not know: {unknown}. "
@@ -87,7 +87,7 @@ def evaluate_outsiders(run_path: str | os.PathLike, outsiders: str | os.PathLike
         raise PhotoclassError(f"No readable photo under {outsiders}. HINT: pass a folder of photos.")
     config_json = run.read_json("config.json")
     prep = PrepareConfig.from_dict({**config_json["prepare"], "image_size": predictor.size})
-    dataset = prepare(run.data_source(), config=prep, progress=progress)
+    dataset = prepare(run.data_source(), config=prep, progress=progress, pixels=False)
     test = dataset.indices("test")
     scores, right = [], []
     for start in range(0, len(test), predictor.batch_size):

@@ -126,7 +126,7 @@ def _train(run: RunDir, data, config: TrainConfig, prep: PrepareConfig, custom: 
     setup_torch(config.threads or (max(1, (os.cpu_count() or 1) // place.local_world) if place.active else 0),
                 config.seed)
     prep = dataclasses.replace(prep, image_size=spec.size)
-    dataset = _prepare_in_turn(data, prep, place, progress)
+    dataset = _prepare_in_turn(data, prep, place, progress, pixels=_reads_pixels(config, custom, device))
     say(_data_line(dataset.summary))
     if not len(dataset.indices("test")):
         raise PhotoclassError(f"The test split of {dataset.root} is empty ({dataset.summary['usable']} photos, "
@@ -267,7 +267,7 @@ def _trained_part(net: nn.Module, dataset: PreparedDataset, config: TrainConfig,
     loaders = feature_loaders(encode, dataset, spec, batch_size=config.batch_size,
                               flip_augment=applied_augment(config).hflip and not _probes(config),
                               device=config.device, place=place, precision=config.precision,
-                              progress=progress)
+                              progress=progress, reuse=config.strategy == "features")
     for module in trained.modules():  # e.g. a multiscale head standardizes its inputs
         if hasattr(module, "fit_statistics"):
             module.fit_statistics(loaders["train_eval"].features)
@@ -351,11 +351,25 @@ def _device(name: str, place: distributed.Processes) -> torch.device:
     return device
 
 
-def _prepare_in_turn(data, prep: PrepareConfig, place: distributed.Processes, progress):
+def _prepare_in_turn(data, prep: PrepareConfig, place: distributed.Processes, progress, *, pixels: bool):
     """The main process decodes into the cache first; the others then find it warm."""
-    dataset = prepare(data, config=prep, progress=progress) if place.main else None
+    dataset = prepare(data, config=prep, progress=progress, pixels=pixels) if place.main else None
     distributed.barrier()
-    return dataset if dataset is not None else prepare(data, config=prep, progress=False)
+    return dataset if dataset is not None else prepare(data, config=prep, progress=False, pixels=pixels)
+
+
+def _reads_pixels(config: TrainConfig, custom: nn.Module | None, device: torch.device) -> bool:
+    """Whether training reads the photos' pixels more than once, so that they are worth keeping
+    decoded: every strategy but `features`, which runs the frozen backbone over each photo once."""
+    if custom is not None:
+        return True
+    return _strategy(config.strategy, model_info(config.model).pretrained, device) != "features"
+
+
+def _strategy(strategy: str, pretrained: bool, device: torch.device) -> str:
+    if strategy != "auto":
+        return strategy
+    return "scratch" if not pretrained else "lpft" if device.type == "cuda" else "features"
 
 
 def _refuse_existing_run(run: RunDir) -> None:
@@ -394,9 +408,7 @@ def _resolved(config: TrainConfig, spec: InputSpec, net: nn.Module, device: torc
     if config.strategy in (*CACHED_STRATEGIES, "lpft") and not pretrained:
         raise PhotoclassError(f"strategy={config.strategy!r} needs a pretrained model; "
                               f"{config.model!r} is trained from scratch. HINT: --model efficientnet-lite0")
-    strategy = config.strategy
-    if strategy == "auto":
-        strategy = "scratch" if not pretrained else "lpft" if device.type == "cuda" else "features"
+    strategy = _strategy(config.strategy, pretrained, device)
     dropout = next((m.p for m in net.modules() if isinstance(m, nn.Dropout)), config.dropout)
     stage = "features" if strategy in CACHED_STRATEGIES else "train"  # bf16 features are not fp32's: core/device.py
     return dataclasses.replace(config, strategy=strategy, image_size=spec.size, dropout=dropout, device=str(device),
