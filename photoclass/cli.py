@@ -88,7 +88,11 @@ def cmd_prepare(args) -> int:
     from .data.summary import format_summary
 
     out = Path(args.out) if args.out else Path("prepared") / Path(args.data).resolve().name
-    dataset = prepare(args.data, out=out, config=PrepareConfig(**given_options(args, PrepareConfig)))
+    if args.ray and args.keep_pixels:
+        raise PhotoclassError("--ray keeps no pixels: the cluster's workers send back fingerprints. HINT: drop "
+                              "--keep-pixels; training decodes what it needs.")
+    dataset = prepare(args.data, out=out, config=PrepareConfig(**given_options(args, PrepareConfig)),
+                      pixels=args.keep_pixels, ray=args.ray)
     print(json.dumps(dataset.summary, indent=2, ensure_ascii=False) if args.json
           else format_summary(dataset.summary))
     return 0
@@ -447,6 +451,16 @@ def cmd_predict(args) -> int:
         check_outside(args.sort_into, *(p if Path(p).is_dir() else Path(p).parent for p in args.paths),
                       flag="--sort-into")
         check_writable(args.sort_into, hint="pass a folder for --sort-into")
+    if args.ray:
+        if not args.out:
+            raise PhotoclassError("--ray writes its predictions to a file. HINT: add --out results.csv (or .jsonl, "
+                                  ".parquet).")
+        from .inference.ray_predict import RayPredictor
+
+        predictor = RayPredictor(args.run, address=args.ray, engine="onnx" if args.engine == "torch" else args.engine,
+                                 actors=args.actors, threads=args.threads, batch_size=args.batch_size,
+                                 unknown=args.unknown)
+        return _predict_to_file(predictor, args)
     predictor = open_predictor(args.run, engine=args.engine, batch_size=args.batch_size, device=args.device,
                                precision=args.precision, tta=args.tta, backbone=args.model, unknown=args.unknown)
     if args.out:
@@ -611,10 +625,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.subcommands = sub.choices  # name -> its parser, for the nearest flag of a misspelt one
 
     p = sub.add_parser("prepare", help="scan, check, deduplicate and split a folder of photos",
-                       description="Scan DATA, decode every photo once into the cache, group "
+                       description="Scan DATA, decode and fingerprint every photo, group "
                        "duplicates and write DIR/manifest.csv with a fair split.")
     p.add_argument("data", metavar="DATA", help="folder of photos")
     p.add_argument("--out", metavar="DIR", help="output folder (default prepared/<DATA name>)")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="decode and fingerprint the photos on a Ray cluster (ADDRESS, or 'local'), whose workers see "
+                   "the same files; duplicates are grouped and the split made here. Needs photoclass[ray]")
+    p.add_argument("--keep-pixels", action="store_true",
+                   help="also keep the decoded photos in the cache (200 KB a photo at 260 px), ready for training "
+                   "that reads them every epoch (lpft, finetune, scratch); the default strategy needs none")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_config_options(p, PrepareConfig)
     p.set_defaults(func=cmd_prepare)
@@ -771,6 +791,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--format", choices=("table", "json", "csv"), default="table", help="default: %(default)s")
     pr.add_argument("--out", metavar="FILE", help="write a row per photo to FILE (.csv, .jsonl or .parquet) as it "
                     "goes, instead of printing; run again, it resumes, skipping the photos already there")
+    pr.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                    help="with --out: predict on a Ray cluster (ADDRESS, or 'local' for this machine's cores), a pool of "
+                    "actors each holding the run's ONNX (or --engine openvino) export; needs photoclass[ray]")
+    pr.add_argument("--actors", type=int, default=0, metavar="N",
+                    help="with --ray: predictors on the cluster, each with --threads threads (default: one per CPU)")
+    pr.add_argument("--threads", type=int, default=1, metavar="N", help="with --ray: threads of each actor "
+                    "(default: %(default)s)")
     pr.add_argument("--sort-into", metavar="DIR",
                     help="copy (never move) each photo into DIR/<predicted class>/")
     pr.add_argument("--min-confidence", type=float, default=0.0, metavar="P",

@@ -195,7 +195,7 @@ def test_two_processes_sharing_a_cache_neither_corrupt_nor_repeat_it(tmp_path):
 
     data, cache = make_flat(tmp_path / "data", per_class=60), tmp_path / "cache"
     procs = [prepare_cli(data, "--out", tmp_path / f"out{i}", "--cache-dir", cache, "--image-size", 48,
-                         "--workers", 1) for i in range(2)]
+                         "--workers", 1, "--keep-pixels") for i in range(2)]
     results = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], results
     assert (tmp_path / "out0" / "manifest.csv").read_bytes() == (tmp_path / "out1" / "manifest.csv").read_bytes()
@@ -211,7 +211,8 @@ def test_an_interrupted_prepare_leaves_nothing_a_later_run_trusts(tmp_path):
     import time
 
     data, cache = make_flat(tmp_path / "data", per_class=150), tmp_path / "cache"
-    proc = prepare_cli(data, "--cache-dir", cache, "--image-size", 160, "--workers", 1, "--out", tmp_path / "o")
+    proc = prepare_cli(data, "--cache-dir", cache, "--image-size", 160, "--workers", 1, "--out", tmp_path / "o",
+                       "--keep-pixels")
     deadline = time.time() + 120
     while time.time() < deadline and not list(cache.glob("packs/*/.*.u8.tmp")):
         time.sleep(0.005)
@@ -219,7 +220,7 @@ def test_an_interrupted_prepare_leaves_nothing_a_later_run_trusts(tmp_path):
     proc.communicate(timeout=30)
     assert list(cache.glob("packs/*/.*.u8.tmp")), "the kill should land while a pack is being written"
 
-    rerun = prepare_cli(data, "--cache-dir", cache, "--image-size", 160, "--out", tmp_path / "o")
+    rerun = prepare_cli(data, "--cache-dir", cache, "--image-size", 160, "--out", tmp_path / "o", "--keep-pixels")
     out, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err
     assert not list(cache.glob("packs/*/.*.tmp"))  # the half-written pack was removed, not used

@@ -155,11 +155,13 @@ class ImageCache:
         workers: int,
         progress: Callable[[int], None] | None = None,
         pixels: bool = True,
+        pool=None,
     ) -> tuple[dict[str, CacheEntry], int]:
         """Decode the photos not cached yet. Returns (every key's entry, how many decoded).
 
         Without `pixels`, only what `prepare` needs (size, format, fingerprint) is kept: for
         cached-feature training, which decodes the photos again once, straight into the model.
+        `pool` (with a process pool's `map`, e.g. a `RayPool`) decodes instead of this machine's cores.
 
         One process at a time decodes into a cache (a file lock); another one waits, then
         finds the photos the first decoded and does only the rest.
@@ -184,14 +186,15 @@ class ImageCache:
             self._remove_abandoned_packs()
             row_bytes = self.image_size * self.image_size * 3 if pixels else 0
             check_writable(self.pack_dir, need_bytes=len(items) * row_bytes, hint="pass another --cache-dir")
-            pool = _pool(workers) if len(items) > 32 and workers > 1 else None
+            given = pool
+            pool = given or (_pool(workers) if len(items) > 32 and workers > 1 else None)
             try:
                 for start in range(0, len(items), PACK_ROWS):
                     chunk = items[start:start + PACK_ROWS]
                     entries.update(self._fill_pack(chunk, pool, progress) if pixels
                                    else self._fingerprint(chunk, pool, progress))
             finally:
-                if pool is not None:
+                if pool is not None and pool is not given:
                     pool.shutdown(cancel_futures=True)
         return entries, len(items)
 

@@ -14,6 +14,7 @@ from ..core.version import __version__
 from ..config import PrepareConfig
 from ..core.errors import PhotoclassError
 from ..core.atomic import check_writable
+from ..core.raycluster import RayPool
 from .arrays import ARRAY_LAYOUTS, ArraySet, array_layout, read_arrays
 from .cache import ImageCache, array_keys
 from .dataset import ManifestRow, PreparedDataset
@@ -34,6 +35,7 @@ def prepare(
     config: PrepareConfig | None = None,
     progress: bool | None = None,
     pixels: bool = True,
+    ray: str | None = None,
     **options: Any,
 ) -> PreparedDataset:
     """Scan, decode, deduplicate and split the photos in `data`.
@@ -42,7 +44,9 @@ def prepare(
     layout, label_regex, ...). With `out`, writes `manifest.csv` and `dataset.json` there.
     `progress=None` shows a bar only on a terminal. Without `pixels`, the decoded photos are
     fingerprinted but not kept, and the dataset's `images` decode them again when read (for
-    work that reads each photo once; array data is always kept).
+    work that reads each photo once; array data is always kept). With `ray` (a cluster's
+    address, or "local"), the photos are decoded and fingerprinted by the cluster's workers,
+    which must see the same files, and grouped and split here; their pixels are not kept.
     """
     config = config or PrepareConfig.from_dict(options)
     timings: dict[str, float] = {}
@@ -82,7 +86,8 @@ def prepare(
                 entries, decoded = cache.store_arrays(keys, arrays.images, progress=bar.update)
             else:
                 entries, decoded = cache.decode_missing(keys, [p.path for p in labelled], workers=workers,
-                                                        progress=bar.update, pixels=pixels)
+                                                        progress=bar.update, pixels=pixels and not ray,
+                                                        pool=RayPool(ray) if ray else None)
         timings["decode"] = time.perf_counter() - t
     finally:
         cache.close()
@@ -134,7 +139,7 @@ def prepare(
     summary["given_splits"] = sorted({p.given_split for p, _ in ok if p.given_split})
     summary["folds"], summary["fold"] = config.folds, config.fold
     # scan order is manifest order, so the cached images line up with the usable rows
-    streamed = not pixels and arrays is None
+    streamed = (not pixels or bool(ray)) and arrays is None
     images = (StreamedImages([p.path for p, _ in ok], config.image_size, max_pixels=config.max_pixels,
                              min_side=config.min_side, threads=workers) if streamed else cache.images(ok_entries))
     summary["cache"]["pixels"] = "decoded when read" if streamed else "kept"

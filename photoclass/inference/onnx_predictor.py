@@ -15,7 +15,7 @@ from .predictor import BasePredictor
 class OnnxPredictor(BasePredictor):
     engine = "onnxruntime"
 
-    def __init__(self, path: str | os.PathLike, *, batch_size: int = 16, unknown: bool = True):
+    def __init__(self, path: str | os.PathLike, *, batch_size: int = 16, unknown: bool = True, threads: int = 0):
         try:
             import onnxruntime as ort
         except ImportError:
@@ -23,7 +23,9 @@ class OnnxPredictor(BasePredictor):
                                   "HINT: pip install onnxruntime") from None
         _refuse_external_data(path)
         try:
-            self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads  # 0: ONNX Runtime's choice, every core
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # ONNX Runtime's own checks: malformed graph, external data escaping, ...
             raise PhotoclassError(f"ONNX Runtime refuses {path}: {str(e).splitlines()[0][:200]}. HINT: export it "
                                   "again with `photoclass export RUN`.") from None

@@ -276,7 +276,7 @@ def open_predictor(model: str | os.PathLike, *, engine: str = "torch", tta: bool
     if exported == "onnx":
         from .onnx_predictor import OnnxPredictor
 
-        predictor = OnnxPredictor(path, **options)
+        predictor = OnnxPredictor(path, threads=kwargs.get("threads", 0), **options)
     elif exported == "openvino":
         from .openvino_engine import OpenVinoPredictor
 
