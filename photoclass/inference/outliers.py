@@ -77,16 +77,26 @@ def tapped(model: nn.Module):
         hook.remove()
 
 
-def features_of(model: nn.Module, batches: Iterable) -> torch.Tensor:
-    """`tap_point`'s inputs for every batch of (x, y), in order, on the CPU."""
+def features_of(model: nn.Module, batches: Iterable, rows: int | None = None) -> torch.Tensor:
+    """`tap_point`'s inputs for every batch of (x, y), in order, on the CPU. Given the number of
+    `rows`, they are written into one tensor as they come, not gathered and then joined."""
     was_training = model.training
     model.eval()
+    out, filled = None, 0
     try:
         with torch.no_grad(), tapped(model) as seen:
             for x, _ in batches:
                 model(x)
+                if rows is not None:
+                    found = seen.pop().float()
+                    if out is None:
+                        out = torch.empty((rows, *found.shape[1:]), dtype=torch.float32)
+                    out[filled:filled + len(found)] = found.cpu()
+                    filled += len(found)
     finally:
         model.train(was_training)
+    if rows is not None:
+        return out[:filled] if out is not None else torch.zeros(0, 0)
     return torch.cat([s.float().cpu() for s in seen]) if seen else torch.zeros(0, 0)
 
 

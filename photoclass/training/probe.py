@@ -71,7 +71,9 @@ def fit_linear_probe(head: nn.Sequential, features: torch.Tensor, labels: torch.
         raise TypeError("a linear probe needs the head as nn.Sequential(..., nn.Linear)")
     started = time.perf_counter()
     head.eval()
-    x = head[:-1](features).double().cpu()
+    x = torch.empty(features.shape, dtype=torch.float64)  # filled a slice at a time: no float32 copy of it all
+    for start in range(0, len(features), 4096):
+        x[start:start + 4096] = head[:-1](features[start:start + 4096]).double().cpu()
     y = labels.cpu()
     linear = head[-1]
     groups = np.asarray(groups)

@@ -207,9 +207,9 @@ def _fit_outliers(run: RunDir, trained: nn.Module, loaders, config: TrainConfig)
     """The "none of these" score on the training photos' features, its threshold from the
     validation photos; saved beside the weights. Returns its model.json entry."""
     fitted = loaders["train_eval"]
-    train = outliers.features_of(trained, fitted.batches())
-    val = outliers.features_of(trained, loaders["val"].batches()) if loaders["val"] is not fitted \
-        else train[:0]
+    train = outliers.features_of(trained, fitted.batches(), rows=len(fitted.labels))
+    val = outliers.features_of(trained, loaders["val"].batches(), rows=len(loaders["val"].labels)) \
+        if loaders["val"] is not fitted else train[:0]
     score, info = outliers.fit(train, val, accept=config.unknown_accept, rows=fitted.indices, seed=config.seed)
     outliers.save(score, run.path / outliers.FILE)
     return score, info
