@@ -37,10 +37,7 @@ def connect(address: str):
         except ConnectionError as e:
             raise PhotoclassError(f"Cannot reach the Ray cluster at {address} ({e}). HINT: `ray start --head` on the "
                                   "head machine prints its address; or pass --ray local.") from None
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False
-    if hasattr(context, "enable_progress_bar_name_truncation"):
-        context.print_on_execution_start = False
+    ray.data.DataContext.get_current().enable_progress_bars = False
     return ray
 
 

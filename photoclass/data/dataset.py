@@ -1,4 +1,5 @@
-"""A prepared dataset: the manifest, the classes, and the cached pixels of the usable photos."""
+"""A prepared dataset: the manifest, the classes, and the pixels of the usable photos (cached, or
+decoded when read)."""
 from __future__ import annotations
 
 import csv
@@ -12,6 +13,7 @@ import numpy as np
 
 from ..core.atomic import write_text_atomic
 from .cache import CachedImages
+from .streamed import StreamedImages
 from .split import SPLITS
 
 MANIFEST_COLUMNS = ("path", "label", "split", "group", "status", "reason")
@@ -35,7 +37,7 @@ class PreparedDataset:
     """
 
     def __init__(self, root: Path, rows: list[ManifestRow], classes: list[str],
-                 images: CachedImages, summary: dict[str, Any], config: dict[str, Any],
+                 images: CachedImages | StreamedImages, summary: dict[str, Any], config: dict[str, Any],
                  keys: list[str] | None = None):
         self.root = Path(root)
         self.keys = keys  # content keys of the usable photos (a hash of each file's bytes), when known
