@@ -50,14 +50,15 @@ class RayPool:
     """`map` like a process pool's, each chunk of tasks a Ray task on the cluster, results in order."""
 
     def __init__(self, address: str):
-        self.ray = connect(address)
-        self._run = self.ray.remote(_apply)
+        self.address = address  # connected at the first `map`: a warm cache needs no cluster
 
     def map(self, fn: Callable, tasks: Iterable, chunksize: int = 64) -> Iterator:
+        ray = connect(self.address)
+        run = ray.remote(_apply)
         tasks = list(tasks)
-        refs = [self._run.remote(fn, tasks[start:start + chunksize]) for start in range(0, len(tasks), chunksize)]
+        refs = [run.remote(fn, tasks[start:start + chunksize]) for start in range(0, len(tasks), chunksize)]
         for ref in refs:  # in order; the later ones keep running meanwhile
-            yield from self.ray.get(ref)
+            yield from ray.get(ref)
 
     def shutdown(self, cancel_futures: bool = False) -> None:
         pass  # the cluster outlives the work
