@@ -507,15 +507,12 @@ def format_predictions(predictions, fmt: str) -> str:
     if fmt == "json":
         return json.dumps([p.to_dict() for p in predictions], indent=2, ensure_ascii=False)
     if fmt == "csv":
+        from .inference.results import CSV_COLUMNS, csv_row
+
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["path", "label", "confidence", "unknown", "outlier_score", "top", "error"])
-        for p in predictions:
-            top = ";".join(f"{c}:{v:.4f}" for c, v in p.top)
-            checked = p.outlier_score is not None
-            writer.writerow([p.path, p.label, f"{p.confidence:.4f}" if not p.error else "",
-                             str(p.unknown).lower() if checked else "", f"{p.outlier_score:.4f}" if checked else "",
-                             top, p.error])
+        writer.writerow(CSV_COLUMNS)
+        writer.writerows(csv_row(p, places=4) for p in predictions)
         return buffer.getvalue().rstrip("\n")
     from .inference.sort import CONFIDENCE_PLACES as places
 

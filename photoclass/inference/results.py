@@ -102,12 +102,16 @@ def _csv_writer(stream, *, header: bool):
         writer.writerow(CSV_COLUMNS)
 
     def write(batch: list[Prediction]) -> None:
-        for p in batch:
-            checked = p.outlier_score is not None
-            writer.writerow([p.path, p.label, f"{p.confidence:.6f}" if not p.error else "",
-                             str(p.unknown).lower() if checked else "", f"{p.outlier_score:.6f}" if checked else "",
-                             ";".join(f"{c}:{v:.6f}" for c, v in p.top), p.error])
+        writer.writerows(csv_row(p, places=6) for p in batch)
     return write
+
+
+def csv_row(p: Prediction, *, places: int) -> list[str]:
+    """A prediction as a row of `CSV_COLUMNS`, probabilities to `places` decimals."""
+    checked = p.outlier_score is not None
+    return [p.path, p.label, f"{p.confidence:.{places}f}" if not p.error else "",
+            str(p.unknown).lower() if checked else "", f"{p.outlier_score:.{places}f}" if checked else "",
+            ";".join(f"{c}:{v:.{places}f}" for c, v in p.top), p.error]
 
 
 def _jsonl_writer(stream):
