@@ -102,3 +102,22 @@ def test_banded_search_finds_edited_copies_among_many_photos():
     assert (exact.group[originals] == exact.group[copies]).all()
     assert banded.group.tolist() == exact.group.tolist()
     assert banded.count == len(copies)
+
+
+def test_a_chain_of_look_alikes_stops_at_the_group_limit_closest_pairs_first():
+    # photo i differs from i+1 by 10 levels everywhere: each neighbour is near-identical, the chain's ends are not
+    n = 12
+    steps = [0, 10, 10, 10, 10, 10, 10, 3, 10, 10, 10, 10]  # 6 and 7 are the closest pair
+    thumbs = np.repeat(np.cumsum(steps)[:, None], 768, axis=1).astype(np.uint8)
+    phashes = np.zeros(n, dtype=np.uint64)
+    keys = [str(i) for i in range(n)]
+    whole = find_duplicates(keys, phashes, thumbs, max_group=n)
+    assert whole.largest == n and whole.links_refused == 0
+    capped = find_duplicates(keys, phashes, thumbs, max_group=4)
+    assert capped.largest <= 4 and capped.links_refused > 0
+    assert capped.group[6] == capped.group[7]  # joined first
+    assert all(capped.group[i] == capped.group[i + 1] or capped.group[i + 1] == capped.group[i + 2]
+               for i in range(n - 2))  # refused only where a group was full: no photo is left out between
+    # byte-identical files join whatever the limit
+    same = find_duplicates(["a"] * 6, np.zeros(6, dtype=np.uint64), np.zeros((6, 768), np.uint8), max_group=2)
+    assert same.largest == 6 and same.identical_groups == 1

@@ -34,7 +34,8 @@ def encode_all(net, dataset, spec, **options):
 
 def test_streamed_photos_give_the_features_of_the_pixel_cache_and_keep_no_pixels(photos, encoder, tmp_path):
     net, spec = encoder
-    kept = photoclass.prepare(photos, image_size=spec.size, cache_dir=tmp_path / "kept", progress=False)
+    kept = photoclass.prepare(photos, image_size=spec.size, cache_dir=tmp_path / "kept", progress=False,
+                              pixel_cache="raw")
     streamed = photoclass.prepare(photos, image_size=spec.size, cache_dir=tmp_path / "streamed", progress=False,
                                   pixels=False)
     assert streamed.summary["cache"]["pixels"] == "decoded when read"

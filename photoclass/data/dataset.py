@@ -62,6 +62,15 @@ class PreparedDataset:
         rows = self.usable if split is None else [self.usable[i] for i in self.indices(split)]
         return [self.root / r.path for r in rows]
 
+    def exact_images(self) -> CachedImages | StreamedImages:
+        """`images`, or where the cache keeps them lossily (jpeg), the same photos decoded from
+        their files on read: what test figures are measured on."""
+        if not getattr(self.images, "lossy", False):
+            return self.images
+        c = self.config
+        return StreamedImages(self.paths(), self.images.image_size, max_pixels=c["max_pixels"],
+                              min_side=c["min_side"], threads=self.images.threads)
+
     def __len__(self) -> int:
         return len(self.usable)
 

@@ -24,6 +24,10 @@ MAX_THUMB_DIFFERENCE = 16.0  # mean absolute difference of the colour thumbnails
 ARRAY_MAX_HASH_DISTANCE = 8
 ARRAY_MAX_THUMB_DIFFERENCE = 6.0
 EXACT_LIMIT = 20_000  # photos; the exact search takes about 1 s there, and grows with the square
+# Near-identity is not transitive: a chain of look-alikes (smooth skies, plain studio
+# backgrounds) can link thousands of different photos. Close pairs join first, and a link that
+# would grow a group past this is refused. Weather's largest group is 4, clothing's 26.
+MAX_GROUP = 50
 
 
 def _dct_matrix(n: int) -> np.ndarray:
@@ -58,6 +62,7 @@ class DuplicateGroups:
     largest: int
     members: list[list[int]] = field(default_factory=list)  # only groups of 2+
     search: str = "exact"  # or "bands"
+    links_refused: int = 0  # near-identical pairs left apart: joining them would pass `max_group`
 
     @property
     def count(self) -> int:
@@ -73,6 +78,7 @@ def find_duplicates(
     max_thumb_difference: float = MAX_THUMB_DIFFERENCE,
     method: str = "auto",
     bands: int = 64,
+    max_group: int = MAX_GROUP,
 ) -> DuplicateGroups:
     """Group photos: same content key, or perceptual hash and thumbnail both close.
 
@@ -81,9 +87,13 @@ def find_duplicates(
     of the photos. `"bands"` compares only photos that share one of `bands` locality-sensitive
     keys of their thumbnails: near-linear, and it may miss a pair that is near the limits.
     `"auto"` is exact up to `EXACT_LIMIT` photos.
+
+    Byte-identical files always share a group. Near-identical pairs join closest first (by
+    thumbnail difference), unless the joined group would hold more than `max_group` photos.
     """
     n = len(content_keys)
     parent = np.arange(n)
+    size = np.ones(n, dtype=np.int64)
 
     def find(i: int) -> int:
         while parent[i] != i:
@@ -91,10 +101,15 @@ def find_duplicates(
             i = parent[i]
         return i
 
-    def union(i: int, j: int) -> None:
+    def union(i: int, j: int, limit: int = n) -> bool:
         ri, rj = find(i), find(j)
-        if ri != rj:
-            parent[max(ri, rj)] = min(ri, rj)
+        if ri == rj:
+            return True
+        if size[ri] + size[rj] > limit:
+            return False
+        parent[max(ri, rj)] = min(ri, rj)
+        size[min(ri, rj)] += size[max(ri, rj)]
+        return True
 
     first_with_key: dict[str, int] = {}
     for i, key in enumerate(content_keys):
@@ -104,15 +119,11 @@ def find_duplicates(
     thumbs = np.asarray(thumbs, dtype=np.uint8).reshape(n, -1)
     if method == "auto":
         method = "exact" if n <= EXACT_LIMIT else "bands"
-    pairs = (_window_pairs(thumbs, phashes, max_hash_distance, max_thumb_difference) if method == "exact"
-             else _banded_pairs(thumbs, bands=bands))
-    for i, j in pairs:
-        close = np.bitwise_count(phashes[i] ^ phashes[j]) <= max_hash_distance
-        i, j = i[close], j[close]
-        diff = np.abs(thumbs[i].astype(np.int16) - thumbs[j]).mean(axis=1)
-        close = diff <= max_thumb_difference
-        for a, b in zip(i[close].tolist(), j[close].tolist()):
-            union(a, b)
+    candidates = (_window_pairs(thumbs, phashes, max_hash_distance, max_thumb_difference) if method == "exact"
+                  else _banded_pairs(thumbs, bands=bands))
+    refused = 0
+    for a, b in _close_pairs(candidates, phashes, thumbs, max_hash_distance, max_thumb_difference):
+        refused += not union(a, b, max_group)
 
     roots = np.array([find(i) for i in range(n)], dtype=np.int64)
     _, group = np.unique(roots, return_inverse=True)  # roots are first members: ids in order
@@ -132,7 +143,29 @@ def find_duplicates(
         largest=max((len(m) for m in multi), default=1),
         members=multi,
         search=method,
+        links_refused=refused,
     )
+
+
+def _close_pairs(candidates, phashes: np.ndarray, thumbs: np.ndarray, max_distance: int,
+                 max_difference: float) -> list[tuple[int, int]]:
+    """The candidate pairs within both limits, each once (i < j), closest thumbnails first."""
+    found_i, found_j, found_diff = [], [], []
+    for i, j in candidates:
+        close = np.bitwise_count(phashes[i] ^ phashes[j]) <= max_distance
+        i, j = i[close], j[close]
+        diff = np.abs(thumbs[i].astype(np.int16) - thumbs[j]).mean(axis=1, dtype=np.float32)
+        close = diff <= max_difference
+        found_i.append(np.minimum(i, j)[close])
+        found_j.append(np.maximum(i, j)[close])
+        found_diff.append(diff[close])
+    if not found_i:
+        return []
+    i, j, diff = np.concatenate(found_i), np.concatenate(found_j), np.concatenate(found_diff)
+    _, first = np.unique(i.astype(np.int64) * len(phashes) + j, return_index=True)  # bands repeat pairs
+    i, j, diff = i[first], j[first], diff[first]
+    order = np.lexsort((j, i, diff))
+    return list(zip(i[order].tolist(), j[order].tolist()))
 
 
 def _window_pairs(thumbs: np.ndarray, phashes: np.ndarray, max_distance: int, max_difference: float,

@@ -72,8 +72,9 @@ def prepare(
     timings["scan"] = time.perf_counter() - started
 
     workers = config.workers or os.cpu_count() or 1
-    cache = ImageCache(config.cache_dir, config.image_size,
-                       max_pixels=config.max_pixels, min_side=config.min_side)
+    pixel_format = "raw" if arrays is not None or config.pixel_cache == "raw" else "jpeg"
+    cache = ImageCache(config.cache_dir, config.image_size, max_pixels=config.max_pixels,
+                       min_side=config.min_side, pixel_format=pixel_format)
     try:
         t = time.perf_counter()
         keys = (array_keys(arrays.images) if arrays is not None
@@ -142,7 +143,7 @@ def prepare(
     streamed = (not pixels or bool(ray)) and arrays is None
     images = (StreamedImages([p.path for p, _ in ok], config.image_size, max_pixels=config.max_pixels,
                              min_side=config.min_side, threads=workers) if streamed else cache.images(ok_entries))
-    summary["cache"]["pixels"] = "decoded when read" if streamed else "kept"
+    summary["cache"]["pixels"] = "decoded when read" if streamed else f"kept ({pixel_format})"
     dataset = PreparedDataset(root.resolve(), rows, classes, images, summary,
                               {**config.to_dict(), "photoclass": __version__}, keys=[k for _, k in ok])
     if out is not None:
@@ -244,6 +245,7 @@ def _summary(root, scan: ScanResult, rows, classes, duplicates, ok, splits, naiv
             "photos_in_groups": duplicates.photos_in_groups,
             "largest_group": duplicates.largest,
             "search": duplicates.search,
+            "links_refused": duplicates.links_refused,
             "label_conflicts": len(conflicts),
             "label_conflict_examples": conflicts[:5],
         },

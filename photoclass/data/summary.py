@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .dedupe import MAX_GROUP
 from .split import SPLITS
 
 
@@ -39,6 +40,9 @@ def format_summary(s: dict[str, Any]) -> str:
         lines += ["", f"duplicates: {d['groups']} groups ({d['byte_identical_groups']} byte-identical, "
                   f"{d['near_identical_groups']} near-identical; {d['photos_in_groups']} photos, "
                   f"largest {d['largest_group']})"]
+        if d.get("links_refused"):
+            lines.append(f"  {d['links_refused']:,} look-alike pairs left apart: no group grows past "
+                         f"{MAX_GROUP} photos by a chain of look-alikes")
     else:
         lines += ["", "duplicates: none found"]
     if d["groups"] and s["split_mode"] == "grouped":

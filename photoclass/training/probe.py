@@ -25,7 +25,7 @@ CV_LIMIT = 10_000  # photos: past this, C is chosen on one of ceil(N / CV_LIMIT)
 def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, c: float, *,
                  init: tuple[torch.Tensor, torch.Tensor] | None = None,
                  max_iter: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
-    """(W, b) minimizing mean cross-entropy + ||W||^2 / (2 c N), in float64, full batch."""
+    """(W, b) minimizing mean cross-entropy + ||W||^2 / (2 c N), in x's dtype, full batch."""
     n, features = x.shape
     w = (init[0].clone() if init else torch.zeros(num_classes, features, dtype=x.dtype)).requires_grad_()
     b = (init[1].clone() if init else torch.zeros(num_classes, dtype=x.dtype)).requires_grad_()
@@ -71,9 +71,11 @@ def fit_linear_probe(head: nn.Sequential, features: torch.Tensor, labels: torch.
         raise TypeError("a linear probe needs the head as nn.Sequential(..., nn.Linear)")
     started = time.perf_counter()
     head.eval()
-    x = torch.empty(features.shape, dtype=torch.float64)  # filled a slice at a time: no float32 copy of it all
+    # float64 where it is cheap; past CV_LIMIT float32 halves the largest array of a big run
+    dtype = torch.float64 if len(features) <= CV_LIMIT else torch.float32
+    x = torch.empty(features.shape, dtype=dtype)  # filled a slice at a time: no float32 copy of it all
     for start in range(0, len(features), 4096):
-        x[start:start + 4096] = head[:-1](features[start:start + 4096]).double().cpu()
+        x[start:start + 4096] = head[:-1](features[start:start + 4096]).to(dtype).cpu()
     y = labels.cpu()
     linear = head[-1]
     groups = np.asarray(groups)

@@ -454,7 +454,9 @@ def _pixel_loaders(dataset: PreparedDataset, config: TrainConfig, spec: InputSpe
     so all agree on early stopping and the schedule without talking. `augment` replaces the
     configured augmentation."""
     def loader(split: str, train: bool) -> BatchLoader:
-        return BatchLoader(dataset.images, dataset.labels, dataset.indices(split),
+        # the test figures are measured on the photos as decoded, not on a lossy cache
+        return BatchLoader(dataset.exact_images() if split == "test" else dataset.images, dataset.labels,
+                           dataset.indices(split),
                            batch_size=config.batch_size, mean=spec.mean, std=spec.std,
                            augment=(parse_augment(config.augment) if augment is None else augment) if train else None, shuffle=train,
                            device=config.device, shard=(place.rank, place.world) if train else (0, 1),
