@@ -8,12 +8,15 @@ For each set, one epoch of shuffled, augmented (default spec), normalized 224-px
 
   decode    every photo decoded again each epoch, in 1 or 2 worker processes (Keras's
             ImageDataGenerator.flow_from_directory, a PyTorch DataLoader over files);
-  cache     photoclass's decode cache: uint8 pixels read from memory-mapped pack files;
+  raw       photoclass's decode cache, `--pixel-cache raw`: uint8 pixels read from
+            memory-mapped pack files;
+  jpeg      the same, `--pixel-cache jpeg` (the default past 2 GiB of pixels): each photo a
+            JPEG (quality 95) at the model's size, decoded in threads a batch ahead;
   RAM       the same pixels held in memory as one array (what photoclass does for splits
             under 1 GB, and what `keras.datasets` arrays are).
 
-"Workers" are decoding processes for `decode` and torch threads for the other two (which
-only copy, augment and normalize). The cache is filled first (not timed: that is
+"Workers" are decoding processes for `decode` and torch threads (and, for jpeg, decoding
+threads) for the others. The cache is filled first (not timed: that is
 `prepare`'s cost, benchmarks/ingest.py). Nothing is trained: these are the rates a loader can
 feed; a model slower than them never waits.
 """
@@ -86,16 +89,25 @@ def timed(epoch) -> tuple[float, float, int]:
     return first, time.perf_counter() - started, count
 
 
+def pack_bytes(cache: Path, suffix: str) -> int:
+    return sum(p.stat().st_size for p in cache.rglob(f"*{suffix}*"))
+
+
 def bench(name: str, folder: Path, cache: Path) -> None:
-    data = prepare(folder, image_size=SIZE, cache_dir=cache, progress=False)
+    data = prepare(folder, image_size=SIZE, cache_dir=cache, progress=False, pixel_cache="raw")
+    compact = prepare(folder, image_size=SIZE, cache_dir=cache, progress=False, pixel_cache="jpeg")
     paths = [str(p) for p in data.paths()]
     in_ram = np.ascontiguousarray(data.images[np.arange(len(data))])
     print(f"\n{name}: {len(paths):,} photos, {SIZE} px, batches of {BATCH}, default augmentation")
+    print(f"cache on disk: raw {pack_bytes(cache, '.u8') / len(paths) / 1024:.0f} KB a photo, "
+          f"jpeg {pack_bytes(cache, '.jpgs') / len(paths) / 1024:.0f} KB a photo")
     print(f"{'way':<10}{'workers':>8}{'first batch s':>15}{'epoch s':>10}{'images/s':>10}")
     for workers in (1, 2):
         torch.set_num_threads(workers)
+        compact.images.threads = workers
         runs = [("decode", lambda: decode_epoch(paths, workers)),
-                ("cache", lambda: loader_epoch(data.images, data.labels, preload=False)),
+                ("raw", lambda: loader_epoch(data.images, data.labels, preload=False)),
+                ("jpeg", lambda: loader_epoch(compact.images, compact.labels, preload=False)),
                 ("RAM", lambda: loader_epoch(in_ram, data.labels, preload=True))]
         for way, epoch in runs:
             first, seconds, count = timed(epoch())

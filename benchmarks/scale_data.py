@@ -2,6 +2,7 @@
 
     python benchmarks/scale_data.py                          # 10,000, 50,000 and 100,000 photos
     python benchmarks/scale_data.py --sizes 10000 --precision auto --predict 2000
+    python benchmarks/scale_data.py --sizes 100000 --steps train prepare
 
 Photos are generated once into --root (320x240 JPEGs, quality 85, four classes told apart by
 their colours and shapes, labels in the file names; about 10 KB each) and reused. For each size,
@@ -109,6 +110,8 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "photoclass-scale")
     parser.add_argument("--precision", default="bf16", help="of `train` (default: %(default)s)")
     parser.add_argument("--predict", type=int, default=0, help="photos to predict (default: all)")
+    parser.add_argument("--steps", nargs="+", default=["train", "prepare", "predict"],
+                        choices=["train", "prepare", "predict"], help="which to time (predict needs train)")
     args = parser.parse_args()
     cli = [sys.executable, "-m", "photoclass"]
     print(f"{'photos':>8} {'step':>8} {'seconds':>8} {'ms/photo':>9} {'peak GB':>8} {'disk MB':>8}", flush=True)
@@ -130,6 +133,8 @@ def main() -> None:
             os.symlink(data / name, subset / name)
         steps.append(("predict", [*cli, "predict", str(run), str(subset), "--out", str(work / "preds.csv")], predict))
         for step, command, photos in steps:
+            if step not in args.steps:
+                continue
             seconds, peak, added = measure(command, cache, work / "cache-prepare", run, work / "preds.csv", prepared)
             print(f"{n:>8,} {step:>8} {seconds:>8.1f} {seconds / photos * 1000:>9.2f} {peak:>8.2f} "
                   f"{added / 2**20:>8.0f}", flush=True)

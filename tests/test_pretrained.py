@@ -188,13 +188,15 @@ def test_the_multiscale_head_standardizes_with_the_training_features_and_saves_i
     assert model.num_features == 1280 + 2 * (40 + 80 + 112 + 192)  # head + mean and spread of 4 stages
     data = photoclass.prepare(EXAMPLES, image_size=224, cache_dir=tmp_path / "cache", progress=False)
     spec = model.input_spec
-    train = BatchLoader(data.images, data.labels, data.indices("train"), batch_size=16, mean=spec.mean, std=spec.std)
+    train = BatchLoader(data.exact_images(), data.labels, data.indices("train"), batch_size=16,
+                        mean=spec.mean, std=spec.std)
     features = extract_features(model.inference_copy().forward_features, train, progress=False)
     assert torch.allclose(model._standardize.mean, features.mean(0), atol=1e-3)
     floored = features.std(0).clamp_min(0.1 * features.std(0).median())  # a tenth of the median spread at least
     assert torch.allclose(model._standardize.std, floored, rtol=1e-3, atol=1e-4)
     test = json.loads((tmp_path / "run" / "test.json").read_text())["test"]
-    loader = BatchLoader(data.images, data.labels, data.indices("test"), batch_size=16, mean=spec.mean, std=spec.std)
+    loader = BatchLoader(data.exact_images(), data.labels, data.indices("test"), batch_size=16,
+                         mean=spec.mean, std=spec.std)
     with torch.no_grad():
         predicted = torch.cat([model(x).argmax(1) for x, _ in loader.batches()])
     assert float((predicted == loader.labels).float().mean()) == pytest.approx(test["accuracy"])

@@ -364,7 +364,7 @@ class CachedImages:
             return data[row]
         start, stop = self._offsets[pack][row:row + 2]
         with Image.open(io.BytesIO(data[start:stop])) as image:
-            return np.asarray(image.convert("RGB"))
+            return np.asarray(image)  # stored RGB
 
     def __getitem__(self, index) -> np.ndarray:
         if isinstance(index, (int, np.integer)):

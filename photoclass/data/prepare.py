@@ -26,6 +26,7 @@ from .streamed import StreamedImages
 from .split import SPLITS, grouped_folds, grouped_split, leaked_test_photos, naive_split
 
 MAX_LISTED = 20  # skipped / converted files listed by name in the summary
+RAW_CACHE_LIMIT = 2 * 2**30  # bytes of raw pixels past which `auto` keeps photos as jpeg: 14,000 at 224 px
 
 
 def prepare(
@@ -72,7 +73,7 @@ def prepare(
     timings["scan"] = time.perf_counter() - started
 
     workers = config.workers or os.cpu_count() or 1
-    pixel_format = "raw" if arrays is not None or config.pixel_cache == "raw" else "jpeg"
+    pixel_format = _pixel_format(config.pixel_cache, len(labelled), config.image_size, arrays is not None)
     cache = ImageCache(config.cache_dir, config.image_size, max_pixels=config.max_pixels,
                        min_side=config.min_side, pixel_format=pixel_format)
     try:
@@ -281,6 +282,14 @@ def _no_photos_message(root, scan, labelled, keys, entries) -> str:
     photo, key = labelled[0], keys[0]
     return (f"None of the {len(labelled)} images in {root} could be read; "
             f"e.g. {photo.relpath}: {entries[key].reason}")
+
+
+def _pixel_format(choice: str, photos: int, size: int, arrays: bool) -> str:
+    """`auto`: raw, exact and the fastest to read, unless the photo files' pixels would fill
+    more than RAW_CACHE_LIMIT; then jpeg, 6-7x smaller (benchmarks/README.md, loading.py)."""
+    if choice != "auto":
+        return choice
+    return "raw" if arrays or photos * size * size * 3 <= RAW_CACHE_LIMIT else "jpeg"
 
 
 def _bar_disabled(progress: bool | None) -> bool | None:
