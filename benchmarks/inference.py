@@ -1,11 +1,11 @@
 """Every engine of a trained run, side by side on the same photos: images/s, latency, accuracy.
 
-    python benchmarks/inference.py RUN [--engines torch,torch-bf16,onnx,onnx-int8,openvino,openvino-int8]
+    python benchmarks/inference.py RUN [--engines torch,onnx,openvino-bf16]
 
 Engines: PyTorch in fp32 and bf16 (BatchNorm folded, channels-last), and the run's verified
 exports (`photoclass export`; made here when missing, and skipped with the reason when the
 export is refused or its runtime is not installed): ONNX Runtime fp32 and INT8, OpenVINO
-fp32 and INT8, LiteRT fp32 and INT8. All run on the run's own test photos, decoded once
+fp32, bf16 (CPUs with native bf16) and INT8, LiteRT fp32 and INT8. All run on the run's own test photos, decoded once
 (decoding is not timed), in batches of 16 taken in turns engine after engine, so each sees
 the same machine; then one photo at a time for the latency. Agreement: the share of photos
 given the same class as PyTorch fp32.
@@ -27,7 +27,8 @@ from photoclass.inference.predictor import Predictor, open_predictor
 from photoclass.inference.verify import run_photos
 from photoclass.runs.rundir import RunDir
 
-ENGINES = ("torch", "torch-bf16", "onnx", "onnx-int8", "openvino", "openvino-int8", "litert", "litert-int8")
+ENGINES = ("torch", "torch-bf16", "onnx", "onnx-int8", "openvino", "openvino-bf16", "openvino-int8", "litert",
+           "litert-int8")
 
 
 def main() -> None:
@@ -88,12 +89,11 @@ def engine(run: Path, name: str):
     """A predictor for one engine of `run`: PyTorch at a precision, or a verified export."""
     if name.startswith("torch"):
         return Predictor(run, device="cpu", precision="bf16" if name.endswith("bf16") else "fp32")
-    format, _, kind = name.partition("-")
-    int8 = kind == "int8"
-    path = exporting.default_path(RunDir(run), format, int8)
+    format, _, precision = name.partition("-")
+    path = exporting.default_path(RunDir(run), format, precision or "fp32")
     if not any(found == path for found, _ in exporting.verified_exports(RunDir(run))):
         print(f"{name}: exporting and checking ...", flush=True)
-        exporting.export(run, format, int8=int8, progress=False)
+        exporting.export(run, format, int8=precision == "int8", bf16=precision == "bf16", progress=False)
     return open_predictor(path)
 
 

@@ -12,7 +12,9 @@ through the real CLI with a fresh cache folder:
 - `photoclass prepare DATA`, with a cache of its own;
 - `photoclass predict RUN DATA --out preds.csv` on the first --predict photos (all by default).
 Each line gives seconds, ms a photo, the peak memory of the process and its workers together
-(sampled every 0.2 s) and the disk added (cache folder, run folder, output file).
+(sampled every 0.2 s: resident memory summed, which counts the pages the decoding workers share
+with the main process once per process, and PSS, which counts them once) and the disk added
+(cache folder, run folder, output file).
 """
 from __future__ import annotations
 
@@ -75,21 +77,23 @@ def du(*paths: Path) -> int:
     return total
 
 
-def measure(command: list[str], *disk: Path) -> tuple[float, float, int]:
-    """(seconds, peak GB of the process tree's resident memory, bytes added under `disk`)."""
+def measure(command: list[str], *disk: Path) -> tuple[float, float, float, int]:
+    """(seconds, peak GB of the process tree's resident memory, the same counting pages shared
+    between the processes once (PSS), bytes added under `disk`)."""
     before = du(*disk)
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    peak = 0
+    peak = peak_pss = 0
     done = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
+        nonlocal peak, peak_pss
         parent = psutil.Process(process.pid)
         while not done.is_set():
             try:
-                tree = [parent, *parent.children(recursive=True)]
-                peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+                tree = [p for p in [parent, *parent.children(recursive=True)] if p.is_running()]
+                peak = max(peak, sum(p.memory_info().rss for p in tree))
+                peak_pss = max(peak_pss, sum(getattr(p.memory_full_info(), "pss", 0) for p in tree))
             except psutil.Error:
                 pass
             time.sleep(0.2)
@@ -101,7 +105,7 @@ def measure(command: list[str], *disk: Path) -> tuple[float, float, int]:
     seconds = time.perf_counter() - started
     if process.returncode:
         raise SystemExit(f"{' '.join(command)} failed:\n{output[-3000:]}")
-    return seconds, peak / 2**30, du(*disk) - before
+    return seconds, peak / 2**30, peak_pss / 2**30, du(*disk) - before
 
 
 def main() -> None:
@@ -114,7 +118,8 @@ def main() -> None:
                         choices=["train", "prepare", "predict"], help="which to time (predict needs train)")
     args = parser.parse_args()
     cli = [sys.executable, "-m", "photoclass"]
-    print(f"{'photos':>8} {'step':>8} {'seconds':>8} {'ms/photo':>9} {'peak GB':>8} {'disk MB':>8}", flush=True)
+    print(f"{'photos':>8} {'step':>8} {'seconds':>8} {'ms/photo':>9} {'peak GB':>8} {'PSS GB':>7} {'disk MB':>8}",
+          flush=True)
     for n in args.sizes:
         data = generate(args.root, n)
         work = args.root / f"work{n}"
@@ -135,8 +140,9 @@ def main() -> None:
         for step, command, photos in steps:
             if step not in args.steps:
                 continue
-            seconds, peak, added = measure(command, cache, work / "cache-prepare", run, work / "preds.csv", prepared)
-            print(f"{n:>8,} {step:>8} {seconds:>8.1f} {seconds / photos * 1000:>9.2f} {peak:>8.2f} "
+            seconds, peak, pss, added = measure(command, cache, work / "cache-prepare", run, work / "preds.csv",
+                                                prepared)
+            print(f"{n:>8,} {step:>8} {seconds:>8.1f} {seconds / photos * 1000:>9.2f} {peak:>8.2f} {pss:>7.2f} "
                   f"{added / 2**20:>8.0f}", flush=True)
 
 

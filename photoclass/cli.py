@@ -551,8 +551,8 @@ def cmd_export(args) -> int:
     from .inference.export import export
     from .inference.verify import describe
 
-    kind = f"{args.format}{' INT8' if args.int8 else ''}"
-    found = export(args.run, args.format, int8=args.int8, out=args.out, announce=lambda: print(
+    kind = f"{args.format}{' INT8' if args.int8 else ' bf16' if args.bf16 else ''}"
+    found = export(args.run, args.format, int8=args.int8, bf16=args.bf16, out=args.out, announce=lambda: print(
         f"exporting {args.run} to {kind}, then checking it on the run's test photos ...", file=sys.stderr, flush=True))
     print(f"kept {found['path']}: {describe(found)}")
     return 0
@@ -747,10 +747,13 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--format", choices=("onnx", "openvino", "litert"), default="onnx",
                    help="onnx: ONNX Runtime; openvino: OpenVINO Runtime; litert: LiteRT (TensorFlow Lite: Android, "
                    "edge boards) (default: %(default)s)")
-    x.add_argument("--int8", action="store_true", help="static INT8 (per-channel weights, calibrated on training "
-                   "photos: NNCF, or PT2E for LiteRT); kept only if it holds the accuracy")
+    kind = x.add_mutually_exclusive_group()
+    kind.add_argument("--int8", action="store_true", help="static INT8 (per-channel weights, calibrated on training "
+                      "photos: NNCF, or PT2E for LiteRT); kept only if it holds the accuracy")
+    kind.add_argument("--bf16", action="store_true", help="OpenVINO only, on a CPU with native bf16 (AVX512-BF16 or "
+                      "AMX): float32 weights computed in bf16, checked so; kept only if it holds the answers")
     x.add_argument("--out", metavar="PATH", help="default RUN/model.onnx, RUN/openvino/model.xml or RUN/model.tflite, "
-                   "with -int8 for --int8")
+                   "with -int8 or -bf16 added")
     x.set_defaults(func=cmd_export)
 
     sv = sub.add_parser("serve", help="serve predictions over HTTP, with a web page at /")

@@ -11,7 +11,7 @@ import pytest
 import photoclass
 from photoclass.core.errors import PhotoclassError
 from photoclass.inference import export as exporting
-from photoclass.inference import verify
+from photoclass.inference import openvino_engine, verify
 from photoclass.inference.predictor import Predictor, open_predictor
 from photoclass.runs.rundir import RunDir
 
@@ -23,8 +23,10 @@ pytest.importorskip("openvino", reason="the openvino extra is not installed")
 pytest.importorskip("nncf", reason="the openvino extra is not installed")
 
 LITERT = importlib.util.find_spec("litert_torch") is not None  # the litert extra: a heavy install, optional
-KINDS = [("onnx", False), ("onnx", True), ("openvino", False), ("openvino", True)] + \
-    ([("litert", False)] if LITERT else [])  # LiteRT's INT8 (PT2E) fails its check: benchmarks/README.md
+BF16 = openvino_engine.has_bf16()  # bf16 exports are checked on CPUs that compute in bf16
+KINDS = [("onnx", "fp32"), ("onnx", "int8"), ("openvino", "fp32"), ("openvino", "int8")] + \
+    ([("openvino", "bf16")] if BF16 else []) + \
+    ([("litert", "fp32")] if LITERT else [])  # LiteRT's INT8 (PT2E) fails its check: benchmarks/README.md
 needs_litert = pytest.mark.skipif(not LITERT, reason="the litert extra is not installed")
 
 
@@ -35,19 +37,21 @@ def run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def exports(run):
-    return {(f, int8): exporting.export(run, f, int8=int8, progress=False) for f, int8 in KINDS}
+    return {(f, p): exporting.export(run, f, int8=p == "int8", bf16=p == "bf16", progress=False) for f, p in KINDS}
 
 
-@pytest.mark.parametrize("format, int8", KINDS)
-def test_each_export_is_checked_in_its_runtime_and_carries_the_figures(run, exports, format, int8):
-    found = exports[(format, int8)]
+@pytest.mark.parametrize("format, precision", KINDS)
+def test_each_export_is_checked_in_its_runtime_and_carries_the_figures(run, exports, format, precision):
+    found = exports[(format, precision)]
     assert found["kept"] and found["agreement"] >= verify.MIN_AGREEMENT and found["split"] == "test"
     assert found["accuracy_torch"] - found["accuracy"] <= verify.MAX_ACCURACY_DROP
-    if not int8:
+    assert found["precision"] == precision
+    if precision == "fp32":
         assert found["max_abs_logit_diff"] <= verify.FP32_TOLERANCE
     predictor = open_predictor(found["path"])
     assert predictor.engine == {"onnx": "onnxruntime", "openvino": "openvino", "litert": "litert"}[format]
-    stored = exporting._metadata(exporting.default_path(RunDir(run), format, int8), format)
+    assert predictor.precision == precision  # the arithmetic it was checked in is the one it runs
+    stored = exporting._metadata(exporting.default_path(RunDir(run), format, precision), format)
     assert json.loads(stored["verified"])["agreement"] == found["agreement"]
     test = verify.run_photos(RunDir(run), predictor.size)
     torch_labels = Predictor(run).probabilities(test.pixels).argmax(1)
@@ -68,6 +72,19 @@ def test_int8_is_calibrated_on_training_photos_and_a_badly_calibrated_one_is_ref
     with pytest.raises(PhotoclassError, match="failed its check, so it was not kept: it predicts another class"):
         exporting.export(run, "onnx", int8=True, out=out)
     assert not out.exists() and not list(out.parent.iterdir())  # nothing left behind, no temporary folder
+
+
+def test_a_bf16_export_is_openvinos_and_needs_a_cpu_that_computes_in_bf16(run, monkeypatch, tmp_path):
+    with pytest.raises(PhotoclassError, match="bf16 exports run on OpenVINO only"):
+        exporting.export(run, "onnx", bf16=True)
+    monkeypatch.setattr(openvino_engine, "has_bf16", lambda: False)
+    out = tmp_path / "ov" / "model.xml"
+    with pytest.raises(PhotoclassError, match="no native bf16"):
+        exporting.export(run, "openvino", bf16=True, out=out)
+    assert not out.parent.exists()
+    done = subprocess.run([sys.executable, "-m", "photoclass", "export", run, "--int8", "--bf16"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "not allowed with argument" in done.stderr
 
 
 def test_the_cli_prints_the_check_and_auto_picks_the_fastest_verified_export(run, exports):
@@ -95,7 +112,7 @@ def test_predict_and_serve_run_each_engine(run, exports, engine, tmp_path):
         assert status == 200 and json.loads(body)["label"] == expected.label
         info = json.loads(request(f"{url}/model")[1])
         served_by = info["engine"]
-        assert info["precision"] == "fp32" if engine != "auto" else info["precision"] in ("fp32", "int8")
+        assert info["precision"] == "fp32" if engine != "auto" else info["precision"] in ("fp32", "int8", "bf16")
         assert served_by == {"torch": "torch", "onnx": "onnxruntime"}.get(engine, engine if engine != "auto" else served_by)
     finally:
         proc.terminate()
@@ -106,7 +123,7 @@ def test_predict_and_serve_run_each_engine(run, exports, engine, tmp_path):
 def test_an_export_predicts_without_torch(run, exports, tmp_path, format):
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(jpeg_bytes(synthetic_photo(7, cls=1)))
-    path = exports[(format, False)]["path"]
+    path = exports[(format, "fp32")]["path"]
     model = path.rsplit("/", 1)[0] if format == "openvino" else path  # a folder, or a file
     code = ("import sys; sys.modules['torch'] = None\n"  # any import of torch now fails
             "from photoclass.cli import main\n"

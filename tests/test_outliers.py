@@ -29,6 +29,26 @@ def test_the_score_is_the_cosine_distance_to_the_kth_nearest_training_photo():
     assert np.allclose(score(torch.from_numpy(queries)).numpy(), expected, atol=1e-6)
 
 
+def test_scores_in_chunks_and_a_sampled_bank_are_what_the_whole_computation_gives(monkeypatch):
+    rng = np.random.default_rng(2)
+    bank, queries = torch.from_numpy(rng.normal(size=(300, 8))), torch.from_numpy(rng.normal(size=(70, 8)))
+    for k in (1, 3):
+        score = outliers.OutlierScore(bank, k=k)
+        assert torch.allclose(score.scores(queries, chunk=16), score(queries), atol=1e-6)  # BLAS blocks by shape
+        whole = 1 - (torch.nn.functional.normalize(bank.float(), dim=1) @ score.bank.T).topk(k + 1).values[:, -1]
+        assert torch.allclose(score.scores(bank, leave_self_out=True, chunk=32), whole, atol=1e-6)  # nearest other
+    monkeypatch.setattr(outliers, "MAX_BANK", 100)
+    keep = outliers.bank_rows(300, seed=5)
+    assert len(keep) == 100 and (np.diff(keep) > 0).all() and np.array_equal(keep, outliers.bank_rows(300, seed=5))
+    head = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    batches = [(bank[i:i + 32].float(), None) for i in range(0, 300, 32)]  # batches that straddle kept rows
+    everything = outliers.features_of(head, batches, rows=300)
+    assert torch.equal(outliers.features_of(head, batches, rows=300, keep=keep), everything[keep])
+    sampled, _ = outliers.fit(everything, everything[:50], seed=5)  # fit samples the same rows itself
+    chosen, _ = outliers.fit(everything[keep], everything[:50], rows=keep, seed=5)
+    assert torch.allclose(sampled.bank, chosen.bank) and torch.equal(sampled.rows, chosen.rows)
+
+
 def test_the_threshold_accepts_the_chosen_share_of_the_validation_photos():
     rng = np.random.default_rng(1)
     inside, outside = np.r_[np.full(8, 3.0), np.zeros(8)], np.r_[np.zeros(8), np.full(8, 3.0)]

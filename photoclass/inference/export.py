@@ -99,11 +99,13 @@ def exportable(run: RunDir) -> tuple[torch.nn.Module, Any, list[str], dict[str, 
 
 
 FORMATS = ("onnx", "openvino", "litert")
+PRECISIONS = {"onnx": ("fp32", "int8"), "openvino": ("fp32", "int8", "bf16"), "litert": ("fp32", "int8")}
 CALIBRATION_PHOTOS = 300  # training photos an INT8 export is calibrated on
 
 
-def export(run: str | os.PathLike, format: str = "onnx", *, int8: bool = False, out: str | os.PathLike | None = None,
-           progress: bool | None = None, announce: Callable[[], None] | None = None) -> dict[str, Any]:
+def export(run: str | os.PathLike, format: str = "onnx", *, int8: bool = False, bf16: bool = False,
+           out: str | os.PathLike | None = None, progress: bool | None = None,
+           announce: Callable[[], None] | None = None) -> dict[str, Any]:
     """Export RUN's model and keep it only if its runtime agrees with PyTorch on the run's test
     photos (verify.compare's rule). Returns the check's figures with the export's "path"; a
     failed check writes nothing and raises, saying why. `announce()` is called once the run
@@ -112,15 +114,20 @@ def export(run: str | os.PathLike, format: str = "onnx", *, int8: bool = False, 
     `format`: onnx (RUN/model.onnx; ONNX Runtime), openvino (RUN/openvino/model.xml; OpenVINO
     Runtime) or litert (RUN/model.tflite; LiteRT's interpreter). `int8`: static post-training
     quantization, per-channel weights, calibrated on up to 300 training photos (NNCF for ONNX
-    Runtime's QDQ and for OpenVINO, PT2E for LiteRT); `-int8` is added to the name.
+    Runtime's QDQ and for OpenVINO, PT2E for LiteRT); `-int8` is added to the name. `bf16`
+    (OpenVINO only, on a CPU with native bf16): float32 weights run in bf16 arithmetic, checked
+    so; `-bf16` is added to the name.
     """
     from .predictor import Predictor
 
     if format not in FORMATS:
         raise PhotoclassError(f"Unknown export format {format!r}. HINT: use one of {', '.join(FORMATS)}.")
+    if bf16:
+        _check_bf16(format, int8)
+    precision = "int8" if int8 else "bf16" if bf16 else "fp32"
     run = RunDir(run)
     reference = Predictor(run.path, device="cpu", precision="fp32")  # first: a bad run is named before anything
-    out = Path(out) if out else default_path(run, format, int8)
+    out = Path(out) if out else default_path(run, format, precision)
     check_outside(out, run.data_source())
     check_writable(out.parent, hint="pass --out a path in a folder you can write")
     if announce is not None:
@@ -143,17 +150,18 @@ def export(run: str | os.PathLike, format: str = "onnx", *, int8: bool = False, 
         elif format == "openvino":
             from . import openvino_engine
 
-            made = openvino_engine.convert(fp32, Path(tmp) / "made", calibration, reference)
+            made = openvino_engine.convert(fp32, Path(tmp) / "made", calibration, reference, bf16=bf16)
             candidate = openvino_engine.OpenVinoPredictor(made)
         else:
             from . import litert_engine
 
             made = litert_engine.convert(run, Path(tmp) / "made.tflite", calibration)
             candidate = litert_engine.LiteRtPredictor(made)
-        found = verify.compare(reference, candidate, photos, fp32=not int8)
-        found.update(format=format, int8=int8, engine=candidate.engine)
+        found = verify.compare(reference, candidate, photos, fp32=precision == "fp32")
+        found.update(format=format, int8=int8, precision=precision, engine=candidate.engine)
         if not found["kept"]:
-            raise PhotoclassError(f"The {format}{' INT8' if int8 else ''} export of {run.path} failed its check, "
+            kind = {"int8": " INT8", "bf16": " bf16"}.get(precision, "")
+            raise PhotoclassError(f"The {format}{kind} export of {run.path} failed its check, "
                                   f"so it was not kept: {found['why_not']}. ({verify.describe(found)})")
         del candidate
         if format == "onnx":
@@ -175,8 +183,8 @@ def verified_exports(run: RunDir) -> list[tuple[Path, dict]]:
     found = []
     sha = weights_sha256(run)
     for format in FORMATS:
-        for int8 in (False, True):
-            path = default_path(run, format, int8)
+        for precision in PRECISIONS[format]:
+            path = default_path(run, format, precision)
             try:
                 meta = _metadata(path, format)
             except Exception:  # missing, unreadable, or its runtime is not installed: not a candidate
@@ -184,6 +192,20 @@ def verified_exports(run: RunDir) -> list[tuple[Path, dict]]:
             if meta.get("weights_sha256") == sha and "verified" in meta:
                 found.append((path, json.loads(meta["verified"])))
     return sorted(found, key=lambda f: -(f[1].get("images_per_s") or 0))
+
+
+def _check_bf16(format: str, int8: bool) -> None:
+    """A bf16 export is OpenVINO's, not INT8, and checked on a CPU that computes in bf16."""
+    if format != "openvino":
+        raise PhotoclassError(f"bf16 exports run on OpenVINO only. Received: format={format!r}. HINT: --format "
+                              "openvino --bf16, or drop --bf16.")
+    if int8:
+        raise PhotoclassError("An export is either --int8 or --bf16, not both. HINT: drop one of them.")
+    from .openvino_engine import has_bf16
+
+    if not has_bf16():
+        raise PhotoclassError("This CPU has no native bf16 (AVX512-BF16 or AMX), so a bf16 export could not be "
+                              "checked in bf16 here. HINT: export it on the machine that will run it, or drop --bf16.")
 
 
 def _metadata(path: Path, format: str) -> dict[str, str]:
@@ -201,8 +223,8 @@ def _metadata(path: Path, format: str) -> dict[str, str]:
     return read_metadata(_openvino().Core().read_model(str(path)))
 
 
-def default_path(run: RunDir, format: str, int8: bool) -> Path:
-    suffix = "-int8" if int8 else ""
+def default_path(run: RunDir, format: str, precision: str = "fp32") -> Path:
+    suffix = "" if precision == "fp32" else f"-{precision}"
     return run.path / {"onnx": f"model{suffix}.onnx", "litert": f"model{suffix}.tflite"}.get(
         format, f"openvino{suffix}/model.xml")
 

@@ -3,7 +3,8 @@ and predicted with OpenVINO Runtime and NumPy, no torch.
 
 The IR (model.xml + model.bin) carries photoclass's metadata in its rt_info, under
 "photoclass": the class names, the input contract, the temperature, the "none of these"
-threshold, and the figures of the check it passed.
+threshold, the arithmetic it was checked in (f32, or bf16 on CPUs that have it) and the
+figures of the check it passed.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from ..core.errors import PhotoclassError
 from .onnx_predictor import preprocess, read_contract
 from .predictor import BasePredictor
 
-KEYS = ("classes", "input", "architecture", "weights_sha256", "temperature", "preprocess", "outliers", "verified")
+KEYS = ("classes", "input", "architecture", "weights_sha256", "temperature", "preprocess", "outliers", "verified",
+        "inference_precision")
 
 
 def _openvino():
@@ -28,9 +30,11 @@ def _openvino():
     return openvino
 
 
-def convert(onnx_path: Path, folder: Path, calibration: np.ndarray | None = None, reference=None) -> Path:
+def convert(onnx_path: Path, folder: Path, calibration: np.ndarray | None = None, reference=None, *,
+            bf16: bool = False) -> Path:
     """folder/model.xml from the ONNX file, with its metadata; INT8 (NNCF's static quantization,
-    per-channel weights, on `calibration` photos) when they are given. Returns the .xml path."""
+    per-channel weights, on `calibration` photos) when they are given; run in bf16 arithmetic
+    when `bf16` (the weights stay float32). Returns the .xml path."""
     import onnx
 
     ov = _openvino()
@@ -41,9 +45,15 @@ def convert(onnx_path: Path, folder: Path, calibration: np.ndarray | None = None
     for key in KEYS:
         if f"photoclass.{key}" in props:
             model.set_rt_info(props[f"photoclass.{key}"], ["photoclass", key])
+    model.set_rt_info("bf16" if bf16 else "f32", ["photoclass", "inference_precision"])
     folder.mkdir(parents=True, exist_ok=True)
     ov.save_model(model, str(folder / "model.xml"), compress_to_fp16=False)
     return folder / "model.xml"
+
+
+def has_bf16() -> bool:
+    """Whether OpenVINO computes in bf16 natively on this CPU (AVX512-BF16 or AMX)."""
+    return "BF16" in _openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 def _quantize(model, calibration: np.ndarray, reference):
@@ -107,8 +117,9 @@ def read_metadata(model) -> dict[str, str]:
 
 
 class OpenVinoPredictor(BasePredictor):
-    """An exported IR (model.xml, or its folder), on this machine's CPU in fp32 arithmetic
-    (OpenVINO would otherwise pick bf16 on CPUs that have it)."""
+    """An exported IR (model.xml, or its folder), on this machine's CPU in the arithmetic it was
+    checked in: f32 (OpenVINO would otherwise pick bf16 on CPUs that have it), or bf16 for an
+    export made with `bf16=True`, in f32 on a CPU without it."""
 
     engine = "openvino"
 
@@ -127,10 +138,12 @@ class OpenVinoPredictor(BasePredictor):
                                   "with `photoclass export RUN --format openvino`.") from None
         meta = read_metadata(model)
         read_contract(self, meta, xml, "openvino", batch_size)
-        config = {"INFERENCE_PRECISION_HINT": "f32"}
+        config = {"INFERENCE_PRECISION_HINT": "bf16" if meta.get("inference_precision") == "bf16" else "f32"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         self.compiled = core.compile_model(model, "CPU", config)
+        if str(self.compiled.get_property("INFERENCE_PRECISION_HINT")) == "bf16":  # not where the CPU lacks it
+            self.precision = "bf16"
         names = {o.get_any_name() for o in self.compiled.outputs}
         self.names = ["logits"] + (["outlier_score"] if unknown and "outlier_score" in names else [])
         if len(self.names) > 1:

@@ -312,11 +312,11 @@ def _engine_for_run(run: Path, engine: str) -> tuple[Path, str | None]:
         from .export import default_path, export, verified_exports
 
         for found, check in verified_exports(RunDir(run)):
-            if check["format"] == engine and not check["int8"]:
+            if check["format"] == engine and check.get("precision", "int8" if check["int8"] else "fp32") == "fp32":
                 return found, engine
         print(f"exporting {run} to {'OpenVINO' if engine == 'openvino' else 'LiteRT'} once, checked on its test "
               "photos ...", flush=True)
-        return Path(export(run, engine, out=default_path(RunDir(run), engine, False))["path"]), engine
+        return Path(export(run, engine, out=default_path(RunDir(run), engine))["path"]), engine
     if engine == "auto":
         try:
             from .export import verified_exports

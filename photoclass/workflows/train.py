@@ -207,10 +207,12 @@ def _fit_outliers(run: RunDir, trained: nn.Module, loaders, config: TrainConfig)
     """The "none of these" score on the training photos' features, its threshold from the
     validation photos; saved beside the weights. Returns its model.json entry."""
     fitted = loaders["train_eval"]
-    train = outliers.features_of(trained, fitted.batches(), rows=len(fitted.labels))
+    keep = outliers.bank_rows(len(fitted.labels), config.seed)  # only the bank's rows are held
+    train = outliers.features_of(trained, fitted.batches(), rows=len(fitted.labels), keep=keep)
     val = outliers.features_of(trained, loaders["val"].batches(), rows=len(loaders["val"].labels)) \
         if loaders["val"] is not fitted else train[:0]
-    score, info = outliers.fit(train, val, accept=config.unknown_accept, rows=fitted.indices, seed=config.seed)
+    score, info = outliers.fit(train, val, accept=config.unknown_accept, rows=np.asarray(fitted.indices)[keep],
+                               seed=config.seed)
     outliers.save(score, run.path / outliers.FILE)
     return score, info
 
@@ -222,7 +224,7 @@ def _explain_test(run: RunDir, evaluation: dict, score: outliers.OutlierScore, t
     features = outliers.features_of(trained, test.batches())
     if not len(features):
         return
-    values = score(features)
+    values = score.scores(features)
     evaluation["outlier_scores"] = {"threshold": threshold, "test_photos": len(values),
                                     "test_accepted": float((values <= threshold).float().mean())}
     plots.outlier_histogram({"test photos": values.numpy()}, threshold, run.plots / "outlier_scores.png")
