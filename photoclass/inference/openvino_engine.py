@@ -142,7 +142,7 @@ class OpenVinoPredictor(BasePredictor):
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         self.compiled = core.compile_model(model, "CPU", config)
-        if str(self.compiled.get_property("INFERENCE_PRECISION_HINT")) == "bf16":  # not where the CPU lacks it
+        if self.compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.bf16:  # not where the CPU lacks it
             self.precision = "bf16"
         names = {o.get_any_name() for o in self.compiled.outputs}
         self.names = ["logits"] + (["outlier_score"] if unknown and "outlier_score" in names else [])

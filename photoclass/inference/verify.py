@@ -82,7 +82,7 @@ def compare(reference: BasePredictor, candidate: BasePredictor, photos: Photos, 
     reasons = []
     if found["agreement"] < MIN_AGREEMENT:
         reasons.append(f"it predicts another class than PyTorch for {int((~same).sum())} of {len(same)} "
-                       f"{photos.split} photos (agreement {found['agreement']:.1%} < {MIN_AGREEMENT:.1%})")
+                       f"{photos.split} photos (agreement {found['agreement']:.2%} < {MIN_AGREEMENT:.1%})")
     if accuracy["torch"] - accuracy["export"] > MAX_ACCURACY_DROP:
         reasons.append(f"its {photos.split} accuracy is {accuracy['export']:.2%} against PyTorch's "
                        f"{accuracy['torch']:.2%} (more than {MAX_ACCURACY_DROP:.1%} lower)")
