@@ -5,9 +5,9 @@
 Engines: PyTorch in fp32 and bf16 (BatchNorm folded, channels-last), and the run's verified
 exports (`photoclass export`; made here when missing, and skipped with the reason when the
 export is refused or its runtime is not installed): ONNX Runtime fp32 and INT8, OpenVINO
-fp32, bf16 (CPUs with native bf16) and INT8, LiteRT fp32 and INT8. All run on the run's own test photos, decoded once
-(decoding is not timed), in batches of 16 taken in turns engine after engine, so each sees
-the same machine; then one photo at a time for the latency. Agreement: the share of photos
+fp32, bf16 (CPUs with native bf16) and INT8, LiteRT fp32 and INT8. All run on the run's own
+test photos, decoded once (decoding is not timed), in batches of 16 taken in turns engine
+after engine, so each sees the same machine; then one photo at a time for the latency. Agreement: the share of photos
 given the same class as PyTorch fp32.
 """
 from __future__ import annotations

@@ -102,10 +102,10 @@ def features_of(model: nn.Module, batches: Iterable, rows: int | None = None,
                 model(x)
                 if rows is not None:
                     found = seen.pop().float()
-                    if keep is not None:
-                        lo, hi = np.searchsorted(keep, [passed, passed + len(found)])
-                        passed += len(found)
-                        found = found[torch.as_tensor(keep[lo:hi] - (passed - len(found)), device=found.device)]
+                    if keep is not None:  # the kept rows that fall in this batch
+                        start, passed = passed, passed + len(found)
+                        lo, hi = np.searchsorted(keep, [start, passed])
+                        found = found[torch.as_tensor(keep[lo:hi] - start, device=found.device)]
                     if out is None:
                         out = torch.empty((rows if keep is None else len(keep), *found.shape[1:]),
                                           dtype=torch.float32)
