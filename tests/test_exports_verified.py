@@ -4,6 +4,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -59,18 +60,22 @@ def test_each_export_is_checked_in_its_runtime_and_carries_the_figures(run, expo
 
 
 def test_int8_is_calibrated_on_training_photos_and_a_badly_calibrated_one_is_refused(run, tmp_path, monkeypatch):
-    real = verify.run_photos
+    asked, real_photos, real_quantize = [], verify.run_photos, exporting.quantize_onnx
 
-    def white(run_dir, size, split="test", **kw):  # calibration on blank white frames: every range wrong
-        photos = real(run_dir, size, split, **kw)
-        if split == "train":
-            photos.pixels = np.full_like(photos.pixels, 255)
-        return photos
+    def photos(run_dir, size, split="test", **kw):
+        asked.append((split, kw.get("limit")))
+        return real_photos(run_dir, size, split, **kw)
 
-    monkeypatch.setattr(verify, "run_photos", white)
+    def miscalibrated(source, out, calibration, reference):  # photos normalized 1000x too small: ranges collapse
+        wrong = SimpleNamespace(mean=reference.mean, std=np.asarray(reference.std) * 1000)
+        real_quantize(source, out, calibration, wrong)
+
+    monkeypatch.setattr(verify, "run_photos", photos)
+    monkeypatch.setattr(exporting, "quantize_onnx", miscalibrated)
     out = tmp_path / "bad" / "model.onnx"
     with pytest.raises(PhotoclassError, match="failed its check, so it was not kept: it predicts another class"):
         exporting.export(run, "onnx", int8=True, out=out)
+    assert ("train", exporting.CALIBRATION_PHOTOS) in asked and ("test", None) in asked
     assert not out.exists() and not list(out.parent.iterdir())  # nothing left behind, no temporary folder
 
 
@@ -131,3 +136,23 @@ def test_an_export_predicts_without_torch(run, exports, tmp_path, format):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)[0]["label"] == photoclass.predict(run, [photo])[0].label
+
+
+def test_the_openvino_predictor_takes_pixels_in_its_graph_and_grey_models_through_numpy(run, exports, tmp_path):
+    from sklearn.datasets import load_digits
+
+    colour = open_predictor(exports[("openvino", "fp32")]["path"])
+    assert colour.in_graph and colour.compiled.input(0).get_element_type().get_type_name() == "u8"
+    digits = load_digits()  # 8x8 grey digits: a 1-channel model, whose grey mix stays in NumPy
+    keep = np.flatnonzero(digits.target < 3)[:120]
+    x, y = (digits.images[keep] * 15).astype(np.uint8), digits.target[keep]
+    np.savez(tmp_path / "digits.npz", x_train=x[::2], y_train=y[::2], x_test=x[1::2], y_test=y[1::2])
+    grey = tmp_path / "grey"
+    photoclass.train(tmp_path / "digits.npz", out=grey, model="compact-cnn", image_size=32, epochs=1, threads=1,
+                     cache_dir=tmp_path / "cache", verbose=False, progress=False)
+    found = exporting.export(grey, "openvino", progress=False)
+    assert found["kept"] and found["max_abs_logit_diff"] <= verify.FP32_TOLERANCE
+    predictor = open_predictor(found["path"])
+    assert not predictor.in_graph and predictor.mean.shape[1] == 1
+    test = verify.run_photos(RunDir(grey), predictor.size)
+    assert np.allclose(predictor.probabilities(test.pixels), Predictor(grey).probabilities(test.pixels), atol=1e-4)

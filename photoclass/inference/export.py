@@ -232,9 +232,10 @@ def default_path(run: RunDir, format: str, precision: str = "fp32") -> Path:
 def quantize_onnx(source: Path, out: Path, calibration: np.ndarray, reference) -> None:
     """Static INT8 of the ONNX graph by NNCF, as QuantizeLinear/DequantizeLinear pairs that
     ONNX Runtime runs: per-channel weights, activation ranges from `calibration` photos, biases
-    corrected. The "none of these" score's own nodes stay in float. (ONNX Runtime's own
-    quantize_static, per-channel too, changed 3 of 16 predictions of a Lite0 run that NNCF's
-    left unchanged: the early depthwise convolutions lose too much without bias correction.)"""
+    corrected. The stem convolution and the "none of these" score's own nodes stay in float.
+    (ONNX Runtime's own quantize_static, per-channel too, changed 3 of 16 predictions of a
+    Lite0 run that NNCF's left unchanged: the early depthwise convolutions lose too much
+    without bias correction.)"""
     import onnx
 
     from .onnx_predictor import preprocess
@@ -244,10 +245,10 @@ def quantize_onnx(source: Path, out: Path, calibration: np.ndarray, reference) -
     std = np.asarray(reference.std, dtype=np.float32).reshape(1, -1, 1, 1)
     graph = onnx.load(str(source))
     batches = [calibration[i:i + 1] for i in range(len(calibration))]  # NNCF calibrates one sample at a time
-    score_only = _score_only_nodes(graph)
+    in_float = _score_only_nodes(graph) + [n.name for n in graph.graph.node if n.op_type == "Conv"][:1]  # the stem
     quantized = nncf.quantize(graph, nncf.Dataset(batches, lambda b: {"input": preprocess(b, mean, std)}),
                               subset_size=len(batches),
-                              ignored_scope=nncf.IgnoredScope(names=score_only, validate=False) if score_only else None)
+                              ignored_scope=nncf.IgnoredScope(names=in_float, validate=False) if in_float else None)
     onnx.save(quantized, str(out))
 
 
