@@ -177,6 +177,6 @@ class OpenVinoPredictor(BasePredictor):
 
     def outputs(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         x = np.ascontiguousarray(pixels, dtype=np.uint8) if self.in_graph else preprocess(pixels, self.mean, self.std)
-        result = self.request.infer({0: x})
+        result = self.request.infer({0: x}, share_inputs=True)  # no copy: the call waits for the answer
         found = [np.asarray(result[self.compiled.output(name)]) for name in self.names]
         return found[0], (found[1] if len(found) > 1 else None)
