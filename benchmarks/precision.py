@@ -5,8 +5,9 @@
 
 For each photo set it trains the default command twice (`--precision fp32`, `--precision
 bf16`) and reports, for each stage:
-- feature extraction: seconds over every photo as `train` encodes them, fp32 and bf16 in
-  turns, whole passes, the faster of two each;
+- feature extraction: seconds over every photo as `train` encodes them, by PyTorch and by
+  OpenVINO (what `train` uses where it is installed), fp32 and bf16, in turns, whole passes,
+  the faster of two each;
 - training: the whole run's seconds and its test accuracy (95% interval);
 - prediction: each trained run predicting its test photos in fp32 and in bf16 (PyTorch), the
   agreement of every variant with the fp32 run in fp32, and images/s.
@@ -16,6 +17,7 @@ pixels in bf16 where this CPU has it natively; the script says whether this one 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -80,24 +82,38 @@ def measure(data: Path, model: str, out: Path) -> None:
 
 
 def timed_extraction(data: Path, model: str, rounds: int = 2) -> None:
-    """Seconds to encode every photo as `train` does (BatchNorm folded, channels-last, batches
-    of 16), fp32 and bf16 in turns, whole passes; the faster of `rounds` each."""
+    """Seconds to encode every photo as `train` does (BatchNorm folded, batches of 16), by
+    PyTorch and by OpenVINO (where installed), fp32 and bf16, in turns, whole passes; the
+    faster of `rounds` each."""
     info = model_info(model)
     dataset = photoclass.prepare(data, image_size=info.input_spec.size, progress=False)
     net = create_model(model, len(dataset.classes)).eval()
     loader = BatchLoader(dataset.images, dataset.labels, np.arange(len(dataset)), batch_size=16,
                          mean=info.input_spec.mean, std=info.input_spec.std)
-    encoders = {p: lowered(net.split_for_training(0)[0], p) for p in ("fp32", "bf16")}
-    seconds, features = {p: [] for p in encoders}, {}
+    encoders = {}
+    for engine in ("torch", "openvino"):
+        os.environ["PHOTOCLASS_ENCODER"] = engine
+        for p in ("fp32", "bf16"):
+            encode = lowered(net.split_for_training(0)[0], p)
+            if engine == "openvino" and getattr(encode, "engine", None) != "openvino":
+                break  # OpenVINO is not installed
+            encoders[engine, p] = encode
+    os.environ.pop("PHOTOCLASS_ENCODER")
+    seconds, features = {k: [] for k in encoders}, {}
     for _ in range(rounds):
-        for precision, encode in encoders.items():
+        for (engine, precision), encode in encoders.items():
             started = time.perf_counter()
-            features[precision] = extract_features(encode, loader, precision=precision, progress=False)
-            seconds[precision].append(time.perf_counter() - started)
-    cosine = torch.nn.functional.cosine_similarity(features["fp32"], features["bf16"]).min()
-    fp32, bf16 = min(seconds["fp32"]), min(seconds["bf16"])
-    print(f"feature extraction, {len(dataset)} photos: fp32 {fp32:.1f} s, bf16 {bf16:.1f} s "
-          f"(bf16/fp32 = {bf16 / fp32:.2f}); least cosine similarity of a photo's two features {cosine:.4f}")
+            features[engine, precision] = extract_features(encode, loader, precision=precision, progress=False)
+            seconds[engine, precision].append(time.perf_counter() - started)
+    base = min(seconds["torch", "fp32"])
+    print(f"feature extraction, {len(dataset)} photos (seconds, and as a share of PyTorch fp32's):")
+    for (engine, precision), spent in seconds.items():
+        cosine = torch.nn.functional.cosine_similarity(features["torch", "fp32"], features[engine, precision]).min()
+        print(f"  {engine:8} {precision}: {min(spent):6.1f} s ({min(spent) / base:.2f}); least cosine similarity "
+              f"of a photo's features to PyTorch fp32's {cosine:.6f}")
+    if ("openvino", "fp32") in seconds:
+        ratio = min(seconds["openvino", "bf16"]) / min(seconds["openvino", "fp32"])
+        print(f"  bf16/fp32 = {min(seconds['torch', 'bf16']) / base:.2f} (PyTorch), {ratio:.2f} (OpenVINO)")
 
 
 def _predict(predictor: Predictor, pixels: np.ndarray, batch: int = 16):

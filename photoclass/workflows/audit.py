@@ -72,7 +72,7 @@ def audit(data: str | os.PathLike, *, out: str | os.PathLike = "audit", model: s
     loader = BatchLoader(dataset.images, dataset.labels, every, batch_size=16, mean=info.input_spec.mean,
                          std=info.input_spec.std, device=where)
     precision = resolve_precision("auto", where, stage="features")
-    features = extract_features(lowered(encode, precision), loader, desc="features", progress=progress,
+    features = extract_features(lowered(encode, precision, where), loader, desc="features", progress=progress,
                                 precision=precision).cpu().numpy()
     probabilities = out_of_fold_probabilities(features, dataset.labels, dataset.groups, folds=folds, seed=seed)
 

@@ -193,6 +193,7 @@ def _train(run: RunDir, data, config: TrainConfig, prep: PrepareConfig, custom: 
         "stopped_early": state.stopped_early, "seconds": round(time.perf_counter() - started, 2),
         "train_images_per_s": round(float(np.mean([h["images_per_s"] for h in state.history])), 1)
         if state.history else 0,
+        **({"features_by": loaders["train"].encoder} if hasattr(loaders["train"], "encoder") else {}),
     }
     say("writing plots and report.html ...", flush=True)
     write_evaluation(run, evaluation, state.history, dataset, config, augment=str(applied))
