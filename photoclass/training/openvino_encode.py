@@ -48,9 +48,9 @@ class OpenVinoEncoder:
         self.compiled = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.compiled is None and self.engine == "openvino":
+            self.compiled = self._compile(x[:1])
         if self.compiled is None:
-            self.compiled = self._compile(x[:1]) or self.encode
-        if self.compiled is self.encode:
             return self.encode(x)
         return torch.from_numpy(np.asarray(self.compiled(np.ascontiguousarray(x.float().numpy()))[0]))
 
