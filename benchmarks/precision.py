@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 import photoclass
-from photoclass.core.device import native_bf16
+from photoclass.core.device import memory_format, native_bf16
+from photoclass.core.torchsetup import setup_torch
 from photoclass.inference.predictor import Predictor
 from photoclass.inference.verify import run_photos
 from photoclass.models.registry import create_model, model_info
@@ -43,6 +44,7 @@ def main() -> None:
     parser.add_argument("--model", default=photoclass.TrainConfig.model)
     parser.add_argument("--out", type=Path, help="keep the runs here (default: a temporary folder)")
     args = parser.parse_args()
+    setup_torch(0, 0)  # as train does: without it glibc's page faults slow PyTorch's extraction by half
     print(f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, native bf16: "
           f"{native_bf16()}, {torch.get_num_threads()} threads, model {args.model}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -82,12 +84,12 @@ def measure(data: Path, model: str, out: Path) -> None:
 
 
 def timed_extraction(data: Path, model: str, rounds: int = 2) -> None:
-    """Seconds to encode every photo as `train` does (BatchNorm folded, batches of 16), by
+    """Seconds to encode every photo as `train` does (BatchNorm folded, channels-last, batches of 16), by
     PyTorch and by OpenVINO (where installed), fp32 and bf16, in turns, whole passes; the
     faster of `rounds` each."""
     info = model_info(model)
     dataset = photoclass.prepare(data, image_size=info.input_spec.size, progress=False)
-    net = create_model(model, len(dataset.classes)).eval()
+    net = create_model(model, len(dataset.classes)).eval().to(memory_format=memory_format("cpu"))  # as train's
     loader = BatchLoader(dataset.images, dataset.labels, np.arange(len(dataset)), batch_size=16,
                          mean=info.input_spec.mean, std=info.input_spec.std)
     encoders = {}
