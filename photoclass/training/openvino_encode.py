@@ -1,11 +1,12 @@
 """A frozen encoder compiled by OpenVINO for this CPU, when OpenVINO is installed.
 
 The features of `features` and `finetune` come from a module that never changes while they
-are computed, so it is converted once (about 2 s for EfficientNet-Lite2) and run by OpenVINO.
-Encoding clothing_small's 3,781 photos with the default model on 2 cores of an AMX Xeon took
-35.8 s against PyTorch's 41.3 in fp32, and 18.2 s against 31.1 in bf16
-(benchmarks/precision.py). Its float32 features are PyTorch's to within float32 reordering.
-PHOTOCLASS_ENCODER=torch keeps PyTorch.
+are computed, so in bf16 it is converted once (about 2 s for EfficientNet-Lite2) and run by
+OpenVINO: encoding clothing_small's 3,781 photos with the default model on 2 cores of an AMX
+Xeon took 18.2 s, against PyTorch's 31.1 in bf16 and 41.3 in fp32 (benchmarks/precision.py).
+In fp32 OpenVINO took 35.8 s, too little gain for the conversion on a few thousand photos, so
+fp32 stays with PyTorch unless PHOTOCLASS_ENCODER=openvino; PHOTOCLASS_ENCODER=torch keeps
+PyTorch for bf16 too.
 """
 from __future__ import annotations
 
@@ -21,14 +22,15 @@ log = logging.getLogger(__name__)
 
 def openvino_encoder(encode: Callable[[torch.Tensor], torch.Tensor], precision: str,
                      device: torch.device) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """`encode` run by OpenVINO in `precision` (fp32 or bf16), or None where it does not apply:
-    not on a CPU, OpenVINO missing, or PHOTOCLASS_ENCODER=torch."""
+    """`encode` run by OpenVINO in `precision`, or None where PyTorch goes on: not on a CPU,
+    OpenVINO missing, fp32 unless PHOTOCLASS_ENCODER=openvino, or PHOTOCLASS_ENCODER=torch."""
     choice = os.environ.get("PHOTOCLASS_ENCODER", "auto").lower()
     if choice not in ("auto", "torch", "openvino"):
         from ..core.errors import PhotoclassError
 
         raise PhotoclassError(f"PHOTOCLASS_ENCODER={choice!r} is not an encoder. HINT: auto, torch or openvino.")
-    if choice == "torch" or device.type != "cpu" or precision not in ("fp32", "bf16"):
+    wanted = precision == "bf16" or (precision == "fp32" and choice == "openvino")
+    if choice == "torch" or device.type != "cpu" or not wanted:
         return None
     try:
         import openvino  # noqa: F401
