@@ -65,11 +65,11 @@ def extract_features(encode: Callable[[torch.Tensor], torch.Tensor], loader: Bat
 
 def lowered(encode: Callable[[torch.Tensor], torch.Tensor], precision: str,
             device: torch.device | str = "cpu") -> Callable[[torch.Tensor], torch.Tensor]:
-    """`encode` as fast as this machine runs it: compiled by OpenVINO on a CPU where it is
-    installed (`openvino_encode`), else with its frozen module's weights in bf16 for
-    `precision` "bf16" (faster than autocast casting them at every batch: 124 against 114
-    images/s for Lite2), else as it is. The module must be a copy of its own
-    (`split_for_training` makes one)."""
+    """`encode` as fast as this machine runs it in `precision`: for bf16, compiled by OpenVINO
+    on a CPU where it is installed (`openvino_encode`), else with its frozen module's weights
+    in bf16 (faster than autocast casting them at every batch: 124 against 114 images/s for
+    Lite2); for fp32, as it is. The module must be a copy of its own (`split_for_training`
+    makes one)."""
     fast = openvino_encoder(encode, precision, torch.device(device))
     if fast is not None:
         return fast
