@@ -6,8 +6,8 @@
 For each photo set it trains the default command twice (`--precision fp32`, `--precision
 bf16`) and reports, for each stage:
 - feature extraction: seconds over every photo as `train` encodes them, by PyTorch and by
-  OpenVINO (what `train` uses where it is installed), fp32 and bf16, in turns, whole passes,
-  the faster of two each;
+  OpenVINO (what `train --precision bf16` uses where it is installed), fp32 and bf16, in
+  turns, whole passes, the faster of two each;
 - training: the whole run's seconds and its test accuracy (95% interval);
 - prediction: each trained run predicting its test photos in fp32 and in bf16 (PyTorch), the
   agreement of every variant with the fp32 run in fp32, and images/s.
@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--model", default=photoclass.TrainConfig.model)
     parser.add_argument("--out", type=Path, help="keep the runs here (default: a temporary folder)")
     args = parser.parse_args()
-    setup_torch(0, 0)  # as train does: without it glibc's page faults slow PyTorch's extraction by half
+    setup_torch(0, 0)  # as train does: without it glibc's page faults slowed PyTorch's extraction by a third
     print(f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, native bf16: "
           f"{native_bf16()}, {torch.get_num_threads()} threads, model {args.model}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -84,9 +84,9 @@ def measure(data: Path, model: str, out: Path) -> None:
 
 
 def timed_extraction(data: Path, model: str, rounds: int = 2) -> None:
-    """Seconds to encode every photo as `train` does (BatchNorm folded, channels-last, batches of 16), by
-    PyTorch and by OpenVINO (where installed), fp32 and bf16, in turns, whole passes; the
-    faster of `rounds` each."""
+    """Seconds to encode every photo as `train` does (BatchNorm folded, channels-last, batches
+    of 16), by PyTorch and by OpenVINO (where installed), fp32 and bf16, in turns, whole
+    passes; the faster of `rounds` each."""
     info = model_info(model)
     dataset = photoclass.prepare(data, image_size=info.input_spec.size, progress=False)
     net = create_model(model, len(dataset.classes)).eval().to(memory_format=memory_format("cpu"))  # as train's
