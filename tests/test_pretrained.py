@@ -128,6 +128,7 @@ def test_default_training_uses_the_frozen_backbone_and_saves_the_whole_model(tmp
     assert len(result.history) == 1 and config["applied"]["augment"] == "none"  # one regression, no mirrored copies
     training = json.loads((tmp_path / "run" / "test.json").read_text())["training"]
     assert training["features_by"] == "torch"  # fp32 features: OpenVINO's gain does not pay its conversion
+    assert list((tmp_path / "cache").rglob("*.u8"))  # few photos: their pixels kept, not decoded a second time
     with pytest.raises(photoclass.PhotoclassError, match="fitted in one go"):
         photoclass.train(resume=tmp_path / "run", epochs=10, verbose=False)
     assert (tmp_path / "run" / "head.safetensors").is_file()

@@ -91,3 +91,15 @@ def test_the_heads_cross_validation_uses_a_grouped_share_past_the_limit(monkeypa
     assert found["photos"] == n and 180 <= found["cv_photos"] <= 220  # one of 3 folds: a third, give or take
     accuracy = float((head(x).argmax(1) == y).float().mean())
     assert accuracy > 0.8  # the final fit uses every photo
+
+
+def test_auto_keeps_the_pixels_of_few_photos_and_streams_many(photos, tmp_path, monkeypatch):
+    from photoclass.data import prepare as prepare_module
+
+    few = photoclass.prepare(photos, image_size=64, cache_dir=tmp_path / "few", progress=False, pixels="auto")
+    assert few.summary["cache"]["pixels"].startswith("kept") and list((tmp_path / "few").rglob("*.u8"))
+    monkeypatch.setattr(prepare_module, "KEEP_PIXELS_LIMIT", len(few) * 64 * 64 * 3 - 1)  # one byte short
+    many = photoclass.prepare(photos, image_size=64, cache_dir=tmp_path / "many", progress=False, pixels="auto")
+    assert many.summary["cache"]["pixels"] == "decoded when read" and not list((tmp_path / "many").rglob("*.u8"))
+    with pytest.raises(ValueError, match="pixels"):
+        photoclass.prepare(photos, image_size=64, cache_dir=tmp_path / "bad", progress=False, pixels="yes")
