@@ -71,6 +71,10 @@ def test_pytorch_when_asked_off_the_cpu_or_when_conversion_fails(photos, monkeyp
     monkeypatch.setattr("openvino.convert_model", refuse)
     fallback = lowered(encoder(), "fp32")
     assert torch.equal(features(fallback, photos), features(encoder(), photos)) and fallback.engine == "torch"
+    in_bf16 = lowered(encoder(), "bf16")  # PyTorch again, its weights in bf16
+    got = features(in_bf16, photos, "bf16")
+    assert torch.nn.functional.cosine_similarity(got, features(encoder(), photos)).min() > 0.98
+    assert in_bf16.engine == "torch" and in_bf16.encode.__self__.body.conv_stem.weight.dtype == torch.bfloat16
 
 
 def test_a_bf16_run_says_openvino_made_its_features(tmp_path, monkeypatch):

@@ -20,7 +20,7 @@ from ..core.device import autocast
 from ..data.loader import BatchLoader, shard_of
 from ..models.registry import InputSpec
 from .feature_cache import FeatureCache, encoder_key
-from .openvino_encode import openvino_encoder
+from .openvino_encode import openvino_encoder, weights_in_bf16
 
 
 class FeatureLoader:
@@ -67,15 +67,13 @@ def lowered(encode: Callable[[torch.Tensor], torch.Tensor], precision: str,
             device: torch.device | str = "cpu") -> Callable[[torch.Tensor], torch.Tensor]:
     """`encode` as fast as this machine runs it in `precision`: for bf16, compiled by OpenVINO
     on a CPU where it is installed (`openvino_encode`), else with its frozen module's weights
-    in bf16 (faster than autocast casting them at every batch: 124 against 114 images/s for
-    Lite2); for fp32, as it is. The module must be a copy of its own (`split_for_training`
+    in bf16; for fp32, as it is. The module must be a copy of its own (`split_for_training`
     makes one)."""
     fast = openvino_encoder(encode, precision, torch.device(device))
     if fast is not None:
         return fast
-    module = getattr(encode, "__self__", encode)
-    if precision == "bf16" and isinstance(module, torch.nn.Module):
-        module.to(torch.bfloat16)
+    if precision == "bf16":
+        weights_in_bf16(encode)
     return encode
 
 
