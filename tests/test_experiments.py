@@ -34,6 +34,7 @@ def test_mlflow_holds_each_runs_params_history_metrics_and_artifacts(three_runs)
     base, uri, runs = three_runs
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("photoclass")
+    assert experiment.artifact_location == (base / "mlruns").resolve().as_uri()  # beside the store, not in the cwd
     logged = {Path(r.data.tags["photoclass.run_dir"]).name: r for r in client.search_runs([experiment.experiment_id])}
     assert sorted(logged) == ["run-0", "run-1", "run-2"]
     for run in runs:
@@ -72,6 +73,25 @@ def test_a_broken_tracking_store_never_costs_the_run(tmp_path, capsys):
     assert result.test is not None and (tmp_path / "run" / "test.json").is_file()
     out = capsys.readouterr().out
     assert "tracking: could not log to" in out and f"photoclass track {tmp_path / 'run'}" in out
+
+
+def test_tracking_never_writes_into_the_data_folder_a_run_is_started_from(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("mlflow", reason="the track extra is not installed")
+    import photoclass
+
+    data = make_flat(tmp_path / "data", per_class=6)
+    before = sorted(p.relative_to(data) for p in data.rglob("*"))
+    monkeypatch.chdir(data)  # `photoclass train .` among the photos: MLflow's default store is the cwd
+    monkeypatch.setenv("PHOTOCLASS_TRACKING", "on")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    photoclass.train(".", out=tmp_path / "run", model="compact-cnn", image_size=32, epochs=1, threads=1,
+                     cache_dir=tmp_path / "cache", progress=False)
+    assert sorted(p.relative_to(data) for p in data.rglob("*")) == before
+    out = capsys.readouterr().out
+    assert "MLflow would write its store" in out and "inside the data folder" in out
+    result = cli("track", tmp_path / "run", "--tracking-uri", f"sqlite:///{data / 'sub' / 'mlflow.db'}")
+    assert result.returncode != 0 and "inside the data folder" in result.stderr and "Traceback" not in result.stderr
+    assert sorted(p.relative_to(data) for p in data.rglob("*")) == before
 
 
 def test_the_leaderboard_shows_the_numbers_of_each_test_json(three_runs):

@@ -1,8 +1,9 @@
 """Log finished runs to MLflow. The run directory stays the source of truth; MLflow mirrors it.
 
 The store is, in order: the `uri` given (`--tracking-uri`), `MLFLOW_TRACKING_URI`, or
-`sqlite:///mlflow.db` in the working directory. `PHOTOCLASS_TRACKING=off` (or `track=False`,
-`--no-track`) turns logging off.
+`sqlite:///mlflow.db` in the working directory; a SQLite store keeps its artifacts in `mlruns/`
+beside it. Neither may be inside the run's data folder. `PHOTOCLASS_TRACKING=off` (or
+`track=False`, `--no-track`) turns logging off.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 from ..core.errors import PhotoclassError
+from ..data.outside import data_folder
 from ..runs.rundir import RunDir, summary_metrics
 
 DEFAULT_URI = "sqlite:///mlflow.db"
@@ -78,9 +80,15 @@ def _log_run(run: RunDir, uri: str | None, experiment: str) -> str:
     config, result = run.read_json("config.json"), run.read_json("test.json")
     for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):  # table creation chatter
         logging.getLogger(name).setLevel(logging.WARNING)
+    store = _sqlite_path(tracking_uri(uri))
+    _refuse_inside_data(run, store, "its store")
     client = MlflowClient(tracking_uri(uri))
     found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    # artifacts beside a local store, not in the working directory where MLflow would put them
+    artifacts = _local_path(found.artifact_location) if found else store.parent / "mlruns" if store else None
+    _refuse_inside_data(run, artifacts, "its artifacts")
+    experiment_id = found.experiment_id if found else client.create_experiment(
+        experiment, artifact_location=artifacts.as_uri() if artifacts else None)
     source = str(run.path.resolve())
     for old in client.search_runs([experiment_id], f"tags.`photoclass.run_dir` = '{_quote(source)}'"):
         client.delete_run(old.info.run_id)
@@ -107,6 +115,32 @@ def _log_run(run: RunDir, uri: str | None, experiment: str) -> str:
     client.set_terminated(run_id)
     run.write_json("tracking.json", {"uri": tracking_uri(uri), "experiment_id": experiment_id, "run_id": run_id})
     return run_id
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    """The file of a local SQLite store (`sqlite:///rel.db`, `sqlite:////abs.db`), else None."""
+    return Path(uri.removeprefix("sqlite:///")).resolve() if uri.startswith("sqlite:///") else None
+
+
+def _local_path(location: str) -> Path | None:
+    """An artifact location on this machine (a path or a file: URI), else None."""
+    if location.startswith("file:"):
+        from urllib.parse import urlparse
+        from urllib.request import url2pathname
+
+        return Path(url2pathname(urlparse(location).path))
+    return None if ":/" in location else Path(location).resolve()  # a server's, or mlflow-artifacts:/
+
+
+def _refuse_inside_data(run: RunDir, path: Path | None, what: str) -> None:
+    source = run.data_source()
+    if path is None or source is None:
+        return
+    folder, path = data_folder(source), path.resolve()
+    if path == folder or folder in path.parents:
+        raise PhotoclassError(f"MLflow would write {what} ({path}) inside the data folder {folder}: photoclass "
+                              "never writes among your photos. HINT: run from another folder, or pass "
+                              "--tracking-uri sqlite:///PATH outside it.")
 
 
 def _quote(value: str) -> str:
