@@ -48,9 +48,9 @@ def prepare(
     fingerprinted but not kept, and the dataset's `images` decode them again when read (for
     work that reads each photo once; array data is always kept). `pixels="auto"` keeps them
     when they are few (up to KEEP_PIXELS_LIMIT bytes), where keeping costs little disk and
-    saves the second decode. With `ray` (a cluster's
-    address, or "local"), the photos are decoded and fingerprinted by the cluster's workers,
-    which must see the same files, and grouped and split here; their pixels are not kept.
+    saves the second decode. With `ray` (a cluster's address, or "local"), the photos are
+    decoded and fingerprinted by the cluster's workers, which must see the same files, and
+    grouped and split here; their pixels are not kept.
     """
     config = config or PrepareConfig.from_dict(options)
     timings: dict[str, float] = {}
