@@ -88,7 +88,7 @@ def test_tracking_never_writes_into_the_data_folder_a_run_is_started_from(tmp_pa
                      cache_dir=tmp_path / "cache", progress=False)
     assert sorted(p.relative_to(data) for p in data.rglob("*")) == before
     out = capsys.readouterr().out
-    assert "MLflow would write its store" in out and "inside the data folder" in out
+    assert "--tracking-uri" in out and "mlflow.db is inside the data folder" in out
     result = cli("track", tmp_path / "run", "--tracking-uri", f"sqlite:///{data / 'sub' / 'mlflow.db'}")
     assert result.returncode != 0 and "inside the data folder" in result.stderr and "Traceback" not in result.stderr
     assert sorted(p.relative_to(data) for p in data.rglob("*")) == before

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from ..core.errors import PhotoclassError
-from ..data.outside import data_folder
+from ..data.outside import check_outside
 from ..runs.rundir import RunDir, summary_metrics
 
 DEFAULT_URI = "sqlite:///mlflow.db"
@@ -81,12 +81,12 @@ def _log_run(run: RunDir, uri: str | None, experiment: str) -> str:
     for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):  # table creation chatter
         logging.getLogger(name).setLevel(logging.WARNING)
     store = _sqlite_path(tracking_uri(uri))
-    _refuse_inside_data(run, store, "its store")
+    _refuse_inside_data(run, store)
     client = MlflowClient(tracking_uri(uri))
     found = client.get_experiment_by_name(experiment)
     # artifacts beside a local store, not in the working directory where MLflow would put them
     artifacts = _local_path(found.artifact_location) if found else store.parent / "mlruns" if store else None
-    _refuse_inside_data(run, artifacts, "its artifacts")
+    _refuse_inside_data(run, artifacts)
     experiment_id = found.experiment_id if found else client.create_experiment(
         experiment, artifact_location=artifacts.as_uri() if artifacts else None)
     source = str(run.path.resolve())
@@ -132,15 +132,9 @@ def _local_path(location: str) -> Path | None:
     return None if ":/" in location else Path(location).resolve()  # a server's, or mlflow-artifacts:/
 
 
-def _refuse_inside_data(run: RunDir, path: Path | None, what: str) -> None:
-    source = run.data_source()
-    if path is None or source is None:
-        return
-    folder, path = data_folder(source), path.resolve()
-    if path == folder or folder in path.parents:
-        raise PhotoclassError(f"MLflow would write {what} ({path}) inside the data folder {folder}: photoclass "
-                              "never writes among your photos. HINT: run from another folder, or pass "
-                              "--tracking-uri sqlite:///PATH outside it.")
+def _refuse_inside_data(run: RunDir, path: Path | None) -> None:
+    if path is not None:
+        check_outside(path, run.data_source(), flag="--tracking-uri")
 
 
 def _quote(value: str) -> str:
