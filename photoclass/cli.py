@@ -443,13 +443,16 @@ def cmd_augment_preview(args) -> int:
 def cmd_predict(args) -> int:
     from .core.atomic import check_writable
     from .data.outside import check_outside
-    from .inference.predictor import open_predictor
+    from .inference.predictor import open_predictor, trained_on
     from .inference.sort import check_min_confidence, sort_into
 
     check_min_confidence(args.min_confidence)
+    # never among the photos predicted, nor the photos the run was trained on
+    read = [*(p if Path(p).is_dir() else Path(p).parent for p in args.paths), trained_on(args.run)]
+    if args.out:
+        check_outside(args.out, *read, flag="--out")
     if args.sort_into:  # checked before predicting, then again for each photo's folder by sort_into
-        check_outside(args.sort_into, *(p if Path(p).is_dir() else Path(p).parent for p in args.paths),
-                      flag="--sort-into")
+        check_outside(args.sort_into, *read, flag="--sort-into")
         check_writable(args.sort_into, hint="pass a folder for --sort-into")
     if args.ray:
         if not args.out:
@@ -516,17 +519,21 @@ def format_predictions(predictions, fmt: str) -> str:
         return buffer.getvalue().rstrip("\n")
     from .inference.sort import CONFIDENCE_PLACES as places
 
+    # the columns of --format csv and json, with the same meaning: `label` is the closest class
+    # always, `unknown` says whether the photo is far from every training photo
+    checked = any(p.outlier_score is not None for p in predictions)
     width = max([len(p.path) for p in predictions] + [4])
-    lines = [f"{'path':<{width}}  {'label':<14}{'conf':>7}  top"]
+    lines = [f"{'path':<{width}}  {'label':<14}{'conf':>7}{'  unknown' if checked else ''}  top"]
     for p in predictions:
-        if not p.error:  # an unknown photo still shows its closest classes
+        if not p.error:
             top = ", ".join(f"{c} {v:.{places}f}" for c, v in p.top)
-            lines.append(f"{p.path:<{width}}  {'unknown' if p.unknown else p.label:<14}"
-                         f"{p.confidence:>7.{places}f}  {top}")
+            marker = f"  {'yes' if p.unknown else 'no':<7}" if checked else ""
+            lines.append(f"{p.path:<{width}}  {p.label:<14}{p.confidence:>7.{places}f}{marker}  {top}")
     unknown = sum(p.unknown for p in predictions)
     if unknown:
         lines.append(f"({unknown} unknown: farther from every training photo than the run's threshold, which "
-                     "nearly all its validation photos are within; --no-unknown turns the check off)")
+                     "nearly all known photos are within, so likely of none of these classes; --sort-into puts "
+                     "them in _unknown/, --no-unknown turns the check off)")
     return "\n".join(lines)
 
 

@@ -36,7 +36,8 @@ def test_scores_in_chunks_and_a_sampled_bank_are_what_the_whole_computation_give
         score = outliers.OutlierScore(bank, k=k)
         assert torch.allclose(score.scores(queries, chunk=16), score(queries), atol=1e-6)  # BLAS blocks by shape
         whole = 1 - (torch.nn.functional.normalize(bank.float(), dim=1) @ score.bank.T).topk(k + 1).values[:, -1]
-        assert torch.allclose(score.scores(bank, leave_self_out=True, chunk=32), whole, atol=1e-6)  # nearest other
+        alone = torch.arange(len(bank))
+        assert torch.allclose(score.scores(bank, groups=alone, chunk=32), whole, atol=1e-6)  # nearest other
     monkeypatch.setattr(outliers, "MAX_BANK", 100)
     keep = outliers.bank_rows(300, seed=5)
     assert len(keep) == 100 and (np.diff(keep) > 0).all() and np.array_equal(keep, outliers.bank_rows(300, seed=5))
@@ -60,6 +61,35 @@ def test_the_threshold_accepts_the_chosen_share_of_the_validation_photos():
     far = torch.from_numpy(rng.normal(size=(20, 16)) + outside)  # another direction: cosine, not length
     assert bool((score(far) > info["threshold"]).all())
     assert bool((score(3 * val[:20]) <= info["threshold"]).float().mean() >= 0.8)  # scale alone is no outsider
+
+
+def test_each_training_photo_is_scored_against_the_photos_outside_its_duplicate_group():
+    rng = np.random.default_rng(3)
+    photos = torch.from_numpy(rng.normal(size=(40, 8)))
+    bank = torch.cat([photos, photos[:10] + 1e-4])  # rows 40-49 are near-copies of rows 0-9
+    groups = torch.cat([torch.arange(40), torch.arange(10)])
+    score = outliers.OutlierScore(bank)
+    unit = torch.nn.functional.normalize(bank.float(), dim=1)
+    similarity = unit @ unit.T
+    similarity[groups[:, None] == groups[None, :]] = -2  # by hand: the photo and its copy left out
+    assert torch.allclose(score.scores(bank, groups=groups, chunk=7), 1 - similarity.amax(dim=1), atol=1e-6)
+    alone = score.scores(bank, groups=torch.arange(50))
+    assert float(alone[:10].max()) < 1e-3 < float(score.scores(bank, groups=groups)[:10].min())  # a copy is no proof
+    with pytest.raises(ValueError, match="bank's 50 rows"):
+        score.scores(photos, groups=groups[:40])
+
+
+def test_the_threshold_reads_the_training_photos_too_when_the_validation_split_is_small():
+    rng = np.random.default_rng(4)
+    train = torch.from_numpy(rng.normal(size=(600, 16)) + np.r_[np.full(8, 3.0), np.zeros(8)])
+    val = torch.from_numpy(rng.normal(size=(12, 16)) + np.r_[np.full(8, 3.0), np.zeros(8)])
+    new = torch.from_numpy(rng.normal(size=(2000, 16)) + np.r_[np.full(8, 3.0), np.zeros(8)])
+    only_val, small = outliers.fit(train, val)
+    both, large = outliers.fit(train, val, groups=np.arange(len(train)))
+    assert (small["validated_on"], large["validated_on"]) == (12, 612)
+    assert large["reference"].startswith("validation and training") and small["reference"] == "validation photos"
+    accepted = float((both.scores(new) <= large["threshold"]).float().mean())
+    assert abs(accepted - 0.975) <= 0.015  # 612 photos estimate a 2.5% tail; 12 photos only give their maximum
 
 
 @pytest.fixture(scope="module")
@@ -97,10 +127,18 @@ def test_the_cli_shows_unknown_and_sorts_such_photos_apart(weather_run, tmp_path
                             "--sort-into", tmp_path / "sorted"], capture_output=True, text=True, env=env)
     assert table.returncode == 0, table.stderr
     rows = [line.split() for line in table.stdout.splitlines() if line.startswith(str(outside))]
-    assert rows and sum(r[1] == "unknown" for r in rows) >= 0.9 * len(rows)
-    assert next(line for line in table.stdout.splitlines() if line.startswith(str(RAIN))).split()[1] == "rain"
+    assert table.stdout.splitlines()[0].split() == ["path", "label", "conf", "unknown", "top"]
+    assert rows and sum(r[3] == "yes" for r in rows) >= 0.9 * len(rows)
+    assert all(r[1] in ("cloudy", "rain", "shine", "sunrise") for r in rows)  # the closest class, as in CSV and JSON
+    assert next(line for line in table.stdout.splitlines() if line.startswith(str(RAIN))).split()[1:4:2] == \
+        ["rain", "no"]
     unknown = len(list((tmp_path / "sorted" / "_unknown").iterdir()))
-    assert unknown == sum(r[1] == "unknown" for r in rows) and (tmp_path / "sorted" / "rain").is_dir()
+    assert unknown == sum(r[3] == "yes" for r in rows) and (tmp_path / "sorted" / "rain").is_dir()
+    as_csv = subprocess.run([sys.executable, "-m", "photoclass", "predict", run, outside, "--format", "csv"],
+                            capture_output=True, text=True, env=env)
+    by_path = {r["path"]: r for r in csv.DictReader(as_csv.stdout.splitlines())}
+    assert all((by_path[r[0]]["label"], by_path[r[0]]["unknown"]) == (r[1], "true" if r[3] == "yes" else "false")
+               for r in rows)  # one meaning in the table and the CSV
     assert sorted((p, p.stat().st_size) for p in outside.rglob("*") if p.is_file()) == before  # copied, not moved
     as_json = subprocess.run([sys.executable, "-m", "photoclass", "predict", run, outside, "--format", "json",
                               "--no-unknown"], capture_output=True, text=True, env=env)
@@ -201,3 +239,20 @@ def test_the_report_shows_the_test_scores_and_each_mistake_beside_its_nearest_tr
     html = Path(photoclass.report(run)).read_text()
     assert "id=unknown" in html and "outlier_scores" in html and "nearest training photos" in html
     assert html.count("<figure class=near>") == 3
+
+
+@pytest.mark.trains
+def test_predict_never_writes_into_the_folder_the_run_was_trained_on(weather_run, tmp_path):
+    from photoclass.inference.export import export_onnx
+
+    run, outside = weather_run["run"], weather_run["outside"]
+    export_onnx(run, run / "model.onnx")
+    before = sorted(p.name for p in EXAMPLES.iterdir())
+    env = {**os.environ, "PHOTOCLASS_TRACKING": "off"}
+    for model in (run, run / "model.onnx"):
+        for flag, target in (("--sort-into", EXAMPLES / "sorted"), ("--out", EXAMPLES / "predictions.csv")):
+            found = subprocess.run([sys.executable, "-m", "photoclass", "predict", model, outside, flag, target],
+                                   capture_output=True, text=True, env=env)
+            assert found.returncode != 0 and "Traceback" not in found.stderr
+            assert f"{flag} {target} is inside the data folder {EXAMPLES}" in found.stderr
+    assert sorted(p.name for p in EXAMPLES.iterdir()) == before

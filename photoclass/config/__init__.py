@@ -154,8 +154,10 @@ class TrainConfig:
                             "fp32 on other CPUs, bf16 on GPUs that have it, else fp16", choices=PRECISIONS)
     top_k: int = option(2, "top-k accuracy reported besides top-1")
     tta: bool = option(False, "test-time augmentation: average each test photo and its mirror")
-    unknown_accept: float = option(0.975, "the share of validation photos the 'none of these' threshold accepts: "
-                                   "a photo farther from the training photos than that is unknown; 0: no check",
+    unknown_accept: float = option(0.975, "the share of known photos the 'none of these' threshold accepts (the "
+                                   "validation photos and, for frozen features, each training photo against the "
+                                   "others): a photo farther from the training photos than that is unknown; "
+                                   "0: no check",
                                    metavar="SHARE")
 
     def __post_init__(self):

@@ -17,6 +17,7 @@ from ..runs.rundir import RunDir
 from .predict import predict_logits
 from .calibration import fit_temperature
 from .metrics import classification_report
+from .stats import wilson_interval
 from . import plots
 
 MAX_MISCLASSIFIED = 60
@@ -141,8 +142,9 @@ def evaluate_all(net, dataset: PreparedDataset, spec: InputSpec, config, classes
     return {"test": classification_report(logits, y, classes, top_k=config.top_k, temperature=temperature)}
 
 
-def format_test(test: dict[str, Any], run_path) -> str:
-    """The test figures as a terminal table: overall, then per class."""
+def format_test(test: dict[str, Any], run_path, unknown: dict[str, Any] | None = None) -> str:
+    """The test figures as a terminal table: overall, then per class, then how many test photos
+    the 'none of these' check (`unknown`, evaluation's "outlier_scores") would mark unknown."""
     interval = test.get("accuracy_interval")
     shown = f" (95% interval {interval[0]:.4f}-{interval[1]:.4f})" if interval else ""
     lines = ["", f"test: accuracy {test['accuracy']:.4f}{shown}  loss {test['loss']:.4f}  "
@@ -150,5 +152,11 @@ def format_test(test: dict[str, Any], run_path) -> str:
     lines.append(f"  {'class':<16}{'precision':>10}{'recall':>8}{'f1':>8}{'support':>9}")
     for name, c in test["per_class"].items():
         lines.append(f"  {name:<16}{c['precision']:>10.3f}{c['recall']:>8.3f}{c['f1']:>8.3f}{c['support']:>9}")
+    if unknown:
+        photos = unknown["test_photos"]
+        marked = photos - round(unknown["test_accepted"] * photos)
+        low, high = wilson_interval(photos - marked, photos)
+        lines.append(f"none of these: {marked} of the {photos} test photos would be marked unknown (far from every "
+                     f"training photo); {1 - marked / photos:.1%} accepted (95% interval {low:.1%}-{high:.1%})")
     lines.append(f"run: {run_path}")
     return "\n".join(lines)

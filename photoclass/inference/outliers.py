@@ -3,7 +3,10 @@
 The score is the cosine distance from a photo's features (what the classifier reads: the
 backbone's pooled features, before the `-ms` models standardize them; the penultimate layer
 of a CNN trained from scratch) to its nearest training photo. A photo scoring above the
-threshold, which accepts a chosen share of the validation photos (97.5%), is `unknown`.
+threshold, which accepts a chosen share (97.5%) of the reference photos, is `unknown`. The
+reference photos are the validation photos and, where the features were not trained (a
+frozen backbone), every training photo scored against the others outside its duplicate
+group: a 2.5% tail cannot be read off a validation split of a few dozen photos.
 Fitted at training from the training and validation photos alone; saved as
 RUN/outliers.safetensors (the training photos' unit-length features, and their rows in
 split.csv) and model.json's "outliers" (k, threshold, accept).
@@ -42,15 +45,20 @@ class OutlierScore(nn.Module):
             return 1 - similarity.amax(dim=1)
         return 1 - similarity.topk(self.k, dim=1).values[:, -1]
 
-    def scores(self, features: torch.Tensor, *, leave_self_out: bool = False, chunk: int = 2048) -> torch.Tensor:
+    def scores(self, features: torch.Tensor, *, groups: torch.Tensor | None = None,
+               chunk: int = 2048) -> torch.Tensor:
         """forward's scores, a chunk of photos at a time: 15,000 photos against a bank of
-        20,000 would otherwise hold a 1.2 GB similarity matrix. `leave_self_out`: `features`
-        are the bank's own rows, and each photo's nearest is another photo."""
-        k = min(self.k + leave_self_out, len(self.bank))
+        20,000 would otherwise hold a 1.2 GB similarity matrix. With `groups` (one duplicate
+        group per bank row), `features` are the bank's own rows, and each photo is scored
+        against the photos outside its group, as a test photo is (the split keeps groups whole)."""
+        if groups is not None and len(features) != len(self.bank):
+            raise ValueError(f"groups: {len(features)} photos are not the bank's {len(self.bank)} rows")
         out = torch.empty(len(features))
         for start in range(0, len(features), chunk):
             similarity = F.normalize(features[start:start + chunk].float(), dim=1) @ self.bank.T
-            out[start:start + chunk] = 1 - similarity.topk(k, dim=1).values[:, -1]
+            if groups is not None:  # (chunk, bank): a photo's own group is out of reach
+                similarity[groups[start:start + chunk, None] == groups[None, :]] = -2.0
+            out[start:start + chunk] = 1 - similarity.topk(min(self.k, len(self.bank)), dim=1).values[:, -1]
         return out
 
     def nearest(self, features: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,20 +127,32 @@ def features_of(model: nn.Module, batches: Iterable, rows: int | None = None,
 
 
 def fit(train: torch.Tensor, val: torch.Tensor, *, accept: float = 0.975, k: int = K,
-        rows: np.ndarray | None = None, seed: int = 0) -> tuple[OutlierScore, dict]:
-    """The score over `train` features, and {k, threshold, accept, photos} with the threshold
-    accepting `accept` of the `val` photos (of the training photos themselves, leaving each
-    out, when there is no validation split). `rows`: each training feature's photo, kept."""
+        rows: np.ndarray | None = None, groups: np.ndarray | None = None,
+        seed: int = 0) -> tuple[OutlierScore, dict]:
+    """The score over `train` features, and {k, threshold, accept, photos, validated_on} with the
+    threshold accepting `accept` of the `val` photos and, given each training photo's duplicate
+    `groups` (pass them only for features that were not trained on those photos: trained ones
+    sit closer together than new photos do), of the training photos, each left out with its
+    group. `rows`: each training feature's photo, kept."""
     rows = np.arange(len(train)) if rows is None else np.asarray(rows)
+    if groups is None and not len(val):  # nothing else to go on: each photo left out alone
+        groups = np.arange(len(train))
     if len(train) > MAX_BANK:
         keep = bank_rows(len(train), seed)
         train, rows = train[keep], rows[keep]
+        groups = None if groups is None else np.asarray(groups)[keep]
     score = OutlierScore(train, k)
-    values = score.scores(val) if len(val) else score.scores(train, leave_self_out=True)
+    reference = [score.scores(val)] if len(val) else []
+    if groups is not None and len(train) > 1:
+        left_out = score.scores(train, groups=torch.as_tensor(np.asarray(groups), dtype=torch.int64))
+        reference.append(left_out[left_out <= 2])  # a photo whose group is the whole bank has no score
+    values = torch.cat(reference) if reference else torch.zeros(0)
     threshold = float(torch.quantile(values.double(), accept)) if len(values) else float("inf")
     score.rows = torch.as_tensor(rows, dtype=torch.int64)
     return score, {"score": "knn_cosine", "k": score.k, "threshold": threshold, "accept": accept,
-                   "photos": len(train), "validated_on": int(len(val)) or int(len(train))}
+                   "photos": len(train), "validated_on": int(len(values)),
+                   "reference": "validation and training photos, each training photo left out with its "
+                                "duplicate group" if groups is not None else "validation photos"}
 
 
 def bank_rows(n: int, seed: int = 0) -> np.ndarray:

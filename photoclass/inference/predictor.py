@@ -291,6 +291,16 @@ def open_predictor(model: str | os.PathLike, *, engine: str = "torch", tta: bool
     return predictor
 
 
+def trained_on(model: str | os.PathLike) -> str | None:
+    """The data the run behind `model` was trained on: a run folder's, or that of the run folder
+    an export sits in (RUN/model.onnx, RUN/openvino/model.xml); None where no run is found."""
+    path = Path(model)
+    for folder in (path, path.parent, path.parent.parent):
+        if (folder / "model.json").is_file():
+            return RunDir(folder).data_source()
+    return None
+
+
 def _export_kind(path: Path) -> str | None:
     """"onnx" or "openvino" for an exported model's path (an OpenVINO folder holds model.xml),
     None for anything else."""

@@ -181,7 +181,7 @@ def _train(run: RunDir, data, config: TrainConfig, prep: PrepareConfig, custom: 
     say(f"evaluating {'the best epoch' if len(state.history) > 1 else 'the model'} on the test split ...", flush=True)
     trained.load_state_dict(run.load_state(weights))  # the best epoch's weights
     if config.unknown_accept:
-        score, meta["outliers"] = _fit_outliers(run, trained, loaders, config)
+        score, meta["outliers"] = _fit_outliers(run, trained, loaders, config, dataset.groups)
     evaluation = evaluate_dataset(trained, dataset, spec, config, loaders=loaders, full_model=net)
     if config.unknown_accept:
         _explain_test(run, evaluation, score, meta["outliers"]["threshold"], trained, loaders["test"], dataset)
@@ -199,21 +199,23 @@ def _train(run: RunDir, data, config: TrainConfig, prep: PrepareConfig, custom: 
     write_evaluation(run, evaluation, state.history, dataset, config, augment=str(applied))
     write_report(run, model=net, dataset=dataset)
     seconds = time.perf_counter() - started
-    say(format_test(evaluation["test"], run.path))
+    say(format_test(evaluation["test"], run.path, unknown=evaluation.get("outlier_scores")))
     log_finished_run(run, track, verbose=say is print)
     return TrainResult(run, evaluation["test"], state.history, stopped_early=state.stopped_early, seconds=seconds)
 
 
-def _fit_outliers(run: RunDir, trained: nn.Module, loaders, config: TrainConfig) -> dict:
+def _fit_outliers(run: RunDir, trained: nn.Module, loaders, config: TrainConfig, groups: np.ndarray) -> dict:
     """The "none of these" score on the training photos' features, its threshold from the
-    validation photos; saved beside the weights. Returns its model.json entry."""
+    validation photos and, where the backbone stayed frozen, the training photos themselves;
+    saved beside the weights. Returns its model.json entry."""
     fitted = loaders["train_eval"]
     keep = outliers.bank_rows(len(fitted.labels), config.seed)  # only the bank's rows are held
     train = outliers.features_of(trained, fitted.batches(), rows=len(fitted.labels), keep=keep)
     val = outliers.features_of(trained, loaders["val"].batches(), rows=len(loaders["val"].labels)) \
         if loaders["val"] is not fitted else train[:0]
+    frozen = config.strategy == "features"  # trained features sit closer to their own photos than to new ones
     score, info = outliers.fit(train, val, accept=config.unknown_accept, rows=np.asarray(fitted.indices)[keep],
-                               seed=config.seed)
+                               groups=groups[np.asarray(fitted.indices)[keep]] if frozen else None, seed=config.seed)
     outliers.save(score, run.path / outliers.FILE)
     return score, info
 
