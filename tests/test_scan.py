@@ -140,3 +140,55 @@ def test_a_class_folder_holding_class_like_subfolders_is_a_note(tmp_path):
     result = scan_folder(root)
     assert result.layout == "folders"
     assert any("class-like subfolders" in n and "'a'" in n for n in result.notes)
+
+
+ANT_NAMES = ("0013035", "1030023514_aad5c608f9", "Ant_1", "army-ant", "MehdiabadiAnt2", "5650366_e22b7e1065",
+             "6240329_72c01e663e", "9715481_b3cb4114ff", "24335309_c5ea483bb8", "45472593_bfd624f8dc",
+             "a9ba6cab82", "f3c1b2d4e5", "2265825502_fff99cfd2d", "Ant-1818")
+
+
+def one_class_folder(root):
+    """myphotos/ants/ named as such folders are (camera numbers, hashes, a few words), and myphotos/bees/."""
+    for i, name in enumerate(ANT_NAMES):
+        save(synthetic_photo(i), root / "ants" / f"{name}.jpg")
+    save(synthetic_photo(99), root / "bees" / "16838648_415acd9e3f.jpg")
+    return root / "ants"
+
+
+def test_one_class_folder_given_as_the_data_points_at_its_parent(tmp_path):
+    ants = one_class_folder(tmp_path / "myphotos")
+    with pytest.raises(PhotoclassError, match=r"myphotos/ants looks like one class's folder, not photos labelled by "
+                       r"file name: of its 14 photos, 8 have no label .* HINT: point at its parent .*myphotos, whose "
+                       r"subfolders \(ants, bees\) are the classes"):
+        scan_folder(ants)
+    assert {p.label for p in scan_folder(ants, label_regex=r"^([A-Za-z]+)").photos} >= {"Ant", "army"}  # asked for
+
+
+def test_labels_in_file_names_still_scan_with_a_few_unlabelled_photos(tmp_path):
+    root = make_flat(tmp_path / "weather", per_class=4)  # cloudy1.jpg, rain3.jpg, ...
+    for i in range(4):
+        save(synthetic_photo(50 + i), root / f"cat.{i + 1}.jpg")
+    for name in ("0042", "1030023514_aad5c608f9"):
+        save(synthetic_photo(60), root / f"{name}.jpg")
+    result = scan_folder(root)
+    assert result.layout == "flat"
+    assert {p.label for p in result.photos} == {"cloudy", "rain", "shine", "cat", None}
+
+
+def test_the_weather_folder_still_reads_as_labelled_by_file_name(weather_dir):
+    result = scan_folder(weather_dir)
+    assert result.layout == "flat" and {p.label for p in result.photos} == {"cloudy", "rain", "shine", "sunrise"}
+
+
+@pytest.mark.parametrize("command", ["prepare", "train"])
+def test_prepare_and_train_say_so_in_one_line_and_write_nothing(tmp_path, capsys, command):
+    from photoclass.cli import main
+
+    ants = one_class_folder(tmp_path / "myphotos")
+    out = tmp_path / "out"
+    code = main([command, str(ants), "--out", str(out), "--cache-dir", str(tmp_path / "cache"),
+                 *(["--model", "small-resnet"] if command == "train" else [])])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and not out.exists()
+    assert "ants looks like one class's folder" in err and f"HINT: point at its parent {ants.parent}," in err
+    assert "pass --label-regex if the file names do hold the labels" in err

@@ -29,6 +29,7 @@ SPLIT_NAMES = {  # a split folder's name, lower-cased, without separators and a 
 }
 HIDDEN_NAMES = {"thumbs.db", "desktop.ini", "__macosx", "__pycache__", "@eadir", "$recycle.bin"}
 MAX_EXAMPLES = 5
+MIN_JUDGED, MIN_SHARED = 10, 3  # a flat folder of 10 photos or more, its labels shared by 3 photos or more
 
 
 @dataclass
@@ -114,6 +115,8 @@ def scan_folder(
         for d in subdirs:
             walker.ignore_tree(d, "subfolder of a flat folder")
         _scan_flat(walker, root, pattern, None)
+        if label_regex is None and _names_share_no_label(result.photos):
+            raise PhotoclassError(_one_class_message(root, result.photos))
     if layout == "folders":
         _note_nested_classes(walker, subdirs)
     result.photos.sort(key=lambda p: p.relpath)
@@ -238,6 +241,31 @@ def _detect_layout(walker: _Walker, root: Path, subdirs: list[Path]) -> str:
     if any(walker.has_images(d) for d in subdirs):
         return "folders"
     return "flat"
+
+
+def _names_share_no_label(photos: list[FoundPhoto]) -> bool:
+    """A flat folder whose file names carry no labels: of its MIN_JUDGED photos or more, fewer
+    than half have a label that MIN_SHARED photos or more share (`0013035.jpg`, `Ant_1.jpg`,
+    `army-ant.jpg`: one class's photos under their own names, not `cloudy12.jpg`, `cat.1.jpg`)."""
+    counts = Counter(p.label for p in photos if p.label)
+    shared = sum(n for n in counts.values() if n >= MIN_SHARED)
+    return len(photos) >= MIN_JUDGED and shared < len(photos) / 2
+
+
+def _one_class_message(root: Path, photos: list[FoundPhoto]) -> str:
+    counts = Counter(p.label for p in photos if p.label)
+    unlabelled = sum(1 for p in photos if not p.label)
+    rare = sorted((label for label, n in counts.items() if n < MIN_SHARED), key=lambda label: -counts[label])
+    parent = root.parent
+    peek = _Walker(parent, ScanResult(parent, "folders", []), follow_symlinks=False)
+    classes = [d.name for d in peek.visible_subdirs(parent) if peek.has_images(d, recursive=False)]
+    hint = (f"point at its parent {parent}, whose subfolders ({', '.join(classes[:5])}"
+            f"{', ...' if len(classes) > 5 else ''}) are the classes" if len(classes) >= 2 else
+            f"put each class's photos in a subfolder of {parent}, as {root.name}/ is, and point at {parent}")
+    return (f"{root} looks like one class's folder, not photos labelled by file name: of its {len(photos)} "
+            f"photos, {unlabelled} have no label in their file name and {sum(counts[label] for label in rare)} carry "
+            f"one that fewer than {MIN_SHARED} photos share ({', '.join(map(repr, rare[:4])) or 'none'}). "
+            f"HINT: {hint}; or pass `label_regex` if the file names do hold the labels.")
 
 
 def _scan_labelled(walker, folder: Path, pattern, split: str | None, force_folders: bool = False):
