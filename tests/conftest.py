@@ -10,6 +10,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -25,6 +26,14 @@ os.environ["PHOTOCLASS_TRACKING"] = "off"
 # Every CPU runs the tests in fp32, so their figures are alike on AVX2 and AMX machines;
 # tests/test_precision.py switches bf16 on where it tests it.
 os.environ["PHOTOCLASS_NATIVE_BF16"] = "0"
+# The suite decodes into a cache of its own, removed when it ends, never into the user's
+# ~/.cache/photoclass (subprocesses inherit this too).
+TEST_CACHE = Path(tempfile.mkdtemp(prefix="photoclass-test-cache-"))
+os.environ["PHOTOCLASS_CACHE"] = str(TEST_CACHE)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(TEST_CACHE, ignore_errors=True)
 
 CLASSES = ("cloudy", "rain", "shine")
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")

@@ -155,3 +155,17 @@ def test_cli_errors_are_one_line_without_traceback(flat_folder, tmp_path, args, 
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().count("\n") == 0
     assert message in result.stderr
+
+
+def test_the_cache_goes_where_photoclass_cache_says_and_the_suite_never_uses_the_users(tmp_path, monkeypatch):
+    from photoclass.data.cache import default_cache_dir
+
+    from conftest import TEST_CACHE
+
+    assert default_cache_dir() == TEST_CACHE and Path.home() / ".cache" not in TEST_CACHE.parents
+    monkeypatch.setenv("PHOTOCLASS_CACHE", str(tmp_path / "mine"))
+    photoclass.prepare(make_flat(tmp_path / "photos"), out=tmp_path / "prepared", progress=False)
+    assert any((tmp_path / "mine").iterdir())
+    monkeypatch.delenv("PHOTOCLASS_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "photoclass"

@@ -58,7 +58,7 @@ class PrepareConfig:
     follow_symlinks: bool = option(False, "follow symlinks inside the folder")
     max_pixels: int = option(DEFAULT_MAX_PIXELS, "refuse larger images (decompression bombs)")
     min_side: int = option(DEFAULT_MIN_SIDE, "refuse images with a shorter side, in px")
-    cache_dir: str | None = option(None, "decode cache (default $XDG_CACHE_HOME/photoclass)", metavar="DIR")
+    cache_dir: str | None = option(None, "decode cache (default $PHOTOCLASS_CACHE, else $XDG_CACHE_HOME/photoclass)", metavar="DIR")
     pixel_cache: str = option("auto", "how decoded photos are kept for strategies that read pixels every epoch: "
                               "raw (uint8 arrays, exact, the fastest) or jpeg (quality 95, 6-7x smaller, about "
                               "1 ms a photo to read); auto: raw up to 2 GiB of pixels (14,000 photos at "

@@ -58,6 +58,9 @@ CREATE TABLE IF NOT EXISTS file_keys (
 
 
 def default_cache_dir() -> Path:
+    """$PHOTOCLASS_CACHE, else $XDG_CACHE_HOME/photoclass, else ~/.cache/photoclass."""
+    if os.environ.get("PHOTOCLASS_CACHE"):
+        return Path(os.environ["PHOTOCLASS_CACHE"]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "photoclass"
 
