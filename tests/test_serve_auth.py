@@ -36,13 +36,17 @@ def photo() -> bytes:
     return jpeg_bytes(synthetic_photo(3, cls=1))
 
 
-@pytest.mark.parametrize("header", [None, "Bearer wrong-token-of-any-length", f"Basic {TOKEN}", f"Bearer {TOKEN}x",
-                                    "Bearer", f"bearer {TOKEN[:-1]}"])
-def test_anything_but_the_token_gets_401(guarded, header):
+@pytest.mark.parametrize("header, says", [
+    (None, "needs a token"), ("Bearer", "needs a token"), (f"Basic {TOKEN}", "needs a token"),
+    ("Bearer wrong-token-of-any-length", "wrong token"), (f"Bearer {TOKEN}x", "wrong token"),
+    (f"bearer {TOKEN[:-1]}", "wrong token")])
+def test_anything_but_the_token_gets_401_saying_whether_it_was_missing_or_wrong(guarded, header, says):
     headers = {} if header is None else {"Authorization": header}
     for status, body in (request(f"{guarded}/model", headers=headers),
                          request(f"{guarded}/predict", data=photo(), headers={**headers, "Content-Type": "image/jpeg"})):
-        assert status == 401 and "Authorization: Bearer" in json.loads(body)["error"]
+        error = json.loads(body)["error"]
+        assert status == 401 and "Authorization: Bearer" in error
+        assert says in error and ("wrong token" in error) == (says == "wrong token")
 
 
 def test_the_token_opens_predict_and_model_and_health_stays_open(guarded):

@@ -109,10 +109,12 @@ def create_app(model: str | os.PathLike, *, top_k: int = 3, max_bytes: int = MAX
         if expected is None:
             return
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        # equal-length digests: the comparison's time says nothing about the token, not even its length
-        if not (scheme.lower() == "bearer" and hmac.compare_digest(hashlib.sha256(given.strip().encode()).digest(),
-                                                                   expected)):
+        if scheme.lower() != "bearer" or not given.strip():
             raise ApiError(401, "this server needs a token: send `Authorization: Bearer TOKEN`")
+        # equal-length digests: the comparison's time says nothing about the token, not even its length
+        if not hmac.compare_digest(hashlib.sha256(given.strip().encode()).digest(), expected):
+            raise ApiError(401, "wrong token: the one in `Authorization: Bearer TOKEN` is not this server's. "
+                           "HINT: send the token the server was started with (--token or PHOTOCLASS_TOKEN)")
     predictor = open_predictor(model, engine=engine, device=device, precision=precision, tta=tta)
     info = _model_info(Path(model), predictor)
     info["engine"] = predictor.engine
