@@ -4,7 +4,8 @@ spread of up to four intermediate stages, as `efficientnet-lite2-ms` does.
 
 Weights are found offline-first, in this order: the Hugging Face cache (`HF_HOME`,
 `HF_HUB_CACHE`, shared with every other HF tool), `weights=FILE|DIR` (a safetensors file, or
-a timm- or HF-format folder), then a download from the Hub when the machine is online.
+a timm- or HF-format folder), then a download from the Hub when the machine is online: one
+HEAD request of at most HUB_PROBE_SECONDS says so before huggingface_hub's retries could.
 Nothing is unpickled: safetensors, or `torch.load(weights_only=True)`. The input contract
 (size, mean, std) comes from the weights' pretrained config.
 """
@@ -15,6 +16,7 @@ import difflib
 import json
 import os
 import sys
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -30,6 +32,7 @@ DEFAULT_LARGE_SIZE = 224  # DINOv2 at 518 px: 5.3x the patches, 7.6x the FLOPs w
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 MULTISCALE = "-ms"  # the suffix asking for the multi-stage statistics head
 MAX_TAPS = 4
+HUB_PROBE_SECONDS = 3  # hf_hub_download retries an unreachable Hub for about 55 s before it gives up
 
 
 def _timm():
@@ -218,33 +221,38 @@ def find_weights(name: str, weights: str | os.PathLike | None = None, *, downloa
     if not repo:
         raise PhotoclassError(f"{name} has no pretrained weights in timm. HINT: --strategy scratch trains it from "
                               "scratch, or --weights FILE gives weights of your own.")
-    from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub import constants
 
-    for file in WEIGHT_FILES:
-        cached = try_to_load_from_cache(repo, file)
-        if isinstance(cached, str):
-            return Path(cached)
+    cached = _cached_weights(repo)
+    if cached is not None:
+        return cached
     if download is False or (download is None and constants.HF_HUB_OFFLINE):
-        raise PhotoclassError(f"The weights of {name} are not on this machine and it is offline: looked in the "
-                              f"Hugging Face cache {constants.HF_HUB_CACHE} for {repo}. HINT: on a machine online, "
-                              f"`photoclass models pull {name}`, then copy the cache; or --weights FILE")
+        raise _offline(name, repo)
     return pull(name)
 
 
 def pull(name: str) -> Path:
     """Download the weights of `name` (and its config) into the Hugging Face cache, with a progress bar."""
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import constants, hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError
 
     repo = pretrained_config(name).get("hf_hub_id")
     if not repo:
         raise PhotoclassError(f"{name} has no pretrained weights to pull. HINT: `photoclass models '*{name}*'` lists "
                               "the names with weights.")
+    unreachable = None if constants.HF_HUB_OFFLINE else hub_unreachable(constants.ENDPOINT)
+    if constants.HF_HUB_OFFLINE or unreachable:
+        cached = _cached_weights(repo)
+        if cached is None:
+            raise _offline(name, repo, unreachable)
+        return cached
     for file in WEIGHT_FILES:
         try:
             path = Path(hf_hub_download(repo, file))
-        except EntryNotFoundError:  # the repo keeps its weights under the next name
-            continue
+        except EntryNotFoundError as e:
+            if _lost_the_hub(e):  # it answered the probe, then stopped: not a sign the file is missing
+                raise _offline(name, repo, f"{type(e.__cause__).__name__} while downloading") from None
+            continue  # the repo keeps its weights under the next name
         except Exception as e:  # no network, no such repo, no permission
             raise PhotoclassError(f"Could not download the weights of {name} from the Hugging Face Hub ({repo}): "
                                   f"{type(e).__name__}. HINT: check the network; offline, copy a Hugging Face cache "
@@ -257,6 +265,55 @@ def pull(name: str) -> Path:
         return path
     raise PhotoclassError(f"{repo} on the Hugging Face Hub holds no {' or '.join(WEIGHT_FILES)}. HINT: pass "
                           "--weights FILE with weights of this architecture.")
+
+
+@lru_cache(maxsize=None)
+def hub_unreachable(endpoint: str) -> str | None:
+    """Why the Hugging Face Hub at `endpoint` cannot be reached, or None: one HEAD request through
+    huggingface_hub's own client (its proxies), once per process. Any HTTP answer counts as reached."""
+    from huggingface_hub.utils import get_session
+
+    failures: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            get_session().head(endpoint, timeout=HUB_PROBE_SECONDS, follow_redirects=False)
+            failures.append(None)
+        except Exception as e:  # httpx ConnectError (a name that does not resolve, a refused port), a timeout, ...
+            failures.append(" ".join(f"{type(e).__name__}: {e}".split())[:160])
+
+    thread = threading.Thread(target=probe, daemon=True)  # a DNS lookup ignores the timeout; the join does not
+    thread.start()
+    thread.join(HUB_PROBE_SECONDS + 0.5)
+    return failures[0] if failures else f"no answer in {HUB_PROBE_SECONDS} s"
+
+
+def _offline(name: str, repo: str, unreachable: str | None = None) -> PhotoclassError:
+    """The one-line error for weights neither cached nor downloadable, with why the Hub is out of reach."""
+    from huggingface_hub import constants
+
+    why = f" (the Hugging Face Hub at {constants.ENDPOINT} could not be reached: {unreachable})" if unreachable else ""
+    return PhotoclassError(f"The weights of {name} are not on this machine and it is offline{why}: looked in the "
+                           f"Hugging Face cache {constants.HF_HUB_CACHE} for {repo}. HINT: on a machine online, "
+                           f"`photoclass models pull {name}`, then copy the cache; or --weights FILE")
+
+
+def _lost_the_hub(error: Exception) -> bool:
+    """Whether hf_hub_download's 'entry not found' is a network failure in disguise: its subclass
+    LocalEntryNotFoundError says the Hub could not be asked and no copy was cached."""
+    from huggingface_hub.errors import FileMetadataError, LocalEntryNotFoundError
+
+    return isinstance(error, LocalEntryNotFoundError) and not isinstance(error.__cause__, FileMetadataError)
+
+
+def _cached_weights(repo: str) -> Path | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    for file in WEIGHT_FILES:
+        cached = try_to_load_from_cache(repo, file)
+        if isinstance(cached, str):
+            return Path(cached)
+    return None
 
 
 def closest_names(name: str, known) -> list[str]:
@@ -279,11 +336,7 @@ def timm_names(pattern: str) -> list[str]:
 
 def weights_on_machine(name: str) -> bool:
     repo = pretrained_config(name).get("hf_hub_id")
-    if not repo:
-        return False
-    from huggingface_hub import try_to_load_from_cache
-
-    return any(isinstance(try_to_load_from_cache(repo, f), str) for f in WEIGHT_FILES)
+    return bool(repo) and _cached_weights(repo) is not None
 
 
 def _middle_stages(count: int) -> list[int]:
