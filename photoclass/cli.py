@@ -205,7 +205,7 @@ def cmd_runs(args) -> int:
     from .experiments.leaderboard import list_runs
 
     board = list_runs(*args.roots, data=args.data, sort=args.sort, tolerance=args.tolerance)
-    print(json.dumps([r.to_dict() for r in board], indent=2) if args.json else board.to_text())
+    print(json.dumps(board.to_dicts(), indent=2) if args.json else board.to_text())
     return 0
 
 
@@ -239,9 +239,11 @@ def cmd_report(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .experiments.compare import write_comparison
+    from .experiments.compare import mixed_data_note, write_comparison
 
     print(f"comparison: {write_comparison(args.runs, args.out, tolerance=args.tolerance)}")
+    if note := mixed_data_note(args.runs):
+        print(f"NOTE: {note}")
     return 0
 
 
@@ -689,7 +691,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("runs", help="the leaderboard: finished runs with their test figures",
                        description="List finished runs under ROOT (default runs/), best first.")
     r.add_argument("roots", metavar="ROOT", nargs="*", default=["runs"])
-    r.add_argument("--data", metavar="NAME", help="only runs on the data folder of this name")
+    r.add_argument("--data", metavar="FOLDER", help="only runs on this data: its folder (or CSV, array file) or "
+                   "that folder's name; without it, each data set is ranked on its own")
     r.add_argument("--sort", choices=SORT_KEYS, default="select",
                    help="select (default): the order `photoclass select` prefers (lowest test error; within "
                    "--tolerance, the smallest gap); error: by test error alone")
@@ -701,7 +704,8 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Among runs within TOLERANCE of the lowest test error, pick the one "
                         "with the smallest generalization gap; say why.")
     se.add_argument("roots", metavar="ROOT", nargs="*", default=["runs"])
-    se.add_argument("--data", metavar="NAME", help="only runs on the data folder of this name")
+    se.add_argument("--data", metavar="FOLDER", help="only runs on this data: its folder (or CSV, array file) or "
+                    "that folder's name; needed where the runs are on several data sets")
     se.add_argument("--tolerance", type=float, default=0.01, help="in accuracy (default: %(default)s, one point)")
     se.add_argument("--copy-to", metavar="DIR", help="copy the winning run there (e.g. best/)")
     se.add_argument("--json", action="store_true", help="print the winner, the reason and the candidates as JSON")

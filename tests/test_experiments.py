@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import headless_chromium, make_flat, needs_chromium, train_tiny_run
+from photoclass.core.errors import PhotoclassError
 from photoclass.experiments.leaderboard import list_runs, rank_runs, select_run
 
 pytestmark = pytest.mark.trains  # each test trains at least one small model
@@ -113,11 +114,12 @@ def test_the_leaderboard_shows_the_numbers_of_each_test_json(three_runs):
     assert "run-0" in table and "test acc" in table
 
 
-def fake_run(root: Path, name: str, test_acc: float, train_acc: float, loss: float = 0.3) -> Path:
+def fake_run(root: Path, name: str, test_acc: float, train_acc: float, loss: float = 0.3,
+             data: str = "/photos/weather") -> Path:
     """A finished run's config.json and test.json, with chosen figures."""
     run = root / name
     run.mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps({"data": "/photos/weather", "train": {"model": "compact-cnn"},
+    (run / "config.json").write_text(json.dumps({"data": data, "train": {"model": "compact-cnn"},
                                                  "prepare": {}, "versions": {"photoclass": "0"}}))
     (run / "test.json").write_text(json.dumps({
         "test": {"accuracy": test_acc, "loss": loss, "macro_f1": test_acc}, "train": {"accuracy": train_acc},
@@ -316,3 +318,79 @@ def test_mcnemar_ties_no_run_outside_the_best_runs_interval(tmp_path):
     # 10 of 16 against 15 of 16: McNemar's p is 0.06, but 62.5% lies below best's interval (71.7-98.9%)
     selection = select_run(list_runs(tmp_path), tolerance=0.01)
     assert selection.winner.name == "best" and [r.name for r in selection.candidates] == ["best"]
+
+
+def test_runs_on_different_data_sets_are_ranked_each_on_its_own_and_select_will_not_mix_them(tmp_path):
+    runs = tmp_path / "runs"
+    fake_run(runs, "flowers-good", test_acc=0.90, train_acc=0.90, data="/photos/flowers")
+    fake_run(runs, "flowers-mid", test_acc=0.80, train_acc=0.80, data="/photos/flowers")
+    fake_run(runs, "flowers-bad", test_acc=0.70, train_acc=0.70, data="/photos/flowers")
+    fake_run(runs, "bees-good", test_acc=0.85, train_acc=0.85, data="/photos/hymenoptera")  # between two flowers
+    fake_run(runs, "bees-bad", test_acc=0.60, train_acc=0.60, data="/photos/hymenoptera")
+    board = list_runs(runs)
+    assert [(data, rank, r.name) for data, rank, r in board.ranked()] == [
+        ("flowers", 1, "flowers-good"), ("flowers", 2, "flowers-mid"), ("flowers", 3, "flowers-bad"),
+        ("hymenoptera", 1, "bees-good"), ("hymenoptera", 2, "bees-bad")]
+    assert [r.name for r in list_runs(runs, sort="error")] == [r.name for r in board]  # every order keeps them apart
+    with pytest.raises(PhotoclassError, match=r"^Cannot select across data sets: runs on 2 data sets: flowers \(3 runs\), "
+                       r"hymenoptera \(2 runs\); .* HINT: pass --data FOLDER \(or its name\) to choose among one, "
+                       r"e\.g\. --data flowers\.$"):
+        select_run(board)
+    assert select_run(list_runs(runs, data="hymenoptera")).winner.name == "bees-good"
+    assert select_run(list_runs(runs, data="/photos/flowers")).winner.name == "flowers-good"
+    assert "on hymenoptera" in select_run(list_runs(runs, data="hymenoptera")).reason
+
+    table = cli("runs", runs).stdout.splitlines()
+    assert table[0].split()[:3] == ["data", "#", "run"]
+    assert [line.split()[:3] for line in table[1:6]] == [[data, str(rank), str(r.path)] for data, rank, r in board.ranked()]
+    assert table[-1].startswith("(runs on 2 data sets, each ranked on its own: flowers (3 runs), hymenoptera (2 runs)")
+    rows = json.loads(cli("runs", runs, "--json").stdout)
+    assert [(r["data"], r["data_source"], r["rank"]) for r in rows][2:4] == [
+        ("flowers", "/photos/flowers", 3), ("hymenoptera", "/photos/hymenoptera", 1)]
+    refused = cli("select", runs, "--copy-to", tmp_path / "best")
+    assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1 and "--data FOLDER" in refused.stderr
+    assert "flowers (3 runs), hymenoptera (2 runs)" in refused.stderr and not (tmp_path / "best").exists()
+    picked = cli("select", runs, "--data", "hymenoptera", "--copy-to", tmp_path / "best")
+    assert picked.returncode == 0 and picked.stdout.startswith(str(runs / "bees-good"))
+    assert json.loads((tmp_path / "best" / "config.json").read_text())["data"] == "/photos/hymenoptera"
+    missing = cli("select", runs, "--data", "tulips")
+    assert missing.returncode == 2 and "No finished runs on tulips" in missing.stderr
+    assert "the runs found are on flowers (3 runs), hymenoptera (2 runs)" in missing.stderr
+
+
+def test_a_copy_of_a_data_folder_under_the_same_name_is_another_data_set(tmp_path):
+    fake_run(tmp_path, "clean", test_acc=0.80, train_acc=0.80, data="/photos/flowers")
+    fake_run(tmp_path, "corrupted", test_acc=0.60, train_acc=0.60, data="/corrupted/flowers")
+    board = list_runs(tmp_path)
+    assert [(data, rank) for data, rank, _ in board.ranked()] == [("/corrupted/flowers", 1), ("/photos/flowers", 1)]
+    with pytest.raises(PhotoclassError, match=r"runs on 2 data sets: /corrupted/flowers \(1 run\), "
+                       r"/photos/flowers \(1 run\); .* HINT: pass --data FOLDER"):
+        select_run(list_runs(tmp_path, data="flowers"))  # the name alone matches both
+    assert select_run(list_runs(tmp_path, data="/corrupted/flowers")).winner.name == "corrupted"
+
+
+def test_runs_select_and_compare_on_two_real_data_folders(tmp_path):
+    import photoclass
+
+    ants = make_flat(tmp_path / "ants-bees", per_class=6)
+    flowers = make_flat(tmp_path / "flowers", per_class=6, start_seed=100)
+    options = {"model": "compact-cnn", "image_size": 32, "epochs": 1, "threads": 1, "cache_dir": tmp_path / "cache",
+               "verbose": False, "progress": False}
+    for name, data, lr in (("a1", ants, 1e-3), ("a2", ants, 1e-2), ("f1", flowers, 1e-3)):
+        photoclass.train(data, out=tmp_path / "runs" / name, lr=lr, **options)
+    runs = tmp_path / "runs"
+    table = cli("runs", runs).stdout.splitlines()
+    assert sorted(line.split()[:2] for line in table[1:4]) == [["ants-bees", "1"], ["ants-bees", "2"], ["flowers", "1"]]
+    refused = cli("select", runs)
+    assert refused.returncode == 2 and "runs on 2 data sets: ants-bees (2 runs), flowers (1 run)" in refused.stderr
+    picked = cli("select", runs, "--data", ants)  # the folder, as given to train
+    assert picked.returncode == 0 and picked.stdout.split()[0] in (str(runs / "a1"), str(runs / "a2"))
+    assert "on ants-bees" in picked.stdout
+    assert cli("select", runs, "--data", "flowers").stdout.startswith(str(runs / "f1"))
+
+    result = cli("compare", runs / "a1", runs / "a2", runs / "f1", "--out", tmp_path / "compare.html")
+    assert result.returncode == 0, result.stderr
+    assert "NOTE: these runs are on 2 data sets: ants-bees (2 runs), flowers (1 run)" in result.stdout
+    page = (tmp_path / "compare.html").read_text()
+    assert "<b>NOTE:</b>" in page and "Selected on ants-bees:" in page and "Selected on flowers" not in page
+    assert page.count("class=win") == 1

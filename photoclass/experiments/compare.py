@@ -11,32 +11,50 @@ from ..data.outside import check_outside
 from ..evaluation import plots
 from ..evaluation.html_report import data_uri, page
 from ..runs.rundir import RunDir
-from .leaderboard import RunSummary, select_run
+from .leaderboard import RunSummary, data_sets, data_sets_text, select_run
 
 
 def write_comparison(runs: list[str | os.PathLike], out: str | os.PathLike, *, tolerance: float = 0.01) -> Path:
-    """One page comparing runs: learning curves overlaid, test metrics side by side."""
+    """One page comparing runs: learning curves overlaid, test metrics side by side. Runs on
+    different data sets stand side by side, but one is selected only among runs on its data."""
     check_outside(out, *(RunDir(r).data_source() for r in runs))
     summaries = [RunSummary.from_run(r) for r in runs]
-    winner = select_run(summaries, tolerance=tolerance)
+    sets = data_sets(summaries)
+    selections = {label: select_run(group, tolerance=tolerance) for label, group in sets.items()
+                  if len(group) > 1 or len(sets) == 1}
+    winners = {id(s.winner) for s in selections.values()}
+    label_of = {id(r): label for label, group in sets.items() for r in group}
     histories = {s.name if sum(t.name == s.name for t in summaries) == 1 else str(s.path):
                  RunDir(s.path).read_csv("metrics.csv") for s in summaries}
     buffer = io.BytesIO()
     plots.overlaid_curves(histories, buffer)
-    head = ["run", "model", "test acc", "test loss", "macro F1", "train acc", "gap", "seconds", "options"]
+    head = ["data", "run", "model", "test acc", "test loss", "macro F1", "train acc", "gap", "seconds", "options"]
     body = []
     for s in summaries:
         options = s.options_text()
-        cells = [html.escape(str(s.path)), html.escape(s.model), f"{s.test_accuracy:.4f}", f"{s.test_loss:.4f}",
-                 f"{s.macro_f1:.4f}", f"{s.train_accuracy:.4f}", f"{s.gap:+.4f}", f"{s.seconds:.1f}",
-                 html.escape(options)]
-        row = "".join(f"<td{' class=n' if 1 < i < 8 else ''}>{c}</td>" for i, c in enumerate(cells))
-        body.append(f"<tr{' class=win' if s is winner.winner else ''}>{row}</tr>")
+        cells = [html.escape(label_of[id(s)]), html.escape(str(s.path)), html.escape(s.model),
+                 f"{s.test_accuracy:.4f}", f"{s.test_loss:.4f}", f"{s.macro_f1:.4f}", f"{s.train_accuracy:.4f}",
+                 f"{s.gap:+.4f}", f"{s.seconds:.1f}", html.escape(options)]
+        row = "".join(f"<td{' class=n' if 2 < i < 9 else ''}>{c}</td>" for i, c in enumerate(cells))
+        body.append(f"<tr{' class=win' if id(s) in winners else ''}>{row}</tr>")
     table = ("<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(body) + "</table>")
+    note = mixed_data_note(summaries)
+    selected = "".join(f"<p><b>Selected{'' if len(sets) == 1 else ' on ' + html.escape(label)}:</b> "
+                       f"{html.escape(selection.reason)}</p>" for label, selection in selections.items())
     content = (f"<h1>Comparing {len(summaries)} runs</h1><h2>Test metrics</h2>{table}"
-               f"<p><b>Selected:</b> {html.escape(winner.reason)}</p>"
-               f"<h2>Learning curves</h2><img class=plot alt='learning curves' src='{data_uri(buffer.getvalue(), 'png')}'>")
+               + (f"<p><b>NOTE:</b> {html.escape(note)}</p>" if note else "") + selected
+               + f"<h2>Learning curves</h2><img class=plot alt='learning curves' "
+                 f"src='{data_uri(buffer.getvalue(), 'png')}'>")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, page("photoclass: comparing runs", content))
     return out
+
+
+def mixed_data_note(runs: list[RunSummary] | list[str | os.PathLike]) -> str | None:
+    """What to tell the reader when `runs` (summaries or run folders) are on more than one data set."""
+    sets = data_sets([r if isinstance(r, RunSummary) else RunSummary.from_run(r) for r in runs])
+    if len(sets) < 2:
+        return None
+    return (f"these runs are on {len(sets)} data sets: {data_sets_text(sets)}; a test error on one says nothing "
+            "about another, so they stand side by side and a run is selected only among runs on its own data")

@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import html
 import os
+import shlex
 import shutil
 import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..config.applies import unused_in_saved
 from ..core.errors import PhotoclassError
-from ..data.outside import check_outside
+from ..data.outside import check_outside, data_folder
 from ..evaluation.stats import mcnemar_p, t_interval
 from ..runs.rundir import RunDir, summary_metrics
 
@@ -24,7 +26,7 @@ class RunSummary:
     """One finished run, as the leaderboard shows it (figures from its test.json)."""
 
     path: Path
-    data: str
+    data: str  # the name of what it was trained on: a folder, a CSV or an array file
     model: str
     options: dict[str, Any]
     test_accuracy: float
@@ -37,6 +39,7 @@ class RunSummary:
     test_photos: frozenset[str] | None = None  # data root + path of each test photo, for paired tests
     wrong: frozenset[str] | None = None  # those it got wrong
     extra: dict[str, Any] = field(default_factory=dict)
+    data_source: str = ""  # that folder or file, resolved: runs on the same one are on the same data set
 
     @property
     def name(self) -> str:
@@ -56,7 +59,9 @@ class RunSummary:
             root = config["data"]
             photos = frozenset(f"{root}/{r['path']}" for r in run.read_csv("split.csv") if r["split"] == "test")
             wrong = frozenset(f"{root}/{p}" for p in result["wrong_paths"])
-        return cls(path=run.path, data=Path(config["data"]).name, model=train["model"], test_photos=photos, wrong=wrong,
+        source = run.data_source() or config["data"]
+        return cls(path=run.path, data=Path(source).name, data_source=source, model=train["model"],
+                   test_photos=photos, wrong=wrong,
                    options=_options_that_applied(config),
                    test_accuracy=figures["test_accuracy"], test_loss=figures["test_loss"],
                    train_accuracy=figures["train_accuracy"], gap=figures["generalization_gap"],
@@ -77,7 +82,7 @@ class RunSummary:
             return float(sum(values) / len(values))
 
         accuracy = t_interval(m.test_accuracy for m in members)
-        return cls(path=run.path, data=first.data, model=first.model,
+        return cls(path=run.path, data=first.data, data_source=first.data_source, model=first.model,
                    options={**first.options, "seed": None, summary["kind"]: len(members)},
                    test_accuracy=accuracy["mean"], test_loss=mean([m.test_loss for m in members]),
                    train_accuracy=mean([m.train_accuracy for m in members]), gap=mean([m.gap for m in members]),
@@ -89,7 +94,8 @@ class RunSummary:
                         for k, v in self.options.items() if v is not None and k not in skip)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"run": str(self.path), "data": self.data, "model": self.model, **self.options,
+        return {"run": str(self.path), "data": self.data, "data_source": self.data_source,
+                "model": self.model, **self.options,
                 "test_accuracy": self.test_accuracy, "test_error": self.test_error,
                 "test_loss": self.test_loss, "train_accuracy": self.train_accuracy, "gap": self.gap,
                 "test_accuracy_interval": list(self.interval) if self.interval else None,
@@ -105,50 +111,98 @@ def _options_that_applied(config: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
+def data_sets(runs: list[RunSummary]) -> dict[str, list[RunSummary]]:
+    """The runs of each data set (one folder or file), by its label in sorted order: the
+    folder's name, or its whole path where two data sets share a name."""
+    by_source: dict[str, list[RunSummary]] = {}
+    for run in runs:
+        by_source.setdefault(run.data_source, []).append(run)
+    names = Counter(Path(source).name for source in by_source)
+    return dict(sorted((Path(source).name if names[Path(source).name] == 1 else source, group)
+                       for source, group in by_source.items()))
+
+
+def data_sets_text(sets: dict[str, list[RunSummary]]) -> str:
+    """E.g. "flowers (3 runs), hymenoptera (1 run)"."""
+    return ", ".join(f"{label} ({len(group)} run{'' if len(group) == 1 else 's'})" for label, group in sets.items())
+
+
+def across_data_message(sets: dict[str, list[RunSummary]]) -> str:
+    return (f"Cannot select across data sets: runs on {len(sets)} data sets: {data_sets_text(sets)}; a test error "
+            f"on one says nothing about another. HINT: pass --data FOLDER (or its name) to choose among one, "
+            f"e.g. --data {shlex.quote(max(sets, key=lambda label: len(sets[label])))}.")
+
+
 class Leaderboard(list):
-    """Finished runs, best first; prints as a table and displays as one in Jupyter."""
+    """Finished runs, best first within each data set; prints as a table and displays as one in Jupyter."""
 
     incomplete: int = 0  # run folders without test.json (interrupted, pruned, running)
+    data: str | None = None  # the data set asked for
+    elsewhere: str = ""  # with `data`: the data sets of the runs left out, as text
+
+    def ranked(self) -> list[tuple[str, int, RunSummary]]:
+        """(data set, rank within it, run) for each run, in the board's order."""
+        label_of = {id(r): label for label, group in data_sets(self).items() for r in group}
+        seen: Counter[str] = Counter()
+        rows = []
+        for r in self:
+            label = label_of[id(r)]
+            seen[label] += 1
+            rows.append((label, seen[label], r))
+        return rows
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        return [{**r.to_dict(), "rank": rank} for _, rank, r in self.ranked()]
 
     def to_text(self) -> str:
         if not self:
-            return "no finished runs"
+            return (f"no finished runs on {self.data}; the runs found are on {self.elsewhere}" if self.elsewhere
+                    else "no finished runs")
+        rows = self.ranked()
+        data = max(len(label) for label, _, _ in rows) + 2
         width = max(len(str(r.path)) for r in self)
         model = max(len(r.model) for r in self) + 2
-        lines = [f"{'run':<{width}}  {'model':<{model}}{'strategy':<10}{'test acc':>9}{'95% interval':>15}"
-                 f"{'loss':>8}{'gap':>8}{'seconds':>9}  options"]
-        for r in self:
+        lines = [f"{'data':<{data}}{'#':>3}  {'run':<{width}}  {'model':<{model}}{'strategy':<10}{'test acc':>9}"
+                 f"{'95% interval':>15}{'loss':>8}{'gap':>8}{'seconds':>9}  options"]
+        for label, rank, r in rows:
             opts = r.options_text(skip=("strategy",))
             interval = f"{r.interval[0]:.3f}-{r.interval[1]:.3f}" if r.interval else "-"
-            lines.append(f"{str(r.path):<{width}}  {r.model:<{model}}{str(r.options.get('strategy')):<10}"
-                         f"{r.test_accuracy:>9.4f}{interval:>15}{r.test_loss:>8.4f}{r.gap:>+8.4f}{r.seconds:>9.1f}"
-                         f"  {opts}")
+            lines.append(f"{label:<{data}}{rank:>3}  {str(r.path):<{width}}  {r.model:<{model}}"
+                         f"{str(r.options.get('strategy')):<10}{r.test_accuracy:>9.4f}{interval:>15}"
+                         f"{r.test_loss:>8.4f}{r.gap:>+8.4f}{r.seconds:>9.1f}  {opts}")
         if self.incomplete:
             lines.append(f"({self.incomplete} unfinished run folder(s) not listed)")
+        sets = data_sets(self)
+        if len(sets) > 1:
+            lines.append(f"(runs on {len(sets)} data sets, each ranked on its own: {data_sets_text(sets)}; "
+                         "--data FOLDER lists one)")
         return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.to_text()
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>{h}</th>" for h in ("run", "model", "test acc", "test loss", "gap", "seconds", "options"))
+        head = "".join(f"<th>{h}</th>" for h in ("data", "#", "run", "model", "test acc", "test loss", "gap",
+                                                 "seconds", "options"))
         rows = "".join(
-            f"<tr><td>{html.escape(r.name)}</td><td>{html.escape(r.model)}</td><td>{r.test_accuracy:.4f}</td>"
+            f"<tr><td>{html.escape(label)}</td><td>{rank}</td><td>{html.escape(r.name)}</td>"
+            f"<td>{html.escape(r.model)}</td><td>{r.test_accuracy:.4f}</td>"
             f"<td>{r.test_loss:.4f}</td><td>{r.gap:+.4f}</td><td>{r.seconds:.1f}</td>"
             f"<td>{html.escape(r.options_text())}</td></tr>"
-            for r in self)
+            for label, rank, r in self.ranked())
         return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
 def list_runs(*roots: str | os.PathLike, data: str | None = None, sort: str = "select",
               tolerance: float = 0.01) -> Leaderboard:
-    """Every finished run under `roots` (default `runs`), optionally of one data set, sorted.
+    """Every finished run under `roots` (default `runs`), sorted within each data set.
 
-    `sort="select"` (the default) is the order `select_run` prefers, with `tolerance`.
+    `data` keeps the runs on one data set: its folder (or CSV, array file) or that folder's
+    name. `sort="select"` (the default) is the order `select_run` prefers, with `tolerance`.
     """
     if sort not in SORT_KEYS:
         raise PhotoclassError(f"Unknown sort key {sort!r}. HINT: use one of {', '.join(SORT_KEYS)}.")
-    board = Leaderboard()
+    found = Leaderboard()
     for root in roots or ("runs",):
         root = Path(root)
         if not root.is_dir():
@@ -159,26 +213,36 @@ def list_runs(*roots: str | os.PathLike, data: str | None = None, sort: str = "s
             try:
                 summary = RunSummary.from_summary(folder)
             except (PhotoclassError, KeyError, TypeError, ValueError, IndexError):
-                board.incomplete += 1  # a member gone or the file damaged: its runs are listed one by one
+                found.incomplete += 1  # a member gone or the file damaged: its runs are listed one by one
                 continue
             summaries.append(folder)
-            if data is None or summary.data == data:
-                board.append(summary)
+            found.append(summary)
         for config in sorted(root.rglob("config.json")):
             if any(folder in config.parents for folder in summaries):
                 continue  # a member of a summary run, listed as the summary
             if (config.parent / "test.json").is_file():
-                summary = RunSummary.from_run(config.parent)
-                if data is None or summary.data == data:
-                    board.append(summary)
+                found.append(RunSummary.from_run(config.parent))
             elif (config.parent / "model.json").is_file():
-                board.incomplete += 1
+                found.incomplete += 1
+    board = _on_data(found, data)
     if sort == "select":
-        board[:] = rank_runs(board, tolerance=tolerance) if board else []
+        board[:] = rank_runs(board, tolerance=tolerance)
         return board
     key = {"error": _error_key, "gap": lambda r: (abs(r.gap), r.test_error),
            "loss": lambda r: r.test_loss, "seconds": lambda r: r.seconds, "name": lambda r: str(r.path)}[sort]
-    board.sort(key=key)
+    board[:] = [r for group in data_sets(board).values() for r in sorted(group, key=key)]
+    return board
+
+
+def _on_data(found: Leaderboard, data: str | os.PathLike | None) -> Leaderboard:
+    """The runs of `found` on the data set `data` names (all where None), the others counted."""
+    if data is None:
+        return found
+    folder = str(data_folder(data))
+    board = Leaderboard(r for r in found if str(data) in (r.data, r.data_source) or folder == r.data_source)
+    board.incomplete, board.data = found.incomplete, str(data)
+    kept = {id(r) for r in board}
+    board.elsewhere = data_sets_text(data_sets([r for r in found if id(r) not in kept]))
     return board
 
 
@@ -202,10 +266,15 @@ def select_run(runs: list[RunSummary], *, tolerance: float = 0.01) -> Selection:
     smallest |gap| (train accuracy - test accuracy) wins; ties go to the lower test error,
     then the lower test loss, then the faster run. The reason names what decided.
     """
+    if not runs and getattr(runs, "elsewhere", ""):
+        raise PhotoclassError(f"No finished runs on {runs.data} to select from: the runs found are on "
+                              f"{runs.elsewhere}. HINT: pass --data one of those folders (or names).")
     if not runs:
         raise PhotoclassError("No finished runs to select from. HINT: train some, or check the folder and --data.")
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < 1:
         raise PhotoclassError(f"`tolerance` must be a fraction from 0 to below 1, e.g. 0.01. Received: {tolerance!r}")
+    if len(sets := data_sets(runs)) > 1:
+        raise PhotoclassError(across_data_message(sets))
     best = min(runs, key=_error_key)
     candidates = sorted((r for r in runs if r.test_error <= best.test_error + tolerance + 1e-12
                          or tied_by_mcnemar(r, best)), key=_selection_key)
@@ -224,12 +293,15 @@ def tied_by_mcnemar(run: RunSummary, best: RunSummary, *, alpha: float = 0.05) -
 
 
 def rank_runs(runs: list[RunSummary], *, tolerance: float = 0.01) -> list[RunSummary]:
-    """Runs in the order `select_run` prefers them: its winner, then its winner among the rest, ..."""
-    ranked, rest = [], list(runs)
-    while rest:
-        winner = select_run(rest, tolerance=tolerance).winner
-        ranked.append(winner)
-        rest.remove(winner)
+    """Runs in the order `select_run` prefers them, data set by data set: its winner, then its
+    winner among the rest, ..."""
+    ranked = []
+    for group in data_sets(runs).values():
+        rest = list(group)
+        while rest:
+            winner = select_run(rest, tolerance=tolerance).winner
+            ranked.append(winner)
+            rest.remove(winner)
     return ranked
 
 
@@ -247,14 +319,14 @@ DECIDERS = ("gap", "test error", "test loss", "time")
 def _reason(ranked: list[RunSummary], best: RunSummary, tolerance: float) -> str:
     winner = ranked[0]
     if len(ranked) == 1:
-        return (f"{winner.path} has the lowest test error ({winner.test_error:.2%}); no other run is within "
-                f"{tolerance:.1%} of it or tied with it by McNemar's test.")
+        return (f"{winner.path} has the lowest test error on {winner.data} ({winner.test_error:.2%}); no other "
+                f"run is within {tolerance:.1%} of it or tied with it by McNemar's test.")
     runner = ranked[1]
     by_test = [r for r in ranked if r.test_error > best.test_error + tolerance + 1e-12]
     tied = (f" or tied with it by McNemar's test on the same test photos ({len(by_test)} of them: "
             f"{', '.join(r.name for r in by_test[:3])}{', ...' if len(by_test) > 3 else ''})" if by_test else "")
-    lead = (f"{winner.path} wins among the {len(ranked)} runs within {tolerance:.1%} of the lowest test error "
-            f"({best.test_error:.2%}, {best.path}){tied}")
+    lead = (f"{winner.path} wins among the {len(ranked)} runs on {winner.data} within {tolerance:.1%} of the "
+            f"lowest test error ({best.test_error:.2%}, {best.path}){tied}")
     decided = next((name for name, a, b in zip(DECIDERS, _selection_key(winner), _selection_key(runner)) if a != b),
                    None)
     if decided == "gap":
