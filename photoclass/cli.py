@@ -190,7 +190,8 @@ def cmd_audit(args) -> int:
     result = audit(args.data, out=args.out, model=args.model, folds=args.folds, seed=args.seed,
                    device=args.device, **given_options(args, PrepareConfig, skip=AUDIT_SKIPS))
     print(f"{len(result.suspects)} photos; cleanlab flags {len(result.flagged)} as likely mislabeled; "
-          f"{len(result.conflicts)} duplicate groups carry different labels")
+          f"{len(result.conflicts)} duplicate groups carry different labels; the {len(result.outliers)} least typical "
+          "photos (outliers, highest outlier_score first) are on the page")
     if args.top:
         width = max(len(s["path"]) for s in result.suspects[:args.top])
         print(f"\n{'path':<{width}}  {'given':<14}{'looks like':<14}{'score':>7}  flagged")

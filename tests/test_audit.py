@@ -1,6 +1,7 @@
 """`photoclass audit`: likely mislabeled photos found with cleanlab, the folder left as it was."""
 import csv
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -10,11 +11,12 @@ import pytest
 
 from conftest import sha256_tree
 
-pytestmark = [pytest.mark.trains, pytest.mark.slow]  # it fits classifiers on pretrained features
 pytest.importorskip("cleanlab", reason="the audit extra is not installed")
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "weather"
 
 
+@pytest.mark.trains
+@pytest.mark.slow  # it fits classifiers on pretrained features
 def test_audit_ranks_flipped_labels_near_the_top_and_changes_nothing(tmp_path):
     photos = tmp_path / "photos"
     shutil.copytree(EXAMPLES, photos)
@@ -46,6 +48,8 @@ def test_audit_ranks_flipped_labels_near_the_top_and_changes_nothing(tmp_path):
     assert all(f"data-path='{name}'" in page for name in flipped if name in top)
 
 
+@pytest.mark.trains
+@pytest.mark.slow
 def test_an_audit_written_into_a_run_is_linked_from_its_report(tmp_path):
     import photoclass
 
@@ -59,10 +63,14 @@ def test_an_audit_written_into_a_run_is_linked_from_its_report(tmp_path):
     assert result.returncode == 0, result.stderr
     report = (run / "report.html").read_text()
     with open(run / "audit" / "label_issues.csv", newline="") as f:
-        first = next(csv.DictReader(f))
-    assert "href='audit/audit.html'" in report and first["path"] in report
+        rows = list(csv.DictReader(f))
+    others = [r["path"] for r in rows if r["given_label"] != r["suggested_label"]]
+    assert "href='audit/audit.html'" in report and (others[0] in report if others else "none of them" in report)
+    assert not re.search(r"given <b>(\w+)</b>, looks like <b>\1</b>", report)
 
 
+@pytest.mark.trains
+@pytest.mark.slow
 def test_image_arrays_are_audited_like_a_folder_with_their_pictures(tmp_path):
     np = pytest.importorskip("numpy")
     from sklearn.datasets import load_digits
@@ -82,3 +90,50 @@ def test_image_arrays_are_audited_like_a_folder_with_their_pictures(tmp_path):
     assert page.count("<img") >= 24 and "photo not found" not in page  # the thumbnails come from the arrays
     with pytest.raises(PhotoclassError, match=r"nothing\.npz not found\. HINT"):
         audit(tmp_path / "nothing.npz", out=tmp_path / "audit2")
+
+
+def sections(page: str) -> dict[str, str]:
+    """The audit page's parts by their heading."""
+    return {part.partition("</h2>")[0]: part.partition("</h2>")[2] for part in page.split("<h2>")[1:]}
+
+
+def test_only_photos_the_model_labels_otherwise_stand_under_likely_mislabeled(tmp_path):
+    from photoclass.evaluation.html_report import write_audit_page
+
+    suspects = [{"path": "bees1.jpg", "given_label": "bees", "suggested_label": "wasps", "score": 0.08, "flagged": True},
+                {"path": "bees2.jpg", "given_label": "bees", "suggested_label": "bees", "score": 0.96,
+                 "flagged": False}]
+    outliers = [{"path": "far.jpg", "label": "wasps", "outlier_score": 0.9},
+                {"path": "near.jpg", "label": "bees", "outlier_score": 0.2}]
+    page = write_audit_page(tmp_path, suspects, [], outliers, tmp_path / "audit.html").read_text()
+    parts = sections(page)
+    mislabeled = next(v for k, v in parts.items() if k.startswith("Likely mislabeled"))
+    agreed = next(v for k, v in parts.items() if "agrees with the given label" in k)
+    assert "bees1.jpg" in mislabeled and "bees2.jpg" not in mislabeled
+    assert "bees2.jpg" in agreed and "given <b>bees</b>, the model agrees (0.96)" in agreed
+    assert "looks like <b>bees</b>" not in page
+    typical = next(v for k, v in parts.items() if k.startswith("Least typical photos"))
+    assert typical.index("far.jpg") < typical.index("near.jpg") and "outlier score 0.900" in typical
+
+
+def test_outlier_scores_are_highest_farthest_from_the_rest_as_in_predict():
+    np = pytest.importorskip("numpy")
+    from photoclass.evaluation.label_errors import outlier_scores
+
+    features = 5 + np.random.default_rng(0).normal(size=(40, 8))  # (N, D), all pointing one way
+    features[7] = 0
+    features[7, 0] = 10  # one photo unlike all the others
+    scores = outlier_scores(features)
+    assert int(scores.argmax()) == 7 and 0 <= scores.min() and scores.max() <= 1
+
+
+def test_the_audit_summary_counts_the_outliers(tmp_path, monkeypatch, capsys):
+    import photoclass.workflows.audit as workflow
+    from photoclass.cli import main
+
+    found = workflow.Audit([{"path": "a.jpg", "given_label": "bees", "suggested_label": "wasps", "score": 0.1,
+                             "flagged": True}], [], [{"path": "a.jpg", "label": "bees", "outlier_score": 0.9}] * 3,
+                           tmp_path / "audit")
+    monkeypatch.setattr(workflow, "audit", lambda *args, **kwargs: found)
+    assert main(["audit", str(tmp_path), "--out", str(tmp_path / "audit"), "--top", "0"]) == 0
+    assert "the 3 least typical photos (outliers, highest outlier_score first)" in capsys.readouterr().out

@@ -32,6 +32,7 @@ from .gradcam import gradcam, overlay
 GALLERY_LIMIT = 60  # misclassified photos shown
 GRADCAM_PHOTOS = 6
 THUMB = 200  # px, longest side of a gallery photo
+AGREED_SHOWN = 12  # audit: photos whose given label the model agrees with, least confidently
 
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1100px;padding:16px 24px;color:#1d2330}
@@ -116,11 +117,18 @@ def _audit_section(run: RunDir, root: Path) -> str:
         return (f"<p>No label audit yet. <code>{html.escape(command)}</code> ranks the photos most likely to be "
                 "mislabeled (cleanlab, on out-of-fold predictions) and adds it here.</p>")
     audit = run.read_json("audit/audit.json")
-    top = run.read_csv("audit/label_issues.csv")[:5]
+    top = [r for r in run.read_csv("audit/label_issues.csv") if _disagrees(r)][:5]
     items = "".join(f"<li>{html.escape(r['path'])}: given <b>{html.escape(r['given_label'])}</b>, looks like "
                     f"<b>{html.escape(r['suggested_label'])}</b></li>" for r in top)
+    listed = (f"the most suspicious of those the model would label otherwise:</p><ul>{items}</ul>" if top
+              else "the model would label none of them otherwise.</p>")
     return (f"<p><a href='audit/audit.html'>The label audit</a> flags {audit['flagged']} of {audit['photos']} "
-            f"photos as likely mislabeled; the most suspicious:</p><ul>{items}</ul>")
+            f"photos as likely mislabeled; {listed}")
+
+
+def _disagrees(suspect: dict[str, Any]) -> bool:
+    """Whether the out-of-fold model picks another label than the photo's given one."""
+    return suspect["suggested_label"] != suspect["given_label"]
 
 
 def _interval_tile(test: dict[str, Any]) -> list[tuple[str, str]]:
@@ -324,8 +332,9 @@ def data_uri(data: bytes, kind: str) -> str:
 
 def write_audit_page(root: Path, suspects: list[dict[str, Any]], conflicts: list[list[dict[str, Any]]],
                      outliers: list[dict[str, Any]], path: Path, *, shown: int = 60) -> Path:
-    """audit.html: the most suspicious photos with their given and suggested labels, the
-    duplicate groups whose photos carry different labels, and the least typical photos."""
+    """audit.html: the photos the out-of-fold model labels otherwise, then those it agrees with
+    least confidently; the duplicate groups whose photos carry different labels; and the least
+    typical photos."""
     def figure(row: dict[str, Any], caption: str) -> str:
         photo = thumbnail(root, row["path"])
         image = (f"<img alt='{html.escape(row['path'])}' src='{photo}'>" if photo
@@ -334,18 +343,26 @@ def write_audit_page(root: Path, suspects: list[dict[str, Any]], conflicts: list
                 f"{html.escape(row['path'])}</figcaption></figure>")
 
     flagged = sum(1 for s in suspects if s["flagged"])
+    mislabeled = [s for s in suspects if _disagrees(s)]
+    agreed = [s for s in suspects if not _disagrees(s)][:AGREED_SHOWN]
     parts = [f"<h1>Label audit: {html.escape(str(root))}</h1>",
-             f"<p>{len(suspects)} photos; cleanlab flags {flagged} as likely mislabeled. Most suspicious first "
+             f"<p>{len(suspects)} photos; cleanlab flags {flagged} as likely mislabeled, and the model that never "
+             f"saw a photo picks another label than the given one for {len(mislabeled)}. Most suspicious first "
              "(score: the out-of-fold probability of the given label). Nothing in the folder was changed.</p>",
-             "<h2>Likely mislabeled</h2><div class=gallery>"]
+             f"<h2>Likely mislabeled: the model picks another label ({len(mislabeled)})</h2><div class=gallery>"]
     parts += [figure(s, f"given <b>{html.escape(s['given_label'])}</b>, looks like "
-                        f"<b>{html.escape(s['suggested_label'])}</b> ({s['score']:.2f})") for s in suspects[:shown]]
+                        f"<b>{html.escape(s['suggested_label'])}</b> ({s['score']:.2f})") for s in mislabeled[:shown]]
+    parts += ["</div>", "<h2>Least confident of the rest: the model agrees with the given label</h2>"
+              "<div class=gallery>"]
+    parts += [figure(s, f"given <b>{html.escape(s['given_label'])}</b>, the model agrees ({s['score']:.2f})")
+              for s in agreed]
     parts += ["</div>", f"<h2>Duplicates with different labels ({len(conflicts)} groups)</h2>"]
     for group in conflicts[:20]:
         parts += ["<div class=gallery>"] + [figure(r, f"labelled <b>{html.escape(r['label'])}</b>") for r in group] \
             + ["</div>"]
-    parts += ["<h2>Least typical photos (outliers)</h2><div class=gallery>"]
-    parts += [figure(o, f"{html.escape(o['label'])}, outlier score {o['score']:.3f}") for o in outliers]
+    parts += [f"<h2>Least typical photos: the {len(outliers)} farthest from the rest (highest outlier score first)</h2>"
+              "<div class=gallery>"]
+    parts += [figure(o, f"{html.escape(o['label'])}, outlier score {o['outlier_score']:.3f}") for o in outliers]
     parts += ["</div>"]
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, page(f"photoclass label audit: {root.name}", "\n".join(parts)))

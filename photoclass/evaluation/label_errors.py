@@ -63,8 +63,9 @@ def rank_label_errors(labels: np.ndarray, probabilities: np.ndarray) -> list[Sus
 
 
 def outlier_scores(features: np.ndarray) -> np.ndarray:
-    """cleanlab's out-of-distribution score per photo from its features (low: unlike the rest)."""
+    """An outlier score per photo from its features, 0 to 1: higher is farther from the rest, as
+    predict's `outlier_score` (one minus cleanlab's out-of-distribution score, where low is unusual)."""
     from cleanlab.outlier import OutOfDistribution
 
     with contextlib.redirect_stdout(io.StringIO()):  # it announces its fitting on stdout
-        return OutOfDistribution().fit_score(features=features.astype(np.float32))
+        return 1.0 - OutOfDistribution().fit_score(features=features.astype(np.float32))

@@ -35,7 +35,7 @@ OUTLIERS_SHOWN = 12
 class Audit:
     suspects: list[dict[str, Any]]  # every photo, most suspicious first
     conflicts: list[list[dict[str, Any]]]  # duplicate groups whose photos carry different labels
-    outliers: list[dict[str, Any]]
+    outliers: list[dict[str, Any]]  # the least typical photos, highest outlier_score first
     out: Path
 
     @property
@@ -80,8 +80,8 @@ def audit(data: str | os.PathLike, *, out: str | os.PathLike = "audit", model: s
     suspects = [{"path": rows[s.index].path, "given_label": classes[s.given], "suggested_label": classes[s.suggested],
                  "score": s.score, "flagged": s.flagged} for s in rank_label_errors(dataset.labels, probabilities)]
     scores = outlier_scores(features)
-    outliers = [{"path": rows[i].path, "label": rows[i].label, "score": round(float(scores[i]), 6)}
-                for i in np.argsort(scores, kind="stable")[:OUTLIERS_SHOWN]]
+    outliers = [{"path": rows[i].path, "label": rows[i].label, "outlier_score": round(float(scores[i]), 6)}
+                for i in np.argsort(-scores, kind="stable")[:OUTLIERS_SHOWN]]  # farthest first, as predict's
     result = Audit(suspects, _conflicting_groups(dataset), outliers, out)
     _write(result, dataset.root)
     return result
