@@ -11,6 +11,7 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
+from tqdm import tqdm
 
 from ..core.errors import PhotoclassError
 
@@ -25,11 +26,11 @@ class Suspect:
 
 
 def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, *,
-                              folds: int = 5, seed: int = 0) -> np.ndarray:
+                              folds: int = 5, seed: int = 0, progress: bool | None = False) -> np.ndarray:
     """(N, C) probabilities, each from a logistic regression fitted on the other folds.
 
     Folds are stratified by label and keep duplicate groups whole. Features are centred and
-    scaled with the training folds' statistics."""
+    scaled with the training folds' statistics. `progress=None` shows a bar only on a terminal."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedGroupKFold
     from sklearn.pipeline import make_pipeline
@@ -43,7 +44,8 @@ def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, groups: 
                               f"{smallest}. HINT: add photos to it.")
     probabilities = np.zeros((len(labels), classes))
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for train, held_out in splitter.split(features, labels, groups):
+    for train, held_out in tqdm(splitter.split(features, labels, groups), total=folds, desc="folds", unit="fold",
+                                leave=False, disable=None if progress is None else not progress):
         model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
         model.fit(features[train], labels[train])
         probabilities[np.ix_(held_out, model.classes_)] = model.predict_proba(features[held_out])

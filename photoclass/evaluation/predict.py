@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from ..core.device import autocast
 from ..data.loader import BatchLoader
@@ -10,16 +11,19 @@ from ..data.loader import BatchLoader
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, loader: BatchLoader, *, precision: str = "fp32",
-                   flip_average: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                   flip_average: bool = False, progress: bool | None = False,
+                   desc: str = "predict") -> tuple[torch.Tensor, torch.Tensor]:
     """(N, C) float32 logits and (N,) labels on the CPU, in loader order (no shuffling, no
     augmentation); the model runs where the loader's batches are, in `precision`.
 
     With `flip_average` (test-time augmentation), each photo is also predicted mirrored and
-    the logits returned are the log of the two probabilities' mean.
+    the logits returned are the log of the two probabilities' mean. `progress=None` shows a bar
+    only on a terminal; False (validation inside training) never.
     """
     model.eval()
     logits, labels = [], []
-    for x, y in loader.batches():
+    for x, y in tqdm(loader.batches(), total=len(loader), desc=desc, unit="batch", leave=False,
+                     disable=None if progress is None else not progress):
         with autocast(x.device, precision):
             out = model(x).float()
             if flip_average:

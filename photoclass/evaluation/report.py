@@ -25,12 +25,14 @@ MAX_MISCLASSIFIED = 60
 
 def evaluate_dataset(net: nn.Module, dataset: PreparedDataset, spec: InputSpec, config, *,
                      loaders: dict[str, BatchLoader] | None = None,
-                     full_model: nn.Module | None = None, temperature: float | None = None) -> dict[str, Any]:
+                     full_model: nn.Module | None = None, temperature: float | None = None,
+                     progress: bool | None = False) -> dict[str, Any]:
     """Test metrics, train and val loss/accuracy, the generalization gap, misclassified photos.
 
     `loaders` may hold cached features for `net`; with `config.tta` the test photos go
     through `full_model` (default `net`) as pixels, as they are and mirrored. `temperature`
     None fits one on the validation split (1.0 without one); it is returned with the rest.
+    `progress` (None: on a terminal) shows a bar for each split.
     """
     def loader(split: str, pixels: bool = False) -> BatchLoader:
         if loaders and split in loaders and not pixels:
@@ -43,9 +45,10 @@ def evaluate_dataset(net: nn.Module, dataset: PreparedDataset, spec: InputSpec, 
     for name, split in (("train", "train_eval"), ("val", "val"), ("test", "test")):
         if name == "test" and config.tta:
             logits, labels = predict_logits(full_model or net, loader(split, pixels=True), precision=config.precision,
-                                            flip_average=True)
+                                            flip_average=True, progress=progress, desc=f"{name} photos")
         else:
-            logits, labels = predict_logits(net, loader(split), precision=config.precision)
+            logits, labels = predict_logits(net, loader(split), precision=config.precision, progress=progress,
+                                            desc=f"{name} photos")
         if name == "val" and temperature is None:
             temperature = fit_temperature(logits, labels) if len(dataset.indices("val")) else 1.0
         if name == "test":
@@ -133,12 +136,13 @@ def augmentation_preview(dataset: PreparedDataset, augment: str, path: Path, *, 
 
 
 def evaluate_all(net, dataset: PreparedDataset, spec: InputSpec, config, classes: list[str], *,
-                 temperature: float = 1.0) -> dict:
+                 temperature: float = 1.0, progress: bool | None = False) -> dict:
     """Every usable photo of `dataset` is a test photo; labels mapped onto the model's classes."""
     labels = np.array([classes.index(dataset.classes[i]) for i in dataset.labels])
     loader = BatchLoader(dataset.images, labels, np.arange(len(dataset)), batch_size=config.batch_size,
                          mean=spec.mean, std=spec.std, device=_device_of(net))
-    logits, y = predict_logits(net, loader, precision=config.precision, flip_average=config.tta)
+    logits, y = predict_logits(net, loader, precision=config.precision, flip_average=config.tta, progress=progress,
+                               desc="evaluate")
     return {"test": classification_report(logits, y, classes, top_k=config.top_k, temperature=temperature)}
 
 

@@ -133,7 +133,8 @@ def export(run: str | os.PathLike, format: str = "onnx", *, int8: bool = False, 
     if announce is not None:
         announce()
     photos = verify.run_photos(run, reference.size, progress=progress)
-    calibration = verify.run_photos(run, reference.size, "train", limit=CALIBRATION_PHOTOS).pixels if int8 else None
+    calibration = (verify.run_photos(run, reference.size, "train", limit=CALIBRATION_PHOTOS, progress=progress).pixels
+                   if int8 else None)
     with tempfile.TemporaryDirectory(prefix=".photoclass-export-", dir=out.parent) as tmp:
         fp32 = Path(tmp) / "model.onnx"
         if format != "litert":  # LiteRT converts from PyTorch itself
@@ -157,7 +158,7 @@ def export(run: str | os.PathLike, format: str = "onnx", *, int8: bool = False, 
 
             made = litert_engine.convert(run, Path(tmp) / "made.tflite", calibration)
             candidate = litert_engine.LiteRtPredictor(made)
-        found = verify.compare(reference, candidate, photos, fp32=precision == "fp32")
+        found = verify.compare(reference, candidate, photos, fp32=precision == "fp32", progress=progress)
         found.update(format=format, int8=int8, precision=precision, engine=candidate.engine)
         if not found["kept"]:
             kind = {"int8": " INT8", "bf16": " bf16"}.get(precision, "")

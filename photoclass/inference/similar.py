@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from ..core.errors import PhotoclassError
 from ..runs.rundir import RunDir
@@ -88,14 +89,17 @@ def format_similar(found: list[Similar]) -> str:
     return "\n".join(lines)
 
 
-def write_similar_page(run: str | os.PathLike, found: list[Similar], out: str | os.PathLike) -> Path:
-    """An HTML page: each photo beside thumbnails of its nearest training photos."""
+def write_similar_page(run: str | os.PathLike, found: list[Similar], out: str | os.PathLike, *,
+                       progress: bool | None = None) -> Path:
+    """An HTML page: each photo beside thumbnails of its nearest training photos, each decoded
+    again; `progress=None` shows a bar only on a terminal."""
     from ..core.atomic import write_text_atomic
     from ..evaluation.html_report import page, thumbnail
 
     root = Path(RunDir(run).read_json("config.json")["data"])  # array data: the array file
     blocks = []
-    for s in found:
+    for s in tqdm(found, desc="similar page", unit="photo", leave=False,
+                  disable=None if progress is None else not progress):
         p = s.prediction
         if p.error:
             blocks.append(f"<p>{html.escape(p.path)}: skipped, {html.escape(p.error)}</p>")

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from tqdm import tqdm
 
 from ..config import PrepareConfig
 from ..core.errors import PhotoclassError
@@ -53,12 +54,14 @@ def run_photos(run: RunDir, size: int, split: str = "test", *, limit: int | None
 
 
 def compare(reference: BasePredictor, candidate: BasePredictor, photos: Photos, *, fp32: bool,
-            tolerance: float = FP32_TOLERANCE, batch_size: int = 16) -> dict:
+            tolerance: float = FP32_TOLERANCE, batch_size: int = 16, progress: bool | None = False) -> dict:
     """How `candidate` agrees with `reference` on `photos`; "kept" says whether it passes, and
-    "why_not" why it does not."""
+    "why_not" why it does not. `progress=None` shows a bar only on a terminal."""
     want, got, seconds, seconds_torch = [], [], 0.0, 0.0
     reference.outputs(photos.pixels[:batch_size]), candidate.outputs(photos.pixels[:batch_size])  # warm-up, untimed
-    for start in range(0, len(photos.pixels), batch_size):  # the two alternate: both see the same machine
+    # the two alternate: both see the same machine
+    for start in tqdm(range(0, len(photos.pixels), batch_size), desc="check", unit="batch", leave=False,
+                      disable=None if progress is None else not progress):
         batch = photos.pixels[start:start + batch_size]
         started = time.perf_counter()
         want.append(reference.outputs(batch))

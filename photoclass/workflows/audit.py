@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from ..config import PrepareConfig, TrainConfig
 from ..core.atomic import check_writable, write_text_atomic
@@ -74,12 +75,16 @@ def audit(data: str | os.PathLike, *, out: str | os.PathLike = "audit", model: s
     precision = resolve_precision("auto", where, stage="features")
     features = extract_features(lowered(encode, precision, where), loader, desc="features", progress=progress,
                                 precision=precision).cpu().numpy()
-    probabilities = out_of_fold_probabilities(features, dataset.labels, dataset.groups, folds=folds, seed=seed)
+    probabilities = out_of_fold_probabilities(features, dataset.labels, dataset.groups, folds=folds, seed=seed,
+                                              progress=progress)
 
     rows, classes = dataset.usable, dataset.classes
     suspects = [{"path": rows[s.index].path, "given_label": classes[s.given], "suggested_label": classes[s.suggested],
                  "score": s.score, "flagged": s.flagged} for s in rank_label_errors(dataset.labels, probabilities)]
-    scores = outlier_scores(features)
+    with tqdm(total=1, desc="outlier scores", unit="step", leave=False,  # one call: half a minute for 12,000 photos
+              disable=None if progress is None else not progress) as bar:
+        scores = outlier_scores(features)
+        bar.update()
     outliers = [{"path": rows[i].path, "label": rows[i].label, "outlier_score": round(float(scores[i]), 6)}
                 for i in np.argsort(-scores, kind="stable")[:OUTLIERS_SHOWN]]  # farthest first, as predict's
     result = Audit(suspects, _conflicting_groups(dataset), outliers, out)

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from ..config import PrepareConfig, TrainConfig
 from ..core.device import resolve_device, resolve_precision
 from ..core.errors import PhotoclassError
@@ -42,7 +44,8 @@ def evaluate_run(run_path: str | os.PathLike, data: str | os.PathLike | None = N
             raise PhotoclassError(f"The run's data folder now has classes {dataset.classes}, "
                                   f"but the model was trained on {meta['classes']}. HINT: evaluate on a folder of "
                                   "the model's classes with --data DIR, or train a new run on the folder as it is.")
-        evaluation = evaluate_dataset(net, dataset, spec, config, temperature=meta.get("temperature", 1.0))
+        evaluation = evaluate_dataset(net, dataset, spec, config, temperature=meta.get("temperature", 1.0),
+                                      progress=progress)
         name = "test"
     else:
         dataset = prepare(data, image_size=spec.size, val_size=0.0, test_size=0.0, progress=progress, pixels=False)
@@ -51,7 +54,8 @@ def evaluate_run(run_path: str | os.PathLike, data: str | os.PathLike | None = N
             raise PhotoclassError(f"{data} has classes the model does not know: {unknown}. "
                                   f"The model knows {meta['classes']}. HINT: evaluate on photos of those classes "
                                   "only, e.g. a copy of the folder without the others.")
-        evaluation = evaluate_all(net, dataset, spec, config, meta["classes"], temperature=meta.get("temperature", 1.0))
+        evaluation = evaluate_all(net, dataset, spec, config, meta["classes"], temperature=meta.get("temperature", 1.0),
+                                  progress=progress)
         name = f"data-{Path(data).resolve().name}"
     out = run.path / "evaluations"
     out.mkdir(exist_ok=True)
@@ -90,13 +94,16 @@ def evaluate_outsiders(run_path: str | os.PathLike, outsiders: str | os.PathLike
     dataset = prepare(run.data_source(), config=prep, progress=progress, pixels=False)
     test = dataset.indices("test")
     scores, right = [], []
-    for start in range(0, len(test), predictor.batch_size):
-        chosen = test[start:start + predictor.batch_size]
-        rows = predictor.predict_pixels(np.stack([dataset.images[i] for i in chosen]))
-        for i, row in zip(chosen, rows):
-            p, score, _ = predictor.read_row(row)
-            scores.append(score)
-            right.append(meta["classes"][int(np.argmax(p))] == dataset.classes[dataset.labels[i]])
+    with tqdm(total=len(test), desc="test photos", unit="img", leave=False,
+              disable=None if progress is None else not progress) as bar:
+        for start in range(0, len(test), predictor.batch_size):
+            chosen = test[start:start + predictor.batch_size]
+            rows = predictor.predict_pixels(np.stack([dataset.images[i] for i in chosen]))  # decoded as read
+            for i, row in zip(chosen, rows):
+                p, score, _ = predictor.read_row(row)
+                scores.append(score)
+                right.append(meta["classes"][int(np.argmax(p))] == dataset.classes[dataset.labels[i]])
+            bar.update(len(chosen))
     inside, outside = np.asarray(scores), np.asarray([p.outlier_score for p in found])
     right = np.asarray(right, dtype=bool)
     threshold = predictor.threshold
