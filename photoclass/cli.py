@@ -262,7 +262,8 @@ def cmd_sweep(args) -> int:
         best = study.best_trial
         print(f"best: trial {best.number}, val accuracy {best.value:.4f}, test accuracy "
               f"{best.user_attrs.get('test_accuracy', float('nan')):.4f}, run {best.user_attrs['run']}")
-        print(f"  {best.params}")
+        rest = " (the other searched options at train's defaults)" if best.user_attrs.get("defaults") else ""
+        print(f"  {best.params}{rest}")
     return 0
 
 

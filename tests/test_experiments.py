@@ -196,6 +196,51 @@ def test_a_bad_search_space_is_a_clear_error(tmp_path):
     assert result.returncode == 2 and "low and high" in result.stderr
 
 
+def stand_in_sweep(tmp_path, **options):
+    """A sweep whose `train` only records its options and warns as train does for a CPU's
+    frozen features (lbfgs); returns (each trial's options, the NOTEs, the study)."""
+    import warnings
+
+    pytest.importorskip("optuna", reason="the sweep extra is not installed")
+    from photoclass.config import TrainConfig
+    from photoclass.core.errors import UnusedOptionWarning
+    from photoclass.experiments.sweep import sweep
+    from photoclass.workflows.train import _warn_unused
+
+    calls = []
+
+    def train(data, *, out, on_epoch, track, progress, verbose, **given):
+        calls.append(given)
+        _warn_unused(TrainConfig(strategy="features"), set(given))
+        out.mkdir(parents=True)
+        (out / "test.json").write_text(json.dumps({"val": {"accuracy": 0.5, "count": 4}}))
+        return type("Result", (), {"test": {"accuracy": 0.5}})
+
+    (tmp_path / "data").mkdir(exist_ok=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        study = sweep(tmp_path / "data", train=train, trials=3, out=tmp_path / "runs", verbose=False, **options)
+    return calls, [str(w.message) for w in caught if w.category is UnusedOptionWarning], study
+
+
+def test_a_sweep_first_tries_the_default_model_and_notes_no_option_it_chose_itself(tmp_path):
+    from photoclass.config import TrainConfig
+
+    calls, notes, study = stand_in_sweep(tmp_path)
+    assert calls[0] == {"model": TrainConfig.model}  # train's defaults: the baseline to beat
+    assert study.trials[0].params == {"model": TrainConfig.model} and study.trials[0].user_attrs["defaults"]
+    assert all("lr" in c for c in calls[1:]) and notes == []  # epochs, lr, dropout, augment: the sweep's values
+
+
+def test_a_sweep_notes_the_options_the_user_gave_and_keeps_the_defaults_trial_in_the_space(tmp_path):
+    space = {"model": ["compact-cnn"], "lr": {"low": 1e-4, "high": 1e-2, "log": True}, "epochs": 5}
+    calls, notes, _ = stand_in_sweep(tmp_path, space=space, dropout=0.2, study="a")
+    assert all(c["model"] == "compact-cnn" and "lr" in c for c in calls)  # no default model outside the space
+    assert {n.split("`")[1] for n in notes} == {"dropout", "epochs"}  # given on the command line or in the space
+    calls, _, _ = stand_in_sweep(tmp_path, space={"lr": space["lr"]}, model="compact-cnn", study="b")
+    assert calls[0] == {"model": "compact-cnn"} and "lr" in calls[1]  # the given model, lr at its default first
+
+
 @pytest.fixture(scope="module")
 def reported_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("report")

@@ -6,26 +6,30 @@ A search space maps option names to a list of choices, a range, or a fixed value
      "augment": ["light", "default", "strong"], "dropout": {"low": 0.1, "high": 0.5},
      "batch_size": [16, 32, 64], "image_size": [96, 128, 160], "epochs": 15}
 
-Trials maximize validation accuracy; the test split is left for the leaderboard.
+Trials maximize validation accuracy; the test split is left for the leaderboard. A new
+study's first trial is `train`'s default model and strategy with every searched option at its
+default: the baseline the search has to beat.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+import re
 import time
+import warnings
 import tomllib
 from pathlib import Path
 from typing import Any
 from collections.abc import Callable
 
 from ..config import PrepareConfig, TrainConfig, check_int
-from ..core.errors import PhotoclassError
+from ..core.errors import PhotoclassError, UnusedOptionWarning
 from ..data.outside import check_outside
 from ..models.registry import model_info
 
 DEFAULT_SPACE: dict[str, Any] = {
-    "model": ["compact-cnn", "seed-baseline", "efficientnet-lite0-ms"],
+    "model": [TrainConfig.model, "compact-cnn", "seed-baseline", "efficientnet-lite0-ms"],
     "lr": {"low": 1e-4, "high": 3e-3, "log": True},
     "augment": ["light", "default", "strong"],
     "dropout": {"low": 0.1, "high": 0.5},
@@ -33,6 +37,7 @@ DEFAULT_SPACE: dict[str, Any] = {
     "image_size": [96, 128, 160],
     "epochs": 20,
 }
+DEFAULT_TRIAL = ("model", "strategy")  # the defaults trial's only searched options: at train's defaults
 
 
 def load_space(space: str | os.PathLike | dict[str, Any] | None) -> dict[str, Any]:
@@ -91,6 +96,25 @@ def _read_space(path: Path) -> dict[str, Any]:
     return values
 
 
+def _defaults_trial(space: dict[str, Any]) -> dict[str, Any] | None:
+    """The params that make a trial `train`'s default model and strategy; None when the space
+    searches other choices only."""
+    params = {}
+    for name in DEFAULT_TRIAL:
+        spec, default = space.get(name), getattr(TrainConfig, name)
+        if isinstance(spec, list):
+            if default not in spec:
+                return None
+            params[name] = default
+    return params
+
+
+def _chosen_by_the_sweep(space: dict[str, Any], given_space: bool) -> list[str]:
+    """The options whose values the sweep sets itself: the searched ones, and the fixed values
+    of the default space (a space file's fixed values are the user's)."""
+    return [name for name, spec in space.items() if isinstance(spec, (list, dict)) or not given_space]
+
+
 def suggest(trial, space: dict[str, Any]) -> dict[str, Any]:
     """The options of one trial; a fixed-size model gets no image_size."""
     options: dict[str, Any] = {}
@@ -119,14 +143,16 @@ def sweep(data: str | os.PathLike, *, train: Callable[..., Any], trials: int = 2
     Runs go to OUT/<study>/trial-NNN. `storage` is any Optuna RDB URL, or `journal:PATH` for
     Optuna's journal file (for machines that share a file system but no database server);
     by default sqlite:///OUT/sweeps.db, so a sweep can be resumed or inspected later.
-    Several machines sharing one storage and study name work on the same sweep.
+    Several machines sharing one storage and study name work on the same sweep. A new study's
+    first trial is `train`'s default model and strategy, the other searched options at their
+    defaults too, where the space offers them.
     """
     import optuna
 
     check_int("trials", trials, 1, 100_000)
     if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
         raise PhotoclassError(f"`timeout` must be a positive number of seconds. Received: timeout={timeout!r}")
-    space = load_space(space)
+    given_space, space = space is not None, load_space(space)
     searched = sorted(k for k in fixed if isinstance(space.get(k), (list, dict)))
     if searched:
         raise PhotoclassError(f"Options {searched} are both searched and fixed. HINT: drop them from the "
@@ -145,9 +171,14 @@ def sweep(data: str | os.PathLike, *, train: Callable[..., Any], trials: int = 2
         study_name=name, storage=storage, load_if_exists=True, direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2))
+    defaults = _defaults_trial(space)
+    if defaults is not None and not the_study.trials:  # a new study
+        the_study.enqueue_trial(defaults, user_attrs={"defaults": True})
+    chosen = _chosen_by_the_sweep(space, given_space)
+    at_defaults = {k: v for k, v in space.items() if k in DEFAULT_TRIAL or k not in chosen}
 
     def objective(trial) -> float:
-        options = {**fixed, **suggest(trial, space)}
+        options = {**fixed, **suggest(trial, at_defaults if trial.user_attrs.get("defaults") else space)}
         run = out / name / f"trial-{trial.number:03d}"
         trial.set_user_attr("run", str(run))
 
@@ -170,8 +201,12 @@ def sweep(data: str | os.PathLike, *, train: Callable[..., Any], trials: int = 2
         if verbose:
             state = trial.state.name.lower()
             value = f"val acc {trial.value:.4f}" if trial.value is not None else trial.user_attrs.get("error", "")
-            print(f"trial {trial.number:>3} {state:<8} {value:<14} {trial.params}", flush=True)
+            rest = " (the other searched options at train's defaults)" if trial.user_attrs.get("defaults") else ""
+            print(f"trial {trial.number:>3} {state:<8} {value:<14} {trial.params}{rest}", flush=True)
 
-    the_study.optimize(objective, n_trials=trials, timeout=timeout, callbacks=[announce],
-                       catch=(PhotoclassError,))
+    with warnings.catch_warnings():  # a NOTE that an option has no effect is for the options the user gave
+        for option in chosen:
+            warnings.filterwarnings("ignore", message=f"`{re.escape(option)}` ", category=UnusedOptionWarning)
+        the_study.optimize(objective, n_trials=trials, timeout=timeout, callbacks=[announce],
+                           catch=(PhotoclassError,))
     return the_study
