@@ -439,3 +439,16 @@ def test_runs_select_and_compare_on_two_real_data_folders(tmp_path):
     page = (tmp_path / "compare.html").read_text()
     assert "<b>NOTE:</b>" in page and "Selected on ants-bees:" in page and "Selected on flowers" not in page
     assert page.count("class=win") == 1
+
+
+@pytest.mark.parametrize("count, says", [(1, "1 odd file converted"), (2, "2 odd files converted")])
+def test_the_reports_data_facts_count_one_in_the_singular(count, says):
+    from photoclass.evaluation.html_report import _data_section
+
+    rows = [{"path": f"a{i}.jpg", "status": "ok", "label": "a", "split": "train", "group": "g", "reason": ""}
+            for i in range(2)] + [{"path": "b.jpg", "status": "skipped", "label": "", "split": "", "group": "",
+                                   "reason": "truncated"}]
+    facts = _data_section({"converted": count, "leaks": {"naive_split_test_with_twin_in_train": 1}}, rows, ["a"])
+    assert says in facts and "2 usable photos, 1 skipped" in facts
+    assert "1 group of duplicate or near-duplicate photos (2 photos)" in facts
+    assert "would have put 1 test photo beside" in facts

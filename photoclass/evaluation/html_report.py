@@ -155,19 +155,25 @@ def _data_section(summary: dict[str, Any] | None, rows: list[dict[str, str]], cl
         if r["status"] == "ok":
             groups[r["group"]] = groups.get(r["group"], 0) + 1
     shared = [n for n in groups.values() if n > 1]
-    facts = [f"{sum(r['status'] == 'ok' for r in rows)} usable photos, {len(skipped)} skipped",
-             f"{len(shared)} groups of duplicate or near-duplicate photos ({sum(shared)} photos), "
-             "each kept within one split"]
-    if summary and summary.get("leaks", {}).get("naive_split_test_with_twin_in_train") is not None:
-        facts.append(f"a naive split would have put {summary['leaks']['naive_split_test_with_twin_in_train']} "
-                     "test photos beside a near-twin in training")
+    usable = sum(r["status"] == "ok" for r in rows)
+    facts = [f"{counted(usable, 'usable photo')}, {len(skipped)} skipped",
+             f"{counted(len(shared), 'group')} of duplicate or near-duplicate photos "
+             f"({counted(sum(shared), 'photo')}), each kept within one split"]
+    leaked = summary.get("leaks", {}).get("naive_split_test_with_twin_in_train") if summary else None
+    if leaked is not None:
+        facts.append(f"a naive split would have put {counted(leaked, 'test photo')} beside a near-twin in training")
     if summary and summary.get("converted"):
-        facts.append(f"{summary['converted']} odd files converted (e.g. PNG named .jpg, grayscale)")
+        facts.append(f"{counted(summary['converted'], 'odd file')} converted (e.g. PNG named .jpg, grayscale)")
     out = table + "<ul>" + "".join(f"<li>{html.escape(f)}</li>" for f in facts) + "</ul>"
     if skipped:
         out += "<details><summary>skipped files</summary><ul>" + "".join(
             f"<li>{html.escape(r['path'])}: {html.escape(r['reason'])}</li>" for r in skipped[:200]) + "</ul></details>"
     return out
+
+
+def counted(count: int, noun: str) -> str:
+    """'1 photo', '2 photos': the count and the noun, plural unless the count is one."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _per_class_table(test: dict[str, Any]) -> str:
