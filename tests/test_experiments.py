@@ -452,3 +452,26 @@ def test_the_reports_data_facts_count_one_in_the_singular(count, says):
     assert says in facts and "2 usable photos, 1 skipped" in facts
     assert "1 group of duplicate or near-duplicate photos (2 photos)" in facts
     assert "would have put 1 test photo beside" in facts
+
+
+def test_image_grid_captions_are_wrapped_to_fit_their_tiles(tmp_path, monkeypatch):
+    from itertools import combinations
+
+    import numpy as np
+
+    from photoclass.evaluation import plots
+
+    kept = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: kept.append(fig))
+    captions = ["golden_retriever -> labrador_retriever (0.61)", "cumulonimbus_clouds -> partly_cloudy_sky (0.55)",
+                "photos_of_the_eiffel_tower_at_night_in_winter -> tokyo_tower_on_a_summer_evening (0.71)", "rain -> shine (0.99)"]
+    plots.image_grid([np.zeros((64, 64, 3), np.uint8)] * 4, captions, tmp_path / "grid.png", columns=4, title="t")
+    fig = kept[0]
+    fig.canvas.draw()
+    titles = [ax.title for ax in fig.axes if ax.get_title()]
+    boxes = [t.get_window_extent() for t in titles]
+    plots._pyplot().close(fig)
+    assert not any(a.overlaps(b) for a, b in combinations(boxes, 2))  # side by side, not over each other
+    lines = [t.get_text().splitlines() for t in titles]
+    assert all(len(line) <= plots.CAPTION_CHARS for caption in lines for line in caption)
+    assert lines[2][-1].startswith("...") and lines[2][-1].endswith("(0.71)")  # the confidence kept

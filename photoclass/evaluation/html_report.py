@@ -43,7 +43,7 @@ table{border-collapse:collapse;margin:6px 0}td,th{padding:3px 10px;border-bottom
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}tr.win{background:#e8f6e8}
 img.plot{max-width:100%}.gallery{display:flex;flex-wrap:wrap;gap:10px}
 figure{margin:0;width:210px}figure img{max-width:200px;max-height:200px;display:block}
-figcaption{font-size:12px;color:#334}.explained{display:flex;gap:8px;background:#f7f8fb;padding:6px;border-radius:6px}
+figcaption{font-size:12px;color:#334;overflow-wrap:anywhere}.explained{display:flex;gap:8px;background:#f7f8fb;padding:6px;border-radius:6px}
 figure.near{width:100px}figure.near img{max-width:96px;max-height:96px}.missing{width:200px;height:120px;background:#eee;display:flex;
 align-items:center;justify-content:center;color:#888}.cols{display:flex;gap:24px;flex-wrap:wrap;align-items:flex-start}
 """

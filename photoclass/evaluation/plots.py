@@ -1,6 +1,7 @@
 """PNG plots for a run: learning curves, confusion matrix, image grids."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 from collections.abc import Sequence
@@ -86,18 +87,32 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], classes: list[str], path: 
     _save(fig, path)
 
 
+CAPTION_CHARS = 26  # a line of 8-pt caption text that fits a 2.2-in tile without reaching the next
+CAPTION_LINES = 3
+
+
+def fit_caption(caption: str, chars: int = CAPTION_CHARS, lines: int = CAPTION_LINES) -> str:
+    """`caption` wrapped to lines of at most `chars` characters; past `lines` lines its middle
+    gives way to '...', so that its end (a confidence, say) stays."""
+    wrapped = textwrap.wrap(caption, chars, break_long_words=True, break_on_hyphens=False) or [""]
+    if len(wrapped) > lines:
+        wrapped = wrapped[:lines - 1] + ["..." + caption[-(chars - 3):]]
+    return "\n".join(wrapped)
+
+
 def image_grid(images: Sequence[np.ndarray], captions: Sequence[str], path: Path, *,
                columns: int = 6, title: str = "") -> None:
-    """A grid of (H, W, 3) uint8 images with a caption under each."""
+    """A grid of (H, W, 3) uint8 images with a caption over each, wrapped to fit its tile."""
     plt = _pyplot()
     columns = max(1, min(columns, len(images)))
     rows = max(1, (len(images) + columns - 1) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows), squeeze=False,
+                             layout="constrained")  # room for each caption's lines and the title
     for ax in axes.ravel():
         ax.axis("off")
     for ax, image, caption in zip(axes.ravel(), images, captions):
         ax.imshow(image)
-        ax.set_title(caption, fontsize=8)
+        ax.set_title(fit_caption(caption), fontsize=8)
     if title:
         fig.suptitle(title)
     _save(fig, path)
