@@ -475,3 +475,16 @@ def test_image_grid_captions_are_wrapped_to_fit_their_tiles(tmp_path, monkeypatc
     lines = [t.get_text().splitlines() for t in titles]
     assert all(len(line) <= plots.CAPTION_CHARS for caption in lines for line in caption)
     assert lines[2][-1].startswith("...") and lines[2][-1].endswith("(0.71)")  # the confidence kept
+
+
+def test_the_reports_configuration_shows_an_unset_option_as_default_not_none():
+    import dataclasses
+
+    from photoclass.config import PrepareConfig, TrainConfig
+    from photoclass.evaluation.html_report import _configuration_section
+
+    train = dataclasses.asdict(TrainConfig(strategy="features", dropout=None))  # dropout: unused, and unset
+    table = _configuration_section(train, dataclasses.asdict(PrepareConfig()))
+    assert "None" not in table
+    assert "<td>weights</td><td class=sub title='a timm backbone&#x27;s pretrained weights" in table
+    assert "<td>dropout</td><td class=sub title='dropout rate of the model&#x27;s head (default: the model&#x27;s own)'>default</td>" in table

@@ -5,6 +5,7 @@ Everything is embedded (images as data: URIs), so a page can be mailed or archiv
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
 import os
@@ -17,6 +18,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ..config import PrepareConfig, TrainConfig
 from ..config.applies import unused_in_saved
 from ..core.version import __version__
 from ..data.arrays import load_photo
@@ -222,7 +224,7 @@ def _configuration_section(train: dict[str, Any], prepare: dict[str, Any]) -> st
     out = ("<div class=cols>" + _key_value_table(applied, "training") +
            _key_value_table(prepare, "data preparation") + "</div>")
     if unused:
-        rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(train[k]))}</td>"
+        rows = "".join(f"<tr><td>{html.escape(k)}</td>{_value_cell(k, train[k])}"
                        f"<td>{html.escape(why)}</td></tr>" for k, why in unused.items())
         out += (f"<details id=unused><summary>not used by this strategy ({len(unused)})</summary><table>"
                 f"<tr><th>option</th><th>value</th><th>why</th></tr>{rows}</table></details>")
@@ -230,8 +232,16 @@ def _configuration_section(train: dict[str, Any], prepare: dict[str, Any]) -> st
 
 
 def _key_value_table(values: dict[str, Any], title: str) -> str:
-    body = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in values.items())
+    body = "".join(f"<tr><td>{html.escape(str(k))}</td>{_value_cell(k, v)}</tr>" for k, v in values.items())
     return f"<table><tr><th colspan=2>{html.escape(title)}</th></tr>{body}</table>"
+
+
+def _value_cell(name: str, value: Any) -> str:
+    """An option's value; one left unset reads 'default', what that means in its tooltip."""
+    if value is not None:
+        return f"<td>{html.escape(str(value))}</td>"
+    helps = {f.name: f.metadata.get("help", "") for c in (TrainConfig, PrepareConfig) for f in dataclasses.fields(c)}
+    return f"<td class=sub title='{html.escape(helps.get(name, 'not set'))}'>default</td>"
 
 
 def _gallery(root: Path, wrong: list[dict[str, Any]]) -> str:
