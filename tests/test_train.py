@@ -272,3 +272,15 @@ def test_an_absent_device_is_a_one_line_error_before_any_work(tmp_path):
     with pytest.raises(PhotoclassError, match=r"device='cuda' but this PyTorch .* sees no CUDA GPU.*HINT: --device cpu"):
         train(data, out=tmp_path / "run", device="cuda", cache_dir=tmp_path / "cache", verbose=False)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("rows, solved, says", [(1, True, "one solve"), (11, True, "one solve and 10 epochs"),
+                                                (1, False, "1 epoch,"), (12, False, "12 epochs")])
+def test_a_results_summary_counts_a_one_solve_fit_and_its_epochs_in_words(tmp_path, rows, solved, says):
+    from photoclass.workflows.train import TrainResult
+
+    run = RunDir(tmp_path)
+    if solved:  # a logistic regression fitted on the cached features: the history's first row
+        run.write_json("classifier.json", {"C": 1.0})
+    result = TrainResult(run, {"accuracy": 0.9, "loss": 0.3}, [{"epoch": i + 1} for i in range(rows)], seconds=2.0)
+    assert f"loss 0.3000, {says}" in repr(result) and "1 epochs" not in repr(result)

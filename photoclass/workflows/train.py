@@ -60,7 +60,16 @@ class TrainResult:
         if self.test is None:
             return f"TrainResult({str(self.path)!r}, interrupted)"
         return (f"TrainResult({str(self.path)!r}, test accuracy {self.test['accuracy']:.4f}, "
-                f"loss {self.test['loss']:.4f}, {len(self.history)} epochs, {self.seconds:.1f} s)")
+                f"loss {self.test['loss']:.4f}, {self._fitted()}, {self.seconds:.1f} s)")
+
+    def _fitted(self) -> str:
+        """'one solve' (a logistic regression's), '1 epoch', '12 epochs', 'one solve and 10 epochs' (LP-FT)."""
+        solved = self.run.exists("classifier.json")  # the head's one solve is the history's first row
+        epochs = max(len(self.history) - solved, 0)
+        counted = f"{epochs} epoch" if epochs == 1 else f"{epochs} epochs"
+        if not solved:
+            return counted
+        return f"one solve and {counted}" if epochs else "one solve"
 
     def _repr_html_(self) -> str:
         import html
