@@ -531,7 +531,7 @@ def format_predictions(predictions, fmt: str) -> str:
     for p in predictions:
         if not p.error:
             top = ", ".join(f"{c} {v:.{places}f}" for c, v in p.top)
-            marker = f"  {'yes' if p.unknown else 'no':<7}" if checked else ""
+            marker = f"  {'yes' if p.unknown else 'no':>7}" if checked else ""
             lines.append(f"{p.path:<{width}}  {p.label:<14}{p.confidence:>7.{places}f}{marker}  {top}")
     unknown = sum(p.unknown for p in predictions)
     if unknown:

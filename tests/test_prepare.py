@@ -82,6 +82,7 @@ def test_the_cache_is_reused_whatever_the_output_folder(flat_folder, tmp_path, c
 
 
 def test_cache_lives_under_xdg_cache_home_by_default(flat_folder, tmp_path, monkeypatch):
+    monkeypatch.delenv("PHOTOCLASS_CACHE")  # the suite's own cache, set in conftest
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     data = photoclass.prepare(flat_folder, progress=False)
     assert data.summary["cache"]["dir"] == str(tmp_path / "xdg" / "photoclass")
@@ -166,6 +167,3 @@ def test_the_cache_goes_where_photoclass_cache_says_and_the_suite_never_uses_the
     monkeypatch.setenv("PHOTOCLASS_CACHE", str(tmp_path / "mine"))
     photoclass.prepare(make_flat(tmp_path / "photos"), out=tmp_path / "prepared", progress=False)
     assert any((tmp_path / "mine").iterdir())
-    monkeypatch.delenv("PHOTOCLASS_CACHE")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert default_cache_dir() == tmp_path / "xdg" / "photoclass"
