@@ -88,6 +88,8 @@ def test_the_threshold_reads_the_training_photos_too_when_the_validation_split_i
     both, large = outliers.fit(train, val, groups=np.arange(len(train)))
     assert (small["validated_on"], large["validated_on"]) == (12, 612)
     assert large["reference"].startswith("validation and training") and small["reference"] == "validation photos"
+    alone = outliers.fit(train, val[:0])[1]  # no validation split: the training photos, each left out
+    assert alone["reference"].startswith("training photos, each") and alone["validated_on"] == len(train)
     accepted = float((both.scores(new) <= large["threshold"]).float().mean())
     assert abs(accepted - 0.975) <= 0.015  # 612 photos estimate a 2.5% tail; 12 photos only give their maximum
 

@@ -149,10 +149,11 @@ def fit(train: torch.Tensor, val: torch.Tensor, *, accept: float = 0.975, k: int
     values = torch.cat(reference) if reference else torch.zeros(0)
     threshold = float(torch.quantile(values.double(), accept)) if len(values) else float("inf")
     score.rows = torch.as_tensor(rows, dtype=torch.int64)
+    read = [*(["validation"] if len(val) else []), *(["training"] if groups is not None else [])]
     return score, {"score": "knn_cosine", "k": score.k, "threshold": threshold, "accept": accept,
                    "photos": len(train), "validated_on": int(len(values)),
-                   "reference": "validation and training photos, each training photo left out with its "
-                                "duplicate group" if groups is not None else "validation photos"}
+                   "reference": f"{' and '.join(read)} photos" + (", each training photo left out with its "
+                                                                  "duplicate group" if groups is not None else "")}
 
 
 def bank_rows(n: int, seed: int = 0) -> np.ndarray:
