@@ -4,7 +4,9 @@
     >>> data = photoclass.prepare("photos/", out="prepared/photos")
     >>> data.classes, len(data.indices("test"))
 """
+import importlib
 import os
+from typing import TYPE_CHECKING
 
 from .config import PrepareConfig, TrainConfig
 from .core.errors import PhotoclassError, UnusedOptionWarning
@@ -13,26 +15,38 @@ from .data.dataset import PreparedDataset
 from .data.decode import DecodeError, decode_photo
 from .data.prepare import prepare
 
+# The workflows import torch: they are imported when first used (PEP 562), each name bound to
+# the function itself, so that help() and inspect.signature show its real parameters.
+LAZY = {
+    "train": ("workflows.train", "train"),  # train and evaluate a model
+    "evaluate": ("workflows.evaluate", "evaluate_run"),  # re-evaluate a run, on its test split or a folder
+    "load": ("runs.rundir", "load_model"),  # (model, model.json) of a run's best weights
+    "sweep": ("workflows.sweep", "sweep"),  # an Optuna search over models and options
+    "lr_find": ("workflows.lr_find", "lr_find"),  # the learning-rate range test
+    "audit": ("workflows.audit", "audit"),  # likely mislabeled photos, conflicting duplicates, outliers
+    "report": ("evaluation.html_report", "write_report"),  # (re)write RUN/report.html
+}
+if TYPE_CHECKING:
+    from .evaluation.html_report import write_report as report
+    from .runs.rundir import load_model as load
+    from .workflows.audit import audit
+    from .workflows.evaluate import evaluate_run as evaluate
+    from .workflows.lr_find import lr_find
+    from .workflows.sweep import sweep
+    from .workflows.train import train
 
-def train(*args, **kwargs):
-    """Train and evaluate a model; see `photoclass.workflows.train.train`."""
-    from .workflows.train import train as _train  # torch is imported only when training
 
-    return _train(*args, **kwargs)
-
-
-def evaluate(run, data=None, **kwargs):
-    """Re-evaluate a run; see `photoclass.workflows.evaluate.evaluate_run`."""
-    from .workflows.evaluate import evaluate_run
-
-    return evaluate_run(run, data, **kwargs)
+def __getattr__(name: str):
+    if name not in LAZY:
+        raise AttributeError(f"module 'photoclass' has no attribute {name!r}")
+    module, attribute = LAZY[name]
+    value = getattr(importlib.import_module(f".{module}", __name__), attribute)
+    globals()[name] = value  # looked up once
+    return value
 
 
-def load(run, model=None):
-    """(model, model.json) of a run's best weights; see `photoclass.runs.rundir.load_model`."""
-    from .runs.rundir import load_model
-
-    return load_model(run, model)
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(LAZY))
 
 
 def predict(run, paths, *, top_k: int = 3, tta: bool | None = None, device: str = "auto", progress=None,
@@ -70,34 +84,6 @@ def select(*roots, data=None, tolerance: float = 0.01):
     from .experiments.leaderboard import list_runs, select_run
 
     return select_run(list_runs(*roots, data=data), tolerance=tolerance)
-
-
-def sweep(data, **kwargs):
-    """An Optuna search over models and options; see `photoclass.experiments.sweep.sweep`."""
-    from .workflows.sweep import sweep as _sweep
-
-    return _sweep(data, **kwargs)
-
-
-def lr_find(data, **kwargs):
-    """The learning-rate range test; see `photoclass.workflows.lr_find.lr_find`."""
-    from .workflows.lr_find import lr_find as _lr_find
-
-    return _lr_find(data, **kwargs)
-
-
-def audit(data, **kwargs):
-    """Likely mislabeled photos, conflicting duplicates, outliers; see `photoclass.workflows.audit.audit`."""
-    from .workflows.audit import audit as _audit
-
-    return _audit(data, **kwargs)
-
-
-def report(run):
-    """(Re)write RUN/report.html; returns its path."""
-    from .evaluation.html_report import write_report
-
-    return write_report(run)
 
 
 def compare(runs, out="compare.html", *, tolerance: float = 0.01):

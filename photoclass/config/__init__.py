@@ -263,3 +263,26 @@ def compile_label_regex(label_regex: str | None) -> re.Pattern:
             f"Received: {label_regex!r} with {pattern.groups} groups"
         )
     return pattern
+
+
+def takes_options(*configs: type, exclude: tuple[str, ...] = ()):
+    """Spell a function's `**options` out in its signature: one keyword-only parameter per field
+    of `configs` (the options dataclasses it reads them into; not those in `exclude`), with its
+    default, so that `inspect.signature` and a notebook's help list them. The function itself
+    is unchanged."""
+    import inspect
+
+    def decorate(func):
+        signature = inspect.signature(func)
+        named = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        taken = {p.name for p in named} | set(exclude)
+        for config in configs:
+            for f in dataclasses.fields(config):
+                if f.name not in taken:
+                    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                    named.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                                   annotation=f.type))
+                    taken.add(f.name)
+        func.__signature__ = signature.replace(parameters=named)
+        return func
+    return decorate

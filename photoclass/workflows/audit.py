@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ..config import PrepareConfig, TrainConfig
+from ..config import PrepareConfig, TrainConfig, takes_options
 from ..core.atomic import check_writable, write_text_atomic
 from ..core.device import resolve_device, resolve_precision
 from ..core.errors import PhotoclassError
@@ -48,6 +48,7 @@ class Audit:
                 f"{len(self.conflicts)} conflicting duplicate groups, in {str(self.out)!r})")
 
 
+@takes_options(PrepareConfig, exclude=("image_size",))  # the model's own size is used
 def audit(data: str | os.PathLike, *, out: str | os.PathLike = "audit", model: str = TrainConfig.model,
           folds: int = 5, seed: int = 0, device: str = "auto", progress: bool | None = None,
           **options: Any) -> Audit:

@@ -18,7 +18,7 @@ from ..evaluation.report import evaluate_all, evaluate_dataset
 from ..runs.rundir import RunDir, load_model
 
 
-def evaluate_run(run_path: str | os.PathLike, data: str | os.PathLike | None = None, *,
+def evaluate_run(run: str | os.PathLike, data: str | os.PathLike | None = None, *,
                  progress: bool | None = None, tta: bool | None = None, device: str = "auto",
                  precision: str = "auto") -> dict[str, Any]:
     """Re-evaluate a saved run: on its own test split, or on every photo of another folder.
@@ -26,7 +26,7 @@ def evaluate_run(run_path: str | os.PathLike, data: str | os.PathLike | None = N
     Each evaluation goes to a new file in RUN/evaluations/ (`test.json`, `data-<folder>.json`,
     then `-2`, `-3`, ...): none replaces another, nor the run's own test.json.
     """
-    run = RunDir(run_path)
+    run = RunDir(run)
     config_json = run.read_json("config.json")
     check_outside(run.path / "evaluations", data, run.data_source(), flag="RUN")
     where = resolve_device(device)

@@ -9,7 +9,7 @@ from typing import Any
 
 from torch import nn
 
-from ..config import check_int, check_positive
+from ..config import PrepareConfig, TrainConfig, check_int, check_positive, takes_options
 from ..core import distributed
 from ..core.errors import PhotoclassError
 from ..core.atomic import check_writable
@@ -34,6 +34,7 @@ class LrFinding:
         return f"LrFinding(suggestion={self.suggestion:.2e}, {len(self.rates)} steps, plot={str(self.plot)!r})"
 
 
+@takes_options(TrainConfig, PrepareConfig)
 def lr_find(data: str | os.PathLike, *, model: str | nn.Module | None = None, out: str | os.PathLike = "lr-find.png",
             steps: int = 100, start_lr: float = 1e-7, end_lr: float = 1.0, progress: bool | None = None,
             **options: Any) -> LrFinding:

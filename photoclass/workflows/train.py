@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import AugmentSpec, PrepareConfig, TrainConfig, did_you_mean, parse_augment
+from ..config import AugmentSpec, PrepareConfig, TrainConfig, did_you_mean, parse_augment, takes_options
 from ..config.applies import applied_augment, augment_note, unused_options
 from ..core import distributed
 from ..core.atomic import check_writable, write_text_atomic
@@ -79,6 +79,7 @@ class TrainResult:
         return f"<code>{html.escape(repr(self))}</code>{link}"
 
 
+@takes_options(TrainConfig, PrepareConfig)
 def train(data: str | os.PathLike | None = None, *, model: str | nn.Module | None = None,
           out: str | os.PathLike | None = None, resume: str | os.PathLike | None = None,
           track: bool | str | None = None, on_epoch: Callable[[dict[str, Any]], None] | None = None,
