@@ -28,8 +28,12 @@ browser:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
 	  echo "chromium is not installed: the browser test will be skipped"
 
-# The import contract (pyproject.toml, [tool.importlinter]) is checked before the tests.
+# Style (ruff: pyproject.toml, [tool.ruff]) and the import contract ([tool.importlinter]) are
+# checked before the tests.
+LINTED := photoclass tests benchmarks examples
 lint: $(STAMP)
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
 	$(VENV)/bin/lint-imports
 
 test: $(STAMP) browser lint

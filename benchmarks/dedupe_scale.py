@@ -20,7 +20,7 @@ import tracemalloc
 
 import numpy as np
 
-from photoclass.data.dedupe import MAX_HASH_DISTANCE, MAX_THUMB_DIFFERENCE, find_duplicates
+from photoclass.data.dedupe import find_duplicates
 
 
 GRID, SPREAD = 5, 70  # unrelated pairs then differ about as weather's do: 0.1% of pairs within 25, 1% within 32

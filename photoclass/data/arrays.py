@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import io
 import os
 import pickle
 import re

@@ -107,7 +107,7 @@ def stamp(path: Path, metadata: dict[str, str]) -> None:
     schema = _schema()
     model = schema.ModelT.InitFromPackedBuf(bytearray(Path(path).read_bytes()), 0)
     model.metadata = [m for m in (model.metadata or [])
-                      if not (m.name or b"").decode().removeprefix(PREFIX) in metadata]
+                      if (m.name or b"").decode().removeprefix(PREFIX) not in metadata]
     model.buffers = model.buffers or []
     for key, value in metadata.items():
         buffer = schema.BufferT()
