@@ -7,6 +7,7 @@ PyPI's vulnerability data, falling back to OSV; prints the findings, or says pla
 neither service could be reached (offline machines), and checks the floors pyproject.toml
 pins for known fixes against what is installed.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -30,7 +31,9 @@ def main() -> int:
         except PackageNotFoundError:
             print(f"  {name:<18} not installed (floor {floor})")
             continue
-        print(f"  {name:<18} {have:<14} floor {floor:<8} {'ok' if _tuple(have) >= _tuple(floor) else 'BELOW THE FLOOR'}")
+        print(
+            f"  {name:<18} {have:<14} floor {floor:<8} {'ok' if _tuple(have) >= _tuple(floor) else 'BELOW THE FLOOR'}"
+        )
     tool = shutil.which("pip-audit") or str(Path(sys.executable).with_name("pip-audit"))
     if not Path(tool).exists():
         print("pip-audit is not installed: pip install pip-audit")

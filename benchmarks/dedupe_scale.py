@@ -12,6 +12,7 @@ pair was found, by the banded search that `prepare` uses past 20,000 photos. `--
 times the exact search (each photo against all of similar brightness) on the same
 fingerprints and says whether the groups are the same.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,7 +41,7 @@ def generate(n: int, seed: int = 0, copies_every: int = 50):
         rows = grid[:, lo] * (1 - w)[None, :, None, None] + grid[:, lo + 1] * w[None, :, None, None]
         field = rows[:, :, lo] * (1 - w)[None, None, :, None] + rows[:, :, lo + 1] * w[None, None, :, None]
         field += rng.normal(0, 6, field.shape)
-        thumbs[start:start + m] = field.clip(0, 255).astype(np.uint8).reshape(m, -1)
+        thumbs[start : start + m] = field.clip(0, 255).astype(np.uint8).reshape(m, -1)
     originals = np.arange(0, n - 1, copies_every)
     copies = originals + 1
     flips = rng.integers(0, 64, (len(copies), 6)).astype(np.uint64)
@@ -58,8 +59,10 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--exact", action="store_true", help="also time the exact search, and compare groups")
     args = parser.parse_args()
-    print(f"{'photos':>9} {'method':>18} {'seconds':>8} {'us/photo':>9} {'peak MB':>8} "
-          f"{'groups':>7} {'planted found':>14}")
+    print(
+        f"{'photos':>9} {'method':>18} {'seconds':>8} {'us/photo':>9} {'peak MB':>8} "
+        f"{'groups':>7} {'planted found':>14}"
+    )
     for n in args.sizes:
         keys, hashes, thumbs, planted = generate(n)
         tracemalloc.start()
@@ -69,14 +72,20 @@ def main() -> None:
         peak = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
         found = int((groups.group[planted[:, 0]] == groups.group[planted[:, 1]]).sum())
-        print(f"{n:>9,} {'bands':>18} {seconds:>8.1f} {seconds / n * 1e6:>9.1f} {peak:>8.0f} "
-              f"{groups.count:>7,} {found:>7,}/{len(planted):,}", flush=True)
+        print(
+            f"{n:>9,} {'bands':>18} {seconds:>8.1f} {seconds / n * 1e6:>9.1f} {peak:>8.0f} "
+            f"{groups.count:>7,} {found:>7,}/{len(planted):,}",
+            flush=True,
+        )
         if args.exact:
             t = time.perf_counter()
             exact = find_duplicates(keys, hashes, thumbs, method="exact")
             seconds = time.perf_counter() - t
-            same = "same groups" if np.array_equal(exact.group, groups.group) else \
-                f"{exact.count:,} groups, {(exact.group != groups.group).sum():,} photos differ"
+            same = (
+                "same groups"
+                if np.array_equal(exact.group, groups.group)
+                else f"{exact.count:,} groups, {(exact.group != groups.group).sum():,} photos differ"
+            )
             print(f"{n:>9,} {'exact':>18} {seconds:>8.1f} {seconds / n * 1e6:>9.1f} {'':>8} {same}", flush=True)
 
 

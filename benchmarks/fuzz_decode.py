@@ -9,6 +9,7 @@ extreme 16/32-bit values where sizes live, splices of two seeds). Every input mu
 decode or raise DecodeError; any other exception, an input over 2 s, or one that raises the
 worker's peak memory by over 200 MB is a failure, saved under --crashes for replay.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -79,21 +80,21 @@ def mutate(data: bytes, rng: random.Random, seeds: list[bytes] | None = None) ->
         elif kind == 2:  # insert bytes
             b[pos:pos] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 64)))
         elif kind == 3 and len(b) > 1:  # delete a range
-            del b[pos:pos + rng.randint(1, max(1, len(b) // 8))]
+            del b[pos : pos + rng.randint(1, max(1, len(b) // 8))]
         elif kind == 4 and b:  # duplicate a chunk
-            chunk = b[pos:pos + rng.randint(1, 256)]
+            chunk = b[pos : pos + rng.randint(1, 256)]
             at = rng.randrange(len(b))
             b[at:at] = chunk
         elif kind == 5 and len(b) > 8:  # truncate
-            del b[rng.randrange(8, len(b)):]
+            del b[rng.randrange(8, len(b)) :]
         elif kind == 6 and len(b) > 4:  # an extreme size-like value
             value = rng.choice([0, 1, 0x7FFF, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF, 65500, 100000])
             width = rng.choice([2, 4])
             at = rng.randrange(len(b) - width)
-            b[at:at + width] = (value & (256 ** width - 1)).to_bytes(width, rng.choice(["big", "little"]))
+            b[at : at + width] = (value & (256**width - 1)).to_bytes(width, rng.choice(["big", "little"]))
         elif kind == 7 and seeds:  # splice with another seed
             other = rng.choice(seeds)
-            b = b[:pos] + bytearray(other[rng.randrange(len(other)):])
+            b = b[:pos] + bytearray(other[rng.randrange(len(other)) :])
     return bytes(b)
 
 
@@ -158,9 +159,11 @@ def main() -> None:
                 print(f"  {i + 1:,} inputs, {time.perf_counter() - started:.0f} s", flush=True)
     total = time.perf_counter() - started
     print(f"{args.inputs:,} mutated images in {total:.0f} s ({args.inputs / total:.0f}/s, {args.workers} workers)")
-    print(f"decoded {outcomes['decoded']:,}, skipped with a reason {outcomes['skipped']:,}, "
-          f"uncaught exceptions {outcomes['crash']}, over {MAX_SECONDS:.0f} s {outcomes['slow']}, "
-          f"over {MAX_EXTRA_MB} MB {outcomes['memory']}; slowest input {slowest * 1000:.0f} ms")
+    print(
+        f"decoded {outcomes['decoded']:,}, skipped with a reason {outcomes['skipped']:,}, "
+        f"uncaught exceptions {outcomes['crash']}, over {MAX_SECONDS:.0f} s {outcomes['slow']}, "
+        f"over {MAX_EXTRA_MB} MB {outcomes['memory']}; slowest input {slowest * 1000:.0f} ms"
+    )
     print("most common skip reasons:")
     for reason, count in reasons.most_common(8):
         print(f"  {count:>7,}  {reason}")

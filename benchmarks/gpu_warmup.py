@@ -7,6 +7,7 @@ model's input size, five steps, one batch of 17 (an epoch's last), then one eval
     python benchmarks/gpu_warmup.py                               # efficientnet-lite2-ms on cuda
     python benchmarks/gpu_warmup.py --model efficientnet-lite0 --timeout 120
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,8 +55,11 @@ def one_case(model: str, device: str, layout: str, precision: str) -> None:
     with torch.no_grad(), autocast(device, precision):
         net(torch.randn(64, 3, size, size, device=device).contiguous(memory_format=fmt))
     sync()
-    print(f"{layout:<15}{precision:<6}{seconds[0]:>11.2f}{max(seconds[1:5]):>12.2f}{seconds[5]:>12.2f}"
-          f"{time.perf_counter() - started:>12.2f}", flush=True)
+    print(
+        f"{layout:<15}{precision:<6}{seconds[0]:>11.2f}{max(seconds[1:5]):>12.2f}{seconds[5]:>12.2f}"
+        f"{time.perf_counter() - started:>12.2f}",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -71,8 +75,17 @@ def main() -> None:
     print(f"{args.model} on {args.device}: seconds")
     print(f"{'layout':<15}{'prec':<6}{'first step':>11}{'steps 2-5':>12}{'batch of 17':>12}{'first eval':>12}")
     for layout, precision in CASES:
-        command = [sys.executable, __file__, "--model", args.model, "--device", args.device,
-                   "--case", layout, precision]
+        command = [
+            sys.executable,
+            __file__,
+            "--model",
+            args.model,
+            "--device",
+            args.device,
+            "--case",
+            layout,
+            precision,
+        ]
         try:
             result = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
             print(result.stdout.strip() or f"{layout:<15}{precision:<6}failed: {result.stderr.strip()[-300:]}")

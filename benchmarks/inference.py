@@ -10,6 +10,7 @@ test photos, decoded once (decoding is not timed), in batches of 16 taken in tur
 after engine, so each sees the same machine; then one photo at a time for the latency. Agreement: the share of photos
 given the same class as PyTorch fp32.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,17 @@ from photoclass.inference.predictor import Predictor, open_predictor
 from photoclass.inference.verify import run_photos
 from photoclass.runs.rundir import RunDir
 
-ENGINES = ("torch", "torch-bf16", "onnx", "onnx-int8", "openvino", "openvino-bf16", "openvino-int8", "litert",
-           "litert-int8")
+ENGINES = (
+    "torch",
+    "torch-bf16",
+    "onnx",
+    "onnx-int8",
+    "openvino",
+    "openvino-bf16",
+    "openvino-int8",
+    "litert",
+    "litert-int8",
+)
 
 
 def main() -> None:
@@ -39,8 +49,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="passes over the photos, in turns")
     parser.add_argument("--repeats", type=int, default=30, help="single-photo timings per engine")
     args = parser.parse_args()
-    print(f"run {args.run}; torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
-          f"native bf16: {native_bf16()}, {torch.get_num_threads()} threads")
+    print(
+        f"run {args.run}; torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+        f"native bf16: {native_bf16()}, {torch.get_num_threads()} threads"
+    )
     predictors = {}
     for name in args.engines.split(","):
         try:
@@ -48,7 +60,7 @@ def main() -> None:
         except (PhotoclassError, ImportError) as e:
             print(f"{name}: skipped: {e}")
     photos = run_photos(RunDir(args.run), next(iter(predictors.values())).size)
-    batches = [photos.pixels[i:i + args.batch_size] for i in range(0, len(photos.labels), args.batch_size)]
+    batches = [photos.pixels[i : i + args.batch_size] for i in range(0, len(photos.labels), args.batch_size)]
     for p in predictors.values():  # warm-up, untimed
         p.outputs(batches[0])
     seconds = {name: [] for name in predictors}
@@ -72,8 +84,10 @@ def main() -> None:
             latency[name].append((time.perf_counter() - started) * 1000)
     reference = labels.get("torch")
     onnx_fp32 = len(photos.labels) / min(seconds["onnx"]) if "onnx" in seconds else None
-    print(f"\n{len(photos.labels)} {photos.split} photos, batches of {args.batch_size}, best of {args.rounds} passes "
-          f"in turns; one photo: median of {args.repeats}")
+    print(
+        f"\n{len(photos.labels)} {photos.split} photos, batches of {args.batch_size}, best of {args.rounds} passes "
+        f"in turns; one photo: median of {args.repeats}"
+    )
     print(f"| engine | images/s | x ONNX fp32 | one photo (ms) | {photos.split} accuracy | agreement with torch fp32 |")
     print("|---|---:|---:|---:|---:|---:|")
     for name in predictors:
@@ -81,8 +95,9 @@ def main() -> None:
         accuracy = float((labels[name] == photos.labels).mean())
         agreement = f"{float((labels[name] == reference).mean()):.2%}" if reference is not None else "-"
         ratio = f"{rate / onnx_fp32:.2f}" if onnx_fp32 else "-"
-        print(f"| {name} | {rate:.1f} | {ratio} | {statistics.median(latency[name]):.1f} | {accuracy:.2%} | "
-              f"{agreement} |")
+        print(
+            f"| {name} | {rate:.1f} | {ratio} | {statistics.median(latency[name]):.1f} | {accuracy:.2%} | {agreement} |"
+        )
 
 
 def engine(run: Path, name: str):

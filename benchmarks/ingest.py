@@ -8,6 +8,7 @@ cache the cold run filled (warm); peak memory is the summed RSS of the process a
 decoding workers, sampled every 50 ms. Targets (2 cores): cold >= 300 images/s, warm < 1 s,
 20,000 photos at 224 px under 1.5 GB, time linear in N.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,20 @@ def tree_rss_bytes(pid: int) -> int:
 def run_prepare(data: Path, cache: Path, image_size: int) -> dict:
     """One `photoclass prepare` process; returns its summary, wall seconds and peak memory."""
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "photoclass.cli", "prepare", str(data), "--out", out,
-               "--cache-dir", str(cache), "--image-size", str(image_size), "--json"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "photoclass.cli",
+            "prepare",
+            str(data),
+            "--out",
+            out,
+            "--cache-dir",
+            str(cache),
+            "--image-size",
+            str(image_size),
+            "--json",
+        ]
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         peak = 0
@@ -99,10 +112,12 @@ def bench_folder(data: Path, image_size: int, repeats: int) -> None:
             warm = run_prepare(data, Path(cache), image_size)
         s = cold["summary"]
         n = s["usable"] + s["skipped"]
-        print(f"run {i + 1}: cold {cold['seconds']:.2f} s = {n / cold['seconds']:.0f} images/s "
-              f"(in-process {s['seconds']['total']:.2f} s, peak {cold['peak_mb']:.0f} MB) | "
-              f"warm {warm['seconds']:.2f} s (in-process {warm['summary']['seconds']['total']:.2f} s, "
-              f"decoded {warm['summary']['cache']['decoded']})")
+        print(
+            f"run {i + 1}: cold {cold['seconds']:.2f} s = {n / cold['seconds']:.0f} images/s "
+            f"(in-process {s['seconds']['total']:.2f} s, peak {cold['peak_mb']:.0f} MB) | "
+            f"warm {warm['seconds']:.2f} s (in-process {warm['summary']['seconds']['total']:.2f} s, "
+            f"decoded {warm['summary']['cache']['decoded']})"
+        )
 
 
 def bench_synthetic(n: int, image_size: int, base: Path) -> None:
@@ -114,8 +129,10 @@ def bench_synthetic(n: int, image_size: int, base: Path) -> None:
         with tempfile.TemporaryDirectory(dir=base) as cache:
             cold = run_prepare(data, Path(cache), image_size)
             warm = run_prepare(data, Path(cache), image_size)
-        print(f"{k:>8} {cold['seconds']:>8.1f} {k / cold['seconds']:>9.0f} {cold['peak_mb']:>8.0f} "
-              f"{warm['seconds']:>7.2f}")
+        print(
+            f"{k:>8} {cold['seconds']:>8.1f} {k / cold['seconds']:>9.0f} {cold['peak_mb']:>8.0f} "
+            f"{warm['seconds']:>7.2f}"
+        )
 
 
 def main() -> None:

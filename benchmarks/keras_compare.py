@@ -18,6 +18,7 @@ RMSprop 1e-3, 4,597,834 parameters) on the same synthetic pixels, no augmentatio
 second epoch is timed (the first includes tracing and warm-up). photoclass's time is its
 training pass alone, as Keras's `fit` without validation data.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-KERAS_SCRIPT = r'''
+KERAS_SCRIPT = r"""
 import json, sys, time
 import numpy as np
 import keras
@@ -52,10 +53,10 @@ class Timer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None): times.append(time.perf_counter() - self.t)
 model.fit(x, y, batch_size=batch, epochs=2, verbose=0, callbacks=[Timer()])
 print(json.dumps({"params": model.count_params(), "epoch_s": times, "keras": keras.__version__}))
-'''
+"""
 
 
-KERAS_BASELINE = r'''
+KERAS_BASELINE = r"""
 import json, sys, time
 import numpy as np
 import keras
@@ -75,7 +76,7 @@ class Timer(keras.callbacks.Callback):
 model.fit(d["x_train"], d["y_train"], batch_size=32, epochs=20, verbose=0, callbacks=[Timer()])
 val_acc = model.evaluate(d["x_val"], d["y_val"], verbose=0)[1]
 print(json.dumps({"params": model.count_params(), "epoch_s": times, "keras": keras.__version__, "val_acc": val_acc}))
-'''
+"""
 WEATHER = Path(__file__).resolve().parents[2] / "shared" / "data" / "weather"
 
 
@@ -86,29 +87,59 @@ def seed_baseline(work: Path, python: Path) -> None:
     data = photoclass.prepare(WEATHER, image_size=180, progress=False)
     arrays = work / "weather180.npz"
     split = {name: data.indices(name) for name in ("train", "val")}
-    np.savez(arrays, classes=len(data.classes), **{f"{k}_{name}": v for name, rows in split.items()
-                                                   for k, v in (("x", np.stack([data.images[i] for i in rows])),
-                                                                ("y", data.labels[rows]))})
-    print(f"weather at 180 px: {len(split['train'])} training photos, {len(split['val'])} validation; "
-          f"{os.cpu_count()} cores", flush=True)
+    np.savez(
+        arrays,
+        classes=len(data.classes),
+        **{
+            f"{k}_{name}": v
+            for name, rows in split.items()
+            for k, v in (("x", np.stack([data.images[i] for i in rows])), ("y", data.labels[rows]))
+        },
+    )
+    print(
+        f"weather at 180 px: {len(split['train'])} training photos, {len(split['val'])} validation; "
+        f"{os.cpu_count()} cores",
+        flush=True,
+    )
     seconds = {}
     for precision in ("fp32", "bf16"):
-        result = photoclass.train(WEATHER, model="seed-baseline", epochs=20, augment="none", early_stopping=0,
-                                  optimizer="adam", weight_decay=0.0, schedule="none", precision=precision,
-                                  out=work / f"baseline-{precision}", track=False, verbose=False, progress=False)
+        result = photoclass.train(
+            WEATHER,
+            model="seed-baseline",
+            epochs=20,
+            augment="none",
+            early_stopping=0,
+            optimizer="adam",
+            weight_decay=0.0,
+            schedule="none",
+            precision=precision,
+            out=work / f"baseline-{precision}",
+            track=False,
+            verbose=False,
+            progress=False,
+        )
         seconds[precision] = sum(h["seconds"] for h in result.history)
-        print(f"photoclass seed-baseline {precision}: 20 epochs {seconds[precision]:.1f} s, val acc "
-              f"{result.history[-1]['val_acc']:.4f}, test acc {result.test['accuracy']:.4f}", flush=True)
+        print(
+            f"photoclass seed-baseline {precision}: 20 epochs {seconds[precision]:.1f} s, val acc "
+            f"{result.history[-1]['val_acc']:.4f}, test acc {result.test['accuracy']:.4f}",
+            flush=True,
+        )
     script = work / "keras_seed_baseline.py"
     script.write_text(KERAS_BASELINE)
-    out = subprocess.run([str(python), str(script), str(arrays)], capture_output=True, text=True,
-                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    out = subprocess.run(
+        [str(python), str(script), str(arrays)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     if out.returncode:
         raise SystemExit(f"Keras failed:\n{out.stderr[-3000:]}")
     keras = json.loads(out.stdout.strip().splitlines()[-1])
     keras_s = sum(keras["epoch_s"])
-    print(f"Keras {keras['keras']} seed-baseline ({keras['params']:,} params): 20 epochs {keras_s:.1f} s, "
-          f"val acc {keras['val_acc']:.4f}")
+    print(
+        f"Keras {keras['keras']} seed-baseline ({keras['params']:,} params): 20 epochs {keras_s:.1f} s, "
+        f"val acc {keras['val_acc']:.4f}"
+    )
     for precision, s in seconds.items():
         print(f"photoclass {precision} / Keras: {s / keras_s:.2f} (target at most 0.7)")
 
@@ -139,9 +170,21 @@ def photoclass_epochs(x: Path, y: Path, batch: int, work: Path) -> dict:
     import photoclass
 
     out = work / "photoclass-run"
-    result = photoclass.train(x, model="seed-cifar", epochs=2, batch_size=batch, augment="none",
-                              val_size=0.01, test_size=0.01, early_stopping=0, out=out,
-                              cache_dir=work / "cache", track=False, verbose=False, progress=False)
+    result = photoclass.train(
+        x,
+        model="seed-cifar",
+        epochs=2,
+        batch_size=batch,
+        augment="none",
+        val_size=0.01,
+        test_size=0.01,
+        early_stopping=0,
+        out=out,
+        cache_dir=work / "cache",
+        track=False,
+        verbose=False,
+        progress=False,
+    )
     rates = [h["images_per_s"] for h in result.history]
     return {"images_per_s": rates}
 
@@ -163,22 +206,28 @@ def main() -> None:
 
     ours = photoclass_epochs(x, y, args.batch_size, work)
     ours_s = args.images / ours["images_per_s"][-1]
-    print(f"photoclass seed-cifar: epoch 2 {ours_s:.1f} s ({ours['images_per_s'][-1]:.0f} images/s; "
-          f"epoch 1 {args.images / ours['images_per_s'][0]:.1f} s)", flush=True)
+    print(
+        f"photoclass seed-cifar: epoch 2 {ours_s:.1f} s ({ours['images_per_s'][-1]:.0f} images/s; "
+        f"epoch 1 {args.images / ours['images_per_s'][0]:.1f} s)",
+        flush=True,
+    )
 
     script = work / "keras_seed_cifar.py"
     script.write_text(KERAS_SCRIPT)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     started = time.perf_counter()
-    out = subprocess.run([str(python), str(script), str(x), str(y), str(args.batch_size)], capture_output=True,
-                         text=True, env=env)
+    out = subprocess.run(
+        [str(python), str(script), str(x), str(y), str(args.batch_size)], capture_output=True, text=True, env=env
+    )
     if out.returncode:
         raise SystemExit(f"Keras failed:\n{out.stderr[-3000:]}")
     keras = json.loads(out.stdout.strip().splitlines()[-1])
     keras_s = keras["epoch_s"][-1]
-    print(f"Keras {keras['keras']} seed-cifar ({keras['params']:,} params): epoch 2 {keras_s:.1f} s "
-          f"({args.images / keras_s:.0f} images/s; epoch 1 {keras['epoch_s'][0]:.1f} s; "
-          f"process {time.perf_counter() - started:.0f} s)")
+    print(
+        f"Keras {keras['keras']} seed-cifar ({keras['params']:,} params): epoch 2 {keras_s:.1f} s "
+        f"({args.images / keras_s:.0f} images/s; epoch 1 {keras['epoch_s'][0]:.1f} s; "
+        f"process {time.perf_counter() - started:.0f} s)"
+    )
     print(f"photoclass / Keras time per epoch: {ours_s / keras_s:.2f} (target at most 0.7)")
 
 

@@ -20,6 +20,7 @@ threads) for the others. The cache is filled first (not timed: that is
 `prepare`'s cost, benchmarks/ingest.py). Nothing is trained: these are the rates a loader can
 feed; a model slower than them never waits.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,7 +58,7 @@ def decode_epoch(paths: list[str], workers: int, seed: int = 0):
     order = np.random.default_rng(seed).permutation(len(paths))
     spec, generator = parse_augment("default"), torch.Generator().manual_seed(seed)
     with get_context("fork").Pool(workers) as pool:
-        batches = (order[i:i + BATCH].tolist() for i in range(0, len(order), BATCH))
+        batches = (order[i : i + BATCH].tolist() for i in range(0, len(order), BATCH))
         for pixels in pool.imap(_decode_batch, ([paths[j] for j in b] for b in batches)):
             x = augment_batch(to_float(torch.from_numpy(pixels)), spec, generator)
             yield normalize(x, MEAN, STD)
@@ -71,8 +72,16 @@ def loader_epoch(images, labels, preload: bool, seed: int = 0):
     limit = loader_module.PRELOAD_LIMIT_BYTES
     loader_module.PRELOAD_LIMIT_BYTES = limit if preload else 0  # 0: stay memory-mapped
     try:
-        loader = BatchLoader(images, labels, np.arange(len(labels)), batch_size=BATCH, mean=MEAN, std=STD,
-                             augment=parse_augment("default"), shuffle=True)
+        loader = BatchLoader(
+            images,
+            labels,
+            np.arange(len(labels)),
+            batch_size=BATCH,
+            mean=MEAN,
+            std=STD,
+            augment=parse_augment("default"),
+            shuffle=True,
+        )
     finally:
         loader_module.PRELOAD_LIMIT_BYTES = limit
     yield from (x for x, _ in loader.batches(seed))
@@ -99,16 +108,20 @@ def bench(name: str, folder: Path, cache: Path) -> None:
     paths = [str(p) for p in data.paths()]
     in_ram = np.ascontiguousarray(data.images[np.arange(len(data))])
     print(f"\n{name}: {len(paths):,} photos, {SIZE} px, batches of {BATCH}, default augmentation")
-    print(f"cache on disk: raw {pack_bytes(cache, '.u8') / len(paths) / 1024:.0f} KB a photo, "
-          f"jpeg {pack_bytes(cache, '.jpgs') / len(paths) / 1024:.0f} KB a photo")
+    print(
+        f"cache on disk: raw {pack_bytes(cache, '.u8') / len(paths) / 1024:.0f} KB a photo, "
+        f"jpeg {pack_bytes(cache, '.jpgs') / len(paths) / 1024:.0f} KB a photo"
+    )
     print(f"{'way':<10}{'workers':>8}{'first batch s':>15}{'epoch s':>10}{'images/s':>10}")
     for workers in (1, 2):
         torch.set_num_threads(workers)
         compact.images.threads = workers
-        runs = [("decode", lambda: decode_epoch(paths, workers)),
-                ("raw", lambda: loader_epoch(data.images, data.labels, preload=False)),
-                ("jpeg", lambda: loader_epoch(compact.images, compact.labels, preload=False)),
-                ("RAM", lambda: loader_epoch(in_ram, data.labels, preload=True))]
+        runs = [
+            ("decode", lambda: decode_epoch(paths, workers)),
+            ("raw", lambda: loader_epoch(data.images, data.labels, preload=False)),
+            ("jpeg", lambda: loader_epoch(compact.images, compact.labels, preload=False)),
+            ("RAM", lambda: loader_epoch(in_ram, data.labels, preload=True)),
+        ]
         for way, epoch in runs:
             first, seconds, count = timed(epoch())
             print(f"{way:<10}{workers:>8}{first:>15.3f}{seconds:>10.1f}{count / seconds:>10.0f}", flush=True)

@@ -15,6 +15,7 @@ mean under a shared, shrunk covariance), `knnK` (cosine distance to the K-th nea
 photo, on the backbone's features), `knnK-std` (the same on the standardized features the
 head reads: photoclass's first choice, dropped).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,9 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 def features_of(model, data) -> np.ndarray:
     spec = model.input_spec
-    loader = BatchLoader(data.images, data.labels, np.arange(len(data.labels)), batch_size=32, mean=spec.mean,
-                         std=spec.std)
+    loader = BatchLoader(
+        data.images, data.labels, np.arange(len(data.labels)), batch_size=32, mean=spec.mean, std=spec.std
+    )
     return extract_features(model.inference_copy().forward_features, loader, progress=False).numpy()
 
 
@@ -70,9 +72,14 @@ def scores(train_x, train_y, queries: dict[str, np.ndarray], classes: int) -> di
         distance = np.einsum("ncf,fg,ncg->nc", centred, precision, centred).min(1)
         raw = np.sort(1 - unit(x) @ unit(train_x).T, axis=1)  # the backbone's features as they are
         standardized = np.sort(1 - unit(q) @ unit(z).T, axis=1)  # the head's inputs: what photoclass compares
-        out[name] = {"maxprob": 1 - probabilities.max(1), "energy": -torch.logsumexp(torch.from_numpy(logits), 1).numpy(),
-                     "mahalanobis": distance, **{f"knn{k}": raw[:, k - 1] for k in KS},
-                     **{f"knn{k}-std": standardized[:, k - 1] for k in (1, 10)}, "correct": probabilities.argmax(1)}
+        out[name] = {
+            "maxprob": 1 - probabilities.max(1),
+            "energy": -torch.logsumexp(torch.from_numpy(logits), 1).numpy(),
+            "mahalanobis": distance,
+            **{f"knn{k}": raw[:, k - 1] for k in KS},
+            **{f"knn{k}-std": standardized[:, k - 1] for k in (1, 10)},
+            "correct": probabilities.argmax(1),
+        }
     return out
 
 
@@ -83,11 +90,15 @@ def case(name: str, inside, outside, features) -> None:
     fit = np.r_[inside.indices("train")]
     val, test = inside.indices("val"), inside.indices("test")
     found = scores(x[fit], y[fit], {"val": x[val], "test": x[test], "outside": outsiders}, len(inside.classes))
-    print(f"\n{name}: fitted on {len(fit)} training photos; {len(val)} validation, {len(test)} test photos, "
-          f"{len(outsiders)} outsiders ({time.perf_counter() - started:.0f} s)")
-    print(f"  test accuracy {np.mean(found['test']['correct'] == y[test]):.1%} (this benchmark's own head); for each "
-          "share of validation photos the threshold accepts: outsiders accepted / test accepted / test accuracy on "
-          "the accepted")
+    print(
+        f"\n{name}: fitted on {len(fit)} training photos; {len(val)} validation, {len(test)} test photos, "
+        f"{len(outsiders)} outsiders ({time.perf_counter() - started:.0f} s)"
+    )
+    print(
+        f"  test accuracy {np.mean(found['test']['correct'] == y[test]):.1%} (this benchmark's own head); for each "
+        "share of validation photos the threshold accepts: outsiders accepted / test accepted / test accuracy on "
+        "the accepted"
+    )
     print(f"  {'score':<12}{'AUROC':>8}" + "".join(f"{f'at {share:.1%}':>26}" for share in SHARES))
     right = found["test"]["correct"] == y[test]
     for score in (s for s in found["test"] if s != "correct"):
@@ -104,20 +115,28 @@ def main() -> None:
     parser.add_argument("--model", default="efficientnet-lite2-ms")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", type=Path, default=None)
-    parser.add_argument("--features", type=Path, default=None, metavar="FILE.npz",
-                        help="keep each set's backbone features here, and reuse them on the next run")
+    parser.add_argument(
+        "--features",
+        type=Path,
+        default=None,
+        metavar="FILE.npz",
+        help="keep each set's backbone features here, and reuse them on the next run",
+    )
     args = parser.parse_args()
     model = create_model(args.model, 2).eval()
     size = model.input_spec.size
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         cache = args.cache_dir or Path(tmp)
-        weather = photoclass.prepare(SHARED / "weather", image_size=size, seed=args.seed, cache_dir=cache,
-                                     progress=False)
-        clothing = photoclass.prepare(SHARED / "clothing_small", image_size=size, seed=args.seed, cache_dir=cache,
-                                      progress=False)
-        print(f"{args.model} at {size} px, seed {args.seed}, torch {torch.__version__}, "
-              f"{torch.get_num_threads()} threads")
+        weather = photoclass.prepare(
+            SHARED / "weather", image_size=size, seed=args.seed, cache_dir=cache, progress=False
+        )
+        clothing = photoclass.prepare(
+            SHARED / "clothing_small", image_size=size, seed=args.seed, cache_dir=cache, progress=False
+        )
+        print(
+            f"{args.model} at {size} px, seed {args.seed}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+        )
         stored = {}
         if args.features and args.features.is_file():
             stored = dict(np.load(args.features, allow_pickle=False))

@@ -14,6 +14,7 @@ bf16`) and reports, for each stage:
 photoclass's `--precision auto` keeps cached features in fp32 by these figures, and trains on
 pixels in bf16 where this CPU has it natively; the script says whether this one does.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="keep the runs here (default: a temporary folder)")
     args = parser.parse_args()
     setup_torch(0, 0)  # as train does: without it glibc's page faults slowed PyTorch's extraction by a third
-    print(f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, native bf16: "
-          f"{native_bf16()}, {torch.get_num_threads()} threads, model {args.model}")
+    print(
+        f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, native bf16: "
+        f"{native_bf16()}, {torch.get_num_threads()} threads, model {args.model}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp)
         for data in args.data:
@@ -59,12 +62,15 @@ def measure(data: Path, model: str, out: Path) -> None:
     runs = {}
     for precision in ("fp32", "bf16"):
         started = time.perf_counter()
-        result = photoclass.train(data, model=model, out=out / precision, precision=precision, verbose=False,
-                                  progress=False, track=False)
+        result = photoclass.train(
+            data, model=model, out=out / precision, precision=precision, verbose=False, progress=False, track=False
+        )
         runs[precision] = result.run.path
         low, high = result.test["accuracy_interval"]
-        print(f"train --precision {precision}: {time.perf_counter() - started:.1f} s, test accuracy "
-              f"{result.test['accuracy']:.2%} ({low:.1%}-{high:.1%}) of {result.test['count']}")
+        print(
+            f"train --precision {precision}: {time.perf_counter() - started:.1f} s, test accuracy "
+            f"{result.test['accuracy']:.2%} ({low:.1%}-{high:.1%}) of {result.test['count']}"
+        )
     photos = run_photos(RunDir(runs["fp32"]), model_info(model).input_spec.size)
     reference = None
     print(f"prediction on {len(photos.labels)} {photos.split} photos (PyTorch, batch 16):")
@@ -79,8 +85,10 @@ def measure(data: Path, model: str, out: Path) -> None:
             agreement = float((logits.argmax(1) == reference[0]).mean())
             unknown_agreement = f"{float((unknown == reference[1]).mean()):.2%}" if unknown is not None else "-"
             accuracy = float((logits.argmax(1) == photos.labels).mean())
-            print(f"  {trained:<8}{precision:<10}{accuracy:>10.2%}{agreement:>11.2%}{unknown_agreement:>14}"
-                  f"{len(photos.labels) / seconds:>10.1f}")
+            print(
+                f"  {trained:<8}{precision:<10}{accuracy:>10.2%}{agreement:>11.2%}{unknown_agreement:>14}"
+                f"{len(photos.labels) / seconds:>10.1f}"
+            )
 
 
 def timed_extraction(data: Path, model: str, rounds: int = 2) -> None:
@@ -90,8 +98,14 @@ def timed_extraction(data: Path, model: str, rounds: int = 2) -> None:
     info = model_info(model)
     dataset = photoclass.prepare(data, image_size=info.input_spec.size, progress=False)
     net = create_model(model, len(dataset.classes)).eval().to(memory_format=memory_format("cpu"))  # as train's
-    loader = BatchLoader(dataset.images, dataset.labels, np.arange(len(dataset)), batch_size=16,
-                         mean=info.input_spec.mean, std=info.input_spec.std)
+    loader = BatchLoader(
+        dataset.images,
+        dataset.labels,
+        np.arange(len(dataset)),
+        batch_size=16,
+        mean=info.input_spec.mean,
+        std=info.input_spec.std,
+    )
     encoders = {}
     for engine in ("torch", "openvino"):
         os.environ["PHOTOCLASS_ENCODER"] = engine
@@ -111,8 +125,10 @@ def timed_extraction(data: Path, model: str, rounds: int = 2) -> None:
     print(f"feature extraction, {len(dataset)} photos (seconds, and as a share of PyTorch fp32's):")
     for (engine, precision), spent in seconds.items():
         cosine = torch.nn.functional.cosine_similarity(features["torch", "fp32"], features[engine, precision]).min()
-        print(f"  {engine:8} {precision}: {min(spent):6.1f} s ({min(spent) / base:.2f}); least cosine similarity "
-              f"of a photo's features to PyTorch fp32's {cosine:.6f}")
+        print(
+            f"  {engine:8} {precision}: {min(spent):6.1f} s ({min(spent) / base:.2f}); least cosine similarity "
+            f"of a photo's features to PyTorch fp32's {cosine:.6f}"
+        )
     if ("openvino", "fp32") in seconds:
         ratio = min(seconds["openvino", "bf16"]) / min(seconds["openvino", "fp32"])
         print(f"  bf16/fp32 = {min(seconds['torch', 'bf16']) / base:.2f} (PyTorch), {ratio:.2f} (OpenVINO)")
@@ -123,7 +139,7 @@ def _predict(predictor: Predictor, pixels: np.ndarray, batch: int = 16):
     logits, scores = [], []
     started = time.perf_counter()
     for start in range(0, len(pixels), batch):
-        found = predictor.outputs(pixels[start:start + batch])
+        found = predictor.outputs(pixels[start : start + batch])
         logits.append(found[0])
         scores.append(found[1])
     seconds = time.perf_counter() - started

@@ -16,6 +16,7 @@ Each line gives seconds, ms a photo, the peak memory of the process and its work
 with the main process once per process, and PSS, which counts them once) and the disk added
 (cache folder, run folder, output file).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -114,12 +115,19 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "photoclass-scale")
     parser.add_argument("--precision", default="bf16", help="of `train` (default: %(default)s)")
     parser.add_argument("--predict", type=int, default=0, help="photos to predict (default: all)")
-    parser.add_argument("--steps", nargs="+", default=["train", "prepare", "predict"],
-                        choices=["train", "prepare", "predict"], help="which to time (predict needs train)")
+    parser.add_argument(
+        "--steps",
+        nargs="+",
+        default=["train", "prepare", "predict"],
+        choices=["train", "prepare", "predict"],
+        help="which to time (predict needs train)",
+    )
     args = parser.parse_args()
     cli = [sys.executable, "-m", "photoclass"]
-    print(f"{'photos':>8} {'step':>8} {'seconds':>8} {'ms/photo':>9} {'peak GB':>8} {'PSS GB':>7} {'disk MB':>8}",
-          flush=True)
+    print(
+        f"{'photos':>8} {'step':>8} {'seconds':>8} {'ms/photo':>9} {'peak GB':>8} {'PSS GB':>7} {'disk MB':>8}",
+        flush=True,
+    )
     for n in args.sizes:
         data = generate(args.root, n)
         work = args.root / f"work{n}"
@@ -127,10 +135,29 @@ def main() -> None:
         work.mkdir()
         cache, run, prepared = work / "cache", work / "run", work / "prepared"
         # train first, from a cold cache: the default command alone; prepare then has a cache of its own
-        steps = [("train", [*cli, "train", str(data), "--out", str(run), "--cache-dir", str(cache), "--no-track",
-                            "--precision", args.precision], n),
-                 ("prepare", [*cli, "prepare", str(data), "--out", str(prepared), "--cache-dir",
-                              str(work / "cache-prepare")], n)]
+        steps = [
+            (
+                "train",
+                [
+                    *cli,
+                    "train",
+                    str(data),
+                    "--out",
+                    str(run),
+                    "--cache-dir",
+                    str(cache),
+                    "--no-track",
+                    "--precision",
+                    args.precision,
+                ],
+                n,
+            ),
+            (
+                "prepare",
+                [*cli, "prepare", str(data), "--out", str(prepared), "--cache-dir", str(work / "cache-prepare")],
+                n,
+            ),
+        ]
         predict = args.predict or n
         subset = work / "to_predict"
         subset.mkdir()
@@ -140,10 +167,14 @@ def main() -> None:
         for step, command, photos in steps:
             if step not in args.steps:
                 continue
-            seconds, peak, pss, added = measure(command, cache, work / "cache-prepare", run, work / "preds.csv",
-                                                prepared)
-            print(f"{n:>8,} {step:>8} {seconds:>8.1f} {seconds / photos * 1000:>9.2f} {peak:>8.2f} {pss:>7.2f} "
-                  f"{added / 2**20:>8.0f}", flush=True)
+            seconds, peak, pss, added = measure(
+                command, cache, work / "cache-prepare", run, work / "preds.csv", prepared
+            )
+            print(
+                f"{n:>8,} {step:>8} {seconds:>8.1f} {seconds / photos * 1000:>9.2f} {peak:>8.2f} {pss:>7.2f} "
+                f"{added / 2**20:>8.0f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ text, truncated JPEG, empty), and prints latency percentiles for the good reques
 status counts, and how many requests got no answer. Target (2 cores): zero 5xx, zero dropped,
 p50 <= 60 ms and p99 <= 250 ms for good requests.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,14 @@ WEATHER = Path(__file__).resolve().parents[2] / "shared" / "data" / "weather"
 
 def multipart(content: bytes) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"p.jpg\"\r\n"
-            "Content-Type: image/jpeg\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="p.jpg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + content
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     return body, f"multipart/form-data; boundary={boundary}"
 
 
@@ -62,8 +69,11 @@ def main() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "photoclass.cli", "serve", str(args.run), "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "photoclass.cli", "serve", str(args.run), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
@@ -74,12 +84,16 @@ def main() -> None:
                 time.sleep(0.2)
         split = args.run / "split.csv"
         names = [r["path"] for r in csv.DictReader(open(split)) if r["split"] == "test"] if split.is_file() else []
-        photos = [(args.data / n).read_bytes() for n in names] or [p.read_bytes() for p in sorted(args.data.glob("*.jpg"))[:100]]
+        photos = [(args.data / n).read_bytes() for n in names] or [
+            p.read_bytes() for p in sorted(args.data.glob("*.jpg"))[:100]
+        ]
         rng = random.Random(0)
         good = photos[0]
         bad_uploads = [b"not a photo", good[: len(good) // 3], b""]
-        plan = [(False, rng.choice(photos)) if rng.random() >= args.bad else (True, rng.choice(bad_uploads))
-                for _ in range(args.requests)]
+        plan = [
+            (False, rng.choice(photos)) if rng.random() >= args.bad else (True, rng.choice(bad_uploads))
+            for _ in range(args.requests)
+        ]
         send(f"{base}/predict", good)  # warm-up
         started = time.perf_counter()
         with ThreadPoolExecutor(args.clients) as pool:
@@ -93,12 +107,18 @@ def main() -> None:
     statuses = Counter(status for _, status, _ in results)
     latencies = sorted(ms for bad, status, ms in results if not bad and status == 200)
     p = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")  # noqa: E731
-    print(f"{args.requests} requests from {args.clients} clients in {seconds:.1f} s "
-          f"({args.requests / seconds:.1f} requests/s); statuses {dict(sorted(statuses.items()))}")
-    print(f"5xx: {sum(v for k, v in statuses.items() if k >= 500)}, dropped: {statuses.get(0, 0)}; "
-          f"engine {engine}, mean batch of the last 100 model calls {health['mean_batch']}")
-    print(f"good requests: {len(latencies)}, p50 {p(0.5):.0f} ms, p90 {p(0.9):.0f} ms, p99 {p(0.99):.0f} ms, "
-          f"mean {statistics.mean(latencies) if latencies else float('nan'):.0f} ms")
+    print(
+        f"{args.requests} requests from {args.clients} clients in {seconds:.1f} s "
+        f"({args.requests / seconds:.1f} requests/s); statuses {dict(sorted(statuses.items()))}"
+    )
+    print(
+        f"5xx: {sum(v for k, v in statuses.items() if k >= 500)}, dropped: {statuses.get(0, 0)}; "
+        f"engine {engine}, mean batch of the last 100 model calls {health['mean_batch']}"
+    )
+    print(
+        f"good requests: {len(latencies)}, p50 {p(0.5):.0f} ms, p90 {p(0.9):.0f} ms, p99 {p(0.99):.0f} ms, "
+        f"mean {statistics.mean(latencies) if latencies else float('nan'):.0f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ made here as a small user's folder would be: train/ and val/ folders of two weat
 (cloudy, sunrise: 122 and 76 photos each, like 244 and 153 ants and bees; photoclass tests
 on val/ and validates on a part of train/), outsiders: the clothing photos. Each set is the other's outsiders (shared/data).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,24 +63,37 @@ def measure(name: str, data: Path, outsiders: list[str], work: Path, seed: int) 
     started = time.perf_counter()
     run = work / f"{name}-run-{seed}"
     if not (run / "model.json").is_file():
-        photoclass.train(data, out=run, cache_dir=work / "cache", seed=seed, verbose=False, progress=False,
-                         track=False)
+        photoclass.train(data, out=run, cache_dir=work / "cache", seed=seed, verbose=False, progress=False, track=False)
     trained = time.perf_counter() - started
     meta = json.loads((run / "model.json").read_text())["outliers"]
     rows = list(csv.DictReader((run / "split.csv").open()))
     root = Path(json.loads((run / "config.json").read_text())["data"])
-    paths = {split: [str(root / r["path"]) for r in rows if r["split"] == split and r["status"] == "ok"]
-             for split in ("val", "test")}
-    score = {split: np.array([p.outlier_score for p in photoclass.predict(run, found, progress=False)])
-             for split, found in paths.items()}
-    outside = np.array([p.outlier_score for p in photoclass.predict(run, outsiders, progress=False)
-                        if p.outlier_score is not None])
+    paths = {
+        split: [str(root / r["path"]) for r in rows if r["split"] == split and r["status"] == "ok"]
+        for split in ("val", "test")
+    }
+    score = {
+        split: np.array([p.outlier_score for p in photoclass.predict(run, found, progress=False)])
+        for split, found in paths.items()
+    }
+    outside = np.array(
+        [p.outlier_score for p in photoclass.predict(run, outsiders, progress=False) if p.outlier_score is not None]
+    )
     old = float(np.quantile(score["val"], meta["accept"]))  # torch.quantile's linear rule, as fit used
-    result = {"set": name, "seed": seed, "train_seconds": round(trained, 1), "reference": meta["reference"],
-              "reference_photos": meta["validated_on"], "val_photos": len(score["val"])}
+    result = {
+        "set": name,
+        "seed": seed,
+        "train_seconds": round(trained, 1),
+        "reference": meta["reference"],
+        "reference_photos": meta["validated_on"],
+        "val_photos": len(score["val"]),
+    }
     for which, threshold in (("before (validation photos)", old), ("now", meta["threshold"])):
-        result[which] = {"threshold": round(threshold, 4), "test accepted": share(score["test"] <= threshold),
-                         "outsiders flagged": share(outside > threshold)}
+        result[which] = {
+            "threshold": round(threshold, 4),
+            "test accepted": share(score["test"] <= threshold),
+            "outsiders flagged": share(outside > threshold),
+        }
     return result
 
 
@@ -92,8 +106,12 @@ def main() -> None:
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="unknown-threshold-"))
     work.mkdir(parents=True, exist_ok=True)
-    cases = {"weather": (WEATHER, CLOTHING), "clothing": (CLOTHING, WEATHER),
-             "given": (given_folder(work), CLOTHING), "given-later": (given_folder(work, later=True), CLOTHING)}
+    cases = {
+        "weather": (WEATHER, CLOTHING),
+        "clothing": (CLOTHING, WEATHER),
+        "given": (given_folder(work), CLOTHING),
+        "given-later": (given_folder(work, later=True), CLOTHING),
+    }
     for name in args.sets.split(","):
         data, outsiders = cases[name]
         photos = sorted(str(p) for p in outsiders.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))

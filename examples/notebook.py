@@ -24,10 +24,15 @@ data  # in Jupyter: a table of photos per class and split
 # ## Train two models: a small CNN from scratch, and pretrained EfficientNet-Lite0 features
 
 # %%
-small = photoclass.train(PHOTOS, model="compact-cnn", image_size=96, epochs=12,
-                         out=OUT / "runs" / "compact-cnn", track=TRACKING)
-pretrained = photoclass.train(PHOTOS, model="efficientnet-lite0-ms",  # its classifier: a cross-validated regression
-                              out=OUT / "runs" / "efficientnet-lite0-ms", track=TRACKING)
+small = photoclass.train(
+    PHOTOS, model="compact-cnn", image_size=96, epochs=12, out=OUT / "runs" / "compact-cnn", track=TRACKING
+)
+pretrained = photoclass.train(
+    PHOTOS,
+    model="efficientnet-lite0-ms",  # its classifier: a cross-validated regression
+    out=OUT / "runs" / "efficientnet-lite0-ms",
+    track=TRACKING,
+)
 small, pretrained
 
 # %% [markdown]

@@ -1,9 +1,10 @@
 """photoclass: from a folder of photos to a trained, evaluated and servable classifier.
 
-    >>> import photoclass
-    >>> data = photoclass.prepare("photos/", out="prepared/photos")
-    >>> data.classes, len(data.indices("test"))
+>>> import photoclass
+>>> data = photoclass.prepare("photos/", out="prepared/photos")
+>>> data.classes, len(data.indices("test"))
 """
+
 import importlib
 import os
 from typing import TYPE_CHECKING
@@ -49,8 +50,17 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(LAZY))
 
 
-def predict(run, paths, *, top_k: int = 3, tta: bool | None = None, device: str = "auto", progress=None,
-            model: str | None = None, unknown: bool = True):
+def predict(
+    run,
+    paths,
+    *,
+    top_k: int = 3,
+    tta: bool | None = None,
+    device: str = "auto",
+    progress=None,
+    model: str | None = None,
+    unknown: bool = True,
+):
     """Predictions for files, folders and globs, from a run, an exported .onnx file, or
     "imagenet" (`model`: any timm backbone with an ImageNet-1k head instead of Lite2).
     `unknown`: mark photos far from every training photo (`Prediction.unknown`), when the
@@ -60,7 +70,8 @@ def predict(run, paths, *, top_k: int = 3, tta: bool | None = None, device: str 
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     return open_predictor(run, tta=tta, device=device, backbone=model, unknown=unknown).predict(
-        paths, top_k=top_k, progress=progress)
+        paths, top_k=top_k, progress=progress
+    )
 
 
 def similar(run, paths, *, k: int = 5, device: str = "auto", progress=None):
@@ -68,8 +79,9 @@ def similar(run, paths, *, k: int = 5, device: str = "auto", progress=None):
     cosine distance); see `photoclass.inference.similar.similar`."""
     from .inference.similar import similar as nearest
 
-    return nearest(run, [paths] if isinstance(paths, (str, os.PathLike)) else paths, k=k, device=device,
-                   progress=progress)
+    return nearest(
+        run, [paths] if isinstance(paths, (str, os.PathLike)) else paths, k=k, device=device, progress=progress
+    )
 
 
 def leaderboard(*roots, data=None, sort: str = "select"):
@@ -93,6 +105,26 @@ def compare(runs, out="compare.html", *, tolerance: float = 0.01):
     return write_comparison(list(runs), out, tolerance=tolerance)
 
 
-__all__ = ["prepare", "train", "lr_find", "audit", "evaluate", "load", "predict", "similar", "leaderboard", "select", "sweep", "report",
-           "compare", "PrepareConfig", "TrainConfig", "PreparedDataset",
-           "decode_photo", "DecodeError", "PhotoclassError", "UnusedOptionWarning", "__version__"]
+__all__ = [
+    "prepare",
+    "train",
+    "lr_find",
+    "audit",
+    "evaluate",
+    "load",
+    "predict",
+    "similar",
+    "leaderboard",
+    "select",
+    "sweep",
+    "report",
+    "compare",
+    "PrepareConfig",
+    "TrainConfig",
+    "PreparedDataset",
+    "decode_photo",
+    "DecodeError",
+    "PhotoclassError",
+    "UnusedOptionWarning",
+    "__version__",
+]

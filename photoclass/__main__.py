@@ -1,4 +1,5 @@
 """`python -m photoclass` (and `torchrun -m photoclass`) runs the command line."""
+
 import sys
 
 from .cli import main

@@ -1,4 +1,5 @@
 """The command line: parse, call the Python API, print. No logic of its own."""
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,10 @@ class _Parser(argparse.ArgumentParser):
         wrong = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
         if wrong:
             word, choices = wrong.group(1), re.findall(r"'([^']*)'", wrong.group(2))
-            message = (f"{message[:wrong.start()]}invalid choice: {word!r}{_did_you_mean(word, choices)} "
-                       f"(choose from {', '.join(choices)})")
+            message = (
+                f"{message[: wrong.start()]}invalid choice: {word!r}{_did_you_mean(word, choices)} "
+                f"(choose from {', '.join(choices)})"
+            )
         self.exit(2, f"{self.prog}: error: {message}. HINT: {self.prog} --help\n")
 
 
@@ -47,8 +50,13 @@ def _unknown_options(parser: argparse.ArgumentParser, args: argparse.Namespace, 
     """Exit with one line naming the unknown words, the nearest flag of the subcommand and its --help."""
     command = parser.subcommands[args.command]
     flags = [f for action in command._actions for f in action.option_strings if f.startswith("--")]  # noqa: SLF001
-    hints = [f"{word}: did you mean {close[0]}?" for word in extra if word.startswith("-")
-             for close in [difflib.get_close_matches(word.split("=")[0], flags, n=1, cutoff=0.6)] if close]
+    hints = [
+        f"{word}: did you mean {close[0]}?"
+        for word in extra
+        if word.startswith("-")
+        for close in [difflib.get_close_matches(word.split("=")[0], flags, n=1, cutoff=0.6)]
+        if close
+    ]
     command.error(f"unrecognized arguments: {' '.join(extra)}" + (f" ({'; '.join(hints)})" if hints else ""))
 
 
@@ -68,13 +76,19 @@ def add_config_options(parser: argparse.ArgumentParser, *configs, skip: tuple[st
             help_text = f.metadata.get("help", "")
             if f.type in ("bool", "bool | None"):
                 shown = "auto" if default is None else "on" if default else "off"
-                parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                                    help=f"{help_text} (default: {shown})")
+                parser.add_argument(
+                    flag, action=argparse.BooleanOptionalAction, default=None, help=f"{help_text} (default: {shown})"
+                )
                 continue
             shown = "" if default is None else f" (default: {default})"
-            parser.add_argument(flag, type=_TYPES[f.type.replace(" | None", "")], default=None,
-                                choices=f.metadata.get("choices"), metavar=f.metadata.get("metavar"),
-                                help=help_text + shown)
+            parser.add_argument(
+                flag,
+                type=_TYPES[f.type.replace(" | None", "")],
+                default=None,
+                choices=f.metadata.get("choices"),
+                metavar=f.metadata.get("metavar"),
+                help=help_text + shown,
+            )
 
 
 def given_options(args: argparse.Namespace, *configs, skip: tuple[str, ...] = ()) -> dict:
@@ -89,12 +103,18 @@ def cmd_prepare(args) -> int:
 
     out = Path(args.out) if args.out else Path("prepared") / Path(args.data).resolve().name
     if args.ray and args.keep_pixels:
-        raise PhotoclassError("--ray keeps no pixels: the cluster's workers send back fingerprints. HINT: drop "
-                              "--keep-pixels; training decodes what it needs.")
-    dataset = prepare(args.data, out=out, config=PrepareConfig(**given_options(args, PrepareConfig)),
-                      pixels=args.keep_pixels, ray=args.ray)
-    print(json.dumps(dataset.summary, indent=2, ensure_ascii=False) if args.json
-          else format_summary(dataset.summary))
+        raise PhotoclassError(
+            "--ray keeps no pixels: the cluster's workers send back fingerprints. HINT: drop "
+            "--keep-pixels; training decodes what it needs."
+        )
+    dataset = prepare(
+        args.data,
+        out=out,
+        config=PrepareConfig(**given_options(args, PrepareConfig)),
+        pixels=args.keep_pixels,
+        ray=args.ray,
+    )
+    print(json.dumps(dataset.summary, indent=2, ensure_ascii=False) if args.json else format_summary(dataset.summary))
     return 0
 
 
@@ -111,18 +131,21 @@ def cmd_train(args) -> int:
         from .workflows.repeat import train_repeated
 
         if args.resume or not args.data:
-            raise PhotoclassError("--seeds and --folds need DATA and cannot --resume. HINT: photoclass train DATA "
-                                  "--seeds 0,1,2")
+            raise PhotoclassError(
+                "--seeds and --folds need DATA and cannot --resume. HINT: photoclass train DATA --seeds 0,1,2"
+            )
         options.pop("folds", None)
-        train_repeated(args.data, seeds=args.seeds or (), folds=args.folds or 0, out=args.out, track=_track(args),
-                       **options)
+        train_repeated(
+            args.data, seeds=args.seeds or (), folds=args.folds or 0, out=args.out, track=_track(args), **options
+        )
         return 0
     if args.resume:
         result = train(resume=args.resume, track=_track(args), **options)
     else:
         if not args.data:
-            raise PhotoclassError("train needs DATA, a folder of photos, or --resume RUN. HINT: photoclass train "
-                                  "examples/weather")
+            raise PhotoclassError(
+                "train needs DATA, a folder of photos, or --resume RUN. HINT: photoclass train examples/weather"
+            )
         result = train(args.data, out=args.out, track=_track(args), **options)
     if result.interrupted:
         return 130
@@ -138,8 +161,9 @@ def _seed_list(text: str) -> list[int]:
     try:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"seeds must be integers separated by commas, e.g. 0,1,2; got {text!r}") \
-            from None
+        raise argparse.ArgumentTypeError(
+            f"seeds must be integers separated by commas, e.g. 0,1,2; got {text!r}"
+        ) from None
     if not seeds or any(s < 0 for s in seeds):
         raise argparse.ArgumentTypeError(f"seeds must be integers of 0 or more, e.g. 0,1,2; got {text!r}")
     return seeds
@@ -157,8 +181,16 @@ def _launch_torchrun(nproc: int, argv: list[str]) -> int:
             skip = True
         elif not word.startswith("--nproc="):
             rest.append(word)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "photoclass", *rest]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "photoclass",
+        *rest,
+    ]
     return subprocess.call(command)
 
 
@@ -169,15 +201,31 @@ def _track(args) -> bool | str | None:
 def cmd_lr_find(args) -> int:
     from .workflows.lr_find import lr_find
 
-    finding = lr_find(args.data, out=args.out, steps=args.steps, start_lr=args.start_lr, end_lr=args.end_lr,
-                      **given_options(args, TrainConfig, PrepareConfig))
-    print(f"suggested learning rate: {finding.suggestion:.2e} (a tenth of the rate at the lowest loss); "
-          f"use --lr {finding.suggestion:.1e}")
+    finding = lr_find(
+        args.data,
+        out=args.out,
+        steps=args.steps,
+        start_lr=args.start_lr,
+        end_lr=args.end_lr,
+        **given_options(args, TrainConfig, PrepareConfig),
+    )
+    print(
+        f"suggested learning rate: {finding.suggestion:.2e} (a tenth of the rate at the lowest loss); "
+        f"use --lr {finding.suggestion:.1e}"
+    )
     print(f"plot: {finding.plot}")
     return 0
 
 
-AUDIT_SKIPS = ("image_size", "seed", "val_size", "test_size", "split", "folds", "fold")  # the model's size; every photo is audited
+AUDIT_SKIPS = (
+    "image_size",
+    "seed",
+    "val_size",
+    "test_size",
+    "split",
+    "folds",
+    "fold",
+)  # the model's size; every photo is audited
 
 
 def cmd_audit(args) -> int:
@@ -187,17 +235,28 @@ def cmd_audit(args) -> int:
         raise PhotoclassError(f"--folds must be at least 2. Received: {args.folds}")
     if args.top < 0:
         raise PhotoclassError(f"--top must be 0 or more. Received: {args.top}")
-    result = audit(args.data, out=args.out, model=args.model, folds=args.folds, seed=args.seed,
-                   device=args.device, **given_options(args, PrepareConfig, skip=AUDIT_SKIPS))
-    print(f"{len(result.suspects)} photos; cleanlab flags {len(result.flagged)} as likely mislabeled; "
-          f"{len(result.conflicts)} duplicate groups carry different labels; the {len(result.outliers)} least typical "
-          "photos (outliers, highest outlier_score first) are on the page")
+    result = audit(
+        args.data,
+        out=args.out,
+        model=args.model,
+        folds=args.folds,
+        seed=args.seed,
+        device=args.device,
+        **given_options(args, PrepareConfig, skip=AUDIT_SKIPS),
+    )
+    print(
+        f"{len(result.suspects)} photos; cleanlab flags {len(result.flagged)} as likely mislabeled; "
+        f"{len(result.conflicts)} duplicate groups carry different labels; the {len(result.outliers)} least typical "
+        "photos (outliers, highest outlier_score first) are on the page"
+    )
     if args.top:
-        width = max(len(s["path"]) for s in result.suspects[:args.top])
+        width = max(len(s["path"]) for s in result.suspects[: args.top])
         print(f"\n{'path':<{width}}  {'given':<14}{'looks like':<14}{'score':>7}  flagged")
-        for s in result.suspects[:args.top]:
-            print(f"{s['path']:<{width}}  {s['given_label']:<14}{s['suggested_label']:<14}{s['score']:>7.3f}  "
-                  f"{'yes' if s['flagged'] else ''}")
+        for s in result.suspects[: args.top]:
+            print(
+                f"{s['path']:<{width}}  {s['given_label']:<14}{s['suggested_label']:<14}{s['score']:>7.3f}  "
+                f"{'yes' if s['flagged'] else ''}"
+            )
     print(f"\nranked list: {result.out / 'label_issues.csv'}\nwith the photos: {result.out / 'audit.html'}")
     return 0
 
@@ -215,12 +274,22 @@ def cmd_select(args) -> int:
 
     selection = select_run(list_runs(*args.roots, data=args.data), tolerance=args.tolerance)
     if args.json:
-        print(json.dumps({"winner": selection.winner.to_dict(), "reason": selection.reason,
-                          "candidates": [str(r.path) for r in selection.candidates]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "winner": selection.winner.to_dict(),
+                    "reason": selection.reason,
+                    "candidates": [str(r.path) for r in selection.candidates],
+                },
+                indent=2,
+            )
+        )
     else:
         print(selection.reason)
     if args.copy_to:
-        print(f"copied to {copy_run(selection.winner.path, args.copy_to)}", file=sys.stderr if args.json else sys.stdout)
+        print(
+            f"copied to {copy_run(selection.winner.path, args.copy_to)}", file=sys.stderr if args.json else sys.stdout
+        )
     return 0
 
 
@@ -253,15 +322,29 @@ def cmd_sweep(args) -> int:
 
     fixed = given_options(args, TrainConfig, PrepareConfig)
     sampler_seed = fixed.pop("seed", 0)
-    study = sweep(args.data, trials=args.trials, space=args.space, storage=args.storage, study=args.study,
-                  out=args.out, timeout=args.timeout, track=_track(args), seed=sampler_seed, **fixed)
+    study = sweep(
+        args.data,
+        trials=args.trials,
+        space=args.space,
+        storage=args.storage,
+        study=args.study,
+        out=args.out,
+        timeout=args.timeout,
+        track=_track(args),
+        seed=sampler_seed,
+        **fixed,
+    )
     states = [t.state.name for t in study.trials]
-    print(f"study {study.study_name}: {states.count('COMPLETE')} complete, {states.count('PRUNED')} pruned, "
-          f"{states.count('FAIL')} failed")
+    print(
+        f"study {study.study_name}: {states.count('COMPLETE')} complete, {states.count('PRUNED')} pruned, "
+        f"{states.count('FAIL')} failed"
+    )
     if states.count("COMPLETE"):
         best = study.best_trial
-        print(f"best: trial {best.number}, val accuracy {best.value:.4f}, test accuracy "
-              f"{best.user_attrs.get('test_accuracy', float('nan')):.4f}, run {best.user_attrs['run']}")
+        print(
+            f"best: trial {best.number}, val accuracy {best.value:.4f}, test accuracy "
+            f"{best.user_attrs.get('test_accuracy', float('nan')):.4f}, run {best.user_attrs['run']}"
+        )
         rest = " (the other searched options at train's defaults)" if best.user_attrs.get("defaults") else ""
         print(f"  {best.params}{rest}")
     return 0
@@ -279,17 +362,18 @@ def cmd_evaluate(args) -> int:
             print(json.dumps(found, indent=2))
             return 0
         on_accepted = found["test_accuracy_on_accepted"]
-        print(f"'none of these' on {found['outsider_photos']} outside photos against {found['test_photos']} test photos "
-              f"of {args.run}:\n"
-              f"  AUROC {found['auroc']:.4f} (1: every outsider farther than every test photo)\n"
-              f"  at the threshold {found['threshold']:.4f}: {found['outsiders_accepted']:.1%} of the outsiders and "
-              f"{found['test_accepted']:.1%} of the test photos accepted as known\n"
-              f"  test accuracy {found['test_accuracy']:.4f}, on the accepted photos "
-              + (f"{on_accepted:.4f}" if on_accepted is not None else "-")
-              + f"\nwritten to {found['written_to']}")
+        print(
+            f"'none of these' on {found['outsider_photos']} outside photos against {found['test_photos']} test photos "
+            f"of {args.run}:\n"
+            f"  AUROC {found['auroc']:.4f} (1: every outsider farther than every test photo)\n"
+            f"  at the threshold {found['threshold']:.4f}: {found['outsiders_accepted']:.1%} of the outsiders and "
+            f"{found['test_accepted']:.1%} of the test photos accepted as known\n"
+            f"  test accuracy {found['test_accuracy']:.4f}, on the accepted photos "
+            + (f"{on_accepted:.4f}" if on_accepted is not None else "-")
+            + f"\nwritten to {found['written_to']}"
+        )
         return 0
-    evaluation = evaluate_run(args.run, args.data, tta=args.tta or None, device=args.device,
-                              precision=args.precision)
+    evaluation = evaluate_run(args.run, args.data, tta=args.tta or None, device=args.device, precision=args.precision)
     if args.json:
         print(json.dumps(evaluation, indent=2))
     else:
@@ -309,16 +393,20 @@ def cmd_models(args) -> int:
     if words[0] == "pull":
         return _pull(words[1:])
     if len(words) > 1:
-        raise PhotoclassError(f"models takes one NAME or pattern. Received: {' '.join(words)}. HINT: quote a pattern, "
-                              "e.g. photoclass models '*convnext*'")
+        raise PhotoclassError(
+            f"models takes one NAME or pattern. Received: {' '.join(words)}. HINT: quote a pattern, "
+            "e.g. photoclass models '*convnext*'"
+        )
     pattern = words[0]
     if not any(c in pattern for c in "*?["):  # one model: its layers
         return _model_summary(model_info(pattern), args)
     found = list_models(pattern)
     timm_found = _timm_names(pattern)
     if not found and not timm_found:
-        raise PhotoclassError(f"No model matches {pattern!r}. HINT: `photoclass models` lists photoclass's own; "
-                              "'*convnext*' searches the timm names too.")
+        raise PhotoclassError(
+            f"No model matches {pattern!r}. HINT: `photoclass models` lists photoclass's own; "
+            "'*convnext*' searches the timm names too."
+        )
     if timm_found:
         _print_timm_names(timm_found, pattern, measure=args.measure)
     if not found:
@@ -330,10 +418,14 @@ def cmd_models(args) -> int:
             params, gflops, speed = _cost_columns(info.name, size, args.classes, args.measure)
         except (PhotoclassError, RuntimeError):
             params, gflops, speed = "too small", "", ""  # e.g. seed-cifar below 16 px
-        print(f"{info.name:<22}{params:>12}{gflops:>8}{speed:>9}{f'{size}x{info.input_spec.channels}':>10}  "
-              f"{info.description}")
-    print(f"\n(parameters for {args.classes} classes; {_speed_words(args.measure)}; `photoclass models NAME` lists a "
-          "model's layers)")
+        print(
+            f"{info.name:<22}{params:>12}{gflops:>8}{speed:>9}{f'{size}x{info.input_spec.channels}':>10}  "
+            f"{info.description}"
+        )
+    print(
+        f"\n(parameters for {args.classes} classes; {_speed_words(args.measure)}; `photoclass models NAME` lists a "
+        "model's layers)"
+    )
     return 0
 
 
@@ -381,8 +473,10 @@ def _print_timm_names(names: list[str], pattern: str, *, measure: bool) -> None:
     from .models.timm_models import pretrained_config, weights_on_machine
 
     shown = names[:40]
-    print(f"{len(names)} timm backbones with pretrained weights match {pattern!r}"
-          f"{f' (the first {len(shown)})' if len(names) > len(shown) else ''}:")
+    print(
+        f"{len(names)} timm backbones with pretrained weights match {pattern!r}"
+        f"{f' (the first {len(shown)})' if len(names) > len(shown) else ''}:"
+    )
     print(f"  {'name':<46}{'params':>13}{'GFLOPs':>8}{'img/s':>9}{'input':>7}  {'on this machine':<16}licence")
     for name in shown:
         size = model_info(name).input_spec.size
@@ -393,10 +487,15 @@ def _print_timm_names(names: list[str], pattern: str, *, measure: bool) -> None:
         licence = pretrained_config(name).get("license") or "?"
         if "noncommercial" in licence.replace("-", "").lower() or licence.lower().startswith("cc-by-nc"):
             licence += " (non-commercial)"
-        print(f"  {name:<46}{params:>13}{gflops:>8}{speed:>9}{size:>7}  "
-              f"{'yes' if weights_on_machine(name) else 'no':<16}{licence}", flush=True)
-    print(f"  (parameters with a 1,000-class classifier; {_speed_words(measure)};\n"
-          "  `photoclass models NAME` lists one's layers; `photoclass models pull NAME` downloads its weights)\n")
+        print(
+            f"  {name:<46}{params:>13}{gflops:>8}{speed:>9}{size:>7}  "
+            f"{'yes' if weights_on_machine(name) else 'no':<16}{licence}",
+            flush=True,
+        )
+    print(
+        f"  (parameters with a 1,000-class classifier; {_speed_words(measure)};\n"
+        "  `photoclass models NAME` lists one's layers; `photoclass models pull NAME` downloads its weights)\n"
+    )
 
 
 def _untrained_model(info, classes: int, size: int):
@@ -418,8 +517,10 @@ def _model_summary(info, args) -> int:
     try:
         summary = summarize(model, size, model.input_spec.channels)
     except RuntimeError as e:
-        raise PhotoclassError(f"{info.name} does not run at {size} px: {str(e).splitlines()[0][:160]}. "
-                              f"HINT: its own size is {info.input_spec.size}.") from None
+        raise PhotoclassError(
+            f"{info.name} does not run at {size} px: {str(e).splitlines()[0][:160]}. "
+            f"HINT: its own size is {info.input_spec.size}."
+        ) from None
     if args.json:
         print(json.dumps({"model": info.name, "classes": args.classes, **summary}, indent=2))
     else:
@@ -438,8 +539,7 @@ def cmd_augment_preview(args) -> int:
     if args.photos < 1:
         raise PhotoclassError(f"--photos must be at least 1. Received: {args.photos}")
     dataset = prepare(args.data, config=PrepareConfig(**given_options(args, PrepareConfig)))
-    path = augmentation_preview(dataset, args.augment, Path(args.out), photos=args.photos,
-                                seed=dataset.config.seed)
+    path = augmentation_preview(dataset, args.augment, Path(args.out), photos=args.photos, seed=dataset.config.seed)
     print(f"augmentation preview: {path}")
     return 0
 
@@ -460,16 +560,31 @@ def cmd_predict(args) -> int:
         check_writable(args.sort_into, hint="pass a folder for --sort-into")
     if args.ray:
         if not args.out:
-            raise PhotoclassError("--ray writes its predictions to a file. HINT: add --out results.csv (or .jsonl, "
-                                  ".parquet).")
+            raise PhotoclassError(
+                "--ray writes its predictions to a file. HINT: add --out results.csv (or .jsonl, .parquet)."
+            )
         from .inference.ray_predict import RayPredictor
 
-        predictor = RayPredictor(args.run, address=args.ray, engine="onnx" if args.engine == "torch" else args.engine,
-                                 actors=args.actors, threads=args.threads, batch_size=args.batch_size,
-                                 unknown=args.unknown)
+        predictor = RayPredictor(
+            args.run,
+            address=args.ray,
+            engine="onnx" if args.engine == "torch" else args.engine,
+            actors=args.actors,
+            threads=args.threads,
+            batch_size=args.batch_size,
+            unknown=args.unknown,
+        )
         return _predict_to_file(predictor, args)
-    predictor = open_predictor(args.run, engine=args.engine, batch_size=args.batch_size, device=args.device,
-                               precision=args.precision, tta=args.tta, backbone=args.model, unknown=args.unknown)
+    predictor = open_predictor(
+        args.run,
+        engine=args.engine,
+        batch_size=args.batch_size,
+        device=args.device,
+        precision=args.precision,
+        tta=args.tta,
+        backbone=args.model,
+        unknown=args.unknown,
+    )
     if args.out:
         return _predict_to_file(predictor, args)
     predictions = predictor.predict(args.paths, top_k=args.top_k)
@@ -481,8 +596,11 @@ def cmd_predict(args) -> int:
             print(f"  {p.path}: {p.error}", file=sys.stderr)
     if args.sort_into:
         counts = sort_into(predictions, args.sort_into, min_confidence=args.min_confidence)
-        print(f"copied {sum(counts.values())} photos into {args.sort_into}: "
-              + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), file=sys.stderr)
+        print(
+            f"copied {sum(counts.values())} photos into {args.sort_into}: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -497,15 +615,21 @@ def _predict_to_file(predictor, args) -> int:
     def sort(batch) -> None:
         counts.update(sort_into(batch, args.sort_into, min_confidence=args.min_confidence))
 
-    written = predict_to_file(predictor, args.paths, args.out, top_k=args.top_k,
-                              on_batch=sort if args.sort_into else None)
+    written = predict_to_file(
+        predictor, args.paths, args.out, top_k=args.top_k, on_batch=sort if args.sort_into else None
+    )
     done = f", {written.before} already there" if written.before else ""
-    print(f"{written.predicted} photos predicted into {written.path} in {written.seconds:.1f} s{done}"
-          + (f"; {written.failed} unreadable, listed there with their reasons" if written.failed else ""),
-          file=sys.stderr)
+    print(
+        f"{written.predicted} photos predicted into {written.path} in {written.seconds:.1f} s{done}"
+        + (f"; {written.failed} unreadable, listed there with their reasons" if written.failed else ""),
+        file=sys.stderr,
+    )
     if args.sort_into:
-        print(f"copied {sum(counts.values())} photos into {args.sort_into}: "
-              + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), file=sys.stderr)
+        print(
+            f"copied {sum(counts.values())} photos into {args.sort_into}: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -535,9 +659,11 @@ def format_predictions(predictions, fmt: str) -> str:
             lines.append(f"{p.path:<{width}}  {p.label:<14}{p.confidence:>7.{places}f}{marker}  {top}")
     unknown = sum(p.unknown for p in predictions)
     if unknown:
-        lines.append(f"({unknown} unknown: farther from every training photo than the run's threshold, which "
-                     "nearly all known photos are within, so likely of none of these classes; --sort-into puts "
-                     "them in _unknown/, --no-unknown turns the check off)")
+        lines.append(
+            f"({unknown} unknown: farther from every training photo than the run's threshold, which "
+            "nearly all known photos are within, so likely of none of these classes; --sort-into puts "
+            "them in _unknown/, --no-unknown turns the check off)"
+        )
     return "\n".join(lines)
 
 
@@ -548,11 +674,18 @@ def cmd_similar(args) -> int:
         from .data.outside import check_outside
         from .runs.rundir import RunDir
 
-        check_outside(args.html, *(p if Path(p).is_dir() else Path(p).parent for p in args.paths),
-                      RunDir(args.run).data_source(), flag="--html")
+        check_outside(
+            args.html,
+            *(p if Path(p).is_dir() else Path(p).parent for p in args.paths),
+            RunDir(args.run).data_source(),
+            flag="--html",
+        )
     found = similar(args.run, args.paths, k=args.k, batch_size=args.batch_size, device=args.device)
-    print(json.dumps([s.to_dict() for s in found], indent=2, ensure_ascii=False) if args.format == "json"
-          else format_similar(found))
+    print(
+        json.dumps([s.to_dict() for s in found], indent=2, ensure_ascii=False)
+        if args.format == "json"
+        else format_similar(found)
+    )
     if args.html:
         print(f"written to {write_similar_page(args.run, found, args.html)}", file=sys.stderr)
     return 0
@@ -563,8 +696,18 @@ def cmd_export(args) -> int:
     from .inference.verify import describe
 
     kind = f"{args.format}{' INT8' if args.int8 else ' bf16' if args.bf16 else ''}"
-    found = export(args.run, args.format, int8=args.int8, bf16=args.bf16, out=args.out, announce=lambda: print(
-        f"exporting {args.run} to {kind}, then checking it on the run's test photos ...", file=sys.stderr, flush=True))
+    found = export(
+        args.run,
+        args.format,
+        int8=args.int8,
+        bf16=args.bf16,
+        out=args.out,
+        announce=lambda: print(
+            f"exporting {args.run} to {kind}, then checking it on the run's test photos ...",
+            file=sys.stderr,
+            flush=True,
+        ),
+    )
     print(f"kept {found['path']}: {describe(found)}")
     return 0
 
@@ -578,19 +721,35 @@ def cmd_serve(args) -> int:
         raise PhotoclassError(f"--max-upload-mb must be a positive number. Received: {args.max_upload_mb}")
     token = args.token or os.environ.get("PHOTOCLASS_TOKEN") or None
     if token and args.no_auth:
-        raise PhotoclassError("--no-auth and a token (--token or PHOTOCLASS_TOKEN) contradict each other. HINT: "
-                              "drop one of them.")
+        raise PhotoclassError(
+            "--no-auth and a token (--token or PHOTOCLASS_TOKEN) contradict each other. HINT: drop one of them."
+        )
     if not token and not args.no_auth and not _is_loopback(args.host):
-        raise PhotoclassError(f"--host {args.host} lets other machines in, and no token was given. HINT: pass --token "
-                              "TOKEN (or set PHOTOCLASS_TOKEN), or --no-auth to serve anyone on purpose.")
-    app = create_app(args.run, top_k=args.top_k, max_bytes=int(args.max_upload_mb * 2**20),
-                     max_queue=args.max_queue, engine=args.engine, port=args.port, device=args.device,
-                     precision=args.precision, tta=args.tta, token=token, timeout=args.timeout)
+        raise PhotoclassError(
+            f"--host {args.host} lets other machines in, and no token was given. HINT: pass --token "
+            "TOKEN (or set PHOTOCLASS_TOKEN), or --no-auth to serve anyone on purpose."
+        )
+    app = create_app(
+        args.run,
+        top_k=args.top_k,
+        max_bytes=int(args.max_upload_mb * 2**20),
+        max_queue=args.max_queue,
+        engine=args.engine,
+        port=args.port,
+        device=args.device,
+        precision=args.precision,
+        tta=args.tta,
+        token=token,
+        timeout=args.timeout,
+    )
     guard = "token required" if token else "no token"
-    print(f"serving {args.run} with {app.state.engine} at http://{args.host}:{args.port}/ ({guard}; Ctrl-C to stop)",
-          flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.log_requests else "warning",
-                timeout_keep_alive=5)
+    print(
+        f"serving {args.run} with {app.state.engine} at http://{args.host}:{args.port}/ ({guard}; Ctrl-C to stop)",
+        flush=True,
+    )
+    uvicorn.run(
+        app, host=args.host, port=args.port, log_level="info" if args.log_requests else "warning", timeout_keep_alive=5
+    )
     return 0
 
 
@@ -606,19 +765,30 @@ def _is_loopback(host: str) -> bool:
 
 
 def _add_device_options(p: argparse.ArgumentParser, *, precision: bool = False) -> None:
-    p.add_argument("--device", default="auto", metavar="DEVICE",
-                   help="auto (CUDA, then MPS, then the CPU), cpu, cuda, cuda:N or mps (default: %(default)s)")
+    p.add_argument(
+        "--device",
+        default="auto",
+        metavar="DEVICE",
+        help="auto (CUDA, then MPS, then the CPU), cpu, cuda, cuda:N or mps (default: %(default)s)",
+    )
     if precision:
         from .core.device import PRECISIONS
 
-        p.add_argument("--precision", default="auto", choices=PRECISIONS,
-                       help="auto: as the run was trained and tested, where this CPU or GPU computes it natively; "
-                            "else fp32 (default: %(default)s)")
+        p.add_argument(
+            "--precision",
+            default="auto",
+            choices=PRECISIONS,
+            help="auto: as the run was trained and tested, where this CPU or GPU computes it natively; "
+            "else fp32 (default: %(default)s)",
+        )
 
 
 def _add_tracking_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tracking-uri", metavar="URI",
-                   help="MLflow store (default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)")
+    p.add_argument(
+        "--tracking-uri",
+        metavar="URI",
+        help="MLflow store (default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)",
+    )
     p.add_argument("--no-track", action="store_true", help="do not log to MLflow")
 
 
@@ -632,39 +802,69 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     parser.subcommands = sub.choices  # name -> its parser, for the nearest flag of a misspelt one
 
-    p = sub.add_parser("prepare", help="scan, check, deduplicate and split a folder of photos",
-                       description="Scan DATA, decode and fingerprint every photo, group "
-                       "duplicates and write DIR/manifest.csv with a fair split.")
+    p = sub.add_parser(
+        "prepare",
+        help="scan, check, deduplicate and split a folder of photos",
+        description="Scan DATA, decode and fingerprint every photo, group "
+        "duplicates and write DIR/manifest.csv with a fair split.",
+    )
     p.add_argument("data", metavar="DATA", help="folder of photos")
     p.add_argument("--out", metavar="DIR", help="output folder (default prepared/<DATA name>)")
-    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
-                   help="decode and fingerprint the photos on a Ray cluster (ADDRESS, or 'local'), whose workers see "
-                   "the same files; duplicates are grouped and the split made here. Needs photoclass[ray]")
-    p.add_argument("--keep-pixels", action="store_true",
-                   help="also keep the decoded photos in the cache (200 KB a photo at 260 px), ready for training "
-                   "that reads them every epoch (lpft, finetune, scratch); the default strategy needs none")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="decode and fingerprint the photos on a Ray cluster (ADDRESS, or 'local'), whose workers see "
+        "the same files; duplicates are grouped and the split made here. Needs photoclass[ray]",
+    )
+    p.add_argument(
+        "--keep-pixels",
+        action="store_true",
+        help="also keep the decoded photos in the cache (200 KB a photo at 260 px), ready for training "
+        "that reads them every epoch (lpft, finetune, scratch); the default strategy needs none",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_config_options(p, PrepareConfig)
     p.set_defaults(func=cmd_prepare)
 
-    t = sub.add_parser("train", help="train and evaluate a model on a folder of photos",
-                       description="Prepare DATA (reusing the cache), train MODEL, evaluate it on "
-                       "the held-out test split and write a run directory.")
+    t = sub.add_parser(
+        "train",
+        help="train and evaluate a model on a folder of photos",
+        description="Prepare DATA (reusing the cache), train MODEL, evaluate it on "
+        "the held-out test split and write a run directory.",
+    )
     t.add_argument("data", metavar="DATA", nargs="?", help="folder of photos, or one written by prepare")
     t.add_argument("--out", metavar="RUN", help="run directory (default runs/<model>-<time>)")
-    t.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last.ckpt "
-                   "(with --epochs N: a finished one, to N epochs)")
-    t.add_argument("--seeds", type=_seed_list, metavar="S,S,...", help="one run per seed, and a summary run "
-                   "with the mean, spread and 95%% interval (e.g. 0,1,2); with --folds K alone: one run per fold")
-    t.add_argument("--nproc", type=int, metavar="N", help="data-parallel over N processes on this machine: "
-                   "runs torchrun --standalone --nproc-per-node N (default: one process)")
+    t.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue an interrupted run from its last.ckpt (with --epochs N: a finished one, to N epochs)",
+    )
+    t.add_argument(
+        "--seeds",
+        type=_seed_list,
+        metavar="S,S,...",
+        help="one run per seed, and a summary run "
+        "with the mean, spread and 95%% interval (e.g. 0,1,2); with --folds K alone: one run per fold",
+    )
+    t.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="data-parallel over N processes on this machine: "
+        "runs torchrun --standalone --nproc-per-node N (default: one process)",
+    )
     _add_tracking_options(t)
     add_config_options(t, TrainConfig, PrepareConfig)
     t.set_defaults(func=cmd_train)
 
-    lf = sub.add_parser("lr-find", help="the learning-rate range test: loss against rate, and a suggestion",
-                        description="Train the part of MODEL that `train` would fit, raising the rate every "
-                        "step from --start-lr to --end-lr; plot the loss and suggest a rate.")
+    lf = sub.add_parser(
+        "lr-find",
+        help="the learning-rate range test: loss against rate, and a suggestion",
+        description="Train the part of MODEL that `train` would fit, raising the rate every "
+        "step from --start-lr to --end-lr; plot the loss and suggest a rate.",
+    )
     lf.add_argument("data", metavar="DATA", help="folder of photos")
     lf.add_argument("--out", default="lr-find.png", metavar="FILE", help="the plot (default: %(default)s)")
     lf.add_argument("--steps", type=int, default=100, help="batches to raise the rate over (default: %(default)s)")
@@ -673,15 +873,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_options(lf, TrainConfig, PrepareConfig)
     lf.set_defaults(func=cmd_lr_find)
 
-    au = sub.add_parser("audit", help="find likely mislabeled photos, conflicting duplicates and outliers",
-                        description="Rank every photo of DATA by how likely its label is wrong (cleanlab's "
-                        "confident learning on out-of-fold probabilities from frozen pretrained features, in "
-                        "folds that keep duplicates together). DATA is never changed.")
+    au = sub.add_parser(
+        "audit",
+        help="find likely mislabeled photos, conflicting duplicates and outliers",
+        description="Rank every photo of DATA by how likely its label is wrong (cleanlab's "
+        "confident learning on out-of-fold probabilities from frozen pretrained features, in "
+        "folds that keep duplicates together). DATA is never changed.",
+    )
     au.add_argument("data", metavar="DATA", help="folder of photos")
-    au.add_argument("--out", default="audit", metavar="DIR", help="label_issues.csv, audit.html, audit.json "
-                    "(default: %(default)s)")
-    au.add_argument("--model", default=TrainConfig.model, metavar="NAME",
-                    help="the pretrained features (default: %(default)s)")
+    au.add_argument(
+        "--out", default="audit", metavar="DIR", help="label_issues.csv, audit.html, audit.json (default: %(default)s)"
+    )
+    au.add_argument(
+        "--model", default=TrainConfig.model, metavar="NAME", help="the pretrained features (default: %(default)s)"
+    )
     au.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: %(default)s)")
     au.add_argument("--seed", type=int, default=0, help="default: %(default)s")
     au.add_argument("--top", type=int, default=10, help="suspects printed (default: %(default)s)")
@@ -690,38 +895,64 @@ def build_parser() -> argparse.ArgumentParser:
     au.set_defaults(func=cmd_audit)
 
     from .experiments.leaderboard import SORT_KEYS
-    r = sub.add_parser("runs", help="the leaderboard: finished runs with their test figures",
-                       description="List finished runs under ROOT (default runs/), best first.")
+
+    r = sub.add_parser(
+        "runs",
+        help="the leaderboard: finished runs with their test figures",
+        description="List finished runs under ROOT (default runs/), best first.",
+    )
     r.add_argument("roots", metavar="ROOT", nargs="*", default=["runs"])
-    r.add_argument("--data", metavar="FOLDER", help="only runs on this data: its folder (or CSV, array file) or "
-                   "that folder's name; without it, each data set is ranked on its own")
-    r.add_argument("--sort", choices=SORT_KEYS, default="select",
-                   help="select (default): the order `photoclass select` prefers (lowest test error; within "
-                   "--tolerance, the smallest gap); error: by test error alone")
+    r.add_argument(
+        "--data",
+        metavar="FOLDER",
+        help="only runs on this data: its folder (or CSV, array file) or "
+        "that folder's name; without it, each data set is ranked on its own",
+    )
+    r.add_argument(
+        "--sort",
+        choices=SORT_KEYS,
+        default="select",
+        help="select (default): the order `photoclass select` prefers (lowest test error; within "
+        "--tolerance, the smallest gap); error: by test error alone",
+    )
     r.add_argument("--tolerance", type=float, default=0.01, help="of the select order (default: %(default)s)")
     r.add_argument("--json", action="store_true", help="print the runs as JSON")
     r.set_defaults(func=cmd_runs)
 
-    se = sub.add_parser("select", help="pick the run with the lowest test error, then the smallest gap",
-                        description="Among runs within TOLERANCE of the lowest test error, pick the one "
-                        "with the smallest generalization gap; say why.")
+    se = sub.add_parser(
+        "select",
+        help="pick the run with the lowest test error, then the smallest gap",
+        description="Among runs within TOLERANCE of the lowest test error, pick the one "
+        "with the smallest generalization gap; say why.",
+    )
     se.add_argument("roots", metavar="ROOT", nargs="*", default=["runs"])
-    se.add_argument("--data", metavar="FOLDER", help="only runs on this data: its folder (or CSV, array file) or "
-                    "that folder's name; needed where the runs are on several data sets")
+    se.add_argument(
+        "--data",
+        metavar="FOLDER",
+        help="only runs on this data: its folder (or CSV, array file) or "
+        "that folder's name; needed where the runs are on several data sets",
+    )
     se.add_argument("--tolerance", type=float, default=0.01, help="in accuracy (default: %(default)s, one point)")
     se.add_argument("--copy-to", metavar="DIR", help="copy the winning run there (e.g. best/)")
     se.add_argument("--json", action="store_true", help="print the winner, the reason and the candidates as JSON")
     se.set_defaults(func=cmd_select)
 
-    sw = sub.add_parser("sweep", help="search models and options with Optuna; each trial is a run",
-                        description="Search the space (models, learning rate, augmentation, dropout, batch "
-                        "and image size) for the best validation accuracy, pruning poor trials. Any "
-                        "training option given is fixed for every trial.")
+    sw = sub.add_parser(
+        "sweep",
+        help="search models and options with Optuna; each trial is a run",
+        description="Search the space (models, learning rate, augmentation, dropout, batch "
+        "and image size) for the best validation accuracy, pruning poor trials. Any "
+        "training option given is fixed for every trial.",
+    )
     sw.add_argument("data", metavar="DATA")
     sw.add_argument("--trials", type=int, default=20, help="default: %(default)s")
     sw.add_argument("--space", metavar="FILE", help="JSON or TOML search space (default: built in)")
-    sw.add_argument("--storage", metavar="URL", help="Optuna storage: an RDB URL, or journal:PATH for a journal "
-                    "file on a shared file system (default sqlite:///OUT/sweeps.db)")
+    sw.add_argument(
+        "--storage",
+        metavar="URL",
+        help="Optuna storage: an RDB URL, or journal:PATH for a journal "
+        "file on a shared file system (default sqlite:///OUT/sweeps.db)",
+    )
     sw.add_argument("--study", metavar="NAME", help="study name; reuse it to continue a sweep")
     sw.add_argument("--out", default="runs", metavar="DIR", help="trial runs go to DIR/STUDY/ (default: runs)")
     sw.add_argument("--timeout", type=float, metavar="SECONDS", help="start no trial after this long (default: none)")
@@ -747,26 +978,48 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="re-evaluate a saved run, on its test split or another folder")
     e.add_argument("run", metavar="RUN")
     e.add_argument("--data", metavar="DIR", help="evaluate on every photo of this folder instead")
-    e.add_argument("--outsiders", metavar="DIR", help="photos of none of the classes: how well the 'none of these' "
-                   "check tells them from the test photos (AUROC, shares accepted)")
+    e.add_argument(
+        "--outsiders",
+        metavar="DIR",
+        help="photos of none of the classes: how well the 'none of these' "
+        "check tells them from the test photos (AUROC, shares accepted)",
+    )
     e.add_argument("--tta", action="store_true", help="average each test photo and its mirror")
     _add_device_options(e, precision=True)
     e.add_argument("--json", action="store_true", help="print the evaluation as JSON")
     e.set_defaults(func=cmd_evaluate)
 
-    x = sub.add_parser("export", help="export a run's model (ONNX, OpenVINO, LiteRT; fp32 or INT8), kept only if it "
-                       "gives PyTorch's answers on the run's test photos")
+    x = sub.add_parser(
+        "export",
+        help="export a run's model (ONNX, OpenVINO, LiteRT; fp32 or INT8), kept only if it "
+        "gives PyTorch's answers on the run's test photos",
+    )
     x.add_argument("run", metavar="RUN")
-    x.add_argument("--format", choices=("onnx", "openvino", "litert"), default="onnx",
-                   help="onnx: ONNX Runtime; openvino: OpenVINO Runtime; litert: LiteRT (TensorFlow Lite: Android, "
-                   "edge boards) (default: %(default)s)")
+    x.add_argument(
+        "--format",
+        choices=("onnx", "openvino", "litert"),
+        default="onnx",
+        help="onnx: ONNX Runtime; openvino: OpenVINO Runtime; litert: LiteRT (TensorFlow Lite: Android, "
+        "edge boards) (default: %(default)s)",
+    )
     kind = x.add_mutually_exclusive_group()
-    kind.add_argument("--int8", action="store_true", help="static INT8 (per-channel weights, calibrated on training "
-                      "photos: NNCF, or PT2E for LiteRT); kept only if it holds the accuracy")
-    kind.add_argument("--bf16", action="store_true", help="OpenVINO only, on a CPU with native bf16 (AVX512-BF16 or "
-                      "AMX): float32 weights computed in bf16, checked so; kept only if it holds the answers")
-    x.add_argument("--out", metavar="PATH", help="default RUN/model.onnx, RUN/openvino/model.xml or RUN/model.tflite, "
-                   "with -int8 or -bf16 added")
+    kind.add_argument(
+        "--int8",
+        action="store_true",
+        help="static INT8 (per-channel weights, calibrated on training "
+        "photos: NNCF, or PT2E for LiteRT); kept only if it holds the accuracy",
+    )
+    kind.add_argument(
+        "--bf16",
+        action="store_true",
+        help="OpenVINO only, on a CPU with native bf16 (AVX512-BF16 or "
+        "AMX): float32 weights computed in bf16, checked so; kept only if it holds the answers",
+    )
+    x.add_argument(
+        "--out",
+        metavar="PATH",
+        help="default RUN/model.onnx, RUN/openvino/model.xml or RUN/model.tflite, with -int8 or -bf16 added",
+    )
     x.set_defaults(func=cmd_export)
 
     sv = sub.add_parser("serve", help="serve predictions over HTTP, with a web page at /")
@@ -775,64 +1028,131 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--port", type=int, default=8000, help="default: %(default)s")
     sv.add_argument("--top-k", type=int, default=3, help="classes in each answer (default: %(default)s)")
     sv.add_argument("--max-upload-mb", type=float, default=10, help="larger uploads get 413 (default: %(default)s)")
-    sv.add_argument("--max-queue", type=int, default=64, help="requests waiting beyond this get 503 "
-                    "(default: %(default)s)")
-    sv.add_argument("--engine", choices=("auto", "onnx", "openvino", "litert", "torch"), default="auto",
-                    help="auto (default): the fastest of the run's verified exports (`photoclass export`), else "
-                    "ONNX Runtime when installed (exports RUN/model.onnx once), else PyTorch")
-    sv.add_argument("--token", metavar="TOKEN", help="require `Authorization: Bearer TOKEN` on /predict and /model "
-                    "(default: $PHOTOCLASS_TOKEN); needed to listen beyond this machine")
+    sv.add_argument(
+        "--max-queue", type=int, default=64, help="requests waiting beyond this get 503 (default: %(default)s)"
+    )
+    sv.add_argument(
+        "--engine",
+        choices=("auto", "onnx", "openvino", "litert", "torch"),
+        default="auto",
+        help="auto (default): the fastest of the run's verified exports (`photoclass export`), else "
+        "ONNX Runtime when installed (exports RUN/model.onnx once), else PyTorch",
+    )
+    sv.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help="require `Authorization: Bearer TOKEN` on /predict and /model "
+        "(default: $PHOTOCLASS_TOKEN); needed to listen beyond this machine",
+    )
     sv.add_argument("--no-auth", action="store_true", help="listen beyond this machine without a token, on purpose")
-    sv.add_argument("--timeout", type=float, default=30, metavar="S",
-                    help="an upload, or its answer, taking longer gets 408 or 504 (default: %(default)s)")
-    sv.add_argument("--log-requests", action=argparse.BooleanOptionalAction, default=True,
-                    help="print a line per request (default: on)")
-    sv.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
-                    help="average each photo's prediction with its mirror's (twice the work; default: as the "
-                    "run's test was measured, on for small-resnet)")
+    sv.add_argument(
+        "--timeout",
+        type=float,
+        default=30,
+        metavar="S",
+        help="an upload, or its answer, taking longer gets 408 or 504 (default: %(default)s)",
+    )
+    sv.add_argument(
+        "--log-requests",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="print a line per request (default: on)",
+    )
+    sv.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="average each photo's prediction with its mirror's (twice the work; default: as the "
+        "run's test was measured, on for small-resnet)",
+    )
     _add_device_options(sv, precision=True)
     sv.set_defaults(func=cmd_serve)
 
-    pr = sub.add_parser("predict", help="predict photos with a trained run; optionally sort copies",
-                        description="Predict files, folders (recursively) and globs with RUN's model.")
-    pr.add_argument("run", metavar="RUN", help="a run directory, a model.onnx from `photoclass export`, or "
-                    "'imagenet': the 1,000 ImageNet classes, no training (imagenet-lite0 for the smaller backbone)")
+    pr = sub.add_parser(
+        "predict",
+        help="predict photos with a trained run; optionally sort copies",
+        description="Predict files, folders (recursively) and globs with RUN's model.",
+    )
+    pr.add_argument(
+        "run",
+        metavar="RUN",
+        help="a run directory, a model.onnx from `photoclass export`, or "
+        "'imagenet': the 1,000 ImageNet classes, no training (imagenet-lite0 for the smaller backbone)",
+    )
     pr.add_argument("paths", metavar="PATH", nargs="+")
-    pr.add_argument("--model", metavar="NAME", help="with RUN 'imagenet': any timm backbone whose weights carry an "
-                    "ImageNet-1k classifier, e.g. convnext_tiny.fb_in22k_ft_in1k (default: EfficientNet-Lite2)")
+    pr.add_argument(
+        "--model",
+        metavar="NAME",
+        help="with RUN 'imagenet': any timm backbone whose weights carry an "
+        "ImageNet-1k classifier, e.g. convnext_tiny.fb_in22k_ft_in1k (default: EfficientNet-Lite2)",
+    )
     pr.add_argument("--top-k", type=int, default=3, help="classes listed per photo (default: %(default)s)")
     pr.add_argument("--format", choices=("table", "json", "csv"), default="table", help="default: %(default)s")
-    pr.add_argument("--out", metavar="FILE", help="write a row per photo to FILE (.csv, .jsonl or .parquet) as it "
-                    "goes, instead of printing; run again, it resumes, skipping the photos already there")
-    pr.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
-                    help="with --out: predict on a Ray cluster (ADDRESS, or 'local' for this machine's cores), a pool of "
-                    "actors each holding the run's ONNX (or --engine openvino) export; needs photoclass[ray]")
-    pr.add_argument("--actors", type=int, default=0, metavar="N",
-                    help="with --ray: predictors on the cluster, each with --threads threads (default: one per CPU)")
-    pr.add_argument("--threads", type=int, default=1, metavar="N", help="with --ray: threads of each actor "
-                    "(default: %(default)s)")
-    pr.add_argument("--sort-into", metavar="DIR",
-                    help="copy (never move) each photo into DIR/<predicted class>/")
-    pr.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
-                    help="with --sort-into: below P, copy into DIR/_unsure/ instead; compared with the confidence "
-                    "as printed, to three places (default: %(default)s)")
-    pr.add_argument("--unknown", action=argparse.BooleanOptionalAction, default=True,
-                    help="mark photos far from every training photo 'unknown' (none of the classes), and sort them "
-                    "into DIR/_unknown/ (default: on, for runs trained with the check)")
+    pr.add_argument(
+        "--out",
+        metavar="FILE",
+        help="write a row per photo to FILE (.csv, .jsonl or .parquet) as it "
+        "goes, instead of printing; run again, it resumes, skipping the photos already there",
+    )
+    pr.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="with --out: predict on a Ray cluster (ADDRESS, or 'local' for this machine's cores), a pool of "
+        "actors each holding the run's ONNX (or --engine openvino) export; needs photoclass[ray]",
+    )
+    pr.add_argument(
+        "--actors",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --ray: predictors on the cluster, each with --threads threads (default: one per CPU)",
+    )
+    pr.add_argument(
+        "--threads", type=int, default=1, metavar="N", help="with --ray: threads of each actor (default: %(default)s)"
+    )
+    pr.add_argument("--sort-into", metavar="DIR", help="copy (never move) each photo into DIR/<predicted class>/")
+    pr.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="with --sort-into: below P, copy into DIR/_unsure/ instead; compared with the confidence "
+        "as printed, to three places (default: %(default)s)",
+    )
+    pr.add_argument(
+        "--unknown",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="mark photos far from every training photo 'unknown' (none of the classes), and sort them "
+        "into DIR/_unknown/ (default: on, for runs trained with the check)",
+    )
     pr.add_argument("--batch-size", type=int, default=16, help="default: %(default)s")
-    pr.add_argument("--engine", choices=("torch", "onnx", "openvino", "litert", "auto"), default="torch",
-                    help="onnx: ONNX Runtime, about twice as fast (exports RUN/model.onnx once); openvino: OpenVINO "
-                    "Runtime (exports and checks RUN/openvino/ once); litert: LiteRT (RUN/model.tflite, likewise); auto: "
-                    "the fastest of the run's verified exports, else ONNX Runtime when installed (default: %(default)s)")
-    pr.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
-                    help="average each photo's prediction with its mirror's (twice the work; default: as the "
-                    "run's test was measured, on for small-resnet)")
+    pr.add_argument(
+        "--engine",
+        choices=("torch", "onnx", "openvino", "litert", "auto"),
+        default="torch",
+        help="onnx: ONNX Runtime, about twice as fast (exports RUN/model.onnx once); openvino: OpenVINO "
+        "Runtime (exports and checks RUN/openvino/ once); litert: LiteRT (RUN/model.tflite, likewise); auto: "
+        "the fastest of the run's verified exports, else ONNX Runtime when installed (default: %(default)s)",
+    )
+    pr.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="average each photo's prediction with its mirror's (twice the work; default: as the "
+        "run's test was measured, on for small-resnet)",
+    )
     _add_device_options(pr, precision=True)
     pr.set_defaults(func=cmd_predict)
 
-    si = sub.add_parser("similar", help="the training photos nearest each photo, in the model's features",
-                        description="For each photo: RUN's prediction, its 'none of these' score, and the K "
-                        "nearest training photos with their labels and cosine distances.")
+    si = sub.add_parser(
+        "similar",
+        help="the training photos nearest each photo, in the model's features",
+        description="For each photo: RUN's prediction, its 'none of these' score, and the K "
+        "nearest training photos with their labels and cosine distances.",
+    )
     si.add_argument("run", metavar="RUN", help="a run trained with the 'none of these' check (the default)")
     si.add_argument("paths", metavar="PATH", nargs="+")
     si.add_argument("-k", type=int, default=5, help="training photos per photo (default: %(default)s)")
@@ -842,18 +1162,33 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device_options(si)
     si.set_defaults(func=cmd_similar)
 
-    m = sub.add_parser("models", help="list the available models, or one model's layers; pull timm weights",
-                       description="List photoclass's own models (a glob such as '*convnext*' also searches timm's "
-                       "pretrained backbones), show one model's layers, or `models pull NAME...` to download timm "
-                       "weights into the Hugging Face cache.")
-    m.add_argument("pattern", nargs="*", metavar="NAME|PATTERN",
-                   help="a glob, e.g. 'seed-*' or '*convnext*', one name for its layer table, or pull NAME...")
+    m = sub.add_parser(
+        "models",
+        help="list the available models, or one model's layers; pull timm weights",
+        description="List photoclass's own models (a glob such as '*convnext*' also searches timm's "
+        "pretrained backbones), show one model's layers, or `models pull NAME...` to download timm "
+        "weights into the Hugging Face cache.",
+    )
+    m.add_argument(
+        "pattern",
+        nargs="*",
+        metavar="NAME|PATTERN",
+        help="a glob, e.g. 'seed-*' or '*convnext*', one name for its layer table, or pull NAME...",
+    )
     m.add_argument("--classes", type=int, default=10, help="classes for the parameter count (default: %(default)s)")
-    m.add_argument("--image-size", type=int, default=None, metavar="PX", help="input side for the layer table "
-                   "(default: the model's own)")
+    m.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="input side for the layer table (default: the model's own)",
+    )
     m.add_argument("--json", action="store_true", help="the layer table as JSON")
-    m.add_argument("--measure", action="store_true", help="time each listed model here (random weights, batch 8) "
-                   "instead of estimating its images/s from its GFLOPs")
+    m.add_argument(
+        "--measure",
+        action="store_true",
+        help="time each listed model here (random weights, batch 8) instead of estimating its images/s from its GFLOPs",
+    )
     m.set_defaults(func=cmd_models)
 
     a = sub.add_parser("augment-preview", help="write a grid of augmented training photos")
@@ -887,16 +1222,20 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # e.g. `photoclass runs | head -1`: the reader left
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (no flush error at exit)
-        return _fail("the output pipe was closed before everything was written. HINT: read the whole "
-                     "output, or write it to a file")
+        return _fail(
+            "the output pipe was closed before everything was written. HINT: read the whole "
+            "output, or write it to a file"
+        )
     except OSError as e:  # a path that cannot be read or written, a full disk, ...
         where = f" {e.filename}" if e.filename else ""
         return _fail(f"{e.strerror or e}:{where}. HINT: check the path and its permissions")
     except Exception as e:  # a bug: still one line, the traceback on request
         if os.environ.get("PHOTOCLASS_DEBUG"):
             raise
-        return _fail(f"unexpected {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}. "
-                     "HINT: PHOTOCLASS_DEBUG=1 shows the traceback; please report it")
+        return _fail(
+            f"unexpected {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}. "
+            "HINT: PHOTOCLASS_DEBUG=1 shows the traceback; please report it"
+        )
 
 
 def _fail(message: str) -> int:
@@ -918,9 +1257,27 @@ def flag_spelling(message: str) -> str:
     return _API_NAME.sub(lambda m: "--" + (m.group(1) or m.group(2)).replace("_", "-"), message)
 
 
-_FLAGGED = sorted({f.name for config in (TrainConfig, PrepareConfig) for f in dataclasses.fields(config)}
-                  | {"min_confidence", "top_k", "max_upload_mb", "max_queue", "start_lr", "end_lr", "steps",
-                     "folds", "top", "classes", "photos", "copy_to", "sort_into", "tracking_uri"}, key=len, reverse=True)
+_FLAGGED = sorted(
+    {f.name for config in (TrainConfig, PrepareConfig) for f in dataclasses.fields(config)}
+    | {
+        "min_confidence",
+        "top_k",
+        "max_upload_mb",
+        "max_queue",
+        "start_lr",
+        "end_lr",
+        "steps",
+        "folds",
+        "top",
+        "classes",
+        "photos",
+        "copy_to",
+        "sort_into",
+        "tracking_uri",
+    },
+    key=len,
+    reverse=True,
+)
 _API_NAME = re.compile(r"`(" + "|".join(_FLAGGED) + r")`|(?<![\w./-])(" + "|".join(_FLAGGED) + r")(?==)")
 
 

@@ -1,4 +1,5 @@
 """Tiny synthetic photo folders, made fresh in tmp_path for each test."""
+
 from __future__ import annotations
 
 import contextlib
@@ -35,10 +36,12 @@ os.environ["PHOTOCLASS_CACHE"] = str(TEST_CACHE)
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(TEST_CACHE, ignore_errors=True)
 
+
 CLASSES = ("cloudy", "rain", "shine")
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-_no_chromium = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
-                                  reason="Debian's chromium and chromium-driver are not installed")
+_no_chromium = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER), reason="Debian's chromium and chromium-driver are not installed"
+)
 
 
 def needs_chromium(test):
@@ -55,9 +58,18 @@ def headless_chromium(profile: Path, *, width: int = 900, height: int = 900):
     os.environ["SE_AVOID_STATS"] = "true"
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={profile}", f"--window-size={width},{height}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        f"--window-size={width},{height}",
+    ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
@@ -65,6 +77,8 @@ def headless_chromium(profile: Path, *, width: int = 900, height: int = 900):
         yield driver
     finally:
         driver.quit()
+
+
 WEATHER = Path(__file__).resolve().parents[2] / "shared" / "data" / "weather"
 
 
@@ -106,8 +120,10 @@ def make_folders(root: Path, per_class: int = 6, classes=CLASSES) -> Path:
 
 def png_declaring(width: int, height: int) -> bytes:
     """A valid PNG header declaring width x height, with almost no pixel data."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
@@ -123,8 +139,11 @@ def jpeg_bytes(image: Image.Image, **kw) -> bytes:
 
 
 def sha256_tree(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
 
 
 @pytest.fixture
@@ -176,8 +195,12 @@ def make_corpus(root: Path) -> dict[str, tuple[str, str]]:
     add("odd14.png", png_declaring(20_000, 20_000), "skipped", "decompression bomb")
     add("odd15_ünïcödé_☀.jpg", jpeg_bytes(synthetic_photo(8)), "ok", "")
     frames = [synthetic_photo(20 + i, size=(64, 48)) for i in range(3)]
-    add("odd16.gif", encoded(frames[0], "GIF", save_all=True, append_images=frames[1:]), "ok",
-        "animated (3 frames), first frame used")
+    add(
+        "odd16.gif",
+        encoded(frames[0], "GIF", save_all=True, append_images=frames[1:]),
+        "ok",
+        "animated (3 frames), first frame used",
+    )
     add("odd17.jpg", b"\xff\xd8\xff\xe0" + b"\0" * 100, "skipped", "")
     return expected
 
@@ -200,9 +223,13 @@ def free_port() -> int:
 
 def start_server(run, *extra, env=None):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "photoclass.cli", "serve", str(run), "--port", str(port),
-                             *map(str, extra)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=None if env is None else {**os.environ, **env})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "photoclass.cli", "serve", str(run), "--port", str(port), *map(str, extra)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=None if env is None else {**os.environ, **env},
+    )
     deadline = time.time() + 60
     while time.time() < deadline:
         try:

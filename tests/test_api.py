@@ -1,4 +1,5 @@
 """The public API shows its real parameters, and `import photoclass` stays light."""
+
 import dataclasses
 import inspect
 import subprocess
@@ -38,7 +39,14 @@ def test_the_other_workflows_show_what_they_take():
 
 
 def test_importing_photoclass_leaves_torch_until_a_workflow_is_used():
-    found = subprocess.run([sys.executable, "-c", "import sys, photoclass; print('torch' in sys.modules); "
-                            "photoclass.train; print('torch' in sys.modules)"], capture_output=True, text=True)
+    found = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, photoclass; print('torch' in sys.modules); photoclass.train; print('torch' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert found.returncode == 0, found.stderr
     assert found.stdout.split() == ["False", "True"]

@@ -2,6 +2,7 @@
 
 Every form is built in tmp_path from real pixels (scikit-learn's 8x8 digits, enlarged, and
 the example weather photos at 32 px) and must prepare, train and predict like a folder."""
+
 from __future__ import annotations
 
 import csv
@@ -34,8 +35,12 @@ def digits():
 
     d = load_digits()
     keep = np.concatenate([np.flatnonzero(d.target == c)[:DIGITS_PER_CLASS] for c in range(10)])
-    x = np.stack([np.asarray(Image.fromarray((d.images[i] * 15).astype(np.uint8)).resize((28, 28), Image.BILINEAR))
-                  for i in keep])
+    x = np.stack(
+        [
+            np.asarray(Image.fromarray((d.images[i] * 15).astype(np.uint8)).resize((28, 28), Image.BILINEAR))
+            for i in keep
+        ]
+    )
     return x, d.target[keep].astype(np.int64)
 
 
@@ -96,8 +101,12 @@ def test_a_pair_of_npy_files(tmp_path, digits):
 
 def _cifar_batch(x: np.ndarray, y: np.ndarray, key: str = "labels") -> dict:
     rows = x.transpose(0, 3, 1, 2).reshape(len(x), -1)  # (N, 3072): the red plane, then green, then blue
-    return {b"batch_label": b"a batch", key.encode(): [int(v) for v in y], b"data": rows,
-            b"filenames": [f"{i}.png".encode() for i in range(len(x))]}
+    return {
+        b"batch_label": b"a batch",
+        key.encode(): [int(v) for v in y],
+        b"data": rows,
+        b"filenames": [f"{i}.png".encode() for i in range(len(x))],
+    }
 
 
 def _dump(obj, path: Path) -> None:
@@ -116,7 +125,9 @@ def test_the_cifar10_python_folder_with_names_from_batches_meta(tmp_path, photos
     data = photoclass.prepare(folder, image_size=32, cache_dir=tmp_path / "cache", progress=False)
     assert data.summary["layout"] == "cifar" and data.classes == names
     assert counts(data) == {n: int((y == i).sum()) for i, n in enumerate(names)}
-    assert sorted(r.path for r in data.usable if r.split == "test") == sorted(f"test_batch#{i}" for i in range(len(x) - 80))
+    assert sorted(r.path for r in data.usable if r.split == "test") == sorted(
+        f"test_batch#{i}" for i in range(len(x) - 80)
+    )
     i = next(k for k, r in enumerate(data.usable) if r.path == "data_batch_2#3")
     assert np.array_equal(data.images[i], x[43])  # planes put back in (H, W, 3) order
 
@@ -157,8 +168,21 @@ def test_a_cifar_pickle_that_would_run_code_is_refused_and_never_runs(tmp_path, 
     _dump({b"label_names": [n.encode() for n in names]}, folder / "batches.meta")
     with pytest.raises(PhotoclassError, match=r"Refused to read .*data_batch_1: it refers to \w+\.call"):
         read_arrays(folder)
-    result = subprocess.run([sys.executable, "-m", "photoclass", "prepare", str(folder), "--out", str(tmp_path / "p"),
-                             "--cache-dir", str(tmp_path / "cache")], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "photoclass",
+            "prepare",
+            str(folder),
+            "--out",
+            str(tmp_path / "p"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode != 0 and "Refused to read" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not canary.exists() and not (tmp_path / "p").exists()
@@ -175,11 +199,14 @@ class _ArrayOfPointers:
         return (reconstruct, (np.ndarray, (0,), b"b"), (1, (1,), _ObjectDtype(), False, b"A" * 8))
 
 
-@pytest.mark.parametrize("forged", [
-    {b"label_names": _ArrayOfPointers()},  # crashed the process (memory read through forged pointers)
-    {b"label_names": np.array(["a", "b"], dtype=object)},  # objects inside an array
-    {b"label_names": np.zeros(3, dtype=[("a", "u1"), ("b", "f4")])},  # fields
-])
+@pytest.mark.parametrize(
+    "forged",
+    [
+        {b"label_names": _ArrayOfPointers()},  # crashed the process (memory read through forged pointers)
+        {b"label_names": np.array(["a", "b"], dtype=object)},  # objects inside an array
+        {b"label_names": np.zeros(3, dtype=[("a", "u1"), ("b", "f4")])},  # fields
+    ],
+)
 def test_numpy_reconstruction_in_a_cifar_pickle_admits_plain_numeric_arrays_only(tmp_path, photos32, forged):
     x, y, _ = photos32
     folder = tmp_path / "cifar"
@@ -245,8 +272,11 @@ def test_forged_or_broken_array_files_are_one_line_errors(tmp_path):
         z.writestr("y.npy", (tmp_path / "y.npy").read_bytes())
     np.savez(tmp_path / "good.npz", x=np.zeros((3, 8, 8), np.uint8), y=np.zeros(3, int))
     (tmp_path / "cut.npz").write_bytes((tmp_path / "good.npz").read_bytes()[:200])
-    for path, message in ((tmp_path / "x.npy", r"x\.npy: mmap length"), (tmp_path / "forged.npz", "declares"),
-                          (tmp_path / "cut.npz", "zip")):
+    for path, message in (
+        (tmp_path / "x.npy", r"x\.npy: mmap length"),
+        (tmp_path / "forged.npz", "declares"),
+        (tmp_path / "cut.npz", "zip"),
+    ):
         with pytest.raises(PhotoclassError, match=rf"Cannot read .*{path.name}.*{message}.*HINT"):
             read_arrays(path)
 
@@ -260,8 +290,12 @@ def test_class_numbers_are_classes_in_number_order(tmp_path):
 
 
 def test_byte_string_class_names_read_as_text(tmp_path):
-    np.savez(tmp_path / "b.npz", x=np.zeros((4, 8, 8), np.uint8), y=np.array([0, 1, 0, 1]),
-             class_names=np.array([b"cat", b"dog"]))
+    np.savez(
+        tmp_path / "b.npz",
+        x=np.zeros((4, 8, 8), np.uint8),
+        y=np.array([0, 1, 0, 1]),
+        class_names=np.array([b"cat", b"dog"]),
+    )
     assert sorted(set(read_arrays(tmp_path / "b.npz").labels)) == ["cat", "dog"]
 
 
@@ -291,14 +325,19 @@ def _label_csv(tmp_path, header: list[str], split_of, extra_rows=()) -> tuple[Pa
 
 
 def test_a_csv_of_labels_with_splits_and_its_own_column_names(tmp_path):
-    table, files = _label_csv(tmp_path, ["file", "weather", "split"], lambda i: "test" if i % 5 == 0 else "",
-                              extra_rows=[["photos/missing.jpg", "RAIN", ""]])
+    table, files = _label_csv(
+        tmp_path,
+        ["file", "weather", "split"],
+        lambda i: "test" if i % 5 == 0 else "",
+        extra_rows=[["photos/missing.jpg", "RAIN", ""]],
+    )
     photos = tmp_path / "photos"
     before = {p.name: p.stat().st_mtime_ns for p in photos.iterdir()}
     with pytest.raises(PhotoclassError, match="no 'path' column.*--path-column"):
         photoclass.prepare(table, cache_dir=tmp_path / "cache", progress=False)
-    data = photoclass.prepare(table, path_column="file", label_column="weather", image_size=64,
-                              cache_dir=tmp_path / "cache", progress=False)
+    data = photoclass.prepare(
+        table, path_column="file", label_column="weather", image_size=64, cache_dir=tmp_path / "cache", progress=False
+    )
     assert data.summary["layout"] == "csv"
     assert data.classes == sorted({n.rstrip("0123456789.jpg").upper() for n in files})
     assert len(data) == len(files) and len(data.indices("test")) == len(files[::5])
@@ -319,13 +358,34 @@ def test_csv_rows_without_a_split_fill_the_splits_no_row_names(tmp_path):
 def test_seed_mnist_trains_on_grey_arrays_and_predicts_them(tmp_path, digits):
     x, y = digits
     np.savez(tmp_path / "digits.npz", x_train=x[::2], y_train=y[::2], x_test=x[1::2], y_test=y[1::2])
-    result = photoclass.train(tmp_path / "digits.npz", model="seed-mnist", epochs=8, augment="none",
-                              out=tmp_path / "run", cache_dir=tmp_path / "cache", verbose=False, progress=False)
+    result = photoclass.train(
+        tmp_path / "digits.npz",
+        model="seed-mnist",
+        epochs=8,
+        augment="none",
+        out=tmp_path / "run",
+        cache_dir=tmp_path / "cache",
+        verbose=False,
+        progress=False,
+    )
     meta = json.loads((tmp_path / "run" / "model.json").read_text())
     assert meta["input"]["channels"] == 1 and meta["input"]["size"] == 28
     assert result.test["accuracy"] >= 0.5  # 10 classes: chance is 0.1
-    out = subprocess.run([sys.executable, "-m", "photoclass", "predict", str(tmp_path / "run"),
-                          str(tmp_path / "digits.npz"), "--format", "json"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "photoclass",
+            "predict",
+            str(tmp_path / "run"),
+            str(tmp_path / "digits.npz"),
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     predictions = json.loads(out.stdout)
     assert len(predictions) == len(x) and predictions[0]["path"].endswith("digits.npz#x_train/0")
     right = sum(p["label"] == str(label) for p, label in zip(predictions, np.concatenate([y[::2], y[1::2]])))
@@ -343,8 +403,15 @@ def test_seed_cifar_trains_on_colour_arrays_and_exports_to_onnx(tmp_path, photos
     _dump(_cifar_batch(x[:80], y[:80]), folder / "data_batch_1")
     _dump(_cifar_batch(x[80:], y[80:]), folder / "test_batch")
     _dump({b"label_names": [n.encode() for n in names]}, folder / "batches.meta")
-    result = photoclass.train(folder, model="seed-cifar", epochs=3, out=tmp_path / "run",
-                              cache_dir=tmp_path / "cache", verbose=False, progress=False)
+    result = photoclass.train(
+        folder,
+        model="seed-cifar",
+        epochs=3,
+        out=tmp_path / "run",
+        cache_dir=tmp_path / "cache",
+        verbose=False,
+        progress=False,
+    )
     assert result.test["count"] == len(x) - 80
     from photoclass.inference.export import export_onnx
     from photoclass.inference.predictor import open_predictor
@@ -359,8 +426,15 @@ def test_seed_cifar_trains_on_colour_arrays_and_exports_to_onnx(tmp_path, photos
 def test_a_grey_model_exported_to_onnx_predicts_colour_photos_like_torch(tmp_path, digits):
     x, y = digits
     np.savez(tmp_path / "d.npz", x=x, y=y)
-    photoclass.train(tmp_path / "d.npz", model="seed-mnist", epochs=1, out=tmp_path / "run",
-                     cache_dir=tmp_path / "cache", verbose=False, progress=False)
+    photoclass.train(
+        tmp_path / "d.npz",
+        model="seed-mnist",
+        epochs=1,
+        out=tmp_path / "run",
+        cache_dir=tmp_path / "cache",
+        verbose=False,
+        progress=False,
+    )
     from photoclass.inference.export import export_onnx
     from photoclass.inference.predictor import open_predictor
 
@@ -392,8 +466,10 @@ def test_sorting_array_images_writes_each_as_a_png_into_its_class_folder(tmp_pat
 
     x, y, names = photos32
     np.savez(tmp_path / "p.npz", x=x, y=y)
-    predictions = [Prediction(str(tmp_path / "p.npz#x/4"), top=[("rain", 0.9)]),
-                   Prediction(str(tmp_path / "p.npz#x/4"), top=[("rain", 0.9)])]
+    predictions = [
+        Prediction(str(tmp_path / "p.npz#x/4"), top=[("rain", 0.9)]),
+        Prediction(str(tmp_path / "p.npz#x/4"), top=[("rain", 0.9)]),
+    ]
     assert sort_into(predictions, tmp_path / "sorted") == {"rain": 2}
     saved = sorted((tmp_path / "sorted" / "rain").iterdir())
     assert [p.name for p in saved] == ["p.npz_x_4 (1).png", "p.npz_x_4.png"]  # never overwritten
@@ -404,8 +480,11 @@ def _build(form: str, base: Path, digits, photos32) -> tuple[Path, int]:
     """DATA of the given form from real pixels, and how many images it holds."""
     x, y = digits
     if form in ("npz-keras", "npz-pool"):
-        keys = dict(x_train=x[::2], y_train=y[::2], x_test=x[1::2], y_test=y[1::2]) if form == "npz-keras" \
+        keys = (
+            dict(x_train=x[::2], y_train=y[::2], x_test=x[1::2], y_test=y[1::2])
+            if form == "npz-keras"
             else dict(images=x, labels=y)
+        )
         np.savez(base / "d.npz", **keys)
         return base / "d.npz", len(x)
     if form == "npy":
@@ -445,8 +524,17 @@ FORMS = ["npz-keras", "npz-pool", "npy", "idx", "idx-gz", "cifar10", "cifar100",
 def test_every_form_trains_end_to_end_and_predicts(tmp_path, digits, photos32, form):
     (tmp_path / "data").mkdir()
     data, count = _build(form, tmp_path / "data", digits, photos32)
-    result = photoclass.train(data, model="compact-cnn", image_size=32, epochs=1, out=tmp_path / "run",
-                              cache_dir=tmp_path / "cache", verbose=False, progress=False, threads=1)
+    result = photoclass.train(
+        data,
+        model="compact-cnn",
+        image_size=32,
+        epochs=1,
+        out=tmp_path / "run",
+        cache_dir=tmp_path / "cache",
+        verbose=False,
+        progress=False,
+        threads=1,
+    )
     split = {r["split"] for r in csv.DictReader(open(tmp_path / "run" / "split.csv"))}
     assert split == {"train", "val", "test"} and result.test["count"] > 0
     meta = json.loads((tmp_path / "run" / "model.json").read_text())
@@ -465,8 +553,12 @@ def test_a_photo_folder_with_train_and_test_folders_is_not_taken_for_cifar(tmp_p
             shutil.copy(photo, tmp_path / split / cls / photo.name)
     (tmp_path / "meta").write_text("notes about the photos")
     assert array_layout(tmp_path) is None
-    assert photoclass.prepare(tmp_path, image_size=32, cache_dir=tmp_path.parent / "cache",
-                              progress=False).summary["layout"] == "split"
+    assert (
+        photoclass.prepare(tmp_path, image_size=32, cache_dir=tmp_path.parent / "cache", progress=False).summary[
+            "layout"
+        ]
+        == "split"
+    )
 
 
 def test_csv_rows_follow_symlinks_only_when_asked_and_rows_outside_its_folder_are_noted(tmp_path):
@@ -475,19 +567,30 @@ def test_csv_rows_follow_symlinks_only_when_asked_and_rows_outside_its_folder_ar
     shutil.copy(sorted(EXAMPLES.glob("*.jpg"))[0], outside / "target.jpg")
     shutil.copy(sorted(EXAMPLES.glob("*.jpg"))[1], outside / "dotdot.jpg")
     (tmp_path / "link.jpg").symlink_to(outside / "target.jpg")
-    table, files = _label_csv(tmp_path, ["path", "label", "split"], lambda i: "",
-                              extra_rows=[["link.jpg", "CLOUDY", ""], ["elsewhere/../elsewhere/dotdot.jpg", "RAIN", ""],
-                                          [str(outside / "dotdot.jpg"), "RAIN", ""]])
+    table, files = _label_csv(
+        tmp_path,
+        ["path", "label", "split"],
+        lambda i: "",
+        extra_rows=[
+            ["link.jpg", "CLOUDY", ""],
+            ["elsewhere/../elsewhere/dotdot.jpg", "RAIN", ""],
+            [str(outside / "dotdot.jpg"), "RAIN", ""],
+        ],
+    )
     data = photoclass.prepare(table, image_size=32, cache_dir=tmp_path / "cache", progress=False)
     assert len(data) == len(files) + 1  # dotdot.jpg once (listed twice), the link not at all
-    assert data.summary["ignored_reasons"]["reached through a symbolic link (followed only with --follow-symlinks)"] == 1
-    followed = photoclass.prepare(table, image_size=32, cache_dir=tmp_path / "cache", progress=False,
-                                  follow_symlinks=True)
+    assert (
+        data.summary["ignored_reasons"]["reached through a symbolic link (followed only with --follow-symlinks)"] == 1
+    )
+    followed = photoclass.prepare(
+        table, image_size=32, cache_dir=tmp_path / "cache", progress=False, follow_symlinks=True
+    )
     assert len(followed) == len(files) + 2
     inside = tmp_path / "in"
     inside.mkdir()
-    (inside / "labels.csv").write_text("path,label\n" + "".join(
-        f"../photos/{n},{n.rstrip('0123456789.jpg')}\n" for n in files))
+    (inside / "labels.csv").write_text(
+        "path,label\n" + "".join(f"../photos/{n},{n.rstrip('0123456789.jpg')}\n" for n in files)
+    )
     noted = photoclass.prepare(inside / "labels.csv", image_size=32, cache_dir=tmp_path / "cache", progress=False)
     assert any(f"{len(files)} row(s) of labels.csv name files outside its folder" in n for n in noted.summary["notes"])
 
@@ -508,9 +611,18 @@ def test_arrays_beside_photos_leave_the_folder_a_photo_set_unless_asked_for(tmp_
 def test_a_folder_prepared_from_a_csv_trains_from_that_csv(tmp_path):
     table, files = _label_csv(tmp_path, ["path", "label"], lambda i: "")
     photoclass.prepare(table, out=tmp_path / "prepared", image_size=32, cache_dir=tmp_path / "cache", progress=False)
-    result = photoclass.train(tmp_path / "prepared", model="compact-cnn", image_size=32, epochs=1, threads=1,
-                              out=tmp_path / "run", cache_dir=tmp_path / "cache", verbose=False, progress=False,
-                              track=False)
+    result = photoclass.train(
+        tmp_path / "prepared",
+        model="compact-cnn",
+        image_size=32,
+        epochs=1,
+        threads=1,
+        out=tmp_path / "run",
+        cache_dir=tmp_path / "cache",
+        verbose=False,
+        progress=False,
+        track=False,
+    )
     assert json.loads((tmp_path / "run" / "data.json").read_text())["layout"] == "csv"
     assert result.test["count"] > 0
     again = photoclass.evaluate(tmp_path / "run")  # beside the CSV, not inside its data: allowed

@@ -1,4 +1,5 @@
 """`photoclass audit`: likely mislabeled photos found with cleanlab, the folder left as it was."""
+
 import csv
 import random
 import re
@@ -31,15 +32,29 @@ def test_audit_ranks_flipped_labels_near_the_top_and_changes_nothing(tmp_path):
         flipped[new] = label
     before = sha256_tree(photos)
 
-    result = subprocess.run([sys.executable, "-m", "photoclass", "audit", photos, "--out", tmp_path / "audit",
-                             "--cache-dir", tmp_path / "cache"], capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "photoclass",
+            "audit",
+            photos,
+            "--out",
+            tmp_path / "audit",
+            "--cache-dir",
+            tmp_path / "cache",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     assert sha256_tree(photos) == before  # nothing in the data folder changed
     with open(tmp_path / "audit" / "label_issues.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["path", "given_label", "suggested_label", "score", "flagged"]
     assert [float(r["score"]) for r in rows] == sorted(float(r["score"]) for r in rows)  # most suspicious first
-    top = {r["path"] for r in rows[:len(rows) // 10]}
+    top = {r["path"] for r in rows[: len(rows) // 10]}
     found = sum(name in top for name in flipped)
     assert found >= 0.8 * len(flipped), (found, len(flipped))
     suggested = {r["path"]: r["suggested_label"] for r in rows}
@@ -54,12 +69,28 @@ def test_an_audit_written_into_a_run_is_linked_from_its_report(tmp_path):
     import photoclass
 
     run = tmp_path / "run"
-    photoclass.train(EXAMPLES, out=run, model="efficientnet-lite0", cache_dir=tmp_path / "cache",
-                     verbose=False, progress=False)
+    photoclass.train(
+        EXAMPLES, out=run, model="efficientnet-lite0", cache_dir=tmp_path / "cache", verbose=False, progress=False
+    )
     assert f"photoclass audit {EXAMPLES}" in (run / "report.html").read_text()  # how to make one
-    result = subprocess.run([sys.executable, "-m", "photoclass", "audit", EXAMPLES, "--out", run / "audit",
-                             "--model", "efficientnet-lite0", "--cache-dir", tmp_path / "cache"],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "photoclass",
+            "audit",
+            EXAMPLES,
+            "--out",
+            run / "audit",
+            "--model",
+            "efficientnet-lite0",
+            "--cache-dir",
+            tmp_path / "cache",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     report = (run / "report.html").read_text()
     with open(run / "audit" / "label_issues.csv", newline="") as f:
@@ -82,8 +113,13 @@ def test_image_arrays_are_audited_like_a_folder_with_their_pictures(tmp_path):
     x, y = (digits.images[:240] * 255 / 16).round().astype("uint8"), digits.target[:240].copy()
     y[:6] = (y[:6] + 1) % 10  # six labels made wrong
     np.savez(tmp_path / "digits.npz", x=x, y=y)
-    result = audit(tmp_path / "digits.npz", out=tmp_path / "audit", model="efficientnet-lite0",
-                   cache_dir=tmp_path / "cache", progress=False)
+    result = audit(
+        tmp_path / "digits.npz",
+        out=tmp_path / "audit",
+        model="efficientnet-lite0",
+        cache_dir=tmp_path / "cache",
+        progress=False,
+    )
     top = [s["path"] for s in result.suspects[:24]]
     assert sum(f"digits.npz#x/{i}" in top for i in range(6)) >= 4  # array images named by file and index
     page = (tmp_path / "audit" / "audit.html").read_text()
@@ -100,11 +136,14 @@ def sections(page: str) -> dict[str, str]:
 def test_only_photos_the_model_labels_otherwise_stand_under_likely_mislabeled(tmp_path):
     from photoclass.evaluation.html_report import write_audit_page
 
-    suspects = [{"path": "bees1.jpg", "given_label": "bees", "suggested_label": "wasps", "score": 0.08, "flagged": True},
-                {"path": "bees2.jpg", "given_label": "bees", "suggested_label": "bees", "score": 0.96,
-                 "flagged": False}]
-    outliers = [{"path": "far.jpg", "label": "wasps", "outlier_score": 0.9},
-                {"path": "near.jpg", "label": "bees", "outlier_score": 0.2}]
+    suspects = [
+        {"path": "bees1.jpg", "given_label": "bees", "suggested_label": "wasps", "score": 0.08, "flagged": True},
+        {"path": "bees2.jpg", "given_label": "bees", "suggested_label": "bees", "score": 0.96, "flagged": False},
+    ]
+    outliers = [
+        {"path": "far.jpg", "label": "wasps", "outlier_score": 0.9},
+        {"path": "near.jpg", "label": "bees", "outlier_score": 0.2},
+    ]
     page = write_audit_page(tmp_path, suspects, [], outliers, tmp_path / "audit.html").read_text()
     parts = sections(page)
     mislabeled = next(v for k, v in parts.items() if k.startswith("Likely mislabeled"))
@@ -131,9 +170,12 @@ def test_the_audit_summary_counts_the_outliers(tmp_path, monkeypatch, capsys):
     import photoclass.workflows.audit as workflow
     from photoclass.cli import main
 
-    found = workflow.Audit([{"path": "a.jpg", "given_label": "bees", "suggested_label": "wasps", "score": 0.1,
-                             "flagged": True}], [], [{"path": "a.jpg", "label": "bees", "outlier_score": 0.9}] * 3,
-                           tmp_path / "audit")
+    found = workflow.Audit(
+        [{"path": "a.jpg", "given_label": "bees", "suggested_label": "wasps", "score": 0.1, "flagged": True}],
+        [],
+        [{"path": "a.jpg", "label": "bees", "outlier_score": 0.9}] * 3,
+        tmp_path / "audit",
+    )
     monkeypatch.setattr(workflow, "audit", lambda *args, **kwargs: found)
     assert main(["audit", str(tmp_path), "--out", str(tmp_path / "audit"), "--top", "0"]) == 0
     assert "the 3 least typical photos (outliers, highest outlier_score first)" in capsys.readouterr().out

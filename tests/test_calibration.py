@@ -1,4 +1,5 @@
 """Intervals and calibrated confidences: Wilson intervals, ECE, temperature scaling end to end."""
+
 import json
 import shutil
 
@@ -61,8 +62,18 @@ def test_a_validation_split_without_errors_leaves_the_temperature_at_one():
 @pytest.mark.trains
 def test_a_run_saves_its_temperature_and_predict_applies_it(tmp_path):
     data = make_flat(tmp_path / "data", per_class=10)
-    photoclass.train(data, out=tmp_path / "run", model="compact-cnn", image_size=32, epochs=3, threads=1,
-                     cache_dir=tmp_path / "cache", verbose=False, progress=False, track=False)
+    photoclass.train(
+        data,
+        out=tmp_path / "run",
+        model="compact-cnn",
+        image_size=32,
+        epochs=3,
+        threads=1,
+        cache_dir=tmp_path / "cache",
+        verbose=False,
+        progress=False,
+        track=False,
+    )
     result = json.loads((tmp_path / "run" / "test.json").read_text())
     temperature = json.loads((tmp_path / "run" / "model.json").read_text())["temperature"]
     test = result["test"]
@@ -89,8 +100,18 @@ def test_a_run_saves_its_temperature_and_predict_applies_it(tmp_path):
 @pytest.mark.trains
 def test_predict_with_tta_averages_each_photo_and_its_mirror(tmp_path):
     data = make_flat(tmp_path / "data", per_class=6)
-    photoclass.train(data, out=tmp_path / "run", model="compact-cnn", image_size=32, epochs=2, threads=1,
-                     cache_dir=tmp_path / "cache", verbose=False, progress=False, track=False)
+    photoclass.train(
+        data,
+        out=tmp_path / "run",
+        model="compact-cnn",
+        image_size=32,
+        epochs=2,
+        threads=1,
+        cache_dir=tmp_path / "cache",
+        verbose=False,
+        progress=False,
+        track=False,
+    )
     from photoclass.data.decode import decode_photo
 
     photo = sorted(data.glob("*.jpg"))[0]
@@ -104,8 +125,19 @@ def test_predict_with_tta_averages_each_photo_and_its_mirror(tmp_path):
     from photoclass.inference.predictor import open_predictor
 
     assert not open_predictor(tmp_path / "run").tta  # measured without mirrors: predicts without them
-    photoclass.train(data, out=tmp_path / "mirrored", model="compact-cnn", image_size=32, epochs=1, threads=1, tta=True,
-                     cache_dir=tmp_path / "cache", verbose=False, progress=False, track=False)
+    photoclass.train(
+        data,
+        out=tmp_path / "mirrored",
+        model="compact-cnn",
+        image_size=32,
+        epochs=1,
+        threads=1,
+        tta=True,
+        cache_dir=tmp_path / "cache",
+        verbose=False,
+        progress=False,
+        track=False,
+    )
     assert open_predictor(tmp_path / "mirrored").tta  # its test used mirrors: so do predict and serve
     assert not open_predictor(tmp_path / "mirrored", tta=False).tta
 
@@ -116,8 +148,19 @@ def test_folds_make_one_summary_run_with_its_interval_and_the_leaderboard_lists_
     from photoclass.experiments.leaderboard import list_runs
 
     data = make_flat(tmp_path / "data", per_class=10)
-    common = ["--model", "compact-cnn", "--image-size", "32", "--epochs", "2", "--threads", "1", "--no-track",
-              "--cache-dir", str(tmp_path / "cache")]
+    common = [
+        "--model",
+        "compact-cnn",
+        "--image-size",
+        "32",
+        "--epochs",
+        "2",
+        "--threads",
+        "1",
+        "--no-track",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
     from photoclass.cli import main
 
     assert main(["train", str(data), "--folds", "3", "--out", str(tmp_path / "runs" / "cv"), *common]) == 0
@@ -127,8 +170,14 @@ def test_folds_make_one_summary_run_with_its_interval_and_the_leaderboard_lists_
     assert summary["test_accuracy"]["mean"] == pytest.approx(np.mean([m["accuracy"] for m in members]), abs=1e-6)
     low, high = summary["test_accuracy"]["interval"]
     assert low <= summary["test_accuracy"]["mean"] <= high
-    tests = [{r.split(",")[0] for r in (tmp_path / "runs" / "cv" / f"fold-{k}" / "split.csv").read_text().splitlines()
-              if r.split(",")[2] == "test"} for k in range(3)]
+    tests = [
+        {
+            r.split(",")[0]
+            for r in (tmp_path / "runs" / "cv" / f"fold-{k}" / "split.csv").read_text().splitlines()
+            if r.split(",")[2] == "test"
+        }
+        for k in range(3)
+    ]
     assert not (tests[0] & tests[1]) and not (tests[1] & tests[2]) and len(set().union(*tests)) == 30  # each photo once
     board = list_runs(tmp_path / "runs")
     assert len(board) == 1 and board[0].interval == (low, high)
@@ -144,16 +193,27 @@ def test_a_summary_run_continues_where_it_stopped_and_points_to_its_members(tmp_
     from photoclass.workflows.repeat import train_repeated
 
     data = make_flat(tmp_path / "data", per_class=6)
-    options = dict(model="compact-cnn", image_size=32, epochs=1, threads=1, track=False, progress=False,
-                   cache_dir=tmp_path / "cache", verbose=False)
+    options = dict(
+        model="compact-cnn",
+        image_size=32,
+        epochs=1,
+        threads=1,
+        track=False,
+        progress=False,
+        cache_dir=tmp_path / "cache",
+        verbose=False,
+    )
     out = tmp_path / "seeds"
     photoclass.train(data, out=out / "seed-0", seed=0, **options)  # as if stopped after its first member
     first = (out / "seed-0" / "model.safetensors").stat().st_mtime_ns
     summary = train_repeated(data, seeds=[0, 1], out=out, **options)
     assert summary["members"] == ["seed-0", "seed-1"] and summary["test_accuracy"]["n"] == 2
     assert (out / "seed-0" / "model.safetensors").stat().st_mtime_ns == first  # kept, not trained again
-    with pytest.raises(photoclass.PhotoclassError, match=r"is a summary of several runs.*HINT: .*seeds/seed-[01] "
-                                                         r"\(the best test accuracy"):
+    with pytest.raises(
+        photoclass.PhotoclassError,
+        match=r"is a summary of several runs.*HINT: .*seeds/seed-[01] "
+        r"\(the best test accuracy",
+    ):
         Predictor(out)
     with pytest.raises(photoclass.PhotoclassError, match="already holds a summary run"):
         train_repeated(data, seeds=[0, 1], out=out, **options)
@@ -162,8 +222,26 @@ def test_a_summary_run_continues_where_it_stopped_and_points_to_its_members(tmp_
     with pytest.raises(photoclass.PhotoclassError, match="One seed makes no spread"):
         train_repeated(data, seeds=[3], out=tmp_path / "one", **options)
     # more folds than groups: one line before anything trains
-    assert main(["train", str(data), "--folds", "20", "--out", str(tmp_path / "cv"), "--model", "compact-cnn",
-                 "--image-size", "32", "--no-track", "--cache-dir", str(tmp_path / "cache")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                str(data),
+                "--folds",
+                "20",
+                "--out",
+                str(tmp_path / "cv"),
+                "--model",
+                "compact-cnn",
+                "--image-size",
+                "32",
+                "--no-track",
+                "--cache-dir",
+                str(tmp_path / "cache"),
+            ]
+        )
+        == 2
+    )
     assert not (tmp_path / "cv" / "fold-0" / "config.json").exists()
 
 
@@ -172,8 +250,16 @@ def test_an_interrupted_member_stops_the_summary_run_and_the_same_call_resumes_i
     from photoclass.workflows.repeat import train_repeated
 
     data = make_flat(tmp_path / "data", per_class=6)
-    options = dict(model="compact-cnn", image_size=32, epochs=2, threads=1, track=False, progress=False,
-                   cache_dir=tmp_path / "cache", verbose=False)
+    options = dict(
+        model="compact-cnn",
+        image_size=32,
+        epochs=2,
+        threads=1,
+        track=False,
+        progress=False,
+        cache_dir=tmp_path / "cache",
+        verbose=False,
+    )
     calls = []
 
     def ctrl_c_in_the_second_member(row):

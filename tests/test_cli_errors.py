@@ -1,5 +1,6 @@
 """Every subcommand, given bad values, answers one line naming the value and the fix: exit 2,
 no traceback, nothing half-written. Then one test per bug found trying photoclass as a new user."""
+
 import json
 import os
 import subprocess
@@ -28,9 +29,17 @@ def world(tmp_path_factory):
     np.savez(base / "odd.npz", a=np.zeros((4, 28, 28), np.uint8), b=np.zeros(4))
     np.savez(base / "floats.npz", x=np.full((4, 28, 28), 300.0), y=np.arange(4))
     (base / "labels.csv").write_text("file,label\nx.jpg,cat\n")
-    return {"RUN": str(run), "DATA": str(data), "FILE": str(a_file), "UNDER_FILE": str(a_file / "x"),
-            "BASE": str(base), "CACHE": str(base / "cache"), "NPZ": str(base / "odd.npz"),
-            "FLOATS": str(base / "floats.npz"), "CSV": str(base / "labels.csv")}
+    return {
+        "RUN": str(run),
+        "DATA": str(data),
+        "FILE": str(a_file),
+        "UNDER_FILE": str(a_file / "x"),
+        "BASE": str(base),
+        "CACHE": str(base / "cache"),
+        "NPZ": str(base / "odd.npz"),
+        "FLOATS": str(base / "floats.npz"),
+        "CSV": str(base / "labels.csv"),
+    }
 
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -148,15 +157,24 @@ def test_every_subcommand_answers_a_bad_value_with_one_line(world, capsys, argv,
     assert code == 2, (out, err)
     assert len(lines) == 1 and lines[0].startswith("photoclass"), err
     assert named in lines[0] and "Traceback" not in err
-    assert "HINT" in lines[0] or "must be" in lines[0] or "Received" in lines[0] or "invalid" in lines[0] \
-        or "not found" in lines[0] or "No such" in lines[0], lines[0]  # names the fix or the allowed values
+    assert (
+        "HINT" in lines[0]
+        or "must be" in lines[0]
+        or "Received" in lines[0]
+        or "invalid" in lines[0]
+        or "not found" in lines[0]
+        or "No such" in lines[0]
+    ), lines[0]  # names the fix or the allowed values
     assert _tree(Path(world["BASE"])) - before <= {"cache"}, "an error left files behind"
     assert {p.name for p in Path.cwd().iterdir()} == here, "an error left files in the working folder"
 
 
 def test_a_closed_pipe_is_one_line_too(world):
-    proc = subprocess.Popen([sys.executable, "-m", "photoclass", "runs", world["BASE"], "--sort", "name"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "photoclass", "runs", world["BASE"], "--sort", "name"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     proc.stdout.close()  # the reader leaves at once, like `| head -0`
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 2
@@ -166,7 +184,7 @@ def test_a_closed_pipe_is_one_line_too(world):
 def _fill(word: str, world: dict[str, str]) -> str:
     for key in sorted(world, key=len, reverse=True):
         if word == key or word.startswith(key + "/"):
-            return world[key] + word[len(key):]
+            return world[key] + word[len(key) :]
     return word
 
 
@@ -178,9 +196,16 @@ def _tree(base: Path) -> set[str]:
 
 # One test per bug found trying photoclass as a new user would.
 
+
 def cli(*args, env=None, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "photoclass", *map(str, args)], capture_output=True, text=True,
-                          timeout=300, env=env, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "photoclass", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=cwd,
+    )
 
 
 def tracking_env(**extra) -> dict[str, str]:
@@ -192,17 +217,29 @@ def tracking_env(**extra) -> dict[str, str]:
 def test_resume_honours_no_track_and_tracking_uri(tmp_path):
     pytest.importorskip("mlflow", reason="the track extra is not installed")
     data = make_flat(tmp_path / "data", per_class=4)
-    common = ("--model", "compact-cnn", "--image-size", "32", "--epochs", "2", "--threads", "1",
-              "--cache-dir", tmp_path / "cache")
+    common = (
+        "--model",
+        "compact-cnn",
+        "--image-size",
+        "32",
+        "--epochs",
+        "2",
+        "--threads",
+        "1",
+        "--cache-dir",
+        tmp_path / "cache",
+    )
     first = cli("train", data, "--out", tmp_path / "run", "--no-track", *common, cwd=tmp_path, env=tracking_env())
     assert first.returncode == 0, first.stderr
-    resumed = cli("train", "--resume", tmp_path / "run", "--epochs", "3", "--no-track", cwd=tmp_path,
-                  env=tracking_env())
+    resumed = cli(
+        "train", "--resume", tmp_path / "run", "--epochs", "3", "--no-track", cwd=tmp_path, env=tracking_env()
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "run" / "tracking.json").exists()
     uri = f"sqlite:///{tmp_path / 'elsewhere.db'}"
-    again = cli("train", "--resume", tmp_path / "run", "--epochs", "4", "--tracking-uri", uri, cwd=tmp_path,
-                env=tracking_env())
+    again = cli(
+        "train", "--resume", tmp_path / "run", "--epochs", "4", "--tracking-uri", uri, cwd=tmp_path, env=tracking_env()
+    )
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "elsewhere.db").is_file() and not (tmp_path / "mlflow.db").exists()
     assert json.loads((tmp_path / "run" / "tracking.json").read_text())["uri"] == uri
@@ -237,8 +274,20 @@ def test_evaluating_on_a_folder_named_test_never_overwrites_an_evaluation(world,
 @pytest.mark.slow
 def test_a_cached_feature_run_says_what_augmentation_it_applies_and_previews_only_that(tmp_path):
     data = make_flat(tmp_path / "data", per_class=4)
-    result = cli("train", data, "--out", tmp_path / "run", "--augment", "hflip,rotate=10", "--epochs", "2",
-                 "--head-solver", "epochs", "--cache-dir", tmp_path / "cache")  # the regression uses no mirrors
+    result = cli(
+        "train",
+        data,
+        "--out",
+        tmp_path / "run",
+        "--augment",
+        "hflip,rotate=10",
+        "--epochs",
+        "2",
+        "--head-solver",
+        "epochs",
+        "--cache-dir",
+        tmp_path / "cache",
+    )  # the regression uses no mirrors
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("NOTE: --augment applies in part: only the mirror of 'hflip,rotate=10' is used") == 1
     assert "--epochs" not in result.stdout  # it applies to --head-solver epochs: no note
@@ -253,8 +302,17 @@ def test_config_records_what_ran_for_a_seed_cnn(tmp_path):
     data = make_flat(tmp_path / "data", per_class=6)
     import photoclass
 
-    photoclass.train(data, out=tmp_path / "run", model="seed-baseline", epochs=1, threads=1,
-                     cache_dir=tmp_path / "cache", verbose=False, progress=False, track=False)
+    photoclass.train(
+        data,
+        out=tmp_path / "run",
+        model="seed-baseline",
+        epochs=1,
+        threads=1,
+        cache_dir=tmp_path / "cache",
+        verbose=False,
+        progress=False,
+        track=False,
+    )
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["train"]["image_size"] == 180 and config["prepare"]["image_size"] == 180
     assert config["train"]["strategy"] == "scratch" and config["train"]["dropout"] == 0.2

@@ -84,7 +84,9 @@ def test_declared_20000_square_is_refused_fast_without_decoding(tmp_path):
     path = tmp_path / "bomb.png"
     path.write_bytes(png_declaring(20_000, 20_000))
     started = time.perf_counter()
-    with pytest.raises(DecodeError, match=r"decompression bomb: declares (20000x20000 = )?400 MP, over the limit of 120 MP"):
+    with pytest.raises(
+        DecodeError, match=r"decompression bomb: declares (20000x20000 = )?400 MP, over the limit of 120 MP"
+    ):
         decode_photo(path)
     assert time.perf_counter() - started < 1.0
 

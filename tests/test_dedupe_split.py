@@ -40,7 +40,7 @@ def test_grouped_split_is_stratified_and_keeps_groups_whole():
     labels = np.repeat([0, 1, 2], [200, 100, 60])
     groups = np.arange(len(labels))
     for start in range(0, 300, 7):  # pairs and triples of duplicates within each class
-        groups[start:start + rng.integers(1, 4)] = start
+        groups[start : start + rng.integers(1, 4)] = start
     splits = grouped_split(labels, groups, val_size=0.15, test_size=0.15, seed=3)
     for g in np.unique(groups):
         assert len(set(splits[groups == g])) == 1
@@ -116,8 +116,9 @@ def test_a_chain_of_look_alikes_stops_at_the_group_limit_closest_pairs_first():
     capped = find_duplicates(keys, phashes, thumbs, max_group=4)
     assert capped.largest <= 4 and capped.links_refused > 0
     assert capped.group[6] == capped.group[7]  # joined first
-    assert all(capped.group[i] == capped.group[i + 1] or capped.group[i + 1] == capped.group[i + 2]
-               for i in range(n - 2))  # refused only where a group was full: no photo is left out between
+    assert all(
+        capped.group[i] == capped.group[i + 1] or capped.group[i + 1] == capped.group[i + 2] for i in range(n - 2)
+    )  # refused only where a group was full: no photo is left out between
     # byte-identical files join whatever the limit
     same = find_duplicates(["a"] * 6, np.zeros(6, dtype=np.uint64), np.zeros((6, 768), np.uint8), max_group=2)
     assert same.largest == 6 and same.identical_groups == 1

@@ -1,4 +1,5 @@
 """Data-parallel training in real processes: torchrun, the gloo backend, two ranks on this CPU."""
+
 import json
 import subprocess
 import sys
@@ -13,8 +14,13 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "weather"
 
 
 def photoclass(*args, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "photoclass", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "photoclass", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 def finish(proc: subprocess.Popen) -> str:
@@ -24,8 +30,17 @@ def finish(proc: subprocess.Popen) -> str:
 
 
 def test_two_gloo_processes_write_one_run_that_matches_one_process(tmp_path):
-    common = ("--model", "efficientnet-lite0-ms", "--head-solver", "epochs", "--epochs", "20",
-              "--cache-dir", tmp_path / "cache", "--no-track")
+    common = (
+        "--model",
+        "efficientnet-lite0-ms",
+        "--head-solver",
+        "epochs",
+        "--epochs",
+        "20",
+        "--cache-dir",
+        tmp_path / "cache",
+        "--no-track",
+    )
     finish(photoclass("train", EXAMPLES, "--out", tmp_path / "one", *common, cwd=tmp_path))
     double = finish(photoclass("train", EXAMPLES, "--nproc", "2", "--out", tmp_path / "two", *common, cwd=tmp_path))
 
@@ -43,8 +58,19 @@ def test_two_gloo_processes_write_one_run_that_matches_one_process(tmp_path):
 
 
 def test_a_two_process_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(tmp_path):
-    common = ("--model", "compact-cnn", "--image-size", "96", "--epochs", "8", "--cache-dir", tmp_path / "cache",
-              "--no-track", "--nproc", "2")
+    common = (
+        "--model",
+        "compact-cnn",
+        "--image-size",
+        "96",
+        "--epochs",
+        "8",
+        "--cache-dir",
+        tmp_path / "cache",
+        "--no-track",
+        "--nproc",
+        "2",
+    )
     finish(photoclass("train", EXAMPLES, "--out", tmp_path / "full", *common))
 
     killed = photoclass("train", EXAMPLES, "--out", tmp_path / "killed", *common)

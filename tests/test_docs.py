@@ -1,5 +1,6 @@
 """The shell examples of the README and docs/ stay true: every `photoclass ...` line parses
 with the flags the parser has, and the README's tour runs on the shipped example photos."""
+
 import os
 import re
 import shlex
@@ -24,7 +25,7 @@ def shell_examples(page: Path) -> list[list[str]]:
         for line in block.replace("\\\n", " ").splitlines():
             words = shlex.split(line, comments=True)
             if "-m" in words and "photoclass" in words:
-                words = words[words.index("photoclass", words.index("-m")):]
+                words = words[words.index("photoclass", words.index("-m")) :]
             if words[:1] == ["photoclass"]:
                 commands.append(words[1:])
     return commands
@@ -34,8 +35,13 @@ EXAMPLES = [(page.relative_to(ROOT).as_posix(), words) for page in PAGES for wor
 
 
 def test_the_pages_have_examples_to_check():
-    assert {page for page, _ in EXAMPLES} >= {"README.md", "docs/data.md", "docs/training.md", "docs/serving.md",
-                                              "docs/scaling.md"}
+    assert {page for page, _ in EXAMPLES} >= {
+        "README.md",
+        "docs/data.md",
+        "docs/training.md",
+        "docs/serving.md",
+        "docs/scaling.md",
+    }
     assert len(EXAMPLES) > 40
 
 
@@ -69,8 +75,14 @@ def test_the_readme_tour_runs_on_the_shipped_examples(tmp_path):
         line = " ".join(words)
         if any(e in f" {line} " for e in (f" {x} " for x in EXPENSIVE)) or words[0] in EXPENSIVE:
             continue
-        done = subprocess.run([sys.executable, "-m", "photoclass", *words], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            [sys.executable, "-m", "photoclass", *words],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert done.returncode == 0, f"`photoclass {line}` failed: {done.stderr.strip()[-800:]}"
         ran.append(words[0])
     assert {"prepare", "train", "evaluate", "predict", "export", "runs", "select", "compare"} <= set(ran)

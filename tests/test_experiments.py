@@ -1,4 +1,5 @@
 """Tracking (a real MLflow SQLite store), the leaderboard and selection rule, sweeps, reports."""
+
 import json
 import os
 import subprocess
@@ -15,8 +16,13 @@ pytestmark = pytest.mark.trains  # each test trains at least one small model
 
 
 def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "photoclass.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, env={**os.environ, "PHOTOCLASS_TRACKING": "off"})
+    return subprocess.run(
+        [sys.executable, "-m", "photoclass.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "PHOTOCLASS_TRACKING": "off"},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +30,10 @@ def three_runs(tmp_path_factory):
     """Three finished runs on one synthetic folder, each logged to a fresh MLflow store."""
     base = tmp_path_factory.mktemp("experiments")
     uri = f"sqlite:///{base / 'mlflow.db'}"
-    runs = [train_tiny_run(base / "runs", name=f"run-{i}", epochs=2 + i, lr=lr, seed=i, track=uri)
-            for i, lr in enumerate((1e-3, 3e-3, 1e-2))]
+    runs = [
+        train_tiny_run(base / "runs", name=f"run-{i}", epochs=2 + i, lr=lr, seed=i, track=uri)
+        for i, lr in enumerate((1e-3, 3e-3, 1e-2))
+    ]
     return base, uri, runs
 
 
@@ -68,9 +76,17 @@ def test_a_broken_tracking_store_never_costs_the_run(tmp_path, capsys):
     import photoclass
 
     data = make_flat(tmp_path / "data", per_class=6)
-    result = photoclass.train(data, out=tmp_path / "run", model="compact-cnn", image_size=32, epochs=1, threads=1,
-                              cache_dir=tmp_path / "cache", track="sqlite:////sys/photoclass-test/mlflow.db",  # sysfs takes no files
-                              progress=False)
+    result = photoclass.train(
+        data,
+        out=tmp_path / "run",
+        model="compact-cnn",
+        image_size=32,
+        epochs=1,
+        threads=1,
+        cache_dir=tmp_path / "cache",
+        track="sqlite:////sys/photoclass-test/mlflow.db",  # sysfs takes no files
+        progress=False,
+    )
     assert result.test is not None and (tmp_path / "run" / "test.json").is_file()
     out = capsys.readouterr().out
     assert "tracking: could not log to" in out and f"photoclass track {tmp_path / 'run'}" in out
@@ -85,8 +101,16 @@ def test_tracking_never_writes_into_the_data_folder_a_run_is_started_from(tmp_pa
     monkeypatch.chdir(data)  # `photoclass train .` among the photos: MLflow's default store is the cwd
     monkeypatch.setenv("PHOTOCLASS_TRACKING", "on")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    photoclass.train(".", out=tmp_path / "run", model="compact-cnn", image_size=32, epochs=1, threads=1,
-                     cache_dir=tmp_path / "cache", progress=False)
+    photoclass.train(
+        ".",
+        out=tmp_path / "run",
+        model="compact-cnn",
+        image_size=32,
+        epochs=1,
+        threads=1,
+        cache_dir=tmp_path / "cache",
+        progress=False,
+    )
     assert sorted(p.relative_to(data) for p in data.rglob("*")) == before
     out = capsys.readouterr().out
     assert "--tracking-uri" in out and "mlflow.db is inside the data folder" in out
@@ -114,23 +138,32 @@ def test_the_leaderboard_shows_the_numbers_of_each_test_json(three_runs):
     assert "run-0" in table and "test acc" in table
 
 
-def fake_run(root: Path, name: str, test_acc: float, train_acc: float, loss: float = 0.3,
-             data: str = "/photos/weather") -> Path:
+def fake_run(
+    root: Path, name: str, test_acc: float, train_acc: float, loss: float = 0.3, data: str = "/photos/weather"
+) -> Path:
     """A finished run's config.json and test.json, with chosen figures."""
     run = root / name
     run.mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps({"data": data, "train": {"model": "compact-cnn"},
-                                                 "prepare": {}, "versions": {"photoclass": "0"}}))
-    (run / "test.json").write_text(json.dumps({
-        "test": {"accuracy": test_acc, "loss": loss, "macro_f1": test_acc}, "train": {"accuracy": train_acc},
-        "generalization_gap": train_acc - test_acc, "training": {"seconds": 10.0}}))
+    (run / "config.json").write_text(
+        json.dumps({"data": data, "train": {"model": "compact-cnn"}, "prepare": {}, "versions": {"photoclass": "0"}})
+    )
+    (run / "test.json").write_text(
+        json.dumps(
+            {
+                "test": {"accuracy": test_acc, "loss": loss, "macro_f1": test_acc},
+                "train": {"accuracy": train_acc},
+                "generalization_gap": train_acc - test_acc,
+                "training": {"seconds": 10.0},
+            }
+        )
+    )
     return run
 
 
 def test_select_prefers_the_smaller_gap_within_tolerance(tmp_path):
-    fake_run(tmp_path, "overfit", test_acc=0.950, train_acc=1.000)   # most accurate, gap 5 points
-    fake_run(tmp_path, "steady", test_acc=0.945, train_acc=0.955)    # 0.5 points behind, gap 1 point
-    fake_run(tmp_path, "weak", test_acc=0.900, train_acc=0.900)      # no gap, but far behind
+    fake_run(tmp_path, "overfit", test_acc=0.950, train_acc=1.000)  # most accurate, gap 5 points
+    fake_run(tmp_path, "steady", test_acc=0.945, train_acc=0.955)  # 0.5 points behind, gap 1 point
+    fake_run(tmp_path, "weak", test_acc=0.900, train_acc=0.900)  # no gap, but far behind
     selection = select_run(list_runs(tmp_path), tolerance=0.01)
     assert selection.winner.name == "steady"
     assert {r.name for r in selection.candidates} == {"overfit", "steady"}
@@ -173,12 +206,28 @@ def test_a_ten_trial_sweep_prunes_and_its_best_trial_is_on_the_leaderboard(tmp_p
     import photoclass.workflows.sweep as sweeps
 
     data = make_flat(tmp_path / "data", per_class=8)
-    space = {"model": ["compact-cnn"], "lr": {"low": 1e-6, "high": 3e-2, "log": True},
-             "augment": ["none", "light"], "dropout": {"low": 0.0, "high": 0.5}, "batch_size": [8],
-             "image_size": [32], "epochs": 5}
+    space = {
+        "model": ["compact-cnn"],
+        "lr": {"low": 1e-6, "high": 3e-2, "log": True},
+        "augment": ["none", "light"],
+        "dropout": {"low": 0.0, "high": 0.5},
+        "batch_size": [8],
+        "image_size": [32],
+        "epochs": 5,
+    }
     (tmp_path / "space.json").write_text(json.dumps(space))
-    study = sweeps.sweep(data, trials=10, space=tmp_path / "space.json", out=tmp_path / "runs", study="s",
-                         threads=1, cache_dir=tmp_path / "cache", track=False, verbose=False, progress=False)
+    study = sweeps.sweep(
+        data,
+        trials=10,
+        space=tmp_path / "space.json",
+        out=tmp_path / "runs",
+        study="s",
+        threads=1,
+        cache_dir=tmp_path / "cache",
+        track=False,
+        verbose=False,
+        progress=False,
+    )
     states = [t.state.name for t in study.trials]
     assert len(states) == 10 and states.count("PRUNED") >= 1 and states.count("COMPLETE") >= 1
     assert (tmp_path / "runs" / "sweeps.db").is_file()  # the study is stored, to resume or inspect
@@ -277,12 +326,15 @@ def test_the_report_opens_in_headless_chromium_without_errors(reported_run, tmp_
     with headless_chromium(tmp_path / "profile", width=1200, height=3000) as driver:
         driver.get((reported_run / "report.html").as_uri())
         broken = driver.execute_script(
-            "return [...document.images].filter(i => !i.complete || i.naturalWidth === 0).length")
+            "return [...document.images].filter(i => !i.complete || i.naturalWidth === 0).length"
+        )
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         mistakes = driver.execute_script(
-            "return document.querySelectorAll('#misclassified + .gallery figure:not(.near) img').length")
-        nearest = driver.execute_script("return document.querySelectorAll('#misclassified + .gallery figure.near img')"
-                                        ".length")
+            "return document.querySelectorAll('#misclassified + .gallery figure:not(.near) img').length"
+        )
+        nearest = driver.execute_script(
+            "return document.querySelectorAll('#misclassified + .gallery figure.near img').length"
+        )
         driver.save_screenshot(str(tmp_path / "report.png"))
     assert broken == 0 and errors == []
     wrong = json.loads((reported_run / "test.json").read_text())["misclassified"]
@@ -314,12 +366,28 @@ def test_two_sweeps_share_one_journal_file(tmp_path):
     import photoclass.workflows.sweep as sweeps
 
     data = make_flat(tmp_path / "data", per_class=6)
-    space = {"model": ["compact-cnn"], "lr": {"low": 1e-3, "high": 1e-2, "log": True}, "image_size": [32],
-             "epochs": 2, "batch_size": [8]}
+    space = {
+        "model": ["compact-cnn"],
+        "lr": {"low": 1e-3, "high": 1e-2, "log": True},
+        "image_size": [32],
+        "epochs": 2,
+        "batch_size": [8],
+    }
     journal = f"journal:{tmp_path / 'shared' / 'sweeps.journal'}"
     for machine in ("a", "b"):  # as two machines would, one after the other or at once
-        study = sweeps.sweep(data, trials=2, space=space, storage=journal, study="s", out=tmp_path / machine,
-                             threads=1, cache_dir=tmp_path / "cache", track=False, verbose=False, progress=False)
+        study = sweeps.sweep(
+            data,
+            trials=2,
+            space=space,
+            storage=journal,
+            study="s",
+            out=tmp_path / machine,
+            threads=1,
+            cache_dir=tmp_path / "cache",
+            track=False,
+            verbose=False,
+            progress=False,
+        )
     assert len(study.trials) == 4 and (tmp_path / "shared" / "sweeps.journal").is_file()
     assert {t.user_attrs["run"].split("/")[-3] for t in study.trials} == {"a", "b"}
 
@@ -335,12 +403,14 @@ def test_runs_within_noise_on_the_same_test_photos_are_tied_by_mcnemar(tmp_path)
         run = fake_run(tmp_path, name, test_acc=1 - len(wrong) / len(test_photos), train_acc=train_acc)
         result = json.loads((run / "test.json").read_text())
         (run / "test.json").write_text(json.dumps({**result, "wrong_paths": wrong}))
-        (run / "split.csv").write_text("path,label,split,group,status,reason\n"
-                                       + "".join(f"{p},a,test,{i},ok,\n" for i, p in enumerate(test_photos)))
+        (run / "split.csv").write_text(
+            "path,label,split,group,status,reason\n"
+            + "".join(f"{p},a,test,{i},ok,\n" for i, p in enumerate(test_photos))
+        )
 
-    paired_run("best", photos[:5], train_acc=1.00)        # 95% test accuracy, gap 5 points
-    paired_run("close", photos[:8], train_acc=0.93)       # 92%: 3 points behind, gap 1 point, p = 0.25
-    paired_run("worse", photos[:20], train_acc=0.80)      # 80%: p = 2 / 2**15, a real difference
+    paired_run("best", photos[:5], train_acc=1.00)  # 95% test accuracy, gap 5 points
+    paired_run("close", photos[:8], train_acc=0.93)  # 92%: 3 points behind, gap 1 point, p = 0.25
+    paired_run("worse", photos[:20], train_acc=0.80)  # 80%: p = 2 / 2**15, a real difference
     selection = select_run(list_runs(tmp_path), tolerance=0.01)
     assert {r.name for r in selection.candidates} == {"best", "close"}
     assert selection.winner.name == "close" and "McNemar" in selection.reason and "its gap" in selection.reason
@@ -358,8 +428,9 @@ def test_mcnemar_ties_no_run_outside_the_best_runs_interval(tmp_path):
         result = json.loads((run / "test.json").read_text())
         result["test"]["accuracy_interval"] = list(wilson_interval(16 - len(wrong), 16))
         (run / "test.json").write_text(json.dumps({**result, "wrong_paths": wrong}))
-        (run / "split.csv").write_text("path,label,split,group,status,reason\n"
-                                       + "".join(f"{p},a,test,{i},ok,\n" for i, p in enumerate(photos)))
+        (run / "split.csv").write_text(
+            "path,label,split,group,status,reason\n" + "".join(f"{p},a,test,{i},ok,\n" for i, p in enumerate(photos))
+        )
     # 10 of 16 against 15 of 16: McNemar's p is 0.06, but 62.5% lies below best's interval (71.7-98.9%)
     selection = select_run(list_runs(tmp_path), tolerance=0.01)
     assert selection.winner.name == "best" and [r.name for r in selection.candidates] == ["best"]
@@ -374,12 +445,19 @@ def test_runs_on_different_data_sets_are_ranked_each_on_its_own_and_select_will_
     fake_run(runs, "bees-bad", test_acc=0.60, train_acc=0.60, data="/photos/hymenoptera")
     board = list_runs(runs)
     assert [(data, rank, r.name) for data, rank, r in board.ranked()] == [
-        ("flowers", 1, "flowers-good"), ("flowers", 2, "flowers-mid"), ("flowers", 3, "flowers-bad"),
-        ("hymenoptera", 1, "bees-good"), ("hymenoptera", 2, "bees-bad")]
+        ("flowers", 1, "flowers-good"),
+        ("flowers", 2, "flowers-mid"),
+        ("flowers", 3, "flowers-bad"),
+        ("hymenoptera", 1, "bees-good"),
+        ("hymenoptera", 2, "bees-bad"),
+    ]
     assert [r.name for r in list_runs(runs, sort="error")] == [r.name for r in board]  # every order keeps them apart
-    with pytest.raises(PhotoclassError, match=r"^Cannot select across data sets: runs on 2 data sets: flowers \(3 runs\), "
-                       r"hymenoptera \(2 runs\); .* HINT: pass --data FOLDER \(or its name\) to choose among one, "
-                       r"e\.g\. --data flowers\.$"):
+    with pytest.raises(
+        PhotoclassError,
+        match=r"^Cannot select across data sets: runs on 2 data sets: flowers \(3 runs\), "
+        r"hymenoptera \(2 runs\); .* HINT: pass --data FOLDER \(or its name\) to choose among one, "
+        r"e\.g\. --data flowers\.$",
+    ):
         select_run(board)
     assert select_run(list_runs(runs, data="hymenoptera")).winner.name == "bees-good"
     assert select_run(list_runs(runs, data="/photos/flowers")).winner.name == "flowers-good"
@@ -387,11 +465,15 @@ def test_runs_on_different_data_sets_are_ranked_each_on_its_own_and_select_will_
 
     table = cli("runs", runs).stdout.splitlines()
     assert table[0].split()[:3] == ["data", "#", "run"]
-    assert [line.split()[:3] for line in table[1:6]] == [[data, str(rank), str(r.path)] for data, rank, r in board.ranked()]
+    assert [line.split()[:3] for line in table[1:6]] == [
+        [data, str(rank), str(r.path)] for data, rank, r in board.ranked()
+    ]
     assert table[-1].startswith("(runs on 2 data sets, each ranked on its own: flowers (3 runs), hymenoptera (2 runs)")
     rows = json.loads(cli("runs", runs, "--json").stdout)
     assert [(r["data"], r["data_source"], r["rank"]) for r in rows][2:4] == [
-        ("flowers", "/photos/flowers", 3), ("hymenoptera", "/photos/hymenoptera", 1)]
+        ("flowers", "/photos/flowers", 3),
+        ("hymenoptera", "/photos/hymenoptera", 1),
+    ]
     refused = cli("select", runs, "--copy-to", tmp_path / "best")
     assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1 and "--data FOLDER" in refused.stderr
     assert "flowers (3 runs), hymenoptera (2 runs)" in refused.stderr and not (tmp_path / "best").exists()
@@ -408,8 +490,11 @@ def test_a_copy_of_a_data_folder_under_the_same_name_is_another_data_set(tmp_pat
     fake_run(tmp_path, "corrupted", test_acc=0.60, train_acc=0.60, data="/corrupted/flowers")
     board = list_runs(tmp_path)
     assert [(data, rank) for data, rank, _ in board.ranked()] == [("/corrupted/flowers", 1), ("/photos/flowers", 1)]
-    with pytest.raises(PhotoclassError, match=r"runs on 2 data sets: /corrupted/flowers \(1 run\), "
-                       r"/photos/flowers \(1 run\); .* HINT: pass --data FOLDER"):
+    with pytest.raises(
+        PhotoclassError,
+        match=r"runs on 2 data sets: /corrupted/flowers \(1 run\), "
+        r"/photos/flowers \(1 run\); .* HINT: pass --data FOLDER",
+    ):
         select_run(list_runs(tmp_path, data="flowers"))  # the name alone matches both
     assert select_run(list_runs(tmp_path, data="/corrupted/flowers")).winner.name == "corrupted"
 
@@ -419,8 +504,15 @@ def test_runs_select_and_compare_on_two_real_data_folders(tmp_path):
 
     ants = make_flat(tmp_path / "ants-bees", per_class=6)
     flowers = make_flat(tmp_path / "flowers", per_class=6, start_seed=100)
-    options = {"model": "compact-cnn", "image_size": 32, "epochs": 1, "threads": 1, "cache_dir": tmp_path / "cache",
-               "verbose": False, "progress": False}
+    options = {
+        "model": "compact-cnn",
+        "image_size": 32,
+        "epochs": 1,
+        "threads": 1,
+        "cache_dir": tmp_path / "cache",
+        "verbose": False,
+        "progress": False,
+    }
     for name, data, lr in (("a1", ants, 1e-3), ("a2", ants, 1e-2), ("f1", flowers, 1e-3)):
         photoclass.train(data, out=tmp_path / "runs" / name, lr=lr, **options)
     runs = tmp_path / "runs"
@@ -445,9 +537,10 @@ def test_runs_select_and_compare_on_two_real_data_folders(tmp_path):
 def test_the_reports_data_facts_count_one_in_the_singular(count, says):
     from photoclass.evaluation.html_report import _data_section
 
-    rows = [{"path": f"a{i}.jpg", "status": "ok", "label": "a", "split": "train", "group": "g", "reason": ""}
-            for i in range(2)] + [{"path": "b.jpg", "status": "skipped", "label": "", "split": "", "group": "",
-                                   "reason": "truncated"}]
+    rows = [
+        {"path": f"a{i}.jpg", "status": "ok", "label": "a", "split": "train", "group": "g", "reason": ""}
+        for i in range(2)
+    ] + [{"path": "b.jpg", "status": "skipped", "label": "", "split": "", "group": "", "reason": "truncated"}]
     facts = _data_section({"converted": count, "leaks": {"naive_split_test_with_twin_in_train": 1}}, rows, ["a"])
     assert says in facts and "2 usable photos, 1 skipped" in facts
     assert "1 group of duplicate or near-duplicate photos (2 photos)" in facts
@@ -463,8 +556,12 @@ def test_image_grid_captions_are_wrapped_to_fit_their_tiles(tmp_path, monkeypatc
 
     kept = []
     monkeypatch.setattr(plots, "_save", lambda fig, path: kept.append(fig))
-    captions = ["golden_retriever -> labrador_retriever (0.61)", "cumulonimbus_clouds -> partly_cloudy_sky (0.55)",
-                "photos_of_the_eiffel_tower_at_night_in_winter -> tokyo_tower_on_a_summer_evening (0.71)", "rain -> shine (0.99)"]
+    captions = [
+        "golden_retriever -> labrador_retriever (0.61)",
+        "cumulonimbus_clouds -> partly_cloudy_sky (0.55)",
+        "photos_of_the_eiffel_tower_at_night_in_winter -> tokyo_tower_on_a_summer_evening (0.71)",
+        "rain -> shine (0.99)",
+    ]
     plots.image_grid([np.zeros((64, 64, 3), np.uint8)] * 4, captions, tmp_path / "grid.png", columns=4, title="t")
     fig = kept[0]
     fig.canvas.draw()
@@ -487,4 +584,7 @@ def test_the_reports_configuration_shows_an_unset_option_as_default_not_none():
     table = _configuration_section(train, dataclasses.asdict(PrepareConfig()))
     assert "None" not in table
     assert "<td>weights</td><td class=sub title='a timm backbone&#x27;s pretrained weights" in table
-    assert "<td>dropout</td><td class=sub title='dropout rate of the model&#x27;s head (default: the model&#x27;s own)'>default</td>" in table
+    assert (
+        "<td>dropout</td><td class=sub title='dropout rate of the model&#x27;s head (default: the model&#x27;s own)'>default</td>"
+        in table
+    )

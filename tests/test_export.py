@@ -1,4 +1,5 @@
 """ONNX export: parity with PyTorch, metadata, and prediction from the file without torch."""
+
 import json
 import subprocess
 import sys
@@ -21,8 +22,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "weather"
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     base = tmp_path_factory.mktemp("export")
-    photoclass.train(EXAMPLES, out=base / "run", cache_dir=base / "cache", verbose=False,
-                     progress=False)
+    photoclass.train(EXAMPLES, out=base / "run", cache_dir=base / "cache", verbose=False, progress=False)
     return base / "run"
 
 
@@ -51,15 +51,18 @@ def test_onnx_and_pytorch_agree_on_every_example_photo(run, exported):
     onnx_side = OnnxPredictor(exported[0]).predict([EXAMPLES], top_k=4)
     assert len(torch_side) == len(onnx_side) == 100
     assert [p.label for p in torch_side] == [p.label for p in onnx_side]
-    diff = max(abs(a - b) for t, o in zip(torch_side, onnx_side)
-               for (_, a), (_, b) in zip(sorted(t.top), sorted(o.top)))
+    diff = max(
+        abs(a - b) for t, o in zip(torch_side, onnx_side) for (_, a), (_, b) in zip(sorted(t.top), sorted(o.top))
+    )
     assert diff < 1e-4
 
 
 def test_predict_from_onnx_runs_without_torch(exported):
-    code = ("import sys; sys.modules['torch'] = None\n"  # any import of torch now fails
-            "from photoclass.cli import main\n"
-            f"sys.exit(main(['predict', {str(exported[0])!r}, {str(EXAMPLES)!r}, '--format', 'json']))")
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # any import of torch now fails
+        "from photoclass.cli import main\n"
+        f"sys.exit(main(['predict', {str(exported[0])!r}, {str(EXAMPLES)!r}, '--format', 'json']))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
@@ -67,10 +70,14 @@ def test_predict_from_onnx_runs_without_torch(exported):
 
 
 def test_a_foreign_onnx_file_is_a_clear_error(tmp_path):
-    model = onnx.helper.make_model(onnx.helper.make_graph(
-        [onnx.helper.make_node("Identity", ["input"], ["logits"])], "g",
-        [onnx.helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [1, 3])],
-        [onnx.helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, [1, 3])]))
+    model = onnx.helper.make_model(
+        onnx.helper.make_graph(
+            [onnx.helper.make_node("Identity", ["input"], ["logits"])],
+            "g",
+            [onnx.helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [1, 3])],
+            [onnx.helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, [1, 3])],
+        )
+    )
     onnx.save(model, str(tmp_path / "other.onnx"))
     with pytest.raises(photoclass.PhotoclassError, match="was not exported by photoclass"):
         OnnxPredictor(tmp_path / "other.onnx")

@@ -1,5 +1,6 @@
 """`photoclass export --format onnx|openvino [--int8]`: each export runs in its own runtime on the
 run's test photos and is kept only when it gives PyTorch's answers; predict and serve run it."""
+
 import importlib.util
 import json
 import subprocess
@@ -25,9 +26,11 @@ pytest.importorskip("nncf", reason="the openvino extra is not installed")
 
 LITERT = importlib.util.find_spec("litert_torch") is not None  # the litert extra: a heavy install, optional
 BF16 = openvino_engine.has_bf16()  # bf16 exports are checked on CPUs that compute in bf16
-KINDS = [("onnx", "fp32"), ("onnx", "int8"), ("openvino", "fp32"), ("openvino", "int8")] + \
-    ([("openvino", "bf16")] if BF16 else []) + \
-    ([("litert", "fp32")] if LITERT else [])  # LiteRT's INT8 (PT2E) fails its check: benchmarks/README.md
+KINDS = (
+    [("onnx", "fp32"), ("onnx", "int8"), ("openvino", "fp32"), ("openvino", "int8")]
+    + ([("openvino", "bf16")] if BF16 else [])
+    + ([("litert", "fp32")] if LITERT else [])
+)  # LiteRT's INT8 (PT2E) fails its check: benchmarks/README.md
 needs_litert = pytest.mark.skipif(not LITERT, reason="the litert extra is not installed")
 
 
@@ -87,14 +90,16 @@ def test_a_bf16_export_is_openvinos_and_needs_a_cpu_that_computes_in_bf16(run, m
     with pytest.raises(PhotoclassError, match="no native bf16"):
         exporting.export(run, "openvino", bf16=True, out=out)
     assert not out.parent.exists()
-    done = subprocess.run([sys.executable, "-m", "photoclass", "export", run, "--int8", "--bf16"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "photoclass", "export", run, "--int8", "--bf16"], capture_output=True, text=True
+    )
     assert done.returncode == 2 and "not allowed with argument" in done.stderr
 
 
 def test_the_cli_prints_the_check_and_auto_picks_the_fastest_verified_export(run, exports):
-    done = subprocess.run([sys.executable, "-m", "photoclass", "export", run, "--format", "openvino"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "photoclass", "export", run, "--format", "openvino"], capture_output=True, text=True
+    )
     assert done.returncode == 0 and "agreement with PyTorch 100.00%" in done.stdout and "images/s" in done.stdout
     fastest = exporting.verified_exports(RunDir(run))
     assert len(fastest) == len(KINDS) and fastest[0][1]["images_per_s"] == max(f[1]["images_per_s"] for f in fastest)
@@ -107,8 +112,11 @@ def test_predict_and_serve_run_each_engine(run, exports, engine, tmp_path):
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(jpeg_bytes(synthetic_photo(5, cls=2)))
     expected = photoclass.predict(run, [photo])[0]
-    table = subprocess.run([sys.executable, "-m", "photoclass", "predict", run, photo, "--engine", engine,
-                            "--format", "json"], capture_output=True, text=True)
+    table = subprocess.run(
+        [sys.executable, "-m", "photoclass", "predict", run, photo, "--engine", engine, "--format", "json"],
+        capture_output=True,
+        text=True,
+    )
     assert table.returncode == 0, table.stderr
     assert json.loads(table.stdout)[0]["label"] == expected.label
     proc, url = start_server(run, "--engine", engine)
@@ -118,7 +126,9 @@ def test_predict_and_serve_run_each_engine(run, exports, engine, tmp_path):
         info = json.loads(request(f"{url}/model")[1])
         served_by = info["engine"]
         assert info["precision"] == "fp32" if engine != "auto" else info["precision"] in ("fp32", "int8", "bf16")
-        assert served_by == {"torch": "torch", "onnx": "onnxruntime"}.get(engine, engine if engine != "auto" else served_by)
+        assert served_by == {"torch": "torch", "onnx": "onnxruntime"}.get(
+            engine, engine if engine != "auto" else served_by
+        )
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -130,9 +140,11 @@ def test_an_export_predicts_without_torch(run, exports, tmp_path, format):
     photo.write_bytes(jpeg_bytes(synthetic_photo(7, cls=1)))
     path = exports[(format, "fp32")]["path"]
     model = path.rsplit("/", 1)[0] if format == "openvino" else path  # a folder, or a file
-    code = ("import sys; sys.modules['torch'] = None\n"  # any import of torch now fails
-            "from photoclass.cli import main\n"
-            f"sys.exit(main(['predict', {model!r}, {str(photo)!r}, '--format', 'json']))")
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # any import of torch now fails
+        "from photoclass.cli import main\n"
+        f"sys.exit(main(['predict', {model!r}, {str(photo)!r}, '--format', 'json']))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)[0]["label"] == photoclass.predict(run, [photo])[0].label
@@ -148,8 +160,17 @@ def test_the_openvino_predictor_takes_pixels_in_its_graph_and_grey_models_throug
     x, y = (digits.images[keep] * 15).astype(np.uint8), digits.target[keep]
     np.savez(tmp_path / "digits.npz", x_train=x[::2], y_train=y[::2], x_test=x[1::2], y_test=y[1::2])
     grey = tmp_path / "grey"
-    photoclass.train(tmp_path / "digits.npz", out=grey, model="compact-cnn", image_size=32, epochs=1, threads=1,
-                     cache_dir=tmp_path / "cache", verbose=False, progress=False)
+    photoclass.train(
+        tmp_path / "digits.npz",
+        out=grey,
+        model="compact-cnn",
+        image_size=32,
+        epochs=1,
+        threads=1,
+        cache_dir=tmp_path / "cache",
+        verbose=False,
+        progress=False,
+    )
     found = exporting.export(grey, "openvino", progress=False)
     assert found["kept"] and found["max_abs_logit_diff"] <= verify.FP32_TOLERANCE
     predictor = open_predictor(found["path"])

@@ -1,4 +1,5 @@
 """ImageNet predictions out of the box, and model summaries."""
+
 import json
 import subprocess
 import sys
@@ -52,7 +53,9 @@ def test_predict_imagenet_names_scikit_images_cat_and_coffee(tmp_path):
 def test_predict_imagenet_answers_in_csv_for_the_example_photos_and_skips_a_bad_file(tmp_path):
     photos = sorted(EXAMPLES.glob("*.jpg"))[:3]
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really")
-    out = photoclass_cli("predict", "imagenet-lite0", *photos, tmp_path / "broken.jpg", "--format", "csv", "--top-k", "5")
+    out = photoclass_cli(
+        "predict", "imagenet-lite0", *photos, tmp_path / "broken.jpg", "--format", "csv", "--top-k", "5"
+    )
     lines = out.stdout.splitlines()
     assert lines[0] == "path,label,confidence,unknown,outlier_score,top,error" and len(lines) == 5
     names = set(imagenet_class_names())
@@ -89,6 +92,7 @@ def test_a_summary_follows_the_image_size_and_refuses_one_a_flatten_cannot_take(
     model = create_model("compact-cnn", 3, input_size=64)
     summary = summarize(model, 64)
     assert summary["layers"][0]["output"] == [24, 32, 32] and summary["total"] == sum(
-        p.numel() for p in model.parameters())
+        p.numel() for p in model.parameters()
+    )
     bad = photoclass_cli("models", "seed-mnist", "--image-size", "12", check=False)
     assert bad.returncode != 0 and "does not run at 12 px" in bad.stderr and "Traceback" not in bad.stderr

@@ -27,8 +27,11 @@ def test_seed_baseline_is_the_classic_keras_model():
 
 
 def test_unknown_model_lists_the_choices():
-    with pytest.raises(PhotoclassError, match=r"Unknown model 'resnet9000'. Did you mean resnet.*\? photoclass's own: "
-                                              r".*seed-baseline.*HINT"):
+    with pytest.raises(
+        PhotoclassError,
+        match=r"Unknown model 'resnet9000'. Did you mean resnet.*\? photoclass's own: "
+        r".*seed-baseline.*HINT",
+    ):
         create_model("resnet9000", 3)
 
 
@@ -79,7 +82,9 @@ def test_the_layer_table_counts_the_flops_of_one_image():
     from photoclass.models.summary import summarize
 
     net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 16 * 16, 4))
-    multiply_adds = 8 * 3 * 3 * 3 * 16 * 16 + 8 * 16 * 16 * 4  # the convolution at each output pixel, then the dense layer
+    multiply_adds = (
+        8 * 3 * 3 * 3 * 16 * 16 + 8 * 16 * 16 * 4
+    )  # the convolution at each output pixel, then the dense layer
     assert summarize(net, 16, 3)["flops"] == 2 * multiply_adds
 
 
@@ -100,8 +105,9 @@ def test_the_model_listing_estimates_images_per_second_or_measures_them():
     import sys
 
     def listing(*args):
-        done = subprocess.run([sys.executable, "-m", "photoclass", "models", *args],
-                              capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-m", "photoclass", "models", *args], capture_output=True, text=True, timeout=300
+        )
         assert done.returncode == 0, done.stderr
         return next(line for line in done.stdout.splitlines() if line.startswith("seed-mnist")).split()
 

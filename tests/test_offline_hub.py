@@ -1,6 +1,7 @@
 """A machine that cannot reach the Hugging Face Hub, without HF_HUB_OFFLINE set: a well-known
 backbone not in the cache is refused in one line, after one short check of the Hub, instead of
 huggingface_hub's ~55 s of retries and a false 'holds no model.safetensors'."""
+
 import os
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from conftest import free_port, make_flat  # noqa: E402
 from photoclass.core.errors import PhotoclassError  # noqa: E402
 from photoclass.models import timm_models  # noqa: E402
 
+
 @pytest.fixture(autouse=True)
 def fresh_probe():
     timm_models.hub_unreachable.cache_clear()
@@ -26,8 +28,9 @@ def fresh_probe():
 def cli_without_network(*args, endpoint: str, cache):
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
     env.update(HF_ENDPOINT=endpoint, HF_HUB_CACHE=str(cache), HF_HUB_DISABLE_TELEMETRY="1", PHOTOCLASS_TRACKING="off")
-    return subprocess.run([sys.executable, "-m", "photoclass", *map(str, args)], capture_output=True, text=True,
-                          timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "photoclass", *map(str, args)], capture_output=True, text=True, timeout=300, env=env
+    )
 
 
 def assert_said_offline(done, name: str) -> None:
@@ -39,8 +42,9 @@ def assert_said_offline(done, name: str) -> None:
 
 
 def test_models_pull_against_a_refused_port_says_offline_at_once(tmp_path):
-    done = cli_without_network("models", "pull", "resnet50", endpoint=f"http://127.0.0.1:{free_port()}",
-                                        cache=tmp_path / "empty")
+    done = cli_without_network(
+        "models", "pull", "resnet50", endpoint=f"http://127.0.0.1:{free_port()}", cache=tmp_path / "empty"
+    )
     assert_said_offline(done, "resnet50")
     assert "Connection refused" in done.stderr and str(tmp_path / "empty") in done.stderr
 
@@ -59,9 +63,18 @@ def test_train_against_a_hub_that_hangs_up_says_offline_before_the_photos(tmp_pa
     threading.Thread(target=hang_up, daemon=True).start()
     hub = f"http://127.0.0.1:{listener.getsockname()[1]}"
     try:
-        done = cli_without_network("train", make_flat(tmp_path / "photos", per_class=3), "--model",
-                                            "convnext_tiny", "--out", tmp_path / "run", "--cache-dir",
-                                            tmp_path / "pixels", endpoint=hub, cache=tmp_path / "empty")
+        done = cli_without_network(
+            "train",
+            make_flat(tmp_path / "photos", per_class=3),
+            "--model",
+            "convnext_tiny",
+            "--out",
+            tmp_path / "run",
+            "--cache-dir",
+            tmp_path / "pixels",
+            endpoint=hub,
+            cache=tmp_path / "empty",
+        )
     finally:
         listener.close()
     assert_said_offline(done, "convnext_tiny")

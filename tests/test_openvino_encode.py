@@ -1,5 +1,6 @@
 """Frozen encoders compiled by OpenVINO: PyTorch's features, chosen on CPUs for bf16 (fp32
 when asked), and PyTorch whenever it is asked for or OpenVINO cannot convert the module."""
+
 import numpy as np
 import pytest
 import torch
@@ -18,8 +19,9 @@ pytest.importorskip("openvino", reason="the openvino extra is not installed")
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     base = tmp_path_factory.mktemp("encode")
-    return photoclass.prepare(make_flat(base / "data", per_class=6), image_size=64, cache_dir=base / "cache",
-                              progress=False)
+    return photoclass.prepare(
+        make_flat(base / "data", per_class=6), image_size=64, cache_dir=base / "cache", progress=False
+    )
 
 
 def encoder():
@@ -28,8 +30,9 @@ def encoder():
 
 def features(encode, photos, precision="fp32"):
     spec = create_model("efficientnet-lite0-ms", num_classes=3).input_spec
-    loader = BatchLoader(photos.images, photos.labels, np.arange(len(photos)), batch_size=8, mean=spec.mean,
-                         std=spec.std)
+    loader = BatchLoader(
+        photos.images, photos.labels, np.arange(len(photos)), batch_size=8, mean=spec.mean, std=spec.std
+    )
     return extract_features(encode, loader, precision=precision, progress=False)
 
 
@@ -82,6 +85,14 @@ def test_a_bf16_run_says_openvino_made_its_features(tmp_path, monkeypatch):
 
     monkeypatch.delenv("PHOTOCLASS_ENCODER", raising=False)
     data = make_flat(tmp_path / "data", per_class=6)
-    photoclass.train(data, out=tmp_path / "run", model="efficientnet-lite0-ms", precision="bf16",
-                     cache_dir=tmp_path / "cache", verbose=False, progress=False, track=False)
+    photoclass.train(
+        data,
+        out=tmp_path / "run",
+        model="efficientnet-lite0-ms",
+        precision="bf16",
+        cache_dir=tmp_path / "cache",
+        verbose=False,
+        progress=False,
+        track=False,
+    )
     assert json.loads((tmp_path / "run" / "test.json").read_text())["training"]["features_by"] == "openvino"

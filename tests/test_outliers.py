@@ -1,5 +1,6 @@
-""""None of these": the k-nearest-training-photo distance, fitted at training, carried by every
+"""The "none of these" check: the k-nearest-training-photo distance, fitted at training, carried by every
 way a prediction is made (Python, the CLI's table, JSON and sorting, ONNX, the server)."""
+
 import csv
 import json
 import os
@@ -42,7 +43,7 @@ def test_scores_in_chunks_and_a_sampled_bank_are_what_the_whole_computation_give
     keep = outliers.bank_rows(300, seed=5)
     assert len(keep) == 100 and (np.diff(keep) > 0).all() and np.array_equal(keep, outliers.bank_rows(300, seed=5))
     head = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
-    batches = [(bank[i:i + 32].float(), None) for i in range(0, 300, 32)]  # batches that straddle kept rows
+    batches = [(bank[i : i + 32].float(), None) for i in range(0, 300, 32)]  # batches that straddle kept rows
     everything = outliers.features_of(head, batches, rows=300)
     assert torch.equal(outliers.features_of(head, batches, rows=300, keep=keep), everything[keep])
     sampled, _ = outliers.fit(everything, everything[:50], seed=5)  # fit samples the same rows itself
@@ -98,8 +99,15 @@ def test_the_threshold_reads_the_training_photos_too_when_the_validation_split_i
 def weather_run(tmp_path_factory):
     """The shipped example photos, Lite0's frozen features; flat synthetic drawings as outsiders."""
     base = tmp_path_factory.mktemp("outliers")
-    photoclass.train(EXAMPLES, model="efficientnet-lite0", out=base / "run", cache_dir=base / "cache",
-                     verbose=False, progress=False, track=False)
+    photoclass.train(
+        EXAMPLES,
+        model="efficientnet-lite0",
+        out=base / "run",
+        cache_dir=base / "cache",
+        verbose=False,
+        progress=False,
+        track=False,
+    )
     return {"run": base / "run", "outside": make_folders(base / "drawings", per_class=8), "base": base}
 
 
@@ -125,33 +133,60 @@ def test_the_cli_shows_unknown_and_sorts_such_photos_apart(weather_run, tmp_path
     run, outside = weather_run["run"], weather_run["outside"]
     before = sorted((p, p.stat().st_size) for p in outside.rglob("*") if p.is_file())
     env = {**os.environ, "PHOTOCLASS_TRACKING": "off"}
-    table = subprocess.run([sys.executable, "-m", "photoclass", "predict", run, outside, RAIN,
-                            "--sort-into", tmp_path / "sorted"], capture_output=True, text=True, env=env)
+    table = subprocess.run(
+        [sys.executable, "-m", "photoclass", "predict", run, outside, RAIN, "--sort-into", tmp_path / "sorted"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert table.returncode == 0, table.stderr
     rows = [line.split() for line in table.stdout.splitlines() if line.startswith(str(outside))]
     assert table.stdout.splitlines()[0].split() == ["path", "label", "conf", "unknown", "top"]
     assert rows and sum(r[3] == "yes" for r in rows) >= 0.9 * len(rows)
     assert all(r[1] in ("cloudy", "rain", "shine", "sunrise") for r in rows)  # the closest class, as in CSV and JSON
-    assert next(line for line in table.stdout.splitlines() if line.startswith(str(RAIN))).split()[1:4:2] == \
-        ["rain", "no"]
+    assert next(line for line in table.stdout.splitlines() if line.startswith(str(RAIN))).split()[1:4:2] == [
+        "rain",
+        "no",
+    ]
     unknown = len(list((tmp_path / "sorted" / "_unknown").iterdir()))
     assert unknown == sum(r[3] == "yes" for r in rows) and (tmp_path / "sorted" / "rain").is_dir()
-    as_csv = subprocess.run([sys.executable, "-m", "photoclass", "predict", run, outside, "--format", "csv"],
-                            capture_output=True, text=True, env=env)
+    as_csv = subprocess.run(
+        [sys.executable, "-m", "photoclass", "predict", run, outside, "--format", "csv"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     by_path = {r["path"]: r for r in csv.DictReader(as_csv.stdout.splitlines())}
-    assert all((by_path[r[0]]["label"], by_path[r[0]]["unknown"]) == (r[1], "true" if r[3] == "yes" else "false")
-               for r in rows)  # one meaning in the table and the CSV
+    assert all(
+        (by_path[r[0]]["label"], by_path[r[0]]["unknown"]) == (r[1], "true" if r[3] == "yes" else "false") for r in rows
+    )  # one meaning in the table and the CSV
     assert sorted((p, p.stat().st_size) for p in outside.rglob("*") if p.is_file()) == before  # copied, not moved
-    as_json = subprocess.run([sys.executable, "-m", "photoclass", "predict", run, outside, "--format", "json",
-                              "--no-unknown"], capture_output=True, text=True, env=env)
+    as_json = subprocess.run(
+        [sys.executable, "-m", "photoclass", "predict", run, outside, "--format", "json", "--no-unknown"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert as_json.returncode == 0 and all("unknown" not in p for p in json.loads(as_json.stdout))
 
 
 @pytest.mark.trains
 def test_evaluate_outsiders_measures_how_well_they_are_told_apart(weather_run):
-    found = subprocess.run([sys.executable, "-m", "photoclass", "evaluate", weather_run["run"], "--outsiders",
-                            weather_run["outside"], "--json"], capture_output=True, text=True,
-                           env={**os.environ, "PHOTOCLASS_TRACKING": "off"})
+    found = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "photoclass",
+            "evaluate",
+            weather_run["run"],
+            "--outsiders",
+            weather_run["outside"],
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PHOTOCLASS_TRACKING": "off"},
+    )
     assert found.returncode == 0, found.stderr
     result = json.loads(found.stdout)
     assert result["outsider_photos"] == 24 and result["test_photos"] > 0
@@ -182,8 +217,7 @@ def test_the_server_answers_unknown(weather_run):
         status, body = request(f"{url}/predict", data=photo, headers={"Content-Type": "image/jpeg"})
         answer = json.loads(body)
         assert status == 200 and answer["unknown"] is True and answer["outlier_score"] > 0
-        status, body = request(f"{url}/predict", data=SHINE.read_bytes(),
-                               headers={"Content-Type": "image/jpeg"})
+        status, body = request(f"{url}/predict", data=SHINE.read_bytes(), headers={"Content-Type": "image/jpeg"})
         assert json.loads(body)["unknown"] is False and json.loads(body)["label"] == "shine"
     finally:
         proc.terminate()
@@ -208,15 +242,30 @@ def test_similar_lists_the_nearest_training_photos_with_their_labels(weather_run
         assert abs(s.prediction.outlier_score - by_predict[s.prediction.path].outlier_score) < 1e-5
 
     page = tmp_path / "similar.html"
-    shown = subprocess.run([sys.executable, "-m", "photoclass", "similar", run, photo, "-k", "2", "--format", "json",
-                            "--html", page], capture_output=True, text=True)
+    shown = subprocess.run(
+        [sys.executable, "-m", "photoclass", "similar", run, photo, "-k", "2", "--format", "json", "--html", page],
+        capture_output=True,
+        text=True,
+    )
     assert shown.returncode == 0, shown.stderr
     answer = json.loads(shown.stdout)[0]
     assert answer["nearest"][0] == {"path": str(photo), "label": rows[0]["label"], "distance": 0.0}
     assert page.read_text().count("<img") == 3  # the photo and its two neighbours
     for folder in (EXAMPLES, weather_run["outside"] / "rain"):  # the run's photos, the photos asked about
-        inside = subprocess.run([sys.executable, "-m", "photoclass", "similar", run, weather_run["outside"],
-                                 "--html", folder / "page.html"], capture_output=True, text=True)
+        inside = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "photoclass",
+                "similar",
+                run,
+                weather_run["outside"],
+                "--html",
+                folder / "page.html",
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert inside.returncode == 2 and "--html" in inside.stderr and not (folder / "page.html").exists()
 
 
@@ -235,8 +284,16 @@ def test_the_report_shows_the_test_scores_and_each_mistake_beside_its_nearest_tr
     assert scores["test_accepted"] == pytest.approx(np.mean([not p.unknown for p in predicted]))
     # a mistake, as training records one, explained by the photos `similar` finds
     nearest = photoclass.similar(run, [test[0]], k=3)[0].neighbours
-    result["misclassified"] = [{"path": test[0].name, "true": "rain", "predicted": "shine", "confidence": 0.9,
-                                "index": 0, "nearest": [n.to_dict() for n in nearest]}]
+    result["misclassified"] = [
+        {
+            "path": test[0].name,
+            "true": "rain",
+            "predicted": "shine",
+            "confidence": 0.9,
+            "index": 0,
+            "nearest": [n.to_dict() for n in nearest],
+        }
+    ]
     (run / "test.json").write_text(json.dumps(result))
     html = Path(photoclass.report(run)).read_text()
     assert "id=unknown" in html and "outlier_scores" in html and "nearest training photos" in html
@@ -253,8 +310,12 @@ def test_predict_never_writes_into_the_folder_the_run_was_trained_on(weather_run
     env = {**os.environ, "PHOTOCLASS_TRACKING": "off"}
     for model in (run, run / "model.onnx"):
         for flag, target in (("--sort-into", EXAMPLES / "sorted"), ("--out", EXAMPLES / "predictions.csv")):
-            found = subprocess.run([sys.executable, "-m", "photoclass", "predict", model, outside, flag, target],
-                                   capture_output=True, text=True, env=env)
+            found = subprocess.run(
+                [sys.executable, "-m", "photoclass", "predict", model, outside, flag, target],
+                capture_output=True,
+                text=True,
+                env=env,
+            )
             assert found.returncode != 0 and "Traceback" not in found.stderr
             assert f"{flag} {target} is inside the data folder {EXAMPLES}" in found.stderr
     assert sorted(p.name for p in EXAMPLES.iterdir()) == before

@@ -1,5 +1,6 @@
 """Nothing is written inside the user's data folder: every command that writes refuses an output
 path there, in one line naming both paths, and the folder's bytes stay as they were."""
+
 import shutil
 from pathlib import Path
 
@@ -22,8 +23,13 @@ def world(tmp_path_factory):
     run = train_tiny_run(base)
     data = base / "data"
     shutil.copytree(run, data / "oldrun")
-    return {"RUN": str(run), "DATA": str(data), "OLDRUN": str(data / "oldrun"), "CACHE": str(base / "cache"),
-            "BASE": str(base)}
+    return {
+        "RUN": str(run),
+        "DATA": str(data),
+        "OLDRUN": str(data / "oldrun"),
+        "CACHE": str(base / "cache"),
+        "BASE": str(base),
+    }
 
 
 WRITING_COMMANDS = [  # (argv, the path that must be named)
@@ -55,7 +61,7 @@ def _words(argv: str, world) -> list[str]:
     for word in argv.split():
         for key in sorted(world, key=len, reverse=True):
             if word.startswith(key):
-                word = world[key] + word[len(key):]
+                word = world[key] + word[len(key) :]
                 break
         words.append(word)
     return words

@@ -1,4 +1,5 @@
 """The compact (jpeg) pixel cache: what strategies that read pixels every epoch keep."""
+
 import numpy as np
 import torch
 
@@ -28,8 +29,7 @@ def test_the_jpeg_cache_is_smaller_close_to_raw_and_test_photos_are_read_exactly
     assert np.array_equal(jpeg.images[3], b[3])
     assert np.array_equal(jpeg.exact_images()[every], a) and raw.exact_images() is raw.images
 
-    again = photoclass.prepare(photos, image_size=96, cache_dir=tmp_path / "jpeg", progress=False,
-                               pixel_cache="jpeg")
+    again = photoclass.prepare(photos, image_size=96, cache_dir=tmp_path / "jpeg", progress=False, pixel_cache="jpeg")
     assert again.summary["cache"]["decoded"] == 0 and np.array_equal(again.images[every], b)
 
 
@@ -39,8 +39,9 @@ def test_a_loader_over_the_jpeg_cache_gives_the_same_batches_mapped_or_in_ram(tm
     train = data.indices("train")
 
     def epoch():
-        loader = BatchLoader(data.images, data.labels, train, batch_size=4, mean=(0.5,) * 3, std=(0.5,) * 3,
-                             shuffle=True)
+        loader = BatchLoader(
+            data.images, data.labels, train, batch_size=4, mean=(0.5,) * 3, std=(0.5,) * 3, shuffle=True
+        )
         return [(x.clone(), y.clone()) for x, y in loader.batches(seed=3)]
 
     in_ram = epoch()

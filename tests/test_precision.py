@@ -1,5 +1,6 @@
 """`--precision auto`: bf16 where the CPU has it natively, fp32 elsewhere, recorded in the run;
 feature extraction and prediction in bf16 keep float32 outputs and fp32's answers."""
+
 import json
 from pathlib import Path
 
@@ -48,8 +49,9 @@ def test_native_bf16_reads_this_cpu_unless_told_no(monkeypatch):
 
 def test_bf16_features_are_float32_and_point_the_same_way():
     torch.manual_seed(0)
-    encode = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
-                                 torch.nn.Flatten()).eval()
+    encode = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()
+    ).eval()
     images = np.random.default_rng(0).integers(0, 256, (10, 16, 16, 3), dtype=np.uint8)
     loader = BatchLoader(images, np.zeros(10, int), np.arange(10), batch_size=4, mean=(0.5,) * 3, std=(0.25,) * 3)
     fp32 = extract_features(encode, loader, progress=False)
@@ -89,12 +91,21 @@ def test_bf16_prediction_gives_fp32s_classes(tmp_path):
 def test_features_strategy_in_bf16_keeps_fp32s_test_answers(tmp_path):
     """The pretrained backbone's features in bf16, the head fitted on them as in fp32."""
     data = make_flat(tmp_path / "data", per_class=10)
-    options = dict(model="efficientnet-lite0", image_size=64, threads=1, cache_dir=tmp_path / "cache",
-                   verbose=False, progress=False, track=False)
+    options = dict(
+        model="efficientnet-lite0",
+        image_size=64,
+        threads=1,
+        cache_dir=tmp_path / "cache",
+        verbose=False,
+        progress=False,
+        track=False,
+    )
     runs = {p: photoclass.train(data, out=tmp_path / p, precision=p, **options) for p in ("fp32", "bf16")}
     photos = run_photos(RunDir(runs["fp32"].run.path), 64)
-    labels = {p: Predictor(r.run.path, device="cpu", precision=p).probabilities(photos.pixels).argmax(1)
-              for p, r in runs.items()}
+    labels = {
+        p: Predictor(r.run.path, device="cpu", precision=p).probabilities(photos.pixels).argmax(1)
+        for p, r in runs.items()
+    }
     assert (labels["fp32"] == labels["bf16"]).mean() >= 0.8
     assert abs(runs["fp32"].test["accuracy"] - runs["bf16"].test["accuracy"]) <= 2 / len(photos.labels) + 1e-9
     for name, result in runs.items():
@@ -105,8 +116,17 @@ def test_features_strategy_in_bf16_keeps_fp32s_test_answers(tmp_path):
 def test_auto_keeps_cached_features_in_fp32_even_with_native_bf16(tmp_path, monkeypatch):
     monkeypatch.setattr(devices, "native_bf16", lambda: True)
     data = make_flat(tmp_path / "data", per_class=6)
-    result = photoclass.train(data, out=tmp_path / "run", model="efficientnet-lite0", image_size=64, threads=1,
-                              cache_dir=tmp_path / "cache", verbose=False, progress=False, track=False)
+    result = photoclass.train(
+        data,
+        out=tmp_path / "run",
+        model="efficientnet-lite0",
+        image_size=64,
+        threads=1,
+        cache_dir=tmp_path / "cache",
+        verbose=False,
+        progress=False,
+        track=False,
+    )
     config = json.loads((result.run.path / "config.json").read_text())["train"]
     assert (config["strategy"], config["precision"]) == ("features", "fp32")
     assert Predictor(result.run.path).precision == "fp32"

@@ -33,8 +33,12 @@ def photos(tmp_path):
 
 
 def predict_cli(*args):
-    return subprocess.run([sys.executable, "-m", "photoclass.cli", "predict", *map(str, args)],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "photoclass.cli", "predict", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_folders_files_and_globs_are_predicted_and_bad_files_reported(run, photos):
@@ -77,8 +81,9 @@ def test_sort_into_copies_without_moving_or_overwriting(run, photos, tmp_path):
     assert sha256_tree(photos) == before  # the sources are untouched
     copied = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert len(copied) == 7  # four photos plus the three files that were already there
-    assert all((out / label / "photo0.jpg").read_bytes() == b"someone else's file"
-               for label in ("cloudy", "rain", "shine"))
+    assert all(
+        (out / label / "photo0.jpg").read_bytes() == b"someone else's file" for label in ("cloudy", "rain", "shine")
+    )
     renamed = [c for c in copied if c.endswith("photo0 (1).jpg")]
     assert len(renamed) == 1 and (out / renamed[0]).read_bytes() == (photos / "photo0.jpg").read_bytes()
     assert "copied 4 photos" in result.stderr
@@ -88,7 +93,11 @@ def test_low_confidence_goes_to_unsure(run, photos, tmp_path):
     result = predict_cli(run, photos, "--sort-into", tmp_path / "s", "--min-confidence", "1", "--no-unknown")
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "s" / "_unsure").iterdir()) == [
-        "deep.png", "photo0.jpg", "photo1.jpg", "photo2.jpg"]  # (with the check, "unknown" goes first)
+        "deep.png",
+        "photo0.jpg",
+        "photo1.jpg",
+        "photo2.jpg",
+    ]  # (with the check, "unknown" goes first)
 
 
 def test_sorting_keeps_every_class_folder_inside_the_sorting_folder(tmp_path):

@@ -1,4 +1,5 @@
 """`predict --out FILE`: rows written as photos are predicted, and a killed run resumed."""
+
 import csv
 import json
 import subprocess

@@ -22,8 +22,14 @@ def read_rows(path):
 
 def run_cli(*args, cwd=None, env_extra=None):
     env = {**os.environ, **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "photoclass.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "photoclass.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_prepare_writes_the_manifest_and_returns_the_dataset(flat_folder, tmp_path, cache_dir):
@@ -59,8 +65,7 @@ def test_bad_files_are_skipped_with_reasons_and_sources_never_change(tmp_path, c
 
 def test_same_seed_gives_the_same_manifest_byte_for_byte(flat_folder, tmp_path, cache_dir):
     photoclass.prepare(flat_folder, out=tmp_path / "a", cache_dir=cache_dir, seed=5, progress=False)
-    photoclass.prepare(flat_folder, out=tmp_path / "b", cache_dir=tmp_path / "other-cache", seed=5,
-                       progress=False)
+    photoclass.prepare(flat_folder, out=tmp_path / "b", cache_dir=tmp_path / "other-cache", seed=5, progress=False)
     photoclass.prepare(flat_folder, out=tmp_path / "c", cache_dir=cache_dir, seed=6, progress=False)
     a, b, c = ((tmp_path / x / "manifest.csv").read_bytes() for x in "abc")
     assert a == b
@@ -145,11 +150,17 @@ def test_cli_prints_a_readable_summary(flat_folder, tmp_path, cache_dir):
     assert (tmp_path / "prepared" / "flat" / "manifest.csv").is_file()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["prepare", "/no/such/folder"], "Folder not found: /no/such/folder"),
-    (["prepare", "{data}", "--image-size", "5"], "--image-size must be an integer from 16 to 1024. Received: --image-size=5"),
-    (["prepare", "{data}", "--label-regex", "(["], "--label-regex is not a valid regular expression"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["prepare", "/no/such/folder"], "Folder not found: /no/such/folder"),
+        (
+            ["prepare", "{data}", "--image-size", "5"],
+            "--image-size must be an integer from 16 to 1024. Received: --image-size=5",
+        ),
+        (["prepare", "{data}", "--label-regex", "(["], "--label-regex is not a valid regular expression"),
+    ],
+)
 def test_cli_errors_are_one_line_without_traceback(flat_folder, tmp_path, args, message):
     result = run_cli(*[a.format(data=flat_folder) for a in args], cwd=tmp_path)
     assert result.returncode == 2

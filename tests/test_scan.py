@@ -36,11 +36,14 @@ def test_file_name_without_label_is_reported(tmp_path):
     assert photo.label is None and "no label in the file name" in photo.reason
 
 
-@pytest.mark.parametrize("regex, message", [
-    ("([a-z]+", "not a valid regular expression"),
-    ("[a-z]+", "exactly one group"),
-    ("([a-z])([0-9])", "exactly one group"),
-])
+@pytest.mark.parametrize(
+    "regex, message",
+    [
+        ("([a-z]+", "not a valid regular expression"),
+        ("[a-z]+", "exactly one group"),
+        ("([a-z])([0-9])", "exactly one group"),
+    ],
+)
 def test_bad_label_regex_says_what_and_how(tmp_path, regex, message):
     root = make_flat(tmp_path / "d", per_class=1)
     with pytest.raises(PhotoclassError, match=message):
@@ -106,8 +109,10 @@ def test_missing_folder_and_unknown_layout_are_clear_errors(tmp_path):
         scan_folder(root, layout="grid")
 
 
-@pytest.mark.parametrize("train_name, test_name", [
-    ("training_set", "test_set"), ("Training", "Testing"), ("train-data", "eval"), ("trainset", "dev")])
+@pytest.mark.parametrize(
+    "train_name, test_name",
+    [("training_set", "test_set"), ("Training", "Testing"), ("train-data", "eval"), ("trainset", "dev")],
+)
 def test_split_folders_are_recognized_by_any_common_name(tmp_path, train_name, test_name):
     root = tmp_path / "d"
     make_folders(root / train_name, per_class=3, classes=("cats", "dogs"))
@@ -142,9 +147,22 @@ def test_a_class_folder_holding_class_like_subfolders_is_a_note(tmp_path):
     assert any("class-like subfolders" in n and "'a'" in n for n in result.notes)
 
 
-ANT_NAMES = ("0013035", "1030023514_aad5c608f9", "Ant_1", "army-ant", "MehdiabadiAnt2", "5650366_e22b7e1065",
-             "6240329_72c01e663e", "9715481_b3cb4114ff", "24335309_c5ea483bb8", "45472593_bfd624f8dc",
-             "a9ba6cab82", "f3c1b2d4e5", "2265825502_fff99cfd2d", "Ant-1818")
+ANT_NAMES = (
+    "0013035",
+    "1030023514_aad5c608f9",
+    "Ant_1",
+    "army-ant",
+    "MehdiabadiAnt2",
+    "5650366_e22b7e1065",
+    "6240329_72c01e663e",
+    "9715481_b3cb4114ff",
+    "24335309_c5ea483bb8",
+    "45472593_bfd624f8dc",
+    "a9ba6cab82",
+    "f3c1b2d4e5",
+    "2265825502_fff99cfd2d",
+    "Ant-1818",
+)
 
 
 def one_class_folder(root):
@@ -157,9 +175,12 @@ def one_class_folder(root):
 
 def test_one_class_folder_given_as_the_data_points_at_its_parent(tmp_path):
     ants = one_class_folder(tmp_path / "myphotos")
-    with pytest.raises(PhotoclassError, match=r"myphotos/ants looks like one class's folder, not photos labelled by "
-                       r"file name: of its 14 photos, 8 have no label .* HINT: point at its parent .*myphotos, whose "
-                       r"subfolders \(ants, bees\) are the classes"):
+    with pytest.raises(
+        PhotoclassError,
+        match=r"myphotos/ants looks like one class's folder, not photos labelled by "
+        r"file name: of its 14 photos, 8 have no label .* HINT: point at its parent .*myphotos, whose "
+        r"subfolders \(ants, bees\) are the classes",
+    ):
         scan_folder(ants)
     assert {p.label for p in scan_folder(ants, label_regex=r"^([A-Za-z]+)").photos} >= {"Ant", "army"}  # asked for
 
@@ -186,8 +207,17 @@ def test_prepare_and_train_say_so_in_one_line_and_write_nothing(tmp_path, capsys
 
     ants = one_class_folder(tmp_path / "myphotos")
     out = tmp_path / "out"
-    code = main([command, str(ants), "--out", str(out), "--cache-dir", str(tmp_path / "cache"),
-                 *(["--model", "small-resnet"] if command == "train" else [])])
+    code = main(
+        [
+            command,
+            str(ants),
+            "--out",
+            str(out),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            *(["--model", "small-resnet"] if command == "train" else []),
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and not out.exists()
     assert "ants looks like one class's folder" in err and f"HINT: point at its parent {ants.parent}," in err

@@ -1,4 +1,5 @@
 """The real HTTP server, started as `photoclass serve` on a free port."""
+
 import json
 import time
 import uuid
@@ -6,8 +7,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import (headless_chromium, jpeg_bytes, needs_chromium, png_declaring, request, start_server,
-                      synthetic_photo, train_tiny_run)
+from conftest import (
+    headless_chromium,
+    jpeg_bytes,
+    needs_chromium,
+    png_declaring,
+    request,
+    start_server,
+    synthetic_photo,
+    train_tiny_run,
+)
 
 pytestmark = pytest.mark.trains  # each test trains at least one small model
 pytest.importorskip("fastapi", reason="the serve extra is not installed")
@@ -16,8 +25,14 @@ pytest.importorskip("onnxruntime", reason="the onnx extra is not installed (runs
 
 def upload(base, content: bytes, filename="photo.jpg", content_type="image/jpeg"):
     boundary = uuid.uuid4().hex
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
-            f"Content-Type: {content_type}\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+            f"Content-Type: {content_type}\r\n\r\n"
+        ).encode()
+        + content
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     status, payload = request(f"{base}/predict", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
     return status, json.loads(payload)
 
@@ -52,14 +67,17 @@ def test_a_good_photo_gets_ranked_classes(server):
     assert abs(sum(t["probability"] for t in result["top"]) - 1) < 1e-3
 
 
-@pytest.mark.parametrize("content, filename, status, message", [
-    (b"", "empty.jpg", 400, "empty"),
-    (b"hello, not a photo", "photo.jpg", 415, "text, not an image"),
-    (b"\0\0\0\x18ftypheic" + b"\0" * 64, "IMG_1.HEIC", 415, "HEIC"),
-    (png_declaring(20_000, 20_000), "bomb.png", 422, "decompression bomb"),
-    (jpeg_bytes(synthetic_photo(4))[:400], "cut.jpg", 422, "unreadable"),
-    (b"\xff\xd8" + b"\0" * (2 * 2**20), "huge.jpg", 413, "over the limit"),
-])
+@pytest.mark.parametrize(
+    "content, filename, status, message",
+    [
+        (b"", "empty.jpg", 400, "empty"),
+        (b"hello, not a photo", "photo.jpg", 415, "text, not an image"),
+        (b"\0\0\0\x18ftypheic" + b"\0" * 64, "IMG_1.HEIC", 415, "HEIC"),
+        (png_declaring(20_000, 20_000), "bomb.png", 422, "decompression bomb"),
+        (jpeg_bytes(synthetic_photo(4))[:400], "cut.jpg", 422, "unreadable"),
+        (b"\xff\xd8" + b"\0" * (2 * 2**20), "huge.jpg", 413, "over the limit"),
+    ],
+)
 def test_bad_uploads_get_the_fitting_status_and_a_json_error(server, content, filename, status, message):
     got, result = upload(server, content, filename)
     assert got == status and message in result["error"]
@@ -74,9 +92,11 @@ def test_malformed_requests_are_400_not_500(server):
     status, payload = request(f"{server}/predict", b"garbage", {"Content-Type": "multipart/form-data; boundary=zz"})
     assert status == 400 and "error" in json.loads(payload)
     boundary = "b1"
-    body = f"--{boundary}\r\nContent-Disposition: form-data; name=\"other\"\r\n\r\nx\r\n--{boundary}--\r\n".encode()
+    body = f'--{boundary}\r\nContent-Disposition: form-data; name="other"\r\n\r\nx\r\n--{boundary}--\r\n'.encode()
     status, payload = request(f"{server}/predict", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    assert status == 400 and "named 'file'" in json.loads(payload)["error"] and "'other'" in json.loads(payload)["error"]
+    assert (
+        status == 400 and "named 'file'" in json.loads(payload)["error"] and "'other'" in json.loads(payload)["error"]
+    )
     status, payload = request(f"{server}/predict", b"")  # a bare POST: no field, no body
     assert status == 400 and "multipart file field named 'file'" in json.loads(payload)["error"]
 

@@ -1,4 +1,5 @@
 """The server's token, its bind rule and its timeout, against the real `photoclass serve`."""
+
 import json
 import os
 import re
@@ -10,8 +11,16 @@ import urllib.parse
 
 import pytest
 
-from conftest import (free_port, headless_chromium, jpeg_bytes, needs_chromium, request, start_server,
-                      synthetic_photo, train_tiny_run)
+from conftest import (
+    free_port,
+    headless_chromium,
+    jpeg_bytes,
+    needs_chromium,
+    request,
+    start_server,
+    synthetic_photo,
+    train_tiny_run,
+)
 
 pytestmark = pytest.mark.trains
 pytest.importorskip("fastapi", reason="the serve extra is not installed")
@@ -36,14 +45,23 @@ def photo() -> bytes:
     return jpeg_bytes(synthetic_photo(3, cls=1))
 
 
-@pytest.mark.parametrize("header, says", [
-    (None, "needs a token"), ("Bearer", "needs a token"), (f"Basic {TOKEN}", "needs a token"),
-    ("Bearer wrong-token-of-any-length", "wrong token"), (f"Bearer {TOKEN}x", "wrong token"),
-    (f"bearer {TOKEN[:-1]}", "wrong token")])
+@pytest.mark.parametrize(
+    "header, says",
+    [
+        (None, "needs a token"),
+        ("Bearer", "needs a token"),
+        (f"Basic {TOKEN}", "needs a token"),
+        ("Bearer wrong-token-of-any-length", "wrong token"),
+        (f"Bearer {TOKEN}x", "wrong token"),
+        (f"bearer {TOKEN[:-1]}", "wrong token"),
+    ],
+)
 def test_anything_but_the_token_gets_401_saying_whether_it_was_missing_or_wrong(guarded, header, says):
     headers = {} if header is None else {"Authorization": header}
-    for status, body in (request(f"{guarded}/model", headers=headers),
-                         request(f"{guarded}/predict", data=photo(), headers={**headers, "Content-Type": "image/jpeg"})):
+    for status, body in (
+        request(f"{guarded}/model", headers=headers),
+        request(f"{guarded}/predict", data=photo(), headers={**headers, "Content-Type": "image/jpeg"}),
+    ):
         error = json.loads(body)["error"]
         assert status == 401 and "Authorization: Bearer" in error
         assert says in error and ("wrong token" in error) == (says == "wrong token")
@@ -58,16 +76,20 @@ def test_the_token_opens_predict_and_model_and_health_stays_open(guarded):
     assert status == 200 and json.loads(body)["classes"] == ["cloudy", "rain", "shine"]
     status, body = request(f"{guarded}/predict", data=photo(), headers={**auth, "Content-Type": "image/jpeg"})
     assert status == 200 and json.loads(body)["label"] in ("cloudy", "rain", "shine")
-    status, body = request(f"{guarded}/predict", data=photo(), headers={"Authorization": f"bearer {TOKEN}",
-                                                                      "Content-Type": "image/jpeg"})
+    status, body = request(
+        f"{guarded}/predict", data=photo(), headers={"Authorization": f"bearer {TOKEN}", "Content-Type": "image/jpeg"}
+    )
     assert status == 200  # the scheme's case does not matter (RFC 7235)
 
 
 def test_an_upload_slower_than_the_timeout_gets_408(guarded):
     address = urllib.parse.urlsplit(guarded)
     with socket.create_connection((address.hostname, address.port), timeout=10) as s:
-        s.sendall(f"POST /predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: image/jpeg\r\n"
-                  "Content-Length: 5000\r\n\r\n".encode() + photo()[:100])  # and then nothing more
+        s.sendall(
+            f"POST /predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: image/jpeg\r\n"
+            "Content-Length: 5000\r\n\r\n".encode()
+            + photo()[:100]
+        )  # and then nothing more
         started = time.monotonic()
         answer = read_response(s)
     assert answer.startswith("HTTP/1.1 408") and "longer than 2 s" in answer
@@ -92,9 +114,13 @@ def content_length(data: bytes) -> int:
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "example.com"])
 def test_listening_beyond_this_machine_without_a_token_is_refused(run, host):
-    done = subprocess.run([sys.executable, "-m", "photoclass", "serve", run, "--host", host, "--port",
-                           str(free_port())], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PHOTOCLASS_TOKEN": ""})
+    done = subprocess.run(
+        [sys.executable, "-m", "photoclass", "serve", run, "--host", host, "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PHOTOCLASS_TOKEN": ""},
+    )
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
     assert "--token" in done.stderr and "--no-auth" in done.stderr and "Traceback" not in done.stderr
 
@@ -102,9 +128,25 @@ def test_listening_beyond_this_machine_without_a_token_is_refused(run, host):
 def test_a_non_loopback_bind_starts_with_a_token_or_on_purpose_without(run):
     for extra in (["--token", TOKEN], ["--no-auth"]):
         port = free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "photoclass", "serve", run, "--host", "0.0.0.0", "--port",
-                                 str(port), "--engine", "torch", *extra], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "photoclass",
+                "serve",
+                run,
+                "--host",
+                "0.0.0.0",
+                "--port",
+                str(port),
+                "--engine",
+                "torch",
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             deadline = time.time() + 60
             while time.time() < deadline:
@@ -123,8 +165,12 @@ def test_a_non_loopback_bind_starts_with_a_token_or_on_purpose_without(run):
 
 
 def test_a_short_token_is_refused(run):
-    done = subprocess.run([sys.executable, "-m", "photoclass", "serve", run, "--token", "abc", "--port",
-                           str(free_port())], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "photoclass", "serve", run, "--token", "abc", "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2 and "at least 8" in done.stderr
 
 

@@ -1,5 +1,6 @@
 """Cached-feature training without a pixel cache: photos decoded straight into the backbone,
 their features kept for the next run, and the head's cost in proportion to the photos."""
+
 import numpy as np
 import pytest
 import torch
@@ -34,10 +35,12 @@ def encode_all(net, dataset, spec, **options):
 
 def test_streamed_photos_give_the_features_of_the_pixel_cache_and_keep_no_pixels(photos, encoder, tmp_path):
     net, spec = encoder
-    kept = photoclass.prepare(photos, image_size=spec.size, cache_dir=tmp_path / "kept", progress=False,
-                              pixel_cache="raw")
-    streamed = photoclass.prepare(photos, image_size=spec.size, cache_dir=tmp_path / "streamed", progress=False,
-                                  pixels=False)
+    kept = photoclass.prepare(
+        photos, image_size=spec.size, cache_dir=tmp_path / "kept", progress=False, pixel_cache="raw"
+    )
+    streamed = photoclass.prepare(
+        photos, image_size=spec.size, cache_dir=tmp_path / "streamed", progress=False, pixels=False
+    )
     assert streamed.summary["cache"]["pixels"] == "decoded when read"
     assert not list((tmp_path / "streamed").rglob("*.u8")) and list((tmp_path / "kept").rglob("*.u8"))
     assert streamed.summary["duplicates"] == kept.summary["duplicates"]
@@ -63,12 +66,18 @@ def test_a_second_run_reuses_the_features_and_a_pixel_run_decodes_again(photos, 
     first = encode_all(net, dataset, spec)
     assert sum(encoded) == len(dataset)
     encoded.clear()
-    other_split = photoclass.prepare(photos, image_size=spec.size, cache_dir=tmp_path / "c", progress=False,
-                                     pixels=False, seed=5)
+    other_split = photoclass.prepare(
+        photos, image_size=spec.size, cache_dir=tmp_path / "c", progress=False, pixels=False, seed=5
+    )
     second = encode_all(net, other_split, spec)
     assert sum(encoded) == 0  # every photo's features came from the cache
-    by_key = {k: f for split in first for k, f in zip(
-        [dataset.keys[i] for i in dataset.indices("train" if split == "train_eval" else split)], first[split])}
+    by_key = {
+        k: f
+        for split in first
+        for k, f in zip(
+            [dataset.keys[i] for i in dataset.indices("train" if split == "train_eval" else split)], first[split]
+        )
+    }
     for split in second:
         indices = other_split.indices("train" if split == "train_eval" else split)
         for i, row in zip(indices, second[split]):

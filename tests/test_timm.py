@@ -1,6 +1,7 @@
 """Any timm backbone, offline-first: tiny timm models with random weights, saved in a temporary
 Hugging Face cache (or as a local safetensors file), train, evaluate, predict, export and serve
 with no network; `models pull` downloads from a local stand-in for the Hub."""
+
 import hashlib
 import http.server
 import json
@@ -33,8 +34,9 @@ def save_random_weights(name: str, folder: Path) -> Path:
     model = timm.create_model(name, pretrained=False)
     folder.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, folder / "model.safetensors")
-    (folder / "config.json").write_text(json.dumps({"architecture": name.split(".")[0],
-                                                    "pretrained_cfg": model.pretrained_cfg}, default=str))
+    (folder / "config.json").write_text(
+        json.dumps({"architecture": name.split(".")[0], "pretrained_cfg": model.pretrained_cfg}, default=str)
+    )
     return folder / "model.safetensors"
 
 
@@ -72,16 +74,30 @@ def offline(tmp_path_factory):
 
 
 def cli(*args, env=None, cwd=None):
-    return subprocess.run([sys.executable, "-m", "photoclass", *map(str, args)], capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "PHOTOCLASS_TRACKING": "off", **(env or {})}, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "photoclass", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PHOTOCLASS_TRACKING": "off", **(env or {})},
+        cwd=cwd,
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", TINY)
 def test_a_timm_backbone_trains_predicts_and_exports_offline(offline, kind):
     name, base = TINY[kind], offline["base"]
-    result = photoclass.train(offline["data"], model=name, image_size=64, out=base / kind, cache_dir=base / "pixels",
-                              verbose=False, progress=False, track=False)
+    result = photoclass.train(
+        offline["data"],
+        model=name,
+        image_size=64,
+        out=base / kind,
+        cache_dir=base / "pixels",
+        verbose=False,
+        progress=False,
+        track=False,
+    )
     assert result.test["count"] > 0 and 0 <= result.test["accuracy"] <= 1
     meta = json.loads((base / kind / "model.json").read_text())
     assert meta["architecture"] == name and meta["input"]["size"] == 64  # --image-size over the weights' 160
@@ -102,8 +118,16 @@ def test_a_timm_backbone_trains_predicts_and_exports_offline(offline, kind):
 
 def test_the_multi_stage_statistics_head_on_timm_features(offline, tmp_path):
     name = TINY["cnn"] + "-ms"
-    photoclass.train(offline["data"], model=name, image_size=48, out=tmp_path / "run", cache_dir=offline["base"] / "pixels",
-                     verbose=False, progress=False, track=False)
+    photoclass.train(
+        offline["data"],
+        model=name,
+        image_size=48,
+        out=tmp_path / "run",
+        cache_dir=offline["base"] / "pixels",
+        verbose=False,
+        progress=False,
+        track=False,
+    )
     model, meta = photoclass.load(tmp_path / "run")
     body = timm.create_model(TINY["cnn"], num_classes=0)
     taps = [1, 2, 3]  # of resnet's five levels, those between the stem and the last stage
@@ -117,9 +141,19 @@ def test_the_multi_stage_statistics_head_on_timm_features(offline, tmp_path):
 @pytest.mark.parametrize("kind", ["cnn", "vit"])
 def test_finetune_trains_only_the_last_layer_groups_of_a_timm_backbone(offline, tmp_path, kind):
     name = TINY[kind]
-    result = photoclass.train(offline["data"], model=name, strategy="finetune", finetune_blocks=1, epochs=2,
-                              image_size=48, out=tmp_path / "run", cache_dir=offline["base"] / "pixels",
-                              verbose=False, progress=False, track=False)
+    result = photoclass.train(
+        offline["data"],
+        model=name,
+        strategy="finetune",
+        finetune_blocks=1,
+        epochs=2,
+        image_size=48,
+        out=tmp_path / "run",
+        cache_dir=offline["base"] / "pixels",
+        verbose=False,
+        progress=False,
+        track=False,
+    )
     assert result.test["count"] > 0
     trained, meta = photoclass.load(tmp_path / "run")
     start = timm.create_model(name, num_classes=0)  # the pretrained weights in the cache: seed 0
@@ -136,9 +170,18 @@ def test_finetune_trains_only_the_last_layer_groups_of_a_timm_backbone(offline, 
 
 
 def test_lpft_fine_tunes_every_layer_of_a_timm_backbone(offline, tmp_path):
-    result = photoclass.train(offline["data"], model=TINY["convnext"], strategy="lpft", finetune_epochs=2,
-                              image_size=48, out=tmp_path / "run", cache_dir=offline["base"] / "pixels",
-                              verbose=False, progress=False, track=False)
+    result = photoclass.train(
+        offline["data"],
+        model=TINY["convnext"],
+        strategy="lpft",
+        finetune_epochs=2,
+        image_size=48,
+        out=tmp_path / "run",
+        cache_dir=offline["base"] / "pixels",
+        verbose=False,
+        progress=False,
+        track=False,
+    )
     meta = json.loads((tmp_path / "run" / "model.json").read_text())
     assert len(result.history) == 3  # the probe's row, then two epochs of fine-tuning
     assert meta["trained_parameters"] == meta["parameters"]
@@ -155,7 +198,7 @@ def test_lpft_rates_follow_timms_layer_groups(offline, kind):
     norm_alone = all(len(n.split(".")) <= 3 and "norm" in n for n in timm_groups[-1])  # joins the last block
     assert len(groups) == len(timm_groups) + 1 - norm_alone  # and the classifier, last, at the full rate
     rates = [g["lr"] for g in groups]
-    assert rates == sorted(rates) and rates[-1] == 1e-3 and abs(rates[0] - 1e-3 * 0.5 ** 4) < 1e-12
+    assert rates == sorted(rates) and rates[-1] == 1e-3 and abs(rates[0] - 1e-3 * 0.5**4) < 1e-12
     params = [id(p) for g in groups for p in g["params"]]
     assert sorted(params) == sorted(id(p) for p in net.parameters())  # each once
 
@@ -169,8 +212,17 @@ def torch_equal(a, b) -> bool:
 def test_a_timm_architecture_without_weights_trains_from_scratch(offline, tmp_path):
     name = "test_vit4"  # timm has no pretrained weights for it
     assert not timm.models.get_pretrained_cfg(name).hf_hub_id
-    result = photoclass.train(offline["data"], model=name, image_size=32, epochs=1, out=tmp_path / "run",
-                              cache_dir=offline["base"] / "pixels", verbose=False, progress=False, track=False)
+    result = photoclass.train(
+        offline["data"],
+        model=name,
+        image_size=32,
+        epochs=1,
+        out=tmp_path / "run",
+        cache_dir=offline["base"] / "pixels",
+        verbose=False,
+        progress=False,
+        track=False,
+    )
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["train"]["strategy"] == "scratch" and result.test["count"] > 0
 
@@ -189,8 +241,16 @@ def test_the_input_contract_comes_from_the_weights_config(offline):
 
 @pytest.mark.slow
 def test_a_served_timm_run_answers_with_its_classes(offline, tmp_path):
-    photoclass.train(offline["data"], model=TINY["convnext"], image_size=48, out=tmp_path / "run",
-                     cache_dir=offline["base"] / "pixels", verbose=False, progress=False, track=False)
+    photoclass.train(
+        offline["data"],
+        model=TINY["convnext"],
+        image_size=48,
+        out=tmp_path / "run",
+        cache_dir=offline["base"] / "pixels",
+        verbose=False,
+        progress=False,
+        track=False,
+    )
     proc, url = start_server(tmp_path / "run")
     try:
         status, body = request(f"{url}/model")
@@ -206,7 +266,9 @@ def test_imagenet_names_from_a_timm_backbone_with_its_own_head(offline):
     from photoclass.inference.imagenet import imagenet_class_names
 
     assert len(top) == 3 and all(label in imagenet_class_names() for label, _ in top)
-    assert abs(sum(p for _, p in photoclass.predict("imagenet", [photo], model=TINY["cnn"], top_k=1000)[0].top) - 1) < 1e-4
+    assert (
+        abs(sum(p for _, p in photoclass.predict("imagenet", [photo], model=TINY["cnn"], top_k=1000)[0].top) - 1) < 1e-4
+    )
     done = cli("predict", "imagenet", photo, "--model", TINY["vit"], "--format", "json")
     assert done.returncode == 0 and len(json.loads(done.stdout)[0]["top"]) == 3, done.stderr
     wrong = cli("predict", offline["base"], photo, "--model", TINY["cnn"])
@@ -216,20 +278,57 @@ def test_imagenet_names_from_a_timm_backbone_with_its_own_head(offline):
 def test_weights_from_a_local_file_with_an_empty_cache(offline, tmp_path):
     weights = save_random_weights(TINY["cnn"], tmp_path / "mine")
     empty = {"HF_HUB_CACHE": str(tmp_path / "empty-cache")}
-    done = cli("train", offline["data"], "--model", TINY["cnn"], "--weights", weights, "--image-size", "48",
-               "--out", tmp_path / "run", "--cache-dir", offline["base"] / "pixels", env=empty)
+    done = cli(
+        "train",
+        offline["data"],
+        "--model",
+        TINY["cnn"],
+        "--weights",
+        weights,
+        "--image-size",
+        "48",
+        "--out",
+        tmp_path / "run",
+        "--cache-dir",
+        offline["base"] / "pixels",
+        env=empty,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["weights"] == str(weights)
-    folder = cli("train", offline["data"], "--model", TINY["cnn"], "--weights", tmp_path / "mine", "--image-size",
-                 "48", "--out", tmp_path / "run2", "--cache-dir", offline["base"] / "pixels", env=empty)
+    folder = cli(
+        "train",
+        offline["data"],
+        "--model",
+        TINY["cnn"],
+        "--weights",
+        tmp_path / "mine",
+        "--image-size",
+        "48",
+        "--out",
+        tmp_path / "run2",
+        "--cache-dir",
+        offline["base"] / "pixels",
+        env=empty,
+    )
     assert folder.returncode == 0, folder.stderr  # a timm/HF-format folder: its model.safetensors
 
 
 def test_offline_and_not_cached_is_one_line_and_leaves_nothing(offline, tmp_path):
-    done = cli("train", offline["data"], "--model", "convnext_tiny", "--out", tmp_path / "run",
-               "--cache-dir", tmp_path / "pixels", env={"HF_HUB_CACHE": str(tmp_path / "empty")})
+    done = cli(
+        "train",
+        offline["data"],
+        "--model",
+        "convnext_tiny",
+        "--out",
+        tmp_path / "run",
+        "--cache-dir",
+        tmp_path / "pixels",
+        env={"HF_HUB_CACHE": str(tmp_path / "empty")},
+    )
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
-    assert "not on this machine and it is offline" in done.stderr and "photoclass models pull convnext_tiny" in done.stderr
+    assert (
+        "not on this machine and it is offline" in done.stderr and "photoclass models pull convnext_tiny" in done.stderr
+    )
     assert str(tmp_path / "empty") in done.stderr  # where it looked
     assert not (tmp_path / "run").exists() and not (tmp_path / "pixels").exists()  # refused before the photos
 
@@ -282,8 +381,12 @@ def test_models_pull_fills_the_cache_from_a_stand_in_hub(tmp_path):
     handler = type("Hub", (_Hub,), {"root": tmp_path / "hub"})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    env = {"HF_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}", "HF_HUB_CACHE": str(tmp_path / "cache"),
-           "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_TELEMETRY": "1"}
+    env = {
+        "HF_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}",
+        "HF_HUB_CACHE": str(tmp_path / "cache"),
+        "HF_HUB_OFFLINE": "0",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
     try:
         done = cli("models", "pull", TINY["cnn"], env=env)
         missing = cli("models", "pull", TINY["vit"], env=env)  # not on this Hub: one line, exit 2
@@ -294,8 +397,15 @@ def test_models_pull_fills_the_cache_from_a_stand_in_hub(tmp_path):
     assert cached.is_file() and str(cached) in done.stdout
     assert cached.read_bytes() == (tmp_path / "hub" / "timm" / TINY["cnn"] / "model.safetensors").read_bytes()
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1, missing.stderr
-    offline_now = cli("train", tmp_path / "nodata", "--model", TINY["cnn"], "--out", tmp_path / "run",
-                      env={**env, "HF_HUB_OFFLINE": "1"})
+    offline_now = cli(
+        "train",
+        tmp_path / "nodata",
+        "--model",
+        TINY["cnn"],
+        "--out",
+        tmp_path / "run",
+        env={**env, "HF_HUB_OFFLINE": "1"},
+    )
     assert "not on this machine" not in offline_now.stderr  # pulled: found offline (the data is what is missing)
     shutil.rmtree(tmp_path / "cache")
 

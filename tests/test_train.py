@@ -20,9 +20,19 @@ from conftest import make_flat
 
 pytestmark = pytest.mark.trains  # each test trains at least one small model
 
-RUN_FILES = ("config.json", "split.csv", "metrics.csv", "timing.csv", "model.safetensors", "model.json",
-             "last.ckpt", "test.json", "plots/learning_curves.png", "plots/confusion_matrix.png",
-             "plots/augmentation.png")
+RUN_FILES = (
+    "config.json",
+    "split.csv",
+    "metrics.csv",
+    "timing.csv",
+    "model.safetensors",
+    "model.json",
+    "last.ckpt",
+    "test.json",
+    "plots/learning_curves.png",
+    "plots/confusion_matrix.png",
+    "plots/augmentation.png",
+)
 FAST = dict(model="compact-cnn", image_size=32, batch_size=16, threads=1)
 
 
@@ -32,13 +42,35 @@ def photos(tmp_path_factory):
 
 
 def train_cli(*args, **popen):
-    return subprocess.Popen([sys.executable, "-m", "photoclass.cli", "train", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    return subprocess.Popen(
+        [sys.executable, "-m", "photoclass.cli", "train", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
 
 
 def cli_args(photos, out, cache, epochs):
-    return [photos, "--out", out, "--cache-dir", cache, "--epochs", epochs, "--model", "compact-cnn",
-            "--image-size", 32, "--batch-size", 4, "--threads", 1, "--seed", 3]
+    return [
+        photos,
+        "--out",
+        out,
+        "--cache-dir",
+        cache,
+        "--epochs",
+        epochs,
+        "--model",
+        "compact-cnn",
+        "--image-size",
+        32,
+        "--batch-size",
+        4,
+        "--threads",
+        1,
+        "--seed",
+        3,
+    ]
 
 
 def test_train_writes_a_complete_run_that_loads_back(photos, tmp_path):
@@ -148,16 +180,25 @@ def test_checkpoints_refuse_pickled_code(tmp_path):
 class TinyNet(nn.Module):
     def __init__(self):
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                                  nn.Flatten(), nn.Linear(8, 3))
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3)
+        )
 
     def forward(self, x):
         return self.body(x)
 
 
 def test_any_torch_module_can_be_trained_and_loaded_back(photos, tmp_path):
-    result = train(photos, model=TinyNet(), out=tmp_path / "run", epochs=2, image_size=32,
-                   cache_dir=tmp_path / "cache", verbose=False, threads=1)
+    result = train(
+        photos,
+        model=TinyNet(),
+        out=tmp_path / "run",
+        epochs=2,
+        image_size=32,
+        cache_dir=tmp_path / "cache",
+        verbose=False,
+        threads=1,
+    )
     assert result.test["count"] == 6
     with pytest.raises(PhotoclassError, match="custom model \\(TinyNet\\).*pass model="):
         load_model(tmp_path / "run")
@@ -180,13 +221,21 @@ def test_evaluate_cli_on_the_run_and_on_another_folder(photos, tmp_path):
     train(photos, out=tmp_path / "run", epochs=1, cache_dir=tmp_path / "cache", verbose=False, **FAST)
     other = make_flat(tmp_path / "other", per_class=3, start_seed=500)
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
-    result = subprocess.run([sys.executable, "-m", "photoclass.cli", "evaluate", tmp_path / "run",
-                             "--data", other, "--json"], capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "photoclass.cli", "evaluate", tmp_path / "run", "--data", other, "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["test"]["count"] == 9
     make_flat(tmp_path / "alien", per_class=2, classes=("fog", "snow"))
-    result = subprocess.run([sys.executable, "-m", "photoclass.cli", "evaluate", tmp_path / "run",
-                             "--data", tmp_path / "alien"], capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "photoclass.cli", "evaluate", tmp_path / "run", "--data", tmp_path / "alien"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert result.returncode == 2 and "classes the model does not know: ['fog', 'snow']" in result.stderr
 
 
@@ -220,8 +269,15 @@ def test_fit_is_named_steps_whose_callbacks_reset_each_run(tmp_path):
     stopper, recorder = EarlyStopping("val_acc", patience=2), Recorder()
     for _ in range(2):  # the same callbacks in a second fit start afresh
         model = nn.Linear(8, 2)
-        state = fit(model, {"train": loader, "val": loader}, optimizer=torch.optim.SGD(model.parameters(), lr=0.5),
-                    loss_fn=nn.CrossEntropyLoss(), epochs=30, callbacks=[stopper, recorder], progress=False)
+        state = fit(
+            model,
+            {"train": loader, "val": loader},
+            optimizer=torch.optim.SGD(model.parameters(), lr=0.5),
+            loss_fn=nn.CrossEntropyLoss(),
+            epochs=30,
+            callbacks=[stopper, recorder],
+            progress=False,
+        )
         assert state.stopped_early and "val_acc has not improved for 2 epochs" in state.stop_reason
         assert recorder.epochs == [r["epoch"] for r in state.history] and recorder.epochs[0] == 1
         assert recorder.batches == 5 * len(state.history)
@@ -231,9 +287,20 @@ def test_fit_is_named_steps_whose_callbacks_reset_each_run(tmp_path):
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_mixed_precision_trains_on_the_cpu_and_fp16_keeps_its_scaler(tmp_path, precision):
     data = make_flat(tmp_path / "data", per_class=6)
-    result = train(data, out=tmp_path / "run", model="compact-cnn", image_size=32, epochs=2, batch_size=8,
-                   threads=1, precision=precision, cache_dir=tmp_path / "cache", verbose=False, progress=False,
-                   track=False)
+    result = train(
+        data,
+        out=tmp_path / "run",
+        model="compact-cnn",
+        image_size=32,
+        epochs=2,
+        batch_size=8,
+        threads=1,
+        precision=precision,
+        cache_dir=tmp_path / "cache",
+        verbose=False,
+        progress=False,
+        track=False,
+    )
     assert all(np.isfinite(h["train_loss"]) for h in result.history) and result.test is not None
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["train"]["precision"] == precision and config["train"]["device"] == "cpu"
@@ -254,28 +321,44 @@ def test_the_memory_layout_is_channels_last_on_a_cpu_and_plain_on_a_gpu_unless_a
     assert channels_last("cuda", True) and not channels_last("cpu", False)
     images, labels = np.zeros((4, 8, 8, 3), np.uint8), np.arange(4)
     for wanted, layout in ((None, torch.channels_last), (False, torch.contiguous_format)):
-        x, _ = next(BatchLoader(images, labels, np.arange(4), batch_size=4, mean=(0.5,) * 3, std=(0.5,) * 3,
-                                channels_last=wanted).batches())
+        x, _ = next(
+            BatchLoader(
+                images, labels, np.arange(4), batch_size=4, mean=(0.5,) * 3, std=(0.5,) * 3, channels_last=wanted
+            ).batches()
+        )
         assert x.is_contiguous(memory_format=layout)
         assert not x.is_contiguous(memory_format=torch.contiguous_format if wanted is None else torch.channels_last)
     data = make_flat(tmp_path / "data", per_class=4)
     for wanted in (None, False):
         out = tmp_path / f"run-{wanted}"
-        train(data, out=out, epochs=1, channels_last=wanted, cache_dir=tmp_path / "cache", verbose=False,
-              progress=False, track=False, **FAST)
+        train(
+            data,
+            out=out,
+            epochs=1,
+            channels_last=wanted,
+            cache_dir=tmp_path / "cache",
+            verbose=False,
+            progress=False,
+            track=False,
+            **FAST,
+        )
         recorded = json.loads((out / "config.json").read_text())["train"]["channels_last"]
         assert recorded is (wanted is None)  # what ran, not "auto"
 
 
 def test_an_absent_device_is_a_one_line_error_before_any_work(tmp_path):
     data = make_flat(tmp_path / "data", per_class=3)
-    with pytest.raises(PhotoclassError, match=r"device='cuda' but this PyTorch .* sees no CUDA GPU.*HINT: --device cpu"):
+    with pytest.raises(
+        PhotoclassError, match=r"device='cuda' but this PyTorch .* sees no CUDA GPU.*HINT: --device cpu"
+    ):
         train(data, out=tmp_path / "run", device="cuda", cache_dir=tmp_path / "cache", verbose=False)
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("rows, solved, says", [(1, True, "one solve"), (11, True, "one solve and 10 epochs"),
-                                                (1, False, "1 epoch,"), (12, False, "12 epochs")])
+@pytest.mark.parametrize(
+    "rows, solved, says",
+    [(1, True, "one solve"), (11, True, "one solve and 10 epochs"), (1, False, "1 epoch,"), (12, False, "12 epochs")],
+)
 def test_a_results_summary_counts_a_one_solve_fit_and_its_epochs_in_words(tmp_path, rows, solved, says):
     from photoclass.workflows.train import TrainResult
 

@@ -1,4 +1,5 @@
 """The real weather photos (../shared/data/weather): slow, skipped where absent."""
+
 import csv
 from collections import defaultdict
 
@@ -10,12 +11,15 @@ pytestmark = pytest.mark.slow
 
 
 def test_weather_prepare_reads_every_photo_and_keeps_duplicates_in_one_split(weather_dir, tmp_path):
-    data = photoclass.prepare(weather_dir, out=tmp_path / "w", cache_dir=tmp_path / "cache",
-                              progress=False)
+    data = photoclass.prepare(weather_dir, out=tmp_path / "w", cache_dir=tmp_path / "cache", progress=False)
     s = data.summary
     assert s["usable"] == 1121 and s["skipped"] == 0
     assert {c: v["total"] for c, v in s["classes"].items()} == {
-        "cloudy": 300, "rain": 214, "shine": 253, "sunrise": 354}
+        "cloudy": 300,
+        "rain": 214,
+        "shine": 253,
+        "sunrise": 354,
+    }
     assert s["duplicates"]["byte_identical_groups"] >= 24
     assert s["duplicates"]["near_identical_groups"] > s["duplicates"]["byte_identical_groups"]
     assert s["leaks"]["naive_split_test_with_twin_in_train"] > 0

@@ -3,6 +3,7 @@
 Each field carries its help text; the CLI's flags are generated from these dataclasses
 (`--image-size` from `image_size`), so a new option is added here and nowhere else.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -42,28 +43,41 @@ class PrepareConfig:
     val_size: float = option(0.15, "fraction of each class held out for validation")
     test_size: float = option(0.15, "fraction of each class held out for the test")
     seed: int = option(0, "seed of the split (and of training)")
-    split: str = option("grouped", "grouped keeps duplicate photos in one split; naive does not",
-                        choices=SPLIT_MODES)
-    folds: int = option(0, "with 2 or more: the test photos are one of this many grouped, stratified folds "
-                        "(--fold), and val_size is taken from the rest; 0: a plain split")
+    split: str = option("grouped", "grouped keeps duplicate photos in one split; naive does not", choices=SPLIT_MODES)
+    folds: int = option(
+        0,
+        "with 2 or more: the test photos are one of this many grouped, stratified folds "
+        "(--fold), and val_size is taken from the rest; 0: a plain split",
+    )
     fold: int = option(0, "with --folds: which fold is the test split, from 0")
-    layout: str = option("auto", "flat (label in file name), folders (one per class), split "
-                         "(train/val/test folders), csv (a file of path,label[,split] rows), npz/npy (image "
-                         "arrays), cifar (the CIFAR python folder), idx (MNIST files); auto detects it",
-                         choices=LAYOUTS)
+    layout: str = option(
+        "auto",
+        "flat (label in file name), folders (one per class), split "
+        "(train/val/test folders), csv (a file of path,label[,split] rows), npz/npy (image "
+        "arrays), cifar (the CIFAR python folder), idx (MNIST files); auto detects it",
+        choices=LAYOUTS,
+    )
     path_column: str = option("path", "with a CSV: the column holding each photo's path", metavar="NAME")
     label_column: str = option("label", "with a CSV: the column holding each photo's label", metavar="NAME")
-    label_regex: str | None = option(None, "regex with one group, the label, for flat folders "
-                                     "(default: the leading letters of the file name)", metavar="REGEX")
+    label_regex: str | None = option(
+        None,
+        "regex with one group, the label, for flat folders (default: the leading letters of the file name)",
+        metavar="REGEX",
+    )
     follow_symlinks: bool = option(False, "follow symlinks inside the folder")
     max_pixels: int = option(DEFAULT_MAX_PIXELS, "refuse larger images (decompression bombs)")
     min_side: int = option(DEFAULT_MIN_SIDE, "refuse images with a shorter side, in px")
-    cache_dir: str | None = option(None, "decode cache (default $PHOTOCLASS_CACHE, else $XDG_CACHE_HOME/photoclass)", metavar="DIR")
-    pixel_cache: str = option("auto", "how decoded photos are kept for strategies that read pixels every epoch: "
-                              "raw (uint8 arrays, exact, the fastest) or jpeg (quality 95, 6-7x smaller, about "
-                              "1 ms a photo to read); auto: raw up to 2 GiB of pixels (14,000 photos at "
-                              "224 px), jpeg past it",
-                              choices=PIXEL_CACHES)
+    cache_dir: str | None = option(
+        None, "decode cache (default $PHOTOCLASS_CACHE, else $XDG_CACHE_HOME/photoclass)", metavar="DIR"
+    )
+    pixel_cache: str = option(
+        "auto",
+        "how decoded photos are kept for strategies that read pixels every epoch: "
+        "raw (uint8 arrays, exact, the fastest) or jpeg (quality 95, 6-7x smaller, about "
+        "1 ms a photo to read); auto: raw up to 2 GiB of pixels (14,000 photos at "
+        "224 px), jpeg past it",
+        choices=PIXEL_CACHES,
+    )
     workers: int = option(0, "decoding processes; 0: one per core")
 
     def __post_init__(self):
@@ -101,64 +115,102 @@ class PrepareConfig:
 class TrainConfig:
     """How a model is trained and evaluated; saved, resolved, as config.json in each run."""
 
-    model: str = option("efficientnet-lite2-ms", "a name from `photoclass models`, or any timm backbone "
-                        "(resnet50, convnext_tiny.fb_in22k_ft_in1k, hf-hub:ORG/REPO)", metavar="NAME")
-    weights: str | None = option(None, "a timm backbone's pretrained weights: a safetensors file or a timm- or "
-                                 "Hugging Face-format folder (default: the Hugging Face cache, else a download when "
-                                 "online)", metavar="FILE|DIR")
-    strategy: str = option("auto", "scratch: every layer; features: frozen pretrained backbone, the head "
-                           "trains on cached features; finetune: also the last --finetune-blocks blocks; "
-                           "lpft: features first, then the whole network (discriminative rates, warm-up, cosine); "
-                           "auto: for pretrained models features on a CPU and lpft on a GPU, else scratch",
-                           choices=STRATEGIES)
-    head_solver: str = option("lbfgs", "with --strategy features or lpft, how the classifier on the frozen "
-                              "features is fitted: lbfgs, a logistic regression whose L2 strength 5-fold grouped "
-                              "cross-validation on the training photos chooses (seconds; --epochs, --lr and the "
-                              "schedule do not apply); epochs, the optimizer for --epochs", choices=HEAD_SOLVERS)
-    finetune_blocks: int = option(1, "with --strategy finetune: how many of the last blocks train (of a timm "
-                                  "backbone: of timm's layer groups)", metavar="N")
+    model: str = option(
+        "efficientnet-lite2-ms",
+        "a name from `photoclass models`, or any timm backbone "
+        "(resnet50, convnext_tiny.fb_in22k_ft_in1k, hf-hub:ORG/REPO)",
+        metavar="NAME",
+    )
+    weights: str | None = option(
+        None,
+        "a timm backbone's pretrained weights: a safetensors file or a timm- or "
+        "Hugging Face-format folder (default: the Hugging Face cache, else a download when "
+        "online)",
+        metavar="FILE|DIR",
+    )
+    strategy: str = option(
+        "auto",
+        "scratch: every layer; features: frozen pretrained backbone, the head "
+        "trains on cached features; finetune: also the last --finetune-blocks blocks; "
+        "lpft: features first, then the whole network (discriminative rates, warm-up, cosine); "
+        "auto: for pretrained models features on a CPU and lpft on a GPU, else scratch",
+        choices=STRATEGIES,
+    )
+    head_solver: str = option(
+        "lbfgs",
+        "with --strategy features or lpft, how the classifier on the frozen "
+        "features is fitted: lbfgs, a logistic regression whose L2 strength 5-fold grouped "
+        "cross-validation on the training photos chooses (seconds; --epochs, --lr and the "
+        "schedule do not apply); epochs, the optimizer for --epochs",
+        choices=HEAD_SOLVERS,
+    )
+    finetune_blocks: int = option(
+        1,
+        "with --strategy finetune: how many of the last blocks train (of a timm backbone: of timm's layer groups)",
+        metavar="N",
+    )
     epochs: int = option(30, "most epochs to train (the pretrained models: 40)")
-    finetune_epochs: int = option(10, "with --strategy lpft: epochs of fine-tuning the whole network, after "
-                                  "the head's epochs")
-    finetune_lr: float = option(3e-4, "with --strategy lpft: the classifier's rate while fine-tuning; the "
-                                "rate falls by --layer-decay for each fifth of the network below it")
-    layer_decay: float = option(0.5, "with --strategy lpft: rate factor per fifth of the network's depth, from "
-                                "the classifier down (the first layers learn at --finetune-lr x decay^4)")
+    finetune_epochs: int = option(
+        10, "with --strategy lpft: epochs of fine-tuning the whole network, after the head's epochs"
+    )
+    finetune_lr: float = option(
+        3e-4,
+        "with --strategy lpft: the classifier's rate while fine-tuning; the "
+        "rate falls by --layer-decay for each fifth of the network below it",
+    )
+    layer_decay: float = option(
+        0.5,
+        "with --strategy lpft: rate factor per fifth of the network's depth, from "
+        "the classifier down (the first layers learn at --finetune-lr x decay^4)",
+    )
     warmup_epochs: int = option(1, "with --strategy lpft: epochs over which the fine-tuning rate rises from 0")
     batch_size: int = option(32, "photos per training step")
     image_size: int | None = option(None, "input side in px (default: the model's own)", metavar="PX")
     lr: float = option(1e-3, "learning rate")
     optimizer: str = option("adamw", "optimizer", choices=OPTIMIZERS)
     weight_decay: float = option(1e-4, "weight decay")
-    schedule: str = option("plateau", "learning-rate schedule: reduce on plateau, cosine, one-cycle, or none",
-                           choices=SCHEDULES)
+    schedule: str = option(
+        "plateau", "learning-rate schedule: reduce on plateau, cosine, one-cycle, or none", choices=SCHEDULES
+    )
     plateau_patience: int = option(3, "with plateau: epochs without improvement before the rate drops")
     plateau_factor: float = option(0.5, "with plateau: the rate is multiplied by this when it drops")
     min_lr: float = option(1e-6, "the schedules' floor for the learning rate")
     early_stopping: int = option(8, "epochs without improvement before stopping; 0: never", metavar="PATIENCE")
-    monitor: str = option("val_loss", "the metric for early stopping, plateau and the best checkpoint",
-                          choices=MONITORS)
+    monitor: str = option(
+        "val_loss", "the metric for early stopping, plateau and the best checkpoint", choices=MONITORS
+    )
     label_smoothing: float = option(0.0, "label smoothing of the loss, 0 to below 1")
     dropout: float | None = option(None, "dropout rate of the model's head (default: the model's own)")
     class_weights: bool = option(False, "weight the loss by inverse class frequency")
-    augment: str = option("default", "'default', 'none', 'light', 'strong' or e.g. 'hflip,rotate=10,zoom=0.1'",
-                          metavar="SPEC")
+    augment: str = option(
+        "default", "'default', 'none', 'light', 'strong' or e.g. 'hflip,rotate=10,zoom=0.1'", metavar="SPEC"
+    )
     seed: int = option(0, "seed of the split and of training")
     threads: int = option(0, "torch threads; 0: one per core")
-    channels_last: bool | None = option(None, "channels-last memory format; auto: on a CPU (faster oneDNN "
-                                        "convolutions), off on a GPU (cuDNN's channels-last depthwise "
-                                        "kernels take seconds to warm up for every new shape)")
+    channels_last: bool | None = option(
+        None,
+        "channels-last memory format; auto: on a CPU (faster oneDNN "
+        "convolutions), off on a GPU (cuDNN's channels-last depthwise "
+        "kernels take seconds to warm up for every new shape)",
+    )
     device: str = option("auto", "auto (CUDA, then MPS, then the CPU), cpu, cuda, cuda:N or mps", metavar="DEVICE")
-    precision: str = option("auto", "fp32, bf16 or fp16 (with a gradient scaler); auto: on a CPU with native "
-                            "bf16 (AMX, AVX512-BF16) bf16 to train on pixels and fp32 for cached features, "
-                            "fp32 on other CPUs, bf16 on GPUs that have it, else fp16", choices=PRECISIONS)
+    precision: str = option(
+        "auto",
+        "fp32, bf16 or fp16 (with a gradient scaler); auto: on a CPU with native "
+        "bf16 (AMX, AVX512-BF16) bf16 to train on pixels and fp32 for cached features, "
+        "fp32 on other CPUs, bf16 on GPUs that have it, else fp16",
+        choices=PRECISIONS,
+    )
     top_k: int = option(2, "top-k accuracy reported besides top-1")
     tta: bool = option(False, "test-time augmentation: average each test photo and its mirror")
-    unknown_accept: float = option(0.975, "the share of known photos the 'none of these' threshold accepts (the "
-                                   "validation photos and, for frozen features, each training photo against the "
-                                   "others): a photo farther from the training photos than that is unknown; "
-                                   "0: no check",
-                                   metavar="SHARE")
+    unknown_accept: float = option(
+        0.975,
+        "the share of known photos the 'none of these' threshold accepts (the "
+        "validation photos and, for frozen features, each training photo against the "
+        "others): a photo farther from the training photos than that is unknown; "
+        "0: no check",
+        metavar="SHARE",
+    )
 
     def __post_init__(self):
         check_int("epochs", self.epochs, 1, 10_000)
@@ -174,14 +226,18 @@ class TrainConfig:
         check_int("finetune_epochs", self.finetune_epochs, 1, 10_000)
         check_positive("finetune_lr", self.finetune_lr)
         if not (isinstance(self.layer_decay, (int, float)) and 0 < self.layer_decay <= 1):
-            raise PhotoclassError(f"`layer_decay` must be a number above 0 and at most 1, e.g. 0.5. "
-                                  f"Received: layer_decay={self.layer_decay!r}")
+            raise PhotoclassError(
+                f"`layer_decay` must be a number above 0 and at most 1, e.g. 0.5. "
+                f"Received: layer_decay={self.layer_decay!r}"
+            )
         check_int("warmup_epochs", self.warmup_epochs, 0, 10_000)
         check_choice("schedule", self.schedule, SCHEDULES)
         check_int("plateau_patience", self.plateau_patience, 0, 10_000)
         if not (isinstance(self.plateau_factor, (int, float)) and 0 < self.plateau_factor < 1):
-            raise PhotoclassError(f"`plateau_factor` must be a number between 0 and 1, e.g. 0.5. "
-                                  f"Received: plateau_factor={self.plateau_factor!r}")
+            raise PhotoclassError(
+                f"`plateau_factor` must be a number between 0 and 1, e.g. 0.5. "
+                f"Received: plateau_factor={self.plateau_factor!r}"
+            )
         check_fraction("min_lr", self.min_lr)
         check_choice("monitor", self.monitor, MONITORS)
         check_fraction("label_smoothing", self.label_smoothing)
@@ -215,8 +271,10 @@ def from_dict(cls, values: dict[str, Any]):
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise PhotoclassError(f"Unknown option(s) for {cls.__name__}: {unknown}.{did_you_mean(unknown, known)} "
-                              f"Known options: {sorted(known)}")
+        raise PhotoclassError(
+            f"Unknown option(s) for {cls.__name__}: {unknown}.{did_you_mean(unknown, known)} "
+            f"Known options: {sorted(known)}"
+        )
     return cls(**values)
 
 
@@ -228,16 +286,12 @@ def did_you_mean(unknown, known) -> str:
 
 def check_int(name: str, value, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise PhotoclassError(
-            f"`{name}` must be an integer from {low} to {high}. Received: {name}={value!r}"
-        )
+        raise PhotoclassError(f"`{name}` must be an integer from {low} to {high}. Received: {name}={value!r}")
 
 
 def check_fraction(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise PhotoclassError(
-            f"`{name}` must be a fraction from 0 to below 1, e.g. 0.15. Received: {name}={value!r}"
-        )
+        raise PhotoclassError(f"`{name}` must be a fraction from 0 to below 1, e.g. 0.15. Received: {name}={value!r}")
 
 
 def check_choice(name: str, value, choices) -> None:
@@ -280,9 +334,11 @@ def takes_options(*configs: type, exclude: tuple[str, ...] = ()):
             for f in dataclasses.fields(config):
                 if f.name not in taken:
                     default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-                    named.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                                                   annotation=f.type))
+                    named.append(
+                        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=f.type)
+                    )
                     taken.add(f.name)
         func.__signature__ = signature.replace(parameters=named)
         return func
+
     return decorate

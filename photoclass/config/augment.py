@@ -2,6 +2,7 @@
 
 The tensors are transformed by `photoclass.data.augment`; this is only the option's value.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
@@ -43,8 +44,7 @@ PRESETS = {
     "none": AugmentSpec(),
     "light": AugmentSpec(hflip=True, rotate=5, zoom=0.05, brightness=0.05),
     "default": AugmentSpec(hflip=True, rotate=10, zoom=0.1, shift=0.05, brightness=0.1, contrast=0.1),
-    "strong": AugmentSpec(hflip=True, rotate=20, zoom=0.2, shift=0.1, shear=10, brightness=0.2,
-                          contrast=0.2),
+    "strong": AugmentSpec(hflip=True, rotate=20, zoom=0.2, shift=0.1, shear=10, brightness=0.2, contrast=0.2),
 }
 
 
@@ -74,10 +74,12 @@ def parse_augment(spec: str | AugmentSpec | None) -> AugmentSpec:
                 amount = float(value)
             except ValueError:
                 raise PhotoclassError(
-                    f"Augmentation {key!r} needs a number, e.g. {key}=0.1. Received: {part!r}") from None
+                    f"Augmentation {key!r} needs a number, e.g. {key}=0.1. Received: {part!r}"
+                ) from None
             if not 0 <= amount <= (90 if key in ("rotate", "shear") else 1):
                 raise PhotoclassError(
                     f"Augmentation {key}={value} is out of range (0 to "
-                    f"{'90 degrees' if key in ('rotate', 'shear') else '1'}).")
+                    f"{'90 degrees' if key in ('rotate', 'shear') else '1'})."
+                )
             result = replace(result, **{key: amount})
     return result

@@ -2,6 +2,7 @@
 
 A crash or kill during a write leaves the previous file intact, never a torn one.
 """
+
 from __future__ import annotations
 
 import os
@@ -51,7 +52,9 @@ def check_writable(folder: str | os.PathLike, *, need_bytes: int = 0, hint: str 
         raise PhotoclassError(f"Cannot write to {folder} ({e.strerror or e}). HINT: {hint}.") from None
     free = shutil.disk_usage(folder).free
     if free < need_bytes + MIN_FREE_BYTES:
-        raise PhotoclassError(f"Not enough free space in {folder}: {free / 2**20:.0f} MB free, about "
-                              f"{(need_bytes + MIN_FREE_BYTES) / 2**20:.0f} MB needed. HINT: free some space or "
-                              f"{hint}.")
+        raise PhotoclassError(
+            f"Not enough free space in {folder}: {free / 2**20:.0f} MB free, about "
+            f"{(need_bytes + MIN_FREE_BYTES) / 2**20:.0f} MB needed. HINT: free some space or "
+            f"{hint}."
+        )
     return folder

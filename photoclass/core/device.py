@@ -3,6 +3,7 @@
 Decoding and the cache stay on the CPU; models, batches and augmentation go to the device.
 torch is imported where it is used, so the options (and predicting from ONNX) need none.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -33,8 +34,10 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
         return torch.device("cpu")
     if name == "mps":
         if not _mps_available():
-            raise PhotoclassError("device='mps' but this PyTorch sees no Apple GPU (MPS). HINT: --device cpu, "
-                                  "or --device auto to take what is there.")
+            raise PhotoclassError(
+                "device='mps' but this PyTorch sees no Apple GPU (MPS). HINT: --device cpu, "
+                "or --device auto to take what is there."
+            )
         return torch.device("mps")
     if name == "cuda" or name.startswith("cuda:"):
         index = name.partition(":")[2]
@@ -44,11 +47,14 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
             raise PhotoclassError(
                 f"device={name!r} but this PyTorch ({torch.__version__}) sees no CUDA GPU"
                 f"{'' if torch.version.cuda else ': it is a CPU-only build'}. HINT: --device cpu, or --device "
-                "auto to take what is there.")
+                "auto to take what is there."
+            )
         count = torch.cuda.device_count()
         if index and int(index) >= count:
-            raise PhotoclassError(f"device={name!r} but only {count} CUDA GPU(s) are visible (cuda:0 to "
-                                  f"cuda:{count - 1}). HINT: --device cuda:0.")
+            raise PhotoclassError(
+                f"device={name!r} but only {count} CUDA GPU(s) are visible (cuda:0 to "
+                f"cuda:{count - 1}). HINT: --device cuda:0."
+            )
         return torch.device("cuda", int(index) if index else torch.cuda.current_device())
     raise PhotoclassError(f"`device` must be one of {DEVICES}. Received: device={name!r}")
 
@@ -56,8 +62,7 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
 STAGES = ("train", "features", "predict")
 
 
-def resolve_precision(precision: str, device: torch.device, *, stage: str = "train",
-                      trained: str | None = None) -> str:
+def resolve_precision(precision: str, device: torch.device, *, stage: str = "train", trained: str | None = None) -> str:
     """The precision `precision` means for one `stage` on `device`.
 
     'auto' on a CPU with native bf16 (AMX or AVX512-BF16): bf16 to train on pixels (scratch,
@@ -75,8 +80,9 @@ def resolve_precision(precision: str, device: torch.device, *, stage: str = "tra
         raise ValueError(f"stage must be one of {STAGES}, not {stage!r}")
     if precision != "auto":
         if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise PhotoclassError(f"precision='bf16' but {torch.cuda.get_device_name(device)} has no bfloat16. "
-                                  "HINT: --precision fp16.")
+            raise PhotoclassError(
+                f"precision='bf16' but {torch.cuda.get_device_name(device)} has no bfloat16. HINT: --precision fp16."
+            )
         return precision
     if device.type == "cpu":
         if not native_bf16() or stage == "features":

@@ -4,6 +4,7 @@ A single process is world size 1: every helper here is then a no-op, so there is
 path. torchrun sets RANK, WORLD_SIZE, LOCAL_RANK and LOCAL_WORLD_SIZE; the process group
 uses NCCL between GPUs and gloo between CPU processes.
 """
+
 from __future__ import annotations
 
 import os
@@ -39,12 +40,17 @@ class Processes:
 def processes() -> Processes:
     """This process's place, from torchrun's environment (world size 1 without it)."""
     try:
-        return Processes(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-                         int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+        return Processes(
+            int(os.environ.get("RANK", 0)),
+            int(os.environ.get("WORLD_SIZE", 1)),
+            int(os.environ.get("LOCAL_RANK", 0)),
+            int(os.environ.get("LOCAL_WORLD_SIZE", 1)),
+        )
     except ValueError:
-        raise PhotoclassError("RANK, WORLD_SIZE, LOCAL_RANK must be integers (torchrun sets them). "
-                              f"Received: RANK={os.environ.get('RANK')!r} WORLD_SIZE={os.environ.get('WORLD_SIZE')!r}"
-                              ) from None
+        raise PhotoclassError(
+            "RANK, WORLD_SIZE, LOCAL_RANK must be integers (torchrun sets them). "
+            f"Received: RANK={os.environ.get('RANK')!r} WORLD_SIZE={os.environ.get('WORLD_SIZE')!r}"
+        ) from None
 
 
 def init(device: torch.device) -> Processes:
@@ -69,13 +75,13 @@ def gather_rows(part: torch.Tensor, count: int, place: Processes) -> torch.Tenso
         return part
     longest = (count + place.world - 1) // place.world
     padded = torch.zeros((longest, *part.shape[1:]), dtype=part.dtype, device=part.device)
-    padded[:len(part)] = part
+    padded[: len(part)] = part
     pieces = [torch.empty_like(padded) for _ in range(place.world)]
     tdist.all_gather(pieces, padded)
     whole = torch.empty((count, *part.shape[1:]), dtype=part.dtype, device=part.device)
     for rank, piece in enumerate(pieces):
         rows = len(range(rank, count, place.world))
-        whole[rank::place.world] = piece[:rows]
+        whole[rank :: place.world] = piece[:rows]
     return whole
 
 

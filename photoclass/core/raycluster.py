@@ -5,6 +5,7 @@ anything else is a cluster's address (`ray start --head` prints it; `auto` finds
 machine belongs to). A Ray session already started in this process (a notebook's, a test's)
 is used as it is.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,8 +36,10 @@ def connect(address: str):
             else:
                 ray.init(address=address, log_to_driver=False, configure_logging=False)
         except ConnectionError as e:
-            raise PhotoclassError(f"Cannot reach the Ray cluster at {address} ({e}). HINT: `ray start --head` on the "
-                                  "head machine prints its address; or pass --ray local.") from None
+            raise PhotoclassError(
+                f"Cannot reach the Ray cluster at {address} ({e}). HINT: `ray start --head` on the "
+                "head machine prints its address; or pass --ray local."
+            ) from None
     ray.data.DataContext.get_current().enable_progress_bars = False
     return ray
 
@@ -56,7 +59,7 @@ class RayPool:
         ray = connect(self.address)
         run = ray.remote(_apply)
         tasks = list(tasks)
-        refs = [run.remote(fn, tasks[start:start + chunksize]) for start in range(0, len(tasks), chunksize)]
+        refs = [run.remote(fn, tasks[start : start + chunksize]) for start in range(0, len(tasks), chunksize)]
         for ref in refs:  # in order; the later ones keep running meanwhile
             yield from ray.get(ref)
 

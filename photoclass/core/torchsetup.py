@@ -1,4 +1,5 @@
 """Torch set-up: threads, seeds, and an allocator that keeps freed memory."""
+
 from __future__ import annotations
 
 import ctypes
@@ -31,4 +32,3 @@ def setup_torch(threads: int, seed: int) -> None:
     keep_freed_memory()
     torch.set_num_threads(threads or os.cpu_count() or 1)
     torch.manual_seed(seed)
-

@@ -11,6 +11,7 @@ reconstruction) and refuses any other global before it is looked up: a file that
 code stops with a one-line error and nothing in it runs. NumPy files are read with
 `allow_pickle=False`.
 """
+
 from __future__ import annotations
 
 import functools
@@ -95,17 +96,30 @@ def read_arrays(path: str | os.PathLike, layout: str = "auto") -> ArraySet:
     layout = found if layout == "auto" else layout
     if found is None or found != layout:
         what = f"as layout {layout!r} " if layout in ARRAY_LAYOUTS else ""
-        raise PhotoclassError(f"{path} holds no image arrays photoclass reads {what}(.npz, .npy, the CIFAR python "
-                              "folder, MNIST IDX files). HINT: check the path, or drop --layout.")
+        raise PhotoclassError(
+            f"{path} holds no image arrays photoclass reads {what}(.npz, .npy, the CIFAR python "
+            "folder, MNIST IDX files). HINT: check the path, or drop --layout."
+        )
     reader = {"npz": _read_npz, "npy": _read_npy, "cifar": _read_cifar, "idx": _read_idx}[layout]
     try:
         images, labels, names, splits, notes = reader(path)
     except PhotoclassError:
         raise
-    except (OSError, ValueError, EOFError, KeyError, IndexError, TypeError, MemoryError, pickle.UnpicklingError,
-            zipfile.BadZipFile, zlib.error) as e:
-        raise PhotoclassError(f"Cannot read the {layout} data in {path}: {str(e)[:200]}. "
-                              "HINT: check that the file is complete.") from None
+    except (
+        OSError,
+        ValueError,
+        EOFError,
+        KeyError,
+        IndexError,
+        TypeError,
+        MemoryError,
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+        zlib.error,
+    ) as e:
+        raise PhotoclassError(
+            f"Cannot read the {layout} data in {path}: {str(e)[:200]}. HINT: check that the file is complete."
+        ) from None
     return ArraySet(path, layout, images, labels, names, splits, notes)
 
 
@@ -144,6 +158,7 @@ def load_photo(root: str | os.PathLike, relpath: str, *, size: int | None = None
 
 # ---- .npz and .npy ---------------------------------------------------------------------------
 
+
 def _read_npz(path: Path):
     with np.load(path, allow_pickle=False) as data:
         keys = set(data.files)
@@ -152,11 +167,16 @@ def _read_npz(path: Path):
             if set(style) <= keys:
                 break
         else:
-            raise PhotoclassError(f"{path} has arrays {sorted(keys)}; photoclass needs x_train, y_train, x_test, "
-                                  "y_test (keras.datasets style), or x and y, or images and labels. HINT: save "
-                                  "them with np.savez(file, x_train=..., y_train=..., x_test=..., y_test=...).")
-        pairs = [(style[0], style[1], "train"), (style[2], style[3], "test")] if len(style) == 4 \
+            raise PhotoclassError(
+                f"{path} has arrays {sorted(keys)}; photoclass needs x_train, y_train, x_test, "
+                "y_test (keras.datasets style), or x and y, or images and labels. HINT: save "
+                "them with np.savez(file, x_train=..., y_train=..., x_test=..., y_test=...)."
+            )
+        pairs = (
+            [(style[0], style[1], "train"), (style[2], style[3], "test")]
+            if len(style) == 4
             else [(style[0], style[1], None)]
+        )
         parts = [(x, _npz_member(data, x), _npz_member(data, y), split) for x, y, split in pairs]
     return _combine(path, parts, names)
 
@@ -188,8 +208,11 @@ def _npy_pairs(folder: Path) -> list[tuple[Path, Path, str | None]]:
     for style in NPZ_KEY_STYLES:
         files = [folder / f"{k}.npy" for k in style]
         if all(f.is_file() for f in files):
-            return ([(files[0], files[1], "train"), (files[2], files[3], "test")] if len(style) == 4
-                    else [(files[0], files[1], None)])
+            return (
+                [(files[0], files[1], "train"), (files[2], files[3], "test")]
+                if len(style) == 4
+                else [(files[0], files[1], None)]
+            )
     return []
 
 
@@ -197,14 +220,18 @@ def _read_npy(path: Path):
     if path.is_file():  # x.npy alone, with y.npy beside it (images: labels, x_test: y_test)
         partner = {"x": "y", "images": "labels", "x_train": "y_train", "x_test": "y_test"}.get(path.stem)
         if partner is None or not (path.parent / f"{partner}.npy").is_file():
-            raise PhotoclassError(f"{path}: no labels beside it. HINT: save the labels as "
-                                  f"{path.parent / ((partner or 'y') + '.npy')}, or pass the folder that holds both.")
+            raise PhotoclassError(
+                f"{path}: no labels beside it. HINT: save the labels as "
+                f"{path.parent / ((partner or 'y') + '.npy')}, or pass the folder that holds both."
+            )
         pairs = [(path, path.parent / f"{partner}.npy", None)]  # the file named, and no other
     else:
         pairs = _npy_pairs(path)
         if not pairs:
-            raise PhotoclassError(f"{path} has no pair of .npy files. HINT: name them x.npy and y.npy (or "
-                                  "images/labels, or x_train/y_train/x_test/y_test).")
+            raise PhotoclassError(
+                f"{path} has no pair of .npy files. HINT: name them x.npy and y.npy (or "
+                "images/labels, or x_train/y_train/x_test/y_test)."
+            )
     folder = path if path.is_dir() else path.parent
     names_file = folder / "class_names.npy"
     names = list(map(_text, _load_npy(names_file))) if names_file.is_file() else None
@@ -220,8 +247,9 @@ def _class_names(data, keys) -> list[str] | None:
 # ---- CIFAR python folders --------------------------------------------------------------------
 
 # numeric dtypes a CIFAR batch's arrays may have; nothing with fields, objects or pointers
-_PICKLED_DTYPES = frozenset(f"{kind}{size}" for kind, sizes in (("u", "1248"), ("i", "1248"), ("f", "48"),
-                                                                 ("b", "1")) for size in sizes)
+_PICKLED_DTYPES = frozenset(
+    f"{kind}{size}" for kind, sizes in (("u", "1248"), ("i", "1248"), ("f", "48"), ("b", "1")) for size in sizes
+)
 _MAX_PICKLED_BYTES = 1 << 31
 
 
@@ -243,8 +271,10 @@ class SafeUnpickler(pickle.Unpickler):
             return _PickledDtype
         if module == "_codecs" and name == "encode":  # how Python 3 writes bytes at protocol 2
             return _latin1_encode
-        raise pickle.UnpicklingError(f"it refers to {module}.{name}, which a CIFAR batch never holds "
-                                     "(only arrays, lists, dicts, numbers and bytes are admitted)")
+        raise pickle.UnpicklingError(
+            f"it refers to {module}.{name}, which a CIFAR batch never holds "
+            "(only arrays, lists, dicts, numbers and bytes are admitted)"
+        )
 
     def persistent_load(self, pid):
         raise pickle.UnpicklingError("it refers to an object outside the file")
@@ -309,8 +339,9 @@ def _plain(value):
         return type(value)(_plain(v) for v in value)
     if value is None or isinstance(value, (bool, int, float, str, bytes)):
         return value
-    raise pickle.UnpicklingError(f"it holds a {type(value).__name__}; a CIFAR batch holds arrays, lists, dicts, "
-                                 "numbers and bytes")
+    raise pickle.UnpicklingError(
+        f"it holds a {type(value).__name__}; a CIFAR batch holds arrays, lists, dicts, numbers and bytes"
+    )
 
 
 def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
@@ -325,11 +356,15 @@ def load_safe_pickle(path: Path) -> object:
         try:
             return _plain(SafeUnpickler(f, encoding="bytes").load())
         except RecursionError:
-            raise PhotoclassError(f"Refused to read {path}: it nests too deeply for a CIFAR batch. HINT: use the "
-                                  "CIFAR batches as published, or save your arrays with np.savez.") from None
+            raise PhotoclassError(
+                f"Refused to read {path}: it nests too deeply for a CIFAR batch. HINT: use the "
+                "CIFAR batches as published, or save your arrays with np.savez."
+            ) from None
         except pickle.UnpicklingError as e:
-            raise PhotoclassError(f"Refused to read {path}: {e}. Nothing in it was run. HINT: use the CIFAR "
-                                  "batches as published, or save your arrays with np.savez.") from None
+            raise PhotoclassError(
+                f"Refused to read {path}: {e}. Nothing in it was run. HINT: use the CIFAR "
+                "batches as published, or save your arrays with np.savez."
+            ) from None
 
 
 def _text(value) -> str:
@@ -356,16 +391,21 @@ def _read_cifar(folder: Path):
     for name, split in files:
         batch = load_safe_pickle(folder / name)
         if not isinstance(batch, dict):
-            raise PhotoclassError(f"{folder / name} is not a CIFAR batch (a dict of data and labels). HINT: pass the folder as published.")
+            raise PhotoclassError(
+                f"{folder / name} is not a CIFAR batch (a dict of data and labels). HINT: pass the folder as published."
+            )
         data = np.asarray(_get(batch, "data"))
         if data.ndim != 2 or data.shape[1] != 3072:
-            raise PhotoclassError(f"{folder / name}: data has shape {data.shape}; a CIFAR batch has (N, 3072). HINT: pass the folder as published.")
+            raise PhotoclassError(
+                f"{folder / name}: data has shape {data.shape}; a CIFAR batch has (N, 3072). HINT: pass the folder as published."
+            )
         images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
         parts.append((name, images, np.asarray(_get(batch, label_key)), split))
     return _combine(folder, parts, names, prefix="")
 
 
 # ---- MNIST IDX files -------------------------------------------------------------------------
+
 
 def _is_idx_name(name: str) -> bool:
     return bool(re.search(r"idx[13]-ubyte(\.gz)?$", name))
@@ -379,12 +419,13 @@ def read_idx(path: Path) -> np.ndarray:
     if len(raw) < 4 or raw[0] or raw[1] or raw[2] not in _IDX_TYPES:
         raise PhotoclassError(f"{path} is not an IDX file (bad magic number). HINT: check the download.")
     dims = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(dims))
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
     dtype = np.dtype(_IDX_TYPES[raw[2]])
-    body = raw[4 + 4 * dims:]
+    body = raw[4 + 4 * dims :]
     if len(body) != int(np.prod(shape)) * dtype.itemsize:
-        raise PhotoclassError(f"{path} is truncated or padded: {len(body)} bytes for shape {shape}. "
-                              "HINT: download it again.")
+        raise PhotoclassError(
+            f"{path} is truncated or padded: {len(body)} bytes for shape {shape}. HINT: download it again."
+        )
     return np.frombuffer(body, dtype=dtype).reshape(shape)
 
 
@@ -404,8 +445,10 @@ def _read_idx(path: Path):
             continue
         if images is None or labels is None:
             missing = f"{images_prefix if images is None else labels_prefix}-idx*-ubyte"
-            raise PhotoclassError(f"{folder}: {missing} is missing beside {(images or labels).name}. "
-                                  "HINT: put the image and label files of each split in one folder.")
+            raise PhotoclassError(
+                f"{folder}: {missing} is missing beside {(images or labels).name}. "
+                "HINT: put the image and label files of each split in one folder."
+            )
         parts.append((images.name, read_idx(images), read_idx(labels), None if path.is_file() else split))
     if not parts:
         raise PhotoclassError(f"{folder} has no train-images/t10k-images IDX files. HINT: keep MNIST's file names.")
@@ -413,6 +456,7 @@ def _read_idx(path: Path):
 
 
 # ---- common ----------------------------------------------------------------------------------
+
 
 def as_uint8_images(x: np.ndarray, source: str) -> np.ndarray:
     """(N, H, W), (N, H, W, 1|3) or (N, 1|3, H, W) in uint8, [0, 1] floats or 0..255 numbers
@@ -423,17 +467,25 @@ def as_uint8_images(x: np.ndarray, source: str) -> np.ndarray:
     if x.ndim == 4 and x.shape[-1] not in (1, 3) and x.shape[1] in (1, 3):
         x = x.transpose(0, 2, 3, 1)  # channels first, as PyTorch keeps them
     if x.ndim != 4 or x.shape[-1] not in (1, 3):
-        raise PhotoclassError(f"{source}: images must be (N, H, W), (N, H, W, 1|3) or (N, 1|3, H, W); "
-                              f"received shape {x.shape}. HINT: reshape them to (N, H, W, C).")
+        raise PhotoclassError(
+            f"{source}: images must be (N, H, W), (N, H, W, 1|3) or (N, 1|3, H, W); "
+            f"received shape {x.shape}. HINT: reshape them to (N, H, W, C)."
+        )
     if min(x.shape[1:3]) < 8:
-        raise PhotoclassError(f"{source}: images of {x.shape[1]}x{x.shape[2]} px are too small. HINT: images need 8 px a side at least.")
+        raise PhotoclassError(
+            f"{source}: images of {x.shape[1]}x{x.shape[2]} px are too small. HINT: images need 8 px a side at least."
+        )
     if x.dtype == np.uint8:
         return np.ascontiguousarray(x)
     if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
-        raise PhotoclassError(f"{source}: images of dtype {x.dtype} are not pixels. HINT: save uint8 (0..255) or floats (0..1).")
+        raise PhotoclassError(
+            f"{source}: images of dtype {x.dtype} are not pixels. HINT: save uint8 (0..255) or floats (0..1)."
+        )
     lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
     if not np.isfinite([lo, hi]).all() or lo < 0 or hi > 255:
-        raise PhotoclassError(f"{source}: pixel values run from {lo} to {hi}; expected 0..1 or 0..255. HINT: rescale the images to 0..255 (uint8) before saving.")
+        raise PhotoclassError(
+            f"{source}: pixel values run from {lo} to {hi}; expected 0..1 or 0..255. HINT: rescale the images to 0..255 (uint8) before saving."
+        )
     scale = 255.0 if np.issubdtype(x.dtype, np.floating) and hi <= 1.0 else 1.0
     return np.clip(np.rint(x * scale), 0, 255).astype(np.uint8)
 
@@ -446,15 +498,21 @@ def as_label_names(y: np.ndarray, names: list[str] | None, source: str) -> list[
     elif y.ndim == 2 and set(np.unique(y).tolist()) <= {0, 1}:
         y = y.argmax(1)  # one-hot
     if y.ndim != 1:
-        raise PhotoclassError(f"{source}: labels must be (N,), (N, 1) or one-hot (N, K); received shape {y.shape}. HINT: one class number or name per image.")
+        raise PhotoclassError(
+            f"{source}: labels must be (N,), (N, 1) or one-hot (N, K); received shape {y.shape}. HINT: one class number or name per image."
+        )
     if y.dtype.kind in "US":
         return [_text(v) for v in y]
     if y.dtype.kind not in "iu" and not (y.dtype.kind == "f" and np.all(y == np.round(y))):
-        raise PhotoclassError(f"{source}: labels of dtype {y.dtype} are not class numbers or names. HINT: save integers or strings.")
+        raise PhotoclassError(
+            f"{source}: labels of dtype {y.dtype} are not class numbers or names. HINT: save integers or strings."
+        )
     y = y.astype(np.int64)
     if names is not None:
         if y.min() < 0 or y.max() >= len(names):
-            raise PhotoclassError(f"{source}: label {int(y.max())} has no class name ({len(names)} names). HINT: list a name for every class.")
+            raise PhotoclassError(
+                f"{source}: label {int(y.max())} has no class name ({len(names)} names). HINT: list a name for every class."
+            )
         return [names[i] for i in y]
     return [str(i) for i in y]
 
@@ -470,7 +528,9 @@ def _combine(path: Path, parts, names: list[str] | None, prefix: str | None = No
         if len(x) != len(y):
             raise PhotoclassError(f"{source}: {len(x)} images but {len(y)} labels. HINT: save one label per image.")
         if images and x.shape[1:] != images[0].shape[1:]:
-            raise PhotoclassError(f"{source}: images of shape {x.shape[1:]} beside {images[0].shape[1:]}. HINT: give every part the same image size.")
+            raise PhotoclassError(
+                f"{source}: images of shape {x.shape[1:]} beside {images[0].shape[1:]}. HINT: give every part the same image size."
+            )
         stem = f"{base}#{member}/" if prefix is None else f"{member}#"
         images.append(x)
         labels += y

@@ -4,6 +4,7 @@ One random affine matrix per image, applied with a single `grid_sample` over the
 the cost is one resampling pass whatever the mix. A spec is a comma-separated list:
 `"hflip,rotate=10,zoom=0.1,shift=0.05,brightness=0.1,contrast=0.1"`, or a preset name.
 """
+
 from __future__ import annotations
 
 import math

@@ -15,6 +15,7 @@ The jpeg form is 8x smaller (24 KB a photo at 260 px against 198 KB) and costs a
 photo to decode, which the loader does a batch ahead of the model (benchmarks/loading.py);
 its pixels differ from the raw ones by under one level in 255 on average.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -102,8 +103,15 @@ class CacheEntry:
 class ImageCache:
     """The decode-once store for one image size."""
 
-    def __init__(self, root: str | os.PathLike | None, image_size: int, *, max_pixels: int, min_side: int,
-                 pixel_format: str = "raw"):
+    def __init__(
+        self,
+        root: str | os.PathLike | None,
+        image_size: int,
+        *,
+        max_pixels: int,
+        min_side: int,
+        pixel_format: str = "raw",
+    ):
         if pixel_format not in PIXEL_FORMATS:
             raise ValueError(f"pixel_format must be one of {PIXEL_FORMATS}, not {pixel_format!r}")
         self.root = Path(root).expanduser() if root else default_cache_dir()
@@ -132,16 +140,22 @@ class ImageCache:
         known = {}
         names = [str(p) for p in paths]
         for start in range(0, len(names), 500):
-            chunk = names[start:start + 500]
-            known.update((path, (tuple(sig), key)) for path, *sig, key in self._db.execute(
-                "SELECT path, size, mtime_ns, ctime_ns, inode, key FROM file_keys "
-                f"WHERE path IN ({','.join('?' * len(chunk))})", chunk))
-        stale = [i for i, (name, sig) in enumerate(zip(names, signatures))
-                 if known.get(name, (None,))[0] != sig]
+            chunk = names[start : start + 500]
+            known.update(
+                (path, (tuple(sig), key))
+                for path, *sig, key in self._db.execute(
+                    "SELECT path, size, mtime_ns, ctime_ns, inode, key FROM file_keys "
+                    f"WHERE path IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+            )
+        stale = [i for i, (name, sig) in enumerate(zip(names, signatures)) if known.get(name, (None,))[0] != sig]
         fresh = dict(zip(stale, content_keys([paths[i] for i in stale], workers)))
         with self._db:
-            self._db.executemany("INSERT OR REPLACE INTO file_keys VALUES (?,?,?,?,?,?)",
-                                 [(names[i], *signatures[i], key) for i, key in fresh.items()])
+            self._db.executemany(
+                "INSERT OR REPLACE INTO file_keys VALUES (?,?,?,?,?,?)",
+                [(names[i], *signatures[i], key) for i, key in fresh.items()],
+            )
         return [fresh[i] if i in fresh else known[name][1] for i, name in enumerate(names)]
 
     def lookup(self, keys: Sequence[str], *, pixels: bool = True) -> dict[str, CacheEntry]:
@@ -150,7 +164,7 @@ class ImageCache:
         found: dict[str, CacheEntry] = {}
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), 500):
-            chunk = unique[start:start + 500]
+            chunk = unique[start : start + 500]
             rows = self._db.execute(
                 "SELECT key, status, reason, pack, row, width, height, format, phash, thumb "
                 f"FROM photos WHERE spec = ? AND key IN ({','.join('?' * len(chunk))})",
@@ -184,6 +198,7 @@ class ImageCache:
         One process at a time decodes into a cache (a file lock); another one waits, then
         finds the photos the first decoded and does only the rest.
         """
+
         def missing(entries):
             todo: dict[str, Path] = {}
             for key, path in zip(keys, paths):
@@ -202,15 +217,19 @@ class ImageCache:
             if progress:
                 progress(len(keys) - len(items))
             self._remove_abandoned_packs()
-            check_writable(self.pack_dir, need_bytes=len(items) * self._row_bytes() if pixels else 0,
-                           hint="pass another --cache-dir")
+            check_writable(
+                self.pack_dir,
+                need_bytes=len(items) * self._row_bytes() if pixels else 0,
+                hint="pass another --cache-dir",
+            )
             given = pool
             pool = given or (_pool(workers) if len(items) > 32 and workers > 1 else None)
             try:
                 for start in range(0, len(items), PACK_ROWS):
-                    chunk = items[start:start + PACK_ROWS]
-                    entries.update(self._fill_pack(chunk, pool, progress) if pixels
-                                   else self._fingerprint(chunk, pool, progress))
+                    chunk = items[start : start + PACK_ROWS]
+                    entries.update(
+                        self._fill_pack(chunk, pool, progress) if pixels else self._fingerprint(chunk, pool, progress)
+                    )
             finally:
                 if pool is not None and pool is not given:
                     pool.shutdown(cancel_futures=True)
@@ -222,8 +241,11 @@ class ImageCache:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                print(f"waiting for another photoclass process using the cache {self.root} ...",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"waiting for another photoclass process using the cache {self.root} ...",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 fcntl.flock(f, fcntl.LOCK_EX)
             try:
                 yield
@@ -247,8 +269,15 @@ class ImageCache:
             if not jpeg:
                 f.truncate(len(items) * self._row_bytes())  # sparse until written
         tasks = [
-            (path if isinstance(path, np.ndarray) else str(path), self.pixel_format, str(tmp), row,
-             self.image_size, self.max_pixels, self.min_side)
+            (
+                path if isinstance(path, np.ndarray) else str(path),
+                self.pixel_format,
+                str(tmp),
+                row,
+                self.image_size,
+                self.max_pixels,
+                self.min_side,
+            )
             for row, (_, path) in enumerate(items)
         ]
         results = []
@@ -274,9 +303,7 @@ class ImageCache:
         finally:
             tmp.unlink(missing_ok=True)
         entries = {}
-        for (key, _), (status, reason, width, height, fmt, phash, thumb), row in zip(
-            items, results, range(len(items))
-        ):
+        for (key, _), (status, reason, width, height, fmt, phash, thumb), row in zip(items, results, range(len(items))):
             pack = name if status == "ok" else None
             entries[key] = CacheEntry(status, reason, pack, row, width, height, fmt, phash, thumb)
         return self._record(entries)
@@ -285,24 +312,40 @@ class ImageCache:
         """Like `_fill_pack`, keeping no pixels: the entries say pack None."""
         tasks = [(str(path), None, None, 0, self.image_size, self.max_pixels, self.min_side) for _, path in items]
         results = []
-        for result in (pool.map(_decode_into_pack, tasks, chunksize=8) if pool else map(_decode_into_pack, tasks)):
+        for result in pool.map(_decode_into_pack, tasks, chunksize=8) if pool else map(_decode_into_pack, tasks):
             results.append(result)
             if progress:
                 progress(1)
-        return self._record({key: CacheEntry(*result[:2], None, -1, *result[2:7])
-                             for (key, _), result in zip(items, results)})
+        return self._record(
+            {key: CacheEntry(*result[:2], None, -1, *result[2:7]) for (key, _), result in zip(items, results)}
+        )
 
     def _record(self, entries: dict[str, CacheEntry]) -> dict[str, CacheEntry]:
         with self._db:
             self._db.executemany(
                 "INSERT OR REPLACE INTO photos VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                [(k, self.spec, e.pack, e.row, e.status, e.reason, e.width, e.height, e.format,
-                  _to_signed(e.phash), e.thumb) for k, e in entries.items()],
+                [
+                    (
+                        k,
+                        self.spec,
+                        e.pack,
+                        e.row,
+                        e.status,
+                        e.reason,
+                        e.width,
+                        e.height,
+                        e.format,
+                        _to_signed(e.phash),
+                        e.thumb,
+                    )
+                    for k, e in entries.items()
+                ],
             )
         return entries
 
-    def store_arrays(self, keys: Sequence[str], images: np.ndarray, *,
-                     progress: Callable[[int], None] | None = None) -> tuple[dict[str, CacheEntry], int]:
+    def store_arrays(
+        self, keys: Sequence[str], images: np.ndarray, *, progress: Callable[[int], None] | None = None
+    ) -> tuple[dict[str, CacheEntry], int]:
         """Cache in-memory images (N, H, W, C uint8) like decoded photos. Returns (every
         key's entry, how many were new)."""
         entries = self.lookup(keys)
@@ -316,7 +359,7 @@ class ImageCache:
             check_writable(self.pack_dir, need_bytes=len(todo) * self._row_bytes(), hint="pass another --cache-dir")
             items = list(todo.items())
             for start in range(0, len(items), PACK_ROWS):
-                chunk = [(key, images[i]) for key, i in items[start:start + PACK_ROWS]]
+                chunk = [(key, images[i]) for key, i in items[start : start + PACK_ROWS]]
                 entries.update(self._fill_pack(chunk, None, progress, work=_array_into_pack))
         return entries, len(todo)
 
@@ -365,7 +408,7 @@ class CachedImages:
         data = self._pack(pack)
         if not pack.endswith(".jpgs"):
             return data[row]
-        start, stop = self._offsets[pack][row:row + 2]
+        start, stop = self._offsets[pack][row : row + 2]
         with Image.open(io.BytesIO(data[start:stop])) as image:
             return np.asarray(image)  # stored RGB
 
@@ -454,6 +497,5 @@ def _to_signed(value: int) -> int:  # SQLite integers are signed 64-bit
 
 def raise_cache_error(root: Path, error: OSError):
     raise PhotoclassError(
-        f"Cannot use the cache folder {root} ({error.strerror}). "
-        "HINT: pass a writable folder with --cache-dir."
+        f"Cannot use the cache folder {root} ({error.strerror}). HINT: pass a writable folder with --cache-dir."
     ) from None

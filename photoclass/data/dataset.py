@@ -1,5 +1,6 @@
 """A prepared dataset: the manifest, the classes, and the pixels of the usable photos (cached, or
 decoded when read)."""
+
 from __future__ import annotations
 
 import csv
@@ -36,9 +37,16 @@ class PreparedDataset:
     order. `indices("train")` selects one split.
     """
 
-    def __init__(self, root: Path, rows: list[ManifestRow], classes: list[str],
-                 images: CachedImages | StreamedImages, summary: dict[str, Any], config: dict[str, Any],
-                 keys: list[str] | None = None):
+    def __init__(
+        self,
+        root: Path,
+        rows: list[ManifestRow],
+        classes: list[str],
+        images: CachedImages | StreamedImages,
+        summary: dict[str, Any],
+        config: dict[str, Any],
+        keys: list[str] | None = None,
+    ):
         self.root = Path(root)
         self.keys = keys  # content keys of the usable photos (a hash of each file's bytes), when known
         self.rows = rows
@@ -68,16 +76,23 @@ class PreparedDataset:
         if not getattr(self.images, "lossy", False):
             return self.images
         c = self.config
-        return StreamedImages(self.paths(), self.images.image_size, max_pixels=c["max_pixels"],
-                              min_side=c["min_side"], threads=self.images.threads)
+        return StreamedImages(
+            self.paths(),
+            self.images.image_size,
+            max_pixels=c["max_pixels"],
+            min_side=c["min_side"],
+            threads=self.images.threads,
+        )
 
     def __len__(self) -> int:
         return len(self.usable)
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{s}={len(self.indices(s))}" for s in SPLITS)
-        return (f"PreparedDataset({self.root.name!r}: {len(self)} photos, "
-                f"{len(self.classes)} classes {self.classes}, {counts}, skipped={len(self.skipped)})")
+        return (
+            f"PreparedDataset({self.root.name!r}: {len(self)} photos, "
+            f"{len(self.classes)} classes {self.classes}, {counts}, skipped={len(self.skipped)})"
+        )
 
     def _repr_html_(self) -> str:
         import html
@@ -85,17 +100,18 @@ class PreparedDataset:
         head = "".join(f"<th>{s}</th>" for s in ("class", *SPLITS))
         rows = "".join(
             f"<tr><td>{html.escape(c)}</td>"
-            + "".join(f"<td>{int(((self.labels == i) & (self.splits == s)).sum())}</td>" for s in SPLITS) + "</tr>"
-            for i, c in enumerate(self.classes))
-        return (f"<p>{html.escape(repr(self))}</p><table><tr>{head}</tr>{rows}</table>")
+            + "".join(f"<td>{int(((self.labels == i) & (self.splits == s)).sum())}</td>" for s in SPLITS)
+            + "</tr>"
+            for i, c in enumerate(self.classes)
+        )
+        return f"<p>{html.escape(repr(self))}</p><table><tr>{head}</tr>{rows}</table>"
 
     def save(self, out: str | Path) -> Path:
         """Write `manifest.csv` and `dataset.json` to `out`; returns the manifest path."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out / "manifest.csv", manifest_csv(self.rows))
-        info = {"root": str(self.root), "classes": self.classes, "config": self.config,
-                "summary": self.summary}
+        info = {"root": str(self.root), "classes": self.classes, "config": self.config, "summary": self.summary}
         write_text_atomic(out / "dataset.json", json.dumps(info, indent=2, ensure_ascii=False) + "\n")
         return out / "manifest.csv"
 

@@ -6,6 +6,7 @@ declared size is checked before any pixel is decoded, EXIF orientation is applie
 every mode becomes 8-bit RGB. A file that cannot be read raises `DecodeError` with a
 one-line reason; the file itself is only ever read.
 """
+
 from __future__ import annotations
 
 import io
@@ -22,12 +23,18 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ..config import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")  # JPEG covers MPO
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
-)
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
 SUFFIX_FORMATS = {  # the format a suffix promises, to notice files named wrongly
-    ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG", ".png": "PNG",
-    ".gif": "GIF", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".jpe": "JPEG",
+    ".jfif": "JPEG",
+    ".png": "PNG",
+    ".gif": "GIF",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
 }
 _EXIF_ORIENTATION = 0x0112
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
@@ -139,8 +146,7 @@ def _decode(source: Source, size: int | None, max_pixels: int, min_side: int, na
                 width, height = height, width
         if min(width, height) < min_side:
             raise DecodeError(
-                f"too small ({width}x{height} pixels); photos need at least {min_side} px "
-                f"on each side (min_side)"
+                f"too small ({width}x{height} pixels); photos need at least {min_side} px on each side (min_side)"
             )
         rgb, note = _to_rgb(im)
         if note:
@@ -184,8 +190,7 @@ def _bomb_reason(pixels: int | None, max_pixels: int, size: tuple[int, int] | No
     dims = f"{size[0]}x{size[1]} = " if size else ""
     declared = f"declares {dims}{pixels / 1e6:.0f} MP, " if pixels else ""
     return (
-        f"refused as a possible decompression bomb: {declared}over the limit of "
-        f"{max_pixels / 1e6:.0f} MP (max_pixels)"
+        f"refused as a possible decompression bomb: {declared}over the limit of {max_pixels / 1e6:.0f} MP (max_pixels)"
     )
 
 

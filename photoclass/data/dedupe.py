@@ -5,6 +5,7 @@ A photo's fingerprint is a 64-bit perceptual hash (DCT of a 32x32 grey thumbnail
 bits *and* their colour thumbnails agree; the second test keeps smooth skies, whose
 hashes look alike, from being chained together.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -119,8 +120,11 @@ def find_duplicates(
     thumbs = np.asarray(thumbs, dtype=np.uint8).reshape(n, -1)
     if method == "auto":
         method = "exact" if n <= EXACT_LIMIT else "bands"
-    candidates = (_window_pairs(thumbs, phashes, max_hash_distance, max_thumb_difference) if method == "exact"
-                  else _banded_pairs(thumbs, bands=bands))
+    candidates = (
+        _window_pairs(thumbs, phashes, max_hash_distance, max_thumb_difference)
+        if method == "exact"
+        else _banded_pairs(thumbs, bands=bands)
+    )
     refused = 0
     for a, b in _close_pairs(candidates, phashes, thumbs, max_hash_distance, max_thumb_difference):
         refused += not union(a, b, max_group)
@@ -131,9 +135,7 @@ def find_duplicates(
     for i, g in enumerate(group):
         members.setdefault(int(g), []).append(i)
     multi = [m for m in members.values() if len(m) > 1]
-    identical = sum(
-        1 for keys in _key_counts(content_keys, multi) for count in keys if count > 1
-    )
+    identical = sum(1 for keys in _key_counts(content_keys, multi) for count in keys if count > 1)
     near = sum(1 for m in multi if len({content_keys[i] for i in m}) > 1)
     return DuplicateGroups(
         group=group.astype(np.int64),
@@ -147,8 +149,9 @@ def find_duplicates(
     )
 
 
-def _close_pairs(candidates, phashes: np.ndarray, thumbs: np.ndarray, max_distance: int,
-                 max_difference: float) -> list[tuple[int, int]]:
+def _close_pairs(
+    candidates, phashes: np.ndarray, thumbs: np.ndarray, max_distance: int, max_difference: float
+) -> list[tuple[int, int]]:
     """The candidate pairs within both limits, each once (i < j), closest thumbnails first."""
     found_i, found_j, found_diff = [], [], []
     for i, j in candidates:
@@ -168,8 +171,7 @@ def _close_pairs(candidates, phashes: np.ndarray, thumbs: np.ndarray, max_distan
     return list(zip(i[order].tolist(), j[order].tolist()))
 
 
-def _window_pairs(thumbs: np.ndarray, phashes: np.ndarray, max_distance: int, max_difference: float,
-                  block: int = 1024):
+def _window_pairs(thumbs: np.ndarray, phashes: np.ndarray, max_distance: int, max_difference: float, block: int = 1024):
     """Yield (i, j) index arrays holding every pair within both limits, and others.
 
     mean|a - b| >= |mean(a) - mean(b)|: only photos of similar mean brightness can pass the
@@ -201,11 +203,11 @@ def _banded_pairs(thumbs: np.ndarray, *, bands: int, seed: int = 0):
     weights = (1 << np.arange(bits)).astype(np.uint16)
     keys = np.empty((n, bands), np.uint16)
     for start in range(0, n, 8192):  # bounded memory: the projections of 8,192 photos at a time
-        x = thumbs[start:start + 8192].reshape(-1, 8, 2, 8, 2, 3).mean(axis=(2, 4), dtype=np.float32)
+        x = thumbs[start : start + 8192].reshape(-1, 8, 2, 8, 2, 3).mean(axis=(2, 4), dtype=np.float32)
         x = x.reshape(len(x), -1)
         x -= x.mean(axis=1, keepdims=True)
         signs = (x @ planes > 0).reshape(len(x), bands, bits)
-        keys[start:start + len(x)] = (signs * weights).sum(axis=2, dtype=np.uint16)
+        keys[start : start + len(x)] = (signs * weights).sum(axis=2, dtype=np.uint16)
     for band in range(bands):
         order = np.argsort(keys[:, band], kind="stable")
         sorted_keys = keys[order, band]

@@ -1,4 +1,5 @@
 """Batches from the decode cache (or decoded as read): seeded shuffling, augmentation, normalization."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -45,10 +46,21 @@ class BatchLoader:
     normalization run there.
     """
 
-    def __init__(self, images, labels: np.ndarray, indices: np.ndarray, *, batch_size: int,
-                 mean, std, augment: AugmentSpec | None = None, shuffle: bool = False,
-                 device: torch.device | str = "cpu", shard: tuple[int, int] = (0, 1),
-                 channels_last: bool | None = None):
+    def __init__(
+        self,
+        images,
+        labels: np.ndarray,
+        indices: np.ndarray,
+        *,
+        batch_size: int,
+        mean,
+        std,
+        augment: AugmentSpec | None = None,
+        shuffle: bool = False,
+        device: torch.device | str = "cpu",
+        shard: tuple[int, int] = (0, 1),
+        channels_last: bool | None = None,
+    ):
         self.images = images
         self.device = torch.device(device)
         self.memory_format = memory_format(self.device, channels_last)  # auto: on a CPU only
@@ -61,9 +73,16 @@ class BatchLoader:
         self.shuffle = shuffle
         self._pixels = None
         self.streamed = getattr(images, "streamed", False)  # decoded on each read: read once, ahead
-        if not self.streamed and len(self.indices) and np.prod(images.shape[1:]) * len(self.indices) <= PRELOAD_LIMIT_BYTES:
-            in_ram_in_order = (type(images) is np.ndarray and len(self.indices) == len(images)
-                               and np.array_equal(self.indices, np.arange(len(images))))
+        if (
+            not self.streamed
+            and len(self.indices)
+            and np.prod(images.shape[1:]) * len(self.indices) <= PRELOAD_LIMIT_BYTES
+        ):
+            in_ram_in_order = (
+                type(images) is np.ndarray
+                and len(self.indices) == len(images)
+                and np.array_equal(self.indices, np.arange(len(images)))
+            )
             # (N, H, W, 3) uint8; arrays already in RAM and in order are used as they are, not copied
             self._pixels = torch.from_numpy(images if in_ram_in_order else images[self.indices])
             if self.device.type == "cuda":
@@ -78,8 +97,10 @@ class BatchLoader:
             order = np.random.default_rng(seed).permutation(len(order))
         rank, world = self.shard
         generator = torch.Generator().manual_seed(seed + 7919 * rank)  # each process its own augmentations
-        chunks = [shard_of(order[start:start + self.batch_size], rank, world)
-                  for start in range(0, len(order), self.batch_size)]
+        chunks = [
+            shard_of(order[start : start + self.batch_size], rank, world)
+            for start in range(0, len(order), self.batch_size)
+        ]
         for chosen, pixels in self._read(chunks):
             labels = self.labels[torch.from_numpy(chosen)]
             if self.device.type != "cpu":
@@ -95,9 +116,13 @@ class BatchLoader:
     def _read(self, chunks: list[np.ndarray]) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
         """(chunk, its uint8 pixels) in turn; streamed photos are decoded a batch ahead, while
         the model works on the one before."""
+
         def pixels(chosen: np.ndarray) -> torch.Tensor:
-            return (self._pixels[torch.from_numpy(chosen)] if self._pixels is not None
-                    else torch.from_numpy(self.images[self.indices[chosen]]))
+            return (
+                self._pixels[torch.from_numpy(chosen)]
+                if self._pixels is not None
+                else torch.from_numpy(self.images[self.indices[chosen]])
+            )
 
         if not self.streamed or len(chunks) < 2:
             yield from ((chosen, pixels(chosen)) for chosen in chunks)

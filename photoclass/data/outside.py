@@ -3,6 +3,7 @@
 Photos are never modified, moved or deleted, and no output (a run, a plot, a sorted copy,
 an export) lands among them, where the next scan would take it for photos of a new class.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,5 +37,6 @@ def check_outside(out: str | os.PathLike, *data: str | os.PathLike | None, flag:
         if target == folder or folder in target.parents:
             raise PhotoclassError(
                 f"{flag} {out} is inside the data folder {folder}: photoclass never writes among your photos. "
-                f"HINT: pass {flag} a path outside {folder}.")
+                f"HINT: pass {flag} a path outside {folder}."
+            )
     return Path(out)

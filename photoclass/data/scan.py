@@ -8,6 +8,7 @@
   when each holds the same class folders (then what was assumed is noted).
 Hidden files and folders, non-image files and symlinks are skipped and counted.
 """
+
 from __future__ import annotations
 
 import csv
@@ -22,10 +23,20 @@ from ..core.errors import PhotoclassError
 from .decode import IMAGE_SUFFIXES
 
 SPLIT_NAMES = {  # a split folder's name, lower-cased, without separators and a trailing set/data/images
-    "train": "train", "training": "train", "trn": "train",
-    "val": "val", "valid": "val", "validation": "val", "validate": "val", "dev": "val", "eval": "val",
+    "train": "train",
+    "training": "train",
+    "trn": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "validate": "val",
+    "dev": "val",
+    "eval": "val",
     "evaluation": "val",
-    "test": "test", "testing": "test", "tst": "test", "holdout": "test",
+    "test": "test",
+    "testing": "test",
+    "tst": "test",
+    "holdout": "test",
 }
 HIDDEN_NAMES = {"thumbs.db", "desktop.ini", "__macosx", "__pycache__", "@eadir", "$recycle.bin"}
 MAX_EXAMPLES = 5
@@ -82,11 +93,14 @@ def scan_folder(
     if not root.exists():
         raise PhotoclassError(f"Folder not found: {root}. HINT: check the path.")
     if layout == "csv" or (layout == "auto" and root.is_file() and root.suffix.lower() == ".csv"):
-        return scan_csv(_the_csv(root), path_column=path_column, label_column=label_column,
-                        follow_symlinks=follow_symlinks)
+        return scan_csv(
+            _the_csv(root), path_column=path_column, label_column=label_column, follow_symlinks=follow_symlinks
+        )
     if not root.is_dir():
-        raise PhotoclassError(f"Expected a folder of photos, received a file: {root}. HINT: pass the folder "
-                              f"that holds the photos, e.g. {root.parent}")
+        raise PhotoclassError(
+            f"Expected a folder of photos, received a file: {root}. HINT: pass the folder "
+            f"that holds the photos, e.g. {root.parent}"
+        )
     if layout not in LAYOUTS:
         raise PhotoclassError(f"`layout` must be one of {LAYOUTS}. Received: layout={layout!r}")
     pattern = compile_label_regex(label_regex)
@@ -128,13 +142,16 @@ def _the_csv(root: Path) -> Path:
         return root
     found = sorted(p for p in root.glob("*.csv") if not is_hidden(p.name))
     if len(found) != 1:
-        raise PhotoclassError(f"layout='csv' needs one CSV file in {root}; found {[p.name for p in found] or 'none'}. "
-                              "HINT: pass the CSV file itself.")
+        raise PhotoclassError(
+            f"layout='csv' needs one CSV file in {root}; found {[p.name for p in found] or 'none'}. "
+            "HINT: pass the CSV file itself."
+        )
     return found[0]
 
 
-def scan_csv(path: Path, *, path_column: str = "path", label_column: str = "label",
-             follow_symlinks: bool = False) -> ScanResult:
+def scan_csv(
+    path: Path, *, path_column: str = "path", label_column: str = "label", follow_symlinks: bool = False
+) -> ScanResult:
     """Photos listed in a CSV with a header row: `path_column`, `label_column` and, if present,
     `split` (train/val/test, named in any common way). Paths are relative to the CSV's folder
     or absolute (a note counts the rows outside its folder); rows whose file is missing, and
@@ -150,8 +167,10 @@ def scan_csv(path: Path, *, path_column: str = "path", label_column: str = "labe
         raise PhotoclassError(f"Cannot read the CSV {path}: {e}. HINT: save it as UTF-8 text.") from None
     for column, flag in ((path_column, "--path-column"), (label_column, "--label-column")):
         if column not in columns:
-            raise PhotoclassError(f"{path} has no {column!r} column; its header names {columns or 'nothing'}. "
-                                  f"HINT: pass {flag} with the right column name.")
+            raise PhotoclassError(
+                f"{path} has no {column!r} column; its header names {columns or 'nothing'}. "
+                f"HINT: pass {flag} with the right column name."
+            )
     splits = "split" in columns
     seen = set()
     outside = 0
@@ -177,15 +196,20 @@ def scan_csv(path: Path, *, path_column: str = "path", label_column: str = "labe
             continue
         given = split_of(row["split"]) if splits and (row["split"] or "").strip() else None
         if splits and (row["split"] or "").strip() and given is None:
-            raise PhotoclassError(f"{path}:{line}: split {row['split']!r} is not train, val or test. "
-                                  "HINT: fix the row, or leave the split empty to let photoclass choose.")
+            raise PhotoclassError(
+                f"{path}:{line}: split {row['split']!r} is not train, val or test. "
+                "HINT: fix the row, or leave the split empty to let photoclass choose."
+            )
         outside += not inside
-        result.photos.append(FoundPhoto(file, relpath, label, given,
-                                        "" if label else f"empty {label_column!r} in the CSV, row {line}"))
+        result.photos.append(
+            FoundPhoto(file, relpath, label, given, "" if label else f"empty {label_column!r} in the CSV, row {line}")
+        )
     result.photos.sort(key=lambda p: p.relpath)
     if outside:
-        result.notes.append(f"{outside} row(s) of {path.name} name files outside its folder {root} (absolute "
-                            "paths or '..'); they are read as listed")
+        result.notes.append(
+            f"{outside} row(s) of {path.name} name files outside its folder {root} (absolute "
+            "paths or '..'); they are read as listed"
+        )
     return result
 
 
@@ -198,8 +222,9 @@ def _same_class_folders(walker: _Walker, subdirs: list[Path]) -> bool:
     if len(subdirs) < 2:
         return False
     first = _class_folders(walker, subdirs[0])
-    return len(first) >= 2 and all(_class_folders(walker, d) == first and not walker.has_images(d, recursive=False)
-                                   for d in subdirs)
+    return len(first) >= 2 and all(
+        _class_folders(walker, d) == first and not walker.has_images(d, recursive=False) for d in subdirs
+    )
 
 
 def _split_folders(walker: _Walker, root: Path, subdirs: list[Path]) -> dict[Path, str]:
@@ -211,7 +236,8 @@ def _split_folders(walker: _Walker, root: Path, subdirs: list[Path]) -> dict[Pat
     if not _same_class_folders(walker, subdirs):
         raise PhotoclassError(
             f"layout='split' needs a training folder (train, training, train_set, ...) in {root}; found: "
-            f"{sorted(d.name for d in subdirs) or 'no folders'}. HINT: use layout='folders'.")
+            f"{sorted(d.name for d in subdirs) or 'no folders'}. HINT: use layout='folders'."
+        )
     by_size = sorted(subdirs, key=lambda d: (-walker.count_images(d), d.name))
     assigned = {by_size[0]: "train"}
     for d in by_size[1:]:
@@ -219,7 +245,8 @@ def _split_folders(walker: _Walker, root: Path, subdirs: list[Path]) -> dict[Pat
     walker.result.notes.append(
         "assumed split folders, since each top folder holds the same class folders: "
         + ", ".join(f"{d.name}/ = {s}" for d, s in assigned.items())
-        + ". HINT: rename them train/val/test to say so, or pass --layout folders to read them as classes.")
+        + ". HINT: rename them train/val/test to say so, or pass --layout folders to read them as classes."
+    )
     return assigned
 
 
@@ -229,7 +256,8 @@ def _note_nested_classes(walker: _Walker, class_dirs: list[Path]) -> None:
         walker.result.notes.append(
             f"class folder(s) {nested[:5]} hold class-like subfolders "
             f"({sorted(_class_folders(walker, walker.root / nested[0]))[:5]}); their photos are labelled "
-            f"{nested[0]!r}. HINT: if the top folders are splits, name them train/val/test or pass --layout split.")
+            f"{nested[0]!r}. HINT: if the top folders are splits, name them train/val/test or pass --layout split."
+        )
 
 
 def _detect_layout(walker: _Walker, root: Path, subdirs: list[Path]) -> str:
@@ -259,13 +287,18 @@ def _one_class_message(root: Path, photos: list[FoundPhoto]) -> str:
     parent = root.parent
     peek = _Walker(parent, ScanResult(parent, "folders", []), follow_symlinks=False)
     classes = [d.name for d in peek.visible_subdirs(parent) if peek.has_images(d, recursive=False)]
-    hint = (f"point at its parent {parent}, whose subfolders ({', '.join(classes[:5])}"
-            f"{', ...' if len(classes) > 5 else ''}) are the classes" if len(classes) >= 2 else
-            f"put each class's photos in a subfolder of {parent}, as {root.name}/ is, and point at {parent}")
-    return (f"{root} looks like one class's folder, not photos labelled by file name: of its {len(photos)} "
-            f"photos, {unlabelled} have no label in their file name and {sum(counts[label] for label in rare)} carry "
-            f"one that fewer than {MIN_SHARED} photos share ({', '.join(map(repr, rare[:4])) or 'none'}). "
-            f"HINT: {hint}; or pass `label_regex` if the file names do hold the labels.")
+    hint = (
+        f"point at its parent {parent}, whose subfolders ({', '.join(classes[:5])}"
+        f"{', ...' if len(classes) > 5 else ''}) are the classes"
+        if len(classes) >= 2
+        else f"put each class's photos in a subfolder of {parent}, as {root.name}/ is, and point at {parent}"
+    )
+    return (
+        f"{root} looks like one class's folder, not photos labelled by file name: of its {len(photos)} "
+        f"photos, {unlabelled} have no label in their file name and {sum(counts[label] for label in rare)} carry "
+        f"one that fewer than {MIN_SHARED} photos share ({', '.join(map(repr, rare[:4])) or 'none'}). "
+        f"HINT: {hint}; or pass `label_regex` if the file names do hold the labels."
+    )
 
 
 def _scan_labelled(walker, folder: Path, pattern, split: str | None, force_folders: bool = False):
@@ -304,7 +337,7 @@ class _Walker:
         self._seen_dirs: set[str] = set()
 
     def rel(self, path: Path | str) -> str:
-        return str(path)[self._prefix:].replace(os.sep, "/")
+        return str(path)[self._prefix :].replace(os.sep, "/")
 
     def _ignore(self, reason: str, path: str, quiet: bool) -> None:
         if not quiet:

@@ -1,4 +1,5 @@
 """Stratified, seeded train/val/test splits that keep each duplicate group in one split."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +23,10 @@ def grouped_split(
 
 def grouped_folds(labels: np.ndarray, groups: np.ndarray, *, folds: int, seed: int) -> np.ndarray:
     """(N,) fold numbers 0..folds-1, stratified by class, each duplicate group in one fold."""
+
     def equal(total: int) -> np.ndarray:
         return np.full(folds, total / folds)
+
     return _balanced_parts(labels, groups, equal, seed)
 
 
@@ -56,9 +59,7 @@ def _balanced_parts(labels: np.ndarray, groups: np.ndarray, targets, seed: int) 
 
 def naive_split(labels: np.ndarray, *, val_size: float, test_size: float, seed: int) -> np.ndarray:
     """A plain stratified split that ignores duplicates, as most tools do."""
-    return grouped_split(
-        labels, np.arange(len(labels)), val_size=val_size, test_size=test_size, seed=seed
-    )
+    return grouped_split(labels, np.arange(len(labels)), val_size=val_size, test_size=test_size, seed=seed)
 
 
 def _most_common(values: np.ndarray):

@@ -5,6 +5,7 @@ keeping its pixels would cost 200 KB a photo at 260 px (20 GB at 100,000 photos)
 `StreamedImages` stands in for the decode cache's `CachedImages` and decodes on each read,
 the photos of a batch in parallel threads (Pillow decodes and resizes without the GIL).
 """
+
 from __future__ import annotations
 
 import os
@@ -39,12 +40,14 @@ class StreamedImages:
     def _decode(self, i: int) -> np.ndarray:
         path = self.paths[i]
         try:
-            return decode_photo(path, size=self.image_size, max_pixels=self.max_pixels,
-                                min_side=self.min_side).to_array()
+            return decode_photo(
+                path, size=self.image_size, max_pixels=self.max_pixels, min_side=self.min_side
+            ).to_array()
         except DecodeError as e:
-            raise PhotoclassError(f"{path} can no longer be read ({e.reason}), though it could when the photos were "
-                                  "checked. HINT: leave the photos unchanged while photoclass runs, and run again."
-                                  ) from None
+            raise PhotoclassError(
+                f"{path} can no longer be read ({e.reason}), though it could when the photos were "
+                "checked. HINT: leave the photos unchanged while photoclass runs, and run again."
+            ) from None
 
     def __getitem__(self, index) -> np.ndarray:
         if isinstance(index, (int, np.integer)):

@@ -1,4 +1,5 @@
 """The human-readable summary of a prepared dataset."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -33,37 +34,50 @@ def format_summary(s: dict[str, Any]) -> str:
     lines[1:1] = [f"NOTE: {note}" for note in s.get("notes", [])]
     for name, counts in s["classes"].items():
         lines.append(f"  {name:<16}" + "".join(f"{counts[k]:>8,}" for k in (*SPLITS, "total")))
-    lines.append(f"  {'all':<16}" + "".join(f"{s['splits'][k]:>8,}" for k in SPLITS)
-                 + f"{s['usable']:>8,}")
+    lines.append(f"  {'all':<16}" + "".join(f"{s['splits'][k]:>8,}" for k in SPLITS) + f"{s['usable']:>8,}")
     d = s["duplicates"]
     if d["groups"]:
-        lines += ["", f"duplicates: {d['groups']} groups ({d['byte_identical_groups']} byte-identical, "
-                  f"{d['near_identical_groups']} near-identical; {d['photos_in_groups']} photos, "
-                  f"largest {d['largest_group']})"]
+        lines += [
+            "",
+            f"duplicates: {d['groups']} groups ({d['byte_identical_groups']} byte-identical, "
+            f"{d['near_identical_groups']} near-identical; {d['photos_in_groups']} photos, "
+            f"largest {d['largest_group']})",
+        ]
         if d.get("links_refused"):
-            lines.append(f"  {d['links_refused']:,} look-alike pairs left apart: no group grows past "
-                         f"{MAX_GROUP} photos by a chain of look-alikes")
+            lines.append(
+                f"  {d['links_refused']:,} look-alike pairs left apart: no group grows past "
+                f"{MAX_GROUP} photos by a chain of look-alikes"
+            )
     else:
         lines += ["", "duplicates: none found"]
     if d["groups"] and s["split_mode"] == "grouped":
         lines.append("  each group is kept in one split")
     leaks = s["leaks"]
-    lines.append(f"  a naive split would put {leaks['naive_split_test_with_twin_in_train']} of "
-                 f"{leaks['test_photos']} test photos beside a twin in train")
+    lines.append(
+        f"  a naive split would put {leaks['naive_split_test_with_twin_in_train']} of "
+        f"{leaks['test_photos']} test photos beside a twin in train"
+    )
     if leaks["given_split_test_with_twin_in_train"]:
-        lines.append(f"  WARNING: the given split has {leaks['given_split_test_with_twin_in_train']} "
-                     f"test photos with a twin in train; the test score will be inflated")
+        lines.append(
+            f"  WARNING: the given split has {leaks['given_split_test_with_twin_in_train']} "
+            f"test photos with a twin in train; the test score will be inflated"
+        )
     if d["label_conflicts"]:
-        lines.append(f"  WARNING: {d['label_conflicts']} groups hold the same photo under different "
-                     f"labels, e.g. {d['label_conflict_examples'][0]}")
+        lines.append(
+            f"  WARNING: {d['label_conflicts']} groups hold the same photo under different "
+            f"labels, e.g. {d['label_conflict_examples'][0]}"
+        )
     lines += _listing("skipped", s["skipped"], s["skipped_files"])
     lines += _listing("converted", s["converted"], s["converted_files"])
     if s["ignored"]:
         lines += ["", "ignored: " + ", ".join(f"{n} {reason}" for reason, n in s["ignored_reasons"].items())]
     c, sec = s["cache"], s["seconds"]
     rate = f" ({c['decoded'] / sec['decode']:,.0f} images/s)" if c["decoded"] and sec["decode"] else ""
-    lines += ["", f"cache: {c['decoded']:,} decoded{rate}, {c['reused']:,} reused, in {c['dir']}",
-              f"done in {sec['total']:.1f} s"]
+    lines += [
+        "",
+        f"cache: {c['decoded']:,} decoded{rate}, {c['reused']:,} reused, in {c['dir']}",
+        f"done in {sec['total']:.1f} s",
+    ]
     if "manifest" in s:
         lines.append(f"manifest: {s['manifest']}")
     return "\n".join(lines)

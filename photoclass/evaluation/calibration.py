@@ -4,6 +4,7 @@ Dividing the logits by T > 1 softens over-confident probabilities without changi
 prediction. T is fitted on the validation split, saved in model.json, and applied by every
 way of using the model (evaluation, predict, serve, the ONNX export).
 """
+
 from __future__ import annotations
 
 import torch

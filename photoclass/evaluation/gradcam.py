@@ -1,4 +1,5 @@
 """Grad-CAM: where in the photo the evidence for a class was (Selvaraju et al., 2017)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +13,10 @@ def last_conv(model: nn.Module) -> nn.Module:
     if hasattr(model, "gradcam_layer"):
         layer = model.gradcam_layer()
         if layer is None:
-            raise ValueError(f"{type(model).__name__} is a transformer: its only convolution cuts the photo into "
-                             "patches, so Grad-CAM does not apply")
+            raise ValueError(
+                f"{type(model).__name__} is a transformer: its only convolution cuts the photo into "
+                "patches, so Grad-CAM does not apply"
+            )
         return layer
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     if not convs:
@@ -21,8 +24,9 @@ def last_conv(model: nn.Module) -> nn.Module:
     return convs[-1]
 
 
-def gradcam(model: nn.Module, x: torch.Tensor, target: int | None = None,
-            layer: nn.Module | None = None) -> tuple[np.ndarray, int]:
+def gradcam(
+    model: nn.Module, x: torch.Tensor, target: int | None = None, layer: nn.Module | None = None
+) -> tuple[np.ndarray, int]:
     """A heatmap in [0, 1] of x's size (H, W) for `target` (default: the predicted class).
 
     `x` is one preprocessed image (1, 3, H, W). Returns (heatmap, target).

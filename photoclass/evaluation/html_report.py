@@ -2,6 +2,7 @@
 
 Everything is embedded (images as data: URIs), so a page can be mailed or archived alone.
 """
+
 from __future__ import annotations
 
 import base64
@@ -51,15 +52,15 @@ align-items:center;justify-content:center;color:#888}.cols{display:flex;gap:24px
 """
 
 
-def write_report(run: str | os.PathLike | RunDir, *, model: nn.Module | None = None,
-                 dataset=None) -> Path:
+def write_report(run: str | os.PathLike | RunDir, *, model: nn.Module | None = None, dataset=None) -> Path:
     """Write RUN/report.html from the run directory (and the photos it was trained on)."""
     run = run if isinstance(run, RunDir) else RunDir(run)
     check_outside(run.path / "report.html", run.data_source(), flag="RUN")
     config, result = run.read_json("config.json"), run.read_json("test.json")
     meta = run.read_json("model.json")
-    summary = dataset.summary if dataset is not None else (
-        run.read_json("data.json") if run.exists("data.json") else None)
+    summary = (
+        dataset.summary if dataset is not None else (run.read_json("data.json") if run.exists("data.json") else None)
+    )
     root = Path(config["data"])
     rows = run.read_csv("split.csv")
     test = result["test"]
@@ -67,38 +68,63 @@ def write_report(run: str | os.PathLike | RunDir, *, model: nn.Module | None = N
 
     classifier = run.read_json("classifier.json") if run.exists("classifier.json") else None
     one_solve = classifier is not None and result["training"]["epochs_run"] == 1
-    fitted = (("classifier", f"C={classifier['C']:g} by {classifier.get('folds', 5)}-fold CV") if one_solve else
-              ("best epoch", f"{result['training']['best_epoch']} of {result['training']['epochs_run']}"))
-    parts = [f"<h1>{html.escape(run.path.name)}</h1>",
-             f"<div class=sub>{html.escape(train['model'])} on {html.escape(str(root))} · photoclass "
-             f"{html.escape(config['versions']['photoclass'])} · report made {time.strftime('%Y-%m-%d %H:%M')}</div>",
-             _tiles([("test accuracy", f"{test['accuracy']:.2%}"), *_interval_tile(test), ("test loss", f"{test['loss']:.4f}"),
-                     ("macro F1", f"{test['macro_f1']:.4f}"),
-                     ("gap (train - test acc.)", f"{result['generalization_gap']:+.2%}"),
-                     fitted,
-                     ("seconds (data, training, test)", f"{result['training']['seconds']:.1f}")])]
+    fitted = (
+        ("classifier", f"C={classifier['C']:g} by {classifier.get('folds', 5)}-fold CV")
+        if one_solve
+        else ("best epoch", f"{result['training']['best_epoch']} of {result['training']['epochs_run']}")
+    )
+    parts = [
+        f"<h1>{html.escape(run.path.name)}</h1>",
+        f"<div class=sub>{html.escape(train['model'])} on {html.escape(str(root))} · photoclass "
+        f"{html.escape(config['versions']['photoclass'])} · report made {time.strftime('%Y-%m-%d %H:%M')}</div>",
+        _tiles(
+            [
+                ("test accuracy", f"{test['accuracy']:.2%}"),
+                *_interval_tile(test),
+                ("test loss", f"{test['loss']:.4f}"),
+                ("macro F1", f"{test['macro_f1']:.4f}"),
+                ("gap (train - test acc.)", f"{result['generalization_gap']:+.2%}"),
+                fitted,
+                ("seconds (data, training, test)", f"{result['training']['seconds']:.1f}"),
+            ]
+        ),
+    ]
     parts += ["<h2>Data</h2>", _data_section(summary, rows, meta["classes"])]
     if classifier is not None:
-        parts += ["<h2 id=classifier>How the classifier was fitted</h2>", _classifier_section(classifier),
-                  _plot(run.plots / "regularization.png")]
+        parts += [
+            "<h2 id=classifier>How the classifier was fitted</h2>",
+            _classifier_section(classifier),
+            _plot(run.plots / "regularization.png"),
+        ]
     if (run.plots / "learning_curves.png").is_file():
         parts += ["<h2>Learning curves</h2>", _plot(run.plots / "learning_curves.png")]
-    parts += ["<h2>Test results</h2><div class=cols>", _per_class_table(test),
-              _plot(run.plots / "confusion_matrix.png"), "</div>"]
+    parts += [
+        "<h2>Test results</h2><div class=cols>",
+        _per_class_table(test),
+        _plot(run.plots / "confusion_matrix.png"),
+        "</div>",
+    ]
     if "ece" in test:
-        parts += [f"<h2>Calibration</h2><p>Expected calibration error on the test photos: {test['ece']:.3f} with "
-                  f"the temperature {result.get('temperature', 1.0):.3g} fitted on the validation split "
-                  f"({test['ece_unscaled']:.3f} without it).</p>", _plot(run.plots / "calibration.png")]
+        parts += [
+            f"<h2>Calibration</h2><p>Expected calibration error on the test photos: {test['ece']:.3f} with "
+            f"the temperature {result.get('temperature', 1.0):.3g} fitted on the validation split "
+            f"({test['ece_unscaled']:.3f} without it).</p>",
+            _plot(run.plots / "calibration.png"),
+        ]
     wrong = result.get("misclassified", [])
-    parts += [f"<h2 id=misclassified>Misclassified test photos ({len(wrong)} of {test['count']})</h2>",
-              _gallery(root, wrong[:GALLERY_LIMIT]) if wrong else "<p>None: every test photo is right.</p>"]
+    parts += [
+        f"<h2 id=misclassified>Misclassified test photos ({len(wrong)} of {test['count']})</h2>",
+        _gallery(root, wrong[:GALLERY_LIMIT]) if wrong else "<p>None: every test photo is right.</p>",
+    ]
     parts += ["<h2 id=unknown>None of these</h2>", _unknown_section(run, result, meta)]
     parts += ["<h2 id=audit>Label audit</h2>", _audit_section(run, root)]
     parts += ["<h2>Where the model looks (Grad-CAM)</h2>", _gradcam_section(run, model, meta, root, rows, wrong)]
     applied = config.get("applied", {}).get("augment", train["augment"])
     if (run.plots / "augmentation.png").is_file() and applied != "none":
-        parts += [f"<h2>Augmentation preview</h2><p>Applied in training: <b>{html.escape(applied)}</b></p>",
-                  _plot(run.plots / "augmentation.png")]
+        parts += [
+            f"<h2>Augmentation preview</h2><p>Applied in training: <b>{html.escape(applied)}</b></p>",
+            _plot(run.plots / "augmentation.png"),
+        ]
     parts += ["<h2>Model</h2>", _model_section(model, meta, run)]
     parts += ["<h2>Configuration</h2>", _configuration_section(train, config["prepare"])]
     path = run.path / "report.html"
@@ -107,25 +133,37 @@ def write_report(run: str | os.PathLike | RunDir, *, model: nn.Module | None = N
 
 
 def page(title: str, body: str) -> str:
-    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
-            f"<meta name=generator content='photoclass {__version__}'><style>{STYLE}</style></head>"
-            f"<body>{body}</body></html>\n")
+    return (
+        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+        f"<meta name=generator content='photoclass {__version__}'><style>{STYLE}</style></head>"
+        f"<body>{body}</body></html>\n"
+    )
 
 
 def _audit_section(run: RunDir, root: Path) -> str:
     """A link to RUN/audit/audit.html with its most suspicious photos, or how to make it."""
     if not run.exists("audit/audit.json"):
         command = f"photoclass audit {root} --out {run.path / 'audit'}"
-        return (f"<p>No label audit yet. <code>{html.escape(command)}</code> ranks the photos most likely to be "
-                "mislabeled (cleanlab, on out-of-fold predictions) and adds it here.</p>")
+        return (
+            f"<p>No label audit yet. <code>{html.escape(command)}</code> ranks the photos most likely to be "
+            "mislabeled (cleanlab, on out-of-fold predictions) and adds it here.</p>"
+        )
     audit = run.read_json("audit/audit.json")
     top = [r for r in run.read_csv("audit/label_issues.csv") if _disagrees(r)][:5]
-    items = "".join(f"<li>{html.escape(r['path'])}: given <b>{html.escape(r['given_label'])}</b>, looks like "
-                    f"<b>{html.escape(r['suggested_label'])}</b></li>" for r in top)
-    listed = (f"the most suspicious of those the model would label otherwise:</p><ul>{items}</ul>" if top
-              else "the model would label none of them otherwise.</p>")
-    return (f"<p><a href='audit/audit.html'>The label audit</a> flags {audit['flagged']} of {audit['photos']} "
-            f"photos as likely mislabeled; {listed}")
+    items = "".join(
+        f"<li>{html.escape(r['path'])}: given <b>{html.escape(r['given_label'])}</b>, looks like "
+        f"<b>{html.escape(r['suggested_label'])}</b></li>"
+        for r in top
+    )
+    listed = (
+        f"the most suspicious of those the model would label otherwise:</p><ul>{items}</ul>"
+        if top
+        else "the model would label none of them otherwise.</p>"
+    )
+    return (
+        f"<p><a href='audit/audit.html'>The label audit</a> flags {audit['flagged']} of {audit['photos']} "
+        f"photos as likely mislabeled; {listed}"
+    )
 
 
 def _disagrees(suspect: dict[str, Any]) -> bool:
@@ -139,8 +177,11 @@ def _interval_tile(test: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _tiles(items: list[tuple[str, str]]) -> str:
-    return "<div class=tiles>" + "".join(f"<div class=tile>{html.escape(k)}<b>{html.escape(v)}</b></div>"
-                                         for k, v in items) + "</div>"
+    return (
+        "<div class=tiles>"
+        + "".join(f"<div class=tile>{html.escape(k)}<b>{html.escape(v)}</b></div>" for k, v in items)
+        + "</div>"
+    )
 
 
 def _data_section(summary: dict[str, Any] | None, rows: list[dict[str, str]], classes: list[str]) -> str:
@@ -149,8 +190,13 @@ def _data_section(summary: dict[str, Any] | None, rows: list[dict[str, str]], cl
         if r["status"] == "ok" and r["label"] in counts:
             counts[r["label"]][r["split"]] += 1
     table = "<table><tr><th>class</th><th class=n>train</th><th class=n>val</th><th class=n>test</th></tr>"
-    table += "".join(f"<tr><td>{html.escape(c)}</td>" + "".join(f"<td class=n>{n}</td>" for n in v.values())
-                     + "</tr>" for c, v in counts.items()) + "</table>"
+    table += (
+        "".join(
+            f"<tr><td>{html.escape(c)}</td>" + "".join(f"<td class=n>{n}</td>" for n in v.values()) + "</tr>"
+            for c, v in counts.items()
+        )
+        + "</table>"
+    )
     skipped = [r for r in rows if r["status"] != "ok"]
     groups: dict[str, int] = {}
     for r in rows:
@@ -158,9 +204,11 @@ def _data_section(summary: dict[str, Any] | None, rows: list[dict[str, str]], cl
             groups[r["group"]] = groups.get(r["group"], 0) + 1
     shared = [n for n in groups.values() if n > 1]
     usable = sum(r["status"] == "ok" for r in rows)
-    facts = [f"{counted(usable, 'usable photo')}, {len(skipped)} skipped",
-             f"{counted(len(shared), 'group')} of duplicate or near-duplicate photos "
-             f"({counted(sum(shared), 'photo')}), each kept within one split"]
+    facts = [
+        f"{counted(usable, 'usable photo')}, {len(skipped)} skipped",
+        f"{counted(len(shared), 'group')} of duplicate or near-duplicate photos "
+        f"({counted(sum(shared), 'photo')}), each kept within one split",
+    ]
     leaked = summary.get("leaks", {}).get("naive_split_test_with_twin_in_train") if summary else None
     if leaked is not None:
         facts.append(f"a naive split would have put {counted(leaked, 'test photo')} beside a near-twin in training")
@@ -168,8 +216,11 @@ def _data_section(summary: dict[str, Any] | None, rows: list[dict[str, str]], cl
         facts.append(f"{counted(summary['converted'], 'odd file')} converted (e.g. PNG named .jpg, grayscale)")
     out = table + "<ul>" + "".join(f"<li>{html.escape(f)}</li>" for f in facts) + "</ul>"
     if skipped:
-        out += "<details><summary>skipped files</summary><ul>" + "".join(
-            f"<li>{html.escape(r['path'])}: {html.escape(r['reason'])}</li>" for r in skipped[:200]) + "</ul></details>"
+        out += (
+            "<details><summary>skipped files</summary><ul>"
+            + "".join(f"<li>{html.escape(r['path'])}: {html.escape(r['reason'])}</li>" for r in skipped[:200])
+            + "</ul></details>"
+        )
     return out
 
 
@@ -180,9 +231,11 @@ def counted(count: int, noun: str) -> str:
 
 def _per_class_table(test: dict[str, Any]) -> str:
     head = "<tr><th>class</th><th class=n>precision</th><th class=n>recall</th><th class=n>F1</th><th class=n>support</th></tr>"
-    body = "".join(f"<tr><td>{html.escape(name)}</td><td class=n>{c['precision']:.3f}</td><td class=n>{c['recall']:.3f}</td>"
-                   f"<td class=n>{c['f1']:.3f}</td><td class=n>{c['support']}</td></tr>"
-                   for name, c in test["per_class"].items())
+    body = "".join(
+        f"<tr><td>{html.escape(name)}</td><td class=n>{c['precision']:.3f}</td><td class=n>{c['recall']:.3f}</td>"
+        f"<td class=n>{c['f1']:.3f}</td><td class=n>{c['support']}</td></tr>"
+        for name, c in test["per_class"].items()
+    )
     return f"<table>{head}{body}</table>"
 
 
@@ -195,39 +248,53 @@ def _model_section(model: nn.Module | None, meta: dict[str, Any], run: RunDir) -
         summary = summarize(model, spec.size, spec.channels)
     except Exception as e:  # a custom module that does not run on one zero image: the rest of the report stands
         return f"<p>Layer table unavailable: {html.escape(str(e).splitlines()[0] if str(e) else type(e).__name__)}</p>"
-    rows = "".join(f"<tr><td>{html.escape(r['name'])} ({html.escape(r['kind'])})</td>"
-                   f"<td>({', '.join(map(str, r['output']))})</td><td class=n>{r['params']:,}</td></tr>"
-                   for r in summary["layers"])
+    rows = "".join(
+        f"<tr><td>{html.escape(r['name'])} ({html.escape(r['kind'])})</td>"
+        f"<td>({', '.join(map(str, r['output']))})</td><td class=n>{r['params']:,}</td></tr>"
+        for r in summary["layers"]
+    )
     trained = meta.get("trained_parameters", summary["trainable"])
-    return (f"<p>{html.escape(meta['architecture'])}: {summary['total']:,} parameters, {trained:,} trained and "
-            f"{summary['total'] - trained:,} frozen, for {spec.channels}x{spec.size}x{spec.size} input and "
-            f"{meta['num_classes']} classes.</p>"
-            f"<details><summary>{len(summary['layers'])} layers</summary><table><tr><th>layer (type)</th>"
-            f"<th>output shape</th><th class=n>params</th></tr>{rows}</table></details>")
+    return (
+        f"<p>{html.escape(meta['architecture'])}: {summary['total']:,} parameters, {trained:,} trained and "
+        f"{summary['total'] - trained:,} frozen, for {spec.channels}x{spec.size}x{spec.size} input and "
+        f"{meta['num_classes']} classes.</p>"
+        f"<details><summary>{len(summary['layers'])} layers</summary><table><tr><th>layer (type)</th>"
+        f"<th>output shape</th><th class=n>params</th></tr>{rows}</table></details>"
+    )
 
 
 def _classifier_section(classifier: dict[str, Any]) -> str:
     accuracies = classifier["cv_accuracy"].values()
     best, worst, photos = max(accuracies), min(accuracies), classifier.get("photos")
     spread = f" ({round((best - worst) * photos)} of {photos} photos)" if photos else ""
-    return (f"<p>A logistic regression on the backbone's frozen features, solved by L-BFGS in "
-            f"{classifier['seconds']:.1f} s. Its strength C was chosen by {classifier.get('folds', 5)}-fold grouped "
-            f"cross-validation on the training photos: C = {classifier['C']:g}, {best:.2%} out-of-fold accuracy; "
-            f"over the strengths tried it ranged from {worst:.2%} to {best:.2%}{spread}. There are no epochs: the "
-            "options of epoch training (epochs, optimizer, learning rate, schedule) do not apply.</p>")
+    return (
+        f"<p>A logistic regression on the backbone's frozen features, solved by L-BFGS in "
+        f"{classifier['seconds']:.1f} s. Its strength C was chosen by {classifier.get('folds', 5)}-fold grouped "
+        f"cross-validation on the training photos: C = {classifier['C']:g}, {best:.2%} out-of-fold accuracy; "
+        f"over the strengths tried it ranged from {worst:.2%} to {best:.2%}{spread}. There are no epochs: the "
+        "options of epoch training (epochs, optimizer, learning rate, schedule) do not apply.</p>"
+    )
 
 
 def _configuration_section(train: dict[str, Any], prepare: dict[str, Any]) -> str:
     """The options that applied, and those this run's strategy left unused, folded, with why."""
     unused = unused_in_saved(train)
     applied = {k: v for k, v in train.items() if k not in unused}
-    out = ("<div class=cols>" + _key_value_table(applied, "training") +
-           _key_value_table(prepare, "data preparation") + "</div>")
+    out = (
+        "<div class=cols>"
+        + _key_value_table(applied, "training")
+        + _key_value_table(prepare, "data preparation")
+        + "</div>"
+    )
     if unused:
-        rows = "".join(f"<tr><td>{html.escape(k)}</td>{_value_cell(k, train[k])}"
-                       f"<td>{html.escape(why)}</td></tr>" for k, why in unused.items())
-        out += (f"<details id=unused><summary>not used by this strategy ({len(unused)})</summary><table>"
-                f"<tr><th>option</th><th>value</th><th>why</th></tr>{rows}</table></details>")
+        rows = "".join(
+            f"<tr><td>{html.escape(k)}</td>{_value_cell(k, train[k])}<td>{html.escape(why)}</td></tr>"
+            for k, why in unused.items()
+        )
+        out += (
+            f"<details id=unused><summary>not used by this strategy ({len(unused)})</summary><table>"
+            f"<tr><th>option</th><th>value</th><th>why</th></tr>{rows}</table></details>"
+        )
     return out
 
 
@@ -250,19 +317,28 @@ def _gallery(root: Path, wrong: list[dict[str, Any]]) -> str:
     figures = []
     for w in wrong:
         photo = thumbnail(root, w["path"])
-        image = (f"<img alt='{html.escape(w['path'])}' src='{photo}'>" if photo
-                 else "<div class=missing>photo not found</div>")
-        mistake = (f"<figure data-path='{html.escape(w['path'])}'>{image}<figcaption><b>{html.escape(w['true'])}"
-                   f"</b> taken for <b>{html.escape(w['predicted'])}</b> ({w['confidence']:.0%})<br>"
-                   f"{html.escape(w['path'])}</figcaption></figure>")
+        image = (
+            f"<img alt='{html.escape(w['path'])}' src='{photo}'>"
+            if photo
+            else "<div class=missing>photo not found</div>"
+        )
+        mistake = (
+            f"<figure data-path='{html.escape(w['path'])}'>{image}<figcaption><b>{html.escape(w['true'])}"
+            f"</b> taken for <b>{html.escape(w['predicted'])}</b> ({w['confidence']:.0%})<br>"
+            f"{html.escape(w['path'])}</figcaption></figure>"
+        )
         if not w.get("nearest"):
             figures.append(mistake)
             continue
-        near = "".join(f"<figure class=near><img alt='{html.escape(n['path'])}' src='{thumbnail(root, n['path'], 96) or ''}'>"
-                       f"<figcaption>{html.escape(n['label'])} · {n['distance']:.2f}</figcaption></figure>"
-                       for n in w["nearest"])
-        figures.append(f"<div class=explained>{mistake}<div><small>nearest training photos</small>"
-                       f"<div class=gallery>{near}</div></div></div>")
+        near = "".join(
+            f"<figure class=near><img alt='{html.escape(n['path'])}' src='{thumbnail(root, n['path'], 96) or ''}'>"
+            f"<figcaption>{html.escape(n['label'])} · {n['distance']:.2f}</figcaption></figure>"
+            for n in w["nearest"]
+        )
+        figures.append(
+            f"<div class=explained>{mistake}<div><small>nearest training photos</small>"
+            f"<div class=gallery>{near}</div></div></div>"
+        )
     return "<div class=gallery>" + "".join(figures) + "</div>"
 
 
@@ -275,22 +351,32 @@ def _unknown_section(run: RunDir, result: dict[str, Any], meta: dict[str, Any]) 
     scores, check = result.get("outlier_scores"), meta.get("outliers")
     if not check or not scores:
         return "<p>This run has no 'none of these' check (trained with <code>--unknown-accept 0</code>).</p>"
-    return (f"<p>A photo whose features are farther than {check['threshold']:.3f} (cosine) from its "
-            f"{_nth(check['k'])} training photo is <b>unknown</b>: none of the classes. The threshold accepts "
-            f"{check['accept']:.1%} of {check['validated_on']} {check.get('reference', 'validation photos')}; "
-            f"it accepts "
-            f"{scores['test_accepted']:.1%} of the {scores['test_photos']} test photos. "
-            f"<code>photoclass evaluate {html.escape(str(run.path))} --outsiders DIR</code> measures it on photos of "
-            "no class; <code>photoclass similar</code> lists any photo's nearest training photos.</p>"
-            + _plot(run.plots / "outlier_scores.png"))
+    return (
+        f"<p>A photo whose features are farther than {check['threshold']:.3f} (cosine) from its "
+        f"{_nth(check['k'])} training photo is <b>unknown</b>: none of the classes. The threshold accepts "
+        f"{check['accept']:.1%} of {check['validated_on']} {check.get('reference', 'validation photos')}; "
+        f"it accepts "
+        f"{scores['test_accepted']:.1%} of the {scores['test_photos']} test photos. "
+        f"<code>photoclass evaluate {html.escape(str(run.path))} --outsiders DIR</code> measures it on photos of "
+        "no class; <code>photoclass similar</code> lists any photo's nearest training photos.</p>"
+        + _plot(run.plots / "outlier_scores.png")
+    )
 
 
-def _gradcam_section(run: RunDir, model: nn.Module | None, meta: dict[str, Any], root: Path,
-                     rows: list[dict[str, str]], wrong: list[dict[str, Any]]) -> str:
+def _gradcam_section(
+    run: RunDir,
+    model: nn.Module | None,
+    meta: dict[str, Any],
+    root: Path,
+    rows: list[dict[str, str]],
+    wrong: list[dict[str, Any]],
+) -> str:
     test_paths = [r["path"] for r in rows if r["split"] == "test" and r["status"] == "ok"]
     wrong_paths = [w["path"] for w in wrong]
     right_paths = [p for p in test_paths if p not in set(wrong_paths)]
-    chosen = wrong_paths[:GRADCAM_PHOTOS // 2] + right_paths[:GRADCAM_PHOTOS - min(len(wrong_paths), GRADCAM_PHOTOS // 2)]
+    chosen = (
+        wrong_paths[: GRADCAM_PHOTOS // 2] + right_paths[: GRADCAM_PHOTOS - min(len(wrong_paths), GRADCAM_PHOTOS // 2)]
+    )
     labels = {r["path"]: r["label"] for r in rows}
     try:
         if model is None:
@@ -304,15 +390,19 @@ def _gradcam_section(run: RunDir, model: nn.Module | None, meta: dict[str, Any],
                 continue
             x = normalize(to_float(torch.from_numpy(pixels[None].copy())), spec.mean, spec.std)
             heatmap, predicted = gradcam(model, x)
-            figures.append(f"<figure><img alt='Grad-CAM of {html.escape(path)}' src='{_array_uri(overlay(pixels, heatmap))}'>"
-                           f"<figcaption>true <b>{html.escape(labels[path])}</b>, predicted "
-                           f"<b>{html.escape(meta['classes'][predicted])}</b><br>{html.escape(path)}</figcaption></figure>")
+            figures.append(
+                f"<figure><img alt='Grad-CAM of {html.escape(path)}' src='{_array_uri(overlay(pixels, heatmap))}'>"
+                f"<figcaption>true <b>{html.escape(labels[path])}</b>, predicted "
+                f"<b>{html.escape(meta['classes'][predicted])}</b><br>{html.escape(path)}</figcaption></figure>"
+            )
     except Exception as e:  # a model without conv layers, or photos gone: the rest of the report stands
         return f"<p>Grad-CAM unavailable: {html.escape(str(e))}</p>"
     if not figures:
         return "<p>Grad-CAM unavailable: the test photos could not be read.</p>"
-    return ("<p>Red areas weighed most for the predicted class (Grad-CAM on the last convolution).</p>"
-            "<div class=gallery>" + "".join(figures) + "</div>")
+    return (
+        "<p>Red areas weighed most for the predicted class (Grad-CAM on the last convolution).</p>"
+        "<div class=gallery>" + "".join(figures) + "</div>"
+    )
 
 
 def _plot(path: Path) -> str:
@@ -345,39 +435,67 @@ def data_uri(data: bytes, kind: str) -> str:
     return f"data:image/{kind};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-
-def write_audit_page(root: Path, suspects: list[dict[str, Any]], conflicts: list[list[dict[str, Any]]],
-                     outliers: list[dict[str, Any]], path: Path, *, shown: int = 60) -> Path:
+def write_audit_page(
+    root: Path,
+    suspects: list[dict[str, Any]],
+    conflicts: list[list[dict[str, Any]]],
+    outliers: list[dict[str, Any]],
+    path: Path,
+    *,
+    shown: int = 60,
+) -> Path:
     """audit.html: the photos the out-of-fold model labels otherwise, then those it agrees with
     least confidently; the duplicate groups whose photos carry different labels; and the least
     typical photos."""
+
     def figure(row: dict[str, Any], caption: str) -> str:
         photo = thumbnail(root, row["path"])
-        image = (f"<img alt='{html.escape(row['path'])}' src='{photo}'>" if photo
-                 else "<div class=missing>photo not found</div>")
-        return (f"<figure data-path='{html.escape(row['path'])}'>{image}<figcaption>{caption}<br>"
-                f"{html.escape(row['path'])}</figcaption></figure>")
+        image = (
+            f"<img alt='{html.escape(row['path'])}' src='{photo}'>"
+            if photo
+            else "<div class=missing>photo not found</div>"
+        )
+        return (
+            f"<figure data-path='{html.escape(row['path'])}'>{image}<figcaption>{caption}<br>"
+            f"{html.escape(row['path'])}</figcaption></figure>"
+        )
 
     flagged = sum(1 for s in suspects if s["flagged"])
     mislabeled = [s for s in suspects if _disagrees(s)]
     agreed = [s for s in suspects if not _disagrees(s)][:AGREED_SHOWN]
-    parts = [f"<h1>Label audit: {html.escape(str(root))}</h1>",
-             f"<p>{len(suspects)} photos; cleanlab flags {flagged} as likely mislabeled, and the model that never "
-             f"saw a photo picks another label than the given one for {len(mislabeled)}. Most suspicious first "
-             "(score: the out-of-fold probability of the given label). Nothing in the folder was changed.</p>",
-             f"<h2>Likely mislabeled: the model picks another label ({len(mislabeled)})</h2><div class=gallery>"]
-    parts += [figure(s, f"given <b>{html.escape(s['given_label'])}</b>, looks like "
-                        f"<b>{html.escape(s['suggested_label'])}</b> ({s['score']:.2f})") for s in mislabeled[:shown]]
-    parts += ["</div>", "<h2>Least confident of the rest: the model agrees with the given label</h2>"
-              "<div class=gallery>"]
-    parts += [figure(s, f"given <b>{html.escape(s['given_label'])}</b>, the model agrees ({s['score']:.2f})")
-              for s in agreed]
+    parts = [
+        f"<h1>Label audit: {html.escape(str(root))}</h1>",
+        f"<p>{len(suspects)} photos; cleanlab flags {flagged} as likely mislabeled, and the model that never "
+        f"saw a photo picks another label than the given one for {len(mislabeled)}. Most suspicious first "
+        "(score: the out-of-fold probability of the given label). Nothing in the folder was changed.</p>",
+        f"<h2>Likely mislabeled: the model picks another label ({len(mislabeled)})</h2><div class=gallery>",
+    ]
+    parts += [
+        figure(
+            s,
+            f"given <b>{html.escape(s['given_label'])}</b>, looks like "
+            f"<b>{html.escape(s['suggested_label'])}</b> ({s['score']:.2f})",
+        )
+        for s in mislabeled[:shown]
+    ]
+    parts += [
+        "</div>",
+        "<h2>Least confident of the rest: the model agrees with the given label</h2><div class=gallery>",
+    ]
+    parts += [
+        figure(s, f"given <b>{html.escape(s['given_label'])}</b>, the model agrees ({s['score']:.2f})") for s in agreed
+    ]
     parts += ["</div>", f"<h2>Duplicates with different labels ({len(conflicts)} groups)</h2>"]
     for group in conflicts[:20]:
-        parts += ["<div class=gallery>"] + [figure(r, f"labelled <b>{html.escape(r['label'])}</b>") for r in group] \
+        parts += (
+            ["<div class=gallery>"]
+            + [figure(r, f"labelled <b>{html.escape(r['label'])}</b>") for r in group]
             + ["</div>"]
-    parts += [f"<h2>Least typical photos: the {len(outliers)} farthest from the rest (highest outlier score first)</h2>"
-              "<div class=gallery>"]
+        )
+    parts += [
+        f"<h2>Least typical photos: the {len(outliers)} farthest from the rest (highest outlier score first)</h2>"
+        "<div class=gallery>"
+    ]
     parts += [figure(o, f"{html.escape(o['label'])}, outlier score {o['outlier_score']:.3f}") for o in outliers]
     parts += ["</div>"]
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ Each photo's probabilities come from a linear classifier that never saw it, nor 
 near-duplicates (grouped folds: twins must not vouch for each other), fitted on frozen
 pretrained features. cleanlab then ranks the photos whose given label its model doubts most.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -25,8 +26,15 @@ class Suspect:
     flagged: bool  # among cleanlab's label issues, not only low in the ranking
 
 
-def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, *,
-                              folds: int = 5, seed: int = 0, progress: bool | None = False) -> np.ndarray:
+def out_of_fold_probabilities(
+    features: np.ndarray,
+    labels: np.ndarray,
+    groups: np.ndarray,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    progress: bool | None = False,
+) -> np.ndarray:
     """(N, C) probabilities, each from a logistic regression fitted on the other folds.
 
     Folds are stratified by label and keep duplicate groups whole. Features are centred and
@@ -40,12 +48,20 @@ def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, groups: 
     smallest = int(np.bincount(labels, minlength=classes).min())
     folds = min(folds, smallest)
     if folds < 2:
-        raise PhotoclassError(f"Finding label errors needs at least 2 photos of every class; one class has "
-                              f"{smallest}. HINT: add photos to it.")
+        raise PhotoclassError(
+            f"Finding label errors needs at least 2 photos of every class; one class has "
+            f"{smallest}. HINT: add photos to it."
+        )
     probabilities = np.zeros((len(labels), classes))
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for train, held_out in tqdm(splitter.split(features, labels, groups), total=folds, desc="folds", unit="fold",
-                                leave=False, disable=None if progress is None else not progress):
+    for train, held_out in tqdm(
+        splitter.split(features, labels, groups),
+        total=folds,
+        desc="folds",
+        unit="fold",
+        leave=False,
+        disable=None if progress is None else not progress,
+    ):
         model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
         model.fit(features[train], labels[train])
         probabilities[np.ix_(held_out, model.classes_)] = model.predict_proba(features[held_out])
@@ -60,8 +76,10 @@ def rank_label_errors(labels: np.ndarray, probabilities: np.ndarray) -> list[Sus
     scores = get_label_quality_scores(labels, probabilities, method="self_confidence")
     flagged = find_label_issues(labels, probabilities, filter_by="prune_by_noise_rate")
     order = np.argsort(scores, kind="stable")
-    return [Suspect(int(i), int(labels[i]), int(probabilities[i].argmax()), round(float(scores[i]), 6),
-                    bool(flagged[i])) for i in order]
+    return [
+        Suspect(int(i), int(labels[i]), int(probabilities[i].argmax()), round(float(scores[i]), 6), bool(flagged[i]))
+        for i in order
+    ]
 
 
 def outlier_scores(features: np.ndarray) -> np.ndarray:

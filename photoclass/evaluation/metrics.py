@@ -1,4 +1,5 @@
 """Classification metrics from logits: loss, accuracy, top-k, per-class P/R/F1, confusion."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -10,8 +11,9 @@ import torch.nn.functional as F
 from .stats import wilson_interval
 
 
-def classification_report(logits: torch.Tensor, labels: torch.Tensor, classes: list[str],
-                          *, top_k: int = 2, temperature: float = 1.0) -> dict[str, Any]:
+def classification_report(
+    logits: torch.Tensor, labels: torch.Tensor, classes: list[str], *, top_k: int = 2, temperature: float = 1.0
+) -> dict[str, Any]:
     """Everything `test.json` holds for one split. `logits` is (N, C), `labels` is (N,).
 
     Accuracy comes with its 95% Wilson interval; `ece` is the expected calibration error of
@@ -60,8 +62,13 @@ def calibration_bins(probabilities: torch.Tensor, labels: torch.Tensor, bins: in
     for low, high in zip(edges[:-1], edges[1:]):
         inside = (confidence > low) & (confidence <= high)
         if inside.any():
-            rows.append({"confidence": round(float(confidence[inside].mean()), 6),
-                         "accuracy": round(float(correct[inside].mean()), 6), "count": int(inside.sum())})
+            rows.append(
+                {
+                    "confidence": round(float(confidence[inside].mean()), 6),
+                    "accuracy": round(float(correct[inside].mean()), 6),
+                    "count": int(inside.sum()),
+                }
+            )
     return rows
 
 

@@ -1,4 +1,5 @@
 """PNG plots for a run: learning curves, confusion matrix, image grids."""
+
 from __future__ import annotations
 
 import textwrap
@@ -45,14 +46,22 @@ def learning_curves(history: list[dict[str, Any]], path: Path) -> None:
 
 def regularization_curve(cv_accuracy: dict[str, float], chosen: float, folds: int, path: Path) -> None:
     """Out-of-fold accuracy against the logistic regression's strength C, the chosen C marked."""
-    _marked_log_curve([float(c) for c in cv_accuracy], list(cv_accuracy.values()), chosen, path,
-                      label=f"{folds}-fold out-of-fold accuracy", marked=f"chosen C = {chosen:g}",
-                      xlabel="C (inverse L2 strength; right: weaker regularization)", ylabel="accuracy",
-                      title="the classifier's regularization, by cross-validation")
+    _marked_log_curve(
+        [float(c) for c in cv_accuracy],
+        list(cv_accuracy.values()),
+        chosen,
+        path,
+        label=f"{folds}-fold out-of-fold accuracy",
+        marked=f"chosen C = {chosen:g}",
+        xlabel="C (inverse L2 strength; right: weaker regularization)",
+        ylabel="accuracy",
+        title="the classifier's regularization, by cross-validation",
+    )
 
 
-def _marked_log_curve(x, y, mark: float, path: Path, *, label: str | None, marked: str, xlabel: str, ylabel: str,
-                      title: str | None = None) -> None:
+def _marked_log_curve(
+    x, y, mark: float, path: Path, *, label: str | None, marked: str, xlabel: str, ylabel: str, title: str | None = None
+) -> None:
     """y against x on a log axis, with a dashed line at x = `mark`."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.6))
@@ -68,8 +77,9 @@ def _marked_log_curve(x, y, mark: float, path: Path, *, label: str | None, marke
     _save(fig, path)
 
 
-def confusion_matrix(matrix: Sequence[Sequence[int]], classes: list[str], path: Path,
-                     title: str = "confusion matrix (test)") -> None:
+def confusion_matrix(
+    matrix: Sequence[Sequence[int]], classes: list[str], path: Path, title: str = "confusion matrix (test)"
+) -> None:
     plt = _pyplot()
     m = np.asarray(matrix)
     size = max(3.5, 0.6 * len(classes) + 2)
@@ -82,8 +92,7 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], classes: list[str], path: 
     ax.set_title(title)
     for i in range(m.shape[0]):
         for j in range(m.shape[1]):
-            ax.text(j, i, str(m[i, j]), ha="center", va="center",
-                    color="white" if m[i, j] > m.max() / 2 else "black")
+            ax.text(j, i, str(m[i, j]), ha="center", va="center", color="white" if m[i, j] > m.max() / 2 else "black")
     _save(fig, path)
 
 
@@ -96,18 +105,20 @@ def fit_caption(caption: str, chars: int = CAPTION_CHARS, lines: int = CAPTION_L
     gives way to '...', so that its end (a confidence, say) stays."""
     wrapped = textwrap.wrap(caption, chars, break_long_words=True, break_on_hyphens=False) or [""]
     if len(wrapped) > lines:
-        wrapped = wrapped[:lines - 1] + ["..." + caption[-(chars - 3):]]
+        wrapped = wrapped[: lines - 1] + ["..." + caption[-(chars - 3) :]]
     return "\n".join(wrapped)
 
 
-def image_grid(images: Sequence[np.ndarray], captions: Sequence[str], path: Path, *,
-               columns: int = 6, title: str = "") -> None:
+def image_grid(
+    images: Sequence[np.ndarray], captions: Sequence[str], path: Path, *, columns: int = 6, title: str = ""
+) -> None:
     """A grid of (H, W, 3) uint8 images with a caption over each, wrapped to fit its tile."""
     plt = _pyplot()
     columns = max(1, min(columns, len(images)))
     rows = max(1, (len(images) + columns - 1) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows), squeeze=False,
-                             layout="constrained")  # room for each caption's lines and the title
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(2.2 * columns, 2.4 * rows), squeeze=False, layout="constrained"
+    )  # room for each caption's lines and the title
     for ax in axes.ravel():
         ax.axis("off")
     for ax, image, caption in zip(axes.ravel(), images, captions):
@@ -137,8 +148,16 @@ def overlaid_curves(histories: dict[str, list[dict[str, Any]]], out) -> None:
 
 def lr_curve(rates: Sequence[float], losses: Sequence[float], suggestion: float, path: Path) -> None:
     """Smoothed training loss against the learning rate (log scale), the suggestion marked."""
-    _marked_log_curve(rates, losses, suggestion, path, label=None, marked=f"suggested {suggestion:.1e}",
-                      xlabel="learning rate", ylabel="training loss (smoothed)")
+    _marked_log_curve(
+        rates,
+        losses,
+        suggestion,
+        path,
+        label=None,
+        marked=f"suggested {suggestion:.1e}",
+        xlabel="learning rate",
+        ylabel="training loss (smoothed)",
+    )
 
 
 def reliability_diagram(bins: list[dict[str, float]], ece: float, path: Path) -> None:
@@ -148,8 +167,12 @@ def reliability_diagram(bins: list[dict[str, float]], ece: float, path: Path) ->
     ax.plot([0, 1], [0, 1], "--", color="grey", lw=1)
     if bins:
         total = sum(b["count"] for b in bins)
-        ax.scatter([b["confidence"] for b in bins], [b["accuracy"] for b in bins],
-                   s=[20 + 400 * b["count"] / total for b in bins], alpha=0.7)
+        ax.scatter(
+            [b["confidence"] for b in bins],
+            [b["accuracy"] for b in bins],
+            s=[20 + 400 * b["count"] / total for b in bins],
+            alpha=0.7,
+        )
     ax.set_xlim(0, 1.02)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("confidence")

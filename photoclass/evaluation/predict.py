@@ -1,4 +1,5 @@
 """Logits of a model over a loader, in order: what evaluation, validation and reports share."""
+
 from __future__ import annotations
 
 import torch
@@ -10,9 +11,15 @@ from ..data.loader import BatchLoader
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, loader: BatchLoader, *, precision: str = "fp32",
-                   flip_average: bool = False, progress: bool | None = False,
-                   desc: str = "predict") -> tuple[torch.Tensor, torch.Tensor]:
+def predict_logits(
+    model: nn.Module,
+    loader: BatchLoader,
+    *,
+    precision: str = "fp32",
+    flip_average: bool = False,
+    progress: bool | None = False,
+    desc: str = "predict",
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, C) float32 logits and (N,) labels on the CPU, in loader order (no shuffling, no
     augmentation); the model runs where the loader's batches are, in `precision`.
 
@@ -22,8 +29,14 @@ def predict_logits(model: nn.Module, loader: BatchLoader, *, precision: str = "f
     """
     model.eval()
     logits, labels = [], []
-    for x, y in tqdm(loader.batches(), total=len(loader), desc=desc, unit="batch", leave=False,
-                     disable=None if progress is None else not progress):
+    for x, y in tqdm(
+        loader.batches(),
+        total=len(loader),
+        desc=desc,
+        unit="batch",
+        leave=False,
+        disable=None if progress is None else not progress,
+    ):
         with autocast(x.device, precision):
             out = model(x).float()
             if flip_average:

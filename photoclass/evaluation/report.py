@@ -1,4 +1,5 @@
 """Evaluate a model on a prepared dataset; write test.json and the plots of a run."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,10 +24,17 @@ from . import plots
 MAX_MISCLASSIFIED = 60
 
 
-def evaluate_dataset(net: nn.Module, dataset: PreparedDataset, spec: InputSpec, config, *,
-                     loaders: dict[str, BatchLoader] | None = None,
-                     full_model: nn.Module | None = None, temperature: float | None = None,
-                     progress: bool | None = False) -> dict[str, Any]:
+def evaluate_dataset(
+    net: nn.Module,
+    dataset: PreparedDataset,
+    spec: InputSpec,
+    config,
+    *,
+    loaders: dict[str, BatchLoader] | None = None,
+    full_model: nn.Module | None = None,
+    temperature: float | None = None,
+    progress: bool | None = False,
+) -> dict[str, Any]:
     """Test metrics, train and val loss/accuracy, the generalization gap, misclassified photos.
 
     `loaders` may hold cached features for `net`; with `config.tta` the test photos go
@@ -34,26 +42,42 @@ def evaluate_dataset(net: nn.Module, dataset: PreparedDataset, spec: InputSpec, 
     None fits one on the validation split (1.0 without one); it is returned with the rest.
     `progress` (None: on a terminal) shows a bar for each split.
     """
+
     def loader(split: str, pixels: bool = False) -> BatchLoader:
         if loaders and split in loaders and not pixels:
             return loaders[split]
-        return BatchLoader(dataset.images, dataset.labels, dataset.indices(split.replace("_eval", "")),
-                           batch_size=config.batch_size, mean=spec.mean, std=spec.std, device=device)
+        return BatchLoader(
+            dataset.images,
+            dataset.labels,
+            dataset.indices(split.replace("_eval", "")),
+            batch_size=config.batch_size,
+            mean=spec.mean,
+            std=spec.std,
+            device=device,
+        )
 
     device = _device_of(full_model or net)
     results: dict[str, Any] = {}
     for name, split in (("train", "train_eval"), ("val", "val"), ("test", "test")):
         if name == "test" and config.tta:
-            logits, labels = predict_logits(full_model or net, loader(split, pixels=True), precision=config.precision,
-                                            flip_average=True, progress=progress, desc=f"{name} photos")
+            logits, labels = predict_logits(
+                full_model or net,
+                loader(split, pixels=True),
+                precision=config.precision,
+                flip_average=True,
+                progress=progress,
+                desc=f"{name} photos",
+            )
         else:
-            logits, labels = predict_logits(net, loader(split), precision=config.precision, progress=progress,
-                                            desc=f"{name} photos")
+            logits, labels = predict_logits(
+                net, loader(split), precision=config.precision, progress=progress, desc=f"{name} photos"
+            )
         if name == "val" and temperature is None:
             temperature = fit_temperature(logits, labels) if len(dataset.indices("val")) else 1.0
         if name == "test":
-            results["test"] = classification_report(logits, labels, dataset.classes, top_k=config.top_k,
-                                                    temperature=temperature)
+            results["test"] = classification_report(
+                logits, labels, dataset.classes, top_k=config.top_k, temperature=temperature
+            )
             wrong = _misclassified(logits / temperature, labels, dataset, "test")
             results["misclassified"] = wrong[:MAX_MISCLASSIFIED]
             results["wrong_paths"] = sorted(w["path"] for w in wrong)  # all of them, for paired tests between runs
@@ -71,8 +95,11 @@ def _device_of(model: nn.Module) -> torch.device:
 def _loss_and_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     if not len(labels):
         return {"count": 0, "loss": float("nan"), "accuracy": float("nan")}
-    return {"count": len(labels), "loss": float(nn.functional.cross_entropy(logits, labels)),
-            "accuracy": float((logits.argmax(1) == labels).float().mean())}
+    return {
+        "count": len(labels),
+        "loss": float(nn.functional.cross_entropy(logits, labels)),
+        "accuracy": float((logits.argmax(1) == labels).float().mean()),
+    }
 
 
 def _misclassified(logits, labels, dataset: PreparedDataset, split: str) -> list[dict[str, Any]]:
@@ -80,39 +107,51 @@ def _misclassified(logits, labels, dataset: PreparedDataset, split: str) -> list
     rows = [dataset.usable[i] for i in dataset.indices(split)]
     wrong = torch.nonzero(logits.argmax(1) != labels).flatten().tolist()
     wrong.sort(key=lambda i: -float(probabilities[i].max()))  # most confident mistakes first
-    return [{"path": rows[i].path, "true": dataset.classes[int(labels[i])],
-             "predicted": dataset.classes[int(probabilities[i].argmax())],
-             "confidence": round(float(probabilities[i].max()), 4), "index": int(dataset.indices(split)[i])}
-            for i in wrong]
+    return [
+        {
+            "path": rows[i].path,
+            "true": dataset.classes[int(labels[i])],
+            "predicted": dataset.classes[int(probabilities[i].argmax())],
+            "confidence": round(float(probabilities[i].max()), 4),
+            "index": int(dataset.indices(split)[i]),
+        }
+        for i in wrong
+    ]
 
 
-def write_evaluation(run: RunDir, evaluation: dict[str, Any], history, dataset: PreparedDataset,
-                     config, *, augment: str | None = None) -> None:
+def write_evaluation(
+    run: RunDir, evaluation: dict[str, Any], history, dataset: PreparedDataset, config, *, augment: str | None = None
+) -> None:
     """test.json and the plots: learning curves (or, for a classifier fitted in one solve, its
     cross-validated strength), confusion matrix, misclassified, and the augmentation preview of
     `augment`, what training applied (default `config.augment`), unless that is none."""
     run.write_json("test.json", evaluation)
     classifier = run.read_json("classifier.json") if run.exists("classifier.json") else None
     if classifier:  # fitted in one solve: what was tuned is C, not epochs
-        plots.regularization_curve(classifier["cv_accuracy"], classifier["C"], classifier.get("folds", 5),
-                                   run.plots / "regularization.png")
+        plots.regularization_curve(
+            classifier["cv_accuracy"], classifier["C"], classifier.get("folds", 5), run.plots / "regularization.png"
+        )
     if len(history) > 1 or (history and not classifier):
         plots.learning_curves(history, run.plots / "learning_curves.png")
-    plots.confusion_matrix(evaluation["test"]["confusion_matrix"], dataset.classes,
-                           run.plots / "confusion_matrix.png")
-    plots.reliability_diagram(evaluation["test"]["calibration_bins"], evaluation["test"]["ece"],
-                              run.plots / "calibration.png")
+    plots.confusion_matrix(evaluation["test"]["confusion_matrix"], dataset.classes, run.plots / "confusion_matrix.png")
+    plots.reliability_diagram(
+        evaluation["test"]["calibration_bins"], evaluation["test"]["ece"], run.plots / "calibration.png"
+    )
     wrong = evaluation["misclassified"][:24]
     if wrong:
-        plots.image_grid([dataset.images[w["index"]] for w in wrong],
-                         [f"{w['true']} -> {w['predicted']} ({w['confidence']:.2f})" for w in wrong],
-                         run.plots / "misclassified.png", title="misclassified test photos (true -> predicted)")
+        plots.image_grid(
+            [dataset.images[w["index"]] for w in wrong],
+            [f"{w['true']} -> {w['predicted']} ({w['confidence']:.2f})" for w in wrong],
+            run.plots / "misclassified.png",
+            title="misclassified test photos (true -> predicted)",
+        )
     if parse_augment(augment or config.augment).enabled:
         augmentation_preview(dataset, augment or config.augment, run.plots / "augmentation.png", seed=config.seed)
 
 
-def augmentation_preview(dataset: PreparedDataset, augment: str, path: Path, *, photos: int = 4,
-                         variants: int = 5, seed: int = 0) -> Path:
+def augmentation_preview(
+    dataset: PreparedDataset, augment: str, path: Path, *, photos: int = 4, variants: int = 5, seed: int = 0
+) -> Path:
     """A grid: each row one training photo, first as cached, then augmented `variants` times."""
     check_outside(path, dataset.summary.get("source", dataset.root))  # a CSV's data is the CSV
     spec = parse_augment(augment)
@@ -135,14 +174,30 @@ def augmentation_preview(dataset: PreparedDataset, augment: str, path: Path, *, 
     return path
 
 
-def evaluate_all(net, dataset: PreparedDataset, spec: InputSpec, config, classes: list[str], *,
-                 temperature: float = 1.0, progress: bool | None = False) -> dict:
+def evaluate_all(
+    net,
+    dataset: PreparedDataset,
+    spec: InputSpec,
+    config,
+    classes: list[str],
+    *,
+    temperature: float = 1.0,
+    progress: bool | None = False,
+) -> dict:
     """Every usable photo of `dataset` is a test photo; labels mapped onto the model's classes."""
     labels = np.array([classes.index(dataset.classes[i]) for i in dataset.labels])
-    loader = BatchLoader(dataset.images, labels, np.arange(len(dataset)), batch_size=config.batch_size,
-                         mean=spec.mean, std=spec.std, device=_device_of(net))
-    logits, y = predict_logits(net, loader, precision=config.precision, flip_average=config.tta, progress=progress,
-                               desc="evaluate")
+    loader = BatchLoader(
+        dataset.images,
+        labels,
+        np.arange(len(dataset)),
+        batch_size=config.batch_size,
+        mean=spec.mean,
+        std=spec.std,
+        device=_device_of(net),
+    )
+    logits, y = predict_logits(
+        net, loader, precision=config.precision, flip_average=config.tta, progress=progress, desc="evaluate"
+    )
     return {"test": classification_report(logits, y, classes, top_k=config.top_k, temperature=temperature)}
 
 
@@ -151,8 +206,11 @@ def format_test(test: dict[str, Any], run_path, unknown: dict[str, Any] | None =
     the 'none of these' check (`unknown`, evaluation's "outlier_scores") would mark unknown."""
     interval = test.get("accuracy_interval")
     shown = f" (95% interval {interval[0]:.4f}-{interval[1]:.4f})" if interval else ""
-    lines = ["", f"test: accuracy {test['accuracy']:.4f}{shown}  loss {test['loss']:.4f}  "
-                 f"macro F1 {test['macro_f1']:.4f}  ({test['count']} photos)"]
+    lines = [
+        "",
+        f"test: accuracy {test['accuracy']:.4f}{shown}  loss {test['loss']:.4f}  "
+        f"macro F1 {test['macro_f1']:.4f}  ({test['count']} photos)",
+    ]
     lines.append(f"  {'class':<16}{'precision':>10}{'recall':>8}{'f1':>8}{'support':>9}")
     for name, c in test["per_class"].items():
         lines.append(f"  {name:<16}{c['precision']:>10.3f}{c['recall']:>8.3f}{c['f1']:>8.3f}{c['support']:>9}")
@@ -160,7 +218,9 @@ def format_test(test: dict[str, Any], run_path, unknown: dict[str, Any] | None =
         photos = unknown["test_photos"]
         marked = photos - round(unknown["test_accepted"] * photos)
         low, high = wilson_interval(photos - marked, photos)
-        lines.append(f"none of these: {marked} of the {photos} test photos would be marked unknown (far from every "
-                     f"training photo); {1 - marked / photos:.1%} accepted (95% interval {low:.1%}-{high:.1%})")
+        lines.append(
+            f"none of these: {marked} of the {photos} test photos would be marked unknown (far from every "
+            f"training photo); {1 - marked / photos:.1%} accepted (95% interval {low:.1%}-{high:.1%})"
+        )
     lines.append(f"run: {run_path}")
     return "\n".join(lines)

@@ -1,4 +1,5 @@
 """Statistics without torch: intervals and a paired test, for figures the leaderboard reads."""
+
 from __future__ import annotations
 
 import math
@@ -22,9 +23,38 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
 
 
 # two-sided 95% quantiles of Student's t, by degrees of freedom 1 to 30 (beyond: _t975)
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
-         2.045, 2.042)
+_T975 = (
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+)
 
 
 def _t975(df: int) -> float:
@@ -46,8 +76,13 @@ def t_interval(values, bounds: tuple[float, float] = (0.0, 1.0)) -> dict[str, An
     sd = float(values.std(ddof=1)) if n > 1 else float("nan")
     half = _t975(n - 1) * sd / math.sqrt(n) if n > 1 else float("nan")
     low, high = max(mean - half, bounds[0]), min(mean + half, bounds[1])
-    return {"mean": round(mean, 6), "sd": round(sd, 6), "interval": [round(low, 6), round(high, 6)],
-            "n": n, "values": [round(float(v), 6) for v in values]}
+    return {
+        "mean": round(mean, 6),
+        "sd": round(sd, 6),
+        "interval": [round(low, 6), round(high, 6)],
+        "n": n,
+        "values": [round(float(v), 6) for v in values],
+    }
 
 
 def mcnemar_p(only_first_right: int, only_second_right: int) -> float:
@@ -59,5 +94,5 @@ def mcnemar_p(only_first_right: int, only_second_right: int) -> float:
     if n == 0:
         return 1.0
     k = min(only_first_right, only_second_right)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
     return min(1.0, 2 * tail)

@@ -1,4 +1,5 @@
 """One self-contained page comparing runs: curves overlaid, test figures side by side."""
+
 from __future__ import annotations
 
 import html
@@ -20,31 +21,51 @@ def write_comparison(runs: list[str | os.PathLike], out: str | os.PathLike, *, t
     check_outside(out, *(RunDir(r).data_source() for r in runs))
     summaries = [RunSummary.from_run(r) for r in runs]
     sets = data_sets(summaries)
-    selections = {label: select_run(group, tolerance=tolerance) for label, group in sets.items()
-                  if len(group) > 1 or len(sets) == 1}
+    selections = {
+        label: select_run(group, tolerance=tolerance)
+        for label, group in sets.items()
+        if len(group) > 1 or len(sets) == 1
+    }
     winners = {id(s.winner) for s in selections.values()}
     label_of = {id(r): label for label, group in sets.items() for r in group}
-    histories = {s.name if sum(t.name == s.name for t in summaries) == 1 else str(s.path):
-                 RunDir(s.path).read_csv("metrics.csv") for s in summaries}
+    histories = {
+        s.name if sum(t.name == s.name for t in summaries) == 1 else str(s.path): RunDir(s.path).read_csv("metrics.csv")
+        for s in summaries
+    }
     buffer = io.BytesIO()
     plots.overlaid_curves(histories, buffer)
     head = ["data", "run", "model", "test acc", "test loss", "macro F1", "train acc", "gap", "seconds", "options"]
     body = []
     for s in summaries:
         options = s.options_text()
-        cells = [html.escape(label_of[id(s)]), html.escape(str(s.path)), html.escape(s.model),
-                 f"{s.test_accuracy:.4f}", f"{s.test_loss:.4f}", f"{s.macro_f1:.4f}", f"{s.train_accuracy:.4f}",
-                 f"{s.gap:+.4f}", f"{s.seconds:.1f}", html.escape(options)]
+        cells = [
+            html.escape(label_of[id(s)]),
+            html.escape(str(s.path)),
+            html.escape(s.model),
+            f"{s.test_accuracy:.4f}",
+            f"{s.test_loss:.4f}",
+            f"{s.macro_f1:.4f}",
+            f"{s.train_accuracy:.4f}",
+            f"{s.gap:+.4f}",
+            f"{s.seconds:.1f}",
+            html.escape(options),
+        ]
         row = "".join(f"<td{' class=n' if 2 < i < 9 else ''}>{c}</td>" for i, c in enumerate(cells))
         body.append(f"<tr{' class=win' if id(s) in winners else ''}>{row}</tr>")
-    table = ("<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(body) + "</table>")
+    table = "<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(body) + "</table>"
     note = mixed_data_note(summaries)
-    selected = "".join(f"<p><b>Selected{'' if len(sets) == 1 else ' on ' + html.escape(label)}:</b> "
-                       f"{html.escape(selection.reason)}</p>" for label, selection in selections.items())
-    content = (f"<h1>Comparing {len(summaries)} runs</h1><h2>Test metrics</h2>{table}"
-               + (f"<p><b>NOTE:</b> {html.escape(note)}</p>" if note else "") + selected
-               + f"<h2>Learning curves</h2><img class=plot alt='learning curves' "
-                 f"src='{data_uri(buffer.getvalue(), 'png')}'>")
+    selected = "".join(
+        f"<p><b>Selected{'' if len(sets) == 1 else ' on ' + html.escape(label)}:</b> "
+        f"{html.escape(selection.reason)}</p>"
+        for label, selection in selections.items()
+    )
+    content = (
+        f"<h1>Comparing {len(summaries)} runs</h1><h2>Test metrics</h2>{table}"
+        + (f"<p><b>NOTE:</b> {html.escape(note)}</p>" if note else "")
+        + selected
+        + f"<h2>Learning curves</h2><img class=plot alt='learning curves' "
+        f"src='{data_uri(buffer.getvalue(), 'png')}'>"
+    )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, page("photoclass: comparing runs", content))
@@ -56,5 +77,7 @@ def mixed_data_note(runs: list[RunSummary] | list[str | os.PathLike]) -> str | N
     sets = data_sets([r if isinstance(r, RunSummary) else RunSummary.from_run(r) for r in runs])
     if len(sets) < 2:
         return None
-    return (f"these runs are on {len(sets)} data sets: {data_sets_text(sets)}; a test error on one says nothing "
-            "about another, so they stand side by side and a run is selected only among runs on its own data")
+    return (
+        f"these runs are on {len(sets)} data sets: {data_sets_text(sets)}; a test error on one says nothing "
+        "about another, so they stand side by side and a run is selected only among runs on its own data"
+    )

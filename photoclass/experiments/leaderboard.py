@@ -1,4 +1,5 @@
 """Compare finished runs and pick one: lowest test error, then the smallest generalization gap."""
+
 from __future__ import annotations
 
 import html
@@ -60,14 +61,24 @@ class RunSummary:
             photos = frozenset(f"{root}/{r['path']}" for r in run.read_csv("split.csv") if r["split"] == "test")
             wrong = frozenset(f"{root}/{p}" for p in result["wrong_paths"])
         source = run.data_source() or config["data"]
-        return cls(path=run.path, data=Path(source).name, data_source=source, model=train["model"],
-                   test_photos=photos, wrong=wrong,
-                   options=_options_that_applied(config),
-                   test_accuracy=figures["test_accuracy"], test_loss=figures["test_loss"],
-                   train_accuracy=figures["train_accuracy"], gap=figures["generalization_gap"],
-                   seconds=figures["seconds"], macro_f1=figures["test_macro_f1"],
-                   interval=(figures["test_accuracy_low"], figures["test_accuracy_high"])
-                   if "test_accuracy_low" in figures else None)
+        return cls(
+            path=run.path,
+            data=Path(source).name,
+            data_source=source,
+            model=train["model"],
+            test_photos=photos,
+            wrong=wrong,
+            options=_options_that_applied(config),
+            test_accuracy=figures["test_accuracy"],
+            test_loss=figures["test_loss"],
+            train_accuracy=figures["train_accuracy"],
+            gap=figures["generalization_gap"],
+            seconds=figures["seconds"],
+            macro_f1=figures["test_macro_f1"],
+            interval=(figures["test_accuracy_low"], figures["test_accuracy_high"])
+            if "test_accuracy_low" in figures
+            else None,
+        )
 
     @classmethod
     def from_summary(cls, path: str | os.PathLike) -> RunSummary:
@@ -82,24 +93,45 @@ class RunSummary:
             return float(sum(values) / len(values))
 
         accuracy = t_interval(m.test_accuracy for m in members)
-        return cls(path=run.path, data=first.data, data_source=first.data_source, model=first.model,
-                   options={**first.options, "seed": None, summary["kind"]: len(members)},
-                   test_accuracy=accuracy["mean"], test_loss=mean([m.test_loss for m in members]),
-                   train_accuracy=mean([m.train_accuracy for m in members]), gap=mean([m.gap for m in members]),
-                   seconds=sum(m.seconds for m in members), macro_f1=mean([m.macro_f1 for m in members]),
-                   interval=tuple(accuracy["interval"]), extra={"members": len(members)})
+        return cls(
+            path=run.path,
+            data=first.data,
+            data_source=first.data_source,
+            model=first.model,
+            options={**first.options, "seed": None, summary["kind"]: len(members)},
+            test_accuracy=accuracy["mean"],
+            test_loss=mean([m.test_loss for m in members]),
+            train_accuracy=mean([m.train_accuracy for m in members]),
+            gap=mean([m.gap for m in members]),
+            seconds=sum(m.seconds for m in members),
+            macro_f1=mean([m.macro_f1 for m in members]),
+            interval=tuple(accuracy["interval"]),
+            extra={"members": len(members)},
+        )
 
     def options_text(self, skip: tuple[str, ...] = ()) -> str:
-        return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                        for k, v in self.options.items() if v is not None and k not in skip)
+        return " ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in self.options.items()
+            if v is not None and k not in skip
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"run": str(self.path), "data": self.data, "data_source": self.data_source,
-                "model": self.model, **self.options,
-                "test_accuracy": self.test_accuracy, "test_error": self.test_error,
-                "test_loss": self.test_loss, "train_accuracy": self.train_accuracy, "gap": self.gap,
-                "test_accuracy_interval": list(self.interval) if self.interval else None,
-                "macro_f1": self.macro_f1, "seconds": self.seconds}
+        return {
+            "run": str(self.path),
+            "data": self.data,
+            "data_source": self.data_source,
+            "model": self.model,
+            **self.options,
+            "test_accuracy": self.test_accuracy,
+            "test_error": self.test_error,
+            "test_loss": self.test_loss,
+            "train_accuracy": self.train_accuracy,
+            "gap": self.gap,
+            "test_accuracy_interval": list(self.interval) if self.interval else None,
+            "macro_f1": self.macro_f1,
+            "seconds": self.seconds,
+        }
 
 
 def _options_that_applied(config: dict[str, Any]) -> dict[str, Any]:
@@ -118,8 +150,12 @@ def data_sets(runs: list[RunSummary]) -> dict[str, list[RunSummary]]:
     for run in runs:
         by_source.setdefault(run.data_source, []).append(run)
     names = Counter(Path(source).name for source in by_source)
-    return dict(sorted((Path(source).name if names[Path(source).name] == 1 else source, group)
-                       for source, group in by_source.items()))
+    return dict(
+        sorted(
+            (Path(source).name if names[Path(source).name] == 1 else source, group)
+            for source, group in by_source.items()
+        )
+    )
 
 
 def data_sets_text(sets: dict[str, list[RunSummary]]) -> str:
@@ -128,9 +164,11 @@ def data_sets_text(sets: dict[str, list[RunSummary]]) -> str:
 
 
 def across_data_message(sets: dict[str, list[RunSummary]]) -> str:
-    return (f"Cannot select across data sets: runs on {len(sets)} data sets: {data_sets_text(sets)}; a test error "
-            f"on one says nothing about another. HINT: pass --data FOLDER (or its name) to choose among one, "
-            f"e.g. --data {shlex.quote(max(sets, key=lambda label: len(sets[label])))}.")
+    return (
+        f"Cannot select across data sets: runs on {len(sets)} data sets: {data_sets_text(sets)}; a test error "
+        f"on one says nothing about another. HINT: pass --data FOLDER (or its name) to choose among one, "
+        f"e.g. --data {shlex.quote(max(sets, key=lambda label: len(sets[label])))}."
+    )
 
 
 class Leaderboard(list):
@@ -156,45 +194,57 @@ class Leaderboard(list):
 
     def to_text(self) -> str:
         if not self:
-            return (f"no finished runs on {self.data}; the runs found are on {self.elsewhere}" if self.elsewhere
-                    else "no finished runs")
+            return (
+                f"no finished runs on {self.data}; the runs found are on {self.elsewhere}"
+                if self.elsewhere
+                else "no finished runs"
+            )
         rows = self.ranked()
         data = max(len(label) for label, _, _ in rows) + 2
         width = max(len(str(r.path)) for r in self)
         model = max(len(r.model) for r in self) + 2
-        lines = [f"{'data':<{data}}{'#':>3}  {'run':<{width}}  {'model':<{model}}{'strategy':<10}{'test acc':>9}"
-                 f"{'95% interval':>15}{'loss':>8}{'gap':>8}{'seconds':>9}  options"]
+        lines = [
+            f"{'data':<{data}}{'#':>3}  {'run':<{width}}  {'model':<{model}}{'strategy':<10}{'test acc':>9}"
+            f"{'95% interval':>15}{'loss':>8}{'gap':>8}{'seconds':>9}  options"
+        ]
         for label, rank, r in rows:
             opts = r.options_text(skip=("strategy",))
             interval = f"{r.interval[0]:.3f}-{r.interval[1]:.3f}" if r.interval else "-"
-            lines.append(f"{label:<{data}}{rank:>3}  {str(r.path):<{width}}  {r.model:<{model}}"
-                         f"{str(r.options.get('strategy')):<10}{r.test_accuracy:>9.4f}{interval:>15}"
-                         f"{r.test_loss:>8.4f}{r.gap:>+8.4f}{r.seconds:>9.1f}  {opts}")
+            lines.append(
+                f"{label:<{data}}{rank:>3}  {str(r.path):<{width}}  {r.model:<{model}}"
+                f"{str(r.options.get('strategy')):<10}{r.test_accuracy:>9.4f}{interval:>15}"
+                f"{r.test_loss:>8.4f}{r.gap:>+8.4f}{r.seconds:>9.1f}  {opts}"
+            )
         if self.incomplete:
             lines.append(f"({self.incomplete} unfinished run folder(s) not listed)")
         sets = data_sets(self)
         if len(sets) > 1:
-            lines.append(f"(runs on {len(sets)} data sets, each ranked on its own: {data_sets_text(sets)}; "
-                         "--data FOLDER lists one)")
+            lines.append(
+                f"(runs on {len(sets)} data sets, each ranked on its own: {data_sets_text(sets)}; "
+                "--data FOLDER lists one)"
+            )
         return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.to_text()
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>{h}</th>" for h in ("data", "#", "run", "model", "test acc", "test loss", "gap",
-                                                 "seconds", "options"))
+        head = "".join(
+            f"<th>{h}</th>" for h in ("data", "#", "run", "model", "test acc", "test loss", "gap", "seconds", "options")
+        )
         rows = "".join(
             f"<tr><td>{html.escape(label)}</td><td>{rank}</td><td>{html.escape(r.name)}</td>"
             f"<td>{html.escape(r.model)}</td><td>{r.test_accuracy:.4f}</td>"
             f"<td>{r.test_loss:.4f}</td><td>{r.gap:+.4f}</td><td>{r.seconds:.1f}</td>"
             f"<td>{html.escape(r.options_text())}</td></tr>"
-            for label, rank, r in self.ranked())
+            for label, rank, r in self.ranked()
+        )
         return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
-def list_runs(*roots: str | os.PathLike, data: str | None = None, sort: str = "select",
-              tolerance: float = 0.01) -> Leaderboard:
+def list_runs(
+    *roots: str | os.PathLike, data: str | None = None, sort: str = "select", tolerance: float = 0.01
+) -> Leaderboard:
     """Every finished run under `roots` (default `runs`), sorted within each data set.
 
     `data` keeps the runs on one data set: its folder (or CSV, array file) or that folder's
@@ -206,8 +256,10 @@ def list_runs(*roots: str | os.PathLike, data: str | None = None, sort: str = "s
     for root in roots or ("runs",):
         root = Path(root)
         if not root.is_dir():
-            raise PhotoclassError(f"No such folder of runs: {root}. HINT: pass the folder `photoclass train` wrote "
-                                  "its runs into (runs/ by default).")
+            raise PhotoclassError(
+                f"No such folder of runs: {root}. HINT: pass the folder `photoclass train` wrote "
+                "its runs into (runs/ by default)."
+            )
         summaries = []
         for folder in sorted(p.parent for p in root.rglob("summary.json")):
             try:
@@ -228,8 +280,13 @@ def list_runs(*roots: str | os.PathLike, data: str | None = None, sort: str = "s
     if sort == "select":
         board[:] = rank_runs(board, tolerance=tolerance)
         return board
-    key = {"error": _error_key, "gap": lambda r: (abs(r.gap), r.test_error),
-           "loss": lambda r: r.test_loss, "seconds": lambda r: r.seconds, "name": lambda r: str(r.path)}[sort]
+    key = {
+        "error": _error_key,
+        "gap": lambda r: (abs(r.gap), r.test_error),
+        "loss": lambda r: r.test_loss,
+        "seconds": lambda r: r.seconds,
+        "name": lambda r: str(r.path),
+    }[sort]
     board[:] = [r for group in data_sets(board).values() for r in sorted(group, key=key)]
     return board
 
@@ -267,8 +324,10 @@ def select_run(runs: list[RunSummary], *, tolerance: float = 0.01) -> Selection:
     then the lower test loss, then the faster run. The reason names what decided.
     """
     if not runs and getattr(runs, "elsewhere", ""):
-        raise PhotoclassError(f"No finished runs on {runs.data} to select from: the runs found are on "
-                              f"{runs.elsewhere}. HINT: pass --data one of those folders (or names).")
+        raise PhotoclassError(
+            f"No finished runs on {runs.data} to select from: the runs found are on "
+            f"{runs.elsewhere}. HINT: pass --data one of those folders (or names)."
+        )
     if not runs:
         raise PhotoclassError("No finished runs to select from. HINT: train some, or check the folder and --data.")
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < 1:
@@ -276,8 +335,10 @@ def select_run(runs: list[RunSummary], *, tolerance: float = 0.01) -> Selection:
     if len(sets := data_sets(runs)) > 1:
         raise PhotoclassError(across_data_message(sets))
     best = min(runs, key=_error_key)
-    candidates = sorted((r for r in runs if r.test_error <= best.test_error + tolerance + 1e-12
-                         or tied_by_mcnemar(r, best)), key=_selection_key)
+    candidates = sorted(
+        (r for r in runs if r.test_error <= best.test_error + tolerance + 1e-12 or tied_by_mcnemar(r, best)),
+        key=_selection_key,
+    )
     return Selection(candidates[0], candidates, _reason(candidates, best, tolerance))
 
 
@@ -319,27 +380,42 @@ DECIDERS = ("gap", "test error", "test loss", "time")
 def _reason(ranked: list[RunSummary], best: RunSummary, tolerance: float) -> str:
     winner = ranked[0]
     if len(ranked) == 1:
-        return (f"{winner.path} has the lowest test error on {winner.data} ({winner.test_error:.2%}); no other "
-                f"run is within {tolerance:.1%} of it or tied with it by McNemar's test.")
+        return (
+            f"{winner.path} has the lowest test error on {winner.data} ({winner.test_error:.2%}); no other "
+            f"run is within {tolerance:.1%} of it or tied with it by McNemar's test."
+        )
     runner = ranked[1]
     by_test = [r for r in ranked if r.test_error > best.test_error + tolerance + 1e-12]
-    tied = (f" or tied with it by McNemar's test on the same test photos ({len(by_test)} of them: "
-            f"{', '.join(r.name for r in by_test[:3])}{', ...' if len(by_test) > 3 else ''})" if by_test else "")
-    lead = (f"{winner.path} wins among the {len(ranked)} runs on {winner.data} within {tolerance:.1%} of the "
-            f"lowest test error ({best.test_error:.2%}, {best.path}){tied}")
-    decided = next((name for name, a, b in zip(DECIDERS, _selection_key(winner), _selection_key(runner)) if a != b),
-                   None)
+    tied = (
+        f" or tied with it by McNemar's test on the same test photos ({len(by_test)} of them: "
+        f"{', '.join(r.name for r in by_test[:3])}{', ...' if len(by_test) > 3 else ''})"
+        if by_test
+        else ""
+    )
+    lead = (
+        f"{winner.path} wins among the {len(ranked)} runs on {winner.data} within {tolerance:.1%} of the "
+        f"lowest test error ({best.test_error:.2%}, {best.path}){tied}"
+    )
+    decided = next(
+        (name for name, a, b in zip(DECIDERS, _selection_key(winner), _selection_key(runner)) if a != b), None
+    )
     if decided == "gap":
         return f"{lead}: its gap {winner.gap:+.2%} is the smallest (next: {runner.path}, {runner.gap:+.2%})."
     if decided == "test error":
-        return (f"{lead}: the gaps are equal ({winner.gap:+.2%}), so the lower test error decided "
-                f"({winner.test_error:.2%} vs {runner.test_error:.2%}, {runner.path}).")
+        return (
+            f"{lead}: the gaps are equal ({winner.gap:+.2%}), so the lower test error decided "
+            f"({winner.test_error:.2%} vs {runner.test_error:.2%}, {runner.path})."
+        )
     if decided == "test loss":
-        return (f"{lead}: gaps and test errors are equal, so the lower test loss decided "
-                f"({winner.test_loss:.4f} vs {runner.test_loss:.4f}, {runner.path}).")
+        return (
+            f"{lead}: gaps and test errors are equal, so the lower test loss decided "
+            f"({winner.test_loss:.4f} vs {runner.test_loss:.4f}, {runner.path})."
+        )
     if decided == "time":
-        return (f"{lead}: gaps, test errors and losses are equal, so the faster run won "
-                f"({winner.seconds:.1f} s vs {runner.seconds:.1f} s, {runner.path}).")
+        return (
+            f"{lead}: gaps, test errors and losses are equal, so the faster run won "
+            f"({winner.seconds:.1f} s vs {runner.seconds:.1f} s, {runner.path})."
+        )
     return f"{lead}: it ties {runner.path} on every figure; the name decided."
 
 

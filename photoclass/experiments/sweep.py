@@ -10,6 +10,7 @@ Trials maximize validation accuracy; the test split is left for the leaderboard.
 study's first trial is `train`'s default model and strategy with every searched option at its
 default: the baseline the search has to beat.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,13 +49,15 @@ def load_space(space: str | os.PathLike | dict[str, Any] | None) -> dict[str, An
     known = {f.name for config in (TrainConfig, PrepareConfig) for f in dataclasses.fields(config)}
     for name, spec in values.items():
         if name not in known:
-            raise PhotoclassError(f"Search space option {name!r} is not a training option. "
-                                  f"HINT: use some of {sorted(known)}")
+            raise PhotoclassError(
+                f"Search space option {name!r} is not a training option. HINT: use some of {sorted(known)}"
+            )
         if isinstance(spec, list) and not spec:
             raise PhotoclassError(f"Search space entry {name!r} has no choices.")
         if isinstance(spec, dict) and (set(spec) - {"low", "high", "log", "step"} or not {"low", "high"} <= set(spec)):
-            raise PhotoclassError(f"Search space entry {name!r} must have low and high (and optionally log "
-                                  f"or step). Received: {spec!r}")
+            raise PhotoclassError(
+                f"Search space entry {name!r} must have low and high (and optionally log or step). Received: {spec!r}"
+            )
     return values
 
 
@@ -66,8 +69,8 @@ def _storage(url: str):
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    path = Path(url[len("journal:"):]).expanduser()
-    if not url[len("journal:"):] or not path.name:
+    path = Path(url[len("journal:") :]).expanduser()
+    if not url[len("journal:") :] or not path.name:
         raise PhotoclassError(f"A journal storage needs a file: journal:PATH. Received: {url!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(str(path)))
@@ -77,8 +80,9 @@ def _check_fixed(fixed: dict[str, Any]) -> None:
     """The options every trial shares, checked once before any trial runs."""
     unknown = sorted(set(fixed) - {f.name for c in (TrainConfig, PrepareConfig) for f in dataclasses.fields(c)})
     if unknown:
-        raise PhotoclassError(f"Unknown option(s) {unknown} for a sweep. HINT: use training options, as for "
-                              "`photoclass train`.")
+        raise PhotoclassError(
+            f"Unknown option(s) {unknown} for a sweep. HINT: use training options, as for `photoclass train`."
+        )
     for config in (TrainConfig, PrepareConfig):
         names = {f.name for f in dataclasses.fields(config)}
         config.from_dict({k: v for k, v in fixed.items() if k in names})
@@ -89,8 +93,9 @@ def _read_space(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
         values = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except (OSError, ValueError) as e:
-        raise PhotoclassError(f"Cannot read the search space {path}: {e}. "
-                              "HINT: a JSON or TOML object of option -> choices or range.") from None
+        raise PhotoclassError(
+            f"Cannot read the search space {path}: {e}. HINT: a JSON or TOML object of option -> choices or range."
+        ) from None
     if not isinstance(values, dict):
         raise PhotoclassError(f"The search space {path} must be an object of option -> choices or range.")
     return values
@@ -126,17 +131,34 @@ def suggest(trial, space: dict[str, Any]) -> dict[str, Any]:
         elif isinstance(spec, dict):
             whole = all(isinstance(spec[k], int) and not isinstance(spec[k], bool) for k in ("low", "high"))
             suggest_range = trial.suggest_int if whole else trial.suggest_float
-            options[name] = suggest_range(name, spec["low"], spec["high"], log=bool(spec.get("log", False)),
-                                          **({"step": spec["step"]} if "step" in spec else {}))
+            options[name] = suggest_range(
+                name,
+                spec["low"],
+                spec["high"],
+                log=bool(spec.get("log", False)),
+                **({"step": spec["step"]} if "step" in spec else {}),
+            )
         else:
             options[name] = spec
     return options
 
 
-def sweep(data: str | os.PathLike, *, train: Callable[..., Any], trials: int = 20,
-          space: str | os.PathLike | dict | None = None, storage: str | None = None, study: str | None = None, out: str | os.PathLike = "runs",
-          seed: int = 0, timeout: float | None = None, track: bool | str | None = None,
-          progress: bool | None = None, verbose: bool = True, **fixed: Any):
+def sweep(
+    data: str | os.PathLike,
+    *,
+    train: Callable[..., Any],
+    trials: int = 20,
+    space: str | os.PathLike | dict | None = None,
+    storage: str | None = None,
+    study: str | None = None,
+    out: str | os.PathLike = "runs",
+    seed: int = 0,
+    timeout: float | None = None,
+    track: bool | str | None = None,
+    progress: bool | None = None,
+    verbose: bool = True,
+    **fixed: Any,
+):
     """Run `trials` trials on `data`, each a call of `train` (the workflow's `train()`, which
     writes a run); returns the Optuna study (`study.best_trial`, ...).
 
@@ -155,8 +177,10 @@ def sweep(data: str | os.PathLike, *, train: Callable[..., Any], trials: int = 2
     given_space, space = space is not None, load_space(space)
     searched = sorted(k for k in fixed if isinstance(space.get(k), (list, dict)))
     if searched:
-        raise PhotoclassError(f"Options {searched} are both searched and fixed. HINT: drop them from the "
-                              "command line or from the search space.")
+        raise PhotoclassError(
+            f"Options {searched} are both searched and fixed. HINT: drop them from the "
+            "command line or from the search space."
+        )
     space = {k: v for k, v in space.items() if k not in fixed}  # a fixed option overrides the space's value
     _check_fixed(fixed)
     if not Path(data).is_dir():
@@ -168,9 +192,13 @@ def sweep(data: str | os.PathLike, *, train: Callable[..., Any], trials: int = 2
     storage = storage or f"sqlite:///{(out / 'sweeps.db').resolve()}"
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # trials are announced below
     the_study = optuna.create_study(
-        study_name=name, storage=storage, load_if_exists=True, direction="maximize",
+        study_name=name,
+        storage=storage,
+        load_if_exists=True,
+        direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2))
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2),
+    )
     defaults = _defaults_trial(space)
     if defaults is not None and not the_study.trials:  # a new study
         the_study.enqueue_trial(defaults, user_attrs={"defaults": True})
@@ -207,6 +235,5 @@ def sweep(data: str | os.PathLike, *, train: Callable[..., Any], trials: int = 2
     with warnings.catch_warnings():  # a NOTE that an option has no effect is for the options the user gave
         for option in chosen:
             warnings.filterwarnings("ignore", message=f"`{re.escape(option)}` ", category=UnusedOptionWarning)
-        the_study.optimize(objective, n_trials=trials, timeout=timeout, callbacks=[announce],
-                           catch=(PhotoclassError,))
+        the_study.optimize(objective, n_trials=trials, timeout=timeout, callbacks=[announce], catch=(PhotoclassError,))
     return the_study

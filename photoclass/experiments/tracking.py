@@ -5,6 +5,7 @@ The store is, in order: the `uri` given (`--tracking-uri`), `MLFLOW_TRACKING_URI
 beside it. Neither may be inside the run's data folder. `PHOTOCLASS_TRACKING=off` (or
 `track=False`, `--no-track`) turns logging off.
 """
+
 from __future__ import annotations
 
 import logging
@@ -18,8 +19,7 @@ from ..runs.rundir import RunDir, summary_metrics
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 EXPERIMENT = "photoclass"
-ARTIFACTS = ("config.json", "test.json", "model.json", "split.csv", "metrics.csv", "report.html",
-             "model.safetensors")
+ARTIFACTS = ("config.json", "test.json", "model.json", "split.csv", "metrics.csv", "report.html", "model.safetensors")
 
 
 def tracking_uri(uri: str | None = None) -> str:
@@ -41,13 +41,17 @@ def log_finished_run(run: RunDir, track: bool | str | None, *, verbose: bool = T
         run_id = track_run(run.path, uri=uri)
     except ImportError:
         if verbose:
-            print("tracking: MLflow is not installed (pip install 'photoclass[track]', or "
-                  "PHOTOCLASS_TRACKING=off to stop this note); run not logged")
+            print(
+                "tracking: MLflow is not installed (pip install 'photoclass[track]', or "
+                "PHOTOCLASS_TRACKING=off to stop this note); run not logged"
+            )
         return None
     except Exception as e:  # a broken or unreachable store must not lose a trained run
         why = str(e) if isinstance(e, PhotoclassError) else f"{type(e).__name__}: {str(e)[:200]}"
-        print(f"tracking: could not log to {tracking_uri(uri)}: {why} "
-              f"The run directory is complete; log it later with `photoclass track {run.path}`.")
+        print(
+            f"tracking: could not log to {tracking_uri(uri)}: {why} "
+            f"The run directory is complete; log it later with `photoclass track {run.path}`."
+        )
         return None
     if verbose:
         print(f"tracked in {tracking_uri(uri)} (MLflow run {run_id})")
@@ -61,16 +65,20 @@ def track_run(run: str | os.PathLike, *, uri: str | None = None, experiment: str
     """
     run = RunDir(run)
     if not run.exists("test.json"):
-        raise PhotoclassError(f"{run.path} is not a finished run (no test.json); only finished runs are tracked. "
-                              "HINT: `photoclass runs` lists the finished ones.")
+        raise PhotoclassError(
+            f"{run.path} is not a finished run (no test.json); only finished runs are tracked. "
+            "HINT: `photoclass runs` lists the finished ones."
+        )
     try:
         return _log_run(run, uri, experiment)
     except (PhotoclassError, ImportError):
         raise
     except Exception as e:  # MLflow's errors for bad URIs, unreachable servers, locked stores, ...
         message = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-        raise PhotoclassError(f"Cannot log {run.path} to MLflow at {tracking_uri(uri)}: {message}. HINT: check "
-                              "--tracking-uri (a sqlite:/// path or a running server's http:// address).") from None
+        raise PhotoclassError(
+            f"Cannot log {run.path} to MLflow at {tracking_uri(uri)}: {message}. HINT: check "
+            "--tracking-uri (a sqlite:/// path or a running server's http:// address)."
+        ) from None
 
 
 def _log_run(run: RunDir, uri: str | None, experiment: str) -> str:
@@ -87,26 +95,38 @@ def _log_run(run: RunDir, uri: str | None, experiment: str) -> str:
     # artifacts beside a local store, not in the working directory where MLflow would put them
     artifacts = _local_path(found.artifact_location) if found else store.parent / "mlruns" if store else None
     _refuse_inside_data(run, artifacts)
-    experiment_id = found.experiment_id if found else client.create_experiment(
-        experiment, artifact_location=artifacts.as_uri() if artifacts else None)
+    experiment_id = (
+        found.experiment_id
+        if found
+        else client.create_experiment(experiment, artifact_location=artifacts.as_uri() if artifacts else None)
+    )
     source = str(run.path.resolve())
     for old in client.search_runs([experiment_id], f"tags.`photoclass.run_dir` = '{_quote(source)}'"):
         client.delete_run(old.info.run_id)
 
-    tags = {"photoclass.run_dir": source, "photoclass.data": Path(config["data"]).name,
-            "photoclass.model": config["train"]["model"], "photoclass.version": config["versions"]["photoclass"]}
+    tags = {
+        "photoclass.run_dir": source,
+        "photoclass.data": Path(config["data"]).name,
+        "photoclass.model": config["train"]["model"],
+        "photoclass.version": config["versions"]["photoclass"],
+    }
     mlrun = client.create_run(experiment_id, run_name=run.path.name, tags=tags)
     run_id = mlrun.info.run_id
-    params = [Param(f"{section}.{k}", str(v)[:6000]) for section in ("train", "prepare")
-              for k, v in config[section].items()]
+    params = [
+        Param(f"{section}.{k}", str(v)[:6000]) for section in ("train", "prepare") for k, v in config[section].items()
+    ]
     now = int(time.time() * 1000)
-    metrics = [Metric(k, float(row[k]), now, int(row["epoch"]))
-               for row in run.read_csv("metrics.csv") for k in row if k != "epoch" and row[k] != ""]
+    metrics = [
+        Metric(k, float(row[k]), now, int(row["epoch"]))
+        for row in run.read_csv("metrics.csv")
+        for k in row
+        if k != "epoch" and row[k] != ""
+    ]
     metrics += [Metric(k, float(v), now, 0) for k, v in summary_metrics(result).items()]
     for start in range(0, len(params), 90):  # MLflow's limits per batch
-        client.log_batch(run_id, params=params[start:start + 90])
+        client.log_batch(run_id, params=params[start : start + 90])
     for start in range(0, len(metrics), 900):
-        client.log_batch(run_id, metrics=metrics[start:start + 900])
+        client.log_batch(run_id, metrics=metrics[start : start + 900])
     for name in ARTIFACTS:
         if run.exists(name):
             client.log_artifact(run_id, str(run.path / name))

@@ -5,6 +5,7 @@ Every export takes a float32 batch (B, C, S, S), already preprocessed, and gives
 calibrated logits (and the "none of these" score, when the run has it); how to preprocess,
 the class names and the check's figures travel in the export's metadata.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,14 +31,17 @@ from ..core.atomic import check_writable, write_bytes_atomic
 from ..runs.rundir import RunDir, load_model
 from . import outliers, verify
 
-PREPROCESS = ("decode with photoclass.decode_photo (EXIF upright, RGB), resize to size x size "
-              "(bilinear, aspect not kept), x / 255, (x - mean) / std per channel, NCHW float32; "
-              "the logits are already divided by photoclass.temperature: softmax gives calibrated probabilities")
+PREPROCESS = (
+    "decode with photoclass.decode_photo (EXIF upright, RGB), resize to size x size "
+    "(bilinear, aspect not kept), x / 255, (x - mean) / std per channel, NCHW float32; "
+    "the logits are already divided by photoclass.temperature: softmax gives calibrated probabilities"
+)
 MAX_ABS_DIFF = 1e-3  # on logits; float32 reorderings stay far below this
 
 
-def export_onnx(run: str | os.PathLike, out: str | os.PathLike | None = None, *, opset: int = 18,
-                samples: np.ndarray | None = None) -> dict[str, Any]:
+def export_onnx(
+    run: str | os.PathLike, out: str | os.PathLike | None = None, *, opset: int = 18, samples: np.ndarray | None = None
+) -> dict[str, Any]:
     """Write `out` (default RUN/model.onnx) and return {path, max_abs_diff, inputs checked}.
 
     `samples` (N, S, S, 3) uint8 are checked too, besides random inputs; the file is kept only
@@ -53,9 +57,18 @@ def export_onnx(run: str | os.PathLike, out: str | os.PathLike | None = None, *,
     example = torch.rand(2, spec.channels, size, size)
     with tempfile.TemporaryDirectory() as tmp, _quiet_exporter():
         path = Path(tmp) / "model.onnx"
-        torch.onnx.export(model, (example,), str(path), input_names=["input"], output_names=outputs,
-                          dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
-                          opset_version=opset, dynamo=True, external_data=False, verbose=False)
+        torch.onnx.export(
+            model,
+            (example,),
+            str(path),
+            input_names=["input"],
+            output_names=outputs,
+            dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
+            opset_version=opset,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
         graph = onnx.load(str(path))
     for key, value in metadata.items():
         entry = graph.metadata_props.add()
@@ -70,11 +83,12 @@ def export_onnx(run: str | os.PathLike, out: str | os.PathLike | None = None, *,
         inputs.append(normalize(pixels, spec.mean, spec.std).contiguous())
     diff = _max_abs_diff(model, data, inputs)
     if not diff <= MAX_ABS_DIFF:
-        raise PhotoclassError(f"ONNX export of {run.path} disagrees with PyTorch: max |diff| {diff:.2e} "
-                              f"> {MAX_ABS_DIFF}. The file was not written.")
+        raise PhotoclassError(
+            f"ONNX export of {run.path} disagrees with PyTorch: max |diff| {diff:.2e} "
+            f"> {MAX_ABS_DIFF}. The file was not written."
+        )
     write_bytes_atomic(out, data)
-    return {"path": str(out), "max_abs_diff": diff, "inputs_checked": sum(len(x) for x in inputs),
-            "bytes": len(data)}
+    return {"path": str(out), "max_abs_diff": diff, "inputs_checked": sum(len(x) for x in inputs), "bytes": len(data)}
 
 
 def exportable(run: RunDir) -> tuple[torch.nn.Module, Any, list[str], dict[str, str]]:
@@ -91,10 +105,15 @@ def exportable(run: RunDir) -> tuple[torch.nn.Module, Any, list[str], dict[str, 
     if meta.get("outliers") and (run.path / outliers.FILE).is_file():
         model = WithOutlierScore(model, outliers.load(run.path / outliers.FILE, meta["outliers"]["k"])).eval()
         outputs.append("outlier_score")
-    metadata = {"classes": json.dumps(meta["classes"]), "input": json.dumps(spec.to_dict()),
-                "architecture": meta["architecture"], "weights_sha256": weights_sha256(run),
-                "temperature": repr(temperature), "preprocess": PREPROCESS,
-                **({"outliers": json.dumps(meta["outliers"])} if len(outputs) > 1 else {})}
+    metadata = {
+        "classes": json.dumps(meta["classes"]),
+        "input": json.dumps(spec.to_dict()),
+        "architecture": meta["architecture"],
+        "weights_sha256": weights_sha256(run),
+        "temperature": repr(temperature),
+        "preprocess": PREPROCESS,
+        **({"outliers": json.dumps(meta["outliers"])} if len(outputs) > 1 else {}),
+    }
     return model, spec, outputs, metadata
 
 
@@ -103,9 +122,16 @@ PRECISIONS = {"onnx": ("fp32", "int8"), "openvino": ("fp32", "int8", "bf16"), "l
 CALIBRATION_PHOTOS = 300  # training photos an INT8 export is calibrated on
 
 
-def export(run: str | os.PathLike, format: str = "onnx", *, int8: bool = False, bf16: bool = False,
-           out: str | os.PathLike | None = None, progress: bool | None = None,
-           announce: Callable[[], None] | None = None) -> dict[str, Any]:
+def export(
+    run: str | os.PathLike,
+    format: str = "onnx",
+    *,
+    int8: bool = False,
+    bf16: bool = False,
+    out: str | os.PathLike | None = None,
+    progress: bool | None = None,
+    announce: Callable[[], None] | None = None,
+) -> dict[str, Any]:
     """Export RUN's model and keep it only if its runtime agrees with PyTorch on the run's test
     photos (verify.compare's rule). Returns the check's figures with the export's "path"; a
     failed check writes nothing and raises, saying why. `announce()` is called once the run
@@ -133,8 +159,11 @@ def export(run: str | os.PathLike, format: str = "onnx", *, int8: bool = False, 
     if announce is not None:
         announce()
     photos = verify.run_photos(run, reference.size, progress=progress)
-    calibration = (verify.run_photos(run, reference.size, "train", limit=CALIBRATION_PHOTOS, progress=progress).pixels
-                   if int8 else None)
+    calibration = (
+        verify.run_photos(run, reference.size, "train", limit=CALIBRATION_PHOTOS, progress=progress).pixels
+        if int8
+        else None
+    )
     with tempfile.TemporaryDirectory(prefix=".photoclass-export-", dir=out.parent) as tmp:
         fp32 = Path(tmp) / "model.onnx"
         if format != "litert":  # LiteRT converts from PyTorch itself
@@ -162,8 +191,10 @@ def export(run: str | os.PathLike, format: str = "onnx", *, int8: bool = False, 
         found.update(format=format, int8=int8, precision=precision, engine=candidate.engine)
         if not found["kept"]:
             kind = {"int8": " INT8", "bf16": " bf16"}.get(precision, "")
-            raise PhotoclassError(f"The {format}{kind} export of {run.path} failed its check, "
-                                  f"so it was not kept: {found['why_not']}. ({verify.describe(found)})")
+            raise PhotoclassError(
+                f"The {format}{kind} export of {run.path} failed its check, "
+                f"so it was not kept: {found['why_not']}. ({verify.describe(found)})"
+            )
         del candidate
         if format == "onnx":
             _stamp_onnx(made, found)
@@ -198,15 +229,19 @@ def verified_exports(run: RunDir) -> list[tuple[Path, dict]]:
 def _check_bf16(format: str, int8: bool) -> None:
     """A bf16 export is OpenVINO's, not INT8, and checked on a CPU that computes in bf16."""
     if format != "openvino":
-        raise PhotoclassError(f"bf16 exports run on OpenVINO only. Received: format={format!r}. HINT: --format "
-                              "openvino --bf16, or drop --bf16.")
+        raise PhotoclassError(
+            f"bf16 exports run on OpenVINO only. Received: format={format!r}. HINT: --format "
+            "openvino --bf16, or drop --bf16."
+        )
     if int8:
         raise PhotoclassError("An export is either --int8 or --bf16, not both. HINT: drop one of them.")
     from .openvino_engine import has_bf16
 
     if not has_bf16():
-        raise PhotoclassError("This CPU has no native bf16 (AVX512-BF16 or AMX), so a bf16 export could not be "
-                              "checked in bf16 here. HINT: export it on the machine that will run it, or drop --bf16.")
+        raise PhotoclassError(
+            "This CPU has no native bf16 (AVX512-BF16 or AMX), so a bf16 export could not be "
+            "checked in bf16 here. HINT: export it on the machine that will run it, or drop --bf16."
+        )
 
 
 def _metadata(path: Path, format: str) -> dict[str, str]:
@@ -227,7 +262,8 @@ def _metadata(path: Path, format: str) -> dict[str, str]:
 def default_path(run: RunDir, format: str, precision: str = "fp32") -> Path:
     suffix = "" if precision == "fp32" else f"-{precision}"
     return run.path / {"onnx": f"model{suffix}.onnx", "litert": f"model{suffix}.tflite"}.get(
-        format, f"openvino{suffix}/model.xml")
+        format, f"openvino{suffix}/model.xml"
+    )
 
 
 def quantize_onnx(source: Path, out: Path, calibration: np.ndarray, reference) -> None:
@@ -245,11 +281,14 @@ def quantize_onnx(source: Path, out: Path, calibration: np.ndarray, reference) -
     mean = np.asarray(reference.mean, dtype=np.float32).reshape(1, -1, 1, 1)
     std = np.asarray(reference.std, dtype=np.float32).reshape(1, -1, 1, 1)
     graph = onnx.load(str(source))
-    batches = [calibration[i:i + 1] for i in range(len(calibration))]  # NNCF calibrates one sample at a time
+    batches = [calibration[i : i + 1] for i in range(len(calibration))]  # NNCF calibrates one sample at a time
     in_float = _score_only_nodes(graph) + [n.name for n in graph.graph.node if n.op_type == "Conv"][:1]  # the stem
-    quantized = nncf.quantize(graph, nncf.Dataset(batches, lambda b: {"input": preprocess(b, mean, std)}),
-                              subset_size=len(batches),
-                              ignored_scope=nncf.IgnoredScope(names=in_float, validate=False) if in_float else None)
+    quantized = nncf.quantize(
+        graph,
+        nncf.Dataset(batches, lambda b: {"input": preprocess(b, mean, std)}),
+        subset_size=len(batches),
+        ignored_scope=nncf.IgnoredScope(names=in_float, validate=False) if in_float else None,
+    )
     onnx.save(quantized, str(out))
 
 
@@ -259,8 +298,9 @@ def import_nncf():
     try:
         import nncf
     except ImportError:
-        raise PhotoclassError("INT8 exports are quantized by NNCF, which is not installed. HINT: pip install "
-                              "'photoclass[openvino]'") from None
+        raise PhotoclassError(
+            "INT8 exports are quantized by NNCF, which is not installed. HINT: pip install 'photoclass[openvino]'"
+        ) from None
     logging.getLogger("nncf").setLevel(logging.ERROR)
     return nncf
 
@@ -325,8 +365,10 @@ def onnx_for_run(run: str | os.PathLike, *, verbose: bool = True) -> Path:
     if path.is_file():
         props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
         temperature = repr(float(run.read_json("model.json").get("temperature", 1.0)))
-        if props.get("photoclass.weights_sha256") == weights_sha256(run) and \
-                props.get("photoclass.temperature") == temperature:
+        if (
+            props.get("photoclass.weights_sha256") == weights_sha256(run)
+            and props.get("photoclass.temperature") == temperature
+        ):
             return path
     if verbose:
         print(f"exporting {run.path} to ONNX once, for faster inference ...", flush=True)

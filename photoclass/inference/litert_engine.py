@@ -6,6 +6,7 @@ The .tflite file takes one photo at a time, (1, C, S, S) float32 as `preprocess`
 and carries photoclass's metadata in its flatbuffer's metadata table, each key prefixed
 "photoclass.".
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -28,8 +29,9 @@ def _litert_torch():
     try:
         import litert_torch
     except ImportError:
-        raise PhotoclassError("LiteRT exports are made by litert-torch, which is not installed. HINT: pip install "
-                              "'photoclass[litert]'") from None
+        raise PhotoclassError(
+            "LiteRT exports are made by litert-torch, which is not installed. HINT: pip install 'photoclass[litert]'"
+        ) from None
     return litert_torch
 
 
@@ -77,8 +79,9 @@ def convert(run, out: Path, calibration: np.ndarray | None = None) -> Path:
         try:
             converted = litert_torch.convert(model, sample, **options)
         except Exception as e:  # the converter's own limits: an operation it cannot lower, ...
-            raise PhotoclassError(f"litert-torch could not convert {run.path}'s model: "
-                                  f"{(str(e).strip() or said()).splitlines()[0][:200]}") from None
+            raise PhotoclassError(
+                f"litert-torch could not convert {run.path}'s model: {(str(e).strip() or said()).splitlines()[0][:200]}"
+            ) from None
         converted.export(str(out))
     stamp(out, metadata)
     return out
@@ -106,8 +109,9 @@ def stamp(path: Path, metadata: dict[str, str]) -> None:
 
     schema = _schema()
     model = schema.ModelT.InitFromPackedBuf(bytearray(Path(path).read_bytes()), 0)
-    model.metadata = [m for m in (model.metadata or [])
-                      if (m.name or b"").decode().removeprefix(PREFIX) not in metadata]
+    model.metadata = [
+        m for m in (model.metadata or []) if (m.name or b"").decode().removeprefix(PREFIX) not in metadata
+    ]
     model.buffers = model.buffers or []
     for key, value in metadata.items():
         buffer = schema.BufferT()
@@ -135,8 +139,9 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
             if name.startswith(PREFIX):
                 found[name.removeprefix(PREFIX)] = model.Buffers(entry.Buffer()).DataAsNumpy().tobytes().decode()
     except (OSError, ValueError, AttributeError, UnicodeDecodeError) as e:
-        raise PhotoclassError(f"{path} is not a readable LiteRT model: {e}. HINT: photoclass export RUN --format "
-                              "litert") from None
+        raise PhotoclassError(
+            f"{path} is not a readable LiteRT model: {e}. HINT: photoclass export RUN --format litert"
+        ) from None
     return found
 
 
@@ -149,16 +154,19 @@ class LiteRtPredictor(BasePredictor):
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:
-            raise PhotoclassError("Predicting from a .tflite file needs LiteRT. HINT: pip install ai-edge-litert") \
-                from None
+            raise PhotoclassError(
+                "Predicting from a .tflite file needs LiteRT. HINT: pip install ai-edge-litert"
+            ) from None
         meta = read_metadata(path)
         read_contract(self, meta, path, "litert", batch_size)
         try:
             with _silenced():  # "Created TensorFlow Lite XNNPACK delegate for CPU."
                 interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count() or 1)
         except (ValueError, RuntimeError) as e:
-            raise PhotoclassError(f"LiteRT refuses {path}: {str(e).splitlines()[0][:200]}. HINT: export it again "
-                                  "with `photoclass export RUN --format litert`.") from None
+            raise PhotoclassError(
+                f"LiteRT refuses {path}: {str(e).splitlines()[0][:200]}. HINT: export it again "
+                "with `photoclass export RUN --format litert`."
+            ) from None
         self.runner = interpreter.get_signature_runner()
         # an INT8 model may take and give integers: (scale, zero point) convert at its edges
         self.input_quantization = _quantization(self.runner.get_input_details()["args_0"])
@@ -169,13 +177,17 @@ class LiteRtPredictor(BasePredictor):
 
     def outputs(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         x = _quantize(preprocess(pixels, self.mean, self.std), self.input_quantization)
-        found = [{name: _dequantize(value, self.output_quantization[name])
-                  for name, value in self.runner(args_0=x[i:i + 1]).items()}
-                 for i in range(len(x))]  # one photo at a time: see the module
-        logits = np.concatenate([f["output_0"] for f in found]) if found else np.zeros((0, len(self.classes)),
-                                                                                       np.float32)
-        scores = np.concatenate([f["output_1"] for f in found]).reshape(-1) \
-            if self.scored_outputs and found else None
+        found = [
+            {
+                name: _dequantize(value, self.output_quantization[name])
+                for name, value in self.runner(args_0=x[i : i + 1]).items()
+            }
+            for i in range(len(x))
+        ]  # one photo at a time: see the module
+        logits = (
+            np.concatenate([f["output_0"] for f in found]) if found else np.zeros((0, len(self.classes)), np.float32)
+        )
+        scores = np.concatenate([f["output_1"] for f in found]).reshape(-1) if self.scored_outputs and found else None
         return logits, scores
 
 

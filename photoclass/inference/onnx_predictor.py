@@ -1,4 +1,5 @@
 """Predict with an exported ONNX model: ONNX Runtime and NumPy only, no torch."""
+
 from __future__ import annotations
 
 import json
@@ -19,16 +20,19 @@ class OnnxPredictor(BasePredictor):
         try:
             import onnxruntime as ort
         except ImportError:
-            raise PhotoclassError("Predicting from an .onnx file needs ONNX Runtime. "
-                                  "HINT: pip install onnxruntime") from None
+            raise PhotoclassError(
+                "Predicting from an .onnx file needs ONNX Runtime. HINT: pip install onnxruntime"
+            ) from None
         _refuse_external_data(path)
         try:
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads  # 0: ONNX Runtime's choice, every core
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # ONNX Runtime's own checks: malformed graph, external data escaping, ...
-            raise PhotoclassError(f"ONNX Runtime refuses {path}: {str(e).splitlines()[0][:200]}. HINT: export it "
-                                  "again with `photoclass export RUN`.") from None
+            raise PhotoclassError(
+                f"ONNX Runtime refuses {path}: {str(e).splitlines()[0][:200]}. HINT: export it "
+                "again with `photoclass export RUN`."
+            ) from None
         props = {k.removeprefix("photoclass."): v for k, v in self.session.get_modelmeta().custom_metadata_map.items()}
         read_contract(self, props, path, "onnx", batch_size)
         names = [o.name for o in self.session.get_outputs()]
@@ -45,8 +49,10 @@ def read_contract(predictor: BasePredictor, meta: dict[str, str], path, format: 
     """Set an export's predictor up from its photoclass metadata (keys without the prefix):
     the classes, the input contract, the figures of the check it passed."""
     if "classes" not in meta:
-        raise PhotoclassError(f"{path} was not exported by photoclass: it has no class names. "
-                              f"HINT: photoclass export RUN --format {format}")
+        raise PhotoclassError(
+            f"{path} was not exported by photoclass: it has no class names. "
+            f"HINT: photoclass export RUN --format {format}"
+        )
     predictor.classes = json.loads(meta["classes"])
     spec = InputSpec.from_dict(json.loads(meta.get("input", "null")), source=str(path))
     predictor.size, predictor.batch_size = spec.size, batch_size
@@ -78,9 +84,13 @@ def _refuse_external_data(path: str | os.PathLike) -> None:
     try:
         graph = onnx.load(str(path), load_external_data=False).graph
     except Exception as e:
-        raise PhotoclassError(f"{path} is not a readable ONNX file: {str(e).splitlines()[0][:160]}. HINT: export "
-                              "it again with `photoclass export RUN`.") from None
+        raise PhotoclassError(
+            f"{path} is not a readable ONNX file: {str(e).splitlines()[0][:160]}. HINT: export "
+            "it again with `photoclass export RUN`."
+        ) from None
     external = [t.name for t in graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
     if external:
-        raise PhotoclassError(f"{path} keeps tensors in other files ({', '.join(external[:3])}); photoclass "
-                              "loads only self-contained ONNX files. HINT: re-export with `photoclass export`.")
+        raise PhotoclassError(
+            f"{path} keeps tensors in other files ({', '.join(external[:3])}); photoclass "
+            "loads only self-contained ONNX files. HINT: re-export with `photoclass export`."
+        )

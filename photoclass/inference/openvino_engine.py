@@ -6,6 +6,7 @@ The IR (model.xml + model.bin) carries photoclass's metadata in its rt_info, und
 threshold, the arithmetic it was checked in (f32, or bf16 on CPUs that have it) and the
 figures of the check it passed.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,17 @@ from ..core.errors import PhotoclassError
 from .onnx_predictor import preprocess, read_contract
 from .predictor import BasePredictor
 
-KEYS = ("classes", "input", "architecture", "weights_sha256", "temperature", "preprocess", "outliers", "verified",
-        "inference_precision")
+KEYS = (
+    "classes",
+    "input",
+    "architecture",
+    "weights_sha256",
+    "temperature",
+    "preprocess",
+    "outliers",
+    "verified",
+    "inference_precision",
+)
 
 
 def _openvino():
@@ -30,8 +40,9 @@ def _openvino():
     return openvino
 
 
-def convert(onnx_path: Path, folder: Path, calibration: np.ndarray | None = None, reference=None, *,
-            bf16: bool = False) -> Path:
+def convert(
+    onnx_path: Path, folder: Path, calibration: np.ndarray | None = None, reference=None, *, bf16: bool = False
+) -> Path:
     """folder/model.xml from the ONNX file, with its metadata; INT8 (NNCF's static quantization,
     per-channel weights, on `calibration` photos) when they are given; run in bf16 arithmetic
     when `bf16` (the weights stay float32). Returns the .xml path."""
@@ -62,12 +73,16 @@ def _quantize(model, calibration: np.ndarray, reference):
     nncf = import_nncf()
     mean = np.asarray(reference.mean, dtype=np.float32).reshape(1, -1, 1, 1)
     std = np.asarray(reference.std, dtype=np.float32).reshape(1, -1, 1, 1)
-    batches = [calibration[i:i + 1] for i in range(len(calibration))]  # NNCF calibrates one sample at a time
+    batches = [calibration[i : i + 1] for i in range(len(calibration))]  # NNCF calibrates one sample at a time
     in_float = _score_only_ops(model) + _stem(model)
-    return nncf.quantize(model, nncf.Dataset(batches, lambda b: preprocess(b, mean, std)),
-                         subset_size=len(batches), preset=nncf.QuantizationPreset.PERFORMANCE,
-                         fast_bias_correction=False,  # clothing: 99.19% agreement against fast's 98.39%
-                         ignored_scope=nncf.IgnoredScope(names=in_float, validate=False) if in_float else None)
+    return nncf.quantize(
+        model,
+        nncf.Dataset(batches, lambda b: preprocess(b, mean, std)),
+        subset_size=len(batches),
+        preset=nncf.QuantizationPreset.PERFORMANCE,
+        fast_bias_correction=False,  # clothing: 99.19% agreement against fast's 98.39%
+        ignored_scope=nncf.IgnoredScope(names=in_float, validate=False) if in_float else None,
+    )
 
 
 def _stem(model) -> list[str]:
@@ -150,14 +165,18 @@ class OpenVinoPredictor(BasePredictor):
         path = Path(path)
         xml = path / "model.xml" if path.is_dir() else path
         if not xml.is_file() or not xml.with_suffix(".bin").is_file():
-            raise PhotoclassError(f"No OpenVINO model at {path}: it needs model.xml and model.bin side by side. "
-                                  "HINT: photoclass export RUN --format openvino")
+            raise PhotoclassError(
+                f"No OpenVINO model at {path}: it needs model.xml and model.bin side by side. "
+                "HINT: photoclass export RUN --format openvino"
+            )
         core = ov.Core()
         try:
             model = core.read_model(str(xml))
         except RuntimeError as e:
-            raise PhotoclassError(f"OpenVINO refuses {xml}: {str(e).splitlines()[0][:200]}. HINT: export it again "
-                                  "with `photoclass export RUN --format openvino`.") from None
+            raise PhotoclassError(
+                f"OpenVINO refuses {xml}: {str(e).splitlines()[0][:200]}. HINT: export it again "
+                "with `photoclass export RUN --format openvino`."
+            ) from None
         meta = read_metadata(model)
         read_contract(self, meta, xml, "openvino", batch_size)
         self.in_graph = self.mean.shape[1] == 3

@@ -1,4 +1,4 @@
-""""None of these": how far a photo is from every training photo, in the classifier's features.
+"""The "none of these" score: how far a photo is from every training photo, in the classifier's features.
 
 The score is the cosine distance from a photo's features (what the classifier reads: the
 backbone's pooled features, before the `-ms` models standardize them; the penultimate layer
@@ -16,6 +16,7 @@ benchmarks/outsiders.py chose this against max-probability, energy, Mahalanobis 
 that barely vary (AUROC 0.79 for the weather classifier), and beyond the first neighbour,
 or below 97.5%, one of the two reference sets misses its target.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -45,8 +46,7 @@ class OutlierScore(nn.Module):
             return 1 - similarity.amax(dim=1)
         return 1 - similarity.topk(self.k, dim=1).values[:, -1]
 
-    def scores(self, features: torch.Tensor, *, groups: torch.Tensor | None = None,
-               chunk: int = 2048) -> torch.Tensor:
+    def scores(self, features: torch.Tensor, *, groups: torch.Tensor | None = None, chunk: int = 2048) -> torch.Tensor:
         """forward's scores, a chunk of photos at a time: 15,000 photos against a bank of
         20,000 would otherwise hold a 1.2 GB similarity matrix. With `groups` (one duplicate
         group per bank row), `features` are the bank's own rows, and each photo is scored
@@ -55,10 +55,10 @@ class OutlierScore(nn.Module):
             raise ValueError(f"groups: {len(features)} photos are not the bank's {len(self.bank)} rows")
         out = torch.empty(len(features))
         for start in range(0, len(features), chunk):
-            similarity = F.normalize(features[start:start + chunk].float(), dim=1) @ self.bank.T
+            similarity = F.normalize(features[start : start + chunk].float(), dim=1) @ self.bank.T
             if groups is not None:  # (chunk, bank): a photo's own group is out of reach
-                similarity[groups[start:start + chunk, None] == groups[None, :]] = -2.0
-            out[start:start + chunk] = 1 - similarity.topk(min(self.k, len(self.bank)), dim=1).values[:, -1]
+                similarity[groups[start : start + chunk, None] == groups[None, :]] = -2.0
+            out[start : start + chunk] = 1 - similarity.topk(min(self.k, len(self.bank)), dim=1).values[:, -1]
         return out
 
     def nearest(self, features: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -96,8 +96,9 @@ def tapped(model: nn.Module):
         hook.remove()
 
 
-def features_of(model: nn.Module, batches: Iterable, rows: int | None = None,
-                keep: np.ndarray | None = None) -> torch.Tensor:
+def features_of(
+    model: nn.Module, batches: Iterable, rows: int | None = None, keep: np.ndarray | None = None
+) -> torch.Tensor:
     """`tap_point`'s inputs for every batch of (x, y), in order, on the CPU. Given the number of
     `rows`, they are written into one tensor as they come, not gathered and then joined; with
     `keep` (sorted row positions, e.g. `bank_rows`), only those rows are kept."""
@@ -115,9 +116,8 @@ def features_of(model: nn.Module, batches: Iterable, rows: int | None = None,
                         lo, hi = np.searchsorted(keep, [start, passed])
                         found = found[torch.as_tensor(keep[lo:hi] - start, device=found.device)]
                     if out is None:
-                        out = torch.empty((rows if keep is None else len(keep), *found.shape[1:]),
-                                          dtype=torch.float32)
-                    out[filled:filled + len(found)] = found.cpu()
+                        out = torch.empty((rows if keep is None else len(keep), *found.shape[1:]), dtype=torch.float32)
+                    out[filled : filled + len(found)] = found.cpu()
                     filled += len(found)
     finally:
         model.train(was_training)
@@ -126,9 +126,16 @@ def features_of(model: nn.Module, batches: Iterable, rows: int | None = None,
     return torch.cat([s.float().cpu() for s in seen]) if seen else torch.zeros(0, 0)
 
 
-def fit(train: torch.Tensor, val: torch.Tensor, *, accept: float = 0.975, k: int = K,
-        rows: np.ndarray | None = None, groups: np.ndarray | None = None,
-        seed: int = 0) -> tuple[OutlierScore, dict]:
+def fit(
+    train: torch.Tensor,
+    val: torch.Tensor,
+    *,
+    accept: float = 0.975,
+    k: int = K,
+    rows: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
+    seed: int = 0,
+) -> tuple[OutlierScore, dict]:
     """The score over `train` features, and {k, threshold, accept, photos, validated_on} with the
     threshold accepting `accept` of the `val` photos and, given each training photo's duplicate
     `groups` (pass them only for features that were not trained on those photos: trained ones
@@ -150,10 +157,16 @@ def fit(train: torch.Tensor, val: torch.Tensor, *, accept: float = 0.975, k: int
     threshold = float(torch.quantile(values.double(), accept)) if len(values) else float("inf")
     score.rows = torch.as_tensor(rows, dtype=torch.int64)
     read = [*(["validation"] if len(val) else []), *(["training"] if groups is not None else [])]
-    return score, {"score": "knn_cosine", "k": score.k, "threshold": threshold, "accept": accept,
-                   "photos": len(train), "validated_on": int(len(values)),
-                   "reference": f"{' and '.join(read)} photos" + (", each training photo left out with its "
-                                                                  "duplicate group" if groups is not None else "")}
+    return score, {
+        "score": "knn_cosine",
+        "k": score.k,
+        "threshold": threshold,
+        "accept": accept,
+        "photos": len(train),
+        "validated_on": int(len(values)),
+        "reference": f"{' and '.join(read)} photos"
+        + (", each training photo left out with its duplicate group" if groups is not None else ""),
+    }
 
 
 def bank_rows(n: int, seed: int = 0) -> np.ndarray:

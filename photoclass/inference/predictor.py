@@ -1,4 +1,5 @@
 """Apply a trained run to photos: files, folders and globs, in batches, bad files reported."""
+
 from __future__ import annotations
 
 import glob
@@ -38,10 +39,18 @@ class Prediction:
     def to_dict(self) -> dict:
         if self.error:
             return {"path": self.path, "error": self.error}
-        known = {} if self.outlier_score is None else {"unknown": self.unknown,
-                                                       "outlier_score": round(self.outlier_score, 6)}
-        return {"path": self.path, "label": self.label, "confidence": round(self.confidence, 6), **known,
-                "top": [{"label": c, "probability": round(p, 6)} for c, p in self.top]}
+        known = (
+            {}
+            if self.outlier_score is None
+            else {"unknown": self.unknown, "outlier_score": round(self.outlier_score, 6)}
+        )
+        return {
+            "path": self.path,
+            "label": self.label,
+            "confidence": round(self.confidence, 6),
+            **known,
+            "top": [{"label": c, "probability": round(p, 6)} for c, p in self.top],
+        }
 
 
 class BasePredictor:
@@ -87,15 +96,15 @@ class BasePredictor:
         score = float(row[-1])
         return row[:-1], score, score > self.threshold
 
-    def predict(self, paths: Iterable[str | os.PathLike], *, top_k: int = 3,
-                progress: bool | None = None) -> list[Prediction]:
+    def predict(
+        self, paths: Iterable[str | os.PathLike], *, top_k: int = 3, progress: bool | None = None
+    ) -> list[Prediction]:
         files = with_array_items(expand_paths(paths))
         results = [p for batch in self.iter_predict(files, top_k=top_k, progress=progress) for p in batch]
         order = {str(f): i for i, f in enumerate(files)}
         return sorted(results, key=lambda r: order[r.path])
 
-    def iter_predict(self, files: list, *, top_k: int = 3, progress: bool | None = None
-                     ) -> Iterator[list[Prediction]]:
+    def iter_predict(self, files: list, *, top_k: int = 3, progress: bool | None = None) -> Iterator[list[Prediction]]:
         """The predictions of `files` (paths or array items), a batch at a time, failed photos
         with their reasons first in each."""
         check_int("top_k", top_k, 1, 100_000)
@@ -108,19 +117,24 @@ class BasePredictor:
                     prediction.top = [(self.classes[i], float(p[i])) for i in best]
             yield failed + ok
 
-    def decoded(self, files: list, *, progress: bool | None = None, desc: str = "predict"
-                ) -> Iterator[tuple[list[Prediction], np.ndarray | None, list[Prediction]]]:
+    def decoded(
+        self, files: list, *, progress: bool | None = None, desc: str = "predict"
+    ) -> Iterator[tuple[list[Prediction], np.ndarray | None, list[Prediction]]]:
         """Batches of `files` (paths or ArrayItems) decoded at the model's size: (a blank
         Prediction per decoded photo, their (B, S, S, 3) pixels or None, the failed photos with
         their reasons)."""
-        with tqdm(total=len(files), desc=desc, unit="img", leave=False,
-                  disable=None if progress is None else not progress) as bar:
+        with tqdm(
+            total=len(files), desc=desc, unit="img", leave=False, disable=None if progress is None else not progress
+        ) as bar:
             for batch in _batches(files, self.batch_size):
                 decoded, ok, failed = [], [], []
                 for path in batch:
                     try:
-                        photo = (load_photo(path.root, path.name, size=self.size) if isinstance(path, ArrayItem)
-                                 else decode_photo(path, size=self.size))
+                        photo = (
+                            load_photo(path.root, path.name, size=self.size)
+                            if isinstance(path, ArrayItem)
+                            else decode_photo(path, size=self.size)
+                        )
                         decoded.append(photo.to_array())
                         ok.append(Prediction(str(path)))
                     except (DecodeError, OSError) as e:
@@ -135,14 +149,25 @@ class Predictor(BasePredictor):
     engine = "torch"
     outliers = None  # the run's OutlierScore, when it has one and the check is on
 
-    def __init__(self, run: str | os.PathLike, *, batch_size: int = 16, threads: int = 0, device: str = "auto",
-                 precision: str = "auto", unknown: bool = True):
+    def __init__(
+        self,
+        run: str | os.PathLike,
+        *,
+        batch_size: int = 16,
+        threads: int = 0,
+        device: str = "auto",
+        precision: str = "auto",
+        unknown: bool = True,
+    ):
         from ..runs.rundir import load_model
         from . import outliers
 
         check_int("batch_size", batch_size, 1, 4096)
-        trained = RunDir(run).read_json("config.json").get("train", {}).get("precision") \
-            if (Path(run) / "config.json").is_file() else None
+        trained = (
+            RunDir(run).read_json("config.json").get("train", {}).get("precision")
+            if (Path(run) / "config.json").is_file()
+            else None
+        )
         self._place(threads, device, precision, trained)
         model, meta = load_model(run)
         # the temperature was fitted on the validation split; the InputSpec read from model.json
@@ -181,8 +206,10 @@ class Predictor(BasePredictor):
         """(probabilities, distances (B, k), rows (B, k)): the k training photos nearest each photo
         in the outlier score's features, nearest first; rows index the run's usable photos."""
         if self.outliers is None:
-            raise PhotoclassError("This predictor has no index of its run's training photos. HINT: open it with "
-                                  "unknown=True, from a run trained with the 'none of these' check.")
+            raise PhotoclassError(
+                "This predictor has no index of its run's training photos. HINT: open it with "
+                "unknown=True, from a run trained with the 'none of these' check."
+            )
         logits, features = self._outputs(pixels, tap=True)
         distances, index = self.outliers.nearest(features, k)
         return softmax(logits), distances.cpu().numpy(), self.outliers.rows[index.cpu()].numpy()
@@ -216,8 +243,9 @@ class Predictor(BasePredictor):
 ENGINES = ("torch", "onnx", "openvino", "litert", "auto")
 
 
-def open_predictor(model: str | os.PathLike, *, engine: str = "torch", tta: bool | None = None,
-                   backbone: str | None = None, **kwargs) -> BasePredictor:
+def open_predictor(
+    model: str | os.PathLike, *, engine: str = "torch", tta: bool | None = None, backbone: str | None = None, **kwargs
+) -> BasePredictor:
     """A predictor for a run directory, an exported `.onnx` file (ONNX Runtime, no torch), an
     OpenVINO export (its model.xml or folder; OpenVINO Runtime, no torch) or a `.tflite` file
     (LiteRT's interpreter, no torch); `"imagenet"`
@@ -239,8 +267,10 @@ def open_predictor(model: str | os.PathLike, *, engine: str = "torch", tta: bool
     path = Path(model)
     device = kwargs.pop("device", "auto")
     if backbone is not None and str(model) != "imagenet":
-        raise PhotoclassError(f"--model chooses the backbone of `predict imagenet`; {model} is a trained run. "
-                              "HINT: drop --model, or predict 'imagenet'.")
+        raise PhotoclassError(
+            f"--model chooses the backbone of `predict imagenet`; {model} is a trained run. "
+            "HINT: drop --model, or predict 'imagenet'."
+        )
     if str(model) in ("imagenet", "imagenet-lite0", "imagenet-lite2") and not path.exists():
         from .imagenet import ImageNetPredictor
 
@@ -255,20 +285,25 @@ def open_predictor(model: str | os.PathLike, *, engine: str = "torch", tta: bool
     exported = _export_kind(path)
     if exported:
         if device not in ("auto", "cpu"):
-            raise PhotoclassError(f"An exported model runs on the CPU. Received: device={device!r}. HINT: --device "
-                                  "cpu, or predict from the run folder for a GPU.")
+            raise PhotoclassError(
+                f"An exported model runs on the CPU. Received: device={device!r}. HINT: --device "
+                "cpu, or predict from the run folder for a GPU."
+            )
     else:
         device = resolve_device(device)
         if engine == "auto" and device.type != "cpu":
             engine = "torch"
         if path.is_file():
-            raise PhotoclassError(f"{path} is a file, not a run folder, an .onnx file or an OpenVINO model.xml. "
-                                  f"HINT: pass its folder, {path.parent}")
+            raise PhotoclassError(
+                f"{path} is a file, not a run folder, an .onnx file or an OpenVINO model.xml. "
+                f"HINT: pass its folder, {path.parent}"
+            )
         if not (path / "model.json").is_file():
             if (path / "summary.json").is_file():
                 raise PhotoclassError(RunDir(path).summary_message())
-            raise PhotoclassError(f"{path} is not a photoclass run: it has no model.json. HINT: `photoclass runs` "
-                                  "lists the runs.")
+            raise PhotoclassError(
+                f"{path} is not a photoclass run: it has no model.json. HINT: `photoclass runs` lists the runs."
+            )
         if tta is None:
             tta = _tested_with_tta(path)
         path, exported = _engine_for_run(path, engine)
@@ -302,14 +337,15 @@ def trained_on(model: str | os.PathLike) -> str | None:
 
 
 def _export_kind(path: Path) -> str | None:
-    """"onnx" or "openvino" for an exported model's path (an OpenVINO folder holds model.xml),
+    """ "onnx" or "openvino" for an exported model's path (an OpenVINO folder holds model.xml),
     None for anything else."""
     if path.suffix.lower() == ".onnx":
         return "onnx"
     if path.suffix.lower() == ".tflite":
         return "litert"
-    if path.suffix.lower() == ".xml" or (path.is_dir() and (path / "model.xml").is_file()
-                                         and not (path / "model.json").is_file()):
+    if path.suffix.lower() == ".xml" or (
+        path.is_dir() and (path / "model.xml").is_file() and not (path / "model.json").is_file()
+    ):
         return "openvino"
     return None
 
@@ -324,8 +360,11 @@ def _engine_for_run(run: Path, engine: str) -> tuple[Path, str | None]:
         for found, check in verified_exports(RunDir(run)):
             if check["format"] == engine and check.get("precision", "int8" if check["int8"] else "fp32") == "fp32":
                 return found, engine
-        print(f"exporting {run} to {'OpenVINO' if engine == 'openvino' else 'LiteRT'} once, checked on its test "
-              "photos ...", flush=True)
+        print(
+            f"exporting {run} to {'OpenVINO' if engine == 'openvino' else 'LiteRT'} once, checked on its test "
+            "photos ...",
+            flush=True,
+        )
         return Path(export(run, engine, out=default_path(RunDir(run), engine))["path"]), engine
     if engine == "auto":
         try:
@@ -343,8 +382,9 @@ def _engine_for_run(run: Path, engine: str) -> tuple[Path, str | None]:
         return onnx_for_run(run), "onnx"
     except ImportError:
         if engine == "onnx":
-            raise PhotoclassError("engine 'onnx' needs ONNX Runtime and the exporter. "
-                                  "HINT: pip install 'photoclass[onnx]'") from None
+            raise PhotoclassError(
+                "engine 'onnx' needs ONNX Runtime and the exporter. HINT: pip install 'photoclass[onnx]'"
+            ) from None
         return run, None
 
 
@@ -403,11 +443,14 @@ def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
             for folder in (m for m in matches if m.is_dir()):
                 files += sorted(_images_under(folder))
             if not matches:
-                raise PhotoclassError(f"No files match {raw!r}. HINT: check the pattern, e.g. 'photos/*.jpg' "
-                                      "or a folder, read recursively.")
+                raise PhotoclassError(
+                    f"No files match {raw!r}. HINT: check the pattern, e.g. 'photos/*.jpg' "
+                    "or a folder, read recursively."
+                )
         else:
-            raise PhotoclassError(f"No such file or folder: {raw}. HINT: pass photos, folders of photos or a "
-                                  "quoted glob.")
+            raise PhotoclassError(
+                f"No such file or folder: {raw}. HINT: pass photos, folders of photos or a quoted glob."
+            )
     return list(dict.fromkeys(files))  # each file once, in the order given
 
 
@@ -421,4 +464,4 @@ def _images_under(folder: Path) -> Iterator[Path]:
 
 def _batches(items: list, size: int) -> Iterator[list]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]

@@ -5,6 +5,7 @@ holding one exported model (ONNX Runtime or OpenVINO) loaded once, with a few th
 its rows as it does a local run's. The workers read the photos themselves: on several machines
 the paths must be the same on each (a shared or synced folder).
 """
+
 from __future__ import annotations
 
 import json
@@ -25,11 +26,22 @@ class RayPredictor:
     "openvino"; a run folder is exported once, here), `threads` each (default: 1 each, and one
     actor per CPU of the cluster)."""
 
-    def __init__(self, model: str | os.PathLike, *, address: str = "local", engine: str = "onnx", actors: int = 0,
-                 threads: int = 1, batch_size: int = 16, unknown: bool = True):
+    def __init__(
+        self,
+        model: str | os.PathLike,
+        *,
+        address: str = "local",
+        engine: str = "onnx",
+        actors: int = 0,
+        threads: int = 1,
+        batch_size: int = 16,
+        unknown: bool = True,
+    ):
         if engine not in ("onnx", "openvino", "auto"):
-            raise PhotoclassError(f"On Ray, photos are predicted by an exported model. Received: engine={engine!r}. "
-                                  "HINT: --engine onnx or openvino.")
+            raise PhotoclassError(
+                f"On Ray, photos are predicted by an exported model. Received: engine={engine!r}. "
+                "HINT: --engine onnx or openvino."
+            )
         path = Path(model)
         if _export_kind(path) is None:  # a run folder: its export, made (and checked) once, here
             path, _ = _engine_for_run(path, "onnx" if engine == "auto" else engine)
@@ -40,21 +52,36 @@ class RayPredictor:
         self.ray = connect(address)
         self.actors = actors or max(1, cluster_cpus() // max(1, threads))
 
-    def iter_predict(self, files: list, *, top_k: int = 3, progress: bool | None = None
-                     ) -> Iterator[list[Prediction]]:
+    def iter_predict(self, files: list, *, top_k: int = 3, progress: bool | None = None) -> Iterator[list[Prediction]]:
         if any(not isinstance(f, (str, os.PathLike)) for f in files):
-            raise PhotoclassError("On Ray, photos are predicted from files; image arrays are not sent. "
-                                  "HINT: predict arrays without --ray.")
+            raise PhotoclassError(
+                "On Ray, photos are predicted from files; image arrays are not sent. "
+                "HINT: predict arrays without --ray."
+            )
         if not files:
             return
         dataset = self.ray.data.from_items([{"path": str(f)} for f in files])
         rows = dataset.map_batches(
-            _Actor, batch_size=self.batch_size, batch_format="numpy", compute=self.ray.data.ActorPoolStrategy(
-                size=self.actors), num_cpus=self.threads,
-            fn_constructor_kwargs={"model": self.model_path, "threads": self.threads, "top_k": top_k,
-                                   "batch_size": self.batch_size, "unknown": self.unknown})
-        with tqdm(total=len(files), desc="predict (ray)", unit="img", leave=False,
-                  disable=None if progress is None else not progress) as bar:
+            _Actor,
+            batch_size=self.batch_size,
+            batch_format="numpy",
+            compute=self.ray.data.ActorPoolStrategy(size=self.actors),
+            num_cpus=self.threads,
+            fn_constructor_kwargs={
+                "model": self.model_path,
+                "threads": self.threads,
+                "top_k": top_k,
+                "batch_size": self.batch_size,
+                "unknown": self.unknown,
+            },
+        )
+        with tqdm(
+            total=len(files),
+            desc="predict (ray)",
+            unit="img",
+            leave=False,
+            disable=None if progress is None else not progress,
+        ) as bar:
             for batch in rows.iter_batches(batch_size=self.batch_size, batch_format="numpy"):
                 found = [_from_dict(json.loads(row)) for row in batch["row"]]
                 bar.update(len(found))
@@ -70,13 +97,18 @@ class _Actor:
 
     def __call__(self, batch: dict) -> dict:
         paths = [Path(p) for p in batch["path"]]
-        found = {p.path: p for part in self.predictor.iter_predict(paths, top_k=self.top_k, progress=False)
-                 for p in part}
+        found = {
+            p.path: p for part in self.predictor.iter_predict(paths, top_k=self.top_k, progress=False) for p in part
+        }
         return {"row": np.array([json.dumps(found[str(p)].to_dict(), ensure_ascii=False) for p in paths])}
 
 
 def _from_dict(row: dict) -> Prediction:
     if "error" in row:
         return Prediction(row["path"], error=row["error"])
-    return Prediction(row["path"], top=[(t["label"], t["probability"]) for t in row["top"]],
-                      outlier_score=row.get("outlier_score"), unknown=row.get("unknown", False))
+    return Prediction(
+        row["path"],
+        top=[(t["label"], t["probability"]) for t in row["top"]],
+        outlier_score=row.get("outlier_score"),
+        unknown=row.get("unknown", False),
+    )

@@ -6,6 +6,7 @@ and predicts only the photos not in the file. A Parquet file cannot be appended 
 go to a JSON Lines journal beside it (`.NAME.partial.jsonl`) and the Parquet file is written,
 atomically, when every photo is done.
 """
+
 from __future__ import annotations
 
 import csv
@@ -38,15 +39,22 @@ class Written:
     seconds: float
 
 
-def predict_to_file(predictor: BasePredictor, paths: Iterable[str | os.PathLike], out: str | os.PathLike, *,
-                    top_k: int = 3, progress: bool | None = None,
-                    on_batch: Callable[[list[Prediction]], None] | None = None) -> Written:
+def predict_to_file(
+    predictor: BasePredictor,
+    paths: Iterable[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    top_k: int = 3,
+    progress: bool | None = None,
+    on_batch: Callable[[list[Prediction]], None] | None = None,
+) -> Written:
     """Predict `paths` into `out` (.csv, .jsonl or .parquet) as it goes, skipping photos it already holds."""
     out = Path(out)
     kind = FORMATS.get(out.suffix.lower())
     if kind is None:
-        raise PhotoclassError(f"Cannot write predictions to {out}: unknown kind of file. "
-                              f"HINT: end the name in {', '.join(FORMATS)}.")
+        raise PhotoclassError(
+            f"Cannot write predictions to {out}: unknown kind of file. HINT: end the name in {', '.join(FORMATS)}."
+        )
     if kind == "parquet":
         _need_pyarrow()
     paths = list(paths)
@@ -92,8 +100,10 @@ def _rows_in(path: Path, kind: str) -> set[str]:
             return {r["path"] for r in rows}
         return {json.loads(line)["path"] for line in text.splitlines() if line.strip()}
     except (ValueError, KeyError, TypeError) as e:
-        raise PhotoclassError(f"{path} is not a predictions file this can resume ({e}). "
-                              "HINT: pass a new --out, or delete it to start over.") from None
+        raise PhotoclassError(
+            f"{path} is not a predictions file this can resume ({e}). "
+            "HINT: pass a new --out, or delete it to start over."
+        ) from None
 
 
 def _csv_writer(stream, *, header: bool):
@@ -103,20 +113,28 @@ def _csv_writer(stream, *, header: bool):
 
     def write(batch: list[Prediction]) -> None:
         writer.writerows(csv_row(p, places=6) for p in batch)
+
     return write
 
 
 def csv_row(p: Prediction, *, places: int) -> list[str]:
     """A prediction as a row of `CSV_COLUMNS`, probabilities to `places` decimals."""
     checked = p.outlier_score is not None
-    return [p.path, p.label, f"{p.confidence:.{places}f}" if not p.error else "",
-            str(p.unknown).lower() if checked else "", f"{p.outlier_score:.{places}f}" if checked else "",
-            ";".join(f"{c}:{v:.{places}f}" for c, v in p.top), p.error]
+    return [
+        p.path,
+        p.label,
+        f"{p.confidence:.{places}f}" if not p.error else "",
+        str(p.unknown).lower() if checked else "",
+        f"{p.outlier_score:.{places}f}" if checked else "",
+        ";".join(f"{c}:{v:.{places}f}" for c, v in p.top),
+        p.error,
+    ]
 
 
 def _jsonl_writer(stream):
     def write(batch: list[Prediction]) -> None:
         stream.write("".join(json.dumps(p.to_dict(), ensure_ascii=False) + "\n" for p in batch))
+
     return write
 
 
@@ -124,8 +142,9 @@ def _need_pyarrow() -> None:
     try:
         import pyarrow  # noqa: F401
     except ImportError:
-        raise PhotoclassError("Writing Parquet needs pyarrow. HINT: pip install pyarrow, or pass --out "
-                              "results.csv or results.jsonl.") from None
+        raise PhotoclassError(
+            "Writing Parquet needs pyarrow. HINT: pip install pyarrow, or pass --out results.csv or results.jsonl."
+        ) from None
 
 
 def _finished_parquet(path: Path) -> set[str]:
@@ -135,8 +154,10 @@ def _finished_parquet(path: Path) -> set[str]:
     try:
         done = set(pq.read_table(path, columns=["path"]).column("path").to_pylist())
     except Exception as e:
-        raise PhotoclassError(f"{path} is not a predictions file this can resume ({e}). "
-                              "HINT: pass a new --out, or delete it to start over.") from None
+        raise PhotoclassError(
+            f"{path} is not a predictions file this can resume ({e}). "
+            "HINT: pass a new --out, or delete it to start over."
+        ) from None
     return done | _rows_in(journal, "jsonl")
 
 
@@ -157,12 +178,26 @@ def _write_parquet(path: Path, journal: Path) -> None:
 
 def _schema(pa):
     top = pa.list_(pa.struct([("label", pa.string()), ("probability", pa.float64())]))
-    return pa.schema([("path", pa.string()), ("label", pa.string()), ("confidence", pa.float64()),
-                      ("unknown", pa.bool_()), ("outlier_score", pa.float64()), ("top", top),
-                      ("error", pa.string())])
+    return pa.schema(
+        [
+            ("path", pa.string()),
+            ("label", pa.string()),
+            ("confidence", pa.float64()),
+            ("unknown", pa.bool_()),
+            ("outlier_score", pa.float64()),
+            ("top", top),
+            ("error", pa.string()),
+        ]
+    )
 
 
 def _flat(row: dict) -> dict:
-    return {"path": row["path"], "label": row.get("label"), "confidence": row.get("confidence"),
-            "unknown": row.get("unknown"), "outlier_score": row.get("outlier_score"), "top": row.get("top", []),
-            "error": row.get("error", "")}
+    return {
+        "path": row["path"],
+        "label": row.get("label"),
+        "confidence": row.get("confidence"),
+        "unknown": row.get("unknown"),
+        "outlier_score": row.get("outlier_score"),
+        "top": row.get("top", []),
+        "error": row.get("error", ""),
+    }

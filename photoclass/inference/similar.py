@@ -1,5 +1,6 @@
 """The training photos behind a prediction: the k nearest in the features the "none of these"
 score compares (the same index, RUN/outliers.safetensors; exact search)."""
+
 from __future__ import annotations
 
 import html
@@ -43,8 +44,15 @@ def training_photos(run: RunDir) -> list[tuple[str, str]]:
     return [(str(root / path), label) for path, label in rows] if root.is_dir() else rows
 
 
-def similar(run: str | os.PathLike, paths: Iterable[str | os.PathLike], *, k: int = 5, batch_size: int = 16,
-            device: str = "auto", progress: bool | None = None) -> list[Similar]:
+def similar(
+    run: str | os.PathLike,
+    paths: Iterable[str | os.PathLike],
+    *,
+    k: int = 5,
+    batch_size: int = 16,
+    device: str = "auto",
+    progress: bool | None = None,
+) -> list[Similar]:
     """Each photo's prediction and its `k` nearest training photos, in the order given;
     unreadable photos carry their error and no neighbours."""
     from ..config import check_int
@@ -52,8 +60,10 @@ def similar(run: str | os.PathLike, paths: Iterable[str | os.PathLike], *, k: in
     check_int("k", k, 1, 1000)
     predictor = Predictor(run, batch_size=batch_size, device=device)
     if predictor.outliers is None:
-        raise PhotoclassError(f"{run} has no index of its training photos (outliers.safetensors). HINT: train it "
-                              "again with this photoclass, with --unknown-accept above 0 (the default 0.95).")
+        raise PhotoclassError(
+            f"{run} has no index of its training photos (outliers.safetensors). HINT: train it "
+            "again with this photoclass, with --unknown-accept above 0 (the default 0.95)."
+        )
     photos = training_photos(RunDir(run))
     files = with_array_items(expand_paths(paths))
     results: list[Similar] = []
@@ -89,8 +99,9 @@ def format_similar(found: list[Similar]) -> str:
     return "\n".join(lines)
 
 
-def write_similar_page(run: str | os.PathLike, found: list[Similar], out: str | os.PathLike, *,
-                       progress: bool | None = None) -> Path:
+def write_similar_page(
+    run: str | os.PathLike, found: list[Similar], out: str | os.PathLike, *, progress: bool | None = None
+) -> Path:
     """An HTML page: each photo beside thumbnails of its nearest training photos, each decoded
     again; `progress=None` shows a bar only on a terminal."""
     from ..core.atomic import write_text_atomic
@@ -98,25 +109,38 @@ def write_similar_page(run: str | os.PathLike, found: list[Similar], out: str | 
 
     root = Path(RunDir(run).read_json("config.json")["data"])  # array data: the array file
     blocks = []
-    for s in tqdm(found, desc="similar page", unit="photo", leave=False,
-                  disable=None if progress is None else not progress):
+    for s in tqdm(
+        found, desc="similar page", unit="photo", leave=False, disable=None if progress is None else not progress
+    ):
         p = s.prediction
         if p.error:
             blocks.append(f"<p>{html.escape(p.path)}: skipped, {html.escape(p.error)}</p>")
             continue
         said = "none of these" if p.unknown else p.label
-        head = (f"<figure>{_image(thumbnail(Path(p.path).parent, Path(p.path).name))}<figcaption><b>"
-                f"{html.escape(said)}</b> (closest: {html.escape(p.label)} {p.confidence:.0%}; outlier score "
-                f"{p.outlier_score:.3f})<br>{html.escape(p.path)}</figcaption></figure>")
-        near = "".join(f"<figure>{_image(thumbnail(root, n.path))}<figcaption><b>{html.escape(n.label)}</b> "
-                       f"{n.distance:.3f}<br>{html.escape(n.path)}</figcaption></figure>" for n in s.neighbours)
-        blocks.append(f"<div class=gallery>{head}<span style='align-self:center'>nearest training photos:</span>"
-                      f"{near}</div><hr>")
+        head = (
+            f"<figure>{_image(thumbnail(Path(p.path).parent, Path(p.path).name))}<figcaption><b>"
+            f"{html.escape(said)}</b> (closest: {html.escape(p.label)} {p.confidence:.0%}; outlier score "
+            f"{p.outlier_score:.3f})<br>{html.escape(p.path)}</figcaption></figure>"
+        )
+        near = "".join(
+            f"<figure>{_image(thumbnail(root, n.path))}<figcaption><b>{html.escape(n.label)}</b> "
+            f"{n.distance:.3f}<br>{html.escape(n.path)}</figcaption></figure>"
+            for n in s.neighbours
+        )
+        blocks.append(
+            f"<div class=gallery>{head}<span style='align-self:center'>nearest training photos:</span>{near}</div><hr>"
+        )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out, page(f"photoclass similar: {Path(run).name}", f"<h1>Nearest training photos</h1>"
-                                f"<p>Run {html.escape(str(run))}; distances are cosine, in the features the "
-                                "'none of these' check compares.</p>" + "".join(blocks)))
+    write_text_atomic(
+        out,
+        page(
+            f"photoclass similar: {Path(run).name}",
+            f"<h1>Nearest training photos</h1>"
+            f"<p>Run {html.escape(str(run))}; distances are cosine, in the features the "
+            "'none of these' check compares.</p>" + "".join(blocks),
+        ),
+    )
     return out
 
 

@@ -1,4 +1,5 @@
 """Copy photos into one folder per predicted class; never move, never overwrite."""
+
 from __future__ import annotations
 
 import shutil
@@ -37,13 +38,18 @@ def sort_into(predictions: list[Prediction], out: str | Path, *, min_confidence:
     for prediction in predictions:
         if prediction.error:
             continue
-        folder = UNKNOWN if prediction.unknown else UNSURE if shown_confidence(prediction.confidence) < min_confidence \
+        folder = (
+            UNKNOWN
+            if prediction.unknown
+            else UNSURE
+            if shown_confidence(prediction.confidence) < min_confidence
             else class_folder(prediction.label)
+        )
         source = Path(prediction.path)
         (out / folder).mkdir(parents=True, exist_ok=True)
         pixels = None if source.is_file() else _array_pixels(prediction.path)
         if pixels is not None:  # an image of array data (mnist.npz#x_test/3) becomes a PNG
-            name = prediction.path[prediction.path.rfind("/", 0, prediction.path.index("#")) + 1:]
+            name = prediction.path[prediction.path.rfind("/", 0, prediction.path.index("#")) + 1 :]
             _save_without_overwriting(pixels, name, out / folder)  # digits.npz#x_test/3 -> digits.npz_x_test_3.png
         else:
             _copy_without_overwriting(source, out / folder)
@@ -55,17 +61,17 @@ def class_folder(label: str) -> str:
     """`label` as one folder name inside the sorting folder, whatever the data called it: class
     names come from CSV cells, array files and other people's runs, so '../x', '/tmp/x', '' or
     '_unsure' must not name a folder elsewhere, DIR itself or the unsure folder."""
-    name = "".join("_" if c in '/\\\x00:' or ord(c) < 32 else c for c in label).strip()
+    name = "".join("_" if c in "/\\\x00:" or ord(c) < 32 else c for c in label).strip()
     if name in ("", ".", "..") or name.startswith((".", "_")):
         name = f"class {name}".strip()
     return name.encode()[:200].decode(errors="ignore")
 
 
 def check_min_confidence(min_confidence: float) -> None:
-    if isinstance(min_confidence, bool) or not isinstance(min_confidence, (int, float)) \
-            or not 0 <= min_confidence <= 1:
-        raise PhotoclassError(f"`min_confidence` must be a probability from 0 to 1, e.g. 0.9. "
-                              f"Received: min_confidence={min_confidence!r}")
+    if isinstance(min_confidence, bool) or not isinstance(min_confidence, (int, float)) or not 0 <= min_confidence <= 1:
+        raise PhotoclassError(
+            f"`min_confidence` must be a probability from 0 to 1, e.g. 0.9. Received: min_confidence={min_confidence!r}"
+        )
 
 
 def _source_data(path: str) -> Path:

@@ -3,6 +3,7 @@
 The rule: the same predicted class for at least 99.5% of the photos, test accuracy within
 half a point, and, for an fp32 export, calibrated logits within `tolerance` of PyTorch's.
 """
+
 from __future__ import annotations
 
 import time
@@ -24,45 +25,70 @@ FP32_TOLERANCE = 1e-3  # calibrated logits; float32 reorderings and fused kernel
 @dataclass
 class Photos:
     """The photos an export is checked on (uint8, at the model's size) and their labels."""
+
     pixels: np.ndarray
     labels: np.ndarray
     split: str
 
 
-def run_photos(run: RunDir, size: int, split: str = "test", *, limit: int | None = None, seed: int = 0,
-               progress: bool | None = False) -> Photos:
+def run_photos(
+    run: RunDir,
+    size: int,
+    split: str = "test",
+    *,
+    limit: int | None = None,
+    seed: int = 0,
+    progress: bool | None = False,
+) -> Photos:
     """A split of the run's own data, decoded at `size` as training did (from the cache)."""
     from ..data.prepare import prepare
 
     source = run.data_source()
     config = run.read_json("config.json")
     try:
-        dataset = prepare(source, config=PrepareConfig.from_dict({**config["prepare"], "image_size": size}),
-                          progress=progress)
+        dataset = prepare(
+            source, config=PrepareConfig.from_dict({**config["prepare"], "image_size": size}), progress=progress
+        )
     except PhotoclassError as e:
-        raise PhotoclassError(f"An export is checked on the run's {split} photos, and they cannot be read: "
-                              f"{e}") from None
+        raise PhotoclassError(
+            f"An export is checked on the run's {split} photos, and they cannot be read: {e}"
+        ) from None
     chosen = dataset.indices(split)
     if not len(chosen) and split == "test":
         chosen, split = dataset.indices("val"), "val"
     if not len(chosen):
-        raise PhotoclassError(f"{run.path}'s data has no {split} photos to check an export on. HINT: train with a "
-                              "test split (--test-size).")
+        raise PhotoclassError(
+            f"{run.path}'s data has no {split} photos to check an export on. HINT: train with a "
+            "test split (--test-size)."
+        )
     if limit is not None and len(chosen) > limit:
         chosen = np.sort(np.random.default_rng(seed).choice(chosen, limit, replace=False))
     return Photos(np.stack([dataset.images[i] for i in chosen]), dataset.labels[chosen], split)
 
 
-def compare(reference: BasePredictor, candidate: BasePredictor, photos: Photos, *, fp32: bool,
-            tolerance: float = FP32_TOLERANCE, batch_size: int = 16, progress: bool | None = False) -> dict:
+def compare(
+    reference: BasePredictor,
+    candidate: BasePredictor,
+    photos: Photos,
+    *,
+    fp32: bool,
+    tolerance: float = FP32_TOLERANCE,
+    batch_size: int = 16,
+    progress: bool | None = False,
+) -> dict:
     """How `candidate` agrees with `reference` on `photos`; "kept" says whether it passes, and
     "why_not" why it does not. `progress=None` shows a bar only on a terminal."""
     want, got, seconds, seconds_torch = [], [], 0.0, 0.0
     reference.outputs(photos.pixels[:batch_size]), candidate.outputs(photos.pixels[:batch_size])  # warm-up, untimed
     # the two alternate: both see the same machine
-    for start in tqdm(range(0, len(photos.pixels), batch_size), desc="check", unit="batch", leave=False,
-                      disable=None if progress is None else not progress):
-        batch = photos.pixels[start:start + batch_size]
+    for start in tqdm(
+        range(0, len(photos.pixels), batch_size),
+        desc="check",
+        unit="batch",
+        leave=False,
+        disable=None if progress is None else not progress,
+    ):
+        batch = photos.pixels[start : start + batch_size]
         started = time.perf_counter()
         want.append(reference.outputs(batch))
         seconds_torch += time.perf_counter() - started
@@ -71,37 +97,53 @@ def compare(reference: BasePredictor, candidate: BasePredictor, photos: Photos, 
         seconds += time.perf_counter() - started
     logits_want, logits_got = np.concatenate([w[0] for w in want]), np.concatenate([g[0] for g in got])
     same = logits_want.argmax(1) == logits_got.argmax(1)
-    accuracy = {name: float((logits.argmax(1) == photos.labels).mean())
-                for name, logits in (("torch", logits_want), ("export", logits_got))}
-    found = {"photos": len(photos.labels), "split": photos.split, "agreement": float(same.mean()),
-             "accuracy_torch": accuracy["torch"], "accuracy": accuracy["export"],
-             "max_abs_logit_diff": float(np.abs(logits_want - logits_got).max()),
-             "images_per_s": round(len(photos.labels) / seconds, 1) if seconds else None,
-             "torch_images_per_s": round(len(photos.labels) / seconds_torch, 1) if seconds_torch else None}
+    accuracy = {
+        name: float((logits.argmax(1) == photos.labels).mean())
+        for name, logits in (("torch", logits_want), ("export", logits_got))
+    }
+    found = {
+        "photos": len(photos.labels),
+        "split": photos.split,
+        "agreement": float(same.mean()),
+        "accuracy_torch": accuracy["torch"],
+        "accuracy": accuracy["export"],
+        "max_abs_logit_diff": float(np.abs(logits_want - logits_got).max()),
+        "images_per_s": round(len(photos.labels) / seconds, 1) if seconds else None,
+        "torch_images_per_s": round(len(photos.labels) / seconds_torch, 1) if seconds_torch else None,
+    }
     if want[0][1] is not None and got[0][1] is not None and candidate.threshold is not None:
         unknown_want = np.concatenate([w[1] for w in want]) > reference.threshold
         unknown_got = np.concatenate([g[1] for g in got]) > candidate.threshold
         found["unknown_agreement"] = float((unknown_want == unknown_got).mean())
     reasons = []
     if found["agreement"] < MIN_AGREEMENT:
-        reasons.append(f"it predicts another class than PyTorch for {int((~same).sum())} of {len(same)} "
-                       f"{photos.split} photos (agreement {found['agreement']:.2%} < {MIN_AGREEMENT:.1%})")
+        reasons.append(
+            f"it predicts another class than PyTorch for {int((~same).sum())} of {len(same)} "
+            f"{photos.split} photos (agreement {found['agreement']:.2%} < {MIN_AGREEMENT:.1%})"
+        )
     if accuracy["torch"] - accuracy["export"] > MAX_ACCURACY_DROP:
-        reasons.append(f"its {photos.split} accuracy is {accuracy['export']:.2%} against PyTorch's "
-                       f"{accuracy['torch']:.2%} (more than {MAX_ACCURACY_DROP:.1%} lower)")
+        reasons.append(
+            f"its {photos.split} accuracy is {accuracy['export']:.2%} against PyTorch's "
+            f"{accuracy['torch']:.2%} (more than {MAX_ACCURACY_DROP:.1%} lower)"
+        )
     if fp32 and not found["max_abs_logit_diff"] <= tolerance:
-        reasons.append(f"its logits differ from PyTorch's by up to {found['max_abs_logit_diff']:.2e} "
-                       f"(> {tolerance:g})")
-    found.update(kept=not reasons, why_not="; ".join(reasons), rule=f"agreement >= {MIN_AGREEMENT:.1%}, accuracy "
-                 f"within {MAX_ACCURACY_DROP:.1%}" + (f", logits within {tolerance:g}" if fp32 else ""))
+        reasons.append(f"its logits differ from PyTorch's by up to {found['max_abs_logit_diff']:.2e} (> {tolerance:g})")
+    found.update(
+        kept=not reasons,
+        why_not="; ".join(reasons),
+        rule=f"agreement >= {MIN_AGREEMENT:.1%}, accuracy "
+        f"within {MAX_ACCURACY_DROP:.1%}" + (f", logits within {tolerance:g}" if fp32 else ""),
+    )
     return found
 
 
 def describe(found: dict) -> str:
     """One line of an export's check, for the terminal."""
-    words = (f"{found['split']} photos: {found['photos']}, agreement with PyTorch {found['agreement']:.2%}, accuracy "
-             f"{found['accuracy']:.2%} (PyTorch {found['accuracy_torch']:.2%}), max |logit diff| "
-             f"{found['max_abs_logit_diff']:.2e}")
+    words = (
+        f"{found['split']} photos: {found['photos']}, agreement with PyTorch {found['agreement']:.2%}, accuracy "
+        f"{found['accuracy']:.2%} (PyTorch {found['accuracy_torch']:.2%}), max |logit diff| "
+        f"{found['max_abs_logit_diff']:.2e}"
+    )
     if "unknown_agreement" in found:
         words += f", 'unknown' agreement {found['unknown_agreement']:.2%}"
     if found.get("images_per_s"):

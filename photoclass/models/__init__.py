@@ -1,4 +1,5 @@
 """Model registry, the input contract, and the built-in networks."""
+
 from .input_spec import InputSpec
 
 

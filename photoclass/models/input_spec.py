@@ -3,6 +3,7 @@
 Training, prediction, ONNX export, serving and the report all read it through
 `InputSpec.from_dict`, so the preprocessing is defined once.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
@@ -37,6 +38,7 @@ class InputSpec:
     @classmethod
     def from_dict(cls, values: Any, *, source: str = "the input spec") -> InputSpec:
         """Checked: a one-line error naming `source` for anything missing, unknown or odd."""
+
         def bad(why: str) -> PhotoclassError:
             return PhotoclassError(f"{source}: the input spec {why}. Received: {values!r}")
 
@@ -52,13 +54,20 @@ class InputSpec:
             raise bad("needs channels 1 or 3")
         for key in ("mean", "std"):
             seq = values.get(key, [0.0] * channels if key == "mean" else [1.0] * channels)
-            if not (isinstance(seq, (list, tuple)) and len(seq) == channels
-                    and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in seq)):
+            if not (
+                isinstance(seq, (list, tuple))
+                and len(seq) == channels
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in seq)
+            ):
                 raise bad(f"needs {key}, {channels} numbers")
         if any(v <= 0 for v in values.get("std", [1.0])):
             raise bad("needs a positive std")
         if values.get("resize", "bilinear") not in RESIZE_METHODS:
             raise bad(f"needs resize one of {RESIZE_METHODS}")
-        return cls(size, tuple(float(v) for v in values.get("mean", (0.0,) * channels)),
-                   tuple(float(v) for v in values.get("std", (1.0,) * channels)), channels,
-                   values.get("resize", "bilinear"))
+        return cls(
+            size,
+            tuple(float(v) for v in values.get("mean", (0.0,) * channels)),
+            tuple(float(v) for v in values.get("std", (1.0,) * channels)),
+            channels,
+            values.get("resize", "bilinear"),
+        )

@@ -1,5 +1,6 @@
 """Layers shared by the models: standardized statistics features, and batch norm folded into
 the convolution before it."""
+
 from __future__ import annotations
 
 import torch
@@ -42,8 +43,11 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     for parent in list(model.modules()):
         previous = None
         for name, child in list(parent.named_children()):
-            if isinstance(child, nn.BatchNorm2d) and previous is not None \
-                    and previous.out_channels == child.num_features:
+            if (
+                isinstance(child, nn.BatchNorm2d)
+                and previous is not None
+                and previous.out_channels == child.num_features
+            ):
                 scale = child.weight / torch.sqrt(child.running_var + child.eps)
                 bias = previous.bias if previous.bias is not None else torch.zeros_like(child.running_mean)
                 previous.weight.mul_(scale.view(-1, 1, 1, 1))

@@ -4,6 +4,7 @@ A builder takes `num_classes` (and keyword options) and returns an `nn.Module` c
 `input_spec`: the input size and normalization its weights expect, stored with the weights
 and used alike by training, prediction, export and serving.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -33,12 +34,23 @@ class ModelInfo:
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
-def register_model(name: str, *, input_size: int, description: str, mean=None, std=None, channels: int = 3,
-                   pretrained: bool = False, fixed_size: bool = False, **defaults):
+def register_model(
+    name: str,
+    *,
+    input_size: int,
+    description: str,
+    mean=None,
+    std=None,
+    channels: int = 3,
+    pretrained: bool = False,
+    fixed_size: bool = False,
+    **defaults,
+):
     def wrap(builder):
         spec = InputSpec(input_size, tuple(mean or (0.0,) * channels), tuple(std or (1.0,) * channels), channels)
         _REGISTRY[name] = ModelInfo(name, builder, spec, description, pretrained, fixed_size, defaults)
         return builder
+
     return wrap
 
 
@@ -58,9 +70,11 @@ def model_info(name: str) -> ModelInfo:
     if not timm_models.is_timm_name(name):
         close = timm_models.closest_names(name, _REGISTRY)
         guess = f" Did you mean {', '.join(close)}?" if close else ""
-        raise PhotoclassError(f"Unknown model {name!r}.{guess} photoclass's own: {', '.join(sorted(_REGISTRY))}. "
-                              f"HINT: `photoclass models` describes them, `photoclass models '*{name[:6]}*'` lists "
-                              "the timm names.")
+        raise PhotoclassError(
+            f"Unknown model {name!r}.{guess} photoclass's own: {', '.join(sorted(_REGISTRY))}. "
+            f"HINT: `photoclass models` describes them, `photoclass models '*{name[:6]}*'` lists "
+            "the timm names."
+        )
     return _timm_info(name)
 
 
@@ -75,12 +89,26 @@ def _timm_info(name: str) -> ModelInfo:
     what += "; classifier on up to 4 stages' mean and spread too" if multiscale else ""
     licence = f", licence {config['license']}" if config.get("license") else ""
     weights = bool(config.get("hf_hub_id"))  # without any, the backbone trains from scratch
-    return ModelInfo(name, partial(timm_models.build, name, pretrained=weights), spec, what + licence,
-                     pretrained=weights, timm=True, note=note)
+    return ModelInfo(
+        name,
+        partial(timm_models.build, name, pretrained=weights),
+        spec,
+        what + licence,
+        pretrained=weights,
+        timm=True,
+        note=note,
+    )
 
 
-def create_model(name: str, num_classes: int, *, input_size: int | None = None, channels: int | None = None,
-                 pretrained: bool = True, **kwargs) -> nn.Module:
+def create_model(
+    name: str,
+    num_classes: int,
+    *,
+    input_size: int | None = None,
+    channels: int | None = None,
+    pretrained: bool = True,
+    **kwargs,
+) -> nn.Module:
     """Build a registered model; `input_size` overrides the registered one, and so does
     `channels` (1 or 3) for a model trained from scratch (pretrained ones take 3).
     `pretrained=False` skips loading a pretrained model's weights (others have none)."""

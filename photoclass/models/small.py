@@ -7,6 +7,7 @@ one to use: a residual net with the tricks that make airbench-class CIFAR-10 tra
 (batch-norm everywhere, max-pooled stages, a scaled linear head, label smoothing,
 flip + translate augmentation, warm-up, test-time flips).
 """
+
 from __future__ import annotations
 
 import torch
@@ -20,8 +21,10 @@ def _flat_side(name: str, input_size: int, own: int) -> int:
     """The side of the last feature map: two unpadded 3x3 convolutions, a 2x2 pooling, twice."""
     side = ((input_size - 4) // 2 - 4) // 2
     if side < 1:
-        raise PhotoclassError(f"{name} does not run at {input_size} px: its unpadded convolutions and poolings "
-                              f"need 16 px or more. HINT: its own size is {own}.")
+        raise PhotoclassError(
+            f"{name} does not run at {input_size} px: its unpadded convolutions and poolings "
+            f"need 16 px or more. HINT: its own size is {own}."
+        )
     return side
 
 
@@ -35,8 +38,17 @@ class SeedMNIST(nn.Module):
     def __init__(self, num_classes: int, input_size: int = 28, in_channels: int = 1, dropout: float = 0.25):
         super().__init__()
         self.features = nn.Sequential(
-            *_conv(in_channels, 64), *_conv(64, 64), nn.MaxPool2d(2), nn.BatchNorm2d(64, eps=1e-3), nn.Dropout(dropout),
-            *_conv(64, 128), *_conv(128, 128), nn.MaxPool2d(2), nn.BatchNorm2d(128, eps=1e-3), nn.Dropout(dropout))
+            *_conv(in_channels, 64),
+            *_conv(64, 64),
+            nn.MaxPool2d(2),
+            nn.BatchNorm2d(64, eps=1e-3),
+            nn.Dropout(dropout),
+            *_conv(64, 128),
+            *_conv(128, 128),
+            nn.MaxPool2d(2),
+            nn.BatchNorm2d(128, eps=1e-3),
+            nn.Dropout(dropout),
+        )
         side = _flat_side("seed-mnist", input_size, 28)
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(128 * side * side, num_classes))
 
@@ -51,12 +63,24 @@ class SeedCIFAR(nn.Module):
     def __init__(self, num_classes: int, input_size: int = 32, in_channels: int = 3, dropout: float = 0.4):
         super().__init__()
         self.features = nn.Sequential(
-            *_conv(in_channels, 64), *_conv(64, 64), nn.MaxPool2d(2), nn.Dropout(dropout),
-            *_conv(64, 128), *_conv(128, 128), nn.MaxPool2d(2), nn.Dropout(dropout))
+            *_conv(in_channels, 64),
+            *_conv(64, 64),
+            nn.MaxPool2d(2),
+            nn.Dropout(dropout),
+            *_conv(64, 128),
+            *_conv(128, 128),
+            nn.MaxPool2d(2),
+            nn.Dropout(dropout),
+        )
         side = _flat_side("seed-cifar", input_size, 32)
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(128 * side * side, 1024), nn.ReLU(inplace=True),
-            nn.Linear(1024, 1024), nn.ReLU(inplace=True), nn.Linear(1024, num_classes))
+            nn.Flatten(),
+            nn.Linear(128 * side * side, 1024),
+            nn.ReLU(inplace=True),
+            nn.Linear(1024, 1024),
+            nn.ReLU(inplace=True),
+            nn.Linear(1024, num_classes),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, 32, 32) -> (B, classes)
         return self.classifier(self.features(x))
@@ -88,8 +112,9 @@ class SmallResNet(nn.Module):
 class _Stage(nn.Module):
     def __init__(self, cin: int, cout: int):
         super().__init__()
-        self.down = nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.MaxPool2d(2),
-                                  nn.BatchNorm2d(cout), nn.GELU())
+        self.down = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(cout), nn.GELU()
+        )
         self.body = nn.Sequential(*_conv_bn(cout, cout))
 
     def forward(self, x):
@@ -97,23 +122,52 @@ class _Stage(nn.Module):
         return x + self.body(x)
 
 
-@register_model("seed-mnist", input_size=28, channels=1, fixed_size=True, epochs=15, augment="rotate=72",
-                batch_size=128, description="course CNN for 28x28 grey digits: conv 64-64, 128-128, BN, dropout")
+@register_model(
+    "seed-mnist",
+    input_size=28,
+    channels=1,
+    fixed_size=True,
+    epochs=15,
+    augment="rotate=72",
+    batch_size=128,
+    description="course CNN for 28x28 grey digits: conv 64-64, 128-128, BN, dropout",
+)
 def seed_mnist(num_classes: int, **kw) -> nn.Module:
     return SeedMNIST(num_classes, **kw)
 
 
-@register_model("seed-cifar", input_size=32, fixed_size=True, epochs=30, augment="none", optimizer="rmsprop",
-                lr=1e-3, weight_decay=0.0, batch_size=64, schedule="none",
-                description="course CNN for 32x32 colour: conv 64-64, 128-128, dropout, dense 1024-1024 (4.6M)")
+@register_model(
+    "seed-cifar",
+    input_size=32,
+    fixed_size=True,
+    epochs=30,
+    augment="none",
+    optimizer="rmsprop",
+    lr=1e-3,
+    weight_decay=0.0,
+    batch_size=64,
+    schedule="none",
+    description="course CNN for 32x32 colour: conv 64-64, 128-128, dropout, dense 1024-1024 (4.6M)",
+)
 def seed_cifar(num_classes: int, **kw) -> nn.Module:
     return SeedCIFAR(num_classes, **kw)
 
 
-@register_model("small-resnet", input_size=32, mean=(0.49, 0.48, 0.45), std=(0.25, 0.24, 0.26), epochs=20,
-                augment="hflip,shift=0.0625", label_smoothing=0.2, schedule="onecycle", lr=2e-3, batch_size=256,
-                tta=True, description="recommended from scratch at 32 px: residual conv-pool-BN stages, "
-                "label smoothing, flip+translate, warm-up, test-time flips (1.97M)")
+@register_model(
+    "small-resnet",
+    input_size=32,
+    mean=(0.49, 0.48, 0.45),
+    std=(0.25, 0.24, 0.26),
+    epochs=20,
+    augment="hflip,shift=0.0625",
+    label_smoothing=0.2,
+    schedule="onecycle",
+    lr=2e-3,
+    batch_size=256,
+    tta=True,
+    description="recommended from scratch at 32 px: residual conv-pool-BN stages, "
+    "label smoothing, flip+translate, warm-up, test-time flips (1.97M)",
+)
 def small_resnet(num_classes: int, **kw) -> nn.Module:
     kw.pop("input_size", None)
     return SmallResNet(num_classes, **kw)

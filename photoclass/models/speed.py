@@ -7,6 +7,7 @@ or of EfficientNet-Lite0 for models whose depthwise convolutions, slow per FLOP,
 of the work (measured on a 2-core EPYC: dense CNNs and ViTs 100-130 GFLOP/s, EfficientNets
 35-40).
 """
+
 from __future__ import annotations
 
 import time
@@ -43,6 +44,7 @@ def cost(name: str, size: int | None = None, classes: int = 10) -> Cost:
         nonlocal depthwise
         if conv.groups > 1 and conv.groups == conv.in_channels:
             depthwise += 2 * out.numel() * conv.weight[0].numel()
+
     hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, nn.Conv2d)]
     counter = FlopCounterMode(display=False)
     try:

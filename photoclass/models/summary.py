@@ -3,6 +3,7 @@
 A forward pass of one zero image records every leaf module's output (forward hooks); the
 table lists them in call order, like Keras.
 """
+
 from __future__ import annotations
 
 import copy
@@ -33,7 +34,10 @@ def summarize(model: nn.Module, size: int, channels: int = 3) -> dict:
         def record(mod, args, out, name=name):
             out = out[0] if isinstance(out, (tuple, list)) else out
             shape = list(out.shape[1:]) if isinstance(out, torch.Tensor) else []
-            rows.append(LayerRow(name, type(mod).__name__, shape, sum(p.numel() for p in mod.parameters(recurse=False))))
+            rows.append(
+                LayerRow(name, type(mod).__name__, shape, sum(p.numel() for p in mod.parameters(recurse=False)))
+            )
+
         hooks.append(module.register_forward_hook(record))
     was_training = model.training
     try:
@@ -50,8 +54,13 @@ def summarize(model: nn.Module, size: int, channels: int = 3) -> dict:
         copy.deepcopy(model).to("meta").eval()(torch.zeros(1, channels, size, size, device="meta"))
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return {"input": [channels, size, size], "layers": [asdict(r) for r in rows], "total": total,
-            "trainable": trainable, "flops": int(counter.get_total_flops())}
+    return {
+        "input": [channels, size, size],
+        "layers": [asdict(r) for r in rows],
+        "total": total,
+        "trainable": trainable,
+        "flops": int(counter.get_total_flops()),
+    }
 
 
 def format_summary(summary: dict, title: str = "") -> str:
@@ -63,8 +72,12 @@ def format_summary(summary: dict, title: str = "") -> str:
     for r in rows:
         shape = "(" + ", ".join(map(str, r["output"])) + ")"
         lines.append(f"{r['name'] + ' (' + r['kind'] + ')':<{name_w}}  {shape:<20}{r['params']:>12,}")
-    lines += ["-" * (name_w + 34), f"input: {tuple(summary['input'])}",
-              f"total params: {summary['total']:,}", f"trainable params: {summary['trainable']:,}",
-              f"non-trainable params: {summary['total'] - summary['trainable']:,}",
-              f"GFLOPs per image: {summary['flops'] / 1e9:.3g} (2 per multiply-add of convolutions and matrix products)"]
+    lines += [
+        "-" * (name_w + 34),
+        f"input: {tuple(summary['input'])}",
+        f"total params: {summary['total']:,}",
+        f"trainable params: {summary['trainable']:,}",
+        f"non-trainable params: {summary['total'] - summary['trainable']:,}",
+        f"GFLOPs per image: {summary['flops'] / 1e9:.3g} (2 per multiply-add of convolutions and matrix products)",
+    ]
     return "\n".join(lines)

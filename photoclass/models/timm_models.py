@@ -9,6 +9,7 @@ HEAD request of at most HUB_PROBE_SECONDS says so before huggingface_hub's retri
 Nothing is unpickled: safetensors, or `torch.load(weights_only=True)`. The input contract
 (size, mean, std) comes from the weights' pretrained config.
 """
+
 from __future__ import annotations
 
 import copy
@@ -39,14 +40,16 @@ def _timm():
     try:
         import timm
     except ImportError as e:  # torchvision missing or built for another torch
-        raise PhotoclassError(f"timm backbones need timm and a torchvision that fits this torch ({e}). "
-                              "HINT: pip install 'torch==2.14.1' 'torchvision==0.29.1' timm") from None
+        raise PhotoclassError(
+            f"timm backbones need timm and a torchvision that fits this torch ({e}). "
+            "HINT: pip install 'torch==2.14.1' 'torchvision==0.29.1' timm"
+        ) from None
     return timm
 
 
 def split_name(name: str) -> tuple[str, bool]:
     """(the timm name, whether the multi-stage statistics head is asked for by `-ms`)."""
-    return (name[:-len(MULTISCALE)], True) if name.endswith(MULTISCALE) else (name, False)
+    return (name[: -len(MULTISCALE)], True) if name.endswith(MULTISCALE) else (name, False)
 
 
 def is_timm_name(name: str) -> bool:
@@ -67,9 +70,16 @@ def pretrained_config(name: str) -> dict:
     bare architecture without one, or an `hf-hub:` repo whose config is not on this machine."""
     timm, name = _timm(), split_name(name)[0]
     if name.startswith("hf-hub:"):
-        config = _cached_hub_config(name[len("hf-hub:"):])
-        return {**config.get("pretrained_cfg", {}), "hf_hub_id": name[len("hf-hub:"):],
-                "architecture": config.get("architecture")} if config else {"hf_hub_id": name[len("hf-hub:"):]}
+        config = _cached_hub_config(name[len("hf-hub:") :])
+        return (
+            {
+                **config.get("pretrained_cfg", {}),
+                "hf_hub_id": name[len("hf-hub:") :],
+                "architecture": config.get("architecture"),
+            }
+            if config
+            else {"hf_hub_id": name[len("hf-hub:") :]}
+        )
     cfg = timm.models.get_pretrained_cfg(name, allow_unregistered=False)  # a bare name: its default tag
     return cfg.to_dict() if cfg is not None else {}
 
@@ -84,8 +94,10 @@ def input_spec(name: str, size: int | None = None) -> tuple[InputSpec, str]:
         size = configured
         if configured > CPU_MAX_SIZE:
             size = DEFAULT_LARGE_SIZE
-            note = (f"{name} is configured for {configured} px; photoclass uses {size} px, about "
-                    f"{(configured / size) ** 2:.1f}x less work per photo. HINT: --image-size {configured} for theirs")
+            note = (
+                f"{name} is configured for {configured} px; photoclass uses {size} px, about "
+                f"{(configured / size) ** 2:.1f}x less work per photo. HINT: --image-size {configured} for theirs"
+            )
     mean, std = cfg.get("mean", (0.485, 0.456, 0.406)), cfg.get("std", (0.229, 0.224, 0.225))
     return InputSpec(int(size), tuple(float(v) for v in mean), tuple(float(v) for v in std), int(channels)), note
 
@@ -96,8 +108,10 @@ def architecture(name: str) -> str:
     if name.startswith("hf-hub:"):
         found = pretrained_config(name).get("architecture")
         if not found:
-            raise PhotoclassError(f"{name}'s config.json is not on this machine, so its architecture is unknown. "
-                                  f"HINT: photoclass models pull {name}")
+            raise PhotoclassError(
+                f"{name}'s config.json is not on this machine, so its architecture is unknown. "
+                f"HINT: photoclass models pull {name}"
+            )
         return found
     return name.split(".")[0]
 
@@ -107,8 +121,16 @@ class TimmClassifier(nn.Module):
     with `multiscale`, the classifier also sees the mean and spread of up to four intermediate
     stages, standardized with statistics of the training photos."""
 
-    def __init__(self, name: str, num_classes: int, *, size: int, dropout: float = 0.0, in_channels: int = 3,
-                 multiscale: bool = False):
+    def __init__(
+        self,
+        name: str,
+        num_classes: int,
+        *,
+        size: int,
+        dropout: float = 0.0,
+        in_channels: int = 3,
+        multiscale: bool = False,
+    ):
         super().__init__()
         timm, arch = _timm(), architecture(name)
         try:  # ViTs take the input size, for their position embeddings; CNNs refuse it
@@ -140,8 +162,10 @@ class TimmClassifier(nn.Module):
         A timm backbone has no cut common to every architecture, so fine-tuning its last
         blocks uses `freeze_below` instead."""
         if train_blocks:
-            raise PhotoclassError("A timm backbone cannot be cut into cached and trained blocks. "
-                                  "HINT: freeze_below(n) trains its last n blocks on pixels.")
+            raise PhotoclassError(
+                "A timm backbone cannot be cut into cached and trained blocks. "
+                "HINT: freeze_below(n) trains its last n blocks on pixels."
+            )
         frozen = self.inference_copy()
         return frozen.forward_features, nn.Sequential(self._standardize, self._dropout, self._fc)
 
@@ -159,11 +183,13 @@ class TimmClassifier(nn.Module):
     def freeze_below(self, train_blocks: int) -> TimmClassifier:
         """Freezes all but the last `train_blocks` layer groups and the classifier. Returns self."""
         if self._taps:
-            raise PhotoclassError("Fine-tuning blocks of a multi-stage (-ms) backbone is not supported: its classifier "
-                                  "reads standardized statistics of frozen stages. HINT: --strategy features, or the "
-                                  "name without -ms.")
+            raise PhotoclassError(
+                "Fine-tuning blocks of a multi-stage (-ms) backbone is not supported: its classifier "
+                "reads standardized statistics of frozen stages. HINT: --strategy features, or the "
+                "name without -ms."
+            )
         groups = self.layer_groups()
-        for group in groups[:max(0, len(groups) - 1 - train_blocks)]:
+        for group in groups[: max(0, len(groups) - 1 - train_blocks)]:
             for p in group:
                 p.requires_grad_(False)
         return self
@@ -184,12 +210,21 @@ class TimmClassifier(nn.Module):
         _load_into(self.body, path)
 
 
-def build(name: str, num_classes: int, *, pretrained: bool = True, input_size: int | None = None,
-          dropout: float = 0.0, in_channels: int = 3, weights: str | os.PathLike | None = None) -> TimmClassifier:
+def build(
+    name: str,
+    num_classes: int,
+    *,
+    pretrained: bool = True,
+    input_size: int | None = None,
+    dropout: float = 0.0,
+    in_channels: int = 3,
+    weights: str | os.PathLike | None = None,
+) -> TimmClassifier:
     """A TimmClassifier of `name`; with `pretrained`, its backbone weights found offline-first."""
     spec, _ = input_spec(name, input_size)
-    model = TimmClassifier(name, num_classes, size=spec.size, dropout=dropout, in_channels=in_channels,
-                           multiscale=split_name(name)[1])
+    model = TimmClassifier(
+        name, num_classes, size=spec.size, dropout=dropout, in_channels=in_channels, multiscale=split_name(name)[1]
+    )
     if pretrained:
         model.load_backbone(find_weights(name, weights))
     return model
@@ -199,8 +234,10 @@ def imagenet_classifier(name: str, weights: str | os.PathLike | None = None) -> 
     """`name` with its own 1,000-class ImageNet head and weights, for `predict imagenet --model NAME`."""
     cfg = pretrained_config(name)
     if cfg.get("num_classes", 1000) != 1000:
-        raise PhotoclassError(f"The weights of {name} have no ImageNet-1k classifier ({cfg.get('num_classes')} "
-                              "classes). HINT: pick a tag trained or fine-tuned on ImageNet-1k, e.g. *.in1k.")
+        raise PhotoclassError(
+            f"The weights of {name} have no ImageNet-1k classifier ({cfg.get('num_classes')} "
+            "classes). HINT: pick a tag trained or fine-tuned on ImageNet-1k, e.g. *.in1k."
+        )
     spec, _ = input_spec(name)
     timm = _timm()
     try:
@@ -219,8 +256,10 @@ def find_weights(name: str, weights: str | os.PathLike | None = None, *, downloa
         return _weights_at(Path(weights).expanduser())
     repo = pretrained_config(name).get("hf_hub_id")
     if not repo:
-        raise PhotoclassError(f"{name} has no pretrained weights in timm. HINT: --strategy scratch trains it from "
-                              "scratch, or --weights FILE gives weights of your own.")
+        raise PhotoclassError(
+            f"{name} has no pretrained weights in timm. HINT: --strategy scratch trains it from "
+            "scratch, or --weights FILE gives weights of your own."
+        )
     from huggingface_hub import constants
 
     cached = _cached_weights(repo)
@@ -238,8 +277,10 @@ def pull(name: str) -> Path:
 
     repo = pretrained_config(name).get("hf_hub_id")
     if not repo:
-        raise PhotoclassError(f"{name} has no pretrained weights to pull. HINT: `photoclass models '*{name}*'` lists "
-                              "the names with weights.")
+        raise PhotoclassError(
+            f"{name} has no pretrained weights to pull. HINT: `photoclass models '*{name}*'` lists "
+            "the names with weights."
+        )
     unreachable = None if constants.HF_HUB_OFFLINE else hub_unreachable(constants.ENDPOINT)
     if constants.HF_HUB_OFFLINE or unreachable:
         cached = _cached_weights(repo)
@@ -254,17 +295,21 @@ def pull(name: str) -> Path:
                 raise _offline(name, repo, f"{type(e.__cause__).__name__} while downloading") from None
             continue  # the repo keeps its weights under the next name
         except Exception as e:  # no network, no such repo, no permission
-            raise PhotoclassError(f"Could not download the weights of {name} from the Hugging Face Hub ({repo}): "
-                                  f"{type(e).__name__}. HINT: check the network; offline, copy a Hugging Face cache "
-                                  "that has them (HF_HOME), or pass --weights FILE") from None
+            raise PhotoclassError(
+                f"Could not download the weights of {name} from the Hugging Face Hub ({repo}): "
+                f"{type(e).__name__}. HINT: check the network; offline, copy a Hugging Face cache "
+                "that has them (HF_HOME), or pass --weights FILE"
+            ) from None
         try:
             hf_hub_download(repo, "config.json")
         except Exception:  # older repos have none; the weights are what matters
             pass
         pretrained_config.cache_clear()
         return path
-    raise PhotoclassError(f"{repo} on the Hugging Face Hub holds no {' or '.join(WEIGHT_FILES)}. HINT: pass "
-                          "--weights FILE with weights of this architecture.")
+    raise PhotoclassError(
+        f"{repo} on the Hugging Face Hub holds no {' or '.join(WEIGHT_FILES)}. HINT: pass "
+        "--weights FILE with weights of this architecture."
+    )
 
 
 @lru_cache(maxsize=None)
@@ -293,9 +338,11 @@ def _offline(name: str, repo: str, unreachable: str | None = None) -> Photoclass
     from huggingface_hub import constants
 
     why = f" (the Hugging Face Hub at {constants.ENDPOINT} could not be reached: {unreachable})" if unreachable else ""
-    return PhotoclassError(f"The weights of {name} are not on this machine and it is offline{why}: looked in the "
-                           f"Hugging Face cache {constants.HF_HUB_CACHE} for {repo}. HINT: on a machine online, "
-                           f"`photoclass models pull {name}`, then copy the cache; or --weights FILE")
+    return PhotoclassError(
+        f"The weights of {name} are not on this machine and it is offline{why}: looked in the "
+        f"Hugging Face cache {constants.HF_HUB_CACHE} for {repo}. HINT: on a machine online, "
+        f"`photoclass models pull {name}`, then copy the cache; or --weights FILE"
+    )
 
 
 def _lost_the_hub(error: Exception) -> bool:
@@ -360,8 +407,10 @@ def _load_into(module: nn.Module, path: Path) -> None:
     state = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
     missing = sorted(set(own) - set(state))
     if missing:
-        raise PhotoclassError(f"{path} does not fit {type(module).__name__}: {len(missing)} tensors missing, "
-                              f"e.g. {missing[:3]}. HINT: pass the weights of this architecture.")
+        raise PhotoclassError(
+            f"{path} does not fit {type(module).__name__}: {len(missing)} tensors missing, "
+            f"e.g. {missing[:3]}. HINT: pass the weights of this architecture."
+        )
     module.load_state_dict(state)
 
 
@@ -370,8 +419,10 @@ def _weights_at(path: Path) -> Path:
         for file in WEIGHT_FILES:
             if (path / file).is_file():
                 return path / file
-        raise PhotoclassError(f"--weights {path} holds no {' or '.join(WEIGHT_FILES)}. HINT: pass the file itself, "
-                              "or a timm- or Hugging Face-format folder.")
+        raise PhotoclassError(
+            f"--weights {path} holds no {' or '.join(WEIGHT_FILES)}. HINT: pass the file itself, "
+            "or a timm- or Hugging Face-format folder."
+        )
     if not path.is_file():
         raise PhotoclassError(f"--weights {path}: no such file or folder. HINT: pass a safetensors file or a folder.")
     return path
@@ -385,8 +436,9 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)  # tensors only: no code runs
     except Exception as e:
-        raise PhotoclassError(f"{path} is not a weights file photoclass can read safely ({str(e)[:120]}). "
-                              "HINT: pass a safetensors file.") from None
+        raise PhotoclassError(
+            f"{path} is not a weights file photoclass can read safely ({str(e)[:120]}). HINT: pass a safetensors file."
+        ) from None
     return state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else state
 
 

@@ -6,6 +6,7 @@
 Weights are safetensors plus JSON metadata; `last.ckpt` is read with
 `torch.load(weights_only=True)`. Nothing in a run is unpickled as code.
 """
+
 from __future__ import annotations
 
 import csv
@@ -64,8 +65,10 @@ class RunDir:
         except FileNotFoundError:
             if name != "summary.json" and self.exists("summary.json"):
                 raise PhotoclassError(self.summary_message()) from None
-            raise PhotoclassError(f"{self.path} is not a complete run: {name} is missing. HINT: pass a run "
-                                  "folder; `photoclass runs` lists the finished ones.") from None
+            raise PhotoclassError(
+                f"{self.path} is not a complete run: {name} is missing. HINT: pass a run "
+                "folder; `photoclass runs` lists the finished ones."
+            ) from None
 
     def data_source(self) -> str | None:
         """The data the run was trained on (a folder, a CSV, an array file), or None where it is
@@ -88,8 +91,9 @@ class RunDir:
             example = f"{self.path / members[best]} (the best test accuracy of them, {values[best]:.4f})"
         except (OSError, ValueError, KeyError, TypeError, IndexError):
             example = "one of its member folders"
-        return (f"{self.path} is a summary of several runs, not one model. HINT: pass one of its members, "
-                f"e.g. {example}.")
+        return (
+            f"{self.path} is a summary of several runs, not one model. HINT: pass one of its members, e.g. {example}."
+        )
 
     def read_csv(self, name: str) -> list[dict[str, str]]:
         with open(self.path / name, newline="", encoding="utf-8") as f:
@@ -118,15 +122,19 @@ class RunDir:
     def load_state(self, name: str = "model.safetensors") -> dict[str, torch.Tensor]:
         path = self.path / name
         if not path.is_file():
-            raise PhotoclassError(f"{self.path} has no {name}: is it a photoclass run? HINT: pass a finished run "
-                                  "folder; `photoclass runs` lists them.")
+            raise PhotoclassError(
+                f"{self.path} has no {name}: is it a photoclass run? HINT: pass a finished run "
+                "folder; `photoclass runs` lists them."
+            )
         from safetensors.torch import load as load_safetensors
 
         try:
             return load_safetensors(path.read_bytes())
         except Exception as e:  # SafetensorError, or a header that is not JSON
-            raise PhotoclassError(f"{path} is not a valid safetensors file ({str(e)[:120]}); refusing to load "
-                                  "it. HINT: restore the file, or train the run again.") from None
+            raise PhotoclassError(
+                f"{path} is not a valid safetensors file ({str(e)[:120]}); refusing to load "
+                "it. HINT: restore the file, or train the run again."
+            ) from None
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         import torch
@@ -140,14 +148,17 @@ class RunDir:
         if not path.is_file():
             raise PhotoclassError(
                 f"Cannot resume {self.path}: it has no last.ckpt (no epoch finished yet). "
-                "HINT: start it again without --resume.")
+                "HINT: start it again without --resume."
+            )
         import torch
 
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # pickle.UnpicklingError for code in the file, or a damaged file
-            raise PhotoclassError(f"{path} cannot be loaded safely ({type(e).__name__}: {str(e).splitlines()[0][:120]}). "
-                                  "Nothing in it was run. HINT: start the run again without --resume.") from None
+            raise PhotoclassError(
+                f"{path} cannot be loaded safely ({type(e).__name__}: {str(e).splitlines()[0][:120]}). "
+                "Nothing in it was run. HINT: start the run again without --resume."
+            ) from None
 
 
 def _fmt(value):
@@ -169,24 +180,39 @@ def load_model(run: RunDir | str | Path, model: torch.nn.Module | None = None):
         if meta["architecture"].startswith("custom:"):
             raise PhotoclassError(
                 f"{run.path} holds a custom model ({meta['architecture'][7:]}). "
-                "HINT: pass model=<an instance of that class> to load its weights.")
-        model = create_model(meta["architecture"], meta["num_classes"], input_size=spec.size, channels=spec.channels,
-                             pretrained=False)  # the run's own weights follow
+                "HINT: pass model=<an instance of that class> to load its weights."
+            )
+        model = create_model(
+            meta["architecture"], meta["num_classes"], input_size=spec.size, channels=spec.channels, pretrained=False
+        )  # the run's own weights follow
     try:
         model.load_state_dict(run.load_state())
     except RuntimeError as e:  # missing, unexpected or mis-shaped tensors
-        raise PhotoclassError(f"{run.path / 'model.safetensors'} does not fit a {meta['architecture']} with "
-                              f"{meta['num_classes']} classes: {str(e).splitlines()[0][:160]}") from None
+        raise PhotoclassError(
+            f"{run.path / 'model.safetensors'} does not fit a {meta['architecture']} with "
+            f"{meta['num_classes']} classes: {str(e).splitlines()[0][:160]}"
+        ) from None
     model.input_spec = spec
     return model.eval(), meta
 
 
-MODEL_META_KEYS = {"architecture", "classes", "num_classes", "input", "parameters", "photoclass", "torch",
-                   "temperature", "trained_parameters", "outliers"}
+MODEL_META_KEYS = {
+    "architecture",
+    "classes",
+    "num_classes",
+    "input",
+    "parameters",
+    "photoclass",
+    "torch",
+    "temperature",
+    "trained_parameters",
+    "outliers",
+}
 
 
 def check_model_meta(meta: Any, path: Path) -> dict[str, Any]:
     """model.json as written by photoclass, or a one-line error: nothing in it names a file."""
+
     def bad(why: str) -> PhotoclassError:
         return PhotoclassError(f"{path} is not a valid photoclass model.json: {why}. Refusing to load it.")
 
@@ -198,17 +224,26 @@ def check_model_meta(meta: Any, path: Path) -> dict[str, Any]:
     classes, n = meta.get("classes"), meta.get("num_classes")
     if not isinstance(meta.get("architecture"), str):
         raise bad("no architecture name")
-    if not (isinstance(n, int) and 1 <= n <= 100_000 and isinstance(classes, list) and len(classes) == n
-            and all(isinstance(c, str) for c in classes)):
+    if not (
+        isinstance(n, int)
+        and 1 <= n <= 100_000
+        and isinstance(classes, list)
+        and len(classes) == n
+        and all(isinstance(c, str) for c in classes)
+    ):
         raise bad("classes and num_classes disagree or are not names")
     InputSpec.from_dict(meta.get("input"), source=f"{path} is not a valid photoclass model.json")
     temperature = meta.get("temperature", 1.0)
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature <= 100:
         raise bad("temperature must be a positive number")
     found = meta.get("outliers")
-    if found is not None and not (isinstance(found, dict) and isinstance(found.get("k"), int) and found["k"] >= 1
-                                  and isinstance(found.get("threshold"), (int, float))
-                                  and not isinstance(found.get("threshold"), bool)):
+    if found is not None and not (
+        isinstance(found, dict)
+        and isinstance(found.get("k"), int)
+        and found["k"] >= 1
+        and isinstance(found.get("threshold"), (int, float))
+        and not isinstance(found.get("threshold"), bool)
+    ):
         raise bad("outliers must give an integer k and a numeric threshold")
     return meta
 
@@ -216,9 +251,15 @@ def check_model_meta(meta: Any, path: Path) -> dict[str, Any]:
 def summary_metrics(result: dict[str, Any]) -> dict[str, float]:
     """The figures a leaderboard compares, from a run's test.json."""
     test = result["test"]
-    out = {"test_accuracy": test["accuracy"], "test_loss": test["loss"], "test_error": 1.0 - test["accuracy"],
-           "test_macro_f1": test["macro_f1"], "generalization_gap": result["generalization_gap"],
-           "train_accuracy": result["train"]["accuracy"], "seconds": result["training"]["seconds"]}
+    out = {
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "test_error": 1.0 - test["accuracy"],
+        "test_macro_f1": test["macro_f1"],
+        "generalization_gap": result["generalization_gap"],
+        "train_accuracy": result["train"]["accuracy"],
+        "seconds": result["training"]["seconds"],
+    }
     if result.get("val"):
         out["val_accuracy"] = result["val"]["accuracy"]
     if test.get("accuracy_interval"):

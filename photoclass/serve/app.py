@@ -10,6 +10,7 @@ to `max_queue` requests wait. With a `token`, /predict and /model answer only re
 carry `Authorization: Bearer TOKEN` (compared in constant time) and give 401 to the rest;
 /health and the page stay open, and the page asks for the token.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -63,16 +64,39 @@ class HealthOut(BaseModel):
     mean_batch: float | None
 
 
-ERRORS = {status: {"model": ErrorOut, "description": text} for status, text in (
-    (400, "empty or malformed request"), (401, "no token, or the wrong one (servers started with a token)"),
-    (408, "the upload took longer than the timeout"), (413, "upload over the size limit"),
-    (415, "not an allowed image format (sniffed from the bytes)"),
-    (422, "undecodable image or decompression bomb"), (503, "too many requests waiting"),
-    (504, "the answer took longer than the timeout"))}
-UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "required": ["file"],
-    "properties": {"file": {"type": "string", "format": "binary",
-                            "description": "a photo: JPEG, PNG, GIF, WebP, BMP or TIFF"}}}}}}}
+ERRORS = {
+    status: {"model": ErrorOut, "description": text}
+    for status, text in (
+        (400, "empty or malformed request"),
+        (401, "no token, or the wrong one (servers started with a token)"),
+        (408, "the upload took longer than the timeout"),
+        (413, "upload over the size limit"),
+        (415, "not an allowed image format (sniffed from the bytes)"),
+        (422, "undecodable image or decompression bomb"),
+        (503, "too many requests waiting"),
+        (504, "the answer took longer than the timeout"),
+    )
+}
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "a photo: JPEG, PNG, GIF, WebP, BMP or TIFF",
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
 
 
 class ApiError(Exception):
@@ -81,11 +105,22 @@ class ApiError(Exception):
         self.status, self.message = status, message
 
 
-def create_app(model: str | os.PathLike, *, top_k: int = 3, max_bytes: int = MAX_UPLOAD_BYTES,
-               max_pixels: int = DEFAULT_MAX_PIXELS, max_queue: int = 64, max_batch: int = 16,
-               engine: str = "auto", port: int | None = None, device: str = "auto",
-               precision: str = "auto", tta: bool | None = None, token: str | None = None,
-               timeout: float = 30.0) -> FastAPI:
+def create_app(
+    model: str | os.PathLike,
+    *,
+    top_k: int = 3,
+    max_bytes: int = MAX_UPLOAD_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_queue: int = 64,
+    max_batch: int = 16,
+    engine: str = "auto",
+    port: int | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    tta: bool | None = None,
+    token: str | None = None,
+    timeout: float = 30.0,
+) -> FastAPI:
     """An app serving `model`: a run directory or an export (ONNX, OpenVINO, LiteRT).
 
     `engine` is `open_predictor`'s: by default a run is served through its fastest verified
@@ -99,8 +134,10 @@ def create_app(model: str | os.PathLike, *, top_k: int = 3, max_bytes: int = MAX
     if port is not None:
         check_int("port", port, 1, 65535)
     if token is not None and len(token) < 8:
-        raise PhotoclassError(f"The token is {len(token)} characters long: too easy to guess. HINT: use at least 8, "
-                              "e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`.")
+        raise PhotoclassError(
+            f"The token is {len(token)} characters long: too easy to guess. HINT: use at least 8, "
+            "e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`."
+        )
     if not timeout > 0:
         raise PhotoclassError(f"`timeout` must be a positive number of seconds. Received: timeout={timeout}")
     expected = None if token is None else hashlib.sha256(token.encode()).digest()
@@ -113,8 +150,12 @@ def create_app(model: str | os.PathLike, *, top_k: int = 3, max_bytes: int = MAX
             raise ApiError(401, "this server needs a token: send `Authorization: Bearer TOKEN`")
         # equal-length digests: the comparison's time says nothing about the token, not even its length
         if not hmac.compare_digest(hashlib.sha256(given.strip().encode()).digest(), expected):
-            raise ApiError(401, "wrong token: the one in `Authorization: Bearer TOKEN` is not this server's. "
-                           "HINT: send the token the server was started with (--token or PHOTOCLASS_TOKEN)")
+            raise ApiError(
+                401,
+                "wrong token: the one in `Authorization: Bearer TOKEN` is not this server's. "
+                "HINT: send the token the server was started with (--token or PHOTOCLASS_TOKEN)",
+            )
+
     predictor = open_predictor(model, engine=engine, device=device, precision=precision, tta=tta)
     info = _model_info(Path(model), predictor)
     info["engine"] = predictor.engine
@@ -133,8 +174,11 @@ def create_app(model: str | os.PathLike, *, top_k: int = 3, max_bytes: int = MAX
     @app.get("/health", response_model=HealthOut)
     async def health() -> dict[str, Any]:
         recent = batcher.batches
-        return {"status": "ok", "waiting": waiting,
-                "mean_batch": round(sum(recent) / len(recent), 2) if recent else None}
+        return {
+            "status": "ok",
+            "waiting": waiting,
+            "mean_batch": round(sum(recent) / len(recent), 2) if recent else None,
+        }
 
     @app.get("/model", responses={401: ERRORS[401]})
     async def model_info(request: Request) -> dict[str, Any]:
@@ -165,8 +209,9 @@ def create_app(model: str | os.PathLike, *, top_k: int = 3, max_bytes: int = MAX
         waiting += 1
         try:
             try:  # decoding runs off the event loop too: a large photo must not stall the others
-                photo = await asyncio.wait_for(run_in_threadpool(decode_photo, data, size=predictor.size,
-                                                                 max_pixels=max_pixels), timeout)
+                photo = await asyncio.wait_for(
+                    run_in_threadpool(decode_photo, data, size=predictor.size, max_pixels=max_pixels), timeout
+                )
                 p = await asyncio.wait_for(batcher(photo.to_array()), timeout)
             except DecodeError as e:
                 raise ApiError(STATUS_FOR_DECODE_ERROR.get(e.kind, 422), e.reason) from None
@@ -175,11 +220,10 @@ def create_app(model: str | os.PathLike, *, top_k: int = 3, max_bytes: int = MAX
         finally:
             waiting -= 1
         p, score, unknown = predictor.read_row(p)
-        best = np.argsort(-p, kind="stable")[:max(1, min(top_k, len(predictor.classes)))]
+        best = np.argsort(-p, kind="stable")[: max(1, min(top_k, len(predictor.classes)))]
         top = [{"label": predictor.classes[i], "probability": round(float(p[i]), 6)} for i in best]
         known = {} if score is None else {"unknown": unknown, "outlier_score": round(score, 6)}
-        return {"label": top[0]["label"], "confidence": top[0]["probability"], **known, "top": top,
-                "note": photo.note}
+        return {"label": top[0]["label"], "confidence": top[0]["probability"], **known, "top": top, "note": photo.note}
 
     return app
 
@@ -195,8 +239,10 @@ async def _read_upload(request: Request, max_bytes: int) -> bytes:
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             fields = ", ".join(repr(k) for k in form.keys()) or "none"
-            raise ApiError(400, f"no file field named 'file' in the form (fields: {fields}); send the photo as "
-                           "`-F file=@photo.jpg`")
+            raise ApiError(
+                400,
+                f"no file field named 'file' in the form (fields: {fields}); send the photo as `-F file=@photo.jpg`",
+            )
         data = await upload.read(max_bytes + 1)
         if not data:
             raise ApiError(400, "the file field 'file' is empty; send the photo's bytes in it")
@@ -210,8 +256,11 @@ async def _read_upload(request: Request, max_bytes: int) -> bytes:
     if len(data) > max_bytes:
         raise ApiError(413, f"upload is over the limit of {max_bytes} bytes")
     if not data:
-        raise ApiError(400, "no photo in the request: send it as a multipart file field named 'file' "
-                       "(`curl -F file=@photo.jpg URL/predict`), or as the raw request body")
+        raise ApiError(
+            400,
+            "no photo in the request: send it as a multipart file field named 'file' "
+            "(`curl -F file=@photo.jpg URL/predict`), or as the raw request body",
+        )
     return data
 
 

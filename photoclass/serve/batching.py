@@ -1,4 +1,5 @@
 """Micro-batching: requests that arrive while the model is busy share its next call."""
+
 from __future__ import annotations
 
 import asyncio
@@ -30,7 +31,7 @@ class MicroBatcher:
 
     async def _drain(self) -> None:
         while self.pending:
-            batch, self.pending = self.pending[:self.max_batch], self.pending[self.max_batch:]
+            batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch :]
             batch = [(x, f) for x, f in batch if not f.cancelled()]  # clients that hung up
             if not batch:
                 continue

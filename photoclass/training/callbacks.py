@@ -5,6 +5,7 @@ learning-rate schedule, the checkpoint (best weights and `last.ckpt`), the metri
 the printed line, then any user hook. `state_dict()` goes into `last.ckpt` so a resumed run
 continues exactly.
 """
+
 from __future__ import annotations
 
 import math
@@ -86,8 +87,10 @@ class EarlyStopping(Callback):
     def on_epoch_end(self, fit: FitState, row: dict[str, Any]) -> None:
         self.monitor.update(row["epoch"], row)
         if self.patience > 0 and self.monitor.wait >= self.patience:
-            fit.stop_reason = (f"early stopping: {self.monitor.name} has not improved for {self.patience} "
-                               f"epochs; best was epoch {self.monitor.best_epoch}")
+            fit.stop_reason = (
+                f"early stopping: {self.monitor.name} has not improved for {self.patience} "
+                f"epochs; best was epoch {self.monitor.best_epoch}"
+            )
 
     def state_dict(self) -> dict[str, Any]:
         return self.monitor.state_dict()
@@ -122,8 +125,9 @@ class LRSchedule(Callback):
 class Checkpoint(Callback):
     """The best epoch's weights to RUN/`weights`; everything resume needs to RUN/last.ckpt."""
 
-    def __init__(self, run: RunDir, *, weights: str = "model.safetensors", monitor: str = "val_loss",
-                 best: float | None = None):
+    def __init__(
+        self, run: RunDir, *, weights: str = "model.safetensors", monitor: str = "val_loss", best: float | None = None
+    ):
         self.run, self.weights = run, weights
         self.monitor = Monitor(monitor)
         self.initial_best = best  # a value to beat from an earlier stage, whose weights are already saved
@@ -171,9 +175,12 @@ class EpochPrinter(Callback):
 
     def on_epoch_end(self, fit: FitState, row: dict[str, Any]) -> None:
         speed = f" ({row['images_per_s']:.0f} img/s)" if self.per_second else ""
-        print(f"epoch {row['epoch']:>3}/{fit.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
-              f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  lr {row['lr']:.2g}  "
-              f"{row['seconds']:.1f} s{speed}{'  *' if fit.saved_best else ''}", flush=True)
+        print(
+            f"epoch {row['epoch']:>3}/{fit.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
+            f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  lr {row['lr']:.2g}  "
+            f"{row['seconds']:.1f} s{speed}{'  *' if fit.saved_best else ''}",
+            flush=True,
+        )
 
     def on_fit_end(self, fit: FitState) -> None:
         if fit.stop_reason:
@@ -210,8 +217,11 @@ class GracefulInterrupt:
             print("\nphotoclass: second Ctrl-C, exiting now", file=sys.stderr, flush=True)
             os._exit(130)
         self.requested = True
-        print("\nphotoclass: stopping after this step and saving; Ctrl-C again to exit at once",
-              file=sys.stderr, flush=True)
+        print(
+            "\nphotoclass: stopping after this step and saving; Ctrl-C again to exit at once",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def __exit__(self, *exc) -> None:
         if self._previous is not None:

@@ -11,6 +11,7 @@ Layout under the cache folder:
     features/<encoder>/<id>.keys   the rows' content keys, one a line; written last, so a
                                    part without its .keys (a killed run) is never read
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,8 +36,22 @@ def encoder_key(encode: Callable, spec: InputSpec, *, precision: str, flip: bool
     h = hashlib.blake2b(digest_size=12)
     h.update(repr(getattr(module, "_taps", None)).encode())  # which stages a multi-stage model reads
     module = getattr(module, "body", module)  # a classifier's backbone: its head (seeded afresh) is not used
-    h.update(repr((type(module).__qualname__, getattr(encode, "__name__", ""), spec.size, tuple(spec.mean),
-                   tuple(spec.std), spec.channels, precision, flip, torch.__version__, FEATURES_VERSION)).encode())
+    h.update(
+        repr(
+            (
+                type(module).__qualname__,
+                getattr(encode, "__name__", ""),
+                spec.size,
+                tuple(spec.mean),
+                tuple(spec.std),
+                spec.channels,
+                precision,
+                flip,
+                torch.__version__,
+                FEATURES_VERSION,
+            )
+        ).encode()
+    )
     if isinstance(module, torch.nn.Module):
         for name, tensor in module.state_dict().items():
             h.update(name.encode())

@@ -6,6 +6,7 @@ activations of the blocks below. Every photo is also encoded mirrored, a free au
 `FeatureLoader` has the same `batches` interface as `BatchLoader`, so the ordinary `fit`
 loop does the training.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -24,8 +25,16 @@ from .openvino_encode import openvino_encoder, weights_in_bf16
 
 
 class FeatureLoader:
-    def __init__(self, features: torch.Tensor, labels: torch.Tensor, indices: np.ndarray, *,
-                 batch_size: int, shuffle: bool = False, shard: tuple[int, int] = (0, 1)):
+    def __init__(
+        self,
+        features: torch.Tensor,
+        labels: torch.Tensor,
+        indices: np.ndarray,
+        *,
+        batch_size: int,
+        shuffle: bool = False,
+        shard: tuple[int, int] = (0, 1),
+    ):
         self.shard = shard  # (rank, world): each global batch is split among the processes
         self.features = features  # (N, F) float32
         self.labels = labels  # (N,) long
@@ -38,33 +47,49 @@ class FeatureLoader:
         return (len(self.labels) + self.batch_size - 1) // self.batch_size
 
     def batches(self, seed: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = (torch.from_numpy(np.random.default_rng(seed).permutation(len(self.labels)))
-                 if self.shuffle else torch.arange(len(self.labels))).to(self.labels.device)
+        order = (
+            torch.from_numpy(np.random.default_rng(seed).permutation(len(self.labels)))
+            if self.shuffle
+            else torch.arange(len(self.labels))
+        ).to(self.labels.device)
         for start in range(0, len(order), self.batch_size):
-            chosen = shard_of(order[start:start + self.batch_size], *self.shard)
+            chosen = shard_of(order[start : start + self.batch_size], *self.shard)
             yield self.features[chosen], self.labels[chosen]
 
 
 @torch.no_grad()
-def extract_features(encode: Callable[[torch.Tensor], torch.Tensor], loader: BatchLoader, *,
-                     flip: bool = False, desc: str = "features", progress: bool | None = None,
-                     precision: str = "fp32") -> torch.Tensor:
+def extract_features(
+    encode: Callable[[torch.Tensor], torch.Tensor],
+    loader: BatchLoader,
+    *,
+    flip: bool = False,
+    desc: str = "features",
+    progress: bool | None = None,
+    precision: str = "fp32",
+) -> torch.Tensor:
     """`encode` of the loader's photos, in order, stacked; with `flip`, of their mirror images.
     The features are float32 whatever the `precision` of the arithmetic."""
     out, row = None, 0
-    for x, _ in tqdm(loader.batches(), total=len(loader), desc=desc, unit="batch", leave=False,
-                     disable=None if progress is None else not progress):
+    for x, _ in tqdm(
+        loader.batches(),
+        total=len(loader),
+        desc=desc,
+        unit="batch",
+        leave=False,
+        disable=None if progress is None else not progress,
+    ):
         with autocast(x.device, precision):
             found = encode(x.flip(-1) if flip else x).float()
         if out is None:  # filled in place: the features are the only memory that grows with the photos
             out = torch.empty((len(loader.indices), *found.shape[1:]), dtype=torch.float32, device=found.device)
-        out[row:row + len(found)] = found
+        out[row : row + len(found)] = found
         row += len(found)
     return out if out is not None else torch.empty(0)
 
 
-def lowered(encode: Callable[[torch.Tensor], torch.Tensor], precision: str,
-            device: torch.device | str = "cpu") -> Callable[[torch.Tensor], torch.Tensor]:
+def lowered(
+    encode: Callable[[torch.Tensor], torch.Tensor], precision: str, device: torch.device | str = "cpu"
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """`encode` as fast as this machine runs it in `precision`: for bf16, compiled by OpenVINO
     on a CPU where it is installed (`openvino_encode`), else with its frozen module's weights
     in bf16; for fp32, as it is. The module must be a copy of its own (`split_for_training`
@@ -77,10 +102,19 @@ def lowered(encode: Callable[[torch.Tensor], torch.Tensor], precision: str,
     return encode
 
 
-def feature_loaders(encode: Callable[[torch.Tensor], torch.Tensor], dataset: PreparedDataset,
-                    spec: InputSpec, *, batch_size: int, flip_augment: bool, device: torch.device | str = "cpu",
-                    place: distributed.Processes = distributed.Processes(), precision: str = "fp32",
-                    progress: bool | None = None, reuse: bool = True) -> dict[str, FeatureLoader]:
+def feature_loaders(
+    encode: Callable[[torch.Tensor], torch.Tensor],
+    dataset: PreparedDataset,
+    spec: InputSpec,
+    *,
+    batch_size: int,
+    flip_augment: bool,
+    device: torch.device | str = "cpu",
+    place: distributed.Processes = distributed.Processes(),
+    precision: str = "fp32",
+    progress: bool | None = None,
+    reuse: bool = True,
+) -> dict[str, FeatureLoader]:
     """Loaders of encoded photos for train (shuffled, with mirrored copies), val and test.
 
     `encode` must be a frozen module in eval mode (or its method), on `device`; the
@@ -89,8 +123,10 @@ def feature_loaders(encode: Callable[[torch.Tensor], torch.Tensor], dataset: Pre
     `reuse` (one process), features are kept in the feature cache beside the decode cache,
     and photos already there are not encoded again."""
     device = torch.device(device)
-    store = {flip: _feature_cache(encode, dataset, spec, precision, flip) if reuse and place.world == 1 else None
-             for flip in (False, True)}
+    store = {
+        flip: _feature_cache(encode, dataset, spec, precision, flip) if reuse and place.world == 1 else None
+        for flip in (False, True)
+    }
     encode = lowered(encode, precision, device)
     loaders = {}
     for split in ("train", "val", "test"):
@@ -100,10 +136,21 @@ def feature_loaders(encode: Callable[[torch.Tensor], torch.Tensor], dataset: Pre
             mine = indices[place.shard(len(indices))] if len(indices) >= place.world else indices
             desc = f"{split} features{', mirrored' if flip else ''}"
             if store[flip] is not None:
-                return _cached(store[flip], encode, dataset, spec, mine, flip=flip, device=device,
-                               precision=precision, progress=progress, desc=desc)
-            part = _encode(encode, dataset, spec, mine, flip=flip, device=device, precision=precision,
-                           progress=progress, desc=desc)
+                return _cached(
+                    store[flip],
+                    encode,
+                    dataset,
+                    spec,
+                    mine,
+                    flip=flip,
+                    device=device,
+                    precision=precision,
+                    progress=progress,
+                    desc=desc,
+                )
+            part = _encode(
+                encode, dataset, spec, mine, flip=flip, device=device, precision=precision, progress=progress, desc=desc
+            )
             return distributed.gather_rows(part, len(indices), place) if len(mine) < len(indices) else part
 
         features = encoded()
@@ -113,8 +160,9 @@ def feature_loaders(encode: Callable[[torch.Tensor], torch.Tensor], dataset: Pre
             loaders["train_eval"] = loaders["train"]
             if flip_augment:
                 features, labels = torch.cat([features, encoded(flip=True)]), torch.cat([labels, labels])
-            loaders["train"] = FeatureLoader(features, labels, indices, batch_size=batch_size, shuffle=True,
-                                             shard=(place.rank, place.world))
+            loaders["train"] = FeatureLoader(
+                features, labels, indices, batch_size=batch_size, shuffle=True, shard=(place.rank, place.world)
+            )
     if not len(loaders["val"].labels):
         loaders["val"] = loaders["train_eval"]
     for loader in loaders.values():
@@ -122,11 +170,28 @@ def feature_loaders(encode: Callable[[torch.Tensor], torch.Tensor], dataset: Pre
     return loaders
 
 
-def _encode(encode, dataset: PreparedDataset, spec: InputSpec, indices: np.ndarray, *, flip: bool,
-            device: torch.device, precision: str, progress: bool | None, desc: str) -> torch.Tensor:
+def _encode(
+    encode,
+    dataset: PreparedDataset,
+    spec: InputSpec,
+    indices: np.ndarray,
+    *,
+    flip: bool,
+    device: torch.device,
+    precision: str,
+    progress: bool | None,
+    desc: str,
+) -> torch.Tensor:
     # small batches keep activations in cache on a CPU: 20% faster than 64 here
-    images = BatchLoader(dataset.images, dataset.labels, indices, batch_size=16 if device.type == "cpu" else 128,
-                         mean=spec.mean, std=spec.std, device=device)
+    images = BatchLoader(
+        dataset.images,
+        dataset.labels,
+        indices,
+        batch_size=16 if device.type == "cpu" else 128,
+        mean=spec.mean,
+        std=spec.std,
+        device=device,
+    )
     return extract_features(encode, images, flip=flip, progress=progress, precision=precision, desc=desc)
 
 
@@ -137,8 +202,16 @@ def _feature_cache(encode, dataset: PreparedDataset, spec: InputSpec, precision:
     return FeatureCache(cache_dir, encoder_key(encode, spec, precision=precision, flip=flip))
 
 
-def _cached(store: FeatureCache, encode, dataset: PreparedDataset, spec: InputSpec, indices: np.ndarray, *,
-            device: torch.device, **options) -> torch.Tensor:
+def _cached(
+    store: FeatureCache,
+    encode,
+    dataset: PreparedDataset,
+    spec: InputSpec,
+    indices: np.ndarray,
+    *,
+    device: torch.device,
+    **options,
+) -> torch.Tensor:
     """The features of the photos at `indices`: from `store`, encoding (and storing) only the others."""
     keys = [dataset.keys[i] for i in indices]
     found, stored = store.load(keys)

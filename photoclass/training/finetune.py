@@ -5,6 +5,7 @@ frozen features, keeps the early updates from distorting the pretrained features
 layers move less (discriminative rates, as in ULMFiT), the rate warms up then decays on a
 cosine, and batch-norm statistics stay as pretrained (small batches estimate them badly).
 """
+
 from __future__ import annotations
 
 import math
@@ -14,8 +15,9 @@ import torch
 from torch import nn
 
 
-def discriminative_groups(model: nn.Module, lr: float, *, decay: float = 0.5, groups: int = 5,
-                          weight_decay: float = 0.0) -> list[dict]:
+def discriminative_groups(
+    model: nn.Module, lr: float, *, decay: float = 0.5, groups: int = 5, weight_decay: float = 0.0
+) -> list[dict]:
     """Optimizer parameter groups from input to output, the last (the classifier) at `lr`.
 
     The rate falls by `decay` per fifth of the network's depth (with the default `groups`),
@@ -33,20 +35,24 @@ def discriminative_groups(model: nn.Module, lr: float, *, decay: float = 0.5, gr
         head_ids = {id(p) for p in head}
         body = [p for p in params if id(p) not in head_ids]  # registration order: input to output
         size = max(1, math.ceil(len(body) / max(groups - 1, 1)))
-        chunks = [body[i:i + size] for i in range(0, len(body), size)] + [head]
+        chunks = [body[i : i + size] for i in range(0, len(body), size)] + [head]
     chunks = [c for c in chunks if c]
     step = (groups - 1) / max(len(chunks) - 1, 1)  # decay exponents per group, spanning groups - 1 in all
-    return [{"params": chunk, "lr": lr * decay ** (step * (len(chunks) - 1 - i)), "weight_decay": weight_decay}
-            for i, chunk in enumerate(chunks)]
+    return [
+        {"params": chunk, "lr": lr * decay ** (step * (len(chunks) - 1 - i)), "weight_decay": weight_decay}
+        for i, chunk in enumerate(chunks)
+    ]
 
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, *, warmup_steps: int, total_steps: int):
     """Per-step rates: linear from 0 over `warmup_steps`, then a cosine down to 0 at `total_steps`."""
+
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
         progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
         return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 

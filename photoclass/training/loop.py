@@ -1,4 +1,5 @@
 """`fit`: the epoch loop as named steps (train, validate, callbacks); the rest is in callbacks."""
+
 from __future__ import annotations
 
 import time
@@ -46,11 +47,17 @@ class FitState:
 
     def checkpoint(self) -> dict[str, Any]:
         """Everything needed to continue after this epoch (`last.ckpt`)."""
-        return {"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "callbacks": {type(c).__name__: c.state_dict() for c in self.callbacks},
-                "scaler": self.scaler.state_dict() if self.scaler is not None else {},
-                "processes": distributed.processes().world, "stage": self.stage, "stage_start": self.stage_start,
-                "history": self.history, "epoch": self.epoch}
+        return {
+            "model": self.module.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "callbacks": {type(c).__name__: c.state_dict() for c in self.callbacks},
+            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
+            "processes": distributed.processes().world,
+            "stage": self.stage,
+            "stage_start": self.stage_start,
+            "history": self.history,
+            "epoch": self.epoch,
+        }
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
         self.module.load_state_dict(checkpoint["model"])
@@ -66,10 +73,21 @@ class FitState:
         self.stage_start = int(checkpoint.get("stage_start", 0))
 
 
-def fit(model: nn.Module, loaders: dict[str, Any], *, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
-        epochs: int, seed: int = 0, callbacks: Sequence[Callback] = (), precision: str = "fp32",
-        resume: dict[str, Any] | None = None, history: Sequence[dict[str, Any]] = (), stage: str = "fit",
-        progress: bool | None = None) -> FitState:
+def fit(
+    model: nn.Module,
+    loaders: dict[str, Any],
+    *,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    epochs: int,
+    seed: int = 0,
+    callbacks: Sequence[Callback] = (),
+    precision: str = "fp32",
+    resume: dict[str, Any] | None = None,
+    history: Sequence[dict[str, Any]] = (),
+    stage: str = "fit",
+    progress: bool | None = None,
+) -> FitState:
     """Train `model` on loaders["train"], validating on loaders["val"] after each epoch.
 
     The model and the loaders' batches are on one device; `precision` is fp32, bf16 or
@@ -80,8 +98,17 @@ def fit(model: nn.Module, loaders: dict[str, Any], *, optimizer: torch.optim.Opt
     """
     device = next(model.parameters()).device
     scaler = grad_scaler(device, precision) if precision == "fp16" else None
-    state = FitState(model, optimizer, epochs, callbacks, scaler, history=list(history), start_epoch=len(history),
-                     stage=stage, stage_start=len(history))
+    state = FitState(
+        model,
+        optimizer,
+        epochs,
+        callbacks,
+        scaler,
+        history=list(history),
+        start_epoch=len(history),
+        stage=stage,
+        stage_start=len(history),
+    )
     for callback in callbacks:
         callback.on_fit_start(state)
     if resume is not None:
@@ -90,18 +117,32 @@ def fit(model: nn.Module, loaders: dict[str, Any], *, optimizer: torch.optim.Opt
     with GracefulInterrupt() as interrupt:
         for epoch in range(state.start_epoch, epochs):
             state.epoch, state.saved_best = epoch, False
-            stats = train_one_epoch(model, loaders["train"], optimizer, loss_fn, seed=epoch_seed(seed, epoch),
-                                    precision=precision, scaler=scaler,
-                                    on_batch_end=lambda: _each(callbacks, "on_batch_end", state),
-                                    should_stop=lambda: interrupt.requested,
-                                    desc=f"epoch {epoch + 1}/{epochs}", progress=progress)
+            stats = train_one_epoch(
+                model,
+                loaders["train"],
+                optimizer,
+                loss_fn,
+                seed=epoch_seed(seed, epoch),
+                precision=precision,
+                scaler=scaler,
+                on_batch_end=lambda: _each(callbacks, "on_batch_end", state),
+                should_stop=lambda: interrupt.requested,
+                desc=f"epoch {epoch + 1}/{epochs}",
+                progress=progress,
+            )
             if interrupt.requested:  # the partial epoch is dropped; resume repeats it
                 state.interrupted = True
                 return state
             stats.update(_over_all_processes(stats, device))
-            row = {"epoch": epoch + 1, "train_loss": stats["loss"], "train_acc": stats["acc"],
-                   **validate(model, loaders["val"], precision=precision), "lr": optimizer.param_groups[-1]["lr"],
-                   "seconds": round(stats["seconds"], 3), "images_per_s": round(stats["images_per_s"], 1)}
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": stats["loss"],
+                "train_acc": stats["acc"],
+                **validate(model, loaders["val"], precision=precision),
+                "lr": optimizer.param_groups[-1]["lr"],
+                "seconds": round(stats["seconds"], 3),
+                "images_per_s": round(stats["images_per_s"], 1),
+            }
             state.history.append(row)
             for callback in callbacks:
                 callback.on_epoch_end(state, row)
@@ -113,23 +154,34 @@ def fit(model: nn.Module, loaders: dict[str, Any], *, optimizer: torch.optim.Opt
 
 def validate(model: nn.Module, loader, *, precision: str = "fp32") -> dict[str, float]:
     logits, labels = predict_logits(model, loader, precision=precision)
-    return {"val_loss": float(nn.functional.cross_entropy(logits, labels)),
-            "val_acc": float((logits.argmax(1) == labels).float().mean())}
+    return {
+        "val_loss": float(nn.functional.cross_entropy(logits, labels)),
+        "val_acc": float((logits.argmax(1) == labels).float().mean()),
+    }
 
 
-def train_one_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.optim.Optimizer,
-                    loss_fn: nn.Module, *, seed: int, precision: str = "fp32",
-                    scaler: torch.amp.GradScaler | None = None,
-                    on_batch_end: Callable[[], None] | None = None,
-                    should_stop: Callable[[], bool] = lambda: False,
-                    desc: str = "train", progress: bool | None = None) -> dict[str, float]:
+def train_one_epoch(
+    model: nn.Module,
+    loader: BatchLoader,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    *,
+    seed: int,
+    precision: str = "fp32",
+    scaler: torch.amp.GradScaler | None = None,
+    on_batch_end: Callable[[], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    desc: str = "train",
+    progress: bool | None = None,
+) -> dict[str, float]:
     """Returns mean loss, accuracy, images, seconds and images/s; stops early on request."""
     model.train()
     torch.manual_seed(seed)  # dropout draws from the global generator
     total_loss, correct, seen = 0.0, 0, 0
     started = time.perf_counter()
-    with tqdm(total=len(loader), desc=desc, unit="batch", leave=False,
-              disable=None if progress is None else not progress) as bar:
+    with tqdm(
+        total=len(loader), desc=desc, unit="batch", leave=False, disable=None if progress is None else not progress
+    ) as bar:
         for x, y in loader.batches(seed):
             with autocast(x.device, precision):
                 logits = model(x)
@@ -148,14 +200,23 @@ def train_one_epoch(model: nn.Module, loader: BatchLoader, optimizer: torch.opti
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
             elapsed = time.perf_counter() - started
-            bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}",
-                            img_s=f"{seen / elapsed:.0f}", refresh=False)
+            bar.set_postfix(
+                loss=f"{total_loss / seen:.3f}",
+                acc=f"{correct / seen:.3f}",
+                img_s=f"{seen / elapsed:.0f}",
+                refresh=False,
+            )
             bar.update()
             if should_stop():
                 break
     seconds = time.perf_counter() - started
-    return {"loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1), "images": seen,
-            "seconds": seconds, "images_per_s": seen / seconds if seconds else 0.0}
+    return {
+        "loss": total_loss / max(seen, 1),
+        "acc": correct / max(seen, 1),
+        "images": seen,
+        "seconds": seconds,
+        "images_per_s": seen / seconds if seconds else 0.0,
+    }
 
 
 def _over_all_processes(stats: dict[str, float], device: torch.device) -> dict[str, float]:
@@ -163,9 +224,14 @@ def _over_all_processes(stats: dict[str, float], device: torch.device) -> dict[s
     if not distributed.processes().active:
         return {}
     loss_sum, correct, seen = distributed.sum_across(
-        [stats["loss"] * stats["images"], stats["acc"] * stats["images"], stats["images"]], device)
-    return {"loss": loss_sum / max(seen, 1), "acc": correct / max(seen, 1), "images": seen,
-            "images_per_s": seen / stats["seconds"] if stats["seconds"] else 0.0}
+        [stats["loss"] * stats["images"], stats["acc"] * stats["images"], stats["images"]], device
+    )
+    return {
+        "loss": loss_sum / max(seen, 1),
+        "acc": correct / max(seen, 1),
+        "images": seen,
+        "images_per_s": seen / stats["seconds"] if stats["seconds"] else 0.0,
+    }
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

@@ -1,4 +1,5 @@
 """The learning-rate range test (Smith, 2017): raise the rate every step, watch the loss."""
+
 from __future__ import annotations
 
 import math
@@ -9,9 +10,18 @@ from torch import nn
 from ..core.device import autocast
 
 
-def lr_range_test(model: nn.Module, loader, optimizer: torch.optim.Optimizer, loss_fn: nn.Module, *,
-                  start_lr: float = 1e-7, end_lr: float = 1.0, steps: int = 100, precision: str = "fp32",
-                  seed: int = 0) -> tuple[list[float], list[float], float]:
+def lr_range_test(
+    model: nn.Module,
+    loader,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    *,
+    start_lr: float = 1e-7,
+    end_lr: float = 1.0,
+    steps: int = 100,
+    precision: str = "fp32",
+    seed: int = 0,
+) -> tuple[list[float], list[float], float]:
     """(rates, smoothed losses, suggested rate). The rate grows geometrically from `start_lr`
     to `end_lr` over `steps` batches (the loader repeats as needed); the test stops once the
     loss passes four times its best. The suggestion is a tenth of the rate at the lowest loss,

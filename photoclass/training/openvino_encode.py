@@ -8,6 +8,7 @@ In fp32 OpenVINO took 35.8 s, too little gain for the conversion on a few thousa
 fp32 stays with PyTorch unless PHOTOCLASS_ENCODER=openvino; PHOTOCLASS_ENCODER=torch keeps
 PyTorch for bf16 too.
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,8 +21,9 @@ import torch
 log = logging.getLogger(__name__)
 
 
-def openvino_encoder(encode: Callable[[torch.Tensor], torch.Tensor], precision: str,
-                     device: torch.device) -> Callable[[torch.Tensor], torch.Tensor] | None:
+def openvino_encoder(
+    encode: Callable[[torch.Tensor], torch.Tensor], precision: str, device: torch.device
+) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """`encode` run by OpenVINO in `precision`, or None where PyTorch goes on: not on a CPU,
     OpenVINO missing, fp32 unless PHOTOCLASS_ENCODER=openvino, or PHOTOCLASS_ENCODER=torch."""
     choice = os.environ.get("PHOTOCLASS_ENCODER", "auto").lower()
@@ -62,8 +64,10 @@ class OpenVinoEncoder:
         try:
             with torch.no_grad(), torch.autocast("cpu", enabled=False):  # autocast's casts would be traced
                 model = ov.convert_model(_AsModule(self.encode).eval(), example_input=example.float())
-            config = {"INFERENCE_PRECISION_HINT": "bf16" if self.precision == "bf16" else "f32",
-                      "INFERENCE_NUM_THREADS": torch.get_num_threads()}  # torchrun's share of the cores
+            config = {
+                "INFERENCE_PRECISION_HINT": "bf16" if self.precision == "bf16" else "f32",
+                "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+            }  # torchrun's share of the cores
             return ov.Core().compile_model(model, "CPU", config)
         except Exception as e:  # the features are the same either way, only slower
             log.info("OpenVINO could not convert the encoder (%s); PyTorch encodes the photos", str(e)[:200])

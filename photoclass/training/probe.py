@@ -6,6 +6,7 @@ The linear-probe literature finds this as strong as trained adapters; on the pho
 beat 40 epochs of AdamW on the same features (benchmarks/README.md, suite.py). Strength is
 `C` as in scikit-learn: the loss is mean cross-entropy + ||W||^2 / (2 C N).
 """
+
 from __future__ import annotations
 
 import time
@@ -22,15 +23,28 @@ FOLDS = 5
 CV_LIMIT = 10_000  # photos: past this, C is chosen on one of ceil(N / CV_LIMIT) grouped, stratified folds
 
 
-def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, c: float, *,
-                 init: tuple[torch.Tensor, torch.Tensor] | None = None,
-                 max_iter: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
+def fit_logistic(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    c: float,
+    *,
+    init: tuple[torch.Tensor, torch.Tensor] | None = None,
+    max_iter: int = 100,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(W, b) minimizing mean cross-entropy + ||W||^2 / (2 c N), in x's dtype, full batch."""
     n, features = x.shape
     w = (init[0].clone() if init else torch.zeros(num_classes, features, dtype=x.dtype)).requires_grad_()
     b = (init[1].clone() if init else torch.zeros(num_classes, dtype=x.dtype)).requires_grad_()
-    optimizer = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, history_size=20, tolerance_grad=1e-4,
-                                  tolerance_change=1e-9, line_search_fn="strong_wolfe")
+    optimizer = torch.optim.LBFGS(
+        [w, b],
+        lr=1,
+        max_iter=max_iter,
+        history_size=20,
+        tolerance_grad=1e-4,
+        tolerance_change=1e-9,
+        line_search_fn="strong_wolfe",
+    )
 
     def closure():
         optimizer.zero_grad()
@@ -43,8 +57,16 @@ def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, c: float, *
     return w.detach(), b.detach()
 
 
-def choose_c(x: torch.Tensor, y: torch.Tensor, groups: np.ndarray, num_classes: int, *, seed: int,
-             grid=C_GRID, folds: int = FOLDS) -> tuple[float, list[float]]:
+def choose_c(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    groups: np.ndarray,
+    num_classes: int,
+    *,
+    seed: int,
+    grid=C_GRID,
+    folds: int = FOLDS,
+) -> tuple[float, list[float]]:
     """The C of `grid` with the best out-of-fold accuracy (grouped, stratified folds; among
     equals the strongest regularization), and the accuracy of each C."""
     fold = grouped_folds(y.numpy(), groups, folds=folds, seed=seed)
@@ -62,8 +84,9 @@ def choose_c(x: torch.Tensor, y: torch.Tensor, groups: np.ndarray, num_classes: 
 
 
 @torch.no_grad()
-def fit_linear_probe(head: nn.Sequential, features: torch.Tensor, labels: torch.Tensor, groups: np.ndarray, *,
-                     seed: int) -> dict:
+def fit_linear_probe(
+    head: nn.Sequential, features: torch.Tensor, labels: torch.Tensor, groups: np.ndarray, *, seed: int
+) -> dict:
     """Set the last layer of `head` (an nn.Linear, after e.g. a standardization) to the
     cross-validated logistic regression on `features`. Returns C, the accuracies of the grid
     and the seconds."""
@@ -75,7 +98,7 @@ def fit_linear_probe(head: nn.Sequential, features: torch.Tensor, labels: torch.
     dtype = torch.float64 if len(features) <= CV_LIMIT else torch.float32
     x = torch.empty(features.shape, dtype=dtype)  # filled a slice at a time: no float32 copy of it all
     for start in range(0, len(features), 4096):
-        x[start:start + 4096] = head[:-1](features[start:start + 4096]).to(dtype).cpu()
+        x[start : start + 4096] = head[:-1](features[start : start + 4096]).to(dtype).cpu()
     y = labels.cpu()
     linear = head[-1]
     groups = np.asarray(groups)
@@ -87,5 +110,12 @@ def fit_linear_probe(head: nn.Sequential, features: torch.Tensor, labels: torch.
     linear.weight.copy_(w.to(linear.weight))
     if linear.bias is not None:
         linear.bias.copy_(b.to(linear.bias))
-    return {"solver": "lbfgs", "C": c, "folds": FOLDS, "photos": len(y), "cv_photos": len(share),
-            "cv_accuracy": dict(zip(map(str, C_GRID), accuracy)), "seconds": time.perf_counter() - started}
+    return {
+        "solver": "lbfgs",
+        "C": c,
+        "folds": FOLDS,
+        "photos": len(y),
+        "cv_photos": len(share),
+        "cv_accuracy": dict(zip(map(str, C_GRID), accuracy)),
+        "seconds": time.perf_counter() - started,
+    }

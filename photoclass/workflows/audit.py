@@ -3,6 +3,7 @@
 Reads the folder, never changes it: the findings go to OUT/label_issues.csv (most
 suspicious first), OUT/audit.html (with the photos) and OUT/audit.json.
 """
+
 from __future__ import annotations
 
 import csv
@@ -44,24 +45,37 @@ class Audit:
         return [s for s in self.suspects if s["flagged"]]
 
     def __repr__(self) -> str:
-        return (f"Audit({len(self.suspects)} photos, {len(self.flagged)} likely mislabeled, "
-                f"{len(self.conflicts)} conflicting duplicate groups, in {str(self.out)!r})")
+        return (
+            f"Audit({len(self.suspects)} photos, {len(self.flagged)} likely mislabeled, "
+            f"{len(self.conflicts)} conflicting duplicate groups, in {str(self.out)!r})"
+        )
 
 
 @takes_options(PrepareConfig, exclude=("image_size",))  # the model's own size is used
-def audit(data: str | os.PathLike, *, out: str | os.PathLike = "audit", model: str = TrainConfig.model,
-          folds: int = 5, seed: int = 0, device: str = "auto", progress: bool | None = None,
-          **options: Any) -> Audit:
+def audit(
+    data: str | os.PathLike,
+    *,
+    out: str | os.PathLike = "audit",
+    model: str = TrainConfig.model,
+    folds: int = 5,
+    seed: int = 0,
+    device: str = "auto",
+    progress: bool | None = None,
+    **options: Any,
+) -> Audit:
     """Rank every photo of `data` by how likely its label is wrong (cleanlab on out-of-fold
     probabilities from frozen `model` features, in duplicate-grouped folds)."""
     info = model_info(model)
     if not info.pretrained:
-        raise PhotoclassError(f"audit needs a pretrained model for its features; {model!r} is not. "
-                              f"HINT: --model {TrainConfig.model}")
+        raise PhotoclassError(
+            f"audit needs a pretrained model for its features; {model!r} is not. HINT: --model {TrainConfig.model}"
+        )
     root, out = Path(data).expanduser().resolve(), Path(out).expanduser()
     if not root.exists():
-        raise PhotoclassError(f"{data} not found. HINT: audit what `photoclass train` takes: a folder of photos, "
-                              "a CSV of labels or image arrays.")
+        raise PhotoclassError(
+            f"{data} not found. HINT: audit what `photoclass train` takes: a folder of photos, "
+            "a CSV of labels or image arrays."
+        )
     check_outside(out, root)
     check_writable(out, hint="pass another --out")
     where = resolve_device(device)
@@ -71,23 +85,51 @@ def audit(data: str | os.PathLike, *, out: str | os.PathLike = "audit", model: s
     net = create_model(model, len(dataset.classes)).to(where).eval()
     encode, _ = net.split_for_training(0)
     every = np.arange(len(dataset))
-    loader = BatchLoader(dataset.images, dataset.labels, every, batch_size=16, mean=info.input_spec.mean,
-                         std=info.input_spec.std, device=where)
+    loader = BatchLoader(
+        dataset.images,
+        dataset.labels,
+        every,
+        batch_size=16,
+        mean=info.input_spec.mean,
+        std=info.input_spec.std,
+        device=where,
+    )
     precision = resolve_precision("auto", where, stage="features")
-    features = extract_features(lowered(encode, precision, where), loader, desc="features", progress=progress,
-                                precision=precision).cpu().numpy()
-    probabilities = out_of_fold_probabilities(features, dataset.labels, dataset.groups, folds=folds, seed=seed,
-                                              progress=progress)
+    features = (
+        extract_features(
+            lowered(encode, precision, where), loader, desc="features", progress=progress, precision=precision
+        )
+        .cpu()
+        .numpy()
+    )
+    probabilities = out_of_fold_probabilities(
+        features, dataset.labels, dataset.groups, folds=folds, seed=seed, progress=progress
+    )
 
     rows, classes = dataset.usable, dataset.classes
-    suspects = [{"path": rows[s.index].path, "given_label": classes[s.given], "suggested_label": classes[s.suggested],
-                 "score": s.score, "flagged": s.flagged} for s in rank_label_errors(dataset.labels, probabilities)]
-    with tqdm(total=1, desc="outlier scores", unit="step", leave=False,  # one call: half a minute for 12,000 photos
-              disable=None if progress is None else not progress) as bar:
+    suspects = [
+        {
+            "path": rows[s.index].path,
+            "given_label": classes[s.given],
+            "suggested_label": classes[s.suggested],
+            "score": s.score,
+            "flagged": s.flagged,
+        }
+        for s in rank_label_errors(dataset.labels, probabilities)
+    ]
+    with tqdm(
+        total=1,
+        desc="outlier scores",
+        unit="step",
+        leave=False,  # one call: half a minute for 12,000 photos
+        disable=None if progress is None else not progress,
+    ) as bar:
         scores = outlier_scores(features)
         bar.update()
-    outliers = [{"path": rows[i].path, "label": rows[i].label, "outlier_score": round(float(scores[i]), 6)}
-                for i in np.argsort(-scores, kind="stable")[:OUTLIERS_SHOWN]]  # farthest first, as predict's
+    outliers = [
+        {"path": rows[i].path, "label": rows[i].label, "outlier_score": round(float(scores[i]), 6)}
+        for i in np.argsort(-scores, kind="stable")[:OUTLIERS_SHOWN]
+    ]  # farthest first, as predict's
     result = Audit(suspects, _conflicting_groups(dataset), outliers, out)
     _write(result, dataset.root)
     return result
@@ -97,8 +139,11 @@ def _conflicting_groups(dataset) -> list[list[dict[str, Any]]]:
     groups: dict[int, list] = {}
     for row in dataset.usable:
         groups.setdefault(row.group, []).append(row)
-    return [[{"path": r.path, "label": r.label} for r in members]
-            for members in groups.values() if len({r.label for r in members}) > 1]
+    return [
+        [{"path": r.path, "label": r.label} for r in members]
+        for members in groups.values()
+        if len({r.label for r in members}) > 1
+    ]
 
 
 def _write(result: Audit, root: Path) -> None:
@@ -108,9 +153,16 @@ def _write(result: Audit, root: Path) -> None:
     for s in result.suspects:
         writer.writerow([s["path"], s["given_label"], s["suggested_label"], f"{s['score']:.6f}", int(s["flagged"])])
     write_text_atomic(result.out / "label_issues.csv", buffer.getvalue())
-    RunDir(result.out).write_json("audit.json", {"root": str(root), "photos": len(result.suspects),
-                                                 "flagged": len(result.flagged), "conflicts": result.conflicts,
-                                                 "outliers": result.outliers})
+    RunDir(result.out).write_json(
+        "audit.json",
+        {
+            "root": str(root),
+            "photos": len(result.suspects),
+            "flagged": len(result.flagged),
+            "conflicts": result.conflicts,
+            "outliers": result.outliers,
+        },
+    )
     write_audit_page(root, result.suspects, result.conflicts, result.outliers, result.out / "audit.html")
     run = RunDir(result.out.parent)
     if run.exists("report.html") and run.exists("test.json"):  # audited into a run: its report links to it

@@ -1,4 +1,5 @@
 """`evaluate_run()`: a saved run's model on its own test split, or on another labelled folder."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,9 +19,15 @@ from ..evaluation.report import evaluate_all, evaluate_dataset
 from ..runs.rundir import RunDir, load_model
 
 
-def evaluate_run(run: str | os.PathLike, data: str | os.PathLike | None = None, *,
-                 progress: bool | None = None, tta: bool | None = None, device: str = "auto",
-                 precision: str = "auto") -> dict[str, Any]:
+def evaluate_run(
+    run: str | os.PathLike,
+    data: str | os.PathLike | None = None,
+    *,
+    progress: bool | None = None,
+    tta: bool | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+) -> dict[str, Any]:
     """Re-evaluate a saved run: on its own test split, or on every photo of another folder.
 
     Each evaluation goes to a new file in RUN/evaluations/ (`test.json`, `data-<folder>.json`,
@@ -35,40 +42,52 @@ def evaluate_run(run: str | os.PathLike, data: str | os.PathLike | None = None, 
     spec = net.input_spec
     config = TrainConfig.from_dict(config_json["train"])
     precision = resolve_precision(precision, where, stage="predict", trained=config.precision)
-    config = dataclasses.replace(config, device=str(where), precision=precision,
-                                 **({"tta": tta} if tta is not None else {}))
+    config = dataclasses.replace(
+        config, device=str(where), precision=precision, **({"tta": tta} if tta is not None else {})
+    )
     if data is None:
         prep = PrepareConfig.from_dict({**config_json["prepare"], "image_size": spec.size})
         dataset = prepare(run.data_source(), config=prep, progress=progress, pixels=False)  # a CSV run: its CSV
         if dataset.classes != meta["classes"]:
-            raise PhotoclassError(f"The run's data folder now has classes {dataset.classes}, "
-                                  f"but the model was trained on {meta['classes']}. HINT: evaluate on a folder of "
-                                  "the model's classes with --data DIR, or train a new run on the folder as it is.")
-        evaluation = evaluate_dataset(net, dataset, spec, config, temperature=meta.get("temperature", 1.0),
-                                      progress=progress)
+            raise PhotoclassError(
+                f"The run's data folder now has classes {dataset.classes}, "
+                f"but the model was trained on {meta['classes']}. HINT: evaluate on a folder of "
+                "the model's classes with --data DIR, or train a new run on the folder as it is."
+            )
+        evaluation = evaluate_dataset(
+            net, dataset, spec, config, temperature=meta.get("temperature", 1.0), progress=progress
+        )
         name = "test"
     else:
         dataset = prepare(data, image_size=spec.size, val_size=0.0, test_size=0.0, progress=progress, pixels=False)
         unknown = sorted(set(dataset.classes) - set(meta["classes"]))
         if unknown:
-            raise PhotoclassError(f"{data} has classes the model does not know: {unknown}. "
-                                  f"The model knows {meta['classes']}. HINT: evaluate on photos of those classes "
-                                  "only, e.g. a copy of the folder without the others.")
-        evaluation = evaluate_all(net, dataset, spec, config, meta["classes"], temperature=meta.get("temperature", 1.0),
-                                  progress=progress)
+            raise PhotoclassError(
+                f"{data} has classes the model does not know: {unknown}. "
+                f"The model knows {meta['classes']}. HINT: evaluate on photos of those classes "
+                "only, e.g. a copy of the folder without the others."
+            )
+        evaluation = evaluate_all(
+            net, dataset, spec, config, meta["classes"], temperature=meta.get("temperature", 1.0), progress=progress
+        )
         name = f"data-{Path(data).resolve().name}"
     out = run.path / "evaluations"
     out.mkdir(exist_ok=True)
     name = _unused_name(out, name)
     RunDir(out).write_json(f"{name}.json", evaluation)
-    plots.confusion_matrix(evaluation["test"]["confusion_matrix"], meta["classes"],
-                           out / f"{name}_confusion_matrix.png", title=f"confusion matrix ({name})")
+    plots.confusion_matrix(
+        evaluation["test"]["confusion_matrix"],
+        meta["classes"],
+        out / f"{name}_confusion_matrix.png",
+        title=f"confusion matrix ({name})",
+    )
     evaluation["written_to"] = str(out / f"{name}.json")
     return evaluation
 
 
-def evaluate_outsiders(run_path: str | os.PathLike, outsiders: str | os.PathLike, *,
-                       progress: bool | None = None) -> dict[str, Any]:
+def evaluate_outsiders(
+    run_path: str | os.PathLike, outsiders: str | os.PathLike, *, progress: bool | None = None
+) -> dict[str, Any]:
     """How the run's "none of these" check tells photos of no known class (every photo under
     `outsiders`) from its own test photos: AUROC, the share of each accepted at the threshold,
     and the test accuracy on the accepted photos. Written to RUN/evaluations/."""
@@ -81,8 +100,10 @@ def evaluate_outsiders(run_path: str | os.PathLike, outsiders: str | os.PathLike
     check_outside(run.path / "evaluations", outsiders, run.data_source(), flag="RUN")
     meta = run.read_json("model.json")
     if not meta.get("outliers"):
-        raise PhotoclassError(f"{run.path} was trained without the 'none of these' check. HINT: train it again "
-                              "with this photoclass (the check is on by default, --unknown-accept 0.975).")
+        raise PhotoclassError(
+            f"{run.path} was trained without the 'none of these' check. HINT: train it again "
+            "with this photoclass (the check is on by default, --unknown-accept 0.975)."
+        )
     predictor = Predictor(run.path)
     if not Path(outsiders).exists():
         raise PhotoclassError(f"Folder not found: {outsiders}. HINT: check the path.")
@@ -94,10 +115,11 @@ def evaluate_outsiders(run_path: str | os.PathLike, outsiders: str | os.PathLike
     dataset = prepare(run.data_source(), config=prep, progress=progress, pixels=False)
     test = dataset.indices("test")
     scores, right = [], []
-    with tqdm(total=len(test), desc="test photos", unit="img", leave=False,
-              disable=None if progress is None else not progress) as bar:
+    with tqdm(
+        total=len(test), desc="test photos", unit="img", leave=False, disable=None if progress is None else not progress
+    ) as bar:
         for start in range(0, len(test), predictor.batch_size):
-            chosen = test[start:start + predictor.batch_size]
+            chosen = test[start : start + predictor.batch_size]
             rows = predictor.predict_pixels(np.stack([dataset.images[i] for i in chosen]))  # decoded as read
             for i, row in zip(chosen, rows):
                 p, score, _ = predictor.read_row(row)
@@ -109,10 +131,14 @@ def evaluate_outsiders(run_path: str | os.PathLike, outsiders: str | os.PathLike
     threshold = predictor.threshold
     accepted = inside <= threshold
     result = {
-        "outsiders": str(Path(outsiders).resolve()), "outsider_photos": len(outside), "test_photos": len(inside),
-        "threshold": threshold, "accept": meta["outliers"].get("accept"),
+        "outsiders": str(Path(outsiders).resolve()),
+        "outsider_photos": len(outside),
+        "test_photos": len(inside),
+        "threshold": threshold,
+        "accept": meta["outliers"].get("accept"),
         "auroc": float(roc_auc_score(np.r_[np.zeros(len(inside)), np.ones(len(outside))], np.r_[inside, outside])),
-        "outsiders_accepted": float((outside <= threshold).mean()), "test_accepted": float(accepted.mean()),
+        "outsiders_accepted": float((outside <= threshold).mean()),
+        "test_accepted": float(accepted.mean()),
         "test_accuracy": float(right.mean()),
         "test_accuracy_on_accepted": float(right[accepted].mean()) if accepted.any() else None,
     }

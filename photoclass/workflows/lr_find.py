@@ -1,4 +1,5 @@
 """`lr_find()`: the learning-rate range test on a model and data, as `train` would fit them."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,9 +36,17 @@ class LrFinding:
 
 
 @takes_options(TrainConfig, PrepareConfig)
-def lr_find(data: str | os.PathLike, *, model: str | nn.Module | None = None, out: str | os.PathLike = "lr-find.png",
-            steps: int = 100, start_lr: float = 1e-7, end_lr: float = 1.0, progress: bool | None = None,
-            **options: Any) -> LrFinding:
+def lr_find(
+    data: str | os.PathLike,
+    *,
+    model: str | nn.Module | None = None,
+    out: str | os.PathLike = "lr-find.png",
+    steps: int = 100,
+    start_lr: float = 1e-7,
+    end_lr: float = 1.0,
+    progress: bool | None = None,
+    **options: Any,
+) -> LrFinding:
     """Raise the rate from `start_lr` to `end_lr` over `steps` batches of the part that `train`
     would fit (the head on cached features for pretrained models); plot the loss to `out`."""
     check_int("steps", steps, 5, 100_000)
@@ -58,7 +67,15 @@ def lr_find(data: str | os.PathLike, *, model: str | nn.Module | None = None, ou
     trained, loaders, _ = _trained_part(net, dataset, config, spec, distributed.Processes(), progress)
     optimizer = create_optimizer(trained, config.optimizer, lr=start_lr, weight_decay=config.weight_decay)
     rates, losses, suggestion = lr_range_test(
-        trained, loaders["train"], optimizer, nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
-        start_lr=start_lr, end_lr=end_lr, steps=steps, precision=config.precision, seed=config.seed)
+        trained,
+        loaders["train"],
+        optimizer,
+        nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
+        start_lr=start_lr,
+        end_lr=end_lr,
+        steps=steps,
+        precision=config.precision,
+        seed=config.seed,
+    )
     plots.lr_curve(rates, losses, suggestion, out)
     return LrFinding(suggestion, rates, losses, out)

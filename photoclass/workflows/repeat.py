@@ -6,6 +6,7 @@
 The same command again continues an interrupted summary: finished members are kept,
 interrupted ones resume, the rest train.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,9 +23,15 @@ from ..runs.rundir import RunDir
 from .train import TrainResult, train
 
 
-def train_repeated(data: str | os.PathLike, *, seeds: Sequence[int] = (), folds: int = 0,
-                   out: str | os.PathLike | None = None, verbose: bool = True,
-                   **options: Any) -> dict[str, Any] | None:
+def train_repeated(
+    data: str | os.PathLike,
+    *,
+    seeds: Sequence[int] = (),
+    folds: int = 0,
+    out: str | os.PathLike | None = None,
+    verbose: bool = True,
+    **options: Any,
+) -> dict[str, Any] | None:
     """Train once per seed, or once per grouped, stratified fold (each fold the test split
     once); write and return the summary (None in the processes other than the first under
     torchrun). An interrupted member raises KeyboardInterrupt once it is saved. Other options
@@ -34,19 +41,28 @@ def train_repeated(data: str | os.PathLike, *, seeds: Sequence[int] = (), folds:
     if folds and not (isinstance(folds, int) and 2 <= folds <= 100):
         raise PhotoclassError(f"`folds` must be an integer from 2 to 100. Received: folds={folds!r}")
     if seeds and len(seeds) < 2:
-        raise PhotoclassError(f"One seed makes no spread: seeds={list(seeds)}. HINT: give two or more, e.g. "
-                              "--seeds 0,1,2, or drop --seeds and pass --seed.")
+        raise PhotoclassError(
+            f"One seed makes no spread: seeds={list(seeds)}. HINT: give two or more, e.g. "
+            "--seeds 0,1,2, or drop --seeds and pass --seed."
+        )
     if len(set(seeds)) != len(seeds):
         raise PhotoclassError(f"The seeds repeat: {list(seeds)}. HINT: give each once, e.g. --seeds 0,1,2")
-    members = ([(f"seed-{s}", {"seed": s}) for s in seeds] if seeds
-               else [(f"fold-{k}", {"folds": folds, "fold": k}) for k in range(folds)])
-    out = Path(out or Path("runs") / f"{options.get('model', 'default')}-{'seeds' if seeds else f'{folds}fold'}-"
-                                     f"{time.strftime('%Y%m%d-%H%M%S')}")
+    members = (
+        [(f"seed-{s}", {"seed": s}) for s in seeds]
+        if seeds
+        else [(f"fold-{k}", {"folds": folds, "fold": k}) for k in range(folds)]
+    )
+    out = Path(
+        out
+        or Path("runs")
+        / f"{options.get('model', 'default')}-{'seeds' if seeds else f'{folds}fold'}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
     if (out / "summary.json").exists():
         raise PhotoclassError(f"{out} already holds a summary run. HINT: pass another --out.")
     if (out / "config.json").exists():
-        raise PhotoclassError(f"{out} is a run of its own; a summary run puts its members inside its folder. "
-                              "HINT: pass another --out.")
+        raise PhotoclassError(
+            f"{out} is a run of its own; a summary run puts its members inside its folder. HINT: pass another --out."
+        )
     check_writable(out, hint="pass another --out")
     results: list[TrainResult] = []
     for name, extra in members:
@@ -55,16 +71,21 @@ def train_repeated(data: str | os.PathLike, *, seeds: Sequence[int] = (), folds:
         result = _member(data, out / name, verbose=verbose, **{**options, **extra})
         if result.interrupted:
             if verbose:
-                print(f"interrupted: {out} holds {len(results)} finished member(s); the same command again "
-                      "continues it", flush=True)
+                print(
+                    f"interrupted: {out} holds {len(results)} finished member(s); the same command again continues it",
+                    flush=True,
+                )
             raise KeyboardInterrupt
         results.append(result)
     if not distributed.processes().main:  # under torchrun the first process alone writes
         return None
-    summary = {"kind": "seeds" if seeds else "folds", "members": [name for name, _ in members],
-               "test_accuracy": t_interval(r.test["accuracy"] for r in results),
-               "macro_f1": t_interval(r.test["macro_f1"] for r in results),
-               "test_photos": [r.test["count"] for r in results]}
+    summary = {
+        "kind": "seeds" if seeds else "folds",
+        "members": [name for name, _ in members],
+        "test_accuracy": t_interval(r.test["accuracy"] for r in results),
+        "macro_f1": t_interval(r.test["macro_f1"] for r in results),
+        "test_photos": [r.test["count"] for r in results],
+    }
     RunDir(out).write_json("summary.json", summary)
     if verbose:
         print(format_summary(summary, out))
@@ -88,8 +109,10 @@ def format_summary(summary: dict[str, Any], out: Path) -> str:
     lines = ["", f"{'member':<10}{'test acc':>10}{'macro F1':>10}{'photos':>8}"]
     for name, a, f, n in zip(summary["members"], acc["values"], f1["values"], summary["test_photos"]):
         lines.append(f"{name:<10}{a:>10.4f}{f:>10.4f}{n:>8}")
-    lines.append(f"test accuracy: mean {acc['mean']:.4f}, sd {acc['sd']:.4f}, 95% interval "
-                 f"{acc['interval'][0]:.4f}-{acc['interval'][1]:.4f} over {acc['n']} {summary['kind']}")
+    lines.append(
+        f"test accuracy: mean {acc['mean']:.4f}, sd {acc['sd']:.4f}, 95% interval "
+        f"{acc['interval'][0]:.4f}-{acc['interval'][1]:.4f} over {acc['n']} {summary['kind']}"
+    )
     lines.append(f"macro F1: mean {f1['mean']:.4f}, 95% interval {f1['interval'][0]:.4f}-{f1['interval'][1]:.4f}")
     lines.append(f"summary: {out / 'summary.json'}")
     return "\n".join(lines)

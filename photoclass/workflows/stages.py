@@ -2,6 +2,7 @@
 
 A run has one stage, or two with LP-FT (the head on cached features, then every layer).
 """
+
 from __future__ import annotations
 
 import torch
@@ -27,8 +28,17 @@ class Stage:
     batch), and only the main process checkpoints, writes metrics and prints.
     """
 
-    def __init__(self, config: TrainConfig, run: RunDir, place: distributed.Processes, *, num_classes: int,
-                 on_epoch, progress, verbose: bool):
+    def __init__(
+        self,
+        config: TrainConfig,
+        run: RunDir,
+        place: distributed.Processes,
+        *,
+        num_classes: int,
+        on_epoch,
+        progress,
+        verbose: bool,
+    ):
         self.config, self.run, self.place, self.num_classes = config, run, place, num_classes
         self.on_epoch, self.progress, self.verbose = on_epoch, progress, verbose
 
@@ -37,26 +47,49 @@ class Stage:
         config = self.config
         net = self._parallel(net, sync_batchnorm=True)
         optimizer = create_optimizer(net, config.optimizer, lr=config.lr, weight_decay=config.weight_decay)
-        scheduler = create_scheduler(optimizer, config.schedule, epochs=config.epochs,
-                                     steps_per_epoch=len(loaders["train"]), monitor=config.monitor,
-                                     plateau_factor=config.plateau_factor,
-                                     plateau_patience=config.plateau_patience, min_lr=config.min_lr)
+        scheduler = create_scheduler(
+            optimizer,
+            config.schedule,
+            epochs=config.epochs,
+            steps_per_epoch=len(loaders["train"]),
+            monitor=config.monitor,
+            plateau_factor=config.plateau_factor,
+            plateau_patience=config.plateau_patience,
+            min_lr=config.min_lr,
+        )
         pixels = not hasattr(loaders["train"], "features")
         # a linear head on cached features gains nothing from bf16: it keeps fp32's figures
         head_only = not pixels and config.strategy != "finetune"
-        return self._fit(net, loaders, optimizer, scheduler, per_batch=config.schedule == "onecycle",
-                         weights=weights, checkpoint=checkpoint, epochs=config.epochs, stage="fit",
-                         per_second=pixels, precision="fp32" if head_only else config.precision)
+        return self._fit(
+            net,
+            loaders,
+            optimizer,
+            scheduler,
+            per_batch=config.schedule == "onecycle",
+            weights=weights,
+            checkpoint=checkpoint,
+            epochs=config.epochs,
+            stage="fit",
+            per_second=pixels,
+            precision="fp32" if head_only else config.precision,
+        )
 
     def probe(self, head: nn.Module, loaders, *, groups, weights: str):
         """The classifier on cached features as a cross-validated logistic regression
         (training/probe.py): one row of history, the weights saved as the best."""
-        found = fit_linear_probe(head, loaders["train_eval"].features, loaders["train_eval"].labels, groups,
-                                 seed=self.config.seed)
+        found = fit_linear_probe(
+            head, loaders["train_eval"].features, loaders["train_eval"].labels, groups, seed=self.config.seed
+        )
         train = validate(head, loaders["train_eval"])
-        row = {"epoch": 1, "train_loss": train["val_loss"], "train_acc": train["val_acc"],
-               **validate(head, loaders["val"]), "lr": 0.0, "seconds": round(found["seconds"], 3),
-               "images_per_s": round(len(loaders["train_eval"].labels) / max(found["seconds"], 1e-9), 1)}
+        row = {
+            "epoch": 1,
+            "train_loss": train["val_loss"],
+            "train_acc": train["val_acc"],
+            **validate(head, loaders["val"]),
+            "lr": 0.0,
+            "seconds": round(found["seconds"], 3),
+            "images_per_s": round(len(loaders["train_eval"].labels) / max(found["seconds"], 1e-9), 1),
+        }
         state = FitState(head, None, epochs=1, history=[row])
         if self.place.main:
             self.run.save_weights(head, weights)
@@ -65,9 +98,12 @@ class Stage:
             if self.on_epoch is not None:
                 self.on_epoch(row)
         if self.verbose:
-            print(f"classifier: logistic regression, C={found['C']:g} by 5-fold grouped cross-validation "
-                  f"({max(found['cv_accuracy'].values()):.4f} out-of-fold); train acc {row['train_acc']:.4f}, "
-                  f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  ({found['seconds']:.1f} s)", flush=True)
+            print(
+                f"classifier: logistic regression, C={found['C']:g} by 5-fold grouped cross-validation "
+                f"({max(found['cv_accuracy'].values()):.4f} out-of-fold); train acc {row['train_acc']:.4f}, "
+                f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  ({found['seconds']:.1f} s)",
+                flush=True,
+            )
         return state
 
     def fine_tune(self, net: nn.Module, head: nn.Module | None, loaders, *, checkpoint, probe):
@@ -84,15 +120,28 @@ class Stage:
             if self.verbose:
                 print(f"fine-tuning every layer for {config.finetune_epochs} epochs (lpft), from the best head")
         net = self._parallel(freeze_batchnorm(net), sync_batchnorm=False)
-        optimizer = torch.optim.AdamW(discriminative_groups(net, config.finetune_lr, decay=config.layer_decay,
-                                                            weight_decay=config.weight_decay))
+        optimizer = torch.optim.AdamW(
+            discriminative_groups(net, config.finetune_lr, decay=config.layer_decay, weight_decay=config.weight_decay)
+        )
         steps = len(loaders["train"])
-        scheduler = warmup_cosine(optimizer, warmup_steps=config.warmup_epochs * steps,
-                                  total_steps=config.finetune_epochs * steps)
+        scheduler = warmup_cosine(
+            optimizer, warmup_steps=config.warmup_epochs * steps, total_steps=config.finetune_epochs * steps
+        )
         first = len(history) if probe is not None else int(checkpoint.get("stage_start", 0))
-        return self._fit(net, loaders, optimizer, scheduler, per_batch=True, weights="model.safetensors",
-                         checkpoint=checkpoint, epochs=first + config.finetune_epochs, stage="ft",
-                         per_second=True, history=history, best=best)
+        return self._fit(
+            net,
+            loaders,
+            optimizer,
+            scheduler,
+            per_batch=True,
+            weights="model.safetensors",
+            checkpoint=checkpoint,
+            epochs=first + config.finetune_epochs,
+            stage="ft",
+            per_second=True,
+            history=history,
+            best=best,
+        )
 
     def _parallel(self, net: nn.Module, *, sync_batchnorm: bool) -> nn.Module:
         if not self.place.active:
@@ -102,11 +151,29 @@ class Stage:
             net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
         return nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
 
-    def _fit(self, net, loaders, optimizer, scheduler, *, per_batch: bool, weights: str, checkpoint, epochs: int,
-             stage: str, per_second: bool, history=(), best=None, precision: str | None = None):
+    def _fit(
+        self,
+        net,
+        loaders,
+        optimizer,
+        scheduler,
+        *,
+        per_batch: bool,
+        weights: str,
+        checkpoint,
+        epochs: int,
+        stage: str,
+        per_second: bool,
+        history=(),
+        best=None,
+        precision: str | None = None,
+    ):
         config, run = self.config, self.run
-        class_weights = _class_weights(loaders["train"].labels, self.num_classes).to(config.device) \
-            if config.class_weights else None
+        class_weights = (
+            _class_weights(loaders["train"].labels, self.num_classes).to(config.device)
+            if config.class_weights
+            else None
+        )
         loss_fn = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=config.label_smoothing)
         callbacks = [EarlyStopping(config.monitor, config.early_stopping)]
         if scheduler is not None:
@@ -117,9 +184,20 @@ class Stage:
             callbacks.append(EpochPrinter(monitor=config.monitor, per_second=per_second, name=str(run.path)))
         if self.on_epoch is not None and self.place.main:
             callbacks.append(EpochHook(self.on_epoch))
-        return fit(net, loaders, optimizer=optimizer, loss_fn=loss_fn, epochs=epochs, seed=config.seed,
-                   callbacks=callbacks, precision=precision or config.precision, resume=checkpoint, history=history,
-                   stage=stage, progress=self.progress)
+        return fit(
+            net,
+            loaders,
+            optimizer=optimizer,
+            loss_fn=loss_fn,
+            epochs=epochs,
+            seed=config.seed,
+            callbacks=callbacks,
+            precision=precision or config.precision,
+            resume=checkpoint,
+            history=history,
+            stage=stage,
+            progress=self.progress,
+        )
 
 
 def _class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -1,4 +1,5 @@
 """`sweep()`: an Optuna search whose trials are `train()` runs."""
+
 from __future__ import annotations
 
 import inspect

@@ -1,4 +1,5 @@
 """`train()`: prepare -> model -> fit -> evaluate -> write the run -> report -> track."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -59,8 +60,10 @@ class TrainResult:
     def __repr__(self) -> str:
         if self.test is None:
             return f"TrainResult({str(self.path)!r}, interrupted)"
-        return (f"TrainResult({str(self.path)!r}, test accuracy {self.test['accuracy']:.4f}, "
-                f"loss {self.test['loss']:.4f}, {self._fitted()}, {self.seconds:.1f} s)")
+        return (
+            f"TrainResult({str(self.path)!r}, test accuracy {self.test['accuracy']:.4f}, "
+            f"loss {self.test['loss']:.4f}, {self._fitted()}, {self.seconds:.1f} s)"
+        )
 
     def _fitted(self) -> str:
         """'one solve' (a logistic regression's), '1 epoch', '12 epochs', 'one solve and 10 epochs' (LP-FT)."""
@@ -80,10 +83,18 @@ class TrainResult:
 
 
 @takes_options(TrainConfig, PrepareConfig)
-def train(data: str | os.PathLike | None = None, *, model: str | nn.Module | None = None,
-          out: str | os.PathLike | None = None, resume: str | os.PathLike | None = None,
-          track: bool | str | None = None, on_epoch: Callable[[dict[str, Any]], None] | None = None,
-          progress: bool | None = None, verbose: bool = True, **options: Any) -> TrainResult:
+def train(
+    data: str | os.PathLike | None = None,
+    *,
+    model: str | nn.Module | None = None,
+    out: str | os.PathLike | None = None,
+    resume: str | os.PathLike | None = None,
+    track: bool | str | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    progress: bool | None = None,
+    verbose: bool = True,
+    **options: Any,
+) -> TrainResult:
     """Train `model` (a registry name or any `nn.Module`) on `data`; evaluate it on the test split.
 
     Options are the fields of `TrainConfig` (epochs, batch_size, lr, augment, ...) and of
@@ -101,8 +112,9 @@ def train(data: str | os.PathLike | None = None, *, model: str | nn.Module | Non
         run, config, prep, data = _resume_options(resume, options, place)
     else:
         if data is None:
-            raise PhotoclassError("train() needs `data`, a folder of photos, or `resume`, a run. HINT: "
-                                  "train('examples/weather').")
+            raise PhotoclassError(
+                "train() needs `data`, a folder of photos, or `resume`, a run. HINT: train('examples/weather')."
+            )
         config, prep, data = _resolve_options(data, model, options)
     device = _device(config.device, place)
     distributed.init(device)
@@ -115,40 +127,72 @@ def train(data: str | os.PathLike | None = None, *, model: str | nn.Module | Non
         check_outside(run.path, data)
         check_writable(run.path, hint="pass another --out")
     try:
-        return _train(run, data, config, prep, model if isinstance(model, nn.Module) else None,
-                      device=device, place=place, resume=resume is not None, given=set(options), track=track, on_epoch=on_epoch,
-                      progress=progress if place.main else False, say=say, started=started)
+        return _train(
+            run,
+            data,
+            config,
+            prep,
+            model if isinstance(model, nn.Module) else None,
+            device=device,
+            place=place,
+            resume=resume is not None,
+            given=set(options),
+            track=track,
+            on_epoch=on_epoch,
+            progress=progress if place.main else False,
+            say=say,
+            started=started,
+        )
     except BaseException:
         if created is not None and not run.exists("last.ckpt"):  # nothing worth keeping: leave no empty run behind
             shutil.rmtree(created, ignore_errors=True)
         raise
 
 
-def _train(run: RunDir, data, config: TrainConfig, prep: PrepareConfig, custom: nn.Module | None, *,
-           device: torch.device, place: distributed.Processes, resume: bool, given: set[str], track, on_epoch, progress, say,
-           started: float) -> TrainResult:
+def _train(
+    run: RunDir,
+    data,
+    config: TrainConfig,
+    prep: PrepareConfig,
+    custom: nn.Module | None,
+    *,
+    device: torch.device,
+    place: distributed.Processes,
+    resume: bool,
+    given: set[str],
+    track,
+    on_epoch,
+    progress,
+    say,
+    started: float,
+) -> TrainResult:
     if place.main:
         run.remove_temp_files()  # left by a process killed mid-write
     spec = _input_spec(config, custom)
     if custom is None:
         _check_weights(config, say)
     # processes on one machine share its cores: one each by default under torchrun
-    setup_torch(config.threads or (max(1, (os.cpu_count() or 1) // place.local_world) if place.active else 0),
-                config.seed)
+    setup_torch(
+        config.threads or (max(1, (os.cpu_count() or 1) // place.local_world) if place.active else 0), config.seed
+    )
     prep = dataclasses.replace(prep, image_size=spec.size)
     dataset = _prepare_in_turn(data, prep, place, progress, pixels=_keeps_pixels(config, custom, device))
     say(_data_line(dataset.summary))
     if not len(dataset.indices("test")):
-        raise PhotoclassError(f"The test split of {dataset.root} is empty ({dataset.summary['usable']} photos, "
-                              f"test_size {prep.test_size}): nothing would measure the model. HINT: add photos, "
-                              "or raise --test-size.")
+        raise PhotoclassError(
+            f"The test split of {dataset.root} is empty ({dataset.summary['usable']} photos, "
+            f"test_size {prep.test_size}): nothing would measure the model. HINT: add photos, "
+            "or raise --test-size."
+        )
     net = build_model(config, spec, len(dataset.classes), custom, device, channels=dataset.summary.get("channels", 3))
     spec = net.input_spec  # grey photos: 1 channel for a model trained from scratch
     auto = config.strategy == "auto"
     config = _resolved(config, spec, net, device)
     if auto and config.strategy == "features":
-        say("strategy: features (auto on a CPU: the frozen backbone runs once and the head trains in "
-            "milliseconds an epoch; --strategy lpft also fine-tunes every layer, minutes an epoch here)")
+        say(
+            "strategy: features (auto on a CPU: the frozen backbone runs once and the head trains in "
+            "milliseconds an epoch; --strategy lpft also fine-tunes every layer, minutes an epoch here)"
+        )
     elif auto and config.strategy == "lpft":
         say("strategy: lpft (auto on a GPU: the head on frozen features, then every layer fine-tuned)")
     applied = applied_augment(config)
@@ -162,30 +206,36 @@ def _train(run: RunDir, data, config: TrainConfig, prep: PrepareConfig, custom: 
 
     checkpoint = run.load_checkpoint() if resume else None
     if checkpoint is not None and checkpoint.get("processes", 1) != place.world:
-        say(f"note: {run.path} was saved by {checkpoint.get('processes', 1)} process(es) and resumes with "
+        say(
+            f"note: {run.path} was saved by {checkpoint.get('processes', 1)} process(es) and resumes with "
             f"{place.world}; the global batch is the same, so training continues, but later epochs will not "
-            "match an uninterrupted run bit for bit")
-    stage = Stage(config, run, place, num_classes=len(dataset.classes), on_epoch=on_epoch, progress=progress,
-                   verbose=say is print)
+            "match an uninterrupted run bit for bit"
+        )
+    stage = Stage(
+        config, run, place, num_classes=len(dataset.classes), on_epoch=on_epoch, progress=progress, verbose=say is print
+    )
     fine_tuning = checkpoint is not None and checkpoint.get("stage") == "ft"  # killed in lpft's second stage
     if not fine_tuning:
         trained, loaders, weights = _trained_part(net, dataset, config, spec, place, progress)
         if _probes(config):
-            state = stage.probe(trained, loaders, groups=dataset.groups[loaders["train_eval"].indices],
-                                weights=weights)
+            state = stage.probe(trained, loaders, groups=dataset.groups[loaders["train_eval"].indices], weights=weights)
         else:
             state = stage.fit(trained, loaders, weights=weights, checkpoint=checkpoint)
     if config.strategy == "lpft" and (fine_tuning or not state.interrupted):
         head = None if fine_tuning else trained
         trained, loaders, weights = net, _pixel_loaders(dataset, config, spec, place), "model.safetensors"
-        state = stage.fine_tune(net, head, loaders, checkpoint=checkpoint if fine_tuning else None,
-                                probe=None if fine_tuning else state)
+        state = stage.fine_tune(
+            net, head, loaders, checkpoint=checkpoint if fine_tuning else None, probe=None if fine_tuning else state
+        )
     if not place.main:  # the main process evaluates and writes; the others are done
-        return TrainResult(run, None, state.history, stopped_early=state.stopped_early,
-                           seconds=time.perf_counter() - started)
+        return TrainResult(
+            run, None, state.history, stopped_early=state.stopped_early, seconds=time.perf_counter() - started
+        )
     if state.interrupted:
-        say(f"interrupted: {run.path} holds epochs 1-{len(state.history)}; continue with "
-            f"`photoclass train --resume {run.path}`")
+        say(
+            f"interrupted: {run.path} holds epochs 1-{len(state.history)}; continue with "
+            f"`photoclass train --resume {run.path}`"
+        )
         return TrainResult(run, None, state.history, interrupted=True, seconds=time.perf_counter() - started)
 
     say(f"evaluating {'the best epoch' if len(state.history) > 1 else 'the model'} on the test split ...", flush=True)
@@ -196,13 +246,18 @@ def _train(run: RunDir, data, config: TrainConfig, prep: PrepareConfig, custom: 
     if config.unknown_accept:
         _explain_test(run, evaluation, score, meta["outliers"]["threshold"], trained, loaders["test"], dataset)
     meta["temperature"] = evaluation["temperature"]  # fitted on the validation split
-    meta["trained_parameters"] = sum(p.numel() for p in trained.parameters() if p.requires_grad)  # the rest stayed as pretrained
+    meta["trained_parameters"] = sum(
+        p.numel() for p in trained.parameters() if p.requires_grad
+    )  # the rest stayed as pretrained
     run.save_model(net, meta)  # the whole network, whichever part of it was trained
     evaluation["training"] = {
-        "epochs_run": len(state.history), "best_epoch": _best_epoch(state.history, config.monitor),
-        "stopped_early": state.stopped_early, "seconds": round(time.perf_counter() - started, 2),
+        "epochs_run": len(state.history),
+        "best_epoch": _best_epoch(state.history, config.monitor),
+        "stopped_early": state.stopped_early,
+        "seconds": round(time.perf_counter() - started, 2),
         "train_images_per_s": round(float(np.mean([h["images_per_s"] for h in state.history])), 1)
-        if state.history else 0,
+        if state.history
+        else 0,
         **({"features_by": loaders["train"].encoder} if hasattr(loaders["train"], "encoder") else {}),
     }
     say("writing plots and report.html ...", flush=True)
@@ -221,37 +276,65 @@ def _fit_outliers(run: RunDir, trained: nn.Module, loaders, config: TrainConfig,
     fitted = loaders["train_eval"]
     keep = outliers.bank_rows(len(fitted.labels), config.seed)  # only the bank's rows are held
     train = outliers.features_of(trained, fitted.batches(), rows=len(fitted.labels), keep=keep)
-    val = outliers.features_of(trained, loaders["val"].batches(), rows=len(loaders["val"].labels)) \
-        if loaders["val"] is not fitted else train[:0]
+    val = (
+        outliers.features_of(trained, loaders["val"].batches(), rows=len(loaders["val"].labels))
+        if loaders["val"] is not fitted
+        else train[:0]
+    )
     frozen = config.strategy == "features"  # trained features sit closer to their own photos than to new ones
-    score, info = outliers.fit(train, val, accept=config.unknown_accept, rows=np.asarray(fitted.indices)[keep],
-                               groups=groups[np.asarray(fitted.indices)[keep]] if frozen else None, seed=config.seed)
+    score, info = outliers.fit(
+        train,
+        val,
+        accept=config.unknown_accept,
+        rows=np.asarray(fitted.indices)[keep],
+        groups=groups[np.asarray(fitted.indices)[keep]] if frozen else None,
+        seed=config.seed,
+    )
     outliers.save(score, run.path / outliers.FILE)
     return score, info
 
 
-def _explain_test(run: RunDir, evaluation: dict, score: outliers.OutlierScore, threshold: float,
-                  trained: nn.Module, test: BatchLoader, dataset: PreparedDataset, k: int = 3) -> None:
+def _explain_test(
+    run: RunDir,
+    evaluation: dict,
+    score: outliers.OutlierScore,
+    threshold: float,
+    trained: nn.Module,
+    test: BatchLoader,
+    dataset: PreparedDataset,
+    k: int = 3,
+) -> None:
     """The test photos' outlier scores (the share accepted, a histogram) and, beside each
     misclassified photo in `evaluation`, its k nearest training photos."""
     features = outliers.features_of(trained, test.batches())
     if not len(features):
         return
     values = score.scores(features)
-    evaluation["outlier_scores"] = {"threshold": threshold, "test_photos": len(values),
-                                    "test_accepted": float((values <= threshold).float().mean())}
+    evaluation["outlier_scores"] = {
+        "threshold": threshold,
+        "test_photos": len(values),
+        "test_accepted": float((values <= threshold).float().mean()),
+    }
     plots.outlier_histogram({"test photos": values.numpy()}, threshold, run.plots / "outlier_scores.png")
     position = {int(i): n for n, i in enumerate(test.indices)}
     wrong = [w for w in evaluation["misclassified"] if w["index"] in position]
     if wrong:
         distances, nearest = score.nearest(features[[position[w["index"]] for w in wrong]], k)
         for w, far, found in zip(wrong, distances.tolist(), score.rows[nearest].tolist()):
-            w["nearest"] = [{"path": dataset.usable[r].path, "label": dataset.usable[r].label,
-                             "distance": round(max(0.0, d), 6)} for d, r in zip(far, found)]
+            w["nearest"] = [
+                {"path": dataset.usable[r].path, "label": dataset.usable[r].label, "distance": round(max(0.0, d), 6)}
+                for d, r in zip(far, found)
+            ]
 
 
-def build_model(config: TrainConfig, spec: InputSpec, num_classes: int, custom: nn.Module | None,
-                device: torch.device, channels: int = 3) -> nn.Module:
+def build_model(
+    config: TrainConfig,
+    spec: InputSpec,
+    num_classes: int,
+    custom: nn.Module | None,
+    device: torch.device,
+    channels: int = 3,
+) -> nn.Module:
     """The registered model (or `custom`) for `num_classes`, with its input contract, on `device`;
     a model trained from scratch takes `channels` (1 for grey data), a pretrained one 3."""
     if custom is not None:
@@ -261,15 +344,23 @@ def build_model(config: TrainConfig, spec: InputSpec, num_classes: int, custom: 
         options = {"dropout": config.dropout} if config.dropout is not None else {}
         if config.weights is not None:
             if not model_info(config.model).timm:
-                raise PhotoclassError(f"`weights` loads a timm backbone's weights; {config.model} is photoclass's own. "
-                                      "HINT: leave `weights` out, or pass a timm name as `model`.")
+                raise PhotoclassError(
+                    f"`weights` loads a timm backbone's weights; {config.model} is photoclass's own. "
+                    "HINT: leave `weights` out, or pass a timm name as `model`."
+                )
             options["weights"] = config.weights
         net = create_model(config.model, num_classes, input_size=spec.size, channels=channels, **options)
     return net.to(device, memory_format=memory_format(device, config.channels_last))
 
 
-def _trained_part(net: nn.Module, dataset: PreparedDataset, config: TrainConfig, spec: InputSpec,
-                  place: distributed.Processes, progress):
+def _trained_part(
+    net: nn.Module,
+    dataset: PreparedDataset,
+    config: TrainConfig,
+    spec: InputSpec,
+    place: distributed.Processes,
+    progress,
+):
     """(the part of `net` that trains, its loaders, its weights file) for the strategy."""
     if config.strategy not in (*CACHED_STRATEGIES, "lpft"):
         return net, _pixel_loaders(dataset, config, spec, place), "model.safetensors"
@@ -279,10 +370,18 @@ def _trained_part(net: nn.Module, dataset: PreparedDataset, config: TrainConfig,
         return net, _pixel_loaders(dataset, config, spec, place, augment=applied_augment(config)), "model.safetensors"
     # frozen layers run once over the photos; fit() trains the rest on their cached outputs
     encode, trained = net.split_for_training(config.finetune_blocks if config.strategy == "finetune" else 0)
-    loaders = feature_loaders(encode, dataset, spec, batch_size=config.batch_size,
-                              flip_augment=applied_augment(config).hflip and not _probes(config),
-                              device=config.device, place=place, precision=config.precision,
-                              progress=progress, reuse=config.strategy == "features")
+    loaders = feature_loaders(
+        encode,
+        dataset,
+        spec,
+        batch_size=config.batch_size,
+        flip_augment=applied_augment(config).hflip and not _probes(config),
+        device=config.device,
+        place=place,
+        precision=config.precision,
+        progress=progress,
+        reuse=config.strategy == "features",
+    )
     for module in trained.modules():  # e.g. a multiscale head standardizes its inputs
         if hasattr(module, "fit_statistics"):
             module.fit_statistics(loaders["train_eval"].features)
@@ -294,8 +393,10 @@ def _resolve_options(data, model, options: dict[str, Any]):
     prep_fields = {f.name for f in dataclasses.fields(PrepareConfig)}
     unknown = sorted(set(options) - train_fields - prep_fields)
     if unknown:
-        raise PhotoclassError(f"Unknown option(s) {unknown}.{did_you_mean(unknown, train_fields | prep_fields)} "
-                              f"Known options: {sorted(train_fields | prep_fields)}")
+        raise PhotoclassError(
+            f"Unknown option(s) {unknown}.{did_you_mean(unknown, train_fields | prep_fields)} "
+            f"Known options: {sorted(train_fields | prep_fields)}"
+        )
     prepared = Path(data) / "dataset.json"
     prep_values = {}
     if prepared.is_file():  # a folder written by `photoclass prepare`: reuse its source and options
@@ -323,25 +424,33 @@ def _resume_options(resume, options: dict[str, Any], place: distributed.Processe
         raise PhotoclassError(f"Cannot resume {run.path}: no such run folder. HINT: photoclass runs lists them.")
     other = sorted(set(options) - set(RESUME_OPTIONS))
     if other:
-        raise PhotoclassError(f"--resume continues a run with its own options; only {', '.join(RESUME_OPTIONS)} "
-                              f"may change. Received: {other}. HINT: start a new run with --out instead.")
+        raise PhotoclassError(
+            f"--resume continues a run with its own options; only {', '.join(RESUME_OPTIONS)} "
+            f"may change. Received: {other}. HINT: start a new run with --out instead."
+        )
     saved = run.read_json("config.json")
     config, prep = TrainConfig.from_dict(saved["train"]), PrepareConfig.from_dict(saved["prepare"])
     done = len(run.read_csv("metrics.csv")) if run.exists("metrics.csv") else 0  # epochs saved
     epochs = options.get("epochs")
     if run.exists("test.json") and config.strategy == "features" and _probes(config):
-        raise PhotoclassError(f"{run.path} is finished: its classifier was fitted in one go (L-BFGS), so there are "
-                              "no epochs to continue. HINT: train a new run, with --head-solver epochs for epochs.")
+        raise PhotoclassError(
+            f"{run.path} is finished: its classifier was fitted in one go (L-BFGS), so there are "
+            "no epochs to continue. HINT: train a new run, with --head-solver epochs for epochs."
+        )
     if run.exists("test.json") and not (epochs and epochs > done):
-        raise PhotoclassError(f"{run.path} is finished ({done} epochs); nothing to resume and nothing changed. "
-                              f"HINT: --epochs N (more than {done}) continues training it to N epochs.")
+        raise PhotoclassError(
+            f"{run.path} is finished ({done} epochs); nothing to resume and nothing changed. "
+            f"HINT: --epochs N (more than {done}) continues training it to N epochs."
+        )
     moved = {k: options[k] for k in ("device", "precision", "threads") if k in options}
     if moved:
         config = dataclasses.replace(config, **moved)
     if epochs is not None:
         if epochs <= done:
-            raise PhotoclassError(f"{run.path} has already run {done} epochs. Received: epochs={epochs}. "
-                                  f"HINT: ask for more than {done}, or leave --epochs out.")
+            raise PhotoclassError(
+                f"{run.path} has already run {done} epochs. Received: epochs={epochs}. "
+                f"HINT: ask for more than {done}, or leave --epochs out."
+            )
         config = dataclasses.replace(config, epochs=epochs)
         saved["train"] = config.to_dict()
         if place.main:
@@ -391,8 +500,9 @@ def _strategy(strategy: str, pretrained: bool, device: torch.device) -> str:
 
 def _refuse_existing_run(run: RunDir) -> None:
     if run.exists("last.ckpt") or run.exists("test.json"):  # weights alone: killed before its first epoch ended
-        raise PhotoclassError(f"{run.path} already holds a run. HINT: pass another --out, or "
-                              f"--resume {run.path} to continue it.")
+        raise PhotoclassError(
+            f"{run.path} already holds a run. HINT: pass another --out, or --resume {run.path} to continue it."
+        )
     if run.path.exists() and not run.path.is_dir():
         raise PhotoclassError(f"{run.path} is a file, not a run folder. HINT: pass another --out.")
 
@@ -420,17 +530,28 @@ def _input_spec(config: TrainConfig, custom: nn.Module | None) -> InputSpec:
 def _resolved(config: TrainConfig, spec: InputSpec, net: nn.Module, device: torch.device) -> TrainConfig:
     """`config` with what actually runs: the strategy, the input size, the head's dropout, the
     device and the precision."""
-    pretrained = hasattr(net, "split_for_training") and not config.model.startswith("custom:") \
+    pretrained = (
+        hasattr(net, "split_for_training")
+        and not config.model.startswith("custom:")
         and model_info(config.model).pretrained
+    )
     if config.strategy in (*CACHED_STRATEGIES, "lpft") and not pretrained:
-        raise PhotoclassError(f"strategy={config.strategy!r} needs a pretrained model; "
-                              f"{config.model!r} is trained from scratch. HINT: --model efficientnet-lite0")
+        raise PhotoclassError(
+            f"strategy={config.strategy!r} needs a pretrained model; "
+            f"{config.model!r} is trained from scratch. HINT: --model efficientnet-lite0"
+        )
     strategy = _strategy(config.strategy, pretrained, device)
     dropout = next((m.p for m in net.modules() if isinstance(m, nn.Dropout)), config.dropout)
     stage = "features" if strategy in CACHED_STRATEGIES else "train"  # bf16 features are not fp32's: core/device.py
-    return dataclasses.replace(config, strategy=strategy, image_size=spec.size, dropout=dropout, device=str(device),
-                               precision=resolve_precision(config.precision, device, stage=stage),
-                               channels_last=channels_last(device, config.channels_last))
+    return dataclasses.replace(
+        config,
+        strategy=strategy,
+        image_size=spec.size,
+        dropout=dropout,
+        device=str(device),
+        precision=resolve_precision(config.precision, device, stage=stage),
+        channels_last=channels_last(device, config.channels_last),
+    )
 
 
 def _probes(config: TrainConfig) -> bool:
@@ -446,40 +567,70 @@ def _warn_unused(config: TrainConfig, given: set[str]) -> None:
 
 
 def _model_meta(config: TrainConfig, dataset: PreparedDataset, spec: InputSpec, net: nn.Module) -> dict:
-    return {"architecture": config.model, "classes": dataset.classes, "num_classes": len(dataset.classes),
-            "input": spec.to_dict(), "parameters": count_parameters(net),
-            "photoclass": __version__, "torch": torch.__version__}
+    return {
+        "architecture": config.model,
+        "classes": dataset.classes,
+        "num_classes": len(dataset.classes),
+        "input": spec.to_dict(),
+        "parameters": count_parameters(net),
+        "photoclass": __version__,
+        "torch": torch.__version__,
+    }
 
 
-def _start_run(run: RunDir, config: TrainConfig, prep: PrepareConfig, dataset: PreparedDataset, meta,
-               applied: AugmentSpec) -> None:
+def _start_run(
+    run: RunDir, config: TrainConfig, prep: PrepareConfig, dataset: PreparedDataset, meta, applied: AugmentSpec
+) -> None:
     run.create()
     run.write_json("model.json", meta)
-    run.write_json("config.json", {
-        "data": str(dataset.root), "train": config.to_dict(), "prepare": prep.to_dict(),
-        "applied": {"augment": str(applied)},
-        "model": meta, "versions": {"photoclass": __version__, "torch": torch.__version__,
-                                    "numpy": np.__version__},
-    })
+    run.write_json(
+        "config.json",
+        {
+            "data": str(dataset.root),
+            "train": config.to_dict(),
+            "prepare": prep.to_dict(),
+            "applied": {"augment": str(applied)},
+            "model": meta,
+            "versions": {"photoclass": __version__, "torch": torch.__version__, "numpy": np.__version__},
+        },
+    )
     write_text_atomic(run / "split.csv", manifest_csv(dataset.rows))
     run.write_json("data.json", dataset.summary)
 
 
-def _pixel_loaders(dataset: PreparedDataset, config: TrainConfig, spec: InputSpec,
-                   place: distributed.Processes, augment: AugmentSpec | None = None) -> dict[str, BatchLoader]:
+def _pixel_loaders(
+    dataset: PreparedDataset,
+    config: TrainConfig,
+    spec: InputSpec,
+    place: distributed.Processes,
+    augment: AugmentSpec | None = None,
+) -> dict[str, BatchLoader]:
     """Training batches split among the processes; every process validates on all the photos,
     so all agree on early stopping and the schedule without talking. `augment` replaces the
     configured augmentation."""
+
     def loader(split: str, train: bool) -> BatchLoader:
         # the test figures are measured on the photos as decoded, not on a lossy cache
-        return BatchLoader(dataset.exact_images() if split == "test" else dataset.images, dataset.labels,
-                           dataset.indices(split),
-                           batch_size=config.batch_size, mean=spec.mean, std=spec.std,
-                           augment=(parse_augment(config.augment) if augment is None else augment) if train else None, shuffle=train,
-                           device=config.device, shard=(place.rank, place.world) if train else (0, 1),
-                           channels_last=config.channels_last)
-    loaders = {"train": loader("train", True), "train_eval": loader("train", False),
-               "val": loader("val", False), "test": loader("test", False)}
+        return BatchLoader(
+            dataset.exact_images() if split == "test" else dataset.images,
+            dataset.labels,
+            dataset.indices(split),
+            batch_size=config.batch_size,
+            mean=spec.mean,
+            std=spec.std,
+            augment=(parse_augment(config.augment) if augment is None else augment) if train else None,
+            shuffle=train,
+            device=config.device,
+            shard=(place.rank, place.world) if train else (0, 1),
+            channels_last=config.channels_last,
+        )
+
+    loaders = {
+        "train": loader("train", True),
+        "train_eval": loader("train", False),
+        "val": loader("val", False),
+        "test": loader("test", False),
+    }
     if not len(loaders["val"].indices):
         loaders["val"] = loaders["train_eval"]  # too few photos for a validation split
     return loaders
@@ -499,9 +650,11 @@ def _default_run_name(model: str) -> Path:
 def _data_line(summary: dict[str, Any]) -> str:
     s = summary["splits"]
     notes = "".join(f"\nNOTE: {note}" for note in summary.get("notes", []))
-    return (f"data: {summary['usable']} photos in {len(summary['classes'])} classes (layout {summary['layout']}, "
-            f"{summary['skipped']} skipped); train {s['train']}, val {s['val']}, test {s['test']} "
-            f"({split_text(summary)}){notes}")
+    return (
+        f"data: {summary['usable']} photos in {len(summary['classes'])} classes (layout {summary['layout']}, "
+        f"{summary['skipped']} skipped); train {s['train']}, val {s['val']}, test {s['test']} "
+        f"({split_text(summary)}){notes}"
+    )
 
 
 def _silent(*args, **kwargs) -> None:
