@@ -39,7 +39,7 @@ lint: $(STAMP)
 test: $(STAMP) browser lint
 	$(PY) -m pytest -q --durations=15
 
-# Under 2 minutes: leaves out the tests marked slow (kills, sweeps, real photos) and browser.
+# About 8 minutes on 2 cores: leaves out the tests marked slow (kills, sweeps, real photos) and browser.
 test-fast: $(STAMP) lint
 	$(PY) -m pytest -q -m "not slow and not browser"
 
