@@ -14,7 +14,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from .config import PrepareConfig, TrainConfig
+from .config import AUDIT_SKIPS, PrepareConfig, TrainConfig
 from .core.errors import PhotoclassError, UnusedOptionWarning
 from .core.version import __version__
 
@@ -215,17 +215,6 @@ def cmd_lr_find(args) -> int:
     )
     print(f"plot: {finding.plot}")
     return 0
-
-
-AUDIT_SKIPS = (
-    "image_size",
-    "seed",
-    "val_size",
-    "test_size",
-    "split",
-    "folds",
-    "fold",
-)  # the model's size; every photo is audited
 
 
 def cmd_audit(args) -> int:

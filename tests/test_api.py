@@ -27,8 +27,9 @@ def test_train_lists_every_option_with_its_default():
 
 
 def test_the_other_workflows_show_what_they_take():
-    assert "image_size" not in inspect.signature(photoclass.audit).parameters  # the model's own size
-    assert {"folds", "seed", "label_regex", "val_size"} <= set(inspect.signature(photoclass.audit).parameters)
+    audit = inspect.signature(photoclass.audit).parameters  # every photo, at the model's own size
+    assert not {"image_size", "val_size", "test_size", "split", "fold"} & set(audit)
+    assert {"folds", "seed", "label_regex", "min_side"} <= set(audit)
     assert {"steps", "start_lr", "lr", "batch_size"} <= set(inspect.signature(photoclass.lr_find).parameters)
     sweep = inspect.signature(photoclass.sweep).parameters
     assert "train" not in sweep and {"trials", "space", "storage"} <= set(sweep)

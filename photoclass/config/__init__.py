@@ -319,6 +319,11 @@ def compile_label_regex(label_regex: str | None) -> re.Pattern:
     return pattern
 
 
+# PrepareConfig's options that audit does not take: it reads every photo, at its model's size,
+# in folds of its own (`seed` and `folds` are its own arguments)
+AUDIT_SKIPS = ("image_size", "seed", "val_size", "test_size", "split", "folds", "fold")
+
+
 def takes_options(*configs: type, exclude: tuple[str, ...] = ()):
     """Spell a function's `**options` out in its signature: one keyword-only parameter per field
     of `configs` (the options dataclasses it reads them into; not those in `exclude`), with its

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ..config import PrepareConfig, TrainConfig, takes_options
+from ..config import AUDIT_SKIPS, PrepareConfig, TrainConfig, takes_options
 from ..core.atomic import check_writable, write_text_atomic
 from ..core.device import resolve_device, resolve_precision
 from ..core.errors import PhotoclassError
@@ -51,7 +51,7 @@ class Audit:
         )
 
 
-@takes_options(PrepareConfig, exclude=("image_size",))  # the model's own size is used
+@takes_options(PrepareConfig, exclude=AUDIT_SKIPS)
 def audit(
     data: str | os.PathLike,
     *,
