@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
+from ..core.progress import progress_bar
 from ..core.version import __version__
 from ..config import PrepareConfig
 from ..core.errors import PhotoclassError
@@ -107,7 +107,7 @@ def prepare(
         )
         timings["hash"] = time.perf_counter() - t
         t = time.perf_counter()
-        with tqdm(total=len(keys), desc="decode", unit="img", disable=_bar_disabled(progress), leave=False) as bar:
+        with progress_bar(total=len(keys), desc="decode", unit="img", progress=progress) as bar:
             if arrays is not None:
                 entries, decoded = cache.store_arrays(keys, arrays.images, progress=bar.update)
             else:
@@ -371,7 +371,3 @@ def _pixel_format(choice: str, photos: int, size: int, arrays: bool) -> str:
     if choice != "auto":
         return choice
     return "raw" if arrays or photos * size * size * 3 <= RAW_CACHE_LIMIT else "jpeg"
-
-
-def _bar_disabled(progress: bool | None) -> bool | None:
-    return None if progress is None else not progress  # None: tqdm shows it only on a TTY

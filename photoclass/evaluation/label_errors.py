@@ -12,8 +12,8 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm import tqdm
 
+from ..core.progress import progress_bar
 from ..core.errors import PhotoclassError
 
 
@@ -54,13 +54,8 @@ def out_of_fold_probabilities(
         )
     probabilities = np.zeros((len(labels), classes))
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for train, held_out in tqdm(
-        splitter.split(features, labels, groups),
-        total=folds,
-        desc="folds",
-        unit="fold",
-        leave=False,
-        disable=None if progress is None else not progress,
+    for train, held_out in progress_bar(
+        splitter.split(features, labels, groups), total=folds, desc="folds", unit="fold", progress=progress
     ):
         model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
         model.fit(features[train], labels[train])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
+from ..core.progress import progress_bar
 from ..core.device import autocast
 from ..data.loader import BatchLoader
 
@@ -29,14 +29,7 @@ def predict_logits(
     """
     model.eval()
     logits, labels = [], []
-    for x, y in tqdm(
-        loader.batches(),
-        total=len(loader),
-        desc=desc,
-        unit="batch",
-        leave=False,
-        disable=None if progress is None else not progress,
-    ):
+    for x, y in progress_bar(loader.batches(), total=len(loader), desc=desc, unit="batch", progress=progress):
         with autocast(x.device, precision):
             out = model(x).float()
             if flip_average:

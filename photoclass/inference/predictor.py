@@ -9,12 +9,12 @@ from pathlib import Path
 from collections.abc import Iterable, Iterator
 
 import numpy as np
-from tqdm import tqdm
 
 from ..data.arrays import array_layout, load_photo, read_arrays
 from ..data.decode import IMAGE_SUFFIXES, DecodeError, decode_photo
 from ..data.scan import is_hidden
 from ..config import check_int
+from ..core.progress import progress_bar
 from ..core.device import memory_format
 from ..core.errors import PhotoclassError
 from ..runs.rundir import RunDir
@@ -123,9 +123,7 @@ class BasePredictor:
         """Batches of `files` (paths or ArrayItems) decoded at the model's size: (a blank
         Prediction per decoded photo, their (B, S, S, 3) pixels or None, the failed photos with
         their reasons)."""
-        with tqdm(
-            total=len(files), desc=desc, unit="img", leave=False, disable=None if progress is None else not progress
-        ) as bar:
+        with progress_bar(total=len(files), desc=desc, unit="img", progress=progress) as bar:
             for batch in _batches(files, self.batch_size):
                 decoded, ok, failed = [], [], []
                 for path in batch:

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
+from ..core.progress import progress_bar
 from ..core.errors import PhotoclassError
 from ..core.raycluster import cluster_cpus, connect
 from .predictor import Prediction, _engine_for_run, _export_kind, open_predictor
@@ -75,13 +75,7 @@ class RayPredictor:
                 "unknown": self.unknown,
             },
         )
-        with tqdm(
-            total=len(files),
-            desc="predict (ray)",
-            unit="img",
-            leave=False,
-            disable=None if progress is None else not progress,
-        ) as bar:
+        with progress_bar(total=len(files), desc="predict (ray)", unit="img", progress=progress) as bar:
             for batch in rows.iter_batches(batch_size=self.batch_size, batch_format="numpy"):
                 found = [_from_dict(json.loads(row)) for row in batch["row"]]
                 bar.update(len(found))

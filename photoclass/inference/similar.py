@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
+from ..core.progress import progress_bar
 from ..core.errors import PhotoclassError
 from ..runs.rundir import RunDir
 from .predictor import Prediction, Predictor, with_array_items, expand_paths
@@ -109,9 +109,7 @@ def write_similar_page(
 
     root = Path(RunDir(run).read_json("config.json")["data"])  # array data: the array file
     blocks = []
-    for s in tqdm(
-        found, desc="similar page", unit="photo", leave=False, disable=None if progress is None else not progress
-    ):
+    for s in progress_bar(found, desc="similar page", unit="photo", progress=progress):
         p = s.prediction
         if p.error:
             blocks.append(f"<p>{html.escape(p.path)}: skipped, {html.escape(p.error)}</p>")

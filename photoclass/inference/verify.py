@@ -10,9 +10,9 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm import tqdm
 
 from ..config import PrepareConfig
+from ..core.progress import progress_bar
 from ..core.errors import PhotoclassError
 from ..runs.rundir import RunDir
 from .predictor import BasePredictor
@@ -81,13 +81,7 @@ def compare(
     want, got, seconds, seconds_torch = [], [], 0.0, 0.0
     reference.outputs(photos.pixels[:batch_size]), candidate.outputs(photos.pixels[:batch_size])  # warm-up, untimed
     # the two alternate: both see the same machine
-    for start in tqdm(
-        range(0, len(photos.pixels), batch_size),
-        desc="check",
-        unit="batch",
-        leave=False,
-        disable=None if progress is None else not progress,
-    ):
+    for start in progress_bar(range(0, len(photos.pixels), batch_size), desc="check", unit="batch", progress=progress):
         batch = photos.pixels[start : start + batch_size]
         started = time.perf_counter()
         want.append(reference.outputs(batch))

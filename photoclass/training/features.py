@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ..data.dataset import PreparedDataset
+from ..core.progress import progress_bar
 from ..core import distributed
 from ..core.device import autocast
 from ..data.loader import BatchLoader, shard_of
@@ -70,14 +70,7 @@ def extract_features(
     """`encode` of the loader's photos, in order, stacked; with `flip`, of their mirror images.
     The features are float32 whatever the `precision` of the arithmetic."""
     out, row = None, 0
-    for x, _ in tqdm(
-        loader.batches(),
-        total=len(loader),
-        desc=desc,
-        unit="batch",
-        leave=False,
-        disable=None if progress is None else not progress,
-    ):
+    for x, _ in progress_bar(loader.batches(), total=len(loader), desc=desc, unit="batch", progress=progress):
         with autocast(x.device, precision):
             found = encode(x.flip(-1) if flip else x).float()
         if out is None:  # filled in place: the features are the only memory that grows with the photos

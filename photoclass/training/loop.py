@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
+from ..core.progress import progress_bar
 from ..core import distributed
 from ..core.device import autocast, grad_scaler
 from ..data.loader import BatchLoader
@@ -179,9 +179,7 @@ def train_one_epoch(
     torch.manual_seed(seed)  # dropout draws from the global generator
     total_loss, correct, seen = 0.0, 0, 0
     started = time.perf_counter()
-    with tqdm(
-        total=len(loader), desc=desc, unit="batch", leave=False, disable=None if progress is None else not progress
-    ) as bar:
+    with progress_bar(total=len(loader), desc=desc, unit="batch", progress=progress) as bar:
         for x, y in loader.batches(seed):
             with autocast(x.device, precision):
                 logits = model(x)

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from ..config import AUDIT_SKIPS, PrepareConfig, TrainConfig, takes_options
+from ..core.progress import progress_bar
 from ..core.atomic import check_writable, write_text_atomic
 from ..core.device import resolve_device, resolve_precision
 from ..core.errors import PhotoclassError
@@ -117,13 +117,8 @@ def audit(
         }
         for s in rank_label_errors(dataset.labels, probabilities)
     ]
-    with tqdm(
-        total=1,
-        desc="outlier scores",
-        unit="step",
-        leave=False,  # one call: half a minute for 12,000 photos
-        disable=None if progress is None else not progress,
-    ) as bar:
+    # one call: half a minute for 12,000 photos
+    with progress_bar(total=1, desc="outlier scores", unit="step", progress=progress) as bar:
         scores = outlier_scores(features)
         bar.update()
     outliers = [

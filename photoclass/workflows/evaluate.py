@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
 
 from ..config import PrepareConfig, TrainConfig
+from ..core.progress import progress_bar
 from ..core.device import resolve_device, resolve_precision
 from ..core.errors import PhotoclassError
 from ..data.outside import check_outside
@@ -115,9 +115,7 @@ def evaluate_outsiders(
     dataset = prepare(run.data_source(), config=prep, progress=progress, pixels=False)
     test = dataset.indices("test")
     scores, right = [], []
-    with tqdm(
-        total=len(test), desc="test photos", unit="img", leave=False, disable=None if progress is None else not progress
-    ) as bar:
+    with progress_bar(total=len(test), desc="test photos", unit="img", progress=progress) as bar:
         for start in range(0, len(test), predictor.batch_size):
             chosen = test[start : start + predictor.batch_size]
             rows = predictor.predict_pixels(np.stack([dataset.images[i] for i in chosen]))  # decoded as read

@@ -275,6 +275,7 @@ def _fit_outliers(run: RunDir, trained: nn.Module, loaders, config: TrainConfig,
     saved beside the weights. Returns its model.json entry."""
     fitted = loaders["train_eval"]
     keep = outliers.bank_rows(len(fitted.labels), config.seed)  # only the bank's rows are held
+    rows = np.asarray(fitted.indices)[keep]  # the bank's photos, as rows of the dataset
     train = outliers.features_of(trained, fitted.batches(), rows=len(fitted.labels), keep=keep)
     val = (
         outliers.features_of(trained, loaders["val"].batches(), rows=len(loaders["val"].labels))
@@ -286,8 +287,8 @@ def _fit_outliers(run: RunDir, trained: nn.Module, loaders, config: TrainConfig,
         train,
         val,
         accept=config.unknown_accept,
-        rows=np.asarray(fitted.indices)[keep],
-        groups=groups[np.asarray(fitted.indices)[keep]] if frozen else None,
+        rows=rows,
+        groups=groups[rows] if frozen else None,
         seed=config.seed,
     )
     outliers.save(score, run.path / outliers.FILE)
