@@ -128,6 +128,11 @@ class TrainConfig:
         "online)",
         metavar="FILE|DIR",
     )
+    task: str = option(
+        "single-label",
+        "what the model answers: single-label, one class a photo (`photoclass.tasks` lists the kinds)",
+        metavar="KIND",
+    )
     strategy: str = option(
         "auto",
         "scratch: every layer; features: frozen pretrained backbone, the head "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -16,15 +18,15 @@ def predict_logits(
     loader: BatchLoader,
     *,
     precision: str = "fp32",
-    flip_average: bool = False,
+    flip_average: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     progress: bool | None = False,
     desc: str = "predict",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, C) float32 logits and (N,) labels on the CPU, in loader order (no shuffling, no
     augmentation); the model runs where the loader's batches are, in `precision`.
 
-    With `flip_average` (test-time augmentation), each photo is also predicted mirrored and
-    the logits returned are the log of the two probabilities' mean. `progress=None` shows a bar
+    With `flip_average` (test-time augmentation: a task's `average_flipped`), each photo is also
+    predicted mirrored and the logits returned are the two combined. `progress=None` shows a bar
     only on a terminal; False (validation inside training) never.
     """
     model.eval()
@@ -32,8 +34,8 @@ def predict_logits(
     for x, y in progress_bar(loader.batches(), total=len(loader), desc=desc, unit="batch", progress=progress):
         with autocast(x.device, precision):
             out = model(x).float()
-            if flip_average:
-                out = ((out.softmax(1) + model(x.flip(-1)).float().softmax(1)) / 2).log()
+            if flip_average is not None:
+                out = flip_average(out, model(x.flip(-1)).float())
         logits.append(out.cpu())
         labels.append(y.cpu())
     if not logits:

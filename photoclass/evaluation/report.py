@@ -16,8 +16,6 @@ from ..data.outside import check_outside
 from ..models.registry import InputSpec
 from ..runs.rundir import RunDir
 from .predict import predict_logits
-from .calibration import fit_temperature
-from .metrics import classification_report
 from .stats import wilson_interval
 from . import plots
 
@@ -30,12 +28,14 @@ def evaluate_dataset(
     spec: InputSpec,
     config,
     *,
+    task,
     loaders: dict[str, BatchLoader] | None = None,
     full_model: nn.Module | None = None,
     temperature: float | None = None,
     progress: bool | None = False,
 ) -> dict[str, Any]:
-    """Test metrics, train and val loss/accuracy, the generalization gap, misclassified photos.
+    """Test metrics, train and val loss/accuracy, the generalization gap, misclassified photos,
+    as `task` (a `photoclass.tasks.Task`) measures them.
 
     `loaders` may hold cached features for `net`; with `config.tta` the test photos go
     through `full_model` (default `net`) as pixels, as they are and mirrored. `temperature`
@@ -64,7 +64,7 @@ def evaluate_dataset(
                 full_model or net,
                 loader(split, pixels=True),
                 precision=config.precision,
-                flip_average=True,
+                flip_average=task.average_flipped,
                 progress=progress,
                 desc=f"{name} photos",
             )
@@ -73,18 +73,16 @@ def evaluate_dataset(
                 net, loader(split), precision=config.precision, progress=progress, desc=f"{name} photos"
             )
         if name == "val" and temperature is None:
-            temperature = fit_temperature(logits, labels) if len(dataset.indices("val")) else 1.0
+            temperature = task.calibrate(logits, labels) if len(dataset.indices("val")) else 1.0
         if name == "test":
-            results["test"] = classification_report(
-                logits, labels, dataset.classes, top_k=config.top_k, temperature=temperature
-            )
-            wrong = _misclassified(logits / temperature, labels, dataset, "test")
+            results["test"] = task.metrics(logits, labels, dataset.classes, top_k=config.top_k, temperature=temperature)
+            wrong = _misclassified(task, logits / temperature, labels, dataset, "test")
             results["misclassified"] = wrong[:MAX_MISCLASSIFIED]
             results["wrong_paths"] = sorted(w["path"] for w in wrong)  # all of them, for paired tests between runs
         else:
-            results[name] = _loss_and_accuracy(logits, labels)
+            results[name] = task.summary(logits, labels)
     results["temperature"] = temperature
-    results["generalization_gap"] = results["train"]["accuracy"] - results["test"]["accuracy"]
+    results["generalization_gap"] = results["train"][task.headline] - results["test"][task.headline]
     return results
 
 
@@ -92,30 +90,18 @@ def _device_of(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _loss_and_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    if not len(labels):
-        return {"count": 0, "loss": float("nan"), "accuracy": float("nan")}
-    return {
-        "count": len(labels),
-        "loss": float(nn.functional.cross_entropy(logits, labels)),
-        "accuracy": float((logits.argmax(1) == labels).float().mean()),
-    }
-
-
-def _misclassified(logits, labels, dataset: PreparedDataset, split: str) -> list[dict[str, Any]]:
-    probabilities = logits.softmax(1)
+def _misclassified(task, logits, labels, dataset: PreparedDataset, split: str) -> list[dict[str, Any]]:
+    """The wrong photos of `split`, most confident mistakes first."""
     rows = [dataset.usable[i] for i in dataset.indices(split)]
-    wrong = torch.nonzero(logits.argmax(1) != labels).flatten().tolist()
-    wrong.sort(key=lambda i: -float(probabilities[i].max()))  # most confident mistakes first
     return [
         {
             "path": rows[i].path,
             "true": dataset.classes[int(labels[i])],
-            "predicted": dataset.classes[int(probabilities[i].argmax())],
-            "confidence": round(float(probabilities[i].max()), 4),
+            "predicted": dataset.classes[predicted],
+            "confidence": round(confidence, 4),
             "index": int(dataset.indices(split)[i]),
         }
-        for i in wrong
+        for i, predicted, confidence in task.mistakes(logits, labels)
     ]
 
 
@@ -181,6 +167,7 @@ def evaluate_all(
     config,
     classes: list[str],
     *,
+    task,
     temperature: float = 1.0,
     progress: bool | None = False,
 ) -> dict:
@@ -195,10 +182,11 @@ def evaluate_all(
         std=spec.std,
         device=_device_of(net),
     )
+    flip = task.average_flipped if config.tta else None
     logits, y = predict_logits(
-        net, loader, precision=config.precision, flip_average=config.tta, progress=progress, desc="evaluate"
+        net, loader, precision=config.precision, flip_average=flip, progress=progress, desc="evaluate"
     )
-    return {"test": classification_report(logits, y, classes, top_k=config.top_k, temperature=temperature)}
+    return {"test": task.metrics(logits, y, classes, top_k=config.top_k, temperature=temperature)}
 
 
 def format_test(test: dict[str, Any], run_path, unknown: dict[str, Any] | None = None) -> str:

@@ -15,6 +15,7 @@ from ..core import distributed
 from ..core.device import autocast, grad_scaler
 from ..data.loader import BatchLoader
 from ..evaluation.predict import predict_logits
+from ..tasks import SINGLE_LABEL, Task
 from .callbacks import Callback, GracefulInterrupt
 
 
@@ -87,6 +88,7 @@ def fit(
     history: Sequence[dict[str, Any]] = (),
     stage: str = "fit",
     progress: bool | None = None,
+    task: Task = SINGLE_LABEL,
 ) -> FitState:
     """Train `model` on loaders["train"], validating on loaders["val"] after each epoch.
 
@@ -94,7 +96,7 @@ def fit(
     fp16 (with a gradient scaler). `resume` is a `FitState.checkpoint()` (read back from
     `last.ckpt`). A first Ctrl-C stops after the current batch; the partial epoch is
     dropped and `interrupted` is set. `history` holds the epochs of an earlier stage of the
-    same run (LP-FT's probe): this fit numbers its epochs after them.
+    same run (LP-FT's probe): this fit numbers its epochs after them. `task` says what is correct.
     """
     device = next(model.parameters()).device
     scaler = grad_scaler(device, precision) if precision == "fp16" else None
@@ -129,6 +131,7 @@ def fit(
                 should_stop=lambda: interrupt.requested,
                 desc=f"epoch {epoch + 1}/{epochs}",
                 progress=progress,
+                task=task,
             )
             if interrupt.requested:  # the partial epoch is dropped; resume repeats it
                 state.interrupted = True
@@ -138,7 +141,7 @@ def fit(
                 "epoch": epoch + 1,
                 "train_loss": stats["loss"],
                 "train_acc": stats["acc"],
-                **validate(model, loaders["val"], precision=precision),
+                **validate(model, loaders["val"], precision=precision, task=task),
                 "lr": optimizer.param_groups[-1]["lr"],
                 "seconds": round(stats["seconds"], 3),
                 "images_per_s": round(stats["images_per_s"], 1),
@@ -152,12 +155,9 @@ def fit(
     return state
 
 
-def validate(model: nn.Module, loader, *, precision: str = "fp32") -> dict[str, float]:
+def validate(model: nn.Module, loader, *, precision: str = "fp32", task: Task = SINGLE_LABEL) -> dict[str, float]:
     logits, labels = predict_logits(model, loader, precision=precision)
-    return {
-        "val_loss": float(nn.functional.cross_entropy(logits, labels)),
-        "val_acc": float((logits.argmax(1) == labels).float().mean()),
-    }
+    return {"val_loss": task.loss(logits, labels), "val_acc": float(task.correct(logits, labels).float().mean())}
 
 
 def train_one_epoch(
@@ -173,6 +173,7 @@ def train_one_epoch(
     should_stop: Callable[[], bool] = lambda: False,
     desc: str = "train",
     progress: bool | None = None,
+    task: Task = SINGLE_LABEL,
 ) -> dict[str, float]:
     """Returns mean loss, accuracy, images, seconds and images/s; stops early on request."""
     model.train()
@@ -195,7 +196,7 @@ def train_one_epoch(
             if on_batch_end is not None:
                 on_batch_end()
             total_loss += float(loss.detach()) * len(y)
-            correct += int((logits.argmax(1) == y).sum())
+            correct += int(task.correct(logits, y).sum())
             seen += len(y)
             elapsed = time.perf_counter() - started
             bar.set_postfix(

@@ -4,7 +4,7 @@ past `CV_LIMIT`, so that the cost grows with the photos as the final fit's does)
 
 The linear-probe literature finds this as strong as trained adapters; on the photo sets it
 beat 40 epochs of AdamW on the same features (benchmarks/README.md, suite.py). Strength is
-`C` as in scikit-learn: the loss is mean cross-entropy + ||W||^2 / (2 C N).
+`C` as in scikit-learn: the loss is the task's mean loss (cross-entropy) + ||W||^2 / (2 C N).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..data.split import grouped_folds
+from ..tasks import SINGLE_LABEL, Task
 
 C_GRID = tuple(float(c) for c in 10.0 ** np.arange(-3.0, 1.01, 0.5))  # 0.001 to 10
 FOLDS = 5
@@ -31,8 +31,10 @@ def fit_logistic(
     *,
     init: tuple[torch.Tensor, torch.Tensor] | None = None,
     max_iter: int = 100,
+    task: Task = SINGLE_LABEL,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(W, b) minimizing mean cross-entropy + ||W||^2 / (2 c N), in x's dtype, full batch."""
+    """(W, b) minimizing the task's mean loss + ||W||^2 / (2 c N), in x's dtype, full batch."""
+    loss_fn = task.loss_fn()
     n, features = x.shape
     w = (init[0].clone() if init else torch.zeros(num_classes, features, dtype=x.dtype)).requires_grad_()
     b = (init[1].clone() if init else torch.zeros(num_classes, dtype=x.dtype)).requires_grad_()
@@ -48,7 +50,7 @@ def fit_logistic(
 
     def closure():
         optimizer.zero_grad()
-        loss = F.cross_entropy(x @ w.T + b, y) + (w * w).sum() / (2 * c * n)
+        loss = loss_fn(x @ w.T + b, y) + (w * w).sum() / (2 * c * n)
         loss.backward()
         return loss
 
@@ -66,6 +68,7 @@ def choose_c(
     seed: int,
     grid=C_GRID,
     folds: int = FOLDS,
+    task: Task = SINGLE_LABEL,
 ) -> tuple[float, list[float]]:
     """The C of `grid` with the best out-of-fold accuracy (grouped, stratified folds; among
     equals the strongest regularization), and the accuracy of each C."""
@@ -77,15 +80,21 @@ def choose_c(
             continue
         init = None
         for i, c in enumerate(grid):  # strong to weak: each fit starts from the last one
-            init = fit_logistic(x[train], y[train], num_classes, c, init=init)
-            correct[i] += int(((x[held] @ init[0].T + init[1]).argmax(1) == y[held]).sum())
+            init = fit_logistic(x[train], y[train], num_classes, c, init=init, task=task)
+            correct[i] += int(task.correct(x[held] @ init[0].T + init[1], y[held]).sum())
     accuracy = (correct / len(y)).tolist()
     return grid[int(np.argmax(accuracy))], accuracy
 
 
 @torch.no_grad()
 def fit_linear_probe(
-    head: nn.Sequential, features: torch.Tensor, labels: torch.Tensor, groups: np.ndarray, *, seed: int
+    head: nn.Sequential,
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    groups: np.ndarray,
+    *,
+    seed: int,
+    task: Task = SINGLE_LABEL,
 ) -> dict:
     """Set the last layer of `head` (an nn.Linear, after e.g. a standardization) to the
     cross-validated logistic regression on `features`. Returns C, the accuracies of the grid
@@ -105,8 +114,8 @@ def fit_linear_probe(
     share = np.arange(len(y))
     if len(y) > CV_LIMIT:  # 45 fits on every photo would grow the head's cost past the backbone's
         share = np.flatnonzero(grouped_folds(y.numpy(), groups, folds=-(-len(y) // CV_LIMIT), seed=seed) == 0)
-    c, accuracy = choose_c(x[share], y[share], groups[share], linear.out_features, seed=seed)
-    w, b = fit_logistic(x, y, linear.out_features, c)
+    c, accuracy = choose_c(x[share], y[share], groups[share], linear.out_features, seed=seed, task=task)
+    w, b = fit_logistic(x, y, linear.out_features, c, task=task)
     linear.weight.copy_(w.to(linear.weight))
     if linear.bias is not None:
         linear.bias.copy_(b.to(linear.bias))

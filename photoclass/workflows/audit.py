@@ -25,9 +25,10 @@ from ..data.loader import BatchLoader
 from ..data.outside import check_outside
 from ..data.prepare import prepare
 from ..evaluation.html_report import write_audit_page, write_report
-from ..evaluation.label_errors import out_of_fold_probabilities, outlier_scores, rank_label_errors
+from ..evaluation.label_errors import outlier_scores
 from ..models.registry import create_model, model_info
 from ..runs.rundir import RunDir
+from ..tasks import get_task
 from ..training.features import extract_features, lowered
 
 OUTLIERS_SHOWN = 12
@@ -102,10 +103,9 @@ def audit(
         .cpu()
         .numpy()
     )
-    probabilities = out_of_fold_probabilities(
+    issues = get_task().label_issues(
         features, dataset.labels, dataset.groups, folds=folds, seed=seed, progress=progress
     )
-
     rows, classes = dataset.usable, dataset.classes
     suspects = [
         {
@@ -115,7 +115,7 @@ def audit(
             "score": s.score,
             "flagged": s.flagged,
         }
-        for s in rank_label_errors(dataset.labels, probabilities)
+        for s in issues
     ]
     # one call: half a minute for 12,000 photos
     with progress_bar(total=1, desc="outlier scores", unit="step", progress=progress) as bar:

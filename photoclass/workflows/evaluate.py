@@ -17,6 +17,7 @@ from ..data.prepare import prepare
 from ..evaluation import plots
 from ..evaluation.report import evaluate_all, evaluate_dataset
 from ..runs.rundir import RunDir, load_model
+from ..tasks import get_task
 
 
 def evaluate_run(
@@ -38,6 +39,7 @@ def evaluate_run(
     check_outside(run.path / "evaluations", data, run.data_source(), flag="RUN")
     where = resolve_device(device)
     net, meta = load_model(run)
+    task = get_task(meta.get("task"))
     net = net.to(where)
     spec = net.input_spec
     config = TrainConfig.from_dict(config_json["train"])
@@ -55,7 +57,7 @@ def evaluate_run(
                 "the model's classes with --data DIR, or train a new run on the folder as it is."
             )
         evaluation = evaluate_dataset(
-            net, dataset, spec, config, temperature=meta.get("temperature", 1.0), progress=progress
+            net, dataset, spec, config, task=task, temperature=meta.get("temperature", 1.0), progress=progress
         )
         name = "test"
     else:
@@ -68,7 +70,14 @@ def evaluate_run(
                 "only, e.g. a copy of the folder without the others."
             )
         evaluation = evaluate_all(
-            net, dataset, spec, config, meta["classes"], temperature=meta.get("temperature", 1.0), progress=progress
+            net,
+            dataset,
+            spec,
+            config,
+            meta["classes"],
+            task=task,
+            temperature=meta.get("temperature", 1.0),
+            progress=progress,
         )
         name = f"data-{Path(data).resolve().name}"
     out = run.path / "evaluations"
@@ -99,6 +108,7 @@ def evaluate_outsiders(
     run = RunDir(run_path)
     check_outside(run.path / "evaluations", outsiders, run.data_source(), flag="RUN")
     meta = run.read_json("model.json")
+    task = get_task(meta.get("task"))
     if not meta.get("outliers"):
         raise PhotoclassError(
             f"{run.path} was trained without the 'none of these' check. HINT: train it again "
@@ -122,7 +132,7 @@ def evaluate_outsiders(
             for i, row in zip(chosen, rows):
                 p, score, _ = predictor.read_row(row)
                 scores.append(score)
-                right.append(meta["classes"][int(np.argmax(p))] == dataset.classes[dataset.labels[i]])
+                right.append(meta["classes"][int(task.decide(p[None])[0])] == dataset.classes[dataset.labels[i]])
             bar.update(len(chosen))
     inside, outside = np.asarray(scores), np.asarray([p.outlier_score for p in found])
     right = np.asarray(right, dtype=bool)

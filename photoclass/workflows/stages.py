@@ -11,6 +11,7 @@ from torch import nn
 from ..config import TrainConfig
 from ..core import distributed
 from ..runs.rundir import RunDir
+from ..tasks import Task
 from ..training.callbacks import Checkpoint, EarlyStopping, EpochHook, EpochPrinter, LRSchedule, MetricsWriter
 from ..training.finetune import discriminative_groups, freeze_batchnorm, warmup_cosine
 from ..training.loop import FitState, fit, validate
@@ -35,11 +36,12 @@ class Stage:
         place: distributed.Processes,
         *,
         num_classes: int,
+        task: Task,
         on_epoch,
         progress,
         verbose: bool,
     ):
-        self.config, self.run, self.place, self.num_classes = config, run, place, num_classes
+        self.config, self.run, self.place, self.num_classes, self.task = config, run, place, num_classes, task
         self.on_epoch, self.progress, self.verbose = on_epoch, progress, verbose
 
     def fit(self, net: nn.Module, loaders, *, weights: str, checkpoint):
@@ -78,14 +80,19 @@ class Stage:
         """The classifier on cached features as a cross-validated logistic regression
         (training/probe.py): one row of history, the weights saved as the best."""
         found = fit_linear_probe(
-            head, loaders["train_eval"].features, loaders["train_eval"].labels, groups, seed=self.config.seed
+            head,
+            loaders["train_eval"].features,
+            loaders["train_eval"].labels,
+            groups,
+            seed=self.config.seed,
+            task=self.task,
         )
-        train = validate(head, loaders["train_eval"])
+        train = validate(head, loaders["train_eval"], task=self.task)
         row = {
             "epoch": 1,
             "train_loss": train["val_loss"],
             "train_acc": train["val_acc"],
-            **validate(head, loaders["val"]),
+            **validate(head, loaders["val"], task=self.task),
             "lr": 0.0,
             "seconds": round(found["seconds"], 3),
             "images_per_s": round(len(loaders["train_eval"].labels) / max(found["seconds"], 1e-9), 1),
@@ -174,7 +181,7 @@ class Stage:
             if config.class_weights
             else None
         )
-        loss_fn = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=config.label_smoothing)
+        loss_fn = self.task.loss_fn(class_weights=class_weights, label_smoothing=config.label_smoothing)
         callbacks = [EarlyStopping(config.monitor, config.early_stopping)]
         if scheduler is not None:
             callbacks.append(LRSchedule(scheduler, per_batch=per_batch, monitor=config.monitor))
@@ -197,6 +204,7 @@ class Stage:
             history=history,
             stage=stage,
             progress=self.progress,
+            task=self.task,
         )
 
 

@@ -37,6 +37,7 @@ from ..inference import outliers
 from ..models.input_spec import InputSpec
 from ..models.registry import count_parameters, create_model, model_info
 from ..runs.rundir import RunDir
+from ..tasks import get_task
 from ..training.features import feature_loaders
 from ..training.finetune import freeze_batchnorm
 from .stages import CACHED_STRATEGIES, Stage
@@ -168,6 +169,7 @@ def _train(
 ) -> TrainResult:
     if place.main:
         run.remove_temp_files()  # left by a process killed mid-write
+    task = get_task(config.task)
     spec = _input_spec(config, custom)
     if custom is None:
         _check_weights(config, say)
@@ -212,7 +214,14 @@ def _train(
             "match an uninterrupted run bit for bit"
         )
     stage = Stage(
-        config, run, place, num_classes=len(dataset.classes), on_epoch=on_epoch, progress=progress, verbose=say is print
+        config,
+        run,
+        place,
+        num_classes=len(dataset.classes),
+        task=task,
+        on_epoch=on_epoch,
+        progress=progress,
+        verbose=say is print,
     )
     fine_tuning = checkpoint is not None and checkpoint.get("stage") == "ft"  # killed in lpft's second stage
     if not fine_tuning:
@@ -242,7 +251,7 @@ def _train(
     trained.load_state_dict(run.load_state(weights))  # the best epoch's weights
     if config.unknown_accept:
         score, meta["outliers"] = _fit_outliers(run, trained, loaders, config, dataset.groups)
-    evaluation = evaluate_dataset(trained, dataset, spec, config, loaders=loaders, full_model=net)
+    evaluation = evaluate_dataset(trained, dataset, spec, config, task=task, loaders=loaders, full_model=net)
     if config.unknown_accept:
         _explain_test(run, evaluation, score, meta["outliers"]["threshold"], trained, loaders["test"], dataset)
     meta["temperature"] = evaluation["temperature"]  # fitted on the validation split
@@ -570,6 +579,7 @@ def _warn_unused(config: TrainConfig, given: set[str]) -> None:
 def _model_meta(config: TrainConfig, dataset: PreparedDataset, spec: InputSpec, net: nn.Module) -> dict:
     return {
         "architecture": config.model,
+        "task": config.task,
         "classes": dataset.classes,
         "num_classes": len(dataset.classes),
         "input": spec.to_dict(),

@@ -1,0 +1,120 @@
+"""What kind of answer a model gives: the `Task` every stage asks, and the registry of tasks.
+
+A task owns the output activation, the loss, the decision, the metrics and the headline figure
+runs are ranked by, calibration, the label-error method, the ranking `predict` returns, the
+folders `--sort-into` files a photo in, and how an export's agreement is measured. A new kind of
+task is a new module with a `Task` subclass, registered here; the stages stay as they are.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..core.errors import PhotoclassError
+
+Array = np.ndarray | torch.Tensor
+
+
+class Task:
+    """The interface; `SingleLabel` is the reference implementation."""
+
+    name: str = ""
+    headline: str = ""  # the key of `metrics` that runs are ranked by (higher is better)
+
+    # training
+    def loss_fn(self, *, class_weights: torch.Tensor | None = None, label_smoothing: float = 0.0) -> nn.Module:
+        raise NotImplementedError
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> float:
+        """The mean loss of the raw model on `labels` (what validation and reports print)."""
+        raise NotImplementedError
+
+    def correct(self, logits: Array, labels: Array) -> Array:
+        """Per photo, whether the model's decision matches its labels (bool)."""
+        raise NotImplementedError
+
+    # answers
+    def activate(self, logits: Array) -> Array:
+        """Probabilities of (N, C) logits, as torch or numpy, whichever came in."""
+        raise NotImplementedError
+
+    def decide(self, scores: Array) -> Array:
+        """The decision of (N, C) logits or probabilities (same for both)."""
+        raise NotImplementedError
+
+    def ranked(self, probabilities: np.ndarray, classes: list[str], k: int) -> list[tuple[str, float]]:
+        """One photo's classes with their probabilities, best first, at most `k`."""
+        raise NotImplementedError
+
+    def filed_under(self, prediction) -> list[str]:
+        """The classes whose folders `--sort-into` copies a predicted photo into."""
+        raise NotImplementedError
+
+    def average_flipped(self, logits: torch.Tensor, flipped: torch.Tensor) -> torch.Tensor:
+        """Logits of a photo predicted as it is and mirrored (test-time augmentation)."""
+        raise NotImplementedError
+
+    # evaluation
+    def summary(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        """count, loss and the headline figure of one split."""
+        raise NotImplementedError
+
+    def metrics(
+        self, logits: torch.Tensor, labels: torch.Tensor, classes: list[str], *, top_k: int, temperature: float
+    ) -> dict[str, Any]:
+        """Everything test.json holds for a split; its "error" is 1 - the headline figure."""
+        raise NotImplementedError
+
+    def mistakes(self, logits: torch.Tensor, labels: torch.Tensor) -> list[tuple[int, int, float]]:
+        """(index, predicted class, confidence) of each wrong photo, most confident first."""
+        raise NotImplementedError
+
+    def calibrate(self, logits: torch.Tensor, labels: torch.Tensor) -> float:
+        """The temperature that makes the validation probabilities mean what they say."""
+        raise NotImplementedError
+
+    def agreement(self, reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+        """Per photo, whether two models' logits (an export and PyTorch) decide alike."""
+        return self.decide(reference) == self.decide(candidate)
+
+    def label_issues(
+        self, features: np.ndarray, labels: np.ndarray, groups: np.ndarray, *, folds: int, seed: int, progress=False
+    ) -> list:
+        """Every photo ranked by how likely its label is wrong, most suspicious first, from
+        models that never saw it nor its near-duplicates (`groups`), on frozen `features`."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+TASKS: dict[str, Task] = {}
+DEFAULT = "single-label"
+
+
+def register_task(task: Task) -> Task:
+    TASKS[task.name] = task
+    return task
+
+
+def unregister_task(name: str) -> None:
+    TASKS.pop(name, None)
+
+
+def get_task(name: str | None = None) -> Task:
+    """The task called `name`; None (a run from before tasks were recorded) is single-label."""
+    name = name or DEFAULT
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise PhotoclassError(
+            f"Unknown task {name!r}. HINT: one of {', '.join(sorted(TASKS))}; a newer photoclass may know it."
+        ) from None
+
+
+def task_names() -> list[str]:
+    return sorted(TASKS)
