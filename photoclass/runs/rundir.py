@@ -198,6 +198,7 @@ def load_model(run: RunDir | str | Path, model: torch.nn.Module | None = None):
 
 MODEL_META_KEYS = {
     "architecture",
+    "task",
     "classes",
     "num_classes",
     "input",
@@ -224,6 +225,8 @@ def check_model_meta(meta: Any, path: Path) -> dict[str, Any]:
     classes, n = meta.get("classes"), meta.get("num_classes")
     if not isinstance(meta.get("architecture"), str):
         raise bad("no architecture name")
+    if not isinstance(meta.get("task", ""), str):
+        raise bad("task must be the name of a kind of task")
     if not (
         isinstance(n, int)
         and 1 <= n <= 100_000
