@@ -114,5 +114,5 @@ def format_summary(summary: dict[str, Any], out: Path) -> str:
         f"{acc['interval'][0]:.4f}-{acc['interval'][1]:.4f} over {acc['n']} {summary['kind']}"
     )
     lines.append(f"macro F1: mean {f1['mean']:.4f}, 95% interval {f1['interval'][0]:.4f}-{f1['interval'][1]:.4f}")
-    lines.append(f"summary: {out / 'summary.json'}")
+    lines.append(f"summary: {out / RunDir.SUMMARY}")
     return "\n".join(lines)
