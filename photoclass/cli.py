@@ -120,6 +120,7 @@ def cmd_prepare(args) -> int:
 
 def cmd_train(args) -> int:
     from .core import distributed
+    from .runs.rundir import RunDir
     from .workflows.train import train
 
     if args.nproc is not None and args.nproc < 1:
@@ -152,8 +153,8 @@ def cmd_train(args) -> int:
     if result.test is None:  # a process of a torchrun group other than the main one: it wrote nothing
         return 0
     print(f"done in {result.seconds:.1f} s (data, training, test, report)")
-    if (result.run.path / "report.html").is_file():
-        print(f"report: {result.run.path / 'report.html'}")
+    if result.run.exists(RunDir.REPORT):
+        print(f"report: {result.run / RunDir.REPORT}")
     return 0
 
 
@@ -218,6 +219,7 @@ def cmd_lr_find(args) -> int:
 
 
 def cmd_audit(args) -> int:
+    from .runs.rundir import RunDir
     from .workflows.audit import audit
 
     if args.folds < 2:
@@ -246,7 +248,7 @@ def cmd_audit(args) -> int:
                 f"{s['path']:<{width}}  {s['given_label']:<14}{s['suggested_label']:<14}{s['score']:>7.3f}  "
                 f"{'yes' if s['flagged'] else ''}"
             )
-    print(f"\nranked list: {result.out / 'label_issues.csv'}\nwith the photos: {result.out / 'audit.html'}")
+    print(f"\nranked list: {result.out / RunDir.AUDIT_ISSUES}\nwith the photos: {result.out / RunDir.AUDIT_PAGE}")
     return 0
 
 

@@ -115,7 +115,7 @@ def weather_run(tmp_path_factory):
 def test_training_fits_the_check_and_predict_marks_photos_of_no_class(weather_run):
     run = weather_run["run"]
     meta = json.loads((run / "model.json").read_text())["outliers"]
-    assert meta["accept"] == 0.975 and meta["k"] == outliers.K and (run / outliers.FILE).is_file()
+    assert meta["accept"] == 0.975 and meta["k"] == outliers.K and (run / "outliers.safetensors").is_file()
     drawings = photoclass.predict(run, [weather_run["outside"]])
     photos = photoclass.predict(run, [EXAMPLES])
     assert all(p.outlier_score is not None for p in drawings + photos)

@@ -123,11 +123,3 @@ def manifest_csv(rows: list[ManifestRow]) -> str:
     for r in rows:
         writer.writerow([r.path, r.label, r.split, "" if r.group < 0 else r.group, r.status, r.reason])
     return buffer.getvalue()
-
-
-def read_manifest(path: str | Path) -> list[ManifestRow]:
-    with open(path, newline="", encoding="utf-8") as f:
-        return [
-            ManifestRow(r["path"], r["label"], r["split"], int(r["group"] or -1), r["status"], r["reason"])
-            for r in csv.DictReader(f)
-        ]

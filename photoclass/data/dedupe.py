@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-HASH_BITS = 64
 THUMB_SIZE = 16
 # Chosen by eye on the weather photos: every pair within both limits there is the same
 # photo cropped, re-encoded or colour-edited (see benchmarks/README.md).

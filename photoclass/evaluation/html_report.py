@@ -55,18 +55,16 @@ align-items:center;justify-content:center;color:#888}.cols{display:flex;gap:24px
 def write_report(run: str | os.PathLike | RunDir, *, model: nn.Module | None = None, dataset=None) -> Path:
     """Write RUN/report.html from the run directory (and the photos it was trained on)."""
     run = run if isinstance(run, RunDir) else RunDir(run)
-    check_outside(run.path / "report.html", run.data_source(), flag="RUN")
-    config, result = run.read_json("config.json"), run.read_json("test.json")
-    meta = run.read_json("model.json")
-    summary = (
-        dataset.summary if dataset is not None else (run.read_json("data.json") if run.exists("data.json") else None)
-    )
+    check_outside(run / RunDir.REPORT, run.data_source(), flag="RUN")
+    config, result = run.config(), run.test_metrics()
+    meta = run.model_meta()
+    summary = dataset.summary if dataset is not None else run.data_summary()
     root = Path(config["data"])
-    rows = run.read_csv("split.csv")
+    rows = run.split_rows()
     test = result["test"]
     train = config["train"]
 
-    classifier = run.read_json("classifier.json") if run.exists("classifier.json") else None
+    classifier = run.classifier()
     one_solve = classifier is not None and result["training"]["epochs_run"] == 1
     fitted = (
         ("classifier", f"C={classifier['C']:g} by {classifier.get('folds', 5)}-fold CV")
@@ -94,14 +92,14 @@ def write_report(run: str | os.PathLike | RunDir, *, model: nn.Module | None = N
         parts += [
             "<h2 id=classifier>How the classifier was fitted</h2>",
             _classifier_section(classifier),
-            _plot(run.plots / "regularization.png"),
+            _plot(run.plot("regularization")),
         ]
-    if (run.plots / "learning_curves.png").is_file():
-        parts += ["<h2>Learning curves</h2>", _plot(run.plots / "learning_curves.png")]
+    if run.plot("learning_curves").is_file():
+        parts += ["<h2>Learning curves</h2>", _plot(run.plot("learning_curves"))]
     parts += [
         "<h2>Test results</h2><div class=cols>",
         _per_class_table(test),
-        _plot(run.plots / "confusion_matrix.png"),
+        _plot(run.plot("confusion_matrix")),
         "</div>",
     ]
     if "ece" in test:
@@ -109,7 +107,7 @@ def write_report(run: str | os.PathLike | RunDir, *, model: nn.Module | None = N
             f"<h2>Calibration</h2><p>Expected calibration error on the test photos: {test['ece']:.3f} with "
             f"the temperature {result.get('temperature', 1.0):.3g} fitted on the validation split "
             f"({test['ece_unscaled']:.3f} without it).</p>",
-            _plot(run.plots / "calibration.png"),
+            _plot(run.plot("calibration")),
         ]
     wrong = result.get("misclassified", [])
     parts += [
@@ -120,14 +118,14 @@ def write_report(run: str | os.PathLike | RunDir, *, model: nn.Module | None = N
     parts += ["<h2 id=audit>Label audit</h2>", _audit_section(run, root)]
     parts += ["<h2>Where the model looks (Grad-CAM)</h2>", _gradcam_section(run, model, meta, root, rows, wrong)]
     applied = config.get("applied", {}).get("augment", train["augment"])
-    if (run.plots / "augmentation.png").is_file() and applied != "none":
+    if run.plot("augmentation").is_file() and applied != "none":
         parts += [
             f"<h2>Augmentation preview</h2><p>Applied in training: <b>{html.escape(applied)}</b></p>",
-            _plot(run.plots / "augmentation.png"),
+            _plot(run.plot("augmentation")),
         ]
     parts += ["<h2>Model</h2>", _model_section(model, meta, run)]
     parts += ["<h2>Configuration</h2>", _configuration_section(train, config["prepare"])]
-    path = run.path / "report.html"
+    path = run / RunDir.REPORT
     write_text_atomic(path, page(f"photoclass report: {run.path.name}", "\n".join(parts)))
     return path
 
@@ -142,14 +140,14 @@ def page(title: str, body: str) -> str:
 
 def _audit_section(run: RunDir, root: Path) -> str:
     """A link to RUN/audit/audit.html with its most suspicious photos, or how to make it."""
-    if not run.exists("audit/audit.json"):
-        command = f"photoclass audit {root} --out {run.path / 'audit'}"
+    audit = run.audit_summary()
+    if audit is None:
+        command = f"photoclass audit {root} --out {run / RunDir.AUDIT}"
         return (
             f"<p>No label audit yet. <code>{html.escape(command)}</code> ranks the photos most likely to be "
             "mislabeled (cleanlab, on out-of-fold predictions) and adds it here.</p>"
         )
-    audit = run.read_json("audit/audit.json")
-    top = [r for r in run.read_csv("audit/label_issues.csv") if _disagrees(r)][:5]
+    top = [r for r in run.audit_issues() if _disagrees(r)][:5]
     items = "".join(
         f"<li>{html.escape(r['path'])}: given <b>{html.escape(r['given_label'])}</b>, looks like "
         f"<b>{html.escape(r['suggested_label'])}</b></li>"
@@ -161,8 +159,8 @@ def _audit_section(run: RunDir, root: Path) -> str:
         else "the model would label none of them otherwise.</p>"
     )
     return (
-        f"<p><a href='audit/audit.html'>The label audit</a> flags {audit['flagged']} of {audit['photos']} "
-        f"photos as likely mislabeled; {listed}"
+        f"<p><a href='{RunDir.AUDIT}/{RunDir.AUDIT_PAGE}'>The label audit</a> flags {audit['flagged']} of "
+        f"{audit['photos']} photos as likely mislabeled; {listed}"
     )
 
 
@@ -244,7 +242,7 @@ def _model_section(model: nn.Module | None, meta: dict[str, Any], run: RunDir) -
     try:
         if model is None:
             model, _ = load_model(run)
-        spec = InputSpec.from_dict(meta["input"], source=str(run.path / "model.json"))
+        spec = InputSpec.from_dict(meta["input"], source=str(run / RunDir.MODEL_META))
         summary = summarize(model, spec.size, spec.channels)
     except Exception as e:  # a custom module that does not run on one zero image: the rest of the report stands
         return f"<p>Layer table unavailable: {html.escape(str(e).splitlines()[0] if str(e) else type(e).__name__)}</p>"
@@ -359,7 +357,7 @@ def _unknown_section(run: RunDir, result: dict[str, Any], meta: dict[str, Any]) 
         f"{scores['test_accepted']:.1%} of the {scores['test_photos']} test photos. "
         f"<code>photoclass evaluate {html.escape(str(run.path))} --outsiders DIR</code> measures it on photos of "
         "no class; <code>photoclass similar</code> lists any photo's nearest training photos.</p>"
-        + _plot(run.plots / "outlier_scores.png")
+        + _plot(run.plot("outlier_scores"))
     )
 
 
@@ -381,7 +379,7 @@ def _gradcam_section(
     try:
         if model is None:
             model, _ = load_model(run)
-        spec = InputSpec.from_dict(meta["input"], source=str(run.path / "model.json"))
+        spec = InputSpec.from_dict(meta["input"], source=str(run / RunDir.MODEL_META))
         figures = []
         for path in chosen:
             try:

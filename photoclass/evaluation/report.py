@@ -111,28 +111,28 @@ def write_evaluation(
     """test.json and the plots: learning curves (or, for a classifier fitted in one solve, its
     cross-validated strength), confusion matrix, misclassified, and the augmentation preview of
     `augment`, what training applied (default `config.augment`), unless that is none."""
-    run.write_json("test.json", evaluation)
-    classifier = run.read_json("classifier.json") if run.exists("classifier.json") else None
+    run.write_test_metrics(evaluation)
+    classifier = run.classifier()
     if classifier:  # fitted in one solve: what was tuned is C, not epochs
         plots.regularization_curve(
-            classifier["cv_accuracy"], classifier["C"], classifier.get("folds", 5), run.plots / "regularization.png"
+            classifier["cv_accuracy"], classifier["C"], classifier.get("folds", 5), run.plot("regularization")
         )
     if len(history) > 1 or (history and not classifier):
-        plots.learning_curves(history, run.plots / "learning_curves.png")
-    plots.confusion_matrix(evaluation["test"]["confusion_matrix"], dataset.classes, run.plots / "confusion_matrix.png")
+        plots.learning_curves(history, run.plot("learning_curves"))
+    plots.confusion_matrix(evaluation["test"]["confusion_matrix"], dataset.classes, run.plot("confusion_matrix"))
     plots.reliability_diagram(
-        evaluation["test"]["calibration_bins"], evaluation["test"]["ece"], run.plots / "calibration.png"
+        evaluation["test"]["calibration_bins"], evaluation["test"]["ece"], run.plot("calibration")
     )
     wrong = evaluation["misclassified"][:24]
     if wrong:
         plots.image_grid(
             [dataset.images[w["index"]] for w in wrong],
             [f"{w['true']} -> {w['predicted']} ({w['confidence']:.2f})" for w in wrong],
-            run.plots / "misclassified.png",
+            run.plot("misclassified"),
             title="misclassified test photos (true -> predicted)",
         )
     if parse_augment(augment or config.augment).enabled:
-        augmentation_preview(dataset, augment or config.augment, run.plots / "augmentation.png", seed=config.seed)
+        augmentation_preview(dataset, augment or config.augment, run.plot("augmentation"), seed=config.seed)
 
 
 def augmentation_preview(

@@ -29,7 +29,7 @@ def write_comparison(runs: list[str | os.PathLike], out: str | os.PathLike, *, t
     winners = {id(s.winner) for s in selections.values()}
     label_of = {id(r): label for label, group in sets.items() for r in group}
     histories = {
-        s.name if sum(t.name == s.name for t in summaries) == 1 else str(s.path): RunDir(s.path).read_csv("metrics.csv")
+        s.name if sum(t.name == s.name for t in summaries) == 1 else str(s.path): RunDir(s.path).metrics_rows()
         for s in summaries
     }
     buffer = io.BytesIO()

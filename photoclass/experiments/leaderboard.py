@@ -53,12 +53,12 @@ class RunSummary:
     @classmethod
     def from_run(cls, path: str | os.PathLike) -> RunSummary:
         run = RunDir(path)
-        config, result = run.read_json("config.json"), run.read_json("test.json")
+        config, result = run.config(), run.test_metrics()
         figures, train = summary_metrics(result), config["train"]
         photos = wrong = None
-        if "wrong_paths" in result and run.exists("split.csv"):
+        if "wrong_paths" in result and run.exists(RunDir.SPLIT):
             root = config["data"]
-            photos = frozenset(f"{root}/{r['path']}" for r in run.read_csv("split.csv") if r["split"] == "test")
+            photos = frozenset(f"{root}/{r['path']}" for r in run.split_rows() if r["split"] == "test")
             wrong = frozenset(f"{root}/{p}" for p in result["wrong_paths"])
         source = run.data_source() or config["data"]
         return cls(
@@ -85,7 +85,7 @@ class RunSummary:
         """A summary run (seeds or folds) as one entry: the means of its members as they are now
         (one resumed since stays current), the t-interval of their test accuracies."""
         run = RunDir(path)
-        summary = run.read_json("summary.json")
+        summary = run.summary()
         members = [cls.from_run(run.path / name) for name in summary["members"]]
         first = members[0]
 
@@ -261,7 +261,7 @@ def list_runs(
                 "its runs into (runs/ by default)."
             )
         summaries = []
-        for folder in sorted(p.parent for p in root.rglob("summary.json")):
+        for folder in sorted(p.parent for p in root.rglob(RunDir.SUMMARY)):
             try:
                 summary = RunSummary.from_summary(folder)
             except (PhotoclassError, KeyError, TypeError, ValueError, IndexError):
@@ -269,12 +269,12 @@ def list_runs(
                 continue
             summaries.append(folder)
             found.append(summary)
-        for config in sorted(root.rglob("config.json")):
+        for config in sorted(root.rglob(RunDir.CONFIG)):
             if any(folder in config.parents for folder in summaries):
                 continue  # a member of a summary run, listed as the summary
-            if (config.parent / "test.json").is_file():
+            if RunDir(config.parent).exists(RunDir.TEST_METRICS):
                 found.append(RunSummary.from_run(config.parent))
-            elif (config.parent / "model.json").is_file():
+            elif RunDir(config.parent).exists(RunDir.MODEL_META):
                 found.incomplete += 1
     board = _on_data(found, data)
     if sort == "select":
@@ -427,12 +427,12 @@ def copy_run(run: str | os.PathLike, dest: str | os.PathLike) -> Path:
     check_outside(dest, RunDir(run).data_source(), flag="--copy-to")
     if run.resolve() in dest.resolve().parents:
         raise PhotoclassError(f"Cannot copy {run} into itself ({dest}). HINT: choose a folder outside the run.")
-    if dest.exists() and not any((dest / name).is_file() for name in ("config.json", "summary.json")):
+    if dest.exists() and not any((dest / name).is_file() for name in (RunDir.CONFIG, RunDir.SUMMARY)):
         raise PhotoclassError(f"{dest} exists and is not a run; not replacing it. HINT: choose another folder.")
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
-        shutil.copytree(run, staging / "run", ignore=shutil.ignore_patterns("last.ckpt", "tracking.json"))
+        shutil.copytree(run, staging / "run", ignore=shutil.ignore_patterns(RunDir.CHECKPOINT, RunDir.TRACKING))
         old = staging / "old"
         if dest.exists():
             dest.rename(old)

@@ -28,6 +28,7 @@ from ..config import PrepareConfig, TrainConfig, check_int
 from ..core.errors import PhotoclassError, UnusedOptionWarning
 from ..data.outside import check_outside
 from ..models.registry import model_info
+from ..runs.rundir import RunDir
 
 DEFAULT_SPACE: dict[str, Any] = {
     "model": [TrainConfig.model, "compact-cnn", "seed-baseline", "efficientnet-lite0-ms"],
@@ -221,7 +222,7 @@ def sweep(
             trial.set_user_attr("error", str(e))
             raise
         trial.set_user_attr("test_accuracy", result.test["accuracy"])
-        evaluation = json.loads((run / "test.json").read_text())
+        evaluation = RunDir(run).test_metrics()
         val = evaluation.get("val") or {}
         return val["accuracy"] if val.get("count") else evaluation["train"]["accuracy"]  # no val split
 

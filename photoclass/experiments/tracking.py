@@ -19,7 +19,15 @@ from ..runs.rundir import RunDir, summary_metrics
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 EXPERIMENT = "photoclass"
-ARTIFACTS = ("config.json", "test.json", "model.json", "split.csv", "metrics.csv", "report.html", "model.safetensors")
+ARTIFACTS = (
+    RunDir.CONFIG,
+    RunDir.TEST_METRICS,
+    RunDir.MODEL_META,
+    RunDir.SPLIT,
+    RunDir.METRICS,
+    RunDir.REPORT,
+    RunDir.WEIGHTS,
+)
 
 
 def tracking_uri(uri: str | None = None) -> str:
@@ -64,7 +72,7 @@ def track_run(run: str | os.PathLike, *, uri: str | None = None, experiment: str
     Logging the same run directory again replaces its earlier MLflow run.
     """
     run = RunDir(run)
-    if not run.exists("test.json"):
+    if not run.exists(RunDir.TEST_METRICS):
         raise PhotoclassError(
             f"{run.path} is not a finished run (no test.json); only finished runs are tracked. "
             "HINT: `photoclass runs` lists the finished ones."
@@ -85,7 +93,7 @@ def _log_run(run: RunDir, uri: str | None, experiment: str) -> str:
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
-    config, result = run.read_json("config.json"), run.read_json("test.json")
+    config, result = run.config(), run.test_metrics()
     for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):  # table creation chatter
         logging.getLogger(name).setLevel(logging.WARNING)
     store = _sqlite_path(tracking_uri(uri))
@@ -118,7 +126,7 @@ def _log_run(run: RunDir, uri: str | None, experiment: str) -> str:
     now = int(time.time() * 1000)
     metrics = [
         Metric(k, float(row[k]), now, int(row["epoch"]))
-        for row in run.read_csv("metrics.csv")
+        for row in run.metrics_rows()
         for k in row
         if k != "epoch" and row[k] != ""
     ]
@@ -129,11 +137,11 @@ def _log_run(run: RunDir, uri: str | None, experiment: str) -> str:
         client.log_batch(run_id, metrics=metrics[start : start + 900])
     for name in ARTIFACTS:
         if run.exists(name):
-            client.log_artifact(run_id, str(run.path / name))
+            client.log_artifact(run_id, str(run / name))
     if run.plots.is_dir():
-        client.log_artifacts(run_id, str(run.plots), "plots")
+        client.log_artifacts(run_id, str(run.plots), RunDir.PLOTS)
     client.set_terminated(run_id)
-    run.write_json("tracking.json", {"uri": tracking_uri(uri), "experiment_id": experiment_id, "run_id": run_id})
+    run.write_tracking({"uri": tracking_uri(uri), "experiment_id": experiment_id, "run_id": run_id})
     return run_id
 
 

@@ -50,7 +50,7 @@ def export_onnx(
     import onnx
 
     run = RunDir(run)
-    out = check_outside(Path(out) if out else run.path / "model.onnx", run.data_source())
+    out = check_outside(Path(out) if out else run.export_path("onnx"), run.data_source())
     check_writable(out.parent, hint="pass --out a file in a folder you can write")
     model, spec, outputs, metadata = exportable(run)
     size = spec.size
@@ -102,8 +102,8 @@ def exportable(run: RunDir) -> tuple[torch.nn.Module, Any, list[str], dict[str, 
     temperature = float(meta.get("temperature", 1.0))
     model = Calibrated(model.eval(), temperature).eval()  # the logits the run's predictions use
     outputs = ["logits"]
-    if meta.get("outliers") and (run.path / outliers.FILE).is_file():
-        model = WithOutlierScore(model, outliers.load(run.path / outliers.FILE, meta["outliers"]["k"])).eval()
+    if meta.get("outliers") and run.exists(RunDir.OUTLIERS):
+        model = WithOutlierScore(model, outliers.load(run / RunDir.OUTLIERS, meta["outliers"]["k"])).eval()
         outputs.append("outlier_score")
     metadata = {
         "classes": json.dumps(meta["classes"]),
@@ -260,10 +260,7 @@ def _metadata(path: Path, format: str) -> dict[str, str]:
 
 
 def default_path(run: RunDir, format: str, precision: str = "fp32") -> Path:
-    suffix = "" if precision == "fp32" else f"-{precision}"
-    return run.path / {"onnx": f"model{suffix}.onnx", "litert": f"model{suffix}.tflite"}.get(
-        format, f"openvino{suffix}/model.xml"
-    )
+    return run.export_path(format, precision)
 
 
 def quantize_onnx(source: Path, out: Path, calibration: np.ndarray, reference) -> None:
@@ -350,7 +347,7 @@ class WithOutlierScore(torch.nn.Module):
 def weights_sha256(run: RunDir) -> str:
     """The checksum of the run's weights, stored in its export to tell a stale one."""
     digest = hashlib.sha256()
-    with open(run.path / "model.safetensors", "rb") as f:
+    with open(run / RunDir.WEIGHTS, "rb") as f:
         for chunk in iter(lambda: f.read(2**20), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -361,10 +358,10 @@ def onnx_for_run(run: str | os.PathLike, *, verbose: bool = True) -> Path:
     import onnx
 
     run = RunDir(run)
-    path = run.path / "model.onnx"
+    path = run.export_path("onnx")
     if path.is_file():
         props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-        temperature = repr(float(run.read_json("model.json").get("temperature", 1.0)))
+        temperature = repr(float(run.model_meta().get("temperature", 1.0)))
         if (
             props.get("photoclass.weights_sha256") == weights_sha256(run)
             and props.get("photoclass.temperature") == temperature

@@ -29,7 +29,6 @@ from torch import nn
 
 K = 1  # the nearest training photo (k = 2 to 20 measured worse: benchmarks/README.md)
 MAX_BANK = 20_000  # training photos kept for the search; more are sampled (seeded)
-FILE = "outliers.safetensors"
 
 
 class OutlierScore(nn.Module):

@@ -161,17 +161,13 @@ class Predictor(BasePredictor):
         from . import outliers
 
         check_int("batch_size", batch_size, 1, 4096)
-        trained = (
-            RunDir(run).read_json("config.json").get("train", {}).get("precision")
-            if (Path(run) / "config.json").is_file()
-            else None
-        )
+        trained = RunDir(run).config().get("train", {}).get("precision") if RunDir(run).exists(RunDir.CONFIG) else None
         self._place(threads, device, precision, trained)
         model, meta = load_model(run)
         # the temperature was fitted on the validation split; the InputSpec read from model.json
         self._use(model, meta["classes"], float(meta.get("temperature", 1.0)), batch_size)
-        if unknown and meta.get("outliers") and (Path(run) / outliers.FILE).is_file():
-            self.outliers = outliers.load(Path(run) / outliers.FILE, meta["outliers"]["k"]).to(self.device)
+        if unknown and meta.get("outliers") and RunDir(run).exists(RunDir.OUTLIERS):
+            self.outliers = outliers.load(RunDir(run) / RunDir.OUTLIERS, meta["outliers"]["k"]).to(self.device)
             self.threshold = float(meta["outliers"]["threshold"])
 
     def _place(self, threads: int, device: str, precision: str = "auto", trained: str | None = None) -> None:
@@ -296,8 +292,8 @@ def open_predictor(
                 f"{path} is a file, not a run folder, an .onnx file or an OpenVINO model.xml. "
                 f"HINT: pass its folder, {path.parent}"
             )
-        if not (path / "model.json").is_file():
-            if (path / "summary.json").is_file():
+        if not RunDir(path).exists(RunDir.MODEL_META):
+            if RunDir(path).exists(RunDir.SUMMARY):
                 raise PhotoclassError(RunDir(path).summary_message())
             raise PhotoclassError(
                 f"{path} is not a photoclass run: it has no model.json. HINT: `photoclass runs` lists the runs."
@@ -329,7 +325,7 @@ def trained_on(model: str | os.PathLike) -> str | None:
     an export sits in (RUN/model.onnx, RUN/openvino/model.xml); None where no run is found."""
     path = Path(model)
     for folder in (path, path.parent, path.parent.parent):
-        if (folder / "model.json").is_file():
+        if RunDir(folder).exists(RunDir.MODEL_META):
             return RunDir(folder).data_source()
     return None
 
@@ -342,7 +338,7 @@ def _export_kind(path: Path) -> str | None:
     if path.suffix.lower() == ".tflite":
         return "litert"
     if path.suffix.lower() == ".xml" or (
-        path.is_dir() and (path / "model.xml").is_file() and not (path / "model.json").is_file()
+        path.is_dir() and (path / "model.xml").is_file() and not RunDir(path).exists(RunDir.MODEL_META)
     ):
         return "openvino"
     return None
@@ -394,7 +390,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 def _tested_with_tta(run: Path) -> bool:
     """Whether the run's test figures were measured with mirrored photos (its config.json)."""
     try:
-        return bool(RunDir(run).read_json("config.json").get("train", {}).get("tta", False))
+        return bool(RunDir(run).config().get("train", {}).get("tta", False))
     except (PhotoclassError, OSError, ValueError):
         return False
 

@@ -39,8 +39,8 @@ class Similar:
 def training_photos(run: RunDir) -> list[tuple[str, str]]:
     """(path, label) of each usable photo of the run's data, in the order its index rows count;
     a path under the run's data folder where it has one, else as split.csv names it."""
-    root = Path(run.read_json("config.json")["data"])  # what split.csv's paths are relative to
-    rows = [(r["path"], r["label"]) for r in run.read_csv("split.csv") if r["status"] == "ok"]
+    root = Path(run.config()["data"])  # what split.csv's paths are relative to
+    rows = [(r["path"], r["label"]) for r in run.split_rows() if r["status"] == "ok"]
     return [(str(root / path), label) for path, label in rows] if root.is_dir() else rows
 
 
@@ -107,7 +107,7 @@ def write_similar_page(
     from ..core.atomic import write_text_atomic
     from ..evaluation.html_report import page, thumbnail
 
-    root = Path(RunDir(run).read_json("config.json")["data"])  # array data: the array file
+    root = Path(RunDir(run).config()["data"])  # array data: the array file
     blocks = []
     for s in progress_bar(found, desc="similar page", unit="photo", progress=progress):
         p = s.prediction

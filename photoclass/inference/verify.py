@@ -44,7 +44,7 @@ def run_photos(
     from ..data.prepare import prepare
 
     source = run.data_source()
-    config = run.read_json("config.json")
+    config = run.config()
     try:
         dataset = prepare(
             source, config=PrepareConfig.from_dict({**config["prepare"], "image_size": size}), progress=progress

@@ -3,6 +3,11 @@
     config.json  split.csv  metrics.csv  model.safetensors  model.json  last.ckpt
     plots/*.png  test.json
 
+`RunDir` is the only code that knows these names: everyone else asks it, for a file's name
+(`RunDir.TEST_METRICS`), its path (`run / RunDir.TEST_METRICS`), whether it is there
+(`run.exists(RunDir.TEST_METRICS)`), its content (`run.test_metrics()`, checked, a missing or
+damaged file said in one line) or to write it (`run.write_test_metrics(...)`).
+
 Weights are safetensors plus JSON metadata; `last.ckpt` is read with
 `torch.load(weights_only=True)`. Nothing in a run is unpickled as code.
 """
@@ -29,6 +34,43 @@ TIMING_COLUMNS = ("epoch", "seconds", "images_per_s")
 
 
 class RunDir:
+    """One run folder on disk; the only code that knows the names of its files."""
+
+    CONFIG = "config.json"  # every option as resolved, the split's seed, versions
+    DATA = "data.json"  # the prepared data's summary (source, counts, cache)
+    SPLIT = "split.csv"  # each source item, its label, duplicate group and split
+    METRICS = "metrics.csv"  # one row per epoch: what the seed determines
+    TIMING = "timing.csv"  # one row per epoch: wall-clock seconds, photos per second
+    MODEL_META = "model.json"  # architecture, classes, InputSpec, temperature
+    WEIGHTS = "model.safetensors"  # the best weights
+    HEAD_WEIGHTS = "head.safetensors"  # LP-FT: the best head of its first stage
+    OUTLIERS = "outliers.safetensors"  # the training features "none of these" is measured against
+    CHECKPOINT = "last.ckpt"  # what resume needs
+    CLASSIFIER = "classifier.json"  # what one logistic-regression solve tuned
+    TEST_METRICS = "test.json"  # test metrics with intervals, per class, calibration error
+    SUMMARY = "summary.json"  # a summary run's (seeds or folds): its members and their spread
+    TRACKING = "tracking.json"  # the MLflow run it was logged to
+    REPORT = "report.html"
+    PLOTS = "plots"
+    EVALUATIONS = "evaluations"  # re-evaluations, none replacing another
+    # `audit --out RUN/audit` puts the audit inside the run, where its report links to it
+    AUDIT = "audit"
+    AUDIT_ISSUES = "label_issues.csv"
+    AUDIT_SUMMARY = "audit.json"
+    AUDIT_PAGE = "audit.html"
+    # an export's default place in the run, by engine; "-int8" and the like for other precisions
+    EXPORTS = {"onnx": "model{}.onnx", "litert": "model{}.tflite", "openvino": "openvino{}/model.xml"}
+    # plots/NAME.png, written after training and shown by the report
+    PLOT_NAMES = (
+        "learning_curves",
+        "regularization",
+        "confusion_matrix",
+        "calibration",
+        "misclassified",
+        "augmentation",
+        "outlier_scores",
+    )
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
@@ -40,7 +82,19 @@ class RunDir:
 
     @property
     def plots(self) -> Path:
-        return self.path / "plots"
+        return self.path / self.PLOTS
+
+    def plot(self, name: str) -> Path:
+        """plots/NAME.png, for a name of `PLOT_NAMES`."""
+        if name not in self.PLOT_NAMES:
+            raise ValueError(f"Unknown plot {name!r}. Known plots: {', '.join(self.PLOT_NAMES)}")
+        return self.plots / f"{name}.png"
+
+    def export_path(self, engine: str, precision: str = "fp32") -> Path:
+        """Where an export of this run goes by default: model.onnx, model-int8.tflite,
+        openvino-bf16/model.xml, ..."""
+        suffix = "" if precision == "fp32" else f"-{precision}"
+        return self.path / self.EXPORTS[engine].format(suffix)
 
     def create(self) -> RunDir:
         self.plots.mkdir(parents=True, exist_ok=True)
@@ -60,20 +114,102 @@ class RunDir:
         write_text_atomic(self.path / name, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
     def read_json(self, name: str) -> Any:
+        """The file `name` of the run as JSON; missing or damaged, a one-line error naming both."""
         try:
             return json.loads((self.path / name).read_text(encoding="utf-8"))
         except FileNotFoundError:
-            if name != "summary.json" and self.exists("summary.json"):
-                raise PhotoclassError(self.summary_message()) from None
+            raise self._missing(name) from None
+        except ValueError as e:  # not JSON, or not UTF-8
             raise PhotoclassError(
-                f"{self.path} is not a complete run: {name} is missing. HINT: pass a run "
-                "folder; `photoclass runs` lists the finished ones."
+                f"{self.path / name} is damaged, not JSON ({str(e).splitlines()[0][:120]}). "
+                "HINT: restore the file, or train the run again."
             ) from None
+
+    def read_csv(self, name: str) -> list[dict[str, str]]:
+        try:
+            with open(self.path / name, newline="", encoding="utf-8") as f:
+                return list(csv.DictReader(f))
+        except FileNotFoundError:
+            raise self._missing(name) from None
+        except (ValueError, csv.Error) as e:
+            raise PhotoclassError(
+                f"{self.path / name} is damaged ({str(e).splitlines()[0][:120]}). "
+                "HINT: restore the file, or train the run again."
+            ) from None
+
+    def _missing(self, name: str) -> PhotoclassError:
+        if name != self.SUMMARY and self.exists(self.SUMMARY):
+            return PhotoclassError(self.summary_message())
+        return PhotoclassError(
+            f"{self.path} is not a complete run: {name} is missing. HINT: pass a run "
+            "folder; `photoclass runs` lists the finished ones."
+        )
+
+    # What a run holds, read back (checked) and written. Optional files read as None when absent.
+
+    def config(self) -> dict[str, Any]:
+        return self.read_json(self.CONFIG)
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        self.write_json(self.CONFIG, config)
+
+    def model_meta(self) -> dict[str, Any]:
+        """model.json, checked as `check_model_meta` does."""
+        return check_model_meta(self.read_json(self.MODEL_META), self.path / self.MODEL_META)
+
+    def write_model_meta(self, meta: dict[str, Any]) -> None:
+        self.write_json(self.MODEL_META, meta)
+
+    def test_metrics(self) -> dict[str, Any]:
+        """test.json: the test, train and val figures, training's seconds, the misclassified."""
+        return self.read_json(self.TEST_METRICS)
+
+    def write_test_metrics(self, evaluation: dict[str, Any]) -> None:
+        self.write_json(self.TEST_METRICS, evaluation)
+
+    def data_summary(self) -> dict[str, Any] | None:
+        return self.read_json(self.DATA) if self.exists(self.DATA) else None
+
+    def write_data_summary(self, summary: dict[str, Any]) -> None:
+        self.write_json(self.DATA, summary)
+
+    def classifier(self) -> dict[str, Any] | None:
+        """classifier.json, for a head fitted in one solve; None for one trained in epochs."""
+        return self.read_json(self.CLASSIFIER) if self.exists(self.CLASSIFIER) else None
+
+    def write_classifier(self, found: dict[str, Any]) -> None:
+        self.write_json(self.CLASSIFIER, found)
+
+    def summary(self) -> dict[str, Any]:
+        return self.read_json(self.SUMMARY)
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        self.write_json(self.SUMMARY, summary)
+
+    def write_tracking(self, tracked: dict[str, Any]) -> None:
+        self.write_json(self.TRACKING, tracked)
+
+    def split_rows(self) -> list[dict[str, str]]:
+        return self.read_csv(self.SPLIT)
+
+    def write_split(self, text: str) -> None:
+        write_text_atomic(self.path / self.SPLIT, text)
+
+    def metrics_rows(self) -> list[dict[str, str]]:
+        return self.read_csv(self.METRICS)
+
+    def audit_summary(self) -> dict[str, Any] | None:
+        """RUN/audit/audit.json, where the run's data was audited into it; else None."""
+        name = f"{self.AUDIT}/{self.AUDIT_SUMMARY}"
+        return self.read_json(name) if self.exists(name) else None
+
+    def audit_issues(self) -> list[dict[str, str]]:
+        return self.read_csv(f"{self.AUDIT}/{self.AUDIT_ISSUES}")
 
     def data_source(self) -> str | None:
         """The data the run was trained on (a folder, a CSV, an array file), or None where it is
         not recorded."""
-        for name, key in (("data.json", "source"), ("config.json", "data")):
+        for name, key in ((self.DATA, "source"), (self.CONFIG, "data")):
             try:
                 source = json.loads((self.path / name).read_text(encoding="utf-8")).get(key)
             except (OSError, ValueError, AttributeError):
@@ -85,7 +221,7 @@ class RunDir:
     def summary_message(self) -> str:
         """What to say when a summary run (seeds or folds) is used as one model."""
         try:
-            summary = json.loads((self.path / "summary.json").read_text(encoding="utf-8"))
+            summary = json.loads((self.path / self.SUMMARY).read_text(encoding="utf-8"))
             values, members = summary["test_accuracy"]["values"], summary["members"]
             best = max(range(len(values)), key=values.__getitem__)
             example = f"{self.path / members[best]} (the best test accuracy of them, {values[best]:.4f})"
@@ -95,13 +231,9 @@ class RunDir:
             f"{self.path} is a summary of several runs, not one model. HINT: pass one of its members, e.g. {example}."
         )
 
-    def read_csv(self, name: str) -> list[dict[str, str]]:
-        with open(self.path / name, newline="", encoding="utf-8") as f:
-            return list(csv.DictReader(f))
-
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
         """Write metrics.csv and timing.csv from the per-epoch history."""
-        for name, columns in (("metrics.csv", METRICS_COLUMNS), ("timing.csv", TIMING_COLUMNS)):
+        for name, columns in ((self.METRICS, METRICS_COLUMNS), (self.TIMING, TIMING_COLUMNS)):
             buffer = io.StringIO()
             writer = csv.DictWriter(buffer, columns, lineterminator="\n")
             writer.writeheader()
@@ -109,7 +241,7 @@ class RunDir:
                 writer.writerow({k: _fmt(row[k]) for k in columns})
             write_text_atomic(self.path / name, buffer.getvalue())
 
-    def save_weights(self, model: torch.nn.Module, name: str = "model.safetensors") -> None:
+    def save_weights(self, model: torch.nn.Module, name: str = WEIGHTS) -> None:
         from safetensors.torch import save as save_safetensors
 
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -117,9 +249,9 @@ class RunDir:
 
     def save_model(self, model: torch.nn.Module, meta: dict[str, Any]) -> None:
         self.save_weights(model)
-        self.write_json("model.json", meta)
+        self.write_model_meta(meta)
 
-    def load_state(self, name: str = "model.safetensors") -> dict[str, torch.Tensor]:
+    def load_state(self, name: str = WEIGHTS) -> dict[str, torch.Tensor]:
         path = self.path / name
         if not path.is_file():
             raise PhotoclassError(
@@ -141,10 +273,10 @@ class RunDir:
 
         buffer = io.BytesIO()
         torch.save(state, buffer)
-        write_bytes_atomic(self.path / "last.ckpt", buffer.getvalue())
+        write_bytes_atomic(self.path / self.CHECKPOINT, buffer.getvalue())
 
     def load_checkpoint(self) -> dict[str, Any]:
-        path = self.path / "last.ckpt"
+        path = self.path / self.CHECKPOINT
         if not path.is_file():
             raise PhotoclassError(
                 f"Cannot resume {self.path}: it has no last.ckpt (no epoch finished yet). "
@@ -174,8 +306,8 @@ def load_model(run: RunDir | str | Path, model: torch.nn.Module | None = None):
     from ..models.registry import create_model
 
     run = run if isinstance(run, RunDir) else RunDir(run)
-    meta = check_model_meta(run.read_json("model.json"), run.path / "model.json")
-    spec = InputSpec.from_dict(meta["input"], source=str(run.path / "model.json"))
+    meta = run.model_meta()
+    spec = InputSpec.from_dict(meta["input"], source=str(run / RunDir.MODEL_META))
     if model is None:
         if meta["architecture"].startswith("custom:"):
             raise PhotoclassError(
@@ -189,7 +321,7 @@ def load_model(run: RunDir | str | Path, model: torch.nn.Module | None = None):
         model.load_state_dict(run.load_state())
     except RuntimeError as e:  # missing, unexpected or mis-shaped tensors
         raise PhotoclassError(
-            f"{run.path / 'model.safetensors'} does not fit a {meta['architecture']} with "
+            f"{run / RunDir.WEIGHTS} does not fit a {meta['architecture']} with "
             f"{meta['num_classes']} classes: {str(e).splitlines()[0][:160]}"
         ) from None
     model.input_spec = spec

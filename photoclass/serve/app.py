@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from ..core.version import __version__
 from ..config import DEFAULT_MAX_PIXELS, check_int
 from ..data.decode import DecodeError, decode_photo
 from ..inference.predictor import open_predictor
+from ..runs.rundir import RunDir
 from .batching import MicroBatcher
 
 MAX_UPLOAD_BYTES = 10 * 2**20
@@ -267,9 +267,9 @@ async def _read_upload(request: Request, max_bytes: int) -> bytes:
 def _model_info(path: Path, predictor) -> dict[str, Any]:
     info: dict[str, Any] = {"classes": predictor.classes, "input_size": predictor.size}
     if path.is_dir():
-        meta = json.loads((path / "model.json").read_text())
+        meta = RunDir(path).model_meta()
         info.update(architecture=meta["architecture"], photoclass=meta.get("photoclass", ""))
-        if (path / "test.json").is_file():
-            test = json.loads((path / "test.json").read_text())["test"]
+        if RunDir(path).exists(RunDir.TEST_METRICS):
+            test = RunDir(path).test_metrics()["test"]
             info["test"] = {k: test[k] for k in ("accuracy", "loss", "macro_f1", "count") if k in test}
     return info

@@ -16,8 +16,9 @@ import warnings
 from typing import TYPE_CHECKING, Any
 from collections.abc import Callable
 
+from ..runs.rundir import RunDir
+
 if TYPE_CHECKING:
-    from ..runs.rundir import RunDir
     from .loop import FitState
 
 
@@ -126,7 +127,7 @@ class Checkpoint(Callback):
     """The best epoch's weights to RUN/`weights`; everything resume needs to RUN/last.ckpt."""
 
     def __init__(
-        self, run: RunDir, *, weights: str = "model.safetensors", monitor: str = "val_loss", best: float | None = None
+        self, run: RunDir, *, weights: str = RunDir.WEIGHTS, monitor: str = "val_loss", best: float | None = None
     ):
         self.run, self.weights = run, weights
         self.monitor = Monitor(monitor)

@@ -147,9 +147,9 @@ def _write(result: Audit, root: Path) -> None:
     writer.writerow(["path", "given_label", "suggested_label", "score", "flagged"])
     for s in result.suspects:
         writer.writerow([s["path"], s["given_label"], s["suggested_label"], f"{s['score']:.6f}", int(s["flagged"])])
-    write_text_atomic(result.out / "label_issues.csv", buffer.getvalue())
+    write_text_atomic(result.out / RunDir.AUDIT_ISSUES, buffer.getvalue())
     RunDir(result.out).write_json(
-        "audit.json",
+        RunDir.AUDIT_SUMMARY,
         {
             "root": str(root),
             "photos": len(result.suspects),
@@ -158,7 +158,7 @@ def _write(result: Audit, root: Path) -> None:
             "outliers": result.outliers,
         },
     )
-    write_audit_page(root, result.suspects, result.conflicts, result.outliers, result.out / "audit.html")
+    write_audit_page(root, result.suspects, result.conflicts, result.outliers, result.out / RunDir.AUDIT_PAGE)
     run = RunDir(result.out.parent)
-    if run.exists("report.html") and run.exists("test.json"):  # audited into a run: its report links to it
+    if run.exists(RunDir.REPORT) and run.exists(RunDir.TEST_METRICS):  # audited into a run: its report links to it
         write_report(run)

@@ -35,8 +35,8 @@ def evaluate_run(
     then `-2`, `-3`, ...): none replaces another, nor the run's own test.json.
     """
     run = RunDir(run)
-    config_json = run.read_json("config.json")
-    check_outside(run.path / "evaluations", data, run.data_source(), flag="RUN")
+    config_json = run.config()
+    check_outside(run / RunDir.EVALUATIONS, data, run.data_source(), flag="RUN")
     where = resolve_device(device)
     net, meta = load_model(run)
     task = get_task(meta.get("task"))
@@ -80,7 +80,7 @@ def evaluate_run(
             progress=progress,
         )
         name = f"data-{Path(data).resolve().name}"
-    out = run.path / "evaluations"
+    out = run / RunDir.EVALUATIONS
     out.mkdir(exist_ok=True)
     name = _unused_name(out, name)
     RunDir(out).write_json(f"{name}.json", evaluation)
@@ -106,8 +106,8 @@ def evaluate_outsiders(
     from ..inference.predictor import Predictor
 
     run = RunDir(run_path)
-    check_outside(run.path / "evaluations", outsiders, run.data_source(), flag="RUN")
-    meta = run.read_json("model.json")
+    check_outside(run / RunDir.EVALUATIONS, outsiders, run.data_source(), flag="RUN")
+    meta = run.model_meta()
     task = get_task(meta.get("task"))
     if not meta.get("outliers"):
         raise PhotoclassError(
@@ -120,7 +120,7 @@ def evaluate_outsiders(
     found = [p for p in predictor.predict([outsiders], progress=progress) if not p.error]
     if not found:
         raise PhotoclassError(f"No readable photo under {outsiders}. HINT: pass a folder of photos.")
-    config_json = run.read_json("config.json")
+    config_json = run.config()
     prep = PrepareConfig.from_dict({**config_json["prepare"], "image_size": predictor.size})
     dataset = prepare(run.data_source(), config=prep, progress=progress, pixels=False)
     test = dataset.indices("test")
@@ -150,7 +150,7 @@ def evaluate_outsiders(
         "test_accuracy": float(right.mean()),
         "test_accuracy_on_accepted": float(right[accepted].mean()) if accepted.any() else None,
     }
-    out = run.path / "evaluations"
+    out = run / RunDir.EVALUATIONS
     out.mkdir(exist_ok=True)
     name = _unused_name(out, f"outsiders-{Path(outsiders).resolve().name}")
     RunDir(out).write_json(f"{name}.json", result)

@@ -57,9 +57,9 @@ def train_repeated(
         or Path("runs")
         / f"{options.get('model', 'default')}-{'seeds' if seeds else f'{folds}fold'}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
-    if (out / "summary.json").exists():
+    if (out / RunDir.SUMMARY).exists():
         raise PhotoclassError(f"{out} already holds a summary run. HINT: pass another --out.")
-    if (out / "config.json").exists():
+    if (out / RunDir.CONFIG).exists():
         raise PhotoclassError(
             f"{out} is a run of its own; a summary run puts its members inside its folder. HINT: pass another --out."
         )
@@ -86,7 +86,7 @@ def train_repeated(
         "macro_f1": t_interval(r.test["macro_f1"] for r in results),
         "test_photos": [r.test["count"] for r in results],
     }
-    RunDir(out).write_json("summary.json", summary)
+    RunDir(out).write_summary(summary)
     if verbose:
         print(format_summary(summary, out))
     return summary
@@ -95,11 +95,11 @@ def train_repeated(
 def _member(data, path: Path, *, verbose: bool, **options: Any) -> TrainResult:
     """A member run: kept when finished, resumed when interrupted, else trained."""
     run = RunDir(path)
-    if run.exists("test.json") and run.exists("model.json"):
+    if run.exists(RunDir.TEST_METRICS) and run.exists(RunDir.MODEL_META):
         if verbose:
             print(f"kept: {path} is finished", flush=True)
-        return TrainResult(run, run.read_json("test.json")["test"], [])
-    if run.exists("last.ckpt"):
+        return TrainResult(run, run.test_metrics()["test"], [])
+    if run.exists(RunDir.CHECKPOINT):
         return train(resume=path, verbose=verbose, track=options.get("track"), progress=options.get("progress"))
     return train(data, out=path, verbose=verbose, **options)
 
@@ -114,5 +114,5 @@ def format_summary(summary: dict[str, Any], out: Path) -> str:
         f"{acc['interval'][0]:.4f}-{acc['interval'][1]:.4f} over {acc['n']} {summary['kind']}"
     )
     lines.append(f"macro F1: mean {f1['mean']:.4f}, 95% interval {f1['interval'][0]:.4f}-{f1['interval'][1]:.4f}")
-    lines.append(f"summary: {out / 'summary.json'}")
+    lines.append(f"summary: {out / RunDir.SUMMARY}")
     return "\n".join(lines)

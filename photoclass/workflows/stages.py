@@ -101,7 +101,7 @@ class Stage:
         if self.place.main:
             self.run.save_weights(head, weights)
             self.run.write_metrics(state.history)
-            self.run.write_json("classifier.json", found)  # what the cross-validation tuned, for the report
+            self.run.write_classifier(found)  # what the cross-validation tuned, for the report
             if self.on_epoch is not None:
                 self.on_epoch(row)
         if self.verbose:
@@ -119,11 +119,11 @@ class Stage:
         history, best = [], None
         if probe is not None:  # starting now: the best head of the first stage, kept as the best so far
             distributed.barrier()  # the main process has written it
-            head.load_state_dict(run.load_state("head.safetensors"))
+            head.load_state_dict(run.load_state(RunDir.HEAD_WEIGHTS))
             history = probe.history
             best = _best_value(history, config.monitor)
             if self.place.main:
-                run.save_weights(net, "model.safetensors")
+                run.save_weights(net, RunDir.WEIGHTS)
             if self.verbose:
                 print(f"fine-tuning every layer for {config.finetune_epochs} epochs (lpft), from the best head")
         net = self._parallel(freeze_batchnorm(net), sync_batchnorm=False)
@@ -141,7 +141,7 @@ class Stage:
             optimizer,
             scheduler,
             per_batch=True,
-            weights="model.safetensors",
+            weights=RunDir.WEIGHTS,
             checkpoint=checkpoint,
             epochs=first + config.finetune_epochs,
             stage="ft",

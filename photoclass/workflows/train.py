@@ -19,7 +19,7 @@ from torch import nn
 from ..config import AugmentSpec, PrepareConfig, TrainConfig, did_you_mean, parse_augment, takes_options
 from ..config.applies import applied_augment, augment_note, unused_options
 from ..core import distributed
-from ..core.atomic import check_writable, write_text_atomic
+from ..core.atomic import check_writable
 from ..core.device import channels_last, memory_format, resolve_device, resolve_precision
 from ..core.errors import PhotoclassError, UnusedOptionWarning
 from ..core.torchsetup import setup_torch
@@ -68,7 +68,7 @@ class TrainResult:
 
     def _fitted(self) -> str:
         """'one solve' (a logistic regression's), '1 epoch', '12 epochs', 'one solve and 10 epochs' (LP-FT)."""
-        solved = self.run.exists("classifier.json")  # the head's one solve is the history's first row
+        solved = self.run.exists(RunDir.CLASSIFIER)  # the head's one solve is the history's first row
         epochs = max(len(self.history) - solved, 0)
         counted = f"{epochs} epoch" if epochs == 1 else f"{epochs} epochs"
         if not solved:
@@ -78,7 +78,7 @@ class TrainResult:
     def _repr_html_(self) -> str:
         import html
 
-        report = self.path / "report.html"
+        report = self.run / RunDir.REPORT
         link = f" · <a href='{report.as_uri()}'>report</a>" if report.is_file() else ""
         return f"<code>{html.escape(repr(self))}</code>{link}"
 
@@ -145,7 +145,7 @@ def train(
             started=started,
         )
     except BaseException:
-        if created is not None and not run.exists("last.ckpt"):  # nothing worth keeping: leave no empty run behind
+        if created is not None and not run.exists(RunDir.CHECKPOINT):  # nothing worth keeping: no empty run left
             shutil.rmtree(created, ignore_errors=True)
         raise
 
@@ -232,7 +232,7 @@ def _train(
             state = stage.fit(trained, loaders, weights=weights, checkpoint=checkpoint)
     if config.strategy == "lpft" and (fine_tuning or not state.interrupted):
         head = None if fine_tuning else trained
-        trained, loaders, weights = net, _pixel_loaders(dataset, config, spec, place), "model.safetensors"
+        trained, loaders, weights = net, _pixel_loaders(dataset, config, spec, place), RunDir.WEIGHTS
         state = stage.fine_tune(
             net, head, loaders, checkpoint=checkpoint if fine_tuning else None, probe=None if fine_tuning else state
         )
@@ -300,7 +300,7 @@ def _fit_outliers(run: RunDir, trained: nn.Module, loaders, config: TrainConfig,
         groups=groups[rows] if frozen else None,
         seed=config.seed,
     )
-    outliers.save(score, run.path / outliers.FILE)
+    outliers.save(score, run / RunDir.OUTLIERS)
     return score, info
 
 
@@ -325,7 +325,7 @@ def _explain_test(
         "test_photos": len(values),
         "test_accepted": float((values <= threshold).float().mean()),
     }
-    plots.outlier_histogram({"test photos": values.numpy()}, threshold, run.plots / "outlier_scores.png")
+    plots.outlier_histogram({"test photos": values.numpy()}, threshold, run.plot("outlier_scores"))
     position = {int(i): n for n, i in enumerate(test.indices)}
     wrong = [w for w in evaluation["misclassified"] if w["index"] in position]
     if wrong:
@@ -373,11 +373,11 @@ def _trained_part(
 ):
     """(the part of `net` that trains, its loaders, its weights file) for the strategy."""
     if config.strategy not in (*CACHED_STRATEGIES, "lpft"):
-        return net, _pixel_loaders(dataset, config, spec, place), "model.safetensors"
+        return net, _pixel_loaders(dataset, config, spec, place), RunDir.WEIGHTS
     if config.strategy == "finetune" and hasattr(net, "freeze_below"):
         # a timm backbone has no cut common to all architectures: its frozen blocks run on every batch
         net = freeze_batchnorm(net.freeze_below(config.finetune_blocks))
-        return net, _pixel_loaders(dataset, config, spec, place, augment=applied_augment(config)), "model.safetensors"
+        return net, _pixel_loaders(dataset, config, spec, place, augment=applied_augment(config)), RunDir.WEIGHTS
     # frozen layers run once over the photos; fit() trains the rest on their cached outputs
     encode, trained = net.split_for_training(config.finetune_blocks if config.strategy == "finetune" else 0)
     loaders = feature_loaders(
@@ -395,7 +395,7 @@ def _trained_part(
     for module in trained.modules():  # e.g. a multiscale head standardizes its inputs
         if hasattr(module, "fit_statistics"):
             module.fit_statistics(loaders["train_eval"].features)
-    return trained, loaders, "head.safetensors"
+    return trained, loaders, RunDir.HEAD_WEIGHTS
 
 
 def _resolve_options(data, model, options: dict[str, Any]):
@@ -438,16 +438,16 @@ def _resume_options(resume, options: dict[str, Any], place: distributed.Processe
             f"--resume continues a run with its own options; only {', '.join(RESUME_OPTIONS)} "
             f"may change. Received: {other}. HINT: start a new run with --out instead."
         )
-    saved = run.read_json("config.json")
+    saved = run.config()
     config, prep = TrainConfig.from_dict(saved["train"]), PrepareConfig.from_dict(saved["prepare"])
-    done = len(run.read_csv("metrics.csv")) if run.exists("metrics.csv") else 0  # epochs saved
+    done = len(run.metrics_rows()) if run.exists(RunDir.METRICS) else 0  # epochs saved
     epochs = options.get("epochs")
-    if run.exists("test.json") and config.strategy == "features" and _probes(config):
+    if run.exists(RunDir.TEST_METRICS) and config.strategy == "features" and _probes(config):
         raise PhotoclassError(
             f"{run.path} is finished: its classifier was fitted in one go (L-BFGS), so there are "
             "no epochs to continue. HINT: train a new run, with --head-solver epochs for epochs."
         )
-    if run.exists("test.json") and not (epochs and epochs > done):
+    if run.exists(RunDir.TEST_METRICS) and not (epochs and epochs > done):
         raise PhotoclassError(
             f"{run.path} is finished ({done} epochs); nothing to resume and nothing changed. "
             f"HINT: --epochs N (more than {done}) continues training it to N epochs."
@@ -464,7 +464,7 @@ def _resume_options(resume, options: dict[str, Any], place: distributed.Processe
         config = dataclasses.replace(config, epochs=epochs)
         saved["train"] = config.to_dict()
         if place.main:
-            run.write_json("config.json", saved)
+            run.write_config(saved)
     return run, config, prep, saved["data"]
 
 
@@ -509,7 +509,7 @@ def _strategy(strategy: str, pretrained: bool, device: torch.device) -> str:
 
 
 def _refuse_existing_run(run: RunDir) -> None:
-    if run.exists("last.ckpt") or run.exists("test.json"):  # weights alone: killed before its first epoch ended
+    if run.exists(RunDir.CHECKPOINT) or run.exists(RunDir.TEST_METRICS):  # weights alone: killed in epoch 1
         raise PhotoclassError(
             f"{run.path} already holds a run. HINT: pass another --out, or --resume {run.path} to continue it."
         )
@@ -593,9 +593,8 @@ def _start_run(
     run: RunDir, config: TrainConfig, prep: PrepareConfig, dataset: PreparedDataset, meta, applied: AugmentSpec
 ) -> None:
     run.create()
-    run.write_json("model.json", meta)
-    run.write_json(
-        "config.json",
+    run.write_model_meta(meta)
+    run.write_config(
         {
             "data": str(dataset.root),
             "train": config.to_dict(),
@@ -605,8 +604,8 @@ def _start_run(
             "versions": {"photoclass": __version__, "torch": torch.__version__, "numpy": np.__version__},
         },
     )
-    write_text_atomic(run / "split.csv", manifest_csv(dataset.rows))
-    run.write_json("data.json", dataset.summary)
+    run.write_split(manifest_csv(dataset.rows))
+    run.write_data_summary(dataset.summary)
 
 
 def _pixel_loaders(
