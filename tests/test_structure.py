@@ -42,3 +42,90 @@ def test_only_the_run_folder_module_spells_the_run_folder_file_names():
             if isinstance(node, ast.Constant) and node.value in names and (where, node.value) not in NOT_RUN_FILES:
                 found.append(f"photoclass/{where}:{node.lineno}: {node.value!r}")
     assert not found, "run folder file names spelled outside photoclass/runs/ (ask RunDir):\n" + "\n".join(found)
+
+
+LONGEST_FUNCTION = 80  # lines, its decorators and docstring included
+
+# A registry imports the modules that register into it, and they import it: that circle is its own.
+REGISTRY_CIRCLES = [{"models/registry.py", "models/cnn.py", "models/efficientnet_lite.py", "models/small.py"}]
+
+
+def test_no_function_is_longer_than_a_screen():
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - min([node.lineno, *(d.lineno for d in node.decorator_list)]) + 1
+                if lines > LONGEST_FUNCTION:
+                    long.append(f"photoclass/{path.relative_to(PACKAGE).as_posix()}:{node.lineno} {node.name}: {lines}")
+    assert not long, f"functions over {LONGEST_FUNCTION} lines (split them):\n" + "\n".join(long)
+
+
+def imports_between_files() -> dict[str, set[str]]:
+    """file -> the files of photoclass it imports (at any depth of the code), as paths under photoclass/."""
+    files = {p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py")}
+
+    def module_file(parts: list[str]) -> str | None:
+        for candidate in ("/".join(parts) + ".py", "/".join([*parts, "__init__.py"])):
+            if candidate in files:
+                return candidate
+        return None
+
+    graph: dict[str, set[str]] = {}
+    for where in files:
+        package = where.split("/")[:-1]
+        found = graph.setdefault(where, set())
+        for node in ast.walk(ast.parse((PACKAGE / where).read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package[: len(package) - node.level + 1]
+                parts = [*base, *(node.module.split(".") if node.module else [])]
+                target = module_file(parts)
+                for alias in node.names:  # `from . import mod` names a module
+                    found.add(module_file([*parts, alias.name]) or target)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                for name in names:
+                    if name.startswith("photoclass."):
+                        found.add(module_file(name.split(".")[1:]))
+        found.discard(None)
+        found.discard(where)
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[set[str]]:
+    """The strongly connected groups of more than one file (Tarjan)."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = set()
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                group.add(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                out.append(group)
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_circle_between_files_but_a_registrys_own():
+    """Files that import each other cannot be read, tested or replaced one at a time; a
+    package's __init__.py handing names on is not counted."""
+    graph = {f: {t for t in ts if not t.endswith("__init__.py")} for f, ts in imports_between_files().items()}
+    found = [c for c in circles(graph) if not any(c <= allowed for allowed in REGISTRY_CIRCLES)]
+    assert not found, "import circles:\n" + "\n".join(" <-> ".join(sorted(c)) for c in found)
