@@ -12,6 +12,7 @@ import os
 import re
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from .config import AUDIT_SKIPS, PrepareConfig, TrainConfig
@@ -97,6 +98,107 @@ def given_options(args: argparse.Namespace, *configs, skip: tuple[str, ...] = ()
     return {k: v for k, v in vars(args).items() if k in names and v is not None}
 
 
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """A subcommand: its name and help; `arguments` adds its own arguments, then one flag per
+    field of `configs` (less `skip`) is generated; `handler` runs it and returns the exit status."""
+
+    name: str
+    handler: Callable[[argparse.Namespace], int]
+    arguments: Callable[[argparse.ArgumentParser], None]
+    help: str
+    description: str | None = None
+    configs: tuple[type, ...] = ()
+    skip: tuple[str, ...] = ()
+
+
+COMMANDS: dict[str, Command] = {}  # by name, in the order `photoclass --help` lists them
+
+
+def command(
+    name: str,
+    arguments: Callable[[argparse.ArgumentParser], None],
+    *,
+    help: str,
+    description: str | None = None,
+    configs: tuple[type, ...] = (),
+    skip: tuple[str, ...] = (),
+):
+    """Register the decorated function as the handler of the subcommand `name`."""
+
+    def register(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        COMMANDS[name] = Command(name, handler, arguments, help, description, configs, skip)
+        return handler
+
+    return register
+
+
+def _add_device_options(p: argparse.ArgumentParser, *, precision: bool = False) -> None:
+    p.add_argument(
+        "--device",
+        default="auto",
+        metavar="DEVICE",
+        help="auto (CUDA, then MPS, then the CPU), cpu, cuda, cuda:N or mps (default: %(default)s)",
+    )
+    if precision:
+        from .core.device import PRECISIONS
+
+        p.add_argument(
+            "--precision",
+            default="auto",
+            choices=PRECISIONS,
+            help="auto: as the run was trained and tested, where this CPU or GPU computes it natively; "
+            "else fp32 (default: %(default)s)",
+        )
+
+
+def _add_tta_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="average each photo's prediction with its mirror's (twice the work; default: as the "
+        "run's test was measured, on for small-resnet)",
+    )
+
+
+def _add_tracking_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tracking-uri",
+        metavar="URI",
+        help="MLflow store (default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)",
+    )
+    p.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+
+
+def _prepare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", metavar="DATA", help="folder of photos")
+    parser.add_argument("--out", metavar="DIR", help="output folder (default prepared/<DATA name>)")
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="decode and fingerprint the photos on a Ray cluster (ADDRESS, or 'local'), whose workers see "
+        "the same files; duplicates are grouped and the split made here. Needs photoclass[ray]",
+    )
+    parser.add_argument(
+        "--keep-pixels",
+        action="store_true",
+        help="also keep the decoded photos in the cache (200 KB a photo at 260 px), ready for training "
+        "that reads them every epoch (lpft, finetune, scratch); the default strategy needs none",
+    )
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+@command(
+    "prepare",
+    _prepare_arguments,
+    help="scan, check, deduplicate and split a folder of photos",
+    description="Scan DATA, decode and fingerprint every photo, group "
+    "duplicates and write DIR/manifest.csv with a fair split.",
+    configs=(PrepareConfig,),
+)
 def cmd_prepare(args) -> int:
     from .data.prepare import prepare
     from .data.summary import format_summary
@@ -118,6 +220,39 @@ def cmd_prepare(args) -> int:
     return 0
 
 
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", metavar="DATA", nargs="?", help="folder of photos, or one written by prepare")
+    parser.add_argument("--out", metavar="RUN", help="run directory (default runs/<model>-<time>)")
+    parser.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue an interrupted run from its last.ckpt (with --epochs N: a finished one, to N epochs)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=_seed_list,
+        metavar="S,S,...",
+        help="one run per seed, and a summary run "
+        "with the mean, spread and 95%% interval (e.g. 0,1,2); with --folds K alone: one run per fold",
+    )
+    parser.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="data-parallel over N processes on this machine: "
+        "runs torchrun --standalone --nproc-per-node N (default: one process)",
+    )
+    _add_tracking_options(parser)
+
+
+@command(
+    "train",
+    _train_arguments,
+    help="train and evaluate a model on a folder of photos",
+    description="Prepare DATA (reusing the cache), train MODEL, evaluate it on "
+    "the held-out test split and write a run directory.",
+    configs=(TrainConfig, PrepareConfig),
+)
 def cmd_train(args) -> int:
     from .core import distributed
     from .runs.rundir import RunDir
@@ -199,6 +334,22 @@ def _track(args) -> bool | str | None:
     return False if args.no_track else args.tracking_uri
 
 
+def _lr_find_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", metavar="DATA", help="folder of photos")
+    parser.add_argument("--out", default="lr-find.png", metavar="FILE", help="the plot (default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=100, help="batches to raise the rate over (default: %(default)s)")
+    parser.add_argument("--start-lr", type=float, default=1e-7, help="default: %(default)s")
+    parser.add_argument("--end-lr", type=float, default=1.0, help="default: %(default)s")
+
+
+@command(
+    "lr-find",
+    _lr_find_arguments,
+    help="the learning-rate range test: loss against rate, and a suggestion",
+    description="Train the part of MODEL that `train` would fit, raising the rate every "
+    "step from --start-lr to --end-lr; plot the loss and suggest a rate.",
+    configs=(TrainConfig, PrepareConfig),
+)
 def cmd_lr_find(args) -> int:
     from .workflows.lr_find import lr_find
 
@@ -218,6 +369,30 @@ def cmd_lr_find(args) -> int:
     return 0
 
 
+def _audit_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", metavar="DATA", help="folder of photos")
+    parser.add_argument(
+        "--out", default="audit", metavar="DIR", help="label_issues.csv, audit.html, audit.json (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--model", default=TrainConfig.model, metavar="NAME", help="the pretrained features (default: %(default)s)"
+    )
+    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    parser.add_argument("--top", type=int, default=10, help="suspects printed (default: %(default)s)")
+    _add_device_options(parser)
+
+
+@command(
+    "audit",
+    _audit_arguments,
+    help="find likely mislabeled photos, conflicting duplicates and outliers",
+    description="Rank every photo of DATA by how likely its label is wrong (cleanlab's "
+    "confident learning on out-of-fold probabilities from frozen pretrained features, in "
+    "folds that keep duplicates together). DATA is never changed.",
+    configs=(PrepareConfig,),
+    skip=AUDIT_SKIPS,
+)
 def cmd_audit(args) -> int:
     from .runs.rundir import RunDir
     from .workflows.audit import audit
@@ -252,6 +427,33 @@ def cmd_audit(args) -> int:
     return 0
 
 
+def _runs_arguments(parser: argparse.ArgumentParser) -> None:
+    from .experiments.leaderboard import SORT_KEYS
+
+    parser.add_argument("roots", metavar="ROOT", nargs="*", default=["runs"])
+    parser.add_argument(
+        "--data",
+        metavar="FOLDER",
+        help="only runs on this data: its folder (or CSV, array file) or "
+        "that folder's name; without it, each data set is ranked on its own",
+    )
+    parser.add_argument(
+        "--sort",
+        choices=SORT_KEYS,
+        default="select",
+        help="select (default): the order `photoclass select` prefers (lowest test error; within "
+        "--tolerance, the smallest gap); error: by test error alone",
+    )
+    parser.add_argument("--tolerance", type=float, default=0.01, help="of the select order (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print the runs as JSON")
+
+
+@command(
+    "runs",
+    _runs_arguments,
+    help="the leaderboard: finished runs with their test figures",
+    description="List finished runs under ROOT (default runs/), best first.",
+)
 def cmd_runs(args) -> int:
     from .experiments.leaderboard import list_runs
 
@@ -260,6 +462,26 @@ def cmd_runs(args) -> int:
     return 0
 
 
+def _select_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("roots", metavar="ROOT", nargs="*", default=["runs"])
+    parser.add_argument(
+        "--data",
+        metavar="FOLDER",
+        help="only runs on this data: its folder (or CSV, array file) or "
+        "that folder's name; needed where the runs are on several data sets",
+    )
+    parser.add_argument("--tolerance", type=float, default=0.01, help="in accuracy (default: %(default)s, one point)")
+    parser.add_argument("--copy-to", metavar="DIR", help="copy the winning run there (e.g. best/)")
+    parser.add_argument("--json", action="store_true", help="print the winner, the reason and the candidates as JSON")
+
+
+@command(
+    "select",
+    _select_arguments,
+    help="pick the run with the lowest test error, then the smallest gap",
+    description="Among runs within TOLERANCE of the lowest test error, pick the one "
+    "with the smallest generalization gap; say why.",
+)
 def cmd_select(args) -> int:
     from .experiments.leaderboard import copy_run, list_runs, select_run
 
@@ -284,30 +506,33 @@ def cmd_select(args) -> int:
     return 0
 
 
-def cmd_track(args) -> int:
-    from .experiments.tracking import track_run, tracking_uri
-
-    for run in args.runs:
-        print(f"{run}: MLflow run {track_run(run, uri=args.tracking_uri)} in {tracking_uri(args.tracking_uri)}")
-    return 0
-
-
-def cmd_report(args) -> int:
-    from .evaluation.html_report import write_report
-
-    print(f"report: {write_report(args.run)}")
-    return 0
-
-
-def cmd_compare(args) -> int:
-    from .experiments.compare import mixed_data_note, write_comparison
-
-    print(f"comparison: {write_comparison(args.runs, args.out, tolerance=args.tolerance)}")
-    if note := mixed_data_note(args.runs):
-        print(f"NOTE: {note}")
-    return 0
+def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", metavar="DATA")
+    parser.add_argument("--trials", type=int, default=20, help="default: %(default)s")
+    parser.add_argument("--space", metavar="FILE", help="JSON or TOML search space (default: built in)")
+    parser.add_argument(
+        "--storage",
+        metavar="URL",
+        help="Optuna storage: an RDB URL, or journal:PATH for a journal "
+        "file on a shared file system (default sqlite:///OUT/sweeps.db)",
+    )
+    parser.add_argument("--study", metavar="NAME", help="study name; reuse it to continue a sweep")
+    parser.add_argument("--out", default="runs", metavar="DIR", help="trial runs go to DIR/STUDY/ (default: runs)")
+    parser.add_argument(
+        "--timeout", type=float, metavar="SECONDS", help="start no trial after this long (default: none)"
+    )
+    _add_tracking_options(parser)
 
 
+@command(
+    "sweep",
+    _sweep_arguments,
+    help="search models and options with Optuna; each trial is a run",
+    description="Search the space (models, learning rate, augmentation, dropout, batch "
+    "and image size) for the best validation accuracy, pruning poor trials. Any "
+    "training option given is fixed for every trial.",
+    configs=(TrainConfig, PrepareConfig),
+)
 def cmd_sweep(args) -> int:
     from .workflows.sweep import sweep
 
@@ -341,6 +566,63 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def _track_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", metavar="RUN", nargs="+")
+    parser.add_argument("--tracking-uri", metavar="URI", help="default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
+
+
+@command("track", _track_arguments, help="log finished runs to MLflow (again)")
+def cmd_track(args) -> int:
+    from .experiments.tracking import track_run, tracking_uri
+
+    for run in args.runs:
+        print(f"{run}: MLflow run {track_run(run, uri=args.tracking_uri)} in {tracking_uri(args.tracking_uri)}")
+    return 0
+
+
+def _report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", metavar="RUN")
+
+
+@command("report", _report_arguments, help="rebuild a run's report.html")
+def cmd_report(args) -> int:
+    from .evaluation.html_report import write_report
+
+    print(f"report: {write_report(args.run)}")
+    return 0
+
+
+def _compare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", metavar="RUN", nargs="+")
+    parser.add_argument("--out", default="compare.html", metavar="FILE", help="default: %(default)s")
+    parser.add_argument("--tolerance", type=float, default=0.01, help="of the selection rule (default: %(default)s)")
+
+
+@command("compare", _compare_arguments, help="one HTML page comparing runs")
+def cmd_compare(args) -> int:
+    from .experiments.compare import mixed_data_note, write_comparison
+
+    print(f"comparison: {write_comparison(args.runs, args.out, tolerance=args.tolerance)}")
+    if note := mixed_data_note(args.runs):
+        print(f"NOTE: {note}")
+    return 0
+
+
+def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", metavar="RUN")
+    parser.add_argument("--data", metavar="DIR", help="evaluate on every photo of this folder instead")
+    parser.add_argument(
+        "--outsiders",
+        metavar="DIR",
+        help="photos of none of the classes: how well the 'none of these' "
+        "check tells them from the test photos (AUROC, shares accepted)",
+    )
+    parser.add_argument("--tta", action="store_true", help="average each test photo and its mirror")
+    _add_device_options(parser, precision=True)
+    parser.add_argument("--json", action="store_true", help="print the evaluation as JSON")
+
+
+@command("evaluate", _evaluate_arguments, help="re-evaluate a saved run, on its test split or another folder")
 def cmd_evaluate(args) -> int:
     from .evaluation.report import format_test
     from .workflows.evaluate import evaluate_outsiders, evaluate_run
@@ -375,6 +657,432 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", metavar="RUN")
+    parser.add_argument(
+        "--format",
+        choices=("onnx", "openvino", "litert"),
+        default="onnx",
+        help="onnx: ONNX Runtime; openvino: OpenVINO Runtime; litert: LiteRT (TensorFlow Lite: Android, "
+        "edge boards) (default: %(default)s)",
+    )
+    kind = parser.add_mutually_exclusive_group()
+    kind.add_argument(
+        "--int8",
+        action="store_true",
+        help="static INT8 (per-channel weights, calibrated on training "
+        "photos: NNCF, or PT2E for LiteRT); kept only if it holds the accuracy",
+    )
+    kind.add_argument(
+        "--bf16",
+        action="store_true",
+        help="OpenVINO only, on a CPU with native bf16 (AVX512-BF16 or "
+        "AMX): float32 weights computed in bf16, checked so; kept only if it holds the answers",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="PATH",
+        help="default RUN/model.onnx, RUN/openvino/model.xml or RUN/model.tflite, with -int8 or -bf16 added",
+    )
+
+
+@command(
+    "export",
+    _export_arguments,
+    help="export a run's model (ONNX, OpenVINO, LiteRT; fp32 or INT8), kept only if it "
+    "gives PyTorch's answers on the run's test photos",
+)
+def cmd_export(args) -> int:
+    from .inference.export import export
+    from .inference.verify import describe
+
+    kind = f"{args.format}{' INT8' if args.int8 else ' bf16' if args.bf16 else ''}"
+    found = export(
+        args.run,
+        args.format,
+        int8=args.int8,
+        bf16=args.bf16,
+        out=args.out,
+        announce=lambda: print(
+            f"exporting {args.run} to {kind}, then checking it on the run's test photos ...",
+            file=sys.stderr,
+            flush=True,
+        ),
+    )
+    print(f"kept {found['path']}: {describe(found)}")
+    return 0
+
+
+def _serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", metavar="RUN", help="a run directory, or a model.onnx")
+    parser.add_argument("--host", default="127.0.0.1", help="default: %(default)s (this machine only)")
+    parser.add_argument("--port", type=int, default=8000, help="default: %(default)s")
+    parser.add_argument("--top-k", type=int, default=3, help="classes in each answer (default: %(default)s)")
+    parser.add_argument("--max-upload-mb", type=float, default=10, help="larger uploads get 413 (default: %(default)s)")
+    parser.add_argument(
+        "--max-queue", type=int, default=64, help="requests waiting beyond this get 503 (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--engine",
+        choices=("auto", "onnx", "openvino", "litert", "torch"),
+        default="auto",
+        help="auto (default): the fastest of the run's verified exports (`photoclass export`), else "
+        "ONNX Runtime when installed (exports RUN/model.onnx once), else PyTorch",
+    )
+    parser.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help="require `Authorization: Bearer TOKEN` on /predict and /model "
+        "(default: $PHOTOCLASS_TOKEN); needed to listen beyond this machine",
+    )
+    parser.add_argument("--no-auth", action="store_true", help="listen beyond this machine without a token, on purpose")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=30,
+        metavar="S",
+        help="an upload, or its answer, taking longer gets 408 or 504 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log-requests",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="print a line per request (default: on)",
+    )
+    _add_tta_option(parser)
+    _add_device_options(parser, precision=True)
+
+
+@command("serve", _serve_arguments, help="serve predictions over HTTP, with a web page at /")
+def cmd_serve(args) -> int:
+    import uvicorn
+
+    from .serve.app import create_app
+
+    if not args.max_upload_mb > 0:
+        raise PhotoclassError(f"--max-upload-mb must be a positive number. Received: {args.max_upload_mb}")
+    token = args.token or os.environ.get("PHOTOCLASS_TOKEN") or None
+    if token and args.no_auth:
+        raise PhotoclassError(
+            "--no-auth and a token (--token or PHOTOCLASS_TOKEN) contradict each other. HINT: drop one of them."
+        )
+    if not token and not args.no_auth and not _is_loopback(args.host):
+        raise PhotoclassError(
+            f"--host {args.host} lets other machines in, and no token was given. HINT: pass --token "
+            "TOKEN (or set PHOTOCLASS_TOKEN), or --no-auth to serve anyone on purpose."
+        )
+    app = create_app(
+        args.run,
+        top_k=args.top_k,
+        max_bytes=int(args.max_upload_mb * 2**20),
+        max_queue=args.max_queue,
+        engine=args.engine,
+        port=args.port,
+        device=args.device,
+        precision=args.precision,
+        tta=args.tta,
+        token=token,
+        timeout=args.timeout,
+    )
+    guard = "token required" if token else "no token"
+    print(
+        f"serving {args.run} with {app.state.engine} at http://{args.host}:{args.port}/ ({guard}; Ctrl-C to stop)",
+        flush=True,
+    )
+    uvicorn.run(
+        app, host=args.host, port=args.port, log_level="info" if args.log_requests else "warning", timeout_keep_alive=5
+    )
+    return 0
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a name: it may resolve to anything
+        return False
+
+
+def _add_predict_ray_arguments(parser: argparse.ArgumentParser) -> None:
+    """predict's --ray, and the size of its pool of actors."""
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="with --out: predict on a Ray cluster (ADDRESS, or 'local' for this machine's cores), a pool of "
+        "actors each holding the run's ONNX (or --engine openvino) export; needs photoclass[ray]",
+    )
+    parser.add_argument(
+        "--actors",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --ray: predictors on the cluster, each with --threads threads (default: one per CPU)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, metavar="N", help="with --ray: threads of each actor (default: %(default)s)"
+    )
+
+
+def _predict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "run",
+        metavar="RUN",
+        help="a run directory, a model.onnx from `photoclass export`, or "
+        "'imagenet': the 1,000 ImageNet classes, no training (imagenet-lite0 for the smaller backbone)",
+    )
+    parser.add_argument("paths", metavar="PATH", nargs="+")
+    parser.add_argument(
+        "--model",
+        metavar="NAME",
+        help="with RUN 'imagenet': any timm backbone whose weights carry an "
+        "ImageNet-1k classifier, e.g. convnext_tiny.fb_in22k_ft_in1k (default: EfficientNet-Lite2)",
+    )
+    parser.add_argument("--top-k", type=int, default=3, help="classes listed per photo (default: %(default)s)")
+    parser.add_argument("--format", choices=("table", "json", "csv"), default="table", help="default: %(default)s")
+    parser.add_argument(
+        "--out",
+        metavar="FILE",
+        help="write a row per photo to FILE (.csv, .jsonl or .parquet) as it "
+        "goes, instead of printing; run again, it resumes, skipping the photos already there",
+    )
+    _add_predict_ray_arguments(parser)
+    parser.add_argument("--sort-into", metavar="DIR", help="copy (never move) each photo into DIR/<predicted class>/")
+    parser.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="with --sort-into: below P, copy into DIR/_unsure/ instead; compared with the confidence "
+        "as printed, to three places (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--unknown",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="mark photos far from every training photo 'unknown' (none of the classes), and sort them "
+        "into DIR/_unknown/ (default: on, for runs trained with the check)",
+    )
+    parser.add_argument("--batch-size", type=int, default=16, help="default: %(default)s")
+    parser.add_argument(
+        "--engine",
+        choices=("torch", "onnx", "openvino", "litert", "auto"),
+        default="torch",
+        help="onnx: ONNX Runtime, about twice as fast (exports RUN/model.onnx once); openvino: OpenVINO "
+        "Runtime (exports and checks RUN/openvino/ once); litert: LiteRT (RUN/model.tflite, likewise); auto: "
+        "the fastest of the run's verified exports, else ONNX Runtime when installed (default: %(default)s)",
+    )
+    _add_tta_option(parser)
+    _add_device_options(parser, precision=True)
+
+
+@command(
+    "predict",
+    _predict_arguments,
+    help="predict photos with a trained run; optionally sort copies",
+    description="Predict files, folders (recursively) and globs with RUN's model.",
+)
+def cmd_predict(args) -> int:
+    from .core.atomic import check_writable
+    from .data.outside import check_outside
+    from .inference.predictor import open_predictor, trained_on
+    from .inference.sort import check_min_confidence, sort_into
+
+    check_min_confidence(args.min_confidence)
+    # never among the photos predicted, nor the photos the run was trained on
+    read = [*(p if Path(p).is_dir() else Path(p).parent for p in args.paths), trained_on(args.run)]
+    if args.out:
+        check_outside(args.out, *read, flag="--out")
+    if args.sort_into:  # checked before predicting, then again for each photo's folder by sort_into
+        check_outside(args.sort_into, *read, flag="--sort-into")
+        check_writable(args.sort_into, hint="pass a folder for --sort-into")
+    if args.ray:
+        if not args.out:
+            raise PhotoclassError(
+                "--ray writes its predictions to a file. HINT: add --out results.csv (or .jsonl, .parquet)."
+            )
+        from .inference.ray_predict import RayPredictor
+
+        predictor = RayPredictor(
+            args.run,
+            address=args.ray,
+            engine="onnx" if args.engine == "torch" else args.engine,
+            actors=args.actors,
+            threads=args.threads,
+            batch_size=args.batch_size,
+            unknown=args.unknown,
+        )
+        return _predict_to_file(predictor, args)
+    predictor = open_predictor(
+        args.run,
+        engine=args.engine,
+        batch_size=args.batch_size,
+        device=args.device,
+        precision=args.precision,
+        tta=args.tta,
+        backbone=args.model,
+        unknown=args.unknown,
+    )
+    if args.out:
+        return _predict_to_file(predictor, args)
+    predictions = predictor.predict(args.paths, top_k=args.top_k)
+    print(format_predictions(predictions, args.format))
+    failed = [p for p in predictions if p.error]
+    if failed and args.format == "table":
+        print(f"\nskipped ({len(failed)}):", file=sys.stderr)
+        for p in failed:
+            print(f"  {p.path}: {p.error}", file=sys.stderr)
+    if args.sort_into:
+        counts = sort_into(predictions, args.sort_into, min_confidence=args.min_confidence)
+        print(
+            f"copied {sum(counts.values())} photos into {args.sort_into}: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _predict_to_file(predictor, args) -> int:
+    from collections import Counter
+
+    from .inference.results import predict_to_file
+    from .inference.sort import sort_into
+
+    counts: Counter = Counter()
+
+    def sort(batch) -> None:
+        counts.update(sort_into(batch, args.sort_into, min_confidence=args.min_confidence))
+
+    written = predict_to_file(
+        predictor, args.paths, args.out, top_k=args.top_k, on_batch=sort if args.sort_into else None
+    )
+    done = f", {written.before} already there" if written.before else ""
+    print(
+        f"{written.predicted} photos predicted into {written.path} in {written.seconds:.1f} s{done}"
+        + (f"; {written.failed} unreadable, listed there with their reasons" if written.failed else ""),
+        file=sys.stderr,
+    )
+    if args.sort_into:
+        print(
+            f"copied {sum(counts.values())} photos into {args.sort_into}: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
+            file=sys.stderr,
+        )
+    return 0
+
+
+def format_predictions(predictions, fmt: str) -> str:
+    """`top` means the same everywhere: the k best classes, the predicted one first."""
+    if fmt == "json":
+        return json.dumps([p.to_dict() for p in predictions], indent=2, ensure_ascii=False)
+    if fmt == "csv":
+        from .inference.results import CSV_COLUMNS, csv_row
+
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        writer.writerows(csv_row(p, places=4) for p in predictions)
+        return buffer.getvalue().rstrip("\n")
+    from .inference.sort import CONFIDENCE_PLACES as places
+
+    # the columns of --format csv and json, with the same meaning: `label` is the closest class
+    # always, `unknown` says whether the photo is far from every training photo
+    checked = any(p.outlier_score is not None for p in predictions)
+    width = max([len(p.path) for p in predictions] + [4])
+    lines = [f"{'path':<{width}}  {'label':<14}{'conf':>7}{'  unknown' if checked else ''}  top"]
+    for p in predictions:
+        if not p.error:
+            top = ", ".join(f"{c} {v:.{places}f}" for c, v in p.top)
+            marker = f"  {'yes' if p.unknown else 'no':>7}" if checked else ""
+            lines.append(f"{p.path:<{width}}  {p.label:<14}{p.confidence:>7.{places}f}{marker}  {top}")
+    unknown = sum(p.unknown for p in predictions)
+    if unknown:
+        lines.append(
+            f"({unknown} unknown: farther from every training photo than the run's threshold, which "
+            "nearly all known photos are within, so likely of none of these classes; --sort-into puts "
+            "them in _unknown/, --no-unknown turns the check off)"
+        )
+    return "\n".join(lines)
+
+
+def _similar_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", metavar="RUN", help="a run trained with the 'none of these' check (the default)")
+    parser.add_argument("paths", metavar="PATH", nargs="+")
+    parser.add_argument("-k", type=int, default=5, help="training photos per photo (default: %(default)s)")
+    parser.add_argument("--format", choices=("table", "json"), default="table", help="default: %(default)s")
+    parser.add_argument("--html", metavar="FILE", help="also write a page with thumbnails")
+    parser.add_argument("--batch-size", type=int, default=16, help="default: %(default)s")
+    _add_device_options(parser)
+
+
+@command(
+    "similar",
+    _similar_arguments,
+    help="the training photos nearest each photo, in the model's features",
+    description="For each photo: RUN's prediction, its 'none of these' score, and the K "
+    "nearest training photos with their labels and cosine distances.",
+)
+def cmd_similar(args) -> int:
+    from .inference.similar import format_similar, similar, write_similar_page
+
+    if args.html:  # never inside the photos' folders, nor the run's
+        from .data.outside import check_outside
+        from .runs.rundir import RunDir
+
+        check_outside(
+            args.html,
+            *(p if Path(p).is_dir() else Path(p).parent for p in args.paths),
+            RunDir(args.run).data_source(),
+            flag="--html",
+        )
+    found = similar(args.run, args.paths, k=args.k, batch_size=args.batch_size, device=args.device)
+    print(
+        json.dumps([s.to_dict() for s in found], indent=2, ensure_ascii=False)
+        if args.format == "json"
+        else format_similar(found)
+    )
+    if args.html:
+        print(f"written to {write_similar_page(args.run, found, args.html)}", file=sys.stderr)
+    return 0
+
+
+def _models_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "pattern",
+        nargs="*",
+        metavar="NAME|PATTERN",
+        help="a glob, e.g. 'seed-*' or '*convnext*', one name for its layer table, or pull NAME...",
+    )
+    parser.add_argument(
+        "--classes", type=int, default=10, help="classes for the parameter count (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="input side for the layer table (default: the model's own)",
+    )
+    parser.add_argument("--json", action="store_true", help="the layer table as JSON")
+    parser.add_argument(
+        "--measure",
+        action="store_true",
+        help="time each listed model here (random weights, batch 8) instead of estimating its images/s from its GFLOPs",
+    )
+
+
+@command(
+    "models",
+    _models_arguments,
+    help="list the available models, or one model's layers; pull timm weights",
+    description="List photoclass's own models (a glob such as '*convnext*' also searches timm's "
+    "pretrained backbones), show one model's layers, or `models pull NAME...` to download timm "
+    "weights into the Hugging Face cache.",
+)
 def cmd_models(args) -> int:
     from .models.registry import list_models, model_info
 
@@ -519,6 +1227,19 @@ def _model_summary(info, args) -> int:
     return 0
 
 
+def _augment_preview_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", metavar="DATA")
+    parser.add_argument("--augment", default="default", metavar="SPEC", help="default: %(default)s")
+    parser.add_argument("--out", default="augment-preview.png", help="default: %(default)s")
+    parser.add_argument("--photos", type=int, default=4, help="default: %(default)s")
+
+
+@command(
+    "augment-preview",
+    _augment_preview_arguments,
+    help="write a grid of augmented training photos",
+    configs=(PrepareConfig,),
+)
 def cmd_augment_preview(args) -> int:
     from .config import parse_augment
     from .data.outside import check_outside
@@ -535,254 +1256,6 @@ def cmd_augment_preview(args) -> int:
     return 0
 
 
-def cmd_predict(args) -> int:
-    from .core.atomic import check_writable
-    from .data.outside import check_outside
-    from .inference.predictor import open_predictor, trained_on
-    from .inference.sort import check_min_confidence, sort_into
-
-    check_min_confidence(args.min_confidence)
-    # never among the photos predicted, nor the photos the run was trained on
-    read = [*(p if Path(p).is_dir() else Path(p).parent for p in args.paths), trained_on(args.run)]
-    if args.out:
-        check_outside(args.out, *read, flag="--out")
-    if args.sort_into:  # checked before predicting, then again for each photo's folder by sort_into
-        check_outside(args.sort_into, *read, flag="--sort-into")
-        check_writable(args.sort_into, hint="pass a folder for --sort-into")
-    if args.ray:
-        if not args.out:
-            raise PhotoclassError(
-                "--ray writes its predictions to a file. HINT: add --out results.csv (or .jsonl, .parquet)."
-            )
-        from .inference.ray_predict import RayPredictor
-
-        predictor = RayPredictor(
-            args.run,
-            address=args.ray,
-            engine="onnx" if args.engine == "torch" else args.engine,
-            actors=args.actors,
-            threads=args.threads,
-            batch_size=args.batch_size,
-            unknown=args.unknown,
-        )
-        return _predict_to_file(predictor, args)
-    predictor = open_predictor(
-        args.run,
-        engine=args.engine,
-        batch_size=args.batch_size,
-        device=args.device,
-        precision=args.precision,
-        tta=args.tta,
-        backbone=args.model,
-        unknown=args.unknown,
-    )
-    if args.out:
-        return _predict_to_file(predictor, args)
-    predictions = predictor.predict(args.paths, top_k=args.top_k)
-    print(format_predictions(predictions, args.format))
-    failed = [p for p in predictions if p.error]
-    if failed and args.format == "table":
-        print(f"\nskipped ({len(failed)}):", file=sys.stderr)
-        for p in failed:
-            print(f"  {p.path}: {p.error}", file=sys.stderr)
-    if args.sort_into:
-        counts = sort_into(predictions, args.sort_into, min_confidence=args.min_confidence)
-        print(
-            f"copied {sum(counts.values())} photos into {args.sort_into}: "
-            + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
-            file=sys.stderr,
-        )
-    return 0
-
-
-def _predict_to_file(predictor, args) -> int:
-    from collections import Counter
-
-    from .inference.results import predict_to_file
-    from .inference.sort import sort_into
-
-    counts: Counter = Counter()
-
-    def sort(batch) -> None:
-        counts.update(sort_into(batch, args.sort_into, min_confidence=args.min_confidence))
-
-    written = predict_to_file(
-        predictor, args.paths, args.out, top_k=args.top_k, on_batch=sort if args.sort_into else None
-    )
-    done = f", {written.before} already there" if written.before else ""
-    print(
-        f"{written.predicted} photos predicted into {written.path} in {written.seconds:.1f} s{done}"
-        + (f"; {written.failed} unreadable, listed there with their reasons" if written.failed else ""),
-        file=sys.stderr,
-    )
-    if args.sort_into:
-        print(
-            f"copied {sum(counts.values())} photos into {args.sort_into}: "
-            + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
-            file=sys.stderr,
-        )
-    return 0
-
-
-def format_predictions(predictions, fmt: str) -> str:
-    """`top` means the same everywhere: the k best classes, the predicted one first."""
-    if fmt == "json":
-        return json.dumps([p.to_dict() for p in predictions], indent=2, ensure_ascii=False)
-    if fmt == "csv":
-        from .inference.results import CSV_COLUMNS, csv_row
-
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(CSV_COLUMNS)
-        writer.writerows(csv_row(p, places=4) for p in predictions)
-        return buffer.getvalue().rstrip("\n")
-    from .inference.sort import CONFIDENCE_PLACES as places
-
-    # the columns of --format csv and json, with the same meaning: `label` is the closest class
-    # always, `unknown` says whether the photo is far from every training photo
-    checked = any(p.outlier_score is not None for p in predictions)
-    width = max([len(p.path) for p in predictions] + [4])
-    lines = [f"{'path':<{width}}  {'label':<14}{'conf':>7}{'  unknown' if checked else ''}  top"]
-    for p in predictions:
-        if not p.error:
-            top = ", ".join(f"{c} {v:.{places}f}" for c, v in p.top)
-            marker = f"  {'yes' if p.unknown else 'no':>7}" if checked else ""
-            lines.append(f"{p.path:<{width}}  {p.label:<14}{p.confidence:>7.{places}f}{marker}  {top}")
-    unknown = sum(p.unknown for p in predictions)
-    if unknown:
-        lines.append(
-            f"({unknown} unknown: farther from every training photo than the run's threshold, which "
-            "nearly all known photos are within, so likely of none of these classes; --sort-into puts "
-            "them in _unknown/, --no-unknown turns the check off)"
-        )
-    return "\n".join(lines)
-
-
-def cmd_similar(args) -> int:
-    from .inference.similar import format_similar, similar, write_similar_page
-
-    if args.html:  # never inside the photos' folders, nor the run's
-        from .data.outside import check_outside
-        from .runs.rundir import RunDir
-
-        check_outside(
-            args.html,
-            *(p if Path(p).is_dir() else Path(p).parent for p in args.paths),
-            RunDir(args.run).data_source(),
-            flag="--html",
-        )
-    found = similar(args.run, args.paths, k=args.k, batch_size=args.batch_size, device=args.device)
-    print(
-        json.dumps([s.to_dict() for s in found], indent=2, ensure_ascii=False)
-        if args.format == "json"
-        else format_similar(found)
-    )
-    if args.html:
-        print(f"written to {write_similar_page(args.run, found, args.html)}", file=sys.stderr)
-    return 0
-
-
-def cmd_export(args) -> int:
-    from .inference.export import export
-    from .inference.verify import describe
-
-    kind = f"{args.format}{' INT8' if args.int8 else ' bf16' if args.bf16 else ''}"
-    found = export(
-        args.run,
-        args.format,
-        int8=args.int8,
-        bf16=args.bf16,
-        out=args.out,
-        announce=lambda: print(
-            f"exporting {args.run} to {kind}, then checking it on the run's test photos ...",
-            file=sys.stderr,
-            flush=True,
-        ),
-    )
-    print(f"kept {found['path']}: {describe(found)}")
-    return 0
-
-
-def cmd_serve(args) -> int:
-    import uvicorn
-
-    from .serve.app import create_app
-
-    if not args.max_upload_mb > 0:
-        raise PhotoclassError(f"--max-upload-mb must be a positive number. Received: {args.max_upload_mb}")
-    token = args.token or os.environ.get("PHOTOCLASS_TOKEN") or None
-    if token and args.no_auth:
-        raise PhotoclassError(
-            "--no-auth and a token (--token or PHOTOCLASS_TOKEN) contradict each other. HINT: drop one of them."
-        )
-    if not token and not args.no_auth and not _is_loopback(args.host):
-        raise PhotoclassError(
-            f"--host {args.host} lets other machines in, and no token was given. HINT: pass --token "
-            "TOKEN (or set PHOTOCLASS_TOKEN), or --no-auth to serve anyone on purpose."
-        )
-    app = create_app(
-        args.run,
-        top_k=args.top_k,
-        max_bytes=int(args.max_upload_mb * 2**20),
-        max_queue=args.max_queue,
-        engine=args.engine,
-        port=args.port,
-        device=args.device,
-        precision=args.precision,
-        tta=args.tta,
-        token=token,
-        timeout=args.timeout,
-    )
-    guard = "token required" if token else "no token"
-    print(
-        f"serving {args.run} with {app.state.engine} at http://{args.host}:{args.port}/ ({guard}; Ctrl-C to stop)",
-        flush=True,
-    )
-    uvicorn.run(
-        app, host=args.host, port=args.port, log_level="info" if args.log_requests else "warning", timeout_keep_alive=5
-    )
-    return 0
-
-
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:  # a name: it may resolve to anything
-        return False
-
-
-def _add_device_options(p: argparse.ArgumentParser, *, precision: bool = False) -> None:
-    p.add_argument(
-        "--device",
-        default="auto",
-        metavar="DEVICE",
-        help="auto (CUDA, then MPS, then the CPU), cpu, cuda, cuda:N or mps (default: %(default)s)",
-    )
-    if precision:
-        from .core.device import PRECISIONS
-
-        p.add_argument(
-            "--precision",
-            default="auto",
-            choices=PRECISIONS,
-            help="auto: as the run was trained and tested, where this CPU or GPU computes it natively; "
-            "else fp32 (default: %(default)s)",
-        )
-
-
-def _add_tracking_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--tracking-uri",
-        metavar="URI",
-        help="MLflow store (default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)",
-    )
-    p.add_argument("--no-track", action="store_true", help="do not log to MLflow")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="photoclass",
@@ -792,403 +1265,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     parser.subcommands = sub.choices  # name -> its parser, for the nearest flag of a misspelt one
-
-    p = sub.add_parser(
-        "prepare",
-        help="scan, check, deduplicate and split a folder of photos",
-        description="Scan DATA, decode and fingerprint every photo, group "
-        "duplicates and write DIR/manifest.csv with a fair split.",
-    )
-    p.add_argument("data", metavar="DATA", help="folder of photos")
-    p.add_argument("--out", metavar="DIR", help="output folder (default prepared/<DATA name>)")
-    p.add_argument(
-        "--ray",
-        nargs="?",
-        const="local",
-        metavar="ADDRESS",
-        help="decode and fingerprint the photos on a Ray cluster (ADDRESS, or 'local'), whose workers see "
-        "the same files; duplicates are grouped and the split made here. Needs photoclass[ray]",
-    )
-    p.add_argument(
-        "--keep-pixels",
-        action="store_true",
-        help="also keep the decoded photos in the cache (200 KB a photo at 260 px), ready for training "
-        "that reads them every epoch (lpft, finetune, scratch); the default strategy needs none",
-    )
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    add_config_options(p, PrepareConfig)
-    p.set_defaults(func=cmd_prepare)
-
-    t = sub.add_parser(
-        "train",
-        help="train and evaluate a model on a folder of photos",
-        description="Prepare DATA (reusing the cache), train MODEL, evaluate it on "
-        "the held-out test split and write a run directory.",
-    )
-    t.add_argument("data", metavar="DATA", nargs="?", help="folder of photos, or one written by prepare")
-    t.add_argument("--out", metavar="RUN", help="run directory (default runs/<model>-<time>)")
-    t.add_argument(
-        "--resume",
-        metavar="RUN",
-        help="continue an interrupted run from its last.ckpt (with --epochs N: a finished one, to N epochs)",
-    )
-    t.add_argument(
-        "--seeds",
-        type=_seed_list,
-        metavar="S,S,...",
-        help="one run per seed, and a summary run "
-        "with the mean, spread and 95%% interval (e.g. 0,1,2); with --folds K alone: one run per fold",
-    )
-    t.add_argument(
-        "--nproc",
-        type=int,
-        metavar="N",
-        help="data-parallel over N processes on this machine: "
-        "runs torchrun --standalone --nproc-per-node N (default: one process)",
-    )
-    _add_tracking_options(t)
-    add_config_options(t, TrainConfig, PrepareConfig)
-    t.set_defaults(func=cmd_train)
-
-    lf = sub.add_parser(
-        "lr-find",
-        help="the learning-rate range test: loss against rate, and a suggestion",
-        description="Train the part of MODEL that `train` would fit, raising the rate every "
-        "step from --start-lr to --end-lr; plot the loss and suggest a rate.",
-    )
-    lf.add_argument("data", metavar="DATA", help="folder of photos")
-    lf.add_argument("--out", default="lr-find.png", metavar="FILE", help="the plot (default: %(default)s)")
-    lf.add_argument("--steps", type=int, default=100, help="batches to raise the rate over (default: %(default)s)")
-    lf.add_argument("--start-lr", type=float, default=1e-7, help="default: %(default)s")
-    lf.add_argument("--end-lr", type=float, default=1.0, help="default: %(default)s")
-    add_config_options(lf, TrainConfig, PrepareConfig)
-    lf.set_defaults(func=cmd_lr_find)
-
-    au = sub.add_parser(
-        "audit",
-        help="find likely mislabeled photos, conflicting duplicates and outliers",
-        description="Rank every photo of DATA by how likely its label is wrong (cleanlab's "
-        "confident learning on out-of-fold probabilities from frozen pretrained features, in "
-        "folds that keep duplicates together). DATA is never changed.",
-    )
-    au.add_argument("data", metavar="DATA", help="folder of photos")
-    au.add_argument(
-        "--out", default="audit", metavar="DIR", help="label_issues.csv, audit.html, audit.json (default: %(default)s)"
-    )
-    au.add_argument(
-        "--model", default=TrainConfig.model, metavar="NAME", help="the pretrained features (default: %(default)s)"
-    )
-    au.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: %(default)s)")
-    au.add_argument("--seed", type=int, default=0, help="default: %(default)s")
-    au.add_argument("--top", type=int, default=10, help="suspects printed (default: %(default)s)")
-    _add_device_options(au)
-    add_config_options(au, PrepareConfig, skip=AUDIT_SKIPS)
-    au.set_defaults(func=cmd_audit)
-
-    from .experiments.leaderboard import SORT_KEYS
-
-    r = sub.add_parser(
-        "runs",
-        help="the leaderboard: finished runs with their test figures",
-        description="List finished runs under ROOT (default runs/), best first.",
-    )
-    r.add_argument("roots", metavar="ROOT", nargs="*", default=["runs"])
-    r.add_argument(
-        "--data",
-        metavar="FOLDER",
-        help="only runs on this data: its folder (or CSV, array file) or "
-        "that folder's name; without it, each data set is ranked on its own",
-    )
-    r.add_argument(
-        "--sort",
-        choices=SORT_KEYS,
-        default="select",
-        help="select (default): the order `photoclass select` prefers (lowest test error; within "
-        "--tolerance, the smallest gap); error: by test error alone",
-    )
-    r.add_argument("--tolerance", type=float, default=0.01, help="of the select order (default: %(default)s)")
-    r.add_argument("--json", action="store_true", help="print the runs as JSON")
-    r.set_defaults(func=cmd_runs)
-
-    se = sub.add_parser(
-        "select",
-        help="pick the run with the lowest test error, then the smallest gap",
-        description="Among runs within TOLERANCE of the lowest test error, pick the one "
-        "with the smallest generalization gap; say why.",
-    )
-    se.add_argument("roots", metavar="ROOT", nargs="*", default=["runs"])
-    se.add_argument(
-        "--data",
-        metavar="FOLDER",
-        help="only runs on this data: its folder (or CSV, array file) or "
-        "that folder's name; needed where the runs are on several data sets",
-    )
-    se.add_argument("--tolerance", type=float, default=0.01, help="in accuracy (default: %(default)s, one point)")
-    se.add_argument("--copy-to", metavar="DIR", help="copy the winning run there (e.g. best/)")
-    se.add_argument("--json", action="store_true", help="print the winner, the reason and the candidates as JSON")
-    se.set_defaults(func=cmd_select)
-
-    sw = sub.add_parser(
-        "sweep",
-        help="search models and options with Optuna; each trial is a run",
-        description="Search the space (models, learning rate, augmentation, dropout, batch "
-        "and image size) for the best validation accuracy, pruning poor trials. Any "
-        "training option given is fixed for every trial.",
-    )
-    sw.add_argument("data", metavar="DATA")
-    sw.add_argument("--trials", type=int, default=20, help="default: %(default)s")
-    sw.add_argument("--space", metavar="FILE", help="JSON or TOML search space (default: built in)")
-    sw.add_argument(
-        "--storage",
-        metavar="URL",
-        help="Optuna storage: an RDB URL, or journal:PATH for a journal "
-        "file on a shared file system (default sqlite:///OUT/sweeps.db)",
-    )
-    sw.add_argument("--study", metavar="NAME", help="study name; reuse it to continue a sweep")
-    sw.add_argument("--out", default="runs", metavar="DIR", help="trial runs go to DIR/STUDY/ (default: runs)")
-    sw.add_argument("--timeout", type=float, metavar="SECONDS", help="start no trial after this long (default: none)")
-    _add_tracking_options(sw)
-    add_config_options(sw, TrainConfig, PrepareConfig)
-    sw.set_defaults(func=cmd_sweep)
-
-    tr = sub.add_parser("track", help="log finished runs to MLflow (again)")
-    tr.add_argument("runs", metavar="RUN", nargs="+")
-    tr.add_argument("--tracking-uri", metavar="URI", help="default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
-    tr.set_defaults(func=cmd_track)
-
-    rp = sub.add_parser("report", help="rebuild a run's report.html")
-    rp.add_argument("run", metavar="RUN")
-    rp.set_defaults(func=cmd_report)
-
-    co = sub.add_parser("compare", help="one HTML page comparing runs")
-    co.add_argument("runs", metavar="RUN", nargs="+")
-    co.add_argument("--out", default="compare.html", metavar="FILE", help="default: %(default)s")
-    co.add_argument("--tolerance", type=float, default=0.01, help="of the selection rule (default: %(default)s)")
-    co.set_defaults(func=cmd_compare)
-
-    e = sub.add_parser("evaluate", help="re-evaluate a saved run, on its test split or another folder")
-    e.add_argument("run", metavar="RUN")
-    e.add_argument("--data", metavar="DIR", help="evaluate on every photo of this folder instead")
-    e.add_argument(
-        "--outsiders",
-        metavar="DIR",
-        help="photos of none of the classes: how well the 'none of these' "
-        "check tells them from the test photos (AUROC, shares accepted)",
-    )
-    e.add_argument("--tta", action="store_true", help="average each test photo and its mirror")
-    _add_device_options(e, precision=True)
-    e.add_argument("--json", action="store_true", help="print the evaluation as JSON")
-    e.set_defaults(func=cmd_evaluate)
-
-    x = sub.add_parser(
-        "export",
-        help="export a run's model (ONNX, OpenVINO, LiteRT; fp32 or INT8), kept only if it "
-        "gives PyTorch's answers on the run's test photos",
-    )
-    x.add_argument("run", metavar="RUN")
-    x.add_argument(
-        "--format",
-        choices=("onnx", "openvino", "litert"),
-        default="onnx",
-        help="onnx: ONNX Runtime; openvino: OpenVINO Runtime; litert: LiteRT (TensorFlow Lite: Android, "
-        "edge boards) (default: %(default)s)",
-    )
-    kind = x.add_mutually_exclusive_group()
-    kind.add_argument(
-        "--int8",
-        action="store_true",
-        help="static INT8 (per-channel weights, calibrated on training "
-        "photos: NNCF, or PT2E for LiteRT); kept only if it holds the accuracy",
-    )
-    kind.add_argument(
-        "--bf16",
-        action="store_true",
-        help="OpenVINO only, on a CPU with native bf16 (AVX512-BF16 or "
-        "AMX): float32 weights computed in bf16, checked so; kept only if it holds the answers",
-    )
-    x.add_argument(
-        "--out",
-        metavar="PATH",
-        help="default RUN/model.onnx, RUN/openvino/model.xml or RUN/model.tflite, with -int8 or -bf16 added",
-    )
-    x.set_defaults(func=cmd_export)
-
-    sv = sub.add_parser("serve", help="serve predictions over HTTP, with a web page at /")
-    sv.add_argument("run", metavar="RUN", help="a run directory, or a model.onnx")
-    sv.add_argument("--host", default="127.0.0.1", help="default: %(default)s (this machine only)")
-    sv.add_argument("--port", type=int, default=8000, help="default: %(default)s")
-    sv.add_argument("--top-k", type=int, default=3, help="classes in each answer (default: %(default)s)")
-    sv.add_argument("--max-upload-mb", type=float, default=10, help="larger uploads get 413 (default: %(default)s)")
-    sv.add_argument(
-        "--max-queue", type=int, default=64, help="requests waiting beyond this get 503 (default: %(default)s)"
-    )
-    sv.add_argument(
-        "--engine",
-        choices=("auto", "onnx", "openvino", "litert", "torch"),
-        default="auto",
-        help="auto (default): the fastest of the run's verified exports (`photoclass export`), else "
-        "ONNX Runtime when installed (exports RUN/model.onnx once), else PyTorch",
-    )
-    sv.add_argument(
-        "--token",
-        metavar="TOKEN",
-        help="require `Authorization: Bearer TOKEN` on /predict and /model "
-        "(default: $PHOTOCLASS_TOKEN); needed to listen beyond this machine",
-    )
-    sv.add_argument("--no-auth", action="store_true", help="listen beyond this machine without a token, on purpose")
-    sv.add_argument(
-        "--timeout",
-        type=float,
-        default=30,
-        metavar="S",
-        help="an upload, or its answer, taking longer gets 408 or 504 (default: %(default)s)",
-    )
-    sv.add_argument(
-        "--log-requests",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="print a line per request (default: on)",
-    )
-    sv.add_argument(
-        "--tta",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="average each photo's prediction with its mirror's (twice the work; default: as the "
-        "run's test was measured, on for small-resnet)",
-    )
-    _add_device_options(sv, precision=True)
-    sv.set_defaults(func=cmd_serve)
-
-    pr = sub.add_parser(
-        "predict",
-        help="predict photos with a trained run; optionally sort copies",
-        description="Predict files, folders (recursively) and globs with RUN's model.",
-    )
-    pr.add_argument(
-        "run",
-        metavar="RUN",
-        help="a run directory, a model.onnx from `photoclass export`, or "
-        "'imagenet': the 1,000 ImageNet classes, no training (imagenet-lite0 for the smaller backbone)",
-    )
-    pr.add_argument("paths", metavar="PATH", nargs="+")
-    pr.add_argument(
-        "--model",
-        metavar="NAME",
-        help="with RUN 'imagenet': any timm backbone whose weights carry an "
-        "ImageNet-1k classifier, e.g. convnext_tiny.fb_in22k_ft_in1k (default: EfficientNet-Lite2)",
-    )
-    pr.add_argument("--top-k", type=int, default=3, help="classes listed per photo (default: %(default)s)")
-    pr.add_argument("--format", choices=("table", "json", "csv"), default="table", help="default: %(default)s")
-    pr.add_argument(
-        "--out",
-        metavar="FILE",
-        help="write a row per photo to FILE (.csv, .jsonl or .parquet) as it "
-        "goes, instead of printing; run again, it resumes, skipping the photos already there",
-    )
-    pr.add_argument(
-        "--ray",
-        nargs="?",
-        const="local",
-        metavar="ADDRESS",
-        help="with --out: predict on a Ray cluster (ADDRESS, or 'local' for this machine's cores), a pool of "
-        "actors each holding the run's ONNX (or --engine openvino) export; needs photoclass[ray]",
-    )
-    pr.add_argument(
-        "--actors",
-        type=int,
-        default=0,
-        metavar="N",
-        help="with --ray: predictors on the cluster, each with --threads threads (default: one per CPU)",
-    )
-    pr.add_argument(
-        "--threads", type=int, default=1, metavar="N", help="with --ray: threads of each actor (default: %(default)s)"
-    )
-    pr.add_argument("--sort-into", metavar="DIR", help="copy (never move) each photo into DIR/<predicted class>/")
-    pr.add_argument(
-        "--min-confidence",
-        type=float,
-        default=0.0,
-        metavar="P",
-        help="with --sort-into: below P, copy into DIR/_unsure/ instead; compared with the confidence "
-        "as printed, to three places (default: %(default)s)",
-    )
-    pr.add_argument(
-        "--unknown",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="mark photos far from every training photo 'unknown' (none of the classes), and sort them "
-        "into DIR/_unknown/ (default: on, for runs trained with the check)",
-    )
-    pr.add_argument("--batch-size", type=int, default=16, help="default: %(default)s")
-    pr.add_argument(
-        "--engine",
-        choices=("torch", "onnx", "openvino", "litert", "auto"),
-        default="torch",
-        help="onnx: ONNX Runtime, about twice as fast (exports RUN/model.onnx once); openvino: OpenVINO "
-        "Runtime (exports and checks RUN/openvino/ once); litert: LiteRT (RUN/model.tflite, likewise); auto: "
-        "the fastest of the run's verified exports, else ONNX Runtime when installed (default: %(default)s)",
-    )
-    pr.add_argument(
-        "--tta",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="average each photo's prediction with its mirror's (twice the work; default: as the "
-        "run's test was measured, on for small-resnet)",
-    )
-    _add_device_options(pr, precision=True)
-    pr.set_defaults(func=cmd_predict)
-
-    si = sub.add_parser(
-        "similar",
-        help="the training photos nearest each photo, in the model's features",
-        description="For each photo: RUN's prediction, its 'none of these' score, and the K "
-        "nearest training photos with their labels and cosine distances.",
-    )
-    si.add_argument("run", metavar="RUN", help="a run trained with the 'none of these' check (the default)")
-    si.add_argument("paths", metavar="PATH", nargs="+")
-    si.add_argument("-k", type=int, default=5, help="training photos per photo (default: %(default)s)")
-    si.add_argument("--format", choices=("table", "json"), default="table", help="default: %(default)s")
-    si.add_argument("--html", metavar="FILE", help="also write a page with thumbnails")
-    si.add_argument("--batch-size", type=int, default=16, help="default: %(default)s")
-    _add_device_options(si)
-    si.set_defaults(func=cmd_similar)
-
-    m = sub.add_parser(
-        "models",
-        help="list the available models, or one model's layers; pull timm weights",
-        description="List photoclass's own models (a glob such as '*convnext*' also searches timm's "
-        "pretrained backbones), show one model's layers, or `models pull NAME...` to download timm "
-        "weights into the Hugging Face cache.",
-    )
-    m.add_argument(
-        "pattern",
-        nargs="*",
-        metavar="NAME|PATTERN",
-        help="a glob, e.g. 'seed-*' or '*convnext*', one name for its layer table, or pull NAME...",
-    )
-    m.add_argument("--classes", type=int, default=10, help="classes for the parameter count (default: %(default)s)")
-    m.add_argument(
-        "--image-size",
-        type=int,
-        default=None,
-        metavar="PX",
-        help="input side for the layer table (default: the model's own)",
-    )
-    m.add_argument("--json", action="store_true", help="the layer table as JSON")
-    m.add_argument(
-        "--measure",
-        action="store_true",
-        help="time each listed model here (random weights, batch 8) instead of estimating its images/s from its GFLOPs",
-    )
-    m.set_defaults(func=cmd_models)
-
-    a = sub.add_parser("augment-preview", help="write a grid of augmented training photos")
-    a.add_argument("data", metavar="DATA")
-    a.add_argument("--augment", default="default", metavar="SPEC", help="default: %(default)s")
-    a.add_argument("--out", default="augment-preview.png", help="default: %(default)s")
-    a.add_argument("--photos", type=int, default=4, help="default: %(default)s")
-    add_config_options(a, PrepareConfig)
-    a.set_defaults(func=cmd_augment_preview)
+    for entry in COMMANDS.values():
+        command_parser = sub.add_parser(entry.name, help=entry.help, description=entry.description)
+        entry.arguments(command_parser)
+        add_config_options(command_parser, *entry.configs, skip=entry.skip)
+        command_parser.set_defaults(func=entry.handler)
     return parser
 
 

@@ -172,34 +172,14 @@ def sweep(
     """
     import optuna
 
-    check_int("trials", trials, 1, 100_000)
-    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
-        raise PhotoclassError(f"`timeout` must be a positive number of seconds. Received: timeout={timeout!r}")
-    given_space, space = space is not None, load_space(space)
-    searched = sorted(k for k in fixed if isinstance(space.get(k), (list, dict)))
-    if searched:
-        raise PhotoclassError(
-            f"Options {searched} are both searched and fixed. HINT: drop them from the "
-            "command line or from the search space."
-        )
-    space = {k: v for k, v in space.items() if k not in fixed}  # a fixed option overrides the space's value
-    _check_fixed(fixed)
-    if not Path(data).is_dir():
-        raise PhotoclassError(f"Folder not found: {data}. HINT: sweep a folder of photos, as for `photoclass train`.")
+    given_space, space = space is not None, _checked_space(data, space, fixed, trials=trials, timeout=timeout)
     storage = _storage(storage) if storage else None
     out = check_outside(Path(out), data)
     out.mkdir(parents=True, exist_ok=True)
     name = study or f"sweep-{Path(data).resolve().name}-{time.strftime('%Y%m%d-%H%M%S')}"
     storage = storage or f"sqlite:///{(out / 'sweeps.db').resolve()}"
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # trials are announced below
-    the_study = optuna.create_study(
-        study_name=name,
-        storage=storage,
-        load_if_exists=True,
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2),
-    )
+    the_study = _create_study(name, storage, seed)
     defaults = _defaults_trial(space)
     if defaults is not None and not the_study.trials:  # a new study
         the_study.enqueue_trial(defaults, user_attrs={"defaults": True})
@@ -226,6 +206,50 @@ def sweep(
         val = evaluation.get("val") or {}
         return val["accuracy"] if val.get("count") else evaluation["train"]["accuracy"]  # no val split
 
+    with warnings.catch_warnings():  # a NOTE that an option has no effect is for the options the user gave
+        for option in chosen:
+            warnings.filterwarnings("ignore", message=f"`{re.escape(option)}` ", category=UnusedOptionWarning)
+        the_study.optimize(
+            objective, n_trials=trials, timeout=timeout, callbacks=[_announcer(verbose)], catch=(PhotoclassError,)
+        )
+    return the_study
+
+
+def _checked_space(data, space, fixed: dict[str, Any], *, trials: int, timeout: float | None) -> dict[str, Any]:
+    """The search space, less the options given as fixed, once the arguments are checked."""
+    check_int("trials", trials, 1, 100_000)
+    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
+        raise PhotoclassError(f"`timeout` must be a positive number of seconds. Received: timeout={timeout!r}")
+    space = load_space(space)
+    searched = sorted(k for k in fixed if isinstance(space.get(k), (list, dict)))
+    if searched:
+        raise PhotoclassError(
+            f"Options {searched} are both searched and fixed. HINT: drop them from the "
+            "command line or from the search space."
+        )
+    space = {k: v for k, v in space.items() if k not in fixed}  # a fixed option overrides the space's value
+    _check_fixed(fixed)
+    if not Path(data).is_dir():
+        raise PhotoclassError(f"Folder not found: {data}. HINT: sweep a folder of photos, as for `photoclass train`.")
+    return space
+
+
+def _create_study(name: str, storage: str, seed: int):
+    import optuna
+
+    return optuna.create_study(
+        study_name=name,
+        storage=storage,
+        load_if_exists=True,
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2),
+    )
+
+
+def _announcer(verbose: bool) -> Callable[..., None]:
+    """The Optuna callback that prints a line per finished trial (nothing unless `verbose`)."""
+
     def announce(study, trial) -> None:
         if verbose:
             state = trial.state.name.lower()
@@ -233,8 +257,4 @@ def sweep(
             rest = " (the other searched options at train's defaults)" if trial.user_attrs.get("defaults") else ""
             print(f"trial {trial.number:>3} {state:<8} {value:<14} {trial.params}{rest}", flush=True)
 
-    with warnings.catch_warnings():  # a NOTE that an option has no effect is for the options the user gave
-        for option in chosen:
-            warnings.filterwarnings("ignore", message=f"`{re.escape(option)}` ", category=UnusedOptionWarning)
-        the_study.optimize(objective, n_trials=trials, timeout=timeout, callbacks=[announce], catch=(PhotoclassError,))
-    return the_study
+    return announce

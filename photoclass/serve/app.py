@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import os
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,7 @@ from ..core.errors import PhotoclassError
 from ..core.version import __version__
 from ..config import DEFAULT_MAX_PIXELS, check_int
 from ..data.decode import DecodeError, decode_photo
-from ..inference.predictor import open_predictor
+from ..inference.predictor import Prediction, open_predictor
 from ..runs.rundir import RunDir
 from .batching import MicroBatcher
 
@@ -127,35 +128,8 @@ def create_app(
     export, else ONNX Runtime when it is installed (exported once to RUN/model.onnx), else
     PyTorch, in `precision` (auto: as the run was trained and tested, where native).
     """
-    check_int("top_k", top_k, 1, 1000)
-    check_int("max_bytes", max_bytes, 1, 2**34)
-    check_int("max_queue", max_queue, 0, 100_000)
-    check_int("max_batch", max_batch, 1, 4096)
-    if port is not None:
-        check_int("port", port, 1, 65535)
-    if token is not None and len(token) < 8:
-        raise PhotoclassError(
-            f"The token is {len(token)} characters long: too easy to guess. HINT: use at least 8, "
-            "e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`."
-        )
-    if not timeout > 0:
-        raise PhotoclassError(f"`timeout` must be a positive number of seconds. Received: timeout={timeout}")
-    expected = None if token is None else hashlib.sha256(token.encode()).digest()
-
-    def authorize(request: Request) -> None:
-        if expected is None:
-            return
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not given.strip():
-            raise ApiError(401, "this server needs a token: send `Authorization: Bearer TOKEN`")
-        # equal-length digests: the comparison's time says nothing about the token, not even its length
-        if not hmac.compare_digest(hashlib.sha256(given.strip().encode()).digest(), expected):
-            raise ApiError(
-                401,
-                "wrong token: the one in `Authorization: Bearer TOKEN` is not this server's. "
-                "HINT: send the token the server was started with (--token or PHOTOCLASS_TOKEN)",
-            )
-
+    _check_options(top_k, max_bytes, max_queue, max_batch, port, token, timeout)
+    authorize = _authorizer(token)
     predictor = open_predictor(model, engine=engine, device=device, precision=precision, tta=tta)
     info = _model_info(Path(model), predictor)
     info["engine"] = predictor.engine
@@ -166,10 +140,7 @@ def create_app(
     batcher = MicroBatcher(predictor.predict_pixels, max_batch=max_batch)
     waiting = 0
 
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, error: ApiError):
-        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-        return JSONResponse({"error": error.message}, status_code=error.status, headers=headers)
+    app.add_exception_handler(ApiError, _api_error)
 
     @app.get("/health", response_model=HealthOut)
     async def health() -> dict[str, Any]:
@@ -193,39 +164,103 @@ def create_app(
     async def predict(request: Request) -> dict[str, Any]:
         nonlocal waiting
         authorize(request)  # before a byte of the body is read
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > max_bytes + 64 * 1024:
-            if int(length) <= DRAIN_FACTOR * max_bytes:
-                # read the rest, so the client gets the 413 rather than a reset mid-upload
-                async for _ in request.stream():
-                    pass
-            raise ApiError(413, f"upload of {int(length)} bytes is over the limit of {max_bytes} bytes")
-        try:
-            data = await asyncio.wait_for(_read_upload(request, max_bytes), timeout)
-        except TimeoutError:
-            raise ApiError(408, f"the upload took longer than {timeout:g} s to arrive") from None
+        data = await _upload(request, max_bytes, timeout)
         if waiting >= max_queue:
             raise ApiError(503, "the server is busy; try again in a moment")
         waiting += 1
         try:
-            try:  # decoding runs off the event loop too: a large photo must not stall the others
-                photo = await asyncio.wait_for(
-                    run_in_threadpool(decode_photo, data, size=predictor.size, max_pixels=max_pixels), timeout
-                )
-                p = await asyncio.wait_for(batcher(photo.to_array()), timeout)
-            except DecodeError as e:
-                raise ApiError(STATUS_FOR_DECODE_ERROR.get(e.kind, 422), e.reason) from None
-            except TimeoutError:
-                raise ApiError(504, f"no answer within {timeout:g} s; the server is overloaded") from None
+            photo, p = await _decode_and_predict(data, predictor, batcher, max_pixels=max_pixels, timeout=timeout)
         finally:
             waiting -= 1
-        p, score, unknown = predictor.read_row(p)
-        best = np.argsort(-p, kind="stable")[: max(1, min(top_k, len(predictor.classes)))]
-        top = [{"label": predictor.classes[i], "probability": round(float(p[i]), 6)} for i in best]
-        known = {} if score is None else {"unknown": unknown, "outlier_score": round(score, 6)}
-        return {"label": top[0]["label"], "confidence": top[0]["probability"], **known, "top": top, "note": photo.note}
+        return {**_answer(predictor, p, top_k), "note": photo.note}
 
     return app
+
+
+def _check_options(
+    top_k: int, max_bytes: int, max_queue: int, max_batch: int, port: int | None, token: str | None, timeout: float
+) -> None:
+    check_int("top_k", top_k, 1, 1000)
+    check_int("max_bytes", max_bytes, 1, 2**34)
+    check_int("max_queue", max_queue, 0, 100_000)
+    check_int("max_batch", max_batch, 1, 4096)
+    if port is not None:
+        check_int("port", port, 1, 65535)
+    if token is not None and len(token) < 8:
+        raise PhotoclassError(
+            f"The token is {len(token)} characters long: too easy to guess. HINT: use at least 8, "
+            "e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`."
+        )
+    if not timeout > 0:
+        raise PhotoclassError(f"`timeout` must be a positive number of seconds. Received: timeout={timeout}")
+
+
+def _authorizer(token: str | None) -> Callable[[Request], None]:
+    """A check of a request's `Authorization: Bearer TOKEN` (none without a `token`), raising 401."""
+    expected = None if token is None else hashlib.sha256(token.encode()).digest()
+
+    def authorize(request: Request) -> None:
+        if expected is None:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            raise ApiError(401, "this server needs a token: send `Authorization: Bearer TOKEN`")
+        # equal-length digests: the comparison's time says nothing about the token, not even its length
+        if not hmac.compare_digest(hashlib.sha256(given.strip().encode()).digest(), expected):
+            raise ApiError(
+                401,
+                "wrong token: the one in `Authorization: Bearer TOKEN` is not this server's. "
+                "HINT: send the token the server was started with (--token or PHOTOCLASS_TOKEN)",
+            )
+
+    return authorize
+
+
+async def _api_error(request: Request, error: ApiError):
+    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    return JSONResponse({"error": error.message}, status_code=error.status, headers=headers)
+
+
+async def _upload(request: Request, max_bytes: int, timeout: float) -> bytes:
+    """The photo's bytes; 413 for a body whose Content-Length is over the limit, before it is
+    read, and 408 for an upload slower than `timeout` seconds."""
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > max_bytes + 64 * 1024:
+        if int(length) <= DRAIN_FACTOR * max_bytes:
+            # read the rest, so the client gets the 413 rather than a reset mid-upload
+            async for _ in request.stream():
+                pass
+        raise ApiError(413, f"upload of {int(length)} bytes is over the limit of {max_bytes} bytes")
+    try:
+        return await asyncio.wait_for(_read_upload(request, max_bytes), timeout)
+    except TimeoutError:
+        raise ApiError(408, f"the upload took longer than {timeout:g} s to arrive") from None
+
+
+async def _decode_and_predict(data: bytes, predictor, batcher: MicroBatcher, *, max_pixels: int, timeout: float):
+    """(the decoded photo, its row of `predict_pixels`); 422 or 415 for a photo that does not
+    decode, 504 when either step takes longer than `timeout` seconds."""
+    try:  # decoding runs off the event loop too: a large photo must not stall the others
+        photo = await asyncio.wait_for(
+            run_in_threadpool(decode_photo, data, size=predictor.size, max_pixels=max_pixels), timeout
+        )
+        return photo, await asyncio.wait_for(batcher(photo.to_array()), timeout)
+    except DecodeError as e:
+        raise ApiError(STATUS_FOR_DECODE_ERROR.get(e.kind, 422), e.reason) from None
+    except TimeoutError:
+        raise ApiError(504, f"no answer within {timeout:g} s; the server is overloaded") from None
+
+
+def _answer(predictor, row: np.ndarray, top_k: int) -> dict[str, Any]:
+    """One row of `predict_pixels` as `predict --format json` shows a photo, less its path."""
+    p, score, unknown = predictor.read_row(row)
+    best = np.argsort(-p, kind="stable")[: max(1, min(top_k, len(predictor.classes)))]
+    prediction = Prediction(
+        "", [(predictor.classes[i], float(p[i])) for i in best], outlier_score=score, unknown=unknown
+    )
+    answer = prediction.to_dict()
+    del answer["path"]
+    return answer
 
 
 async def _read_upload(request: Request, max_bytes: int) -> bytes:

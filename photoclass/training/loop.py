@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,8 @@ class FitState:
     saved_best: bool = False  # this epoch's weights were kept as the best so far
     stop_reason: str = ""  # set by a callback to stop after this epoch
     interrupted: bool = False
+    stop_training: bool = False  # set by a callback's on_batch_end to end the fit after that batch (lr_find)
+    batch_loss: float = math.nan  # the loss of the batch just trained, for on_batch_end
     stage: str = "fit"  # a name for this fit within a run (LP-FT has two)
     stage_start: int = 0  # epochs of earlier stages, in `history` before this one's
 
@@ -127,8 +130,8 @@ def fit(
                 seed=epoch_seed(seed, epoch),
                 precision=precision,
                 scaler=scaler,
-                on_batch_end=lambda: _each(callbacks, "on_batch_end", state),
-                should_stop=lambda: interrupt.requested,
+                on_batch_end=lambda loss: _batch_end(callbacks, state, loss),
+                should_stop=lambda: interrupt.requested or state.stop_training,
                 desc=f"epoch {epoch + 1}/{epochs}",
                 progress=progress,
                 task=task,
@@ -136,6 +139,8 @@ def fit(
             if interrupt.requested:  # the partial epoch is dropped; resume repeats it
                 state.interrupted = True
                 return state
+            if state.stop_training:  # mid-epoch, on a callback's word: no validation, no row
+                break
             stats.update(_over_all_processes(stats, device))
             row = {
                 "epoch": epoch + 1,
@@ -169,7 +174,7 @@ def train_one_epoch(
     seed: int,
     precision: str = "fp32",
     scaler: torch.amp.GradScaler | None = None,
-    on_batch_end: Callable[[], None] | None = None,
+    on_batch_end: Callable[[float], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     desc: str = "train",
     progress: bool | None = None,
@@ -193,9 +198,10 @@ def train_one_epoch(
             else:
                 loss.backward()
                 optimizer.step()
+            batch_loss = float(loss.detach())
             if on_batch_end is not None:
-                on_batch_end()
-            total_loss += float(loss.detach()) * len(y)
+                on_batch_end(batch_loss)
+            total_loss += batch_loss * len(y)
             correct += int(task.correct(logits, y).sum())
             seen += len(y)
             elapsed = time.perf_counter() - started
@@ -235,6 +241,11 @@ def _over_all_processes(stats: dict[str, float], device: torch.device) -> dict[s
 
 def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % (2**63)
+
+
+def _batch_end(callbacks: Sequence[Callback], state: FitState, loss: float) -> None:
+    state.batch_loss = loss
+    _each(callbacks, "on_batch_end", state)
 
 
 def _each(callbacks: Sequence[Callback], hook: str, state: FitState) -> None:

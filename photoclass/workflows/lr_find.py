@@ -21,6 +21,7 @@ from ..data.prepare import prepare
 from ..evaluation import plots
 from ..training.lr_find import lr_range_test
 from ..training.optim import create_optimizer
+from ..tasks import get_task
 from .train import _input_spec, _resolve_options, _resolved, _trained_part, build_model
 
 
@@ -54,6 +55,7 @@ def lr_find(
     if not (isinstance(end_lr, (int, float)) and end_lr > start_lr):
         raise PhotoclassError(f"`end_lr` must be above start_lr ({start_lr}). Received: end_lr={end_lr!r}")
     config, prep, data = _resolve_options(data, model, options)
+    task = get_task(config.task)
     out = check_outside(Path(out), data)
     check_writable(out.parent if str(out.parent) else Path("."), hint="pass --out a file in a folder you can write")
     custom = model if isinstance(model, nn.Module) else None
@@ -70,12 +72,13 @@ def lr_find(
         trained,
         loaders["train"],
         optimizer,
-        nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
+        task.loss_fn(label_smoothing=config.label_smoothing),
         start_lr=start_lr,
         end_lr=end_lr,
         steps=steps,
         precision=config.precision,
         seed=config.seed,
+        task=task,
     )
     plots.lr_curve(rates, losses, suggestion, out)
     return LrFinding(suggestion, rates, losses, out)

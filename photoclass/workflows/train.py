@@ -180,23 +180,13 @@ def _train(
     prep = dataclasses.replace(prep, image_size=spec.size)
     dataset = _prepare_in_turn(data, prep, place, progress, pixels=_keeps_pixels(config, custom, device))
     say(_data_line(dataset.summary))
-    if not len(dataset.indices("test")):
-        raise PhotoclassError(
-            f"The test split of {dataset.root} is empty ({dataset.summary['usable']} photos, "
-            f"test_size {prep.test_size}): nothing would measure the model. HINT: add photos, "
-            "or raise --test-size."
-        )
+    _check_test_split(dataset, prep)
     net = build_model(config, spec, len(dataset.classes), custom, device, channels=dataset.summary.get("channels", 3))
     spec = net.input_spec  # grey photos: 1 channel for a model trained from scratch
     auto = config.strategy == "auto"
     config = _resolved(config, spec, net, device)
-    if auto and config.strategy == "features":
-        say(
-            "strategy: features (auto on a CPU: the frozen backbone runs once and the head trains in "
-            "milliseconds an epoch; --strategy lpft also fine-tunes every layer, minutes an epoch here)"
-        )
-    elif auto and config.strategy == "lpft":
-        say("strategy: lpft (auto on a GPU: the head on frozen features, then every layer fine-tuned)")
+    if auto:
+        _say_strategy(config, say)
     applied = applied_augment(config)
     meta = _model_meta(config, dataset, spec, net)
     if not resume and place.main:
@@ -207,12 +197,7 @@ def _train(
             say(f"augmentation: {what}, as {why} (--strategy lpft or scratch augments the pixels)")
 
     checkpoint = run.load_checkpoint() if resume else None
-    if checkpoint is not None and checkpoint.get("processes", 1) != place.world:
-        say(
-            f"note: {run.path} was saved by {checkpoint.get('processes', 1)} process(es) and resumes with "
-            f"{place.world}; the global batch is the same, so training continues, but later epochs will not "
-            "match an uninterrupted run bit for bit"
-        )
+    _note_other_world(run, checkpoint, place, say)
     stage = Stage(
         config,
         run,
@@ -223,29 +208,10 @@ def _train(
         progress=progress,
         verbose=say is print,
     )
-    fine_tuning = checkpoint is not None and checkpoint.get("stage") == "ft"  # killed in lpft's second stage
-    if not fine_tuning:
-        trained, loaders, weights = _trained_part(net, dataset, config, spec, place, progress)
-        if _probes(config):
-            state = stage.probe(trained, loaders, groups=dataset.groups[loaders["train_eval"].indices], weights=weights)
-        else:
-            state = stage.fit(trained, loaders, weights=weights, checkpoint=checkpoint)
-    if config.strategy == "lpft" and (fine_tuning or not state.interrupted):
-        head = None if fine_tuning else trained
-        trained, loaders, weights = net, _pixel_loaders(dataset, config, spec, place), RunDir.WEIGHTS
-        state = stage.fine_tune(
-            net, head, loaders, checkpoint=checkpoint if fine_tuning else None, probe=None if fine_tuning else state
-        )
-    if not place.main:  # the main process evaluates and writes; the others are done
-        return TrainResult(
-            run, None, state.history, stopped_early=state.stopped_early, seconds=time.perf_counter() - started
-        )
-    if state.interrupted:
-        say(
-            f"interrupted: {run.path} holds epochs 1-{len(state.history)}; continue with "
-            f"`photoclass train --resume {run.path}`"
-        )
-        return TrainResult(run, None, state.history, interrupted=True, seconds=time.perf_counter() - started)
+    state, trained, loaders, weights = _fit_stages(stage, net, dataset, config, spec, place, checkpoint, progress)
+    unevaluated = _unevaluated(run, state, place, say, started)
+    if unevaluated is not None:
+        return unevaluated
 
     say(f"evaluating {'the best epoch' if len(state.history) > 1 else 'the model'} on the test split ...", flush=True)
     trained.load_state_dict(run.load_state(weights))  # the best epoch's weights
@@ -259,7 +225,91 @@ def _train(
         p.numel() for p in trained.parameters() if p.requires_grad
     )  # the rest stayed as pretrained
     run.save_model(net, meta)  # the whole network, whichever part of it was trained
-    evaluation["training"] = {
+    evaluation["training"] = _training_summary(state, config, loaders, started)
+    say("writing plots and report.html ...", flush=True)
+    write_evaluation(run, evaluation, state.history, dataset, config, augment=str(applied))
+    write_report(run, model=net, dataset=dataset)
+    seconds = time.perf_counter() - started
+    say(format_test(evaluation["test"], run.path, unknown=evaluation.get("outlier_scores")))
+    log_finished_run(run, track, verbose=say is print)
+    return TrainResult(run, evaluation["test"], state.history, stopped_early=state.stopped_early, seconds=seconds)
+
+
+def _unevaluated(run: RunDir, state, place: distributed.Processes, say, started: float) -> TrainResult | None:
+    """The result of a process that evaluates nothing: not the main one, or interrupted."""
+    if not place.main:  # the main process evaluates and writes; the others are done
+        return TrainResult(
+            run, None, state.history, stopped_early=state.stopped_early, seconds=time.perf_counter() - started
+        )
+    if state.interrupted:
+        say(
+            f"interrupted: {run.path} holds epochs 1-{len(state.history)}; continue with "
+            f"`photoclass train --resume {run.path}`"
+        )
+        return TrainResult(run, None, state.history, interrupted=True, seconds=time.perf_counter() - started)
+    return None
+
+
+def _check_test_split(dataset: PreparedDataset, prep: PrepareConfig) -> None:
+    if not len(dataset.indices("test")):
+        raise PhotoclassError(
+            f"The test split of {dataset.root} is empty ({dataset.summary['usable']} photos, "
+            f"test_size {prep.test_size}): nothing would measure the model. HINT: add photos, "
+            "or raise --test-size."
+        )
+
+
+def _say_strategy(config: TrainConfig, say) -> None:
+    """What `--strategy auto` chose, and why."""
+    if config.strategy == "features":
+        say(
+            "strategy: features (auto on a CPU: the frozen backbone runs once and the head trains in "
+            "milliseconds an epoch; --strategy lpft also fine-tunes every layer, minutes an epoch here)"
+        )
+    elif config.strategy == "lpft":
+        say("strategy: lpft (auto on a GPU: the head on frozen features, then every layer fine-tuned)")
+
+
+def _note_other_world(run: RunDir, checkpoint: dict | None, place: distributed.Processes, say) -> None:
+    if checkpoint is not None and checkpoint.get("processes", 1) != place.world:
+        say(
+            f"note: {run.path} was saved by {checkpoint.get('processes', 1)} process(es) and resumes with "
+            f"{place.world}; the global batch is the same, so training continues, but later epochs will not "
+            "match an uninterrupted run bit for bit"
+        )
+
+
+def _fit_stages(
+    stage: Stage,
+    net: nn.Module,
+    dataset: PreparedDataset,
+    config: TrainConfig,
+    spec: InputSpec,
+    place,
+    checkpoint,
+    progress,
+):
+    """Fit the run's stage or stages (LP-FT: the head, then every layer), from `checkpoint`
+    when resuming: (the last stage's FitState, the part it trained, its loaders, the file of
+    its best weights)."""
+    fine_tuning = checkpoint is not None and checkpoint.get("stage") == "ft"  # killed in lpft's second stage
+    if not fine_tuning:
+        trained, loaders, weights = _trained_part(net, dataset, config, spec, place, progress)
+        if _probes(config):
+            state = stage.probe(trained, loaders, groups=dataset.groups[loaders["train_eval"].indices], weights=weights)
+        else:
+            state = stage.fit(trained, loaders, weights=weights, checkpoint=checkpoint)
+    if config.strategy == "lpft" and (fine_tuning or not state.interrupted):
+        head = None if fine_tuning else trained
+        trained, loaders, weights = net, _pixel_loaders(dataset, config, spec, place), RunDir.WEIGHTS
+        state = stage.fine_tune(
+            net, head, loaders, checkpoint=checkpoint if fine_tuning else None, probe=None if fine_tuning else state
+        )
+    return state, trained, loaders, weights
+
+
+def _training_summary(state, config: TrainConfig, loaders, started: float) -> dict[str, Any]:
+    return {
         "epochs_run": len(state.history),
         "best_epoch": _best_epoch(state.history, config.monitor),
         "stopped_early": state.stopped_early,
@@ -269,13 +319,6 @@ def _train(
         else 0,
         **({"features_by": loaders["train"].encoder} if hasattr(loaders["train"], "encoder") else {}),
     }
-    say("writing plots and report.html ...", flush=True)
-    write_evaluation(run, evaluation, state.history, dataset, config, augment=str(applied))
-    write_report(run, model=net, dataset=dataset)
-    seconds = time.perf_counter() - started
-    say(format_test(evaluation["test"], run.path, unknown=evaluation.get("outlier_scores")))
-    log_finished_run(run, track, verbose=say is print)
-    return TrainResult(run, evaluation["test"], state.history, stopped_early=state.stopped_early, seconds=seconds)
 
 
 def _fit_outliers(run: RunDir, trained: nn.Module, loaders, config: TrainConfig, groups: np.ndarray) -> dict:
