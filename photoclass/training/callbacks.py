@@ -19,7 +19,7 @@ from collections.abc import Callable
 from ..runs.rundir import RunDir
 
 if TYPE_CHECKING:
-    from .loop import FitState
+    from .state import FitState
 
 
 class Callback:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass, field
 from typing import Any
 from collections.abc import Callable, Sequence
 
@@ -18,63 +16,7 @@ from ..data.loader import BatchLoader
 from ..evaluation.predict import predict_logits
 from ..tasks import SINGLE_LABEL, Task
 from .callbacks import Callback, GracefulInterrupt
-
-
-@dataclass
-class FitState:
-    """What callbacks see: the model and optimizer, the history so far, and the stop flags."""
-
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    epochs: int
-    callbacks: Sequence[Callback] = ()
-    scaler: torch.amp.GradScaler | None = None  # fp16 only
-    history: list[dict[str, Any]] = field(default_factory=list)
-    start_epoch: int = 0  # 0-based; > 0 when resumed
-    epoch: int = 0  # 0-based, the epoch in progress
-    saved_best: bool = False  # this epoch's weights were kept as the best so far
-    stop_reason: str = ""  # set by a callback to stop after this epoch
-    interrupted: bool = False
-    stop_training: bool = False  # set by a callback's on_batch_end to end the fit after that batch (lr_find)
-    batch_loss: float = math.nan  # the loss of the batch just trained, for on_batch_end
-    stage: str = "fit"  # a name for this fit within a run (LP-FT has two)
-    stage_start: int = 0  # epochs of earlier stages, in `history` before this one's
-
-    @property
-    def stopped_early(self) -> bool:
-        return bool(self.stop_reason)
-
-    @property
-    def module(self) -> nn.Module:
-        """The network itself, also when it is wrapped for data-parallel training."""
-        return self.model.module if isinstance(self.model, nn.parallel.DistributedDataParallel) else self.model
-
-    def checkpoint(self) -> dict[str, Any]:
-        """Everything needed to continue after this epoch (`last.ckpt`)."""
-        return {
-            "model": self.module.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "callbacks": {type(c).__name__: c.state_dict() for c in self.callbacks},
-            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
-            "processes": distributed.processes().world,
-            "stage": self.stage,
-            "stage_start": self.stage_start,
-            "history": self.history,
-            "epoch": self.epoch,
-        }
-
-    def restore(self, checkpoint: dict[str, Any]) -> None:
-        self.module.load_state_dict(checkpoint["model"])
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        states = checkpoint.get("callbacks", {})
-        for callback in self.callbacks:
-            if type(callback).__name__ in states:
-                callback.load_state_dict(states[type(callback).__name__])
-        if self.scaler is not None and checkpoint.get("scaler"):
-            self.scaler.load_state_dict(checkpoint["scaler"])
-        self.history = list(checkpoint["history"])
-        self.start_epoch = int(checkpoint["epoch"]) + 1
-        self.stage_start = int(checkpoint.get("stage_start", 0))
+from .state import FitState
 
 
 def fit(
@@ -142,15 +84,8 @@ def fit(
             if state.stop_training:  # mid-epoch, on a callback's word: no validation, no row
                 break
             stats.update(_over_all_processes(stats, device))
-            row = {
-                "epoch": epoch + 1,
-                "train_loss": stats["loss"],
-                "train_acc": stats["acc"],
-                **validate(model, loaders["val"], precision=precision, task=task),
-                "lr": optimizer.param_groups[-1]["lr"],
-                "seconds": round(stats["seconds"], 3),
-                "images_per_s": round(stats["images_per_s"], 1),
-            }
+            validated = validate(model, loaders["val"], precision=precision, task=task)
+            row = _epoch_row(epoch, stats, validated, lr=optimizer.param_groups[-1]["lr"])
             state.history.append(row)
             for callback in callbacks:
                 callback.on_epoch_end(state, row)
@@ -158,6 +93,19 @@ def fit(
                 break
     _each(callbacks, "on_fit_end", state)
     return state
+
+
+def _epoch_row(epoch: int, stats: dict[str, float], validated: dict[str, float], *, lr: float) -> dict[str, float]:
+    """One row of the history (metrics.csv and timing.csv) for the 0-based `epoch`."""
+    return {
+        "epoch": epoch + 1,
+        "train_loss": stats["loss"],
+        "train_acc": stats["acc"],
+        **validated,
+        "lr": lr,
+        "seconds": round(stats["seconds"], 3),
+        "images_per_s": round(stats["images_per_s"], 1),
+    }
 
 
 def validate(model: nn.Module, loader, *, precision: str = "fp32", task: Task = SINGLE_LABEL) -> dict[str, float]:

@@ -15,7 +15,8 @@ from torch import nn
 
 from .callbacks import Callback
 from ..tasks import SINGLE_LABEL, Task
-from .loop import FitState, fit
+from .loop import fit
+from .state import FitState
 
 
 class LrFinder(Callback):

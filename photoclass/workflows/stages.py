@@ -14,7 +14,8 @@ from ..runs.rundir import RunDir
 from ..tasks import Task
 from ..training.callbacks import Checkpoint, EarlyStopping, EpochHook, EpochPrinter, LRSchedule, MetricsWriter
 from ..training.finetune import discriminative_groups, freeze_batchnorm, warmup_cosine
-from ..training.loop import FitState, fit, validate
+from ..training.loop import fit, validate
+from ..training.state import FitState
 from ..training.probe import fit_linear_probe
 from ..training.optim import create_optimizer, create_scheduler
 

@@ -191,11 +191,7 @@ def _train(
     meta = _model_meta(config, dataset, spec, net)
     if not resume and place.main:
         _start_run(run, config, prep, dataset, meta, applied)
-        _warn_unused(config, given)
-        if "augment" not in given and applied != parse_augment(config.augment):
-            what, why = augment_note(config)
-            say(f"augmentation: {what}, as {why} (--strategy lpft or scratch augments the pixels)")
-
+        _say_unused(config, given, applied, say)
     checkpoint = run.load_checkpoint() if resume else None
     _note_other_world(run, checkpoint, place, say)
     stage = Stage(
@@ -612,11 +608,19 @@ def _probes(config: TrainConfig) -> bool:
     return config.strategy in ("features", "lpft") and config.head_solver == "lbfgs"
 
 
+def _say_unused(config: TrainConfig, given: set[str], applied: AugmentSpec, say) -> None:
+    """Warn of options given that the resolved strategy ignores, and say which augmentation applies."""
+    _warn_unused(config, given)
+    if "augment" not in given and applied != parse_augment(config.augment):
+        what, why = augment_note(config)
+        say(f"augmentation: {what}, as {why} (--strategy lpft or scratch augments the pixels)")
+
+
 def _warn_unused(config: TrainConfig, given: set[str]) -> None:
     """An UnusedOptionWarning for each option given on purpose that the resolved strategy ignores."""
     for name, why in unused_options(config).items():
         if name in given:
-            warnings.warn(f"`{name}` {why}", UnusedOptionWarning, stacklevel=4)
+            warnings.warn(f"`{name}` {why}", UnusedOptionWarning, stacklevel=5)
 
 
 def _model_meta(config: TrainConfig, dataset: PreparedDataset, spec: InputSpec, net: nn.Module) -> dict:
