@@ -10,6 +10,8 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field, replace
 from functools import lru_cache, partial
+from pathlib import Path
+import os
 from collections.abc import Callable
 
 from torch import nn
@@ -98,6 +100,64 @@ def _timm_info(name: str) -> ModelInfo:
         timm=True,
         note=note,
     )
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model as asked for, resolved once on its way from `--model` to the network: its
+    registry entry (None for a user's own nn.Module), the input contract at the size asked,
+    and where a timm backbone's pretrained weights are (found offline-first)."""
+
+    name: str
+    info: ModelInfo | None
+    input_spec: InputSpec
+    weights: Path | None = None
+    custom: nn.Module | None = None
+    note: str = ""  # what to say when the model is used: e.g. the input size chosen for a CPU
+
+    @property
+    def pretrained(self) -> bool:
+        return self.info is not None and self.info.pretrained
+
+    def build(self, num_classes: int, *, channels: int | None = None, dropout: float | None = None) -> nn.Module:
+        """The network for `num_classes`, carrying its input contract; `channels` (1 or 3) for one
+        trained from scratch (a pretrained one takes 3)."""
+        if self.custom is not None:
+            self.custom.input_spec = self.input_spec
+            return self.custom
+        options = {"dropout": dropout} if dropout is not None else {}
+        if self.weights is not None:
+            options["weights"] = self.weights
+        return create_model(self.name, num_classes, input_size=self.input_spec.size, channels=channels, **options)
+
+
+def choose_model(
+    model: str | nn.Module,
+    *,
+    image_size: int | None = None,
+    weights: str | os.PathLike | None = None,
+    find_weights: bool = True,
+) -> ModelChoice:
+    """`model` (a name, or a user's nn.Module) resolved once: its entry, its input contract at
+    `image_size` (default its own), and, for a pretrained timm backbone with `find_weights`, its
+    weights file (`weights`, else the Hugging Face cache, else a download when online)."""
+    if isinstance(model, nn.Module):
+        spec = getattr(model, "input_spec", None) or InputSpec(224)
+        spec = replace(spec, size=image_size) if image_size else spec
+        return ModelChoice(f"custom:{type(model).__name__}", None, spec, custom=model)
+    info = model_info(model)
+    if weights is not None and not info.timm:
+        raise PhotoclassError(
+            f"`weights` loads a timm backbone's weights; {model} is photoclass's own. "
+            "HINT: leave `weights` out, or pass a timm name as `model`."
+        )
+    spec = replace(info.input_spec, size=image_size) if image_size else info.input_spec
+    found = None
+    if info.timm and info.pretrained and find_weights:
+        from .timm_models import find_weights as find
+
+        found = find(model, weights)
+    return ModelChoice(model, info, spec, found, note="" if image_size else info.note)
 
 
 def create_model(

@@ -21,8 +21,9 @@ from ..data.prepare import prepare
 from ..evaluation import plots
 from ..training.lr_find import lr_range_test
 from ..training.optim import create_optimizer
+from ..models.registry import choose_model
 from ..tasks import get_task
-from .train import _input_spec, _resolve_options, _resolved, _trained_part, build_model
+from .train import _resolve_options, _resolved, _trained_part, build_model
 
 
 @dataclass
@@ -59,13 +60,16 @@ def lr_find(
     out = check_outside(Path(out), data)
     check_writable(out.parent if str(out.parent) else Path("."), hint="pass --out a file in a folder you can write")
     custom = model if isinstance(model, nn.Module) else None
-    spec = _input_spec(config, custom)
+    choice = choose_model(
+        config.model if custom is None else custom, image_size=config.image_size, weights=config.weights
+    )
+    spec = choice.input_spec
     device = resolve_device(config.device)
     setup_torch(config.threads, config.seed)
     dataset = prepare(data, config=dataclasses.replace(prep, image_size=spec.size), progress=progress)
-    net = build_model(config, spec, len(dataset.classes), custom, device, channels=dataset.summary.get("channels", 3))
+    net = build_model(config, choice, len(dataset.classes), device, channels=dataset.summary.get("channels", 3))
     spec = net.input_spec
-    config = _resolved(config, spec, net, device)
+    config = _resolved(config, choice, net, device)
     trained, loaders, _ = _trained_part(net, dataset, config, spec, distributed.Processes(), progress)
     optimizer = create_optimizer(trained, config.optimizer, lr=start_lr, weight_decay=config.weight_decay)
     rates, losses, suggestion = lr_range_test(

@@ -35,7 +35,7 @@ from ..evaluation.report import evaluate_dataset, format_test, write_evaluation
 from ..experiments.tracking import log_finished_run
 from ..inference import outliers
 from ..models.input_spec import InputSpec
-from ..models.registry import count_parameters, create_model, model_info
+from ..models.registry import ModelChoice, choose_model, count_parameters, model_info
 from ..runs.rundir import RunDir
 from ..tasks import get_task
 from ..training.features import feature_loaders
@@ -170,21 +170,24 @@ def _train(
     if place.main:
         run.remove_temp_files()  # left by a process killed mid-write
     task = get_task(config.task)
-    spec = _input_spec(config, custom)
-    if custom is None:
-        _check_weights(config, say)
+    choice = choose_model(
+        config.model if custom is None else custom, image_size=config.image_size, weights=config.weights
+    )
+    if choice.note:
+        say(f"input: {choice.note}")
+    spec = choice.input_spec
     # processes on one machine share its cores: one each by default under torchrun
     setup_torch(
         config.threads or (max(1, (os.cpu_count() or 1) // place.local_world) if place.active else 0), config.seed
     )
     prep = dataclasses.replace(prep, image_size=spec.size)
-    dataset = _prepare_in_turn(data, prep, place, progress, pixels=_keeps_pixels(config, custom, device))
+    dataset = _prepare_in_turn(data, prep, place, progress, pixels=_keeps_pixels(config, choice, device))
     say(_data_line(dataset.summary))
     _check_test_split(dataset, prep)
-    net = build_model(config, spec, len(dataset.classes), custom, device, channels=dataset.summary.get("channels", 3))
+    net = build_model(config, choice, len(dataset.classes), device, channels=dataset.summary.get("channels", 3))
     spec = net.input_spec  # grey photos: 1 channel for a model trained from scratch
     auto = config.strategy == "auto"
-    config = _resolved(config, spec, net, device)
+    config = _resolved(config, choice, net, device)
     if auto:
         _say_strategy(config, say)
     applied = applied_augment(config)
@@ -377,28 +380,11 @@ def _explain_test(
 
 
 def build_model(
-    config: TrainConfig,
-    spec: InputSpec,
-    num_classes: int,
-    custom: nn.Module | None,
-    device: torch.device,
-    channels: int = 3,
+    config: TrainConfig, choice: ModelChoice, num_classes: int, device: torch.device, channels: int = 3
 ) -> nn.Module:
-    """The registered model (or `custom`) for `num_classes`, with its input contract, on `device`;
-    a model trained from scratch takes `channels` (1 for grey data), a pretrained one 3."""
-    if custom is not None:
-        net = custom
-        net.input_spec = spec
-    else:
-        options = {"dropout": config.dropout} if config.dropout is not None else {}
-        if config.weights is not None:
-            if not model_info(config.model).timm:
-                raise PhotoclassError(
-                    f"`weights` loads a timm backbone's weights; {config.model} is photoclass's own. "
-                    "HINT: leave `weights` out, or pass a timm name as `model`."
-                )
-            options["weights"] = config.weights
-        net = create_model(config.model, num_classes, input_size=spec.size, channels=channels, **options)
+    """The chosen model for `num_classes`, with its input contract, on `device`; a model trained
+    from scratch takes `channels` (1 for grey data), a pretrained one 3."""
+    net = choice.build(num_classes, channels=channels, dropout=config.dropout)
     return net.to(device, memory_format=memory_format(device, config.channels_last))
 
 
@@ -531,14 +517,14 @@ def _prepare_in_turn(data, prep: PrepareConfig, place: distributed.Processes, pr
     return dataset if dataset is not None else prepare(data, config=prep, progress=False, pixels=pixels)
 
 
-def _keeps_pixels(config: TrainConfig, custom: nn.Module | None, device: torch.device) -> bool | str:
+def _keeps_pixels(config: TrainConfig, choice: ModelChoice, device: torch.device) -> bool | str:
     """Whether training keeps the photos' decoded pixels in the cache: True where it reads them
     more than once; "auto" for `features`, which runs the frozen backbone over each photo once,
     so that only few photos' pixels are kept (decoding them again costs 9% of a small run's
     time; keeping 100,000 would cost 20 GB of disk)."""
-    if custom is not None:
+    if choice.custom is not None:
         return True
-    return True if _strategy(config.strategy, model_info(config.model).pretrained, device) != "features" else "auto"
+    return True if _strategy(config.strategy, choice.pretrained, device) != "features" else "auto"
 
 
 def _strategy(strategy: str, pretrained: bool, device: torch.device) -> str:
@@ -556,34 +542,11 @@ def _refuse_existing_run(run: RunDir) -> None:
         raise PhotoclassError(f"{run.path} is a file, not a run folder. HINT: pass another --out.")
 
 
-def _check_weights(config: TrainConfig, say) -> None:
-    """A timm backbone's weights are found (or fetched) before the photos are read, and the
-    input size chosen for a CPU is said."""
-    info = model_info(config.model)
-    if info.timm and info.pretrained:
-        from ..models.timm_models import find_weights
-
-        find_weights(config.model, config.weights)
-    if info.note and not config.image_size:
-        say(f"input: {info.note}")
-
-
-def _input_spec(config: TrainConfig, custom: nn.Module | None) -> InputSpec:
-    if custom is not None:
-        spec = getattr(custom, "input_spec", None) or InputSpec(224)
-    else:
-        spec = model_info(config.model).input_spec
-    return dataclasses.replace(spec, size=config.image_size) if config.image_size else spec
-
-
-def _resolved(config: TrainConfig, spec: InputSpec, net: nn.Module, device: torch.device) -> TrainConfig:
+def _resolved(config: TrainConfig, choice: ModelChoice, net: nn.Module, device: torch.device) -> TrainConfig:
     """`config` with what actually runs: the strategy, the input size, the head's dropout, the
     device and the precision."""
-    pretrained = (
-        hasattr(net, "split_for_training")
-        and not config.model.startswith("custom:")
-        and model_info(config.model).pretrained
-    )
+    spec = net.input_spec
+    pretrained = hasattr(net, "split_for_training") and choice.pretrained
     if config.strategy in (*CACHED_STRATEGIES, "lpft") and not pretrained:
         raise PhotoclassError(
             f"strategy={config.strategy!r} needs a pretrained model; "
