@@ -552,12 +552,12 @@ def cmd_predict(args) -> int:
             raise PhotoclassError(
                 "--ray writes its predictions to a file. HINT: add --out results.csv (or .jsonl, .parquet)."
             )
-        from .inference.ray_predict import RayPredictor
+        from .inference.ray_predict import RayPredictor, ray_engine
 
         predictor = RayPredictor(
             args.run,
             address=args.ray,
-            engine="onnx" if args.engine == "torch" else args.engine,
+            engine=ray_engine(args.engine),
             actors=args.actors,
             threads=args.threads,
             batch_size=args.batch_size,
@@ -782,6 +782,8 @@ def _add_tracking_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .inference.engines import engine_names  # the choices of --engine and --format
+
     parser = _Parser(
         prog="photoclass",
         description="From a folder of photos to a trained, evaluated, servable image classifier.",
@@ -986,7 +988,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("run", metavar="RUN")
     x.add_argument(
         "--format",
-        choices=("onnx", "openvino", "litert"),
+        choices=engine_names(exports=True),
         default="onnx",
         help="onnx: ONNX Runtime; openvino: OpenVINO Runtime; litert: LiteRT (TensorFlow Lite: Android, "
         "edge boards) (default: %(default)s)",
@@ -1022,7 +1024,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sv.add_argument(
         "--engine",
-        choices=("auto", "onnx", "openvino", "litert", "torch"),
+        choices=("auto", *engine_names(exports=True), *engine_names(exports=False)),
         default="auto",
         help="auto (default): the fastest of the run's verified exports (`photoclass export`), else "
         "ONNX Runtime when installed (exports RUN/model.onnx once), else PyTorch",
@@ -1120,7 +1122,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--batch-size", type=int, default=16, help="default: %(default)s")
     pr.add_argument(
         "--engine",
-        choices=("torch", "onnx", "openvino", "litert", "auto"),
+        choices=(*engine_names(), "auto"),
         default="torch",
         help="onnx: ONNX Runtime, about twice as fast (exports RUN/model.onnx once); openvino: OpenVINO "
         "Runtime (exports and checks RUN/openvino/ once); litert: LiteRT (RUN/model.tflite, likewise); auto: "

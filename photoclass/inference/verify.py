@@ -15,7 +15,7 @@ from ..config import PrepareConfig
 from ..core.progress import progress_bar
 from ..core.errors import PhotoclassError
 from ..runs.rundir import RunDir
-from .predictor import BasePredictor
+from .prediction import BasePredictor
 
 MIN_AGREEMENT = 0.995
 MAX_ACCURACY_DROP = 0.005
