@@ -658,10 +658,12 @@ def cmd_evaluate(args) -> int:
 
 
 def _export_arguments(parser: argparse.ArgumentParser) -> None:
+    from .inference.engines import engine_names  # the choices of --engine and --format
+
     parser.add_argument("run", metavar="RUN")
     parser.add_argument(
         "--format",
-        choices=("onnx", "openvino", "litert"),
+        choices=engine_names(exports=True),
         default="onnx",
         help="onnx: ONNX Runtime; openvino: OpenVINO Runtime; litert: LiteRT (TensorFlow Lite: Android, "
         "edge boards) (default: %(default)s)",
@@ -714,6 +716,8 @@ def cmd_export(args) -> int:
 
 
 def _serve_arguments(parser: argparse.ArgumentParser) -> None:
+    from .inference.engines import engine_names  # the choices of --engine and --format
+
     parser.add_argument("run", metavar="RUN", help="a run directory, or a model.onnx")
     parser.add_argument("--host", default="127.0.0.1", help="default: %(default)s (this machine only)")
     parser.add_argument("--port", type=int, default=8000, help="default: %(default)s")
@@ -724,7 +728,7 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--engine",
-        choices=("auto", "onnx", "openvino", "litert", "torch"),
+        choices=("auto", *engine_names(exports=True), *engine_names(exports=False)),
         default="auto",
         help="auto (default): the fastest of the run's verified exports (`photoclass export`), else "
         "ONNX Runtime when installed (exports RUN/model.onnx once), else PyTorch",
@@ -829,6 +833,8 @@ def _add_predict_ray_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _predict_arguments(parser: argparse.ArgumentParser) -> None:
+    from .inference.engines import engine_names  # the choices of --engine and --format
+
     parser.add_argument(
         "run",
         metavar="RUN",
@@ -870,7 +876,7 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="default: %(default)s")
     parser.add_argument(
         "--engine",
-        choices=("torch", "onnx", "openvino", "litert", "auto"),
+        choices=(*engine_names(), "auto"),
         default="torch",
         help="onnx: ONNX Runtime, about twice as fast (exports RUN/model.onnx once); openvino: OpenVINO "
         "Runtime (exports and checks RUN/openvino/ once); litert: LiteRT (RUN/model.tflite, likewise); auto: "
@@ -905,12 +911,12 @@ def cmd_predict(args) -> int:
             raise PhotoclassError(
                 "--ray writes its predictions to a file. HINT: add --out results.csv (or .jsonl, .parquet)."
             )
-        from .inference.ray_predict import RayPredictor
+        from .inference.ray_predict import RayPredictor, ray_engine
 
         predictor = RayPredictor(
             args.run,
             address=args.ray,
-            engine="onnx" if args.engine == "torch" else args.engine,
+            engine=ray_engine(args.engine),
             actors=args.actors,
             threads=args.threads,
             batch_size=args.batch_size,

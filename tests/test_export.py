@@ -9,7 +9,7 @@ import pytest
 
 import photoclass
 from photoclass.inference.export import export_onnx
-from photoclass.inference.onnx_predictor import OnnxPredictor
+from photoclass.inference.engines.onnx import OnnxPredictor
 from photoclass.inference.predictor import Predictor
 
 pytestmark = pytest.mark.trains  # each test trains at least one small model

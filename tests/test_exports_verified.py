@@ -13,7 +13,10 @@ import pytest
 import photoclass
 from photoclass.core.errors import PhotoclassError
 from photoclass.inference import export as exporting
-from photoclass.inference import openvino_engine, verify
+from photoclass.inference import verify
+from photoclass.inference.engines import get_engine
+from photoclass.inference.engines import onnx as onnx_engine
+from photoclass.inference.engines import openvino as openvino_engine
 from photoclass.inference.predictor import Predictor, open_predictor
 from photoclass.runs.rundir import RunDir
 
@@ -55,7 +58,7 @@ def test_each_export_is_checked_in_its_runtime_and_carries_the_figures(run, expo
     predictor = open_predictor(found["path"])
     assert predictor.engine == {"onnx": "onnxruntime", "openvino": "openvino", "litert": "litert"}[format]
     assert predictor.precision == precision  # the arithmetic it was checked in is the one it runs
-    stored = exporting._metadata(exporting.default_path(RunDir(run), format, precision), format)
+    stored = get_engine(format).read_metadata(exporting.default_path(RunDir(run), format, precision))
     assert json.loads(stored["verified"])["agreement"] == found["agreement"]
     test = verify.run_photos(RunDir(run), predictor.size)
     torch_labels = Predictor(run).probabilities(test.pixels).argmax(1)
@@ -63,7 +66,7 @@ def test_each_export_is_checked_in_its_runtime_and_carries_the_figures(run, expo
 
 
 def test_int8_is_calibrated_on_training_photos_and_a_badly_calibrated_one_is_refused(run, tmp_path, monkeypatch):
-    asked, real_photos, real_quantize = [], verify.run_photos, exporting.quantize_onnx
+    asked, real_photos, real_quantize = [], verify.run_photos, onnx_engine.quantize_onnx
 
     def photos(run_dir, size, split="test", **kw):
         asked.append((split, kw.get("limit")))
@@ -74,7 +77,7 @@ def test_int8_is_calibrated_on_training_photos_and_a_badly_calibrated_one_is_ref
         real_quantize(source, out, calibration, wrong)
 
     monkeypatch.setattr(verify, "run_photos", photos)
-    monkeypatch.setattr(exporting, "quantize_onnx", miscalibrated)
+    monkeypatch.setattr(onnx_engine, "quantize_onnx", miscalibrated)
     out = tmp_path / "bad" / "model.onnx"
     with pytest.raises(PhotoclassError, match="failed its check, so it was not kept: it predicts another class"):
         exporting.export(run, "onnx", int8=True, out=out)

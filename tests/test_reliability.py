@@ -167,7 +167,7 @@ def test_an_onnx_file_reading_tensors_outside_its_folder_is_refused(tmp_path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from photoclass.inference.onnx_predictor import OnnxPredictor
+    from photoclass.inference.engines.onnx import OnnxPredictor
 
     secret = tmp_path / "secret.bin"
     secret.write_bytes(np.arange(6, dtype=np.float32).tobytes())

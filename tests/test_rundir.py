@@ -100,9 +100,9 @@ def test_a_summary_run_read_as_one_run_points_to_a_member(tmp_path):
 def test_plots_and_exports_have_their_names_in_the_run(tmp_path):
     run = RunDir(tmp_path)
     assert run.plot("confusion_matrix") == tmp_path / "plots" / "confusion_matrix.png"
-    assert run.export_path("onnx") == tmp_path / "model.onnx"
-    assert run.export_path("litert", "int8") == tmp_path / "model-int8.tflite"
-    assert run.export_path("openvino", "bf16") == tmp_path / "openvino-bf16" / "model.xml"
+    assert run.export_path("model{tag}.onnx") == tmp_path / "model.onnx"
+    assert run.export_path("model{tag}.tflite", "int8") == tmp_path / "model-int8.tflite"
+    assert run.export_path("openvino{tag}/model.xml", "bf16") == tmp_path / "openvino-bf16" / "model.xml"
     with pytest.raises(ValueError, match="Unknown plot 'confusion'. Known plots: learning_curves"):
         run.plot("confusion")
 

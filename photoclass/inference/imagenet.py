@@ -7,7 +7,7 @@ from __future__ import annotations
 from importlib import resources
 
 from ..core.errors import PhotoclassError
-from .predictor import Predictor
+from .engines.pytorch import Predictor
 
 IMAGENET_MODELS = {
     "imagenet": "efficientnet-lite2",

@@ -18,7 +18,9 @@ import numpy as np
 from ..core.progress import progress_bar
 from ..core.errors import PhotoclassError
 from ..core.raycluster import cluster_cpus, connect
-from .predictor import Prediction, _engine_for_run, _export_kind, open_predictor
+from .engines import engine_for_file, engines, get_engine
+from .prediction import Prediction
+from .predictor import file_for_run, open_predictor
 
 
 class RayPredictor:
@@ -37,14 +39,15 @@ class RayPredictor:
         batch_size: int = 16,
         unknown: bool = True,
     ):
-        if engine not in ("onnx", "openvino", "auto"):
+        able = ray_engines()
+        if engine not in (*able, "auto"):
             raise PhotoclassError(
                 f"On Ray, photos are predicted by an exported model. Received: engine={engine!r}. "
-                "HINT: --engine onnx or openvino."
+                f"HINT: --engine {' or '.join(able)}."
             )
         path = Path(model)
-        if _export_kind(path) is None:  # a run folder: its export, made (and checked) once, here
-            path, _ = _engine_for_run(path, "onnx" if engine == "auto" else engine)
+        if engine_for_file(path) is None:  # a run folder: its export, made (and checked) once, here
+            path, _ = file_for_run(path, able[0] if engine == "auto" else engine)
         local = open_predictor(path, batch_size=batch_size, unknown=unknown)  # fails here, not in every actor
         self.model_path = str(path)
         self.classes, self.engine, self.batch_size = local.classes, local.engine, batch_size
@@ -80,6 +83,17 @@ class RayPredictor:
                 found = [_from_dict(json.loads(row)) for row in batch["row"]]
                 bar.update(len(found))
                 yield found
+
+
+def ray_engines() -> list[str]:
+    """The engines whose predictors run as Ray actors, in the registry's order (ONNX's first)."""
+    return [e.name for e in engines() if e.ray]
+
+
+def ray_engine(engine: str) -> str:
+    """The engine Ray runs for `predict --engine`: one that makes no export (PyTorch, the
+    default) stands for the first of `ray_engines`."""
+    return engine if engine == "auto" or get_engine(engine).exports else ray_engines()[0]
 
 
 class _Actor:

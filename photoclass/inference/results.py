@@ -21,7 +21,7 @@ from pathlib import Path
 from ..core.atomic import check_writable, write_bytes_atomic
 from ..core.errors import PhotoclassError
 from ..data.outside import check_outside
-from .predictor import BasePredictor, Prediction, expand_paths, with_array_items
+from .prediction import BasePredictor, Prediction, expand_paths, with_array_items
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
 CSV_COLUMNS = ["path", "label", "confidence", "unknown", "outlier_score", "top", "error"]

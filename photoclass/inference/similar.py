@@ -14,7 +14,8 @@ import numpy as np
 from ..core.progress import progress_bar
 from ..core.errors import PhotoclassError
 from ..runs.rundir import RunDir
-from .predictor import Prediction, Predictor, with_array_items, expand_paths
+from .engines.pytorch import Predictor
+from .prediction import Prediction, expand_paths, with_array_items
 
 
 @dataclass

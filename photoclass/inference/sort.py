@@ -12,7 +12,7 @@ from ..core.atomic import check_writable
 from ..data.arrays import array_item
 from ..data.outside import check_outside
 from ..core.errors import PhotoclassError
-from .predictor import Prediction
+from .prediction import Prediction
 
 UNSURE = "_unsure"
 UNKNOWN = "_unknown"  # far from every training photo: none of the classes

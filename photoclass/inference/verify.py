@@ -15,7 +15,7 @@ from ..config import PrepareConfig
 from ..core.progress import progress_bar
 from ..core.errors import PhotoclassError
 from ..runs.rundir import RunDir
-from .predictor import BasePredictor
+from .prediction import BasePredictor
 
 MIN_AGREEMENT = 0.995
 MAX_ACCURACY_DROP = 0.005
@@ -78,17 +78,7 @@ def compare(
 ) -> dict:
     """How `candidate` agrees with `reference` on `photos`; "kept" says whether it passes, and
     "why_not" why it does not. `progress=None` shows a bar only on a terminal."""
-    want, got, seconds, seconds_torch = [], [], 0.0, 0.0
-    reference.outputs(photos.pixels[:batch_size]), candidate.outputs(photos.pixels[:batch_size])  # warm-up, untimed
-    # the two alternate: both see the same machine
-    for start in progress_bar(range(0, len(photos.pixels), batch_size), desc="check", unit="batch", progress=progress):
-        batch = photos.pixels[start : start + batch_size]
-        started = time.perf_counter()
-        want.append(reference.outputs(batch))
-        seconds_torch += time.perf_counter() - started
-        started = time.perf_counter()
-        got.append(candidate.outputs(batch))
-        seconds += time.perf_counter() - started
+    want, got, seconds_torch, seconds = _in_turns(reference, candidate, photos.pixels, batch_size, progress)
     logits_want, logits_got = np.concatenate([w[0] for w in want]), np.concatenate([g[0] for g in got])
     same = logits_want.argmax(1) == logits_got.argmax(1)
     accuracy = {
@@ -129,6 +119,24 @@ def compare(
         f"within {MAX_ACCURACY_DROP:.1%}" + (f", logits within {tolerance:g}" if fp32 else ""),
     )
     return found
+
+
+def _in_turns(
+    reference: BasePredictor, candidate: BasePredictor, pixels: np.ndarray, batch_size: int, progress: bool | None
+) -> tuple[list, list, float, float]:
+    """(reference's outputs, candidate's, each batch's, and the seconds each took): the two
+    alternate batch by batch, so both see the same machine."""
+    want, got, seconds_want, seconds_got = [], [], 0.0, 0.0
+    reference.outputs(pixels[:batch_size]), candidate.outputs(pixels[:batch_size])  # warm-up, untimed
+    for start in progress_bar(range(0, len(pixels), batch_size), desc="check", unit="batch", progress=progress):
+        batch = pixels[start : start + batch_size]
+        started = time.perf_counter()
+        want.append(reference.outputs(batch))
+        seconds_want += time.perf_counter() - started
+        started = time.perf_counter()
+        got.append(candidate.outputs(batch))
+        seconds_got += time.perf_counter() - started
+    return want, got, seconds_want, seconds_got
 
 
 def describe(found: dict) -> str:

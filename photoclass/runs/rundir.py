@@ -59,7 +59,6 @@ class RunDir:
     AUDIT_SUMMARY = "audit.json"
     AUDIT_PAGE = "audit.html"
     # an export's default place in the run, by engine; "-int8" and the like for other precisions
-    EXPORTS = {"onnx": "model{}.onnx", "litert": "model{}.tflite", "openvino": "openvino{}/model.xml"}
     # plots/NAME.png, written after training and shown by the report
     PLOT_NAMES = (
         "learning_curves",
@@ -90,11 +89,11 @@ class RunDir:
             raise ValueError(f"Unknown plot {name!r}. Known plots: {', '.join(self.PLOT_NAMES)}")
         return self.plots / f"{name}.png"
 
-    def export_path(self, engine: str, precision: str = "fp32") -> Path:
-        """Where an export of this run goes by default: model.onnx, model-int8.tflite,
-        openvino-bf16/model.xml, ..."""
-        suffix = "" if precision == "fp32" else f"-{precision}"
-        return self.path / self.EXPORTS[engine].format(suffix)
+    def export_path(self, file_name: str, precision: str = "fp32") -> Path:
+        """Where an export of this run goes by default: an engine's `file_name` (its template,
+        e.g. "model{tag}.onnx") in the run folder, tagged with a precision other than fp32
+        (model.onnx, model-int8.tflite, openvino-bf16/model.xml, ...)."""
+        return self.path / file_name.format(tag="" if precision == "fp32" else f"-{precision}")
 
     def create(self) -> RunDir:
         self.plots.mkdir(parents=True, exist_ok=True)

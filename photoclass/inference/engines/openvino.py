@@ -15,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.errors import PhotoclassError
-from .onnx_predictor import preprocess, read_contract
-from .predictor import BasePredictor
+from ...core.errors import PhotoclassError
+from ...runs.rundir import RunDir
+from ..prediction import BasePredictor
+from .base import Engine
+from .exported import preprocess, read_contract
 
 KEYS = (
     "classes",
@@ -41,6 +43,17 @@ def _openvino():
 
 
 def convert(
+    run: RunDir, folder: Path, *, precision: str = "fp32", calibration: np.ndarray | None = None, reference=None
+) -> Path:
+    """folder/made/model.xml from the run's ONNX graph (parity-checked on random inputs)."""
+    from .onnx import export_onnx
+
+    fp32 = folder / "model.onnx"
+    export_onnx(run.path, fp32)
+    return convert_onnx(fp32, folder / "made", calibration, reference, bf16=precision == "bf16")
+
+
+def convert_onnx(
     onnx_path: Path, folder: Path, calibration: np.ndarray | None = None, reference=None, *, bf16: bool = False
 ) -> Path:
     """folder/model.xml from the ONNX file, with its metadata; INT8 (NNCF's static quantization,
@@ -67,8 +80,17 @@ def has_bf16() -> bool:
     return "BF16" in _openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
+def check_precision(precision: str) -> None:
+    """A bf16 export is checked in bf16: on a CPU that computes in it."""
+    if precision == "bf16" and not has_bf16():
+        raise PhotoclassError(
+            "This CPU has no native bf16 (AVX512-BF16 or AMX), so a bf16 export could not be "
+            "checked in bf16 here. HINT: export it on the machine that will run it, or drop --bf16."
+        )
+
+
 def _quantize(model, calibration: np.ndarray, reference):
-    from .export import import_nncf
+    from .exportable import import_nncf
 
     nncf = import_nncf()
     mean = np.asarray(reference.mean, dtype=np.float32).reshape(1, -1, 1, 1)
@@ -145,7 +167,12 @@ def move(xml: Path, out: Path) -> None:
     os.replace(xml, out)
 
 
-def read_metadata(model) -> dict[str, str]:
+def read_metadata(path: Path) -> dict[str, str]:
+    """photoclass's metadata of an IR (its model.xml), keys without the prefix."""
+    return _model_metadata(_openvino().Core().read_model(str(path)))
+
+
+def _model_metadata(model) -> dict[str, str]:
     found = {}
     for key in KEYS:
         if model.has_rt_info(["photoclass", key]):
@@ -177,7 +204,7 @@ class OpenVinoPredictor(BasePredictor):
                 f"OpenVINO refuses {xml}: {str(e).splitlines()[0][:200]}. HINT: export it again "
                 "with `photoclass export RUN --format openvino`."
             ) from None
-        meta = read_metadata(model)
+        meta = _model_metadata(model)
         read_contract(self, meta, xml, "openvino", batch_size)
         self.in_graph = self.mean.shape[1] == 3
         if self.in_graph:
@@ -199,3 +226,26 @@ class OpenVinoPredictor(BasePredictor):
         result = self.request.infer({0: x}, share_inputs=True)  # no copy: the call waits for the answer
         found = [np.asarray(result[self.compiled.output(name)]) for name in self.names]
         return found[0], (found[1] if len(found) > 1 else None)
+
+
+def _is_ir(path: Path) -> bool:
+    """An IR's model.xml, or a folder holding one (and not a run folder, which has model.json)."""
+    return path.suffix.lower() == ".xml" or (
+        path.is_dir() and (path / "model.xml").is_file() and not RunDir(path).exists(RunDir.MODEL_META)
+    )
+
+
+ENGINE = Engine(
+    name="openvino",
+    title="OpenVINO",
+    open=OpenVinoPredictor,
+    precisions=("fp32", "int8", "bf16"),
+    file_name="openvino{tag}/model.xml",
+    recognizes=_is_ir,
+    convert=convert,
+    read_metadata=read_metadata,
+    stamp=stamp,
+    keep=move,
+    check_precision=check_precision,
+    ray=True,
+)

@@ -18,9 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.errors import PhotoclassError
-from .onnx_predictor import preprocess, read_contract
-from .predictor import BasePredictor
+from ...core.errors import PhotoclassError
+from ...runs.rundir import RunDir
+from ..prediction import BasePredictor
+from .base import Engine
+from .exported import preprocess, read_contract
 
 PREFIX = "photoclass."
 
@@ -43,39 +45,23 @@ def _schema():
     return schema
 
 
-def convert(run, out: Path, calibration: np.ndarray | None = None) -> Path:
-    """`out` (.tflite) from the run's model, with its metadata; INT8 (per-channel weights,
+def convert(
+    run: RunDir, folder: Path, *, precision: str = "fp32", calibration: np.ndarray | None = None, reference=None
+) -> Path:
+    """folder/made.tflite from the run's model, with its metadata; INT8 (per-channel weights,
     activations calibrated on `calibration` photos) when they are given."""
     import torch
 
-    from ..data.loader import normalize, to_float
-    from .export import _quiet_exporter, exportable
+    from .exportable import exportable, quiet_exporter
 
+    out = folder / "made.tflite"
     model, spec, _, metadata = exportable(run)
     sample = (torch.rand(1, spec.channels, spec.size, spec.size),)
     options = {}
-    with _quiet_exporter(), _silenced() as said:
+    with quiet_exporter(), _silenced() as said:
         litert_torch = _litert_torch()  # its import logs too
         if calibration is not None:
-            from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
-            from litert_torch.quantize.quant_config import QuantConfig
-            from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-            from .outliers import OutlierScore
-
-            # the classifier and the "none of these" search stay in float, as in the NNCF exports
-            # (weather: 95.8% agreement with them quantized or not, the loss is in the backbone)
-            quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-            quantizer.set_module_type(torch.nn.Linear, None)
-            quantizer.set_module_type(OutlierScore, None)
-            graph = torch.export.export(model, sample).module()
-            prepared = prepare_pt2e(graph, quantizer)
-            with torch.no_grad():
-                for pixels in calibration:
-                    x = normalize(to_float(torch.from_numpy(np.ascontiguousarray(pixels[None]))), spec.mean, spec.std)
-                    prepared(x)
-            model = convert_pt2e(prepared, fold_quantize=False)
-            options["quant_config"] = QuantConfig(pt2e_quantizer=quantizer)
+            model, options["quant_config"] = _quantized(model, spec, sample, calibration)
         try:
             converted = litert_torch.convert(model, sample, **options)
         except Exception as e:  # the converter's own limits: an operation it cannot lower, ...
@@ -85,6 +71,31 @@ def convert(run, out: Path, calibration: np.ndarray | None = None) -> Path:
         converted.export(str(out))
     stamp(out, metadata)
     return out
+
+
+def _quantized(model, spec, sample: tuple, calibration: np.ndarray):
+    """(the model quantized by PT2E, static INT8 calibrated on `calibration` photos, its QuantConfig)."""
+    import torch
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from ...data.loader import normalize, to_float
+    from ..outliers import OutlierScore
+
+    # the classifier and the "none of these" search stay in float, as in the NNCF exports
+    # (weather: 95.8% agreement with them quantized or not, the loss is in the backbone)
+    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    quantizer.set_module_type(torch.nn.Linear, None)
+    quantizer.set_module_type(OutlierScore, None)
+    graph = torch.export.export(model, sample).module()
+    prepared = prepare_pt2e(graph, quantizer)
+    with torch.no_grad():
+        for pixels in calibration:
+            x = normalize(to_float(torch.from_numpy(np.ascontiguousarray(pixels[None]))), spec.mean, spec.std)
+            prepared(x)
+    model = convert_pt2e(prepared, fold_quantize=False)
+    return model, QuantConfig(pt2e_quantizer=quantizer)
 
 
 @contextlib.contextmanager
@@ -213,3 +224,20 @@ def _dequantize(x: np.ndarray, quantization) -> np.ndarray:
         return x
     scale, zero, _ = quantization
     return ((x.astype(np.float32) - zero) * scale).astype(np.float32)
+
+
+def _stamp_check(path: Path, found: dict) -> None:
+    stamp(path, {"verified": json.dumps(found)})
+
+
+ENGINE = Engine(
+    name="litert",
+    title="LiteRT",
+    open=LiteRtPredictor,
+    precisions=("fp32", "int8"),
+    file_name="model{tag}.tflite",
+    recognizes=lambda path: path.suffix.lower() == ".tflite",
+    convert=convert,
+    read_metadata=read_metadata,
+    stamp=_stamp_check,
+)
