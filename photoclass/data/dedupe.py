@@ -92,28 +92,10 @@ def find_duplicates(
     thumbnail difference), unless the joined group would hold more than `max_group` photos.
     """
     n = len(content_keys)
-    parent = np.arange(n)
-    size = np.ones(n, dtype=np.int64)
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    def union(i: int, j: int, limit: int = n) -> bool:
-        ri, rj = find(i), find(j)
-        if ri == rj:
-            return True
-        if size[ri] + size[rj] > limit:
-            return False
-        parent[max(ri, rj)] = min(ri, rj)
-        size[min(ri, rj)] += size[max(ri, rj)]
-        return True
-
+    sets = _DisjointSets(n)
     first_with_key: dict[str, int] = {}
     for i, key in enumerate(content_keys):
-        union(first_with_key.setdefault(key, i), i)
+        sets.union(first_with_key.setdefault(key, i), i)
 
     phashes = np.asarray(phashes, dtype=np.uint64)
     thumbs = np.asarray(thumbs, dtype=np.uint8).reshape(n, -1)
@@ -126,9 +108,40 @@ def find_duplicates(
     )
     refused = 0
     for a, b in _close_pairs(candidates, phashes, thumbs, max_hash_distance, max_thumb_difference):
-        refused += not union(a, b, max_group)
+        refused += not sets.union(a, b, max_group)
 
-    roots = np.array([find(i) for i in range(n)], dtype=np.int64)
+    roots = np.array([sets.find(i) for i in range(n)], dtype=np.int64)
+    return _duplicate_groups(content_keys, roots, method, refused)
+
+
+class _DisjointSets:
+    """Union-find over photo indices 0..n-1; each set's root is its first member."""
+
+    def __init__(self, n: int):
+        self.parent = np.arange(n)
+        self.size = np.ones(n, dtype=np.int64)
+
+    def find(self, i: int) -> int:
+        parent = self.parent
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def union(self, i: int, j: int, limit: int | None = None) -> bool:
+        """Join the sets of `i` and `j`, unless the joined set would hold over `limit`: then False."""
+        ri, rj = self.find(i), self.find(j)
+        if ri == rj:
+            return True
+        if limit is not None and self.size[ri] + self.size[rj] > limit:
+            return False
+        self.parent[max(ri, rj)] = min(ri, rj)
+        self.size[min(ri, rj)] += self.size[max(ri, rj)]
+        return True
+
+
+def _duplicate_groups(content_keys: list[str], roots: np.ndarray, method: str, refused: int) -> DuplicateGroups:
+    """The groups, numbered in order of their first members, and how many of each kind."""
     _, group = np.unique(roots, return_inverse=True)  # roots are first members: ids in order
     members: dict[int, list[int]] = {}
     for i, g in enumerate(group):

@@ -56,43 +56,89 @@ def prepare(
     config = config or PrepareConfig.from_dict(options)
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    root = Path(data).expanduser()
+    root, arrays, scan = _scan(Path(data).expanduser(), config)  # first: nothing is written for a bad folder
+    _check_destinations(data, out, config)
+    labelled = [p for p in scan.photos if p.label]
+    timings["scan"] = time.perf_counter() - started
+
+    workers = config.workers or os.cpu_count() or 1
+    pixels = _keep_pixels(pixels, len(labelled), config.image_size)
+    pixel_format = _pixel_format(config.pixel_cache, len(labelled), config.image_size, arrays is not None)
+    cache, keys, entries, decoded = _hash_and_decode(
+        labelled, arrays, config, pixel_format, workers, pixels and not ray, ray, progress, timings
+    )
+    ok, classes = _usable_photos(root, scan, labelled, keys, entries)
+    duplicates, splits, given_leaks, naive = _group_and_split(ok, entries, classes, config, timings, arrays is not None)
+    rows = _manifest_rows(scan, labelled, keys, entries, ok, splits, duplicates.group, by_path=arrays is None)
+    timings["total"] = time.perf_counter() - started
+
+    streamed = (not pixels or bool(ray)) and arrays is None
+    cache_info = {"dir": str(cache.root), "decoded": decoded, "reused": len(keys) - decoded}
+    cache_info["pixels"] = "decoded when read" if streamed else f"kept ({pixel_format})"
+    naive_leaks = leaked_test_photos(naive, duplicates.group)
+    summary = _summary(
+        root, scan, rows, classes, duplicates, ok, splits, naive_leaks, given_leaks, config, timings, cache_info
+    )
+    summary.update(_source_summary(data, arrays, ok, config))
+    # scan order is manifest order, so the cached images line up with the usable rows
+    images = _streamed_images(ok, config, workers) if streamed else cache.images([entries[k] for _, k in ok])
+    settings = {**config.to_dict(), "photoclass": __version__}
+    dataset = PreparedDataset(root.resolve(), rows, classes, images, summary, settings, keys=[k for _, k in ok])
+    if out is not None:
+        summary["manifest"] = str(dataset.save(out))
+    return dataset
+
+
+def _scan(root: Path, config: PrepareConfig) -> tuple[Path, ArraySet | None, ScanResult]:
+    """The photos at `root`: (the root their paths start from, its arrays if any, the scan)."""
     arrays = _arrays(root, config.layout)
     if arrays is not None:
-        root = arrays.root
-        scan = ScanResult(
-            root,
-            arrays.layout,
-            [
-                FoundPhoto(root, name, label, split)
-                for name, label, split in zip(arrays.names, arrays.labels, arrays.given_split)
-            ],
-        )
-    else:  # checks the folder first: nothing is written for a bad one
-        scan = scan_folder(
-            root,
-            layout=config.layout,
-            label_regex=config.label_regex,
-            follow_symlinks=config.follow_symlinks,
-            path_column=config.path_column,
-            label_column=config.label_column,
-        )
-        if scan.layout == "csv":
-            root = scan.root  # the CSV's folder, which its relative paths start from
+        found = zip(arrays.names, arrays.labels, arrays.given_split)
+        scan = ScanResult(arrays.root, arrays.layout, [FoundPhoto(arrays.root, *photo) for photo in found])
+        return arrays.root, arrays, scan
+    scan = scan_folder(
+        root,
+        layout=config.layout,
+        label_regex=config.label_regex,
+        follow_symlinks=config.follow_symlinks,
+        path_column=config.path_column,
+        label_column=config.label_column,
+    )
+    if scan.layout == "csv":
+        root = scan.root  # the CSV's folder, which its relative paths start from
+    return root, None, scan
+
+
+def _check_destinations(data: str | os.PathLike, out: str | os.PathLike | None, config: PrepareConfig) -> None:
+    """Refuse an `out` or cache folder inside the data, or an `out` that cannot be written."""
     if out is not None:
         check_outside(out, data)
         check_writable(out, hint="pass another --out")
     if config.cache_dir is not None:
         check_outside(config.cache_dir, data, flag="--cache-dir")
-    labelled = [p for p in scan.photos if p.label]
-    timings["scan"] = time.perf_counter() - started
 
-    workers = config.workers or os.cpu_count() or 1
+
+def _keep_pixels(pixels: bool | str, photos: int, size: int) -> bool:
+    """`pixels` as a bool: `auto` keeps them when they fill at most KEEP_PIXELS_LIMIT bytes."""
     if pixels == "auto":
-        pixels = len(labelled) * config.image_size**2 * 3 <= KEEP_PIXELS_LIMIT
-    elif not isinstance(pixels, bool):
+        return photos * size**2 * 3 <= KEEP_PIXELS_LIMIT
+    if not isinstance(pixels, bool):
         raise ValueError(f"pixels must be True, False or 'auto', not {pixels!r}")
-    pixel_format = _pixel_format(config.pixel_cache, len(labelled), config.image_size, arrays is not None)
+    return pixels
+
+
+def _hash_and_decode(
+    labelled: list[FoundPhoto],
+    arrays: ArraySet | None,
+    config: PrepareConfig,
+    pixel_format: str,
+    workers: int,
+    keep_pixels: bool,
+    ray: str | None,
+    progress: bool | None,
+    timings: dict[str, float],
+) -> tuple[ImageCache, list[str], dict, int]:
+    """Fingerprint and decode into the cache what it lacks: (cache, keys, entries by key, decoded)."""
     cache = ImageCache(
         config.cache_dir,
         config.image_size,
@@ -116,17 +162,20 @@ def prepare(
                     [p.path for p in labelled],
                     workers=workers,
                     progress=bar.update,
-                    pixels=pixels and not ray,
+                    pixels=keep_pixels,
                     pool=RayPool(ray) if ray else None,
                 )
         timings["decode"] = time.perf_counter() - t
     finally:
         cache.close()
+    return cache, keys, entries, decoded
 
+
+def _usable_photos(root: Path, scan: ScanResult, labelled, keys, entries) -> tuple[list, list[str]]:
+    """The (photo, key) pairs that decoded, and their classes; refuses fewer than 2 classes."""
     ok = [(p, k) for p, k in zip(labelled, keys) if entries[k].status == "ok"]
     if not ok:
         raise PhotoclassError(_no_photos_message(root, scan, labelled, keys, entries))
-    ok_entries = [entries[k] for _, k in ok]
     classes = sorted({p.label for p, _ in ok}, key=_class_order)
     if len(classes) < 2:
         raise PhotoclassError(
@@ -134,16 +183,23 @@ def prepare(
             f"class: {classes[0]!r} ({len(ok)} photos). HINT: check the layout "
             f"(found {scan.layout!r}), or pass `label_regex` for labels in file names."
         )
+    return ok, classes
 
+
+def _group_and_split(
+    ok, entries, classes: list[str], config: PrepareConfig, timings: dict[str, float], from_arrays: bool
+):
+    """Group duplicates, then split by group: (duplicates, splits, given-split leaks, naive splits)."""
+    ok_entries = [entries[k] for _, k in ok]
     t = time.perf_counter()
     duplicates = find_duplicates(
         [k for _, k in ok],
         np.array([e.phash for e in ok_entries], dtype=np.uint64),
         np.frombuffer(b"".join(e.thumb for e in ok_entries), dtype=np.uint8).reshape(len(ok), -1),
         **(
-            {}
-            if arrays is None
-            else {"max_hash_distance": ARRAY_MAX_HASH_DISTANCE, "max_thumb_difference": ARRAY_MAX_THUMB_DIFFERENCE}
+            {"max_hash_distance": ARRAY_MAX_HASH_DISTANCE, "max_thumb_difference": ARRAY_MAX_THUMB_DIFFERENCE}
+            if from_arrays
+            else {}
         ),
     )
     timings["dedupe"] = time.perf_counter() - t
@@ -153,10 +209,13 @@ def prepare(
     splits, given_leaks = _assign_splits([p for p, _ in ok], label_ids, duplicates.group, config)
     naive = naive_split(label_ids, val_size=config.val_size, test_size=config.test_size, seed=config.seed)
     timings["split"] = time.perf_counter() - t
+    return duplicates, splits, given_leaks, naive
 
+
+def _manifest_rows(scan, labelled, keys, entries, ok, splits, groups, *, by_path: bool) -> list[ManifestRow]:
+    """One row per photo found: the usable ones with split and group, then the skipped."""
     rows = [
-        ManifestRow(p.relpath, p.label, s, int(g), "ok", entries[k].reason)
-        for (p, k), s, g in zip(ok, splits, duplicates.group)
+        ManifestRow(p.relpath, p.label, s, int(g), "ok", entries[k].reason) for (p, k), s, g in zip(ok, splits, groups)
     ]
     rows += [ManifestRow(p.relpath, p.label or "", "", -1, "skipped", p.reason) for p in scan.photos if not p.label]
     rows += [
@@ -164,54 +223,31 @@ def prepare(
         for p, k in zip(labelled, keys)
         if entries[k].status != "ok"
     ]
-    if arrays is None:  # array images keep their order: file#10 after file#9
+    if by_path:  # array images keep their order: file#10 after file#9
         rows.sort(key=lambda r: r.path)
-    timings["total"] = time.perf_counter() - started
+    return rows
 
-    summary = _summary(
-        root,
-        scan,
-        rows,
-        classes,
-        duplicates,
-        ok,
-        splits,
-        leaked_test_photos(naive, duplicates.group),
-        given_leaks,
-        config,
-        timings,
-        {"dir": str(cache.root), "decoded": decoded, "reused": len(keys) - decoded},
+
+def _source_summary(data, arrays: ArraySet | None, ok, config: PrepareConfig) -> dict[str, Any]:
+    """Where the photos came from: channels, source path, given splits, folds."""
+    return {
+        "channels": arrays.channels if arrays is not None else 3,
+        "source": str(Path(data).expanduser().resolve()),  # a CSV's own path; the folder otherwise
+        "given_splits": sorted({p.given_split for p, _ in ok if p.given_split}),
+        "folds": config.folds,
+        "fold": config.fold,
+    }
+
+
+def _streamed_images(ok, config: PrepareConfig, workers: int) -> StreamedImages:
+    """The usable photos, decoded again each time they are read."""
+    return StreamedImages(
+        [p.path for p, _ in ok],
+        config.image_size,
+        max_pixels=config.max_pixels,
+        min_side=config.min_side,
+        threads=workers,
     )
-    summary["channels"] = arrays.channels if arrays is not None else 3
-    summary["source"] = str(Path(data).expanduser().resolve())  # a CSV's own path; the folder otherwise
-    summary["given_splits"] = sorted({p.given_split for p, _ in ok if p.given_split})
-    summary["folds"], summary["fold"] = config.folds, config.fold
-    # scan order is manifest order, so the cached images line up with the usable rows
-    streamed = (not pixels or bool(ray)) and arrays is None
-    images = (
-        StreamedImages(
-            [p.path for p, _ in ok],
-            config.image_size,
-            max_pixels=config.max_pixels,
-            min_side=config.min_side,
-            threads=workers,
-        )
-        if streamed
-        else cache.images(ok_entries)
-    )
-    summary["cache"]["pixels"] = "decoded when read" if streamed else f"kept ({pixel_format})"
-    dataset = PreparedDataset(
-        root.resolve(),
-        rows,
-        classes,
-        images,
-        summary,
-        {**config.to_dict(), "photoclass": __version__},
-        keys=[k for _, k in ok],
-    )
-    if out is not None:
-        summary["manifest"] = str(dataset.save(out))
-    return dataset
 
 
 def _arrays(root: Path, layout: str) -> ArraySet | None:
@@ -235,26 +271,38 @@ def _assign_splits(
             "--layout folders, a CSV without a split column, an .npz with x and y."
         )
     if config.folds:
-        fold_of = grouped_folds(labels, split_groups, folds=config.folds, seed=config.seed)
-        filled = len(np.unique(fold_of))
-        if filled < config.folds:  # said before fold 0 trains, not when the first empty fold comes up
-            raise PhotoclassError(
-                f"--folds {config.folds} is more folds than these {len(labels)} photos fill: only "
-                f"{filled} get test photos (each group of duplicates stays in one fold). "
-                f"HINT: --folds {filled} or fewer."
-            )
-        test = fold_of == config.fold
-        splits = np.full(len(labels), "test", dtype=object)
-        rest = np.flatnonzero(~test)
-        splits[rest] = grouped_split(
-            labels[rest], split_groups[rest], val_size=config.val_size, test_size=0.0, seed=config.seed
-        )
-        return splits.astype(str), None
+        return _fold_splits(labels, split_groups, config), None
     if not given.any():
         return grouped_split(
             labels, split_groups, val_size=config.val_size, test_size=config.test_size, seed=config.seed
         ), None
-    given = given.astype(object)
+    splits = _complete_given_splits(given.astype(object), labels, split_groups, config)
+    return splits, leaked_test_photos(splits, groups)
+
+
+def _fold_splits(labels: np.ndarray, split_groups: np.ndarray, config: PrepareConfig) -> np.ndarray:
+    """Fold `config.fold` of `config.folds` is the test split; val is carved from the rest."""
+    fold_of = grouped_folds(labels, split_groups, folds=config.folds, seed=config.seed)
+    filled = len(np.unique(fold_of))
+    if filled < config.folds:  # said before fold 0 trains, not when the first empty fold comes up
+        raise PhotoclassError(
+            f"--folds {config.folds} is more folds than these {len(labels)} photos fill: only "
+            f"{filled} get test photos (each group of duplicates stays in one fold). "
+            f"HINT: --folds {filled} or fewer."
+        )
+    test = fold_of == config.fold
+    splits = np.full(len(labels), "test", dtype=object)
+    rest = np.flatnonzero(~test)
+    splits[rest] = grouped_split(
+        labels[rest], split_groups[rest], val_size=config.val_size, test_size=0.0, seed=config.seed
+    )
+    return splits.astype(str)
+
+
+def _complete_given_splits(
+    given: np.ndarray, labels: np.ndarray, split_groups: np.ndarray, config: PrepareConfig
+) -> np.ndarray:
+    """The given splits, with blank rows split and a missing val or test made from the others."""
     blank = np.flatnonzero(given == "")  # CSV rows without a split fill the splits that no row names
     if len(blank):
         named = set(given[given != ""].tolist())
@@ -280,8 +328,7 @@ def _assign_splits(
         splits[train] = grouped_split(
             labels[train], split_groups[train], val_size=carve, test_size=0.0, seed=config.seed
         )
-    splits = splits.astype(str)
-    return splits, leaked_test_photos(splits, groups)
+    return splits.astype(str)
 
 
 def _summary(

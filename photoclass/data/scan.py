@@ -159,18 +159,7 @@ def scan_csv(
     path = path.resolve()
     root = path.parent
     result = ScanResult(root=root, layout="csv", photos=[])
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.DictReader(f))
-            columns = list(rows[0]) if rows else []
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise PhotoclassError(f"Cannot read the CSV {path}: {e}. HINT: save it as UTF-8 text.") from None
-    for column, flag in ((path_column, "--path-column"), (label_column, "--label-column")):
-        if column not in columns:
-            raise PhotoclassError(
-                f"{path} has no {column!r} column; its header names {columns or 'nothing'}. "
-                f"HINT: pass {flag} with the right column name."
-            )
+    rows, columns = _read_csv(path, path_column, label_column)
     splits = "split" in columns
     seen = set()
     outside = 0
@@ -211,6 +200,23 @@ def scan_csv(
             "paths or '..'); they are read as listed"
         )
     return result
+
+
+def _read_csv(path: Path, path_column: str, label_column: str) -> tuple[list[dict[str, str]], list[str]]:
+    """The CSV's rows and header; refuses one that cannot be read or lacks either column."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f))
+            columns = list(rows[0]) if rows else []
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise PhotoclassError(f"Cannot read the CSV {path}: {e}. HINT: save it as UTF-8 text.") from None
+    for column, flag in ((path_column, "--path-column"), (label_column, "--label-column")):
+        if column not in columns:
+            raise PhotoclassError(
+                f"{path} has no {column!r} column; its header names {columns or 'nothing'}. "
+                f"HINT: pass {flag} with the right column name."
+            )
+    return rows, columns
 
 
 def _class_folders(walker: _Walker, folder: Path) -> frozenset[str]:
