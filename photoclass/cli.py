@@ -943,7 +943,7 @@ def cmd_predict(args) -> int:
         for p in failed:
             print(f"  {p.path}: {p.error}", file=sys.stderr)
     if args.sort_into:
-        counts = sort_into(predictions, args.sort_into, min_confidence=args.min_confidence)
+        counts = sort_into(predictions, args.sort_into, min_confidence=args.min_confidence, task=predictor.task)
         print(
             f"copied {sum(counts.values())} photos into {args.sort_into}: "
             + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
@@ -961,7 +961,7 @@ def _predict_to_file(predictor, args) -> int:
     counts: Counter = Counter()
 
     def sort(batch) -> None:
-        counts.update(sort_into(batch, args.sort_into, min_confidence=args.min_confidence))
+        counts.update(sort_into(batch, args.sort_into, min_confidence=args.min_confidence, task=predictor.task))
 
     written = predict_to_file(
         predictor, args.paths, args.out, top_k=args.top_k, on_batch=sort if args.sort_into else None

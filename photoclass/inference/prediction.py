@@ -17,6 +17,7 @@ from ..data.scan import is_hidden
 from ..config import check_int
 from ..core.progress import progress_bar
 from ..core.errors import PhotoclassError
+from ..tasks import SINGLE_LABEL, Task
 
 
 @dataclass
@@ -66,6 +67,7 @@ class BasePredictor:
     tta: bool = False
 
     threshold: float | None = None  # of the outlier score; None: no "none of these" check
+    task: Task = SINGLE_LABEL  # what the outputs mean: the run's (model.json), single-label for an export
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:  # (B, S, S, 3) -> (B, classes)
         return self.scored(pixels)[0]
@@ -78,7 +80,7 @@ class BasePredictor:
     def scored(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(probabilities (B, classes), outlier scores (B,) or None) of (B, S, S, 3) uint8 photos."""
         logits, scores = self.outputs(pixels)
-        return softmax(logits), scores
+        return self.task.activate(logits), scores
 
     def predict_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """Probabilities of (B, S, S, 3) uint8 photos, mirrored too with `tta`; with an outlier
@@ -112,8 +114,7 @@ class BasePredictor:
             if ok:
                 for prediction, row in zip(ok, self.predict_pixels(pixels)):
                     p, prediction.outlier_score, prediction.unknown = self.read_row(row)
-                    best = np.argsort(-p, kind="stable")[:k]
-                    prediction.top = [(self.classes[i], float(p[i])) for i in best]
+                    prediction.top = self.task.ranked(p, self.classes, k)
             yield failed + ok
 
     def decoded(
@@ -138,11 +139,6 @@ class BasePredictor:
                         failed.append(Prediction(str(path), error=getattr(e, "reason", None) or str(e)))
                 yield ok, np.stack(decoded) if decoded else None, failed
                 bar.update(len(batch))
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return exp / exp.sum(axis=1, keepdims=True)
 
 
 @dataclass(frozen=True)

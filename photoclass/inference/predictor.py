@@ -12,7 +12,7 @@ from ..runs.rundir import RunDir
 from .engines import Engine, engine_for_file, engine_names, engines, get_engine
 from .engines.pytorch import Predictor
 from .imagenet import IMAGENET_MODELS
-from .prediction import ArrayItem, BasePredictor, Prediction, expand_paths, softmax, with_array_items
+from .prediction import ArrayItem, BasePredictor, Prediction, expand_paths, with_array_items
 
 __all__ = [
     "ArrayItem",
@@ -22,7 +22,6 @@ __all__ = [
     "expand_paths",
     "file_for_run",
     "open_predictor",
-    "softmax",
     "trained_on",
     "with_array_items",
 ]

@@ -12,6 +12,7 @@ from ..core.atomic import check_writable
 from ..data.arrays import array_item
 from ..data.outside import check_outside
 from ..core.errors import PhotoclassError
+from ..tasks import SINGLE_LABEL, Task
 from .prediction import Prediction
 
 UNSURE = "_unsure"
@@ -24,10 +25,12 @@ def shown_confidence(confidence: float) -> float:
     return round(confidence, CONFIDENCE_PLACES)
 
 
-def sort_into(predictions: list[Prediction], out: str | Path, *, min_confidence: float = 0.0) -> Counter:
-    """Copy each predicted photo to `out/<class>/`: to `out/_unknown/` when it is far from every
-    training photo (`Prediction.unknown`), to `out/_unsure/` below `min_confidence` (compared
-    with the confidence as printed, to three places).
+def sort_into(
+    predictions: list[Prediction], out: str | Path, *, min_confidence: float = 0.0, task: Task = SINGLE_LABEL
+) -> Counter:
+    """Copy each predicted photo to `out/<class>/` (each folder `task` files it under): to
+    `out/_unknown/` when it is far from every training photo (`Prediction.unknown`), to
+    `out/_unsure/` below `min_confidence` (compared with the confidence as printed, to three places).
 
     A name already taken gets ' (1)', ' (2)', ... before its suffix. Returns copies per folder.
     """
@@ -38,23 +41,28 @@ def sort_into(predictions: list[Prediction], out: str | Path, *, min_confidence:
     for prediction in predictions:
         if prediction.error:
             continue
-        folder = (
-            UNKNOWN
-            if prediction.unknown
-            else UNSURE
-            if shown_confidence(prediction.confidence) < min_confidence
-            else class_folder(prediction.label)
-        )
-        source = Path(prediction.path)
-        (out / folder).mkdir(parents=True, exist_ok=True)
-        pixels = None if source.is_file() else _array_pixels(prediction.path)
-        if pixels is not None:  # an image of array data (mnist.npz#x_test/3) becomes a PNG
-            name = prediction.path[prediction.path.rfind("/", 0, prediction.path.index("#")) + 1 :]
-            _save_without_overwriting(pixels, name, out / folder)  # digits.npz#x_test/3 -> digits.npz_x_test_3.png
+        if prediction.unknown:
+            folders = [UNKNOWN]
+        elif shown_confidence(prediction.confidence) < min_confidence:
+            folders = [UNSURE]
         else:
-            _copy_without_overwriting(source, out / folder)
-        counts[folder] += 1
+            folders = [class_folder(label) for label in task.filed_under(prediction)]
+        for folder in folders:
+            _copy_into(prediction.path, out / folder)
+            counts[folder] += 1
     return counts
+
+
+def _copy_into(path: str, folder: Path) -> None:
+    """The photo at `path` copied into `folder`; an image of array data (mnist.npz#x_test/3) as a PNG."""
+    source = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    pixels = None if source.is_file() else _array_pixels(path)
+    if pixels is not None:
+        name = path[path.rfind("/", 0, path.index("#")) + 1 :]
+        _save_without_overwriting(pixels, name, folder)  # digits.npz#x_test/3 -> digits.npz_x_test_3.png
+    else:
+        _copy_without_overwriting(source, folder)
 
 
 def class_folder(label: str) -> str:

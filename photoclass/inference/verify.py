@@ -80,9 +80,10 @@ def compare(
     "why_not" why it does not. `progress=None` shows a bar only on a terminal."""
     want, got, seconds_torch, seconds = _in_turns(reference, candidate, photos.pixels, batch_size, progress)
     logits_want, logits_got = np.concatenate([w[0] for w in want]), np.concatenate([g[0] for g in got])
-    same = logits_want.argmax(1) == logits_got.argmax(1)
+    task = reference.task
+    same = task.agreement(logits_want, logits_got)
     accuracy = {
-        name: float((logits.argmax(1) == photos.labels).mean())
+        name: float(task.correct(logits, photos.labels).mean())
         for name, logits in (("torch", logits_want), ("export", logits_got))
     }
     found = {

@@ -254,10 +254,8 @@ async def _decode_and_predict(data: bytes, predictor, batcher: MicroBatcher, *, 
 def _answer(predictor, row: np.ndarray, top_k: int) -> dict[str, Any]:
     """One row of `predict_pixels` as `predict --format json` shows a photo, less its path."""
     p, score, unknown = predictor.read_row(row)
-    best = np.argsort(-p, kind="stable")[: max(1, min(top_k, len(predictor.classes)))]
-    prediction = Prediction(
-        "", [(predictor.classes[i], float(p[i])) for i in best], outlier_score=score, unknown=unknown
-    )
+    top = predictor.task.ranked(p, predictor.classes, max(1, min(top_k, len(predictor.classes))))
+    prediction = Prediction("", top, outlier_score=score, unknown=unknown)
     answer = prediction.to_dict()
     del answer["path"]
     return answer

@@ -169,12 +169,7 @@ def _train(
 ) -> TrainResult:
     if place.main:
         run.remove_temp_files()  # left by a process killed mid-write
-    task = get_task(config.task)
-    choice = choose_model(
-        config.model if custom is None else custom, image_size=config.image_size, weights=config.weights
-    )
-    if choice.note:
-        say(f"input: {choice.note}")
+    task, choice = get_task(config.task), _choose_model(config, custom, say)
     spec = choice.input_spec
     # processes on one machine share its cores: one each by default under torchrun
     setup_torch(
@@ -515,6 +510,17 @@ def _prepare_in_turn(data, prep: PrepareConfig, place: distributed.Processes, pr
     dataset = prepare(data, config=prep, progress=progress, pixels=pixels) if place.main else None
     distributed.barrier()
     return dataset if dataset is not None else prepare(data, config=prep, progress=False, pixels=pixels)
+
+
+def _choose_model(config: TrainConfig, custom: nn.Module | None, say) -> ModelChoice:
+    """The model resolved once (a timm backbone's weights found before the photos are read);
+    the input size chosen for a CPU is said."""
+    choice = choose_model(
+        config.model if custom is None else custom, image_size=config.image_size, weights=config.weights
+    )
+    if choice.note:
+        say(f"input: {choice.note}")
+    return choice
 
 
 def _keeps_pixels(config: TrainConfig, choice: ModelChoice, device: torch.device) -> bool | str:

@@ -12,7 +12,8 @@ from ...config import check_int
 from ...core.device import memory_format
 from ...core.errors import PhotoclassError
 from ...runs.rundir import RunDir
-from ..prediction import BasePredictor, softmax
+from ...tasks import get_task
+from ..prediction import BasePredictor
 from .base import Engine
 
 
@@ -39,6 +40,7 @@ class Predictor(BasePredictor):
         trained = RunDir(run).config().get("train", {}).get("precision") if RunDir(run).exists(RunDir.CONFIG) else None
         self._place(threads, device, precision, trained)
         model, meta = load_model(run)
+        self.task = get_task(meta.get("task"))
         # the temperature was fitted on the validation split; the InputSpec read from model.json
         self._use(model, meta["classes"], float(meta.get("temperature", 1.0)), batch_size)
         if unknown and meta.get("outliers") and RunDir(run).exists(RunDir.OUTLIERS):
@@ -81,7 +83,7 @@ class Predictor(BasePredictor):
             )
         logits, features = self._outputs(pixels, tap=True)
         distances, index = self.outliers.nearest(features, k)
-        return softmax(logits), distances.cpu().numpy(), self.outliers.rows[index.cpu()].numpy()
+        return self.task.activate(logits), distances.cpu().numpy(), self.outliers.rows[index.cpu()].numpy()
 
     def _outputs(self, pixels: np.ndarray, tap: bool | None = None):
         """(calibrated logits, the last linear layer's inputs or None without the check)."""
