@@ -67,6 +67,10 @@ class MarginTask(SingleLabel):
         self._ask("metrics")
         return super().metrics(*args, **kwargs)
 
+    def activate(self, logits):
+        self._ask("activate")
+        return super().activate(logits / 2)  # softer probabilities than single-label's
+
 
 def test_a_new_task_is_one_new_room_registered_alone(tmp_path):
     toy = register_task(MarginTask())
@@ -92,6 +96,17 @@ def test_a_new_task_is_one_new_room_registered_alone(tmp_path):
         toy_history = (tmp_path / "toy" / "metrics.csv").read_text().splitlines()[1]
         plain_history = (tmp_path / "plain" / "metrics.csv").read_text().splitlines()[1]
         assert toy_history.split(",")[1] != plain_history.split(",")[1]
+        # predict reads the task from the run and answers with its probabilities
+        from photoclass.inference.predictor import Predictor
+
+        photo = sorted((tmp_path / "data").iterdir())[0]
+        predictor = Predictor(tmp_path / "toy", unknown=False)
+        assert predictor.task is toy
+        logits, _ = predictor.outputs(predictor.decoded([photo]).__next__()[1])
+        (answer,) = predictor.predict([photo], top_k=2)
+        expected = SINGLE_LABEL.activate(logits / 2)[0]
+        assert answer.confidence == pytest.approx(float(expected.max()), abs=1e-6)
+        assert answer.confidence < float(SINGLE_LABEL.activate(logits)[0].max())
     finally:
         unregister_task("toy-margin")
     assert "toy-margin" not in task_names()
