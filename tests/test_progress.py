@@ -92,8 +92,11 @@ def test_the_export_check_and_the_audit_folds_draw_bars_when_asked(capsys):
     from photoclass.evaluation.label_errors import out_of_fold_probabilities
     from photoclass.inference.verify import Photos, compare
 
+    from photoclass.tasks import SINGLE_LABEL
+
     class Engine:
         threshold = None
+        task = SINGLE_LABEL
 
         def outputs(self, pixels):
             return pixels.reshape(len(pixels), -1)[:, :3].astype(np.float32), None

@@ -8,15 +8,17 @@ task is a new module with a `Task` subclass, registered here; the stages stay as
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from ..core.errors import PhotoclassError
 
-Array = np.ndarray | torch.Tensor
+if TYPE_CHECKING:  # a task is imported by predictors of exports, which run without torch
+    import torch
+    from torch import nn
+
+Array = Any  # a numpy array or a torch tensor: each method answers in the kind it was given
 
 
 class Task:

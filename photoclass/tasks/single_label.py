@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
-from ..evaluation.calibration import fit_temperature
-from ..evaluation.label_errors import out_of_fold_probabilities, rank_label_errors
-from ..evaluation.metrics import classification_report
 from .base import Array, Task, register_task
+
+if TYPE_CHECKING:  # torch is imported where it is used: predicting from an export needs none
+    import torch
+    from torch import nn
 
 
 class SingleLabel(Task):
@@ -20,16 +18,20 @@ class SingleLabel(Task):
     headline = "accuracy"
 
     def loss_fn(self, *, class_weights: torch.Tensor | None = None, label_smoothing: float = 0.0) -> nn.Module:
+        from torch import nn
+
         return nn.CrossEntropyLoss(weight=class_weights, label_smoothing=label_smoothing)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> float:
+        import torch.nn.functional as F
+
         return float(F.cross_entropy(logits, labels))
 
     def correct(self, logits: Array, labels: Array) -> Array:
         return logits.argmax(1) == labels
 
     def activate(self, logits: Array) -> Array:
-        if isinstance(logits, torch.Tensor):
+        if not isinstance(logits, np.ndarray):
             return logits.softmax(1)
         exp = np.exp(logits - logits.max(axis=1, keepdims=True))
         return exp / exp.sum(axis=1, keepdims=True)
@@ -59,22 +61,28 @@ class SingleLabel(Task):
     def metrics(
         self, logits: torch.Tensor, labels: torch.Tensor, classes: list[str], *, top_k: int, temperature: float
     ) -> dict[str, Any]:
+        from ..evaluation.metrics import classification_report
+
         return classification_report(logits, labels, classes, top_k=top_k, temperature=temperature)
 
     def mistakes(self, logits: torch.Tensor, labels: torch.Tensor) -> list[tuple[int, int, float]]:
         probabilities = logits.softmax(1)
         confidence, predicted = probabilities.max(1).values, probabilities.argmax(1)
-        wrong = torch.nonzero(predicted != labels).flatten().tolist()
+        wrong = (predicted != labels).nonzero().flatten().tolist()
         wrong.sort(key=lambda i: -float(confidence[i]))
         return [(i, int(predicted[i]), float(confidence[i])) for i in wrong]
 
     def calibrate(self, logits: torch.Tensor, labels: torch.Tensor) -> float:
+        from ..evaluation.calibration import fit_temperature
+
         return fit_temperature(logits, labels)
 
     def label_issues(
         self, features: np.ndarray, labels: np.ndarray, groups: np.ndarray, *, folds: int, seed: int, progress=False
     ) -> list:
         """Confident learning (cleanlab) on out-of-fold logistic-regression probabilities."""
+        from ..evaluation.label_errors import out_of_fold_probabilities, rank_label_errors
+
         probabilities = out_of_fold_probabilities(features, labels, groups, folds=folds, seed=seed, progress=progress)
         return rank_label_errors(labels, probabilities)
 
