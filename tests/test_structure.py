@@ -129,3 +129,30 @@ def test_no_import_circle_between_files_but_a_registrys_own():
     graph = {f: {t for t in ts if not t.endswith("__init__.py")} for f, ts in imports_between_files().items()}
     found = [c for c in circles(graph) if not any(c <= allowed for allowed in REGISTRY_CIRCLES)]
     assert not found, "import circles:\n" + "\n".join(" <-> ".join(sorted(c)) for c in found)
+
+
+# What a model's outputs mean is the task's (photoclass/tasks/); these files compute with
+# softmax or argmax for another reason, or are the single-label functions the task composes.
+ANSWER_MATH = ("softmax", "log_softmax", "argmax", "cross_entropy", "CrossEntropyLoss")
+ANSWER_MATH_ELSEWHERE = {
+    "evaluation/metrics.py": "single-label metrics, called by tasks.SingleLabel.metrics",
+    "evaluation/calibration.py": "temperature scaling, called by tasks.SingleLabel.calibrate",
+    "evaluation/label_errors.py": "out-of-fold probabilities and cleanlab, called by SingleLabel.label_issues",
+    "evaluation/gradcam.py": "the highest-scoring class is the one explained",
+    "training/probe.py": "the best strength of the grid",
+    "data/split.py": "stratification",
+    "data/arrays.py": "one-hot label arrays read as class indices",
+}
+
+
+def test_stages_ask_the_task_for_what_outputs_mean():
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        where = path.relative_to(PACKAGE).as_posix()
+        if where.startswith("tasks/") or where in ANSWER_MATH_ELSEWHERE:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            name = getattr(node, "attr", None) or getattr(node, "id", None)
+            if isinstance(node, (ast.Attribute, ast.Name)) and name in ANSWER_MATH:
+                found.append(f"photoclass/{where}:{node.lineno}: {name}")
+    assert not found, "softmax/argmax/cross-entropy outside photoclass/tasks/ (ask the task):\n" + "\n".join(found)

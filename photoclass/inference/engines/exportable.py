@@ -16,6 +16,7 @@ import torch
 from ...core.errors import PhotoclassError
 from ...evaluation.calibration import Calibrated
 from ...runs.rundir import RunDir, load_model
+from ...tasks import get_task
 from .. import outliers
 
 PREPROCESS = (
@@ -43,6 +44,7 @@ def exportable(run: RunDir) -> tuple[torch.nn.Module, Any, list[str], dict[str, 
         "classes": json.dumps(meta["classes"]),
         "input": json.dumps(spec.to_dict()),
         "architecture": meta["architecture"],
+        "task": get_task(meta.get("task")).name,
         "weights_sha256": weights_sha256(run),
         "temperature": repr(temperature),
         "preprocess": PREPROCESS,

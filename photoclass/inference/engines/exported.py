@@ -10,18 +10,20 @@ import numpy as np
 from ...config import GREY_WEIGHTS
 from ...core.errors import PhotoclassError
 from ...models.input_spec import InputSpec
+from ...tasks import get_task
 from ..prediction import BasePredictor
 
 
 def read_contract(predictor: BasePredictor, meta: dict[str, str], path, format: str, batch_size: int) -> None:
     """Set an export's predictor up from its photoclass metadata (keys without the prefix):
-    the classes, the input contract, the figures of the check it passed."""
+    the classes, the task, the input contract, the figures of the check it passed."""
     if "classes" not in meta:
         raise PhotoclassError(
             f"{path} was not exported by photoclass: it has no class names. "
             f"HINT: photoclass export RUN --format {format}"
         )
     predictor.classes = json.loads(meta["classes"])
+    predictor.task = get_task(meta.get("task"))  # exports from before tasks were recorded: single-label
     spec = InputSpec.from_dict(json.loads(meta.get("input", "null")), source=str(path))
     predictor.size, predictor.batch_size = spec.size, batch_size
     predictor.mean = np.asarray(spec.mean, dtype=np.float32).reshape(1, -1, 1, 1)
