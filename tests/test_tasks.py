@@ -47,13 +47,22 @@ class MarginTask(SingleLabel):
     """A toy task: a multi-class hinge loss instead of cross-entropy; the rest as single-label."""
 
     name = "toy-margin"
-    asked: dict
+    asked: dict = {}  # shared by the fitted copies
 
-    def __init__(self):
-        self.asked = {}
+    def __init__(self, val_photos: int | None = None):
+        self.val_photos = val_photos  # its "decision": how many validation photos it was fitted on
 
     def _ask(self, what):
         self.asked[what] = self.asked.get(what, 0) + 1
+
+    def fitted(self, logits, labels):
+        return MarginTask(len(labels))
+
+    def state(self):
+        return {} if self.val_photos is None else {"val_photos": self.val_photos}
+
+    def configured(self, state):
+        return MarginTask((state or {}).get("val_photos"))
 
     def loss_fn(self, **options):
         self._ask("loss_fn")
@@ -90,8 +99,10 @@ def test_a_new_task_is_one_new_room_registered_alone(tmp_path):
             )
         assert toy.asked["loss_fn"] >= 1 and toy.asked["correct"] >= 2 and toy.asked["metrics"] == 1
         meta = json.loads((tmp_path / "toy" / "model.json").read_text())
-        assert meta["task"] == "toy-margin"
-        assert json.loads((tmp_path / "plain" / "model.json").read_text())["task"] == "single-label"
+        val_photos = json.loads((tmp_path / "toy" / "test.json").read_text())["val"]["count"]
+        assert meta["task"] == "toy-margin" and meta["decision"] == {"val_photos": val_photos}
+        plain = json.loads((tmp_path / "plain" / "model.json").read_text())
+        assert plain["task"] == "single-label" and "decision" not in plain  # nothing to fit: nothing saved
         # the loss trained on is the toy's: the two runs' training losses differ from the first epoch
         toy_history = (tmp_path / "toy" / "metrics.csv").read_text().splitlines()[1]
         plain_history = (tmp_path / "plain" / "metrics.csv").read_text().splitlines()[1]
@@ -101,7 +112,7 @@ def test_a_new_task_is_one_new_room_registered_alone(tmp_path):
 
         photo = sorted((tmp_path / "data").iterdir())[0]
         predictor = Predictor(tmp_path / "toy", unknown=False)
-        assert predictor.task is toy
+        assert isinstance(predictor.task, MarginTask) and predictor.task.state() == {"val_photos": val_photos}
         logits, _ = predictor.outputs(predictor.decoded([photo]).__next__()[1])
         (answer,) = predictor.predict([photo], top_k=2)
         expected = SINGLE_LABEL.activate(logits / 2)[0]

@@ -74,6 +74,9 @@ def evaluate_dataset(
             )
         if name == "val" and temperature is None:
             temperature = task.calibrate(logits, labels) if len(dataset.indices("val")) else 1.0
+            task = task.fitted(logits / temperature, labels) if len(dataset.indices("val")) else task
+            if task.state():  # e.g. a threshold per label, for model.json
+                results["decision"] = task.state()
         if name == "test":
             results["test"] = task.metrics(logits, labels, dataset.classes, top_k=config.top_k, temperature=temperature)
             wrong = _misclassified(task, logits / temperature, labels, dataset, "test")

@@ -330,6 +330,7 @@ def load_model(run: RunDir | str | Path, model: torch.nn.Module | None = None):
 MODEL_META_KEYS = {
     "architecture",
     "task",
+    "decision",
     "classes",
     "num_classes",
     "input",
@@ -358,6 +359,8 @@ def check_model_meta(meta: Any, path: Path) -> dict[str, Any]:
         raise bad("no architecture name")
     if not isinstance(meta.get("task", ""), str):
         raise bad("task must be the name of a kind of task")
+    if not isinstance(meta.get("decision", {}), dict):
+        raise bad("decision must be a JSON object")
     if not (
         isinstance(n, int)
         and 1 <= n <= 100_000

@@ -83,6 +83,20 @@ class Task:
         """Per photo, whether two models' logits (an export and PyTorch) decide alike."""
         return self.decide(reference) == self.decide(candidate)
 
+    # a decision fitted per run (e.g. a threshold per label), saved as model.json's "decision"
+    def fitted(self, logits: torch.Tensor, labels: torch.Tensor) -> Task:
+        """This task with its decision fitted on the validation split's calibrated `logits`;
+        itself where there is nothing to fit."""
+        return self
+
+    def state(self) -> dict[str, Any]:
+        """What `fitted` learned, as JSON; empty where nothing was (nothing is saved then)."""
+        return {}
+
+    def configured(self, state: dict[str, Any] | None) -> Task:
+        """This task with a saved `state` (what `state()` gave) restored."""
+        return self
+
     def label_issues(
         self, features: np.ndarray, labels: np.ndarray, groups: np.ndarray, *, folds: int, seed: int, progress=False
     ) -> list:
@@ -116,6 +130,11 @@ def get_task(name: str | None = None) -> Task:
         raise PhotoclassError(
             f"Unknown task {name!r}. HINT: one of {', '.join(sorted(TASKS))}; a newer photoclass may know it."
         ) from None
+
+
+def task_of(meta: dict[str, Any]) -> Task:
+    """The task of a model, as its model.json (or an export's metadata, decoded) records it."""
+    return get_task(meta.get("task")).configured(meta.get("decision"))
 
 
 def task_names() -> list[str]:

@@ -17,7 +17,7 @@ from ..data.prepare import prepare
 from ..evaluation import plots
 from ..evaluation.report import evaluate_all, evaluate_dataset
 from ..runs.rundir import RunDir, load_model
-from ..tasks import get_task
+from ..tasks import task_of
 
 
 def evaluate_run(
@@ -39,7 +39,7 @@ def evaluate_run(
     check_outside(run / RunDir.EVALUATIONS, data, run.data_source(), flag="RUN")
     where = resolve_device(device)
     net, meta = load_model(run)
-    task = get_task(meta.get("task"))
+    task = task_of(meta)
     net = net.to(where)
     spec = net.input_spec
     config = TrainConfig.from_dict(config_json["train"])
@@ -108,7 +108,7 @@ def evaluate_outsiders(
     run = RunDir(run_path)
     check_outside(run / RunDir.EVALUATIONS, outsiders, run.data_source(), flag="RUN")
     meta = run.model_meta()
-    task = get_task(meta.get("task"))
+    task = task_of(meta)
     if not meta.get("outliers"):
         raise PhotoclassError(
             f"{run.path} was trained without the 'none of these' check. HINT: train it again "

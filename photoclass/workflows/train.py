@@ -215,6 +215,8 @@ def _train(
     if config.unknown_accept:
         _explain_test(run, evaluation, score, meta["outliers"]["threshold"], trained, loaders["test"], dataset)
     meta["temperature"] = evaluation["temperature"]  # fitted on the validation split
+    if "decision" in evaluation:
+        meta["decision"] = evaluation["decision"]
     meta["trained_parameters"] = sum(
         p.numel() for p in trained.parameters() if p.requires_grad
     )  # the rest stayed as pretrained

@@ -10,7 +10,7 @@ import numpy as np
 from ...config import GREY_WEIGHTS
 from ...core.errors import PhotoclassError
 from ...models.input_spec import InputSpec
-from ...tasks import get_task
+from ...tasks import task_of
 from ..prediction import BasePredictor
 
 
@@ -23,7 +23,8 @@ def read_contract(predictor: BasePredictor, meta: dict[str, str], path, format: 
             f"HINT: photoclass export RUN --format {format}"
         )
     predictor.classes = json.loads(meta["classes"])
-    predictor.task = get_task(meta.get("task"))  # exports from before tasks were recorded: single-label
+    decision = json.loads(meta["decision"]) if "decision" in meta else None
+    predictor.task = task_of({"task": meta.get("task"), "decision": decision})  # none recorded: single-label
     spec = InputSpec.from_dict(json.loads(meta.get("input", "null")), source=str(path))
     predictor.size, predictor.batch_size = spec.size, batch_size
     predictor.mean = np.asarray(spec.mean, dtype=np.float32).reshape(1, -1, 1, 1)

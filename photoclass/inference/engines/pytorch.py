@@ -12,7 +12,7 @@ from ...config import check_int
 from ...core.device import memory_format
 from ...core.errors import PhotoclassError
 from ...runs.rundir import RunDir
-from ...tasks import get_task
+from ...tasks import task_of
 from ..prediction import BasePredictor
 from .base import Engine
 
@@ -40,7 +40,7 @@ class Predictor(BasePredictor):
         trained = RunDir(run).config().get("train", {}).get("precision") if RunDir(run).exists(RunDir.CONFIG) else None
         self._place(threads, device, precision, trained)
         model, meta = load_model(run)
-        self.task = get_task(meta.get("task"))
+        self.task = task_of(meta)
         # the temperature was fitted on the validation split; the InputSpec read from model.json
         self._use(model, meta["classes"], float(meta.get("temperature", 1.0)), batch_size)
         if unknown and meta.get("outliers") and RunDir(run).exists(RunDir.OUTLIERS):
