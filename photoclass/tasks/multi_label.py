@@ -1,0 +1,243 @@
+"""Several labels per photo: a sigmoid per label, binary cross-entropy, and a threshold per label
+chosen on the validation split (best F1 by default; or the lowest that reaches a precision, the
+highest that keeps a recall). The headline figure is mAP, the mean over labels of average precision.
+
+Labels are (N, L) 0/1 matrices; a photo with none is a negative for every label.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..core.errors import PhotoclassError
+from .base import Array, Task, register_task
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+RULES = ("f1", "precision", "recall")  # precision=0.9: the lowest threshold reaching it; recall=0.9: the highest
+
+
+def parse_rule(rule: str) -> tuple[str, float | None]:
+    """`f1`, `precision=0.9` or `recall=0.9` as (kind, target)."""
+    kind, _, target = rule.partition("=")
+    try:
+        value = float(target) if target else None
+    except ValueError:
+        value = -1.0
+    if kind not in RULES or (kind == "f1") != (value is None) or (value is not None and not 0 < value <= 1):
+        raise PhotoclassError(
+            f"`threshold_rule` must be f1, precision=P or recall=R with 0 < P, R <= 1. Received: threshold_rule={rule!r}"
+        )
+    return kind, value
+
+
+def best_threshold(probabilities: np.ndarray, positive: np.ndarray, rule: str = "f1") -> float:
+    """The threshold of one label's `probabilities` (decide positive at or above it) that `rule`
+    picks on photos whose truth is `positive`; 0.5 for a label without positives or negatives."""
+    kind, target = parse_rule(rule)
+    positive = positive.astype(bool)
+    if positive.all() or not positive.any():
+        return 0.5
+    order = np.argsort(-probabilities, kind="stable")
+    p, hits = probabilities[order], positive[order]
+    tp = np.cumsum(hits)
+    fp = np.cumsum(~hits)
+    last = np.r_[p[1:] != p[:-1], True]  # a threshold can only fall between distinct scores
+    precision, recall = tp / (tp + fp), tp / positive.sum()
+    if kind == "f1":
+        score = np.where(last, 2 * precision * recall / np.maximum(precision + recall, 1e-12), -1)
+        return float(p[int(np.argmax(score))])
+    if kind == "precision":
+        ok = np.flatnonzero(last & (precision >= target))
+        return float(p[ok[-1]]) if len(ok) else float(p[0])  # unreachable: only the most confident
+    ok = np.flatnonzero(last & (recall >= target))
+    return float(p[ok[0]])
+
+
+def average_precision(probabilities: np.ndarray, positive: np.ndarray) -> float:
+    """One label's average precision (the area under its precision-recall steps); NaN without positives."""
+    positive = positive.astype(bool)
+    if not positive.any():
+        return float("nan")
+    order = np.argsort(-probabilities, kind="stable")
+    hits = positive[order]
+    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    return float(precision[hits].sum() / positive.sum())
+
+
+class MultiLabel(Task):
+    name = "multi-label"
+    headline = "mAP"
+
+    def __init__(self, thresholds: list[float] | None = None, rule: str = "f1"):
+        self.thresholds = None if thresholds is None else np.asarray(thresholds, dtype=np.float64)
+        self.rule = rule
+
+    def __repr__(self) -> str:
+        return f"MultiLabel(rule={self.rule!r}, thresholds={None if self.thresholds is None else len(self.thresholds)})"
+
+    def loss_fn(self, *, class_weights: torch.Tensor | None = None, label_smoothing: float = 0.0) -> nn.Module:
+        """Binary cross-entropy; `class_weights` weigh each label's positives (its pos_weight)."""
+        return _smoothed_bce(class_weights, label_smoothing)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> float:
+        import torch.nn.functional as F
+
+        return float(F.binary_cross_entropy_with_logits(logits, labels.float()))
+
+    def activate(self, logits: Array) -> Array:
+        if not isinstance(logits, np.ndarray):
+            return logits.sigmoid()
+        return 1 / (1 + np.exp(-logits))
+
+    def _cut(self, like: Array):
+        cut = np.full(like.shape[1], 0.5) if self.thresholds is None else self.thresholds
+        if isinstance(like, np.ndarray):
+            return cut
+        import torch
+
+        return torch.as_tensor(cut, dtype=like.dtype, device=like.device)
+
+    def decide(self, scores: Array) -> Array:
+        """(N, L) booleans: each label at or above its threshold. `scores` are probabilities."""
+        return scores >= self._cut(scores)
+
+    def correct(self, logits: Array, labels: Array) -> Array:
+        """Whether a photo's whole label set is right (exact match)."""
+        decided = self.decide(self.activate(logits))
+        return (decided == (labels > 0.5)).all(1)
+
+    def agreement(self, reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+        return (self.decide(self.activate(reference)) == self.decide(self.activate(candidate))).all(1)
+
+    def ranked(self, probabilities: np.ndarray, classes: list[str], k: int) -> list[tuple[str, float]]:
+        best = np.argsort(-probabilities, kind="stable")[:k]
+        return [(classes[i], float(probabilities[i])) for i in best]
+
+    def filed_under(self, prediction) -> list[str]:
+        return list(getattr(prediction, "labels", None) or [prediction.label])
+
+    def average_flipped(self, logits: torch.Tensor, flipped: torch.Tensor) -> torch.Tensor:
+        return ((logits.sigmoid() + flipped.sigmoid()) / 2).logit(eps=1e-7)
+
+    def summary(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        if not len(labels):
+            return {"count": 0, "loss": float("nan"), "mAP": float("nan"), "accuracy": float("nan")}
+        p, y = self.activate(logits).numpy(), labels.numpy()
+        return {
+            "count": len(labels),
+            "loss": self.loss(logits, labels),
+            "mAP": _mean_ap(p, y),
+            "accuracy": float(self.correct(logits, labels).float().mean()),  # exact match
+        }
+
+    def metrics(
+        self, logits: torch.Tensor, labels: torch.Tensor, classes: list[str], *, top_k: int, temperature: float
+    ) -> dict[str, Any]:
+        p, y = self.activate(logits / temperature).numpy(), labels.numpy() > 0.5
+        decided = self.decide(p)
+        per_label = {}
+        for i, name in enumerate(classes):
+            tp = int((decided[:, i] & y[:, i]).sum())
+            predicted, support = int(decided[:, i].sum()), int(y[:, i].sum())
+            precision = tp / predicted if predicted else 0.0
+            recall = tp / support if support else 0.0
+            per_label[name] = {
+                "ap": average_precision(p[:, i], y[:, i]),
+                "precision": precision,
+                "recall": recall,
+                "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+                "support": support,
+                "threshold": float(self._cut(p)[i]),
+            }
+        m_ap = _mean_ap(p, y)
+        return {
+            "count": len(labels),
+            "loss": self.loss(logits, labels),
+            "mAP": m_ap,
+            "error": 1.0 - m_ap,
+            "accuracy": float((decided == y).all(1).mean()) if len(y) else float("nan"),  # exact match
+            "macro_f1": float(np.mean([c["f1"] for c in per_label.values()])),
+            "labels_per_photo": float(y.sum(1).mean()) if len(y) else float("nan"),
+            "per_class": per_label,
+            "classes": classes,
+        }
+
+    def mistakes(self, logits: torch.Tensor, labels: torch.Tensor) -> list[tuple[int, list[int], float]]:
+        """(index, the labels decided, how far the surest wrong label is from its threshold), surest first."""
+        p = self.activate(logits).numpy()
+        decided, y = self.decide(p), labels.numpy() > 0.5
+        wrong = np.flatnonzero((decided != y).any(1))
+        margin = np.abs(p - self._cut(p)) * (decided != y)
+        wrong = sorted(wrong.tolist(), key=lambda i: -float(margin[i].max()))
+        return [(i, np.flatnonzero(decided[i]).tolist(), float(margin[i].max())) for i in wrong]
+
+    def calibrate(self, logits: torch.Tensor, labels: torch.Tensor) -> float:
+        """One temperature for every label, minimizing the validation photos' binary cross-entropy."""
+        import torch
+        import torch.nn.functional as F
+
+        if not len(labels):
+            return 1.0
+        log_t = torch.zeros(1, requires_grad=True)
+        optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
+        logits, labels = logits.detach().float(), labels.float()
+
+        def closure():
+            optimizer.zero_grad()
+            loss = F.binary_cross_entropy_with_logits(logits / log_t.exp(), labels)
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+        return round(min(max(float(log_t.detach().exp()), 0.05), 20.0), 6)
+
+    def fitted(self, logits: torch.Tensor, labels: torch.Tensor) -> MultiLabel:
+        p, y = self.activate(logits).numpy(), labels.numpy() > 0.5
+        return MultiLabel([best_threshold(p[:, i], y[:, i], self.rule) for i in range(p.shape[1])], self.rule)
+
+    def state(self) -> dict[str, Any]:
+        if self.thresholds is None:
+            return {}
+        return {"rule": self.rule, "thresholds": [round(float(t), 6) for t in self.thresholds]}
+
+    def configured(self, state: dict[str, Any] | None) -> MultiLabel:
+        if not state:
+            return self
+        return MultiLabel(state.get("thresholds"), state.get("rule", "f1"))
+
+    def label_issues(
+        self, features: np.ndarray, labels: np.ndarray, groups: np.ndarray, *, folds: int, seed: int, progress=False
+    ) -> list:
+        raise PhotoclassError("Auditing several labels a photo is not built yet. HINT: audit a single-label copy.")
+
+
+def _mean_ap(probabilities: np.ndarray, positive: np.ndarray) -> float:
+    """mAP over the labels that have a positive photo."""
+    found = [average_precision(probabilities[:, i], positive[:, i]) for i in range(positive.shape[1])]
+    found = [a for a in found if a == a]
+    return float(np.mean(found)) if found else float("nan")
+
+
+def _smoothed_bce(pos_weight, label_smoothing: float):
+    from torch import nn  # here: the task is imported where torch is not (an export's predictor)
+
+    class SmoothedBCE(nn.Module):
+        """Binary cross-entropy on targets pulled `label_smoothing` / 2 towards one half."""
+
+        def __init__(self):
+            super().__init__()
+            self.bce = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+
+        def forward(self, logits, labels):
+            target = labels.float() * (1 - label_smoothing) + label_smoothing / 2
+            return self.bce(logits, target)
+
+    return SmoothedBCE()
+
+
+MULTI_LABEL = register_task(MultiLabel())

@@ -1,0 +1,79 @@
+"""The multi-label task's arithmetic: thresholds per label, average precision, its decision saved and restored."""
+
+import numpy as np
+import pytest
+import torch
+
+from photoclass.core.errors import PhotoclassError
+from photoclass.tasks import MULTI_LABEL, MultiLabel, get_task, task_of
+from photoclass.tasks.multi_label import average_precision, best_threshold, parse_rule
+
+
+def test_average_precision_is_scikit_learns():
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        y = rng.random(50) < 0.3
+        p = np.clip(y * 0.3 + rng.random(50) * 0.7, 0, 1)
+        if y.any():
+            assert average_precision(p, y) == pytest.approx(average_precision_score(y, p))
+    assert np.isnan(average_precision(np.ones(5), np.zeros(5)))
+
+
+def test_the_threshold_rules_pick_what_they_say():
+    p = np.array([0.95, 0.9, 0.8, 0.7, 0.6, 0.4, 0.3, 0.2])
+    y = np.array([1, 1, 0, 1, 0, 1, 0, 0], bool)
+    assert best_threshold(p, y, "f1") == 0.4  # 4 of 4 found, 2 wrong: F1 0.8, the best
+    assert best_threshold(p, y, "precision=1") == 0.9  # the lowest threshold with no wrong one
+    assert best_threshold(p, y, "recall=0.75") == 0.7  # the highest that finds 3 of the 4
+    assert best_threshold(p, np.zeros(8, bool)) == 0.5  # nothing to learn from
+    for bad in ("f2", "precision", "recall=0", "precision=1.5", "f1=0.3"):
+        with pytest.raises(PhotoclassError, match="threshold_rule"):
+            parse_rule(bad)
+
+
+def test_thresholds_fitted_on_validation_are_saved_and_restored():
+    rng = np.random.default_rng(1)
+    y = torch.from_numpy((rng.random((200, 4)) < [0.5, 0.2, 0.05, 0.3]).astype(np.float32))
+    logits = (y * 2 - 1) * torch.tensor([3.0, 1.0, 0.5, 2.0]) + torch.from_numpy(rng.normal(size=(200, 4))).float()
+    fitted = MULTI_LABEL.fitted(logits, y)
+    state = fitted.state()
+    assert state["rule"] == "f1" and len(state["thresholds"]) == 4 and MULTI_LABEL.state() == {}
+    restored = task_of({"task": "multi-label", "decision": state})
+    assert isinstance(restored, MultiLabel) and restored.state() == state
+    p = restored.activate(logits.numpy())
+    assert (restored.decide(p) == (p >= np.array(state["thresholds"]))).all()
+    # fitted thresholds do at least as well on F1 as one half, on the photos they were fitted on
+    tuned = fitted.metrics(logits, y, list("abcd"), top_k=2, temperature=1.0)
+    plain = MULTI_LABEL.metrics(logits, y, list("abcd"), top_k=2, temperature=1.0)
+    assert tuned["macro_f1"] >= plain["macro_f1"] - 1e-12
+    assert tuned["mAP"] == plain["mAP"]  # a ranking figure: thresholds do not move it
+    assert tuned["error"] == pytest.approx(1 - tuned["mAP"])
+
+
+def test_mean_average_precision_matches_scikit_learn_and_agreement_is_per_photo():
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(2)
+    y = (rng.random((60, 3)) < 0.4).astype(np.float32)
+    logits = torch.from_numpy(rng.normal(size=(60, 3)) + y * 1.5).float()
+    found = MULTI_LABEL.metrics(logits, torch.from_numpy(y), ["x", "y", "z"], top_k=2, temperature=1.0)
+    assert found["mAP"] == pytest.approx(average_precision_score(y, logits.sigmoid().numpy(), average="macro"))
+    same = MULTI_LABEL.agreement(logits.numpy(), logits.numpy() + 0.01)
+    assert same.shape == (60,) and same.mean() > 0.9
+
+
+def test_the_task_trains_a_linear_head_with_its_loss():
+    torch.manual_seed(0)
+    x = torch.randn(300, 8)
+    y = (x[:, :3] > 0.3).float()  # three labels, each read off one feature
+    head = torch.nn.Linear(8, 3)
+    loss_fn = get_task("multi-label").loss_fn(class_weights=torch.ones(3))
+    optimizer = torch.optim.Adam(head.parameters(), lr=0.05)
+    for _ in range(200):
+        optimizer.zero_grad()
+        loss_fn(head(x), y).backward()
+        optimizer.step()
+    summary = MULTI_LABEL.summary(head(x).detach(), y)
+    assert summary["mAP"] > 0.95 and summary["accuracy"] > 0.8
