@@ -57,6 +57,12 @@ class PrepareConfig:
         "arrays), cifar (the CIFAR python folder), idx (MNIST files); auto detects it",
         choices=LAYOUTS,
     )
+    task: str = option(
+        "auto",
+        "what the model answers: single-label (one class a photo) or multi-label (a set of labels a "
+        "photo); auto decides from the data and says why",
+        metavar="KIND",
+    )
     path_column: str = option("path", "with a CSV: the column holding each photo's path", metavar="NAME")
     label_column: str = option("label", "with a CSV: the column holding each photo's label", metavar="NAME")
     label_regex: str | None = option(
@@ -127,11 +133,6 @@ class TrainConfig:
         "Hugging Face-format folder (default: the Hugging Face cache, else a download when "
         "online)",
         metavar="FILE|DIR",
-    )
-    task: str = option(
-        "single-label",
-        "what the model answers: single-label, one class a photo (`photoclass.tasks` lists the kinds)",
-        metavar="KIND",
     )
     strategy: str = option(
         "auto",

@@ -56,7 +56,6 @@ def lr_find(
     if not (isinstance(end_lr, (int, float)) and end_lr > start_lr):
         raise PhotoclassError(f"`end_lr` must be above start_lr ({start_lr}). Received: end_lr={end_lr!r}")
     config, prep, data = _resolve_options(data, model, options)
-    task = get_task(config.task)
     out = check_outside(Path(out), data)
     check_writable(out.parent if str(out.parent) else Path("."), hint="pass --out a file in a folder you can write")
     custom = model if isinstance(model, nn.Module) else None
@@ -67,6 +66,7 @@ def lr_find(
     device = resolve_device(config.device)
     setup_torch(config.threads, config.seed)
     dataset = prepare(data, config=dataclasses.replace(prep, image_size=spec.size), progress=progress)
+    task = get_task(dataset.summary.get("task") if prep.task == "auto" else prep.task)
     net = build_model(config, choice, len(dataset.classes), device, channels=dataset.summary.get("channels", 3))
     spec = net.input_spec
     config = _resolved(config, choice, net, device)

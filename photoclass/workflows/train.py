@@ -169,15 +169,15 @@ def _train(
 ) -> TrainResult:
     if place.main:
         run.remove_temp_files()  # left by a process killed mid-write
-    task, choice = get_task(config.task), _choose_model(config, custom, say)
+    if prep.task != "auto":
+        get_task(prep.task)  # an unknown name is refused before the photos are read
+    choice = _choose_model(config, custom, say)
     spec = choice.input_spec
-    # processes on one machine share its cores: one each by default under torchrun
-    setup_torch(
-        config.threads or (max(1, (os.cpu_count() or 1) // place.local_world) if place.active else 0), config.seed
-    )
+    _setup_threads(config, place)
     prep = dataclasses.replace(prep, image_size=spec.size)
     dataset = _prepare_in_turn(data, prep, place, progress, pixels=_keeps_pixels(config, choice, device))
     say(_data_line(dataset.summary))
+    task = get_task(dataset.summary.get("task") if prep.task == "auto" else prep.task)
     _check_test_split(dataset, prep)
     net = build_model(config, choice, len(dataset.classes), device, channels=dataset.summary.get("channels", 3))
     spec = net.input_spec  # grey photos: 1 channel for a model trained from scratch
@@ -186,7 +186,7 @@ def _train(
     if auto:
         _say_strategy(config, say)
     applied = applied_augment(config)
-    meta = _model_meta(config, dataset, spec, net)
+    meta = _model_meta(config, dataset, spec, net, task)
     if not resume and place.main:
         _start_run(run, config, prep, dataset, meta, applied)
         _say_unused(config, given, applied, say)
@@ -514,6 +514,12 @@ def _prepare_in_turn(data, prep: PrepareConfig, place: distributed.Processes, pr
     return dataset if dataset is not None else prepare(data, config=prep, progress=False, pixels=pixels)
 
 
+def _setup_threads(config: TrainConfig, place: distributed.Processes) -> None:
+    """Processes on one machine share its cores: one each by default under torchrun."""
+    threads = config.threads or (max(1, (os.cpu_count() or 1) // place.local_world) if place.active else 0)
+    setup_torch(threads, config.seed)
+
+
 def _choose_model(config: TrainConfig, custom: nn.Module | None, say) -> ModelChoice:
     """The model resolved once (a timm backbone's weights found before the photos are read);
     the input size chosen for a CPU is said."""
@@ -594,10 +600,10 @@ def _warn_unused(config: TrainConfig, given: set[str]) -> None:
             warnings.warn(f"`{name}` {why}", UnusedOptionWarning, stacklevel=5)
 
 
-def _model_meta(config: TrainConfig, dataset: PreparedDataset, spec: InputSpec, net: nn.Module) -> dict:
+def _model_meta(config: TrainConfig, dataset: PreparedDataset, spec: InputSpec, net: nn.Module, task) -> dict:
     return {
         "architecture": config.model,
-        "task": config.task,
+        "task": task.name,
         "classes": dataset.classes,
         "num_classes": len(dataset.classes),
         "input": spec.to_dict(),
