@@ -77,3 +77,18 @@ def test_the_task_trains_a_linear_head_with_its_loss():
         optimizer.step()
     summary = MULTI_LABEL.summary(head(x).detach(), y)
     assert summary["mAP"] > 0.95 and summary["accuracy"] > 0.8
+
+
+def test_the_one_solve_head_fits_several_labels_with_grouped_folds():
+    from photoclass.training.probe import fit_linear_probe
+
+    rng = np.random.default_rng(3)
+    x = torch.from_numpy(rng.normal(size=(240, 16))).float()
+    y = torch.stack([x[:, 0] > 0.2, x[:, 1] > 0.8, (x[:, 2] + x[:, 3]) > 0], 1).long()
+    head = torch.nn.Sequential(torch.nn.Identity(), torch.nn.Linear(16, 3))
+    found = fit_linear_probe(head, x, y, np.arange(240) // 2, seed=0, task=MULTI_LABEL)
+    assert found["C"] > 0.01  # the labels are learnable: cross-validation keeps the fit loose
+    with torch.no_grad():
+        assert MULTI_LABEL.summary(head(x), y)["mAP"] > 0.95
+    strata = MULTI_LABEL.strata(y.numpy())
+    assert set(strata) <= {0, 1, 2, 3} and (strata[y.numpy().sum(1) == 0] == 3).all()

@@ -77,7 +77,8 @@ def write_report(run: str | os.PathLike | RunDir, *, model: nn.Module | None = N
         f"{html.escape(config['versions']['photoclass'])} · report made {time.strftime('%Y-%m-%d %H:%M')}</div>",
         _tiles(
             [
-                ("test accuracy", f"{test['accuracy']:.2%}"),
+                *([("test mAP", f"{test['mAP']:.2%}")] if "mAP" in test else []),
+                ("test exact match" if "mAP" in test else "test accuracy", f"{test['accuracy']:.2%}"),
                 *_interval_tile(test),
                 ("test loss", f"{test['loss']:.4f}"),
                 ("macro F1", f"{test['macro_f1']:.4f}"),

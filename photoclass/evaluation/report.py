@@ -99,8 +99,8 @@ def _misclassified(task, logits, labels, dataset: PreparedDataset, split: str) -
     return [
         {
             "path": rows[i].path,
-            "true": dataset.classes[int(labels[i])],
-            "predicted": dataset.classes[predicted],
+            "true": task.named(labels[i], dataset.classes),
+            "predicted": task.named(predicted, dataset.classes),
             "confidence": round(confidence, 4),
             "index": int(dataset.indices(split)[i]),
         }
@@ -122,10 +122,11 @@ def write_evaluation(
         )
     if len(history) > 1 or (history and not classifier):
         plots.learning_curves(history, run.plot("learning_curves"))
-    plots.confusion_matrix(evaluation["test"]["confusion_matrix"], dataset.classes, run.plot("confusion_matrix"))
-    plots.reliability_diagram(
-        evaluation["test"]["calibration_bins"], evaluation["test"]["ece"], run.plot("calibration")
-    )
+    test = evaluation["test"]
+    if "confusion_matrix" in test:  # one class a photo
+        plots.confusion_matrix(test["confusion_matrix"], dataset.classes, run.plot("confusion_matrix"))
+    if "calibration_bins" in test:
+        plots.reliability_diagram(test["calibration_bins"], test["ece"], run.plot("calibration"))
     wrong = evaluation["misclassified"][:24]
     if wrong:
         plots.image_grid(
@@ -192,9 +193,7 @@ def evaluate_all(
     return {"test": task.metrics(logits, y, classes, top_k=config.top_k, temperature=temperature)}
 
 
-def format_test(test: dict[str, Any], run_path, unknown: dict[str, Any] | None = None) -> str:
-    """The test figures as a terminal table: overall, then per class, then how many test photos
-    the 'none of these' check (`unknown`, evaluation's "outlier_scores") would mark unknown."""
+def _one_label(test: dict[str, Any]) -> list[str]:
     interval = test.get("accuracy_interval")
     shown = f" (95% interval {interval[0]:.4f}-{interval[1]:.4f})" if interval else ""
     lines = [
@@ -205,6 +204,30 @@ def format_test(test: dict[str, Any], run_path, unknown: dict[str, Any] | None =
     lines.append(f"  {'class':<16}{'precision':>10}{'recall':>8}{'f1':>8}{'support':>9}")
     for name, c in test["per_class"].items():
         lines.append(f"  {name:<16}{c['precision']:>10.3f}{c['recall']:>8.3f}{c['f1']:>8.3f}{c['support']:>9}")
+    return lines
+
+
+def _several_labels(test: dict[str, Any]) -> list[str]:
+    interval = test.get("mAP_interval")
+    shown = f" (95% interval {interval[0]:.4f}-{interval[1]:.4f}, bootstrap)" if interval else ""
+    lines = [
+        "",
+        f"test: mAP {test['mAP']:.4f}{shown}  exact match {test['accuracy']:.4f}  loss {test['loss']:.4f}  "
+        f"macro F1 {test['macro_f1']:.4f}  ({test['count']} photos, {test['labels_per_photo']:.2f} labels a photo)",
+        f"  {'label':<16}{'AP':>7}{'precision':>10}{'recall':>8}{'f1':>8}{'support':>9}{'threshold':>11}",
+    ]
+    for name, c in test["per_class"].items():
+        lines.append(
+            f"  {name:<16}{c['ap']:>7.3f}{c['precision']:>10.3f}{c['recall']:>8.3f}{c['f1']:>8.3f}"
+            f"{c['support']:>9}{c['threshold']:>11.3f}"
+        )
+    return lines
+
+
+def format_test(test: dict[str, Any], run_path, unknown: dict[str, Any] | None = None) -> str:
+    """The test figures as a terminal table: overall, then per class, then how many test photos
+    the 'none of these' check (`unknown`, evaluation's "outlier_scores") would mark unknown."""
+    lines = _several_labels(test) if "mAP" in test else _one_label(test)
     if unknown:
         photos = unknown["test_photos"]
         marked = photos - round(unknown["test_accepted"] * photos)

@@ -27,6 +27,7 @@ class Prediction:
     error: str = ""  # why the photo was skipped
     outlier_score: float | None = None  # distance to the training photos; None: the model has no such check
     unknown: bool = False  # farther than the threshold: "none of these", whatever the top class
+    labels: list[str] | None = None  # a multi-label model's decided set (each over its threshold); else None
 
     @property
     def label(self) -> str:
@@ -48,6 +49,7 @@ class Prediction:
             "path": self.path,
             "label": self.label,
             "confidence": round(self.confidence, 6),
+            **({} if self.labels is None else {"labels": self.labels}),
             **known,
             "top": [{"label": c, "probability": round(p, 6)} for c, p in self.top],
         }
@@ -115,6 +117,7 @@ class BasePredictor:
                 for prediction, row in zip(ok, self.predict_pixels(pixels)):
                     p, prediction.outlier_score, prediction.unknown = self.read_row(row)
                     prediction.top = self.task.ranked(p, self.classes, k)
+                    prediction.labels = self.task.decided(p, self.classes)
             yield failed + ok
 
     def decoded(

@@ -119,4 +119,5 @@ def _from_dict(row: dict) -> Prediction:
         top=[(t["label"], t["probability"]) for t in row["top"]],
         outlier_score=row.get("outlier_score"),
         unknown=row.get("unknown", False),
+        labels=row.get("labels"),
     )

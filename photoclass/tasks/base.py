@@ -48,6 +48,22 @@ class Task:
         """The decision of (N, C) logits or probabilities (same for both)."""
         raise NotImplementedError
 
+    def named(self, label: Any, classes: list[str]) -> str:
+        """One photo's label (a class index, or a row of a label matrix) as text."""
+        raise NotImplementedError
+
+    def decided(self, probabilities: np.ndarray, classes: list[str]) -> list[str] | None:
+        """The labels decided for one photo where the answer is a set; None where it is the top class."""
+        return None
+
+    def strata(self, labels: np.ndarray) -> np.ndarray:
+        """One class index a photo, for folds stratified by label."""
+        raise NotImplementedError
+
+    def class_weights(self, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+        """Weights that balance the training labels, for `loss_fn(class_weights=...)`."""
+        raise NotImplementedError
+
     def ranked(self, probabilities: np.ndarray, classes: list[str], k: int) -> list[tuple[str, float]]:
         """One photo's classes with their probabilities, best first, at most `k`."""
         raise NotImplementedError
@@ -71,8 +87,8 @@ class Task:
         """Everything test.json holds for a split; its "error" is 1 - the headline figure."""
         raise NotImplementedError
 
-    def mistakes(self, logits: torch.Tensor, labels: torch.Tensor) -> list[tuple[int, int, float]]:
-        """(index, predicted class, confidence) of each wrong photo, most confident first."""
+    def mistakes(self, logits: torch.Tensor, labels: torch.Tensor) -> list[tuple[int, Any, float]]:
+        """(index, what was predicted (for `named`), confidence) of each wrong photo, surest first."""
         raise NotImplementedError
 
     def calibrate(self, logits: torch.Tensor, labels: torch.Tensor) -> float:

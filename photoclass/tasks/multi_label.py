@@ -114,12 +114,30 @@ class MultiLabel(Task):
     def agreement(self, reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
         return (self.decide(self.activate(reference)) == self.decide(self.activate(candidate))).all(1)
 
+    def named(self, label: Any, classes: list[str]) -> str:
+        return ";".join(classes[i] for i in np.flatnonzero(np.asarray(label) > 0.5)) or "(none)"
+
+    def decided(self, probabilities: np.ndarray, classes: list[str]) -> list[str] | None:
+        return [classes[i] for i in np.flatnonzero(self.decide(probabilities[None])[0])]
+
+    def strata(self, labels: np.ndarray) -> np.ndarray:
+        """Each photo's rarest label (the number of labels for a photo with none), so folds keep
+        the rare labels spread."""
+        positive = np.asarray(labels) > 0.5
+        rarest = np.where(positive, positive.sum(0)[None, :], np.iinfo(np.int64).max).argmin(1)
+        return np.where(positive.any(1), rarest, positive.shape[1])
+
+    def class_weights(self, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+        """Each label's pos_weight: its negatives over its positives (1 for a label never seen)."""
+        positives = labels.float().sum(0)
+        return ((len(labels) - positives) / positives.clamp(min=1)).where(positives > 0, positives.new_ones(()))
+
     def ranked(self, probabilities: np.ndarray, classes: list[str], k: int) -> list[tuple[str, float]]:
         best = np.argsort(-probabilities, kind="stable")[:k]
         return [(classes[i], float(probabilities[i])) for i in best]
 
     def filed_under(self, prediction) -> list[str]:
-        return list(getattr(prediction, "labels", None) or [prediction.label])
+        return list(prediction.labels or [])
 
     def average_flipped(self, logits: torch.Tensor, flipped: torch.Tensor) -> torch.Tensor:
         return ((logits.sigmoid() + flipped.sigmoid()) / 2).logit(eps=1e-7)
@@ -159,6 +177,7 @@ class MultiLabel(Task):
             "count": len(labels),
             "loss": self.loss(logits, labels),
             "mAP": m_ap,
+            "mAP_interval": _bootstrap_interval(p, y),
             "error": 1.0 - m_ap,
             "accuracy": float((decided == y).all(1).mean()) if len(y) else float("nan"),  # exact match
             "macro_f1": float(np.mean([c["f1"] for c in per_label.values()])),
@@ -174,7 +193,7 @@ class MultiLabel(Task):
         wrong = np.flatnonzero((decided != y).any(1))
         margin = np.abs(p - self._cut(p)) * (decided != y)
         wrong = sorted(wrong.tolist(), key=lambda i: -float(margin[i].max()))
-        return [(i, np.flatnonzero(decided[i]).tolist(), float(margin[i].max())) for i in wrong]
+        return [(i, decided[i], float(margin[i].max())) for i in wrong]
 
     def calibrate(self, logits: torch.Tensor, labels: torch.Tensor) -> float:
         """One temperature for every label, minimizing the validation photos' binary cross-entropy."""
@@ -221,6 +240,17 @@ def _mean_ap(probabilities: np.ndarray, positive: np.ndarray) -> float:
     found = [average_precision(probabilities[:, i], positive[:, i]) for i in range(positive.shape[1])]
     found = [a for a in found if a == a]
     return float(np.mean(found)) if found else float("nan")
+
+
+def _bootstrap_interval(probabilities: np.ndarray, positive: np.ndarray, draws: int = 500) -> list[float] | None:
+    """The 95% percentile interval of mAP over photos drawn with replacement (seeded: the same
+    photos give the same interval); None for fewer than 2 photos."""
+    if len(positive) < 2:
+        return None
+    rng = np.random.default_rng(0)
+    found = [_mean_ap(probabilities[i], positive[i]) for i in rng.integers(0, len(positive), (draws, len(positive)))]
+    found = [f for f in found if f == f]
+    return [float(np.percentile(found, 2.5)), float(np.percentile(found, 97.5))] if found else None
 
 
 def _smoothed_bce(pos_weight, label_smoothing: float):

@@ -39,6 +39,18 @@ class SingleLabel(Task):
     def decide(self, scores: Array) -> Array:
         return scores.argmax(1)
 
+    def named(self, label: Any, classes: list[str]) -> str:
+        return classes[int(label)]
+
+    def strata(self, labels: np.ndarray) -> np.ndarray:
+        return labels
+
+    def class_weights(self, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+        import torch
+
+        counts = torch.bincount(labels, minlength=num_classes).float()
+        return counts.sum() / (len(counts) * counts.clamp(min=1))
+
     def ranked(self, probabilities: np.ndarray, classes: list[str], k: int) -> list[tuple[str, float]]:
         best = np.argsort(-probabilities, kind="stable")[:k]
         return [(classes[i], float(probabilities[i])) for i in best]

@@ -72,7 +72,7 @@ def choose_c(
 ) -> tuple[float, list[float]]:
     """The C of `grid` with the best out-of-fold accuracy (grouped, stratified folds; among
     equals the strongest regularization), and the accuracy of each C."""
-    fold = grouped_folds(y.numpy(), groups, folds=folds, seed=seed)
+    fold = grouped_folds(task.strata(y.numpy()), groups, folds=folds, seed=seed)
     correct = np.zeros(len(grid))
     for k in range(folds):
         train, held = torch.from_numpy(fold != k), torch.from_numpy(fold == k)
@@ -113,7 +113,8 @@ def fit_linear_probe(
     groups = np.asarray(groups)
     share = np.arange(len(y))
     if len(y) > CV_LIMIT:  # 45 fits on every photo would grow the head's cost past the backbone's
-        share = np.flatnonzero(grouped_folds(y.numpy(), groups, folds=-(-len(y) // CV_LIMIT), seed=seed) == 0)
+        strata = task.strata(y.numpy())
+        share = np.flatnonzero(grouped_folds(strata, groups, folds=-(-len(y) // CV_LIMIT), seed=seed) == 0)
     c, accuracy = choose_c(x[share], y[share], groups[share], linear.out_features, seed=seed, task=task)
     w, b = fit_logistic(x, y, linear.out_features, c, task=task)
     linear.weight.copy_(w.to(linear.weight))

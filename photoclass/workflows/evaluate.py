@@ -84,12 +84,13 @@ def evaluate_run(
     out.mkdir(exist_ok=True)
     name = _unused_name(out, name)
     RunDir(out).write_json(f"{name}.json", evaluation)
-    plots.confusion_matrix(
-        evaluation["test"]["confusion_matrix"],
-        meta["classes"],
-        out / f"{name}_confusion_matrix.png",
-        title=f"confusion matrix ({name})",
-    )
+    if "confusion_matrix" in evaluation["test"]:  # one class a photo
+        plots.confusion_matrix(
+            evaluation["test"]["confusion_matrix"],
+            meta["classes"],
+            out / f"{name}_confusion_matrix.png",
+            title=f"confusion matrix ({name})",
+        )
     evaluation["written_to"] = str(out / f"{name}.json")
     return evaluation
 

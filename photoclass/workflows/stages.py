@@ -178,7 +178,7 @@ class Stage:
     ):
         config, run = self.config, self.run
         class_weights = (
-            _class_weights(loaders["train"].labels, self.num_classes).to(config.device)
+            self.task.class_weights(loaders["train"].labels, self.num_classes).to(config.device)
             if config.class_weights
             else None
         )
@@ -207,11 +207,6 @@ class Stage:
             progress=self.progress,
             task=self.task,
         )
-
-
-def _class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    counts = torch.bincount(labels, minlength=num_classes).float()
-    return counts.sum() / (len(counts) * counts.clamp(min=1))
 
 
 def _best_value(history, monitor: str) -> float:
