@@ -186,8 +186,10 @@ def _tiles(items: list[tuple[str, str]]) -> str:
 def _data_section(summary: dict[str, Any] | None, rows: list[dict[str, str]], classes: list[str]) -> str:
     counts = {c: {s: 0 for s in ("train", "val", "test")} for c in classes}
     for r in rows:
-        if r["status"] == "ok" and r["label"] in counts:
-            counts[r["label"]][r["split"]] += 1
+        labels = [r["label"]] if r["label"] in counts else r["label"].split(";")  # a multi-label row: "a;b"
+        for label in labels if r["status"] == "ok" else ():
+            if label in counts:
+                counts[label][r["split"]] += 1
     table = "<table><tr><th>class</th><th class=n>train</th><th class=n>val</th><th class=n>test</th></tr>"
     table += (
         "".join(
