@@ -31,7 +31,7 @@ def task_text(s: dict[str, Any]) -> str | None:
         return None
     none = s.get("photos_without_labels", 0)
     return f"task: {MULTI_LABEL}, {len(s['classes'])} labels, {s['labels_per_photo']:.1f} labels a photo" + (
-        f", {none:,} photos with none" if none else ""
+        f", {none:,} with none" if none else ""
     )
 
 
