@@ -18,7 +18,8 @@ from .augment import AugmentSpec, parse_augment  # noqa: F401  (re-exported)
 
 SPLIT_MODES = ("grouped", "naive")
 PIXEL_CACHES = ("auto", "jpeg", "raw")
-LAYOUTS = ("auto", "flat", "folders", "split", "csv", "npz", "npy", "cifar", "idx")
+LAYOUTS = ("auto", "flat", "folders", "split", "csv", "jsonl", "npz", "npy", "cifar", "idx")
+LABEL_SEPARATORS = (" ", ";", "|", ",")  # what may part a CSV cell's labels (multi-label)
 GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as PIL's convert("L"): grey stays grey
 DEFAULT_LABEL_REGEX = r"^([^\W\d_]+)"  # the leading letters of the stem: cloudy12 -> cloudy
 DEFAULT_MAX_PIXELS = 120_000_000  # a 100 MP camera still passes; a 20k x 20k bomb does not
@@ -53,7 +54,8 @@ class PrepareConfig:
     layout: str = option(
         "auto",
         "flat (label in file name), folders (one per class), split "
-        "(train/val/test folders), csv (a file of path,label[,split] rows), npz/npy (image "
+        "(train/val/test folders), csv (a file of path,label[,split] rows), jsonl (a "
+        '{"path": ..., "labels": [...]} line per photo), npz/npy (image '
         "arrays), cifar (the CIFAR python folder), idx (MNIST files); auto detects it",
         choices=LAYOUTS,
     )
@@ -65,6 +67,13 @@ class PrepareConfig:
     )
     path_column: str = option("path", "with a CSV: the column holding each photo's path", metavar="NAME")
     label_column: str = option("label", "with a CSV: the column holding each photo's label", metavar="NAME")
+    label_sep: str | None = option(
+        None,
+        "with a CSV: what parts the labels in a cell (' ', ';', '|' or ','), making the data "
+        "multi-label; default: decided from the cells (';' or '|' in several cells, or words that "
+        "recur in many combinations), and said in a note",
+        metavar="SEP",
+    )
     label_regex: str | None = option(
         None,
         "regex with one group, the label, for flat folders (default: the leading letters of the file name)",
@@ -104,6 +113,8 @@ class PrepareConfig:
         check_int("fold", self.fold, 0, max(self.folds - 1, 0))
         check_choice("layout", self.layout, LAYOUTS)
         check_choice("pixel_cache", self.pixel_cache, PIXEL_CACHES)
+        if self.label_sep is not None:
+            check_choice("label_sep", self.label_sep, LABEL_SEPARATORS)
         compile_label_regex(self.label_regex)
         check_int("max_pixels", self.max_pixels, 1, 10**10)
         check_int("min_side", self.min_side, 1, 10_000)

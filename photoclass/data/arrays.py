@@ -29,6 +29,7 @@ from PIL import Image
 
 from ..core.errors import PhotoclassError
 from .decode import IMAGE_SUFFIXES, DecodedPhoto, decode_photo
+from .labelsets import joined_set
 
 ARRAY_LAYOUTS = ("npz", "npy", "cifar", "idx")
 NPZ_KEY_STYLES = (("x_train", "y_train", "x_test", "y_test"), ("x", "y"), ("images", "labels"))
@@ -50,6 +51,7 @@ class ArraySet:
     names: list[str]
     given_split: list[str | None]
     notes: list[str] = field(default_factory=list)
+    multi_hot: bool = False  # `y` was an (N, L) 0/1 matrix of label sets: `labels` are joined sets
 
     @property
     def channels(self) -> int:
@@ -102,7 +104,7 @@ def read_arrays(path: str | os.PathLike, layout: str = "auto") -> ArraySet:
         )
     reader = {"npz": _read_npz, "npy": _read_npy, "cifar": _read_cifar, "idx": _read_idx}[layout]
     try:
-        images, labels, names, splits, notes = reader(path)
+        images, labels, names, splits, notes, multi_hot = reader(path)
     except PhotoclassError:
         raise
     except (
@@ -120,7 +122,7 @@ def read_arrays(path: str | os.PathLike, layout: str = "auto") -> ArraySet:
         raise PhotoclassError(
             f"Cannot read the {layout} data in {path}: {str(e)[:200]}. HINT: check that the file is complete."
         ) from None
-    return ArraySet(path, layout, images, labels, names, splits, notes)
+    return ArraySet(path, layout, images, labels, names, splits, notes, multi_hot)
 
 
 @functools.lru_cache(maxsize=4)
@@ -490,12 +492,32 @@ def as_uint8_images(x: np.ndarray, source: str) -> np.ndarray:
     return np.clip(np.rint(x * scale), 0, 255).astype(np.uint8)
 
 
+def is_multi_hot(y: np.ndarray) -> bool:
+    """An (N, L) 0/1 matrix whose rows are not all one-hot: a set of labels an image."""
+    y = np.asarray(y)
+    return y.ndim == 2 and y.shape[1] > 1 and _zeros_and_ones(y) and not (y.sum(1) == 1).all()
+
+
+def _zeros_and_ones(y: np.ndarray) -> bool:
+    return set(np.unique(y).tolist()) <= {0, 1}
+
+
+def as_label_sets(y: np.ndarray, names: list[str] | None, source: str) -> list[str]:
+    """A multi-hot (N, L) matrix -> each image's label names, joined as the manifest keeps them."""
+    names = names if names is not None else [str(i) for i in range(y.shape[1])]
+    if len(names) != y.shape[1]:
+        raise PhotoclassError(
+            f"{source}: {len(names)} label names for the {y.shape[1]} columns of y. HINT: list a name for every column."
+        )
+    return [joined_set((names[i] for i in np.flatnonzero(row)), f"{source} (its names)") for row in y]
+
+
 def as_label_names(y: np.ndarray, names: list[str] | None, source: str) -> list[str]:
     """Integer, one-hot or text labels -> one class name per image."""
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]  # keras.datasets.cifar10 gives (N, 1)
-    elif y.ndim == 2 and set(np.unique(y).tolist()) <= {0, 1}:
+    elif y.ndim == 2 and _zeros_and_ones(y):
         y = y.argmax(1)  # one-hot
     if y.ndim != 1:
         raise PhotoclassError(
@@ -518,13 +540,15 @@ def as_label_names(y: np.ndarray, names: list[str] | None, source: str) -> list[
 
 
 def _combine(path: Path, parts, names: list[str] | None, prefix: str | None = None):
-    """[(member, x, y, split)] -> (images, labels, names, splits, notes)."""
+    """[(member, x, y, split)] -> (images, labels, names, splits, notes, multi-hot). Where any
+    part's y is multi-hot, every part's labels are label sets (a class name is a one-label set)."""
     images, labels, rows, splits = [], [], [], []
+    multi_hot = any(is_multi_hot(y) for _, _, y, _ in parts)
     base = path.name if prefix is None else prefix
     for member, x, y, split in parts:
         source = f"{path.name}:{member}" if prefix is None else member
         x = as_uint8_images(x, source)
-        y = as_label_names(y, names, source)
+        y = as_label_sets(np.asarray(y), names, source) if is_multi_hot(y) else as_label_names(y, names, source)
         if len(x) != len(y):
             raise PhotoclassError(f"{source}: {len(x)} images but {len(y)} labels. HINT: save one label per image.")
         if images and x.shape[1:] != images[0].shape[1:]:
@@ -536,4 +560,4 @@ def _combine(path: Path, parts, names: list[str] | None, prefix: str | None = No
         labels += y
         rows += [f"{stem}{i}" for i in range(len(x))]
         splits += [split] * len(x)
-    return np.concatenate(images), labels, rows, splits, []
+    return np.concatenate(images), labels, rows, splits, [], multi_hot

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..core.atomic import write_text_atomic
 from .cache import CachedImages
+from .labelsets import MULTI_LABEL, SINGLE_LABEL, label_matrix
 from .streamed import StreamedImages
 from .split import SPLITS
 
@@ -23,7 +24,7 @@ MANIFEST_COLUMNS = ("path", "label", "split", "group", "status", "reason")
 @dataclass(frozen=True)
 class ManifestRow:
     path: str  # relative to the dataset root, posix
-    label: str
+    label: str  # multi-label: the photo's labels, sorted and joined by ";" ("" for none)
     split: str  # "train", "val", "test"; "" when skipped
     group: int  # duplicate group; -1 when skipped
     status: str  # "ok" or "skipped"
@@ -34,7 +35,9 @@ class PreparedDataset:
     """Photos found, checked, grouped and split; pixels served from the decode cache.
 
     `images[i]` and `labels[i]` follow `usable`, the rows whose status is ok, in manifest
-    order. `indices("train")` selects one split.
+    order. `indices("train")` selects one split. `task` is the labels' format: single-label
+    (`labels` (N,) int64 class indices) or multi-label (`labels` (N, L) uint8, 1 where a photo
+    carries label `classes[l]`).
     """
 
     def __init__(
@@ -46,6 +49,7 @@ class PreparedDataset:
         summary: dict[str, Any],
         config: dict[str, Any],
         keys: list[str] | None = None,
+        task: str = SINGLE_LABEL,
     ):
         self.root = Path(root)
         self.keys = keys  # content keys of the usable photos (a hash of each file's bytes), when known
@@ -56,8 +60,12 @@ class PreparedDataset:
         self.config = config
         self.usable = [r for r in rows if r.status == "ok"]
         self.skipped = [r for r in rows if r.status != "ok"]
-        class_index = {c: i for i, c in enumerate(classes)}
-        self.labels = np.array([class_index[r.label] for r in self.usable], dtype=np.int64)
+        self.task = task
+        if task == MULTI_LABEL:
+            self.labels = label_matrix([r.label for r in self.usable], classes)  # (N, L) uint8
+        else:
+            class_index = {c: i for i, c in enumerate(classes)}
+            self.labels = np.array([class_index[r.label] for r in self.usable], dtype=np.int64)
         self.splits = np.array([r.split for r in self.usable], dtype=str)
         self.groups = np.array([r.group for r in self.usable], dtype=np.int64)
 
@@ -98,9 +106,13 @@ class PreparedDataset:
         import html
 
         head = "".join(f"<th>{s}</th>" for s in ("class", *SPLITS))
+        held = self.labels.astype(bool) if self.task == MULTI_LABEL else None
         rows = "".join(
             f"<tr><td>{html.escape(c)}</td>"
-            + "".join(f"<td>{int(((self.labels == i) & (self.splits == s)).sum())}</td>" for s in SPLITS)
+            + "".join(
+                f"<td>{int(((held[:, i] if held is not None else self.labels == i) & (self.splits == s)).sum())}</td>"
+                for s in SPLITS
+            )
             + "</tr>"
             for i, c in enumerate(self.classes)
         )

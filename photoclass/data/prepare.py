@@ -20,6 +20,15 @@ from .arrays import ARRAY_LAYOUTS, ArraySet, array_layout, read_arrays
 from .cache import ImageCache, array_keys
 from .dataset import ManifestRow, PreparedDataset
 from .decode import ALLOWED_FORMATS
+from .labelsets import (
+    MULTI_LABEL,
+    has_label,
+    label_matrix,
+    labels_of,
+    multi_label_summary,
+    note_missing_labels,
+    resolve_labels,
+)
 from .dedupe import ARRAY_MAX_HASH_DISTANCE, ARRAY_MAX_THUMB_DIFFERENCE, find_duplicates
 from .outside import check_outside
 from .scan import FoundPhoto, ScanResult, scan_folder
@@ -57,8 +66,11 @@ def prepare(
     timings: dict[str, float] = {}
     started = time.perf_counter()
     root, arrays, scan = _scan(Path(data).expanduser(), config)  # first: nothing is written for a bad folder
+    label_format = resolve_labels(
+        scan, task=config.task, label_sep=config.label_sep, multi_hot=arrays is not None and arrays.multi_hot
+    )
     _check_destinations(data, out, config)
-    labelled = [p for p in scan.photos if p.label]
+    labelled = [p for p in scan.photos if has_label(p, label_format)]
     timings["scan"] = time.perf_counter() - started
 
     workers = config.workers or os.cpu_count() or 1
@@ -67,8 +79,11 @@ def prepare(
     cache, keys, entries, decoded = _hash_and_decode(
         labelled, arrays, config, pixel_format, workers, pixels and not ray, ray, progress, timings
     )
-    ok, classes = _usable_photos(root, scan, labelled, keys, entries)
-    duplicates, splits, given_leaks, naive = _group_and_split(ok, entries, classes, config, timings, arrays is not None)
+    ok, classes = _usable_photos(root, scan, labelled, keys, entries, label_format)
+    label_ids = _label_ids(ok, classes, label_format)
+    duplicates, splits, given_leaks, naive = _group_and_split(
+        ok, entries, label_ids, config, timings, arrays is not None
+    )
     rows = _manifest_rows(scan, labelled, keys, entries, ok, splits, duplicates.group, by_path=arrays is None)
     timings["total"] = time.perf_counter() - started
 
@@ -76,14 +91,20 @@ def prepare(
     cache_info = {"dir": str(cache.root), "decoded": decoded, "reused": len(keys) - decoded}
     cache_info["pixels"] = "decoded when read" if streamed else f"kept ({pixel_format})"
     naive_leaks = leaked_test_photos(naive, duplicates.group)
+    if label_format == MULTI_LABEL:
+        note_missing_labels(scan.notes, label_ids, splits, duplicates.group, classes)
     summary = _summary(
         root, scan, rows, classes, duplicates, ok, splits, naive_leaks, given_leaks, config, timings, cache_info
     )
     summary.update(_source_summary(data, arrays, ok, config))
+    if label_format == MULTI_LABEL:
+        summary.update(multi_label_summary(label_ids))
     # scan order is manifest order, so the cached images line up with the usable rows
     images = _streamed_images(ok, config, workers) if streamed else cache.images([entries[k] for _, k in ok])
     settings = {**config.to_dict(), "photoclass": __version__}
-    dataset = PreparedDataset(root.resolve(), rows, classes, images, summary, settings, keys=[k for _, k in ok])
+    dataset = PreparedDataset(
+        root.resolve(), rows, classes, images, summary, settings, keys=[k for _, k in ok], task=label_format
+    )
     if out is not None:
         summary["manifest"] = str(dataset.save(out))
     return dataset
@@ -171,11 +192,20 @@ def _hash_and_decode(
     return cache, keys, entries, decoded
 
 
-def _usable_photos(root: Path, scan: ScanResult, labelled, keys, entries) -> tuple[list, list[str]]:
-    """The (photo, key) pairs that decoded, and their classes; refuses fewer than 2 classes."""
+def _usable_photos(root: Path, scan: ScanResult, labelled, keys, entries, label_format) -> tuple[list, list[str]]:
+    """The (photo, key) pairs that decoded, and their classes; refuses fewer than 2 classes
+    (multi-label: no label at all)."""
     ok = [(p, k) for p, k in zip(labelled, keys) if entries[k].status == "ok"]
     if not ok:
         raise PhotoclassError(_no_photos_message(root, scan, labelled, keys, entries))
+    if label_format == MULTI_LABEL:
+        labels = sorted({label for p, _ in ok for label in labels_of(p.label)}, key=_class_order)
+        if not labels:
+            raise PhotoclassError(
+                f"Multi-label training needs photos with labels, but none of the {len(ok)} photos in {root} "
+                "has one (every label set is empty). HINT: check the label column, or --label-sep."
+            )
+        return ok, labels
     classes = sorted({p.label for p, _ in ok}, key=_class_order)
     if len(classes) < 2:
         raise PhotoclassError(
@@ -186,8 +216,15 @@ def _usable_photos(root: Path, scan: ScanResult, labelled, keys, entries) -> tup
     return ok, classes
 
 
+def _label_ids(ok, classes: list[str], label_format: str) -> np.ndarray:
+    """(N,) class indices, or for multi-label the (N, L) 0/1 label matrix, of the usable photos."""
+    if label_format == MULTI_LABEL:
+        return label_matrix([p.label for p, _ in ok], classes)
+    return np.array([classes.index(p.label) for p, _ in ok])
+
+
 def _group_and_split(
-    ok, entries, classes: list[str], config: PrepareConfig, timings: dict[str, float], from_arrays: bool
+    ok, entries, label_ids: np.ndarray, config: PrepareConfig, timings: dict[str, float], from_arrays: bool
 ):
     """Group duplicates, then split by group: (duplicates, splits, given-split leaks, naive splits)."""
     ok_entries = [entries[k] for _, k in ok]
@@ -205,7 +242,6 @@ def _group_and_split(
     timings["dedupe"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    label_ids = np.array([classes.index(p.label) for p, _ in ok])
     splits, given_leaks = _assign_splits([p for p, _ in ok], label_ids, duplicates.group, config)
     naive = naive_split(label_ids, val_size=config.val_size, test_size=config.test_size, seed=config.seed)
     timings["split"] = time.perf_counter() - t
@@ -217,7 +253,10 @@ def _manifest_rows(scan, labelled, keys, entries, ok, splits, groups, *, by_path
     rows = [
         ManifestRow(p.relpath, p.label, s, int(g), "ok", entries[k].reason) for (p, k), s, g in zip(ok, splits, groups)
     ]
-    rows += [ManifestRow(p.relpath, p.label or "", "", -1, "skipped", p.reason) for p in scan.photos if not p.label]
+    listed = {id(p) for p in labelled}
+    rows += [
+        ManifestRow(p.relpath, p.label or "", "", -1, "skipped", p.reason) for p in scan.photos if id(p) not in listed
+    ]
     rows += [
         ManifestRow(p.relpath, p.label, "", -1, "skipped", entries[k].reason)
         for p, k in zip(labelled, keys)
@@ -339,7 +378,8 @@ def _summary(
     converted = [r for r in usable if r.reason]
     per_class = {c: {s: 0 for s in SPLITS} for c in classes}
     for r in usable:
-        per_class[r.label][r.split] += 1
+        for label in [r.label] if r.label in per_class else labels_of(r.label):  # a class, or a joined label set
+            per_class[label][r.split] += 1
     for counts in per_class.values():
         counts["total"] = sum(counts[s] for s in SPLITS)
     conflicts = [

@@ -1,6 +1,8 @@
-"""Find the photos in a folder and their labels, in any of four layouts.
+"""Find the photos in a folder and their labels, in any of five layouts.
 
 - csv: a CSV file of `path,label[,split]` rows (paths relative to the file, or absolute);
+- jsonl: a JSON-lines file of `{"path": ..., "labels": [...], "split": ...}` objects (a set of
+  labels a photo: multi-label);
 - flat: `DATA/cloudy12.jpg`, the label taken from the file name by a regex;
 - folders: `DATA/<class>/**/*.jpg`;
 - split: `DATA/train/<class>/`, `DATA/val/<class>/`, `DATA/test/<class>/` (given splits), the
@@ -12,6 +14,7 @@ Hidden files and folders, non-image files and symlinks are skipped and counted.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 from collections import Counter
@@ -50,6 +53,7 @@ class FoundPhoto:
     label: str | None
     given_split: str | None = None
     reason: str = ""  # why it has no label
+    label_set: tuple[str, ...] | None = None  # the labels a JSON-lines file lists for it
 
 
 @dataclass
@@ -96,6 +100,13 @@ def scan_folder(
         return scan_csv(
             _the_csv(root), path_column=path_column, label_column=label_column, follow_symlinks=follow_symlinks
         )
+    if layout == "jsonl" or (layout == "auto" and root.is_file() and root.suffix.lower() == ".jsonl"):
+        return scan_jsonl(
+            _the_listing(root, ".jsonl", "JSON-lines"),
+            path_key=path_column,
+            label_key=label_column,
+            follow_symlinks=follow_symlinks,
+        )
     if not root.is_dir():
         raise PhotoclassError(
             f"Expected a folder of photos, received a file: {root}. HINT: pass the folder "
@@ -138,13 +149,18 @@ def scan_folder(
 
 
 def _the_csv(root: Path) -> Path:
+    return _the_listing(root, ".csv", "CSV")
+
+
+def _the_listing(root: Path, suffix: str, kind: str) -> Path:
+    """`root` if a file, else the one `suffix` file in the folder `root`."""
     if root.is_file():
         return root
-    found = sorted(p for p in root.glob("*.csv") if not is_hidden(p.name))
+    found = sorted(p for p in root.glob(f"*{suffix}") if not is_hidden(p.name))
     if len(found) != 1:
         raise PhotoclassError(
-            f"layout='csv' needs one CSV file in {root}; found {[p.name for p in found] or 'none'}. "
-            "HINT: pass the CSV file itself."
+            f"layout={suffix[1:]!r} needs one {kind} file in {root}; found {[p.name for p in found] or 'none'}. "
+            f"HINT: pass the {kind} file itself."
         )
     return found[0]
 
@@ -161,45 +177,124 @@ def scan_csv(
     result = ScanResult(root=root, layout="csv", photos=[])
     rows, columns = _read_csv(path, path_column, label_column)
     splits = "split" in columns
-    seen = set()
-    outside = 0
+    listing = _Listing(path, result, follow_symlinks)
     for line, row in enumerate(rows, start=2):
-        name = (row[path_column] or "").strip()
         label = (row[label_column] or "").strip() or None
+        split = row["split"] if splits else None
+        reason = "" if label else f"empty {label_column!r} in the CSV, row {line}"
+        listing.add(row[path_column], line, split, label=label, reason=reason, missing_path="CSV row without a path")
+    return listing.done()
+
+
+def scan_jsonl(
+    path: Path, *, path_key: str = "path", label_key: str = "label", follow_symlinks: bool = False
+) -> ScanResult:
+    """Photos listed in a JSON-lines file, an object a line: `path_key`, `labels` (a list: the
+    photo's set of labels, [] for none) or `label_key` (one label), and optionally `split`.
+    Paths, missing files and symbolic links are treated as in `scan_csv`."""
+    path = path.resolve()
+    listing = _Listing(path, ScanResult(root=path.parent, layout="jsonl", photos=[]), follow_symlinks)
+    for line, text in enumerate(_read_lines(path), start=1):
+        if not text.strip():
+            continue
+        item = _json_object(path, line, text)
+        labels = item.get("labels", item.get(label_key))
+        label_set = label = None
+        if isinstance(labels, list):
+            label_set = tuple(_label_text(path, line, v).strip() for v in labels)
+        elif labels is not None:
+            label = _label_text(path, line, labels).strip() or None
+        reason = "" if label_set is not None or label else f"no 'labels' in line {line}"
+        listing.add(
+            item.get(path_key),
+            line,
+            item.get("split"),
+            label=label,
+            reason=reason,
+            label_set=label_set,
+            missing_path=f"JSON line without {path_key!r}",
+        )
+    return listing.done()
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise PhotoclassError(f"Cannot read {path}: {e}. HINT: save it as UTF-8 text.") from None
+
+
+def _json_object(path: Path, line: int, text: str) -> dict:
+    try:
+        item = json.loads(text)
+    except json.JSONDecodeError as e:
+        item = e
+    if not isinstance(item, dict):
+        raise PhotoclassError(
+            f"{path}:{line}: not a JSON object ({str(item)[:80]}). "
+            'HINT: write one {"path": ..., "labels": [...]} object a line.'
+        )
+    return item
+
+
+def _label_text(path: Path, line: int, value) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise PhotoclassError(
+            f'{path}:{line}: label {value!r} is not a name. HINT: list labels as text, e.g. "labels": ["cat", "dog"].'
+        )
+    return str(value)
+
+
+class _Listing:
+    """The photos a listing file (CSV, JSON lines) names: paths relative to its folder or
+    absolute, each file once; missing files and symbolic links counted."""
+
+    def __init__(self, path: Path, result: ScanResult, follow_symlinks: bool):
+        self.path, self.result, self.follow_symlinks = path, result, follow_symlinks
+        self.root = result.root
+        self.seen: set[str] = set()
+        self.outside = 0
+
+    def add(self, name, line: int, split, *, label, reason: str, missing_path: str, label_set=None) -> None:
+        name = str(name or "").strip()
         if not name:
-            result.ignore("CSV row without a path", f"{path.name}:{line}")
-            continue
-        listed = Path(os.path.abspath(root / name))  # '..' removed, links not followed
+            self.result.ignore(missing_path, f"{self.path.name}:{line}")
+            return
+        listed = Path(os.path.abspath(self.root / name))  # '..' removed, links not followed
         file = listed.resolve()
-        if file != listed and not follow_symlinks:
-            result.ignore("reached through a symbolic link (followed only with --follow-symlinks)", name)
-            continue
-        inside = file.is_relative_to(root)
-        relpath = file.relative_to(root).as_posix() if inside else file.as_posix()
-        if relpath in seen:
-            result.ignore("listed twice in the CSV (first row kept)", relpath)
-            continue
-        seen.add(relpath)
+        if file != listed and not self.follow_symlinks:
+            self.result.ignore("reached through a symbolic link (followed only with --follow-symlinks)", name)
+            return
+        inside = file.is_relative_to(self.root)
+        relpath = file.relative_to(self.root).as_posix() if inside else file.as_posix()
+        if relpath in self.seen:
+            self.result.ignore(f"listed twice in the {self._kind} (first row kept)", relpath)
+            return
+        self.seen.add(relpath)
         if not file.is_file():
-            result.ignore("listed in the CSV but not found", relpath)
-            continue
-        given = split_of(row["split"]) if splits and (row["split"] or "").strip() else None
-        if splits and (row["split"] or "").strip() and given is None:
+            self.result.ignore(f"listed in the {self._kind} but not found", relpath)
+            return
+        given = split_of(str(split)) if str(split or "").strip() else None
+        if str(split or "").strip() and given is None:
             raise PhotoclassError(
-                f"{path}:{line}: split {row['split']!r} is not train, val or test. "
+                f"{self.path}:{line}: split {split!r} is not train, val or test. "
                 "HINT: fix the row, or leave the split empty to let photoclass choose."
             )
-        outside += not inside
-        result.photos.append(
-            FoundPhoto(file, relpath, label, given, "" if label else f"empty {label_column!r} in the CSV, row {line}")
-        )
-    result.photos.sort(key=lambda p: p.relpath)
-    if outside:
-        result.notes.append(
-            f"{outside} row(s) of {path.name} name files outside its folder {root} (absolute "
-            "paths or '..'); they are read as listed"
-        )
-    return result
+        self.outside += not inside
+        self.result.photos.append(FoundPhoto(file, relpath, label, given, reason, label_set))
+
+    @property
+    def _kind(self) -> str:
+        return "CSV" if self.result.layout == "csv" else "JSON lines"
+
+    def done(self) -> ScanResult:
+        self.result.photos.sort(key=lambda p: p.relpath)
+        if self.outside:
+            self.result.notes.append(
+                f"{self.outside} row(s) of {self.path.name} name files outside its folder {self.root} (absolute "
+                "paths or '..'); they are read as listed"
+            )
+        return self.result
 
 
 def _read_csv(path: Path, path_column: str, label_column: str) -> tuple[list[dict[str, str]], list[str]]:

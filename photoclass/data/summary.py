@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .dedupe import MAX_GROUP
+from .labelsets import MULTI_LABEL
 from .split import SPLITS
 
 
@@ -24,14 +25,26 @@ def split_text(s: dict[str, Any]) -> str:
     return f"{s['split_mode']} split, seed {s['seed']}"
 
 
+def task_text(s: dict[str, Any]) -> str | None:
+    """The data's task in one line, where it is multi-label: `task: multi-label, 9 labels, 1.9 labels a photo`."""
+    if s.get("task") != MULTI_LABEL:
+        return None
+    none = s.get("photos_without_labels", 0)
+    return f"task: {MULTI_LABEL}, {len(s['classes'])} labels, {s['labels_per_photo']:.1f} labels a photo" + (
+        f", {none:,} with none" if none else ""
+    )
+
+
 def format_summary(s: dict[str, Any]) -> str:
+    task = task_text(s)
     lines = [
-        f"{s['root']}: {s['usable']:,} usable photos in {len(s['classes'])} classes, "
+        f"{s['root']}: {s['usable']:,} usable photos in {len(s['classes'])} {'labels' if task else 'classes'}, "
         f"{s['skipped']:,} skipped, {s['ignored']:,} ignored (layout: {s['layout']}; {split_text(s)})",
         "",
-        f"  {'class':<16}" + "".join(f"{name:>8}" for name in (*SPLITS, "total")),
+        f"  {'label' if task else 'class':<16}" + "".join(f"{name:>8}" for name in (*SPLITS, "total")),
     ]
-    lines[1:1] = [f"NOTE: {note}" for note in s.get("notes", [])]
+    lines[1:1] = [task] if task else []
+    lines[1 + bool(task) : 1 + bool(task)] = [f"NOTE: {note}" for note in s.get("notes", [])]
     for name, counts in s["classes"].items():
         lines.append(f"  {name:<16}" + "".join(f"{counts[k]:>8,}" for k in (*SPLITS, "total")))
     lines.append(f"  {'all':<16}" + "".join(f"{s['splits'][k]:>8,}" for k in SPLITS) + f"{s['usable']:>8,}")
