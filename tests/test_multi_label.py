@@ -24,9 +24,10 @@ def test_average_precision_is_scikit_learns():
 def test_the_threshold_rules_pick_what_they_say():
     p = np.array([0.95, 0.9, 0.8, 0.7, 0.6, 0.4, 0.3, 0.2])
     y = np.array([1, 1, 0, 1, 0, 1, 0, 0], bool)
-    assert best_threshold(p, y, "f1") == 0.4  # 4 of 4 found, 2 wrong: F1 0.8, the best
-    assert best_threshold(p, y, "precision=1") == 0.9  # the lowest threshold with no wrong one
-    assert best_threshold(p, y, "recall=0.75") == 0.7  # the highest that finds 3 of the 4
+    # each cut halfway between the last score kept and the next one below
+    assert best_threshold(p, y, "f1") == pytest.approx(0.35)  # 0.4: 4 of 4 found, 2 wrong, F1 0.8, the best
+    assert best_threshold(p, y, "precision=1") == pytest.approx(0.85)  # 0.9: the lowest with no wrong one
+    assert best_threshold(p, y, "recall=0.75") == pytest.approx(0.65)  # 0.7: the highest finding 3 of the 4
     assert best_threshold(p, np.zeros(8, bool)) == 0.5  # nothing to learn from
     for bad in ("f2", "precision", "recall=0", "precision=1.5", "f1=0.3"):
         with pytest.raises(PhotoclassError, match="threshold_rule"):

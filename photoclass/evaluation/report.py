@@ -153,7 +153,7 @@ def augmentation_preview(
         original = torch.from_numpy(dataset.images[int(index)])[None]  # (1, H, W, 3)
         batch = to_float(original.expand(variants, -1, -1, -1))
         augmented = augment_batch(batch, spec, generator) if spec.enabled else batch
-        label = dataset.classes[int(dataset.labels[index])]
+        label = dataset.usable[int(index)].label or "(no label)"
         images.append(original[0].numpy())
         captions.append(f"{label} (original)")
         for x in augmented:

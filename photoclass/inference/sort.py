@@ -17,6 +17,7 @@ from .prediction import Prediction
 
 UNSURE = "_unsure"
 UNKNOWN = "_unknown"  # far from every training photo: none of the classes
+NO_LABEL = "_no_label"  # a multi-label model decided none of its labels
 CONFIDENCE_PLACES = 3  # the table prints and --min-confidence compares confidences at this many places
 
 
@@ -46,7 +47,7 @@ def sort_into(
         elif shown_confidence(prediction.confidence) < min_confidence:
             folders = [UNSURE]
         else:
-            folders = [class_folder(label) for label in task.filed_under(prediction)]
+            folders = [class_folder(label) for label in task.filed_under(prediction)] or [NO_LABEL]
         for folder in folders:
             _copy_into(prediction.path, out / folder)
             counts[folder] += 1

@@ -50,12 +50,15 @@ def best_threshold(probabilities: np.ndarray, positive: np.ndarray, rule: str = 
     precision, recall = tp / (tp + fp), tp / positive.sum()
     if kind == "f1":
         score = np.where(last, 2 * precision * recall / np.maximum(precision + recall, 1e-12), -1)
-        return float(p[int(np.argmax(score))])
-    if kind == "precision":
+        cut = int(np.argmax(score))
+    elif kind == "precision":
         ok = np.flatnonzero(last & (precision >= target))
-        return float(p[ok[-1]]) if len(ok) else float(p[0])  # unreachable: only the most confident
-    ok = np.flatnonzero(last & (recall >= target))
-    return float(p[ok[0]])
+        cut = int(ok[-1]) if len(ok) else 0  # unreachable: only the most confident
+    else:
+        cut = int(np.flatnonzero(last & (recall >= target))[0])
+    # halfway to the next lower score: validation's last positive is not where new photos stop
+    below = p[cut + 1] if cut + 1 < len(p) else 0.0
+    return float((p[cut] + below) / 2)
 
 
 def average_precision(probabilities: np.ndarray, positive: np.ndarray) -> float:
@@ -92,7 +95,7 @@ class MultiLabel(Task):
     def activate(self, logits: Array) -> Array:
         if not isinstance(logits, np.ndarray):
             return logits.sigmoid()
-        return 1 / (1 + np.exp(-logits))
+        return 0.5 * (1 + np.tanh(logits / 2))  # the sigmoid, without overflow for large |logits|
 
     def _cut(self, like: Array):
         cut = np.full(like.shape[1], 0.5) if self.thresholds is None else self.thresholds
@@ -217,12 +220,14 @@ class MultiLabel(Task):
 
     def fitted(self, logits: torch.Tensor, labels: torch.Tensor) -> MultiLabel:
         p, y = self.activate(logits).numpy(), labels.numpy() > 0.5
-        return MultiLabel([best_threshold(p[:, i], y[:, i], self.rule) for i in range(p.shape[1])], self.rule)
+        # rounded as saved: the test figures are those of the model as it is loaded again
+        found = [round(best_threshold(p[:, i], y[:, i], self.rule), 6) for i in range(p.shape[1])]
+        return MultiLabel(found, self.rule)
 
     def state(self) -> dict[str, Any]:
         if self.thresholds is None:
             return {}
-        return {"rule": self.rule, "thresholds": [round(float(t), 6) for t in self.thresholds]}
+        return {"rule": self.rule, "thresholds": [float(t) for t in self.thresholds]}
 
     def configured(self, state: dict[str, Any] | None) -> MultiLabel:
         if not state:

@@ -28,7 +28,7 @@ from ..data.dataset import PreparedDataset, manifest_csv
 from ..data.loader import BatchLoader
 from ..data.outside import check_outside
 from ..data.prepare import prepare
-from ..data.summary import split_text
+from ..data.summary import split_text, task_text
 from ..evaluation import plots
 from ..evaluation.html_report import write_report
 from ..evaluation.report import evaluate_dataset, format_test, write_evaluation
@@ -684,10 +684,12 @@ def _default_run_name(model: str) -> Path:
 def _data_line(summary: dict[str, Any]) -> str:
     s = summary["splits"]
     notes = "".join(f"\nNOTE: {note}" for note in summary.get("notes", []))
+    task = task_text(summary)
+    kind = "labels" if task else "classes"
     return (
-        f"data: {summary['usable']} photos in {len(summary['classes'])} classes (layout {summary['layout']}, "
+        f"data: {summary['usable']} photos in {len(summary['classes'])} {kind} (layout {summary['layout']}, "
         f"{summary['skipped']} skipped); train {s['train']}, val {s['val']}, test {s['test']} "
-        f"({split_text(summary)}){notes}"
+        f"({split_text(summary)})" + (f"\n{task}" if task else "") + notes
     )
 
 

@@ -1,0 +1,101 @@
+"""Several labels a photo, end to end: a CSV of label sets trains, evaluates with mAP and
+thresholds per label, predicts sets, sorts into every label's folder, and exports them."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import photoclass
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
+
+pytestmark = [pytest.mark.trains]
+
+
+def squares(root, photos=90, seed=0):
+    """Grey photos with a coloured square for each of their labels (none, one, two or three)."""
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(photos):
+        pixels = (rng.random((64, 64, 3)) * 60 + 100).astype(np.uint8)
+        labels = [c for c in COLOURS if rng.random() < 0.45]
+        for c in labels:
+            y, x = rng.integers(0, 40, 2)
+            pixels[y : y + 24, x : x + 24] = COLOURS[c]
+        Image.fromarray(pixels).save(root / f"p{i:03d}.png")
+        rows.append((f"p{i:03d}.png", " ".join(labels)))
+    with open(root / "labels.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("path", "label"), *rows])
+    return root / "labels.csv", dict(rows)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    base = tmp_path_factory.mktemp("multi")
+    data, truth = squares(base / "photos")
+    options = dict(model="compact-cnn", image_size=32, epochs=12, threads=1, seed=0)
+    photoclass.train(data, out=base / "run", cache_dir=base / "cache", verbose=False, progress=False, **options)
+    return base, data, truth
+
+
+def test_a_csv_of_label_sets_trains_a_multi_label_model_with_a_threshold_per_label(trained):
+    base, _, _ = trained
+    meta = json.loads((base / "run" / "model.json").read_text())
+    assert meta["task"] == "multi-label" and meta["classes"] == ["blue", "green", "red"]
+    assert meta["decision"]["rule"] == "f1" and len(meta["decision"]["thresholds"]) == 3
+    test = json.loads((base / "run" / "test.json").read_text())["test"]
+    low, high = test["mAP_interval"]
+    assert low <= test["mAP"] <= high and test["error"] == pytest.approx(1 - test["mAP"])
+    assert test["mAP"] > 0.7  # three coloured squares are easy to tell apart
+    assert set(test["per_class"]) == {"blue", "green", "red"}
+    assert all(c["threshold"] == t for c, t in zip(test["per_class"].values(), meta["decision"]["thresholds"]))
+    split = (base / "run" / "split.csv").read_text()
+    assert any(";" in line.split(",")[1] for line in split.splitlines()[1:])  # sets kept in one column
+
+
+def test_predict_answers_a_set_and_sort_files_a_photo_under_each_label(trained, tmp_path):
+    base, data, truth = trained
+    photos = sorted(data.parent.glob("*.png"))[:30]
+    run = subprocess.run(
+        [sys.executable, "-m", "photoclass", "predict", str(base / "run"), *map(str, photos), "--format", "json"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    answers = json.loads(run.stdout)
+    assert all(isinstance(a["labels"], list) for a in answers)
+    right = [set(a["labels"]) == set(truth[a["path"].rsplit("/", 1)[1]].split()) for a in answers]
+    assert np.mean(right) > 0.6
+    from photoclass.inference.predictor import Predictor
+    from photoclass.inference.sort import NO_LABEL, sort_into
+
+    predictor = Predictor(base / "run", unknown=False)
+    predictions = predictor.predict(photos)
+    counts = sort_into(predictions, tmp_path / "sorted", task=predictor.task)
+    copies = sum(len(p.labels) or 1 for p in predictions)
+    assert sum(counts.values()) == copies  # each photo once per label it has, or in _no_label
+    several = next(p for p in predictions if len(p.labels) >= 2)
+    name = several.path.rsplit("/", 1)[1]
+    assert all((tmp_path / "sorted" / label / name).is_file() for label in several.labels)
+    assert set(counts) <= {"blue", "green", "red", NO_LABEL}
+
+
+def test_an_onnx_export_carries_the_thresholds(trained):
+    pytest.importorskip("onnxruntime")
+    from photoclass.inference.export import export
+    from photoclass.inference.predictor import Predictor, open_predictor
+
+    base, data, _ = trained
+    found = export(base / "run", "onnx")
+    assert found["kept"], found.get("why_not")
+    photos = sorted(data.parent.glob("*.png"))[:20]
+    exported = open_predictor(found["path"], unknown=False)
+    assert exported.task.state() == Predictor(base / "run", unknown=False).task.state()
+    want = [p.labels for p in Predictor(base / "run", unknown=False).predict(photos)]
+    assert [p.labels for p in exported.predict(photos)] == want
