@@ -1004,7 +1004,7 @@ def format_predictions(predictions, fmt: str) -> str:
         if not p.error:
             top = ", ".join(f"{c} {v:.{places}f}" for c, v in p.top)
             marker = f"  {'yes' if p.unknown else 'no':>7}" if checked else ""
-            label = p.label if p.labels is None else ";".join(p.labels) or "(none)"  # several labels: the set
+            label = p.label if p.labels is None else " ".join(p.labels) or "(none of the labels)"
             lines.append(f"{p.path:<{width}}  {label:<14}{p.confidence:>7.{places}f}{marker}  {top}")
     unknown = sum(p.unknown for p in predictions)
     if unknown:

@@ -69,7 +69,11 @@ def test_predict_answers_a_set_and_sort_files_a_photo_under_each_label(trained, 
     )
     assert run.returncode == 0, run.stderr
     answers = json.loads(run.stdout)
-    assert all(isinstance(a["labels"], list) for a in answers)
+    for a in answers:  # the set, most probable first, and every label's probability
+        assert set(a["scores"]) == {"blue", "green", "red"}
+        assert [a["scores"][label] for label in a["labels"]] == sorted(
+            (a["scores"][x] for x in a["labels"]), reverse=True
+        )
     right = [set(a["labels"]) == set(truth[a["path"].rsplit("/", 1)[1]].split()) for a in answers]
     assert np.mean(right) > 0.6
     from photoclass.inference.predictor import Predictor

@@ -28,6 +28,7 @@ class Prediction:
     outlier_score: float | None = None  # distance to the training photos; None: the model has no such check
     unknown: bool = False  # farther than the threshold: "none of these", whatever the top class
     labels: list[str] | None = None  # a multi-label model's decided set (each over its threshold); else None
+    scores: dict[str, float] | None = None  # a multi-label model's probability of every label
 
     @property
     def label(self) -> str:
@@ -50,6 +51,7 @@ class Prediction:
             "label": self.label,
             "confidence": round(self.confidence, 6),
             **({} if self.labels is None else {"labels": self.labels}),
+            **({} if self.scores is None else {"scores": {c: round(p, 6) for c, p in self.scores.items()}}),
             **known,
             "top": [{"label": c, "probability": round(p, 6)} for c, p in self.top],
         }
@@ -118,6 +120,7 @@ class BasePredictor:
                     p, prediction.outlier_score, prediction.unknown = self.read_row(row)
                     prediction.top = self.task.ranked(p, self.classes, k)
                     prediction.labels = self.task.decided(p, self.classes)
+                    prediction.scores = self.task.scores(p, self.classes)
             yield failed + ok
 
     def decoded(

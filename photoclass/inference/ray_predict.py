@@ -120,4 +120,5 @@ def _from_dict(row: dict) -> Prediction:
         outlier_score=row.get("outlier_score"),
         unknown=row.get("unknown", False),
         labels=row.get("labels"),
+        scores=row.get("scores"),
     )

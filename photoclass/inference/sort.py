@@ -17,7 +17,7 @@ from .prediction import Prediction
 
 UNSURE = "_unsure"
 UNKNOWN = "_unknown"  # far from every training photo: none of the classes
-NO_LABEL = "_no_label"  # a multi-label model decided none of its labels
+NO_LABEL = "_none"  # a multi-label model decided none of its labels
 CONFIDENCE_PLACES = 3  # the table prints and --min-confidence compares confidences at this many places
 
 

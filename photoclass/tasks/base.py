@@ -60,6 +60,10 @@ class Task:
         """One class index a photo, for folds stratified by label."""
         raise NotImplementedError
 
+    def scores(self, probabilities: np.ndarray, classes: list[str]) -> dict[str, float] | None:
+        """Every label's probability where the answer is a set (each is decided on its own); else None."""
+        return None
+
     def class_weights(self, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
         """Weights that balance the training labels, for `loss_fn(class_weights=...)`."""
         raise NotImplementedError

@@ -121,7 +121,12 @@ class MultiLabel(Task):
         return ";".join(classes[i] for i in np.flatnonzero(np.asarray(label) > 0.5)) or "(none)"
 
     def decided(self, probabilities: np.ndarray, classes: list[str]) -> list[str] | None:
-        return [classes[i] for i in np.flatnonzero(self.decide(probabilities[None])[0])]
+        """Every label at or above its threshold, most probable first."""
+        chosen = np.flatnonzero(self.decide(probabilities[None])[0])
+        return [classes[i] for i in chosen[np.argsort(-probabilities[chosen], kind="stable")]]
+
+    def scores(self, probabilities: np.ndarray, classes: list[str]) -> dict[str, float] | None:
+        return {name: float(p) for name, p in zip(classes, probabilities)}
 
     def strata(self, labels: np.ndarray) -> np.ndarray:
         """Each photo's rarest label (the number of labels for a photo with none), so folds keep
