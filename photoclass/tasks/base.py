@@ -39,6 +39,11 @@ class Task:
         """Per photo, whether the model's decision matches its labels (bool)."""
         raise NotImplementedError
 
+    def fold_score(self, logits: torch.Tensor, labels: torch.Tensor) -> float:
+        """The held-out photos' score, summed over them, that cross-validation picks a head's
+        strength by (divided by the photos, the mean)."""
+        return float(self.correct(logits, labels).sum())
+
     # answers
     def activate(self, logits: Array) -> Array:
         """Probabilities of (N, C) logits, as torch or numpy, whichever came in."""

@@ -114,6 +114,10 @@ class MultiLabel(Task):
         decided = self.decide(self.activate(logits))
         return (decided == (labels > 0.5)).all(1)
 
+    def fold_score(self, logits: torch.Tensor, labels: torch.Tensor) -> float:
+        """mAP, weighted by the fold's photos: exact match over many labels is too rare to rank by."""
+        return _mean_ap(self.activate(logits).numpy(), labels.numpy() > 0.5) * len(labels)
+
     def agreement(self, reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
         return (self.decide(self.activate(reference)) == self.decide(self.activate(candidate))).all(1)
 

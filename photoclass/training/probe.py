@@ -81,7 +81,7 @@ def choose_c(
         init = None
         for i, c in enumerate(grid):  # strong to weak: each fit starts from the last one
             init = fit_logistic(x[train], y[train], num_classes, c, init=init, task=task)
-            correct[i] += int(task.correct(x[held] @ init[0].T + init[1], y[held]).sum())
+            correct[i] += task.fold_score(x[held] @ init[0].T + init[1], y[held])
     accuracy = (correct / len(y)).tolist()
     return grid[int(np.argmax(accuracy))], accuracy
 
