@@ -208,12 +208,15 @@ def _one_label(test: dict[str, Any]) -> list[str]:
 
 
 def _several_labels(test: dict[str, Any]) -> list[str]:
-    interval = test.get("mAP_interval")
-    shown = f" (95% interval {interval[0]:.4f}-{interval[1]:.4f}, bootstrap)" if interval else ""
+    def shown(key: str) -> str:
+        interval = test.get(f"{key}_interval")
+        return f" ({interval[0]:.4f}-{interval[1]:.4f})" if interval else ""
+
     lines = [
         "",
-        f"test: mAP {test['mAP']:.4f}{shown}  exact match {test['accuracy']:.4f}  loss {test['loss']:.4f}  "
-        f"macro F1 {test['macro_f1']:.4f}  ({test['count']} photos, {test['labels_per_photo']:.2f} labels a photo)",
+        f"test: mAP {test['mAP']:.4f}{shown('mAP')}  macro F1 {test['macro_f1']:.4f}{shown('macro_f1')} (95% "
+        f"intervals, bootstrap)  exact match {test['accuracy']:.4f}  loss {test['loss']:.4f}  ({test['count']} "
+        f"photos, {test['labels_per_photo']:.2f} labels a photo)",
         f"  {'label':<16}{'AP':>7}{'precision':>10}{'recall':>8}{'f1':>8}{'support':>9}{'threshold':>11}",
     ]
     for name, c in test["per_class"].items():

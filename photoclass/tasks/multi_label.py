@@ -189,10 +189,11 @@ class MultiLabel(Task):
             "count": len(labels),
             "loss": self.loss(logits, labels),
             "mAP": m_ap,
-            "mAP_interval": _bootstrap_interval(p, y),
+            "mAP_interval": _bootstrap_interval(p, y, _mean_ap),
             "error": 1.0 - m_ap,
             "accuracy": float((decided == y).all(1).mean()) if len(y) else float("nan"),  # exact match
             "macro_f1": float(np.mean([c["f1"] for c in per_label.values()])),
+            "macro_f1_interval": _bootstrap_interval(decided, y, _macro_f1),
             "labels_per_photo": float(y.sum(1).mean()) if len(y) else float("nan"),
             "per_class": per_label,
             "classes": classes,
@@ -256,13 +257,18 @@ def _mean_ap(probabilities: np.ndarray, positive: np.ndarray) -> float:
     return float(np.mean(found)) if found else float("nan")
 
 
-def _bootstrap_interval(probabilities: np.ndarray, positive: np.ndarray, draws: int = 500) -> list[float] | None:
-    """The 95% percentile interval of mAP over photos drawn with replacement (seeded: the same
-    photos give the same interval); None for fewer than 2 photos."""
+def _macro_f1(decided: np.ndarray, positive: np.ndarray) -> float:
+    tp, fp, fn = (decided & positive).sum(0), (decided & ~positive).sum(0), (~decided & positive).sum(0)
+    return float(np.mean(np.where(tp > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)))
+
+
+def _bootstrap_interval(scores: np.ndarray, positive: np.ndarray, figure, draws: int = 500) -> list[float] | None:
+    """The 95% percentile interval of `figure(scores, positive)` over photos drawn with
+    replacement (seeded: the same photos give the same interval); None for fewer than 2 photos."""
     if len(positive) < 2:
         return None
     rng = np.random.default_rng(0)
-    found = [_mean_ap(probabilities[i], positive[i]) for i in rng.integers(0, len(positive), (draws, len(positive)))]
+    found = [figure(scores[i], positive[i]) for i in rng.integers(0, len(positive), (draws, len(positive)))]
     found = [f for f in found if f == f]
     return [float(np.percentile(found, 2.5)), float(np.percentile(found, 97.5))] if found else None
 
