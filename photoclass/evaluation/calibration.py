@@ -12,11 +12,12 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """The T > 0 that minimizes the negative log-likelihood of `labels` under softmax(logits / T);
-    1 when every prediction is right, since then any T < 1 lowers the loss and the fit would
-    only sharpen without limit (T -> 0), which small validation splits often invite."""
-    if not len(labels) or bool((logits.argmax(1) == labels).all()):
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, *, loss=F.cross_entropy) -> float:
+    """The T > 0 that minimizes `loss(logits / T, labels)`: the negative log-likelihood of class
+    indices under softmax, or another (binary cross-entropy for label sets). For class indices, 1
+    when every prediction is right, since then any T < 1 lowers the loss and the fit would only
+    sharpen without limit (T -> 0), which small validation splits often invite."""
+    if not len(labels) or (labels.ndim == 1 and bool((logits.argmax(1) == labels).all())):
         return 1.0
     log_t = torch.zeros(1, requires_grad=True)  # T = exp(log_t) stays positive
     optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
@@ -24,9 +25,9 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
     def closure():
         optimizer.zero_grad()
-        loss = F.cross_entropy(logits / log_t.exp(), labels)
-        loss.backward()
-        return loss
+        value = loss(logits / log_t.exp(), labels)
+        value.backward()
+        return value
 
     optimizer.step(closure)
     temperature = float(log_t.detach().exp())

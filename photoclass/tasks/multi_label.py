@@ -210,23 +210,11 @@ class MultiLabel(Task):
 
     def calibrate(self, logits: torch.Tensor, labels: torch.Tensor) -> float:
         """One temperature for every label, minimizing the validation photos' binary cross-entropy."""
-        import torch
         import torch.nn.functional as F
 
-        if not len(labels):
-            return 1.0
-        log_t = torch.zeros(1, requires_grad=True)
-        optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
-        logits, labels = logits.detach().float(), labels.float()
+        from ..evaluation.calibration import fit_temperature
 
-        def closure():
-            optimizer.zero_grad()
-            loss = F.binary_cross_entropy_with_logits(logits / log_t.exp(), labels)
-            loss.backward()
-            return loss
-
-        optimizer.step(closure)
-        return round(min(max(float(log_t.detach().exp()), 0.05), 20.0), 6)
+        return fit_temperature(logits, labels.float(), loss=F.binary_cross_entropy_with_logits)
 
     def fitted(self, logits: torch.Tensor, labels: torch.Tensor) -> MultiLabel:
         p, y = self.activate(logits).numpy(), labels.numpy() > 0.5
