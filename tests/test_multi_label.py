@@ -93,3 +93,18 @@ def test_the_one_solve_head_fits_several_labels_with_grouped_folds():
         assert MULTI_LABEL.summary(head(x), y)["mAP"] > 0.95
     strata = MULTI_LABEL.strata(y.numpy())
     assert set(strata) <= {0, 1, 2, 3} and (strata[y.numpy().sum(1) == 0] == 3).all()
+
+
+def test_the_threshold_rule_is_an_option_of_training_checked_at_once():
+    from photoclass.config import TrainConfig
+
+    assert TrainConfig(threshold_rule="precision=0.9").threshold_rule == "precision=0.9"
+    for bad in ("f2", "recall=0", "precision=2", "recall=x"):
+        with pytest.raises(PhotoclassError, match="threshold_rule"):
+            TrainConfig(threshold_rule=bad)
+    assert (
+        MULTI_LABEL.configured({"rule": "recall=0.8"})
+        .fitted(torch.tensor([[2.0], [1.0], [-1.0], [-2.0]]), torch.tensor([[1.0], [1.0], [0.0], [1.0]]))
+        .state()["rule"]
+        == "recall=0.8"
+    )

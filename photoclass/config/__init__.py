@@ -199,6 +199,12 @@ class TrainConfig:
     label_smoothing: float = option(0.0, "label smoothing of the loss, 0 to below 1")
     dropout: float | None = option(None, "dropout rate of the model's head (default: the model's own)")
     class_weights: bool = option(False, "weight the loss by inverse class frequency")
+    threshold_rule: str = option(
+        "f1",
+        "with several labels a photo: how each label's threshold is chosen on the validation photos: f1 "
+        "(the best F1), precision=P (the lowest reaching precision P), recall=R (the highest keeping recall R)",
+        metavar="RULE",
+    )
     augment: str = option(
         "default", "'default', 'none', 'light', 'strong' or e.g. 'hflip,rotate=10,zoom=0.1'", metavar="SPEC"
     )
@@ -268,6 +274,7 @@ class TrainConfig:
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(self.device)):
             raise PhotoclassError(f"`device` must be auto, cpu, cuda, cuda:N or mps. Received: device={self.device!r}")
         check_choice("precision", self.precision, PRECISIONS)
+        check_threshold_rule(self.threshold_rule)
         parse_augment(self.augment)  # raises on a bad spec
 
     @classmethod
@@ -309,6 +316,20 @@ def check_int(name: str, value, low: int, high: int) -> None:
 def check_fraction(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
         raise PhotoclassError(f"`{name}` must be a fraction from 0 to below 1, e.g. 0.15. Received: {name}={value!r}")
+
+
+def check_threshold_rule(rule: str) -> None:
+    kind, _, target = str(rule).partition("=")
+    try:
+        value = float(target) if target else None
+    except ValueError:
+        value = -1.0
+    in_range = value is None or 0 < value <= 1
+    if kind not in ("f1", "precision", "recall") or (kind == "f1") != (value is None) or not in_range:
+        raise PhotoclassError(
+            "`threshold_rule` must be f1, precision=P or recall=R with 0 < P, R <= 1, e.g. precision=0.9. "
+            f"Received: threshold_rule={rule!r}"
+        )
 
 
 def check_choice(name: str, value, choices) -> None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..config import check_threshold_rule
 from ..core.errors import PhotoclassError
 from .base import Array, Task, register_task
 
@@ -18,21 +19,12 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-RULES = ("f1", "precision", "recall")  # precision=0.9: the lowest threshold reaching it; recall=0.9: the highest
-
 
 def parse_rule(rule: str) -> tuple[str, float | None]:
     """`f1`, `precision=0.9` or `recall=0.9` as (kind, target)."""
+    check_threshold_rule(rule)
     kind, _, target = rule.partition("=")
-    try:
-        value = float(target) if target else None
-    except ValueError:
-        value = -1.0
-    if kind not in RULES or (kind == "f1") != (value is None) or (value is not None and not 0 < value <= 1):
-        raise PhotoclassError(
-            f"`threshold_rule` must be f1, precision=P or recall=R with 0 < P, R <= 1. Received: threshold_rule={rule!r}"
-        )
-    return kind, value
+    return kind, float(target) if target else None
 
 
 def best_threshold(probabilities: np.ndarray, positive: np.ndarray, rule: str = "f1") -> float:
@@ -79,6 +71,7 @@ class MultiLabel(Task):
     def __init__(self, thresholds: list[float] | None = None, rule: str = "f1"):
         self.thresholds = None if thresholds is None else np.asarray(thresholds, dtype=np.float64)
         self.rule = rule
+        parse_rule(rule)
 
     def __repr__(self) -> str:
         return f"MultiLabel(rule={self.rule!r}, thresholds={None if self.thresholds is None else len(self.thresholds)})"
@@ -230,7 +223,7 @@ class MultiLabel(Task):
     def configured(self, state: dict[str, Any] | None) -> MultiLabel:
         if not state:
             return self
-        return MultiLabel(state.get("thresholds"), state.get("rule", "f1"))
+        return MultiLabel(state.get("thresholds"), state.get("rule", self.rule))
 
     def label_issues(
         self, features: np.ndarray, labels: np.ndarray, groups: np.ndarray, *, folds: int, seed: int, progress=False

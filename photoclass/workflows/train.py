@@ -178,6 +178,7 @@ def _train(
     dataset = _prepare_in_turn(data, prep, place, progress, pixels=_keeps_pixels(config, choice, device))
     say(_data_line(dataset.summary))
     task = get_task(dataset.summary.get("task") if prep.task == "auto" else prep.task)
+    task = task.configured({"rule": config.threshold_rule})  # how a fitted decision is chosen, if any
     _check_test_split(dataset, prep)
     net = build_model(config, choice, len(dataset.classes), device, channels=dataset.summary.get("channels", 3))
     spec = net.input_spec  # grey photos: 1 channel for a model trained from scratch
