@@ -986,12 +986,13 @@ def format_predictions(predictions, fmt: str) -> str:
     if fmt == "json":
         return json.dumps([p.to_dict() for p in predictions], indent=2, ensure_ascii=False)
     if fmt == "csv":
-        from .inference.results import CSV_COLUMNS, csv_row
+        from .inference.results import csv_columns, csv_row
 
+        sets = next((list(p.scores) for p in predictions if p.scores), None)  # a multi-label model's labels
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(CSV_COLUMNS)
-        writer.writerows(csv_row(p, places=4) for p in predictions)
+        writer.writerow(csv_columns(sets))
+        writer.writerows(csv_row(p, places=4, sets=sets) for p in predictions)
         return buffer.getvalue().rstrip("\n")
     from .inference.sort import CONFIDENCE_PLACES as places
 

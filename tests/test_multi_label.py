@@ -61,6 +61,12 @@ def test_mean_average_precision_matches_scikit_learn_and_agreement_is_per_photo(
     logits = torch.from_numpy(rng.normal(size=(60, 3)) + y * 1.5).float()
     found = MULTI_LABEL.metrics(logits, torch.from_numpy(y), ["x", "y", "z"], top_k=2, temperature=1.0)
     assert found["mAP"] == pytest.approx(average_precision_score(y, logits.sigmoid().numpy(), average="macro"))
+    from sklearn.metrics import f1_score, hamming_loss
+
+    decided = logits.sigmoid().numpy() >= 0.5
+    assert found["micro_f1"] == pytest.approx(f1_score(y, decided, average="micro"))
+    assert found["per_photo_f1"] == pytest.approx(f1_score(y, decided, average="samples", zero_division=1.0))
+    assert found["hamming_loss"] == pytest.approx(hamming_loss(y, decided))
     same = MULTI_LABEL.agreement(logits.numpy(), logits.numpy() + 0.01)
     assert same.shape == (60,) and same.mean() > 0.9
 

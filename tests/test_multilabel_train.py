@@ -103,3 +103,28 @@ def test_an_onnx_export_carries_the_thresholds(trained):
     assert exported.task.state() == Predictor(base / "run", unknown=False).task.state()
     want = [p.labels for p in Predictor(base / "run", unknown=False).predict(photos)]
     assert [p.labels for p in exported.predict(photos)] == want
+
+
+def test_predictions_to_a_csv_hold_the_set_and_every_score(trained, tmp_path):
+    base, data, _ = trained
+    photos = sorted(data.parent.glob("*.png"))[:6]
+    out = tmp_path / "found.csv"
+    run = subprocess.run(
+        [sys.executable, "-m", "photoclass", "predict", str(base / "run"), *map(str, photos), "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 6 and {"labels", "score:blue", "score:green", "score:red"} <= set(rows[0])
+    meta = json.loads((base / "run" / "model.json").read_text())
+    thresholds = dict(zip(meta["classes"], meta["decision"]["thresholds"]))
+    for row in rows:  # the set is every label at or above its threshold
+        over = {label for label, cut in thresholds.items() if float(row[f"score:{label}"]) >= cut}
+        assert set(row["labels"].split()) == over
+    shown = subprocess.run(
+        [sys.executable, "-m", "photoclass", "predict", str(base / "run"), *map(str, photos), "--format", "csv"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert shown.splitlines()[0].split(",")[:3] == ["path", "label", "labels"]

@@ -217,6 +217,8 @@ def _several_labels(test: dict[str, Any]) -> list[str]:
         f"test: mAP {test['mAP']:.4f}{shown('mAP')}  macro F1 {test['macro_f1']:.4f}{shown('macro_f1')} (95% "
         f"intervals, bootstrap)  exact match {test['accuracy']:.4f}  loss {test['loss']:.4f}  ({test['count']} "
         f"photos, {test['labels_per_photo']:.2f} labels a photo)",
+        f"  micro F1 {test['micro_f1']:.4f}  per-photo F1 {test['per_photo_f1']:.4f}  Hamming loss "
+        f"{test['hamming_loss']:.4f}",
         f"  {'label':<16}{'AP':>7}{'precision':>10}{'recall':>8}{'f1':>8}{'support':>9}{'threshold':>11}",
     ]
     for name, c in test["per_class"].items():

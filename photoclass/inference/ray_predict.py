@@ -51,6 +51,7 @@ class RayPredictor:
         local = open_predictor(path, batch_size=batch_size, unknown=unknown)  # fails here, not in every actor
         self.model_path = str(path)
         self.classes, self.engine, self.batch_size = local.classes, local.engine, batch_size
+        self.task = local.task
         self.threads, self.unknown = threads, unknown
         self.ray = connect(address)
         self.actors = actors or max(1, cluster_cpus() // max(1, threads))

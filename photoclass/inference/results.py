@@ -68,7 +68,9 @@ def predict_to_file(
     failed = predicted = 0
     if todo:
         with open(journal, "a", newline="", encoding="utf-8") as stream:
-            write = _csv_writer(stream, header=not done) if journal.suffix.lower() == ".csv" else _jsonl_writer(stream)
+            sets = predictor.classes if predictor.task.sets else None
+            csv_file = journal.suffix.lower() == ".csv"
+            write = _csv_writer(stream, header=not done, sets=sets) if csv_file else _jsonl_writer(stream)
             for batch in predictor.iter_predict(todo, top_k=top_k, progress=progress):
                 if on_batch:  # before the rows: a photo in the file has had everything done to it
                     on_batch(batch)
@@ -106,19 +108,35 @@ def _rows_in(path: Path, kind: str) -> set[str]:
         ) from None
 
 
-def _csv_writer(stream, *, header: bool):
+def _csv_writer(stream, *, header: bool, sets: list[str] | None = None):
     writer = csv.writer(stream, lineterminator="\n")
     if header:
-        writer.writerow(CSV_COLUMNS)
+        writer.writerow(csv_columns(sets))
 
     def write(batch: list[Prediction]) -> None:
-        writer.writerows(csv_row(p, places=6) for p in batch)
+        writer.writerows(csv_row(p, places=6, sets=sets) for p in batch)
 
     return write
 
 
-def csv_row(p: Prediction, *, places: int) -> list[str]:
-    """A prediction as a row of `CSV_COLUMNS`, probabilities to `places` decimals."""
+def csv_columns(sets: list[str] | None = None) -> list[str]:
+    """The columns of a predictions CSV; for a model answering label `sets` (its labels), also the
+    labels decided (space-separated) and a score column per label."""
+    if sets is None:
+        return CSV_COLUMNS
+    return [*CSV_COLUMNS[:2], "labels", *CSV_COLUMNS[2:], *(f"score:{label}" for label in sets)]
+
+
+def csv_row(p: Prediction, *, places: int, sets: list[str] | None = None) -> list[str]:
+    """A prediction as a row of `csv_columns(sets)`, probabilities to `places` decimals."""
+    row = _csv_row(p, places)
+    if sets is not None:
+        row.insert(2, " ".join(p.labels or []))
+        row += [f"{p.scores[label]:.{places}f}" if p.scores else "" for label in sets]
+    return row
+
+
+def _csv_row(p: Prediction, places: int) -> list[str]:
     checked = p.outlier_score is not None
     return [
         p.path,

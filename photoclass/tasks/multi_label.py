@@ -67,6 +67,7 @@ def average_precision(probabilities: np.ndarray, positive: np.ndarray) -> float:
 class MultiLabel(Task):
     name = "multi-label"
     headline = "mAP"
+    sets = True
 
     def __init__(self, thresholds: list[float] | None = None, rule: str = "f1"):
         self.thresholds = None if thresholds is None else np.asarray(thresholds, dtype=np.float64)
@@ -187,6 +188,7 @@ class MultiLabel(Task):
             "accuracy": float((decided == y).all(1).mean()) if len(y) else float("nan"),  # exact match
             "macro_f1": float(np.mean([c["f1"] for c in per_label.values()])),
             "macro_f1_interval": _bootstrap_interval(decided, y, _macro_f1),
+            **_set_figures(decided, y),
             "labels_per_photo": float(y.sum(1).mean()) if len(y) else float("nan"),
             "per_class": per_label,
             "classes": classes,
@@ -236,6 +238,20 @@ def _mean_ap(probabilities: np.ndarray, positive: np.ndarray) -> float:
     found = [average_precision(probabilities[:, i], positive[:, i]) for i in range(positive.shape[1])]
     found = [a for a in found if a == a]
     return float(np.mean(found)) if found else float("nan")
+
+
+def _set_figures(decided: np.ndarray, positive: np.ndarray) -> dict[str, float]:
+    """micro F1 (over every photo-label pair), per-photo F1 (the mean of each photo's set F1; 1 for
+    a photo with no label that is given none) and the Hamming loss (the share of wrong pairs)."""
+    tp, fp, fn = (decided & positive).sum(), (decided & ~positive).sum(), (~decided & positive).sum()
+    both = (decided & positive).sum(1)
+    sizes = decided.sum(1) + positive.sum(1)
+    per_photo = np.where(sizes > 0, 2 * both / np.maximum(sizes, 1), 1.0)
+    return {
+        "micro_f1": float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn else 1.0,
+        "per_photo_f1": float(per_photo.mean()) if len(per_photo) else float("nan"),
+        "hamming_loss": float((decided != positive).mean()) if decided.size else float("nan"),
+    }
 
 
 def _macro_f1(decided: np.ndarray, positive: np.ndarray) -> float:
