@@ -128,3 +128,18 @@ def test_predictions_to_a_csv_hold_the_set_and_every_score(trained, tmp_path):
         text=True,
     ).stdout
     assert shown.splitlines()[0].split(",")[:3] == ["path", "label", "labels"]
+
+
+def test_the_leaderboard_ranks_a_multi_label_run_by_map_and_apart_from_single_label_runs(trained, tmp_path):
+    from photoclass.experiments.leaderboard import RunSummary, data_sets
+
+    base, data, _ = trained
+    single = tmp_path / "single"
+    options = dict(model="compact-cnn", image_size=32, epochs=2, threads=1, task="single-label", label_sep=";")
+    photoclass.train(data, out=single, cache_dir=base / "cache", verbose=False, progress=False, **options)
+    multi, one = RunSummary.from_run(base / "run"), RunSummary.from_run(single)
+    test = json.loads((base / "run" / "test.json").read_text())["test"]
+    assert multi.task == "multi-label" and multi.test_error == pytest.approx(1 - test["mAP"])
+    assert one.task == "single-label" and one.test_error == pytest.approx(1 - one.test_accuracy)
+    sets = data_sets([multi, one])
+    assert len(sets) == 2 and any(label.endswith("(multi-label)") for label in sets)

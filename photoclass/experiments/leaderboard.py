@@ -41,6 +41,8 @@ class RunSummary:
     wrong: frozenset[str] | None = None  # those it got wrong
     extra: dict[str, Any] = field(default_factory=dict)
     data_source: str = ""  # that folder or file, resolved: runs on the same one are on the same data set
+    task: str = "single-label"  # runs of different tasks are never ranked together
+    error: float | None = None  # 1 - the task's headline figure (mAP for several labels); None: 1 - accuracy
 
     @property
     def name(self) -> str:
@@ -48,7 +50,7 @@ class RunSummary:
 
     @property
     def test_error(self) -> float:
-        return 1.0 - self.test_accuracy
+        return 1.0 - self.test_accuracy if self.error is None else self.error
 
     @classmethod
     def from_run(cls, path: str | os.PathLike) -> RunSummary:
@@ -65,6 +67,8 @@ class RunSummary:
             path=run.path,
             data=Path(source).name,
             data_source=source,
+            task=run.model_meta().get("task") or "single-label",
+            error=figures["test_error"] if "mAP" in result["test"] else None,  # else 1 - accuracy, as computed
             model=train["model"],
             test_photos=photos,
             wrong=wrong,
@@ -97,6 +101,8 @@ class RunSummary:
             path=run.path,
             data=first.data,
             data_source=first.data_source,
+            task=first.task,
+            error=None if first.error is None else mean([m.test_error for m in members]),
             model=first.model,
             options={**first.options, "seed": None, summary["kind"]: len(members)},
             test_accuracy=accuracy["mean"],
@@ -144,18 +150,19 @@ def _options_that_applied(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def data_sets(runs: list[RunSummary]) -> dict[str, list[RunSummary]]:
-    """The runs of each data set (one folder or file), by its label in sorted order: the
-    folder's name, or its whole path where two data sets share a name."""
-    by_source: dict[str, list[RunSummary]] = {}
+    """The runs of each data set (one folder or file, and one task on it), by its label in sorted
+    order: the folder's name, or its whole path where two data sets share a name, with the task
+    where it is not single-label."""
+    by_source: dict[tuple[str, str], list[RunSummary]] = {}
     for run in runs:
-        by_source.setdefault(run.data_source, []).append(run)
-    names = Counter(Path(source).name for source in by_source)
-    return dict(
-        sorted(
-            (Path(source).name if names[Path(source).name] == 1 else source, group)
-            for source, group in by_source.items()
-        )
-    )
+        by_source.setdefault((run.data_source, run.task), []).append(run)
+    names = Counter(Path(source).name for source, _ in set(by_source))
+
+    def label(source: str, task: str) -> str:
+        name = Path(source).name if names[Path(source).name] == 1 else source
+        return name if task == "single-label" else f"{name} ({task})"
+
+    return dict(sorted((label(*key), group) for key, group in by_source.items()))
 
 
 def data_sets_text(sets: dict[str, list[RunSummary]]) -> str:
