@@ -67,7 +67,7 @@ class RunSummary:
             path=run.path,
             data=Path(source).name,
             data_source=source,
-            task=run.model_meta().get("task") or "single-label",
+            task=config.get("model", {}).get("task") or "single-label",
             error=figures["test_error"] if "mAP" in result["test"] else None,  # else 1 - accuracy, as computed
             model=train["model"],
             test_photos=photos,
