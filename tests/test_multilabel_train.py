@@ -143,3 +143,14 @@ def test_the_leaderboard_ranks_a_multi_label_run_by_map_and_apart_from_single_la
     assert one.task == "single-label" and one.test_error == pytest.approx(1 - one.test_accuracy)
     sets = data_sets([multi, one])
     assert len(sets) == 2 and any(label.endswith("(multi-label)") for label in sets)
+
+
+def test_evaluate_re_measures_a_multi_label_run_with_its_saved_thresholds(trained):
+    from photoclass.workflows.evaluate import evaluate_run
+
+    base, data, _ = trained
+    again = evaluate_run(base / "run", progress=False)["test"]
+    first = json.loads((base / "run" / "test.json").read_text())["test"]
+    assert again["mAP"] == pytest.approx(first["mAP"]) and again["macro_f1"] == pytest.approx(first["macro_f1"])
+    elsewhere = evaluate_run(base / "run", data, progress=False)["test"]  # every photo of the CSV
+    assert elsewhere["count"] == 90 and 0 <= elsewhere["mAP"] <= 1

@@ -176,7 +176,7 @@ def evaluate_all(
     progress: bool | None = False,
 ) -> dict:
     """Every usable photo of `dataset` is a test photo; labels mapped onto the model's classes."""
-    labels = np.array([classes.index(dataset.classes[i]) for i in dataset.labels])
+    labels = task.relabeled(np.asarray(dataset.labels), dataset.classes, classes)
     loader = BatchLoader(
         dataset.images,
         labels,

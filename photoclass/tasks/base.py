@@ -70,6 +70,10 @@ class Task:
         """Every label's probability where the answer is a set (each is decided on its own); else None."""
         return None
 
+    def relabeled(self, labels: np.ndarray, classes: list[str], onto: list[str]) -> np.ndarray:
+        """`labels` given over `classes` as they are over the model's classes `onto` (a superset)."""
+        raise NotImplementedError
+
     def class_weights(self, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
         """Weights that balance the training labels, for `loss_fn(class_weights=...)`."""
         raise NotImplementedError

@@ -133,6 +133,11 @@ class MultiLabel(Task):
         rarest = np.where(positive, positive.sum(0)[None, :], np.iinfo(np.int64).max).argmin(1)
         return np.where(positive.any(1), rarest, positive.shape[1])
 
+    def relabeled(self, labels: np.ndarray, classes: list[str], onto: list[str]) -> np.ndarray:
+        found = np.zeros((len(labels), len(onto)), dtype=labels.dtype)
+        found[:, [onto.index(c) for c in classes]] = labels
+        return found
+
     def class_weights(self, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
         """Each label's pos_weight: its negatives over its positives (1 for a label never seen)."""
         positives = labels.float().sum(0)

@@ -45,6 +45,9 @@ class SingleLabel(Task):
     def strata(self, labels: np.ndarray) -> np.ndarray:
         return labels
 
+    def relabeled(self, labels: np.ndarray, classes: list[str], onto: list[str]) -> np.ndarray:
+        return np.array([onto.index(classes[i]) for i in labels])
+
     def class_weights(self, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
         import torch
 
