@@ -154,3 +154,19 @@ def test_evaluate_re_measures_a_multi_label_run_with_its_saved_thresholds(traine
     assert again["mAP"] == pytest.approx(first["mAP"]) and again["macro_f1"] == pytest.approx(first["macro_f1"])
     elsewhere = evaluate_run(base / "run", data, progress=False)["test"]  # every photo of the CSV
     assert elsewhere["count"] == 90 and 0 <= elsewhere["mAP"] <= 1
+
+
+def test_audit_finds_the_photos_whose_label_set_misses_one(tmp_path):
+    data, truth = squares(tmp_path / "photos", photos=80)
+    rows = list(csv.reader(data.open()))
+    dropped = {}
+    for row in rows[1:]:  # four photos with two squares lose one of their labels
+        labels = row[1].split()
+        if len(labels) == 2 and len(dropped) < 4:
+            row[1], dropped[row[0]] = labels[0], labels[1]
+    csv.writer(data.open("w", newline="")).writerows(rows)
+    found = photoclass.audit(data, out=tmp_path / "audit", progress=False)
+    top = {s["path"]: s for s in found.suspects[:10]}
+    for path, label in dropped.items():
+        assert path in top and top[path]["flagged"], path
+        assert label in top[path]["suggested_label"].split(";")  # the missing label is the one suspected

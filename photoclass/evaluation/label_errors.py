@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -20,8 +21,8 @@ from ..core.errors import PhotoclassError
 @dataclass
 class Suspect:
     index: int  # position among the dataset's usable photos
-    given: int
-    suggested: int
+    given: Any  # the label given: a class index, or a row of a label matrix
+    suggested: Any  # what the out-of-fold model says instead, in the same form
     score: float  # cleanlab's label quality, 0 (surely wrong) to 1 (surely right)
     flagged: bool  # among cleanlab's label issues, not only low in the ranking
 

@@ -103,15 +103,14 @@ def audit(
         .cpu()
         .numpy()
     )
-    issues = get_task().label_issues(
-        features, dataset.labels, dataset.groups, folds=folds, seed=seed, progress=progress
-    )
+    task = get_task(dataset.summary.get("task") if config.task == "auto" else config.task)
+    issues = task.label_issues(features, dataset.labels, dataset.groups, folds=folds, seed=seed, progress=progress)
     rows, classes = dataset.usable, dataset.classes
     suspects = [
         {
             "path": rows[s.index].path,
-            "given_label": classes[s.given],
-            "suggested_label": classes[s.suggested],
+            "given_label": task.named(s.given, classes),
+            "suggested_label": task.named(s.suggested, classes),
             "score": s.score,
             "flagged": s.flagged,
         }
