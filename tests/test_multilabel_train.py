@@ -90,13 +90,14 @@ def test_predict_answers_a_set_and_sort_files_a_photo_under_each_label(trained, 
     assert set(counts) <= {"blue", "green", "red", NO_LABEL}
 
 
-def test_an_onnx_export_carries_the_thresholds(trained):
-    pytest.importorskip("onnxruntime")
+@pytest.mark.parametrize("format", ["onnx", "openvino", "litert"])
+def test_every_export_carries_the_thresholds(trained, format):
+    pytest.importorskip({"onnx": "onnxruntime", "openvino": "openvino", "litert": "ai_edge_litert"}[format])
     from photoclass.inference.export import export
     from photoclass.inference.predictor import Predictor, open_predictor
 
     base, data, _ = trained
-    found = export(base / "run", "onnx")
+    found = export(base / "run", format)
     assert found["kept"], found.get("why_not")
     photos = sorted(data.parent.glob("*.png"))[:20]
     exported = open_predictor(found["path"], unknown=False)

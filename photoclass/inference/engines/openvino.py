@@ -25,6 +25,8 @@ KEYS = (
     "classes",
     "input",
     "architecture",
+    "task",
+    "decision",
     "weights_sha256",
     "temperature",
     "preprocess",
