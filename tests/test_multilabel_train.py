@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 import photoclass
+from conftest import headless_chromium, needs_chromium
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
 
@@ -171,3 +172,42 @@ def test_audit_finds_the_photos_whose_label_set_misses_one(tmp_path):
     for path, label in dropped.items():
         assert path in top and top[path]["flagged"], path
         assert label in top[path]["suggested_label"].split(";")  # the missing label is the one suspected
+
+
+@pytest.fixture(scope="module")
+def served(trained):
+    pytest.importorskip("fastapi")
+    pytest.importorskip("onnxruntime")
+    from conftest import start_server
+
+    proc, url = start_server(trained[0] / "run")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_serve_answers_the_set_with_every_score(trained, served):
+    from test_serve import upload
+
+    photo = sorted(trained[1].parent.glob("*.png"))[0]
+    status, answer = upload(served, photo.read_bytes(), "photo.png", "image/png")
+    assert status == 200 and isinstance(answer["labels"], list) and set(answer["scores"]) == {"blue", "green", "red"}
+
+
+@needs_chromium
+def test_the_serve_page_shows_the_set(trained, served, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from test_serve import upload
+
+    photo = sorted(trained[1].parent.glob("*.png"))[0]
+    answer = upload(served, photo.read_bytes(), "photo.png", "image/png")[1]
+    with headless_chromium(tmp_path / "profile") as driver:
+        driver.get(f"{served}/")
+        chooser = WebDriverWait(driver, 20).until(lambda d: d.find_element(By.ID, "file"))
+        driver.execute_script("arguments[0].hidden = false", chooser)
+        chooser.send_keys(str(photo))
+        predicted = WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.ID, "predicted"))[0]
+        assert predicted.text == (", ".join(answer["labels"]) or "none of the labels")
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#bars .bar")) == 3  # every label's score

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, model_serializer
 from starlette.concurrency import run_in_threadpool
 
 from ..core.errors import PhotoclassError
@@ -53,6 +53,17 @@ class PredictionOut(BaseModel):
     outlier_score: float | None = None
     top: list[ClassScore]
     note: str
+    labels: list[str] | None = None  # a multi-label model's set: every label at or above its threshold
+    scores: dict[str, float] | None = None  # and every label's probability
+
+    @model_serializer(mode="wrap")
+    def _sets_only(self, handler) -> dict[str, Any]:
+        """`labels` and `scores` only where the model answers label sets: one-class answers stay as they were."""
+        found = handler(self)
+        for key in ("labels", "scores"):
+            if found.get(key) is None:
+                found.pop(key, None)
+        return found
 
 
 class ErrorOut(BaseModel):
