@@ -144,7 +144,7 @@ def test_the_leaderboard_ranks_a_multi_label_run_by_map_and_apart_from_single_la
     assert multi.task == "multi-label" and multi.test_error == pytest.approx(1 - test["mAP"])
     assert one.task == "single-label" and one.test_error == pytest.approx(1 - one.test_accuracy)
     sets = data_sets([multi, one])
-    assert len(sets) == 2 and any(label.endswith("(multi-label)") for label in sets)
+    assert sorted(sets) == ["labels.csv", "labels.csv (multi-label: mAP)"]
 
 
 def test_evaluate_re_measures_a_multi_label_run_with_its_saved_thresholds(trained):

@@ -52,6 +52,11 @@ class RunSummary:
     def test_error(self) -> float:
         return 1.0 - self.test_accuracy if self.error is None else self.error
 
+    @property
+    def headline(self) -> float:
+        """The test figure it is ranked by: accuracy, or its task's (mAP for several labels)."""
+        return self.test_accuracy if self.error is None else 1.0 - self.error
+
     @classmethod
     def from_run(cls, path: str | os.PathLike) -> RunSummary:
         run = RunDir(path)
@@ -156,13 +161,18 @@ def data_sets(runs: list[RunSummary]) -> dict[str, list[RunSummary]]:
     by_source: dict[tuple[str, str], list[RunSummary]] = {}
     for run in runs:
         by_source.setdefault((run.data_source, run.task), []).append(run)
-    names = Counter(Path(source).name for source, _ in set(by_source))
+    names = Counter(Path(source).name for source in {source for source, _ in by_source})
 
     def label(source: str, task: str) -> str:
         name = Path(source).name if names[Path(source).name] == 1 else source
-        return name if task == "single-label" else f"{name} ({task})"
+        return name if task == "single-label" else f"{name} ({task}: mAP)"
 
     return dict(sorted((label(*key), group) for key, group in by_source.items()))
+
+
+def _data_of(label: str, group: list[RunSummary]) -> str:
+    """What --data takes for a data set's `label`: the label without its task."""
+    return label.removesuffix(f" ({group[0].task}: mAP)")
 
 
 def data_sets_text(sets: dict[str, list[RunSummary]]) -> str:
@@ -174,7 +184,7 @@ def across_data_message(sets: dict[str, list[RunSummary]]) -> str:
     return (
         f"Cannot select across data sets: runs on {len(sets)} data sets: {data_sets_text(sets)}; a test error "
         f"on one says nothing about another. HINT: pass --data FOLDER (or its name) to choose among one, "
-        f"e.g. --data {shlex.quote(max(sets, key=lambda label: len(sets[label])))}."
+        f"e.g. --data {shlex.quote(_data_of(*max(sets.items(), key=lambda item: len(item[1]))))}."
     )
 
 
@@ -219,7 +229,7 @@ class Leaderboard(list):
             interval = f"{r.interval[0]:.3f}-{r.interval[1]:.3f}" if r.interval else "-"
             lines.append(
                 f"{label:<{data}}{rank:>3}  {str(r.path):<{width}}  {r.model:<{model}}"
-                f"{str(r.options.get('strategy')):<10}{r.test_accuracy:>9.4f}{interval:>15}"
+                f"{str(r.options.get('strategy')):<10}{r.headline:>9.4f}{interval:>15}"
                 f"{r.test_loss:>8.4f}{r.gap:>+8.4f}{r.seconds:>9.1f}  {opts}"
             )
         if self.incomplete:
@@ -241,7 +251,7 @@ class Leaderboard(list):
         )
         rows = "".join(
             f"<tr><td>{html.escape(label)}</td><td>{rank}</td><td>{html.escape(r.name)}</td>"
-            f"<td>{html.escape(r.model)}</td><td>{r.test_accuracy:.4f}</td>"
+            f"<td>{html.escape(r.model)}</td><td>{r.headline:.4f}</td>"
             f"<td>{r.test_loss:.4f}</td><td>{r.gap:+.4f}</td><td>{r.seconds:.1f}</td>"
             f"<td>{html.escape(r.options_text())}</td></tr>"
             for label, rank, r in self.ranked()

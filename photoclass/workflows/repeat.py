@@ -85,6 +85,7 @@ def train_repeated(
         "test_accuracy": t_interval(r.test["accuracy"] for r in results),
         "macro_f1": t_interval(r.test["macro_f1"] for r in results),
         "test_photos": [r.test["count"] for r in results],
+        **({"test_mAP": t_interval(r.test["mAP"] for r in results)} if "mAP" in results[0].test else {}),
     }
     RunDir(out).write_summary(summary)
     if verbose:
@@ -114,5 +115,11 @@ def format_summary(summary: dict[str, Any], out: Path) -> str:
         f"{acc['interval'][0]:.4f}-{acc['interval'][1]:.4f} over {acc['n']} {summary['kind']}"
     )
     lines.append(f"macro F1: mean {f1['mean']:.4f}, 95% interval {f1['interval'][0]:.4f}-{f1['interval'][1]:.4f}")
+    if "test_mAP" in summary:  # several labels a photo: the accuracy above is the exact-match ratio
+        m_ap = summary["test_mAP"]
+        lines.append(
+            f"test mAP: mean {m_ap['mean']:.4f}, sd {m_ap['sd']:.4f}, 95% interval "
+            f"{m_ap['interval'][0]:.4f}-{m_ap['interval'][1]:.4f} over {m_ap['n']} {summary['kind']}"
+        )
     lines.append(f"summary: {out / RunDir.SUMMARY}")
     return "\n".join(lines)
