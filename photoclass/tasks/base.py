@@ -51,7 +51,7 @@ class Task:
         raise NotImplementedError
 
     def decide(self, scores: Array) -> Array:
-        """The decision of (N, C) logits or probabilities (same for both)."""
+        """The decision of (N, C) probabilities (single-label's argmax decides logits alike)."""
         raise NotImplementedError
 
     def named(self, label: Any, classes: list[str]) -> str:
