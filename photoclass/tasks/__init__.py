@@ -1,6 +1,6 @@
 """Kinds of task: what a model's outputs mean (one class per photo, ...)."""
 
-from .base import DEFAULT, TASKS, Task, get_task, register_task, task_names, task_of, unregister_task
+from .base import DEFAULT, TASKS, Task, get_task, register_task, task_for, task_names, task_of, unregister_task
 from .multi_label import MULTI_LABEL, MultiLabel
 from .single_label import SINGLE_LABEL, SingleLabel
 
@@ -14,6 +14,7 @@ __all__ = [
     "Task",
     "get_task",
     "register_task",
+    "task_for",
     "task_names",
     "task_of",
     "unregister_task",

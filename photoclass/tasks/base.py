@@ -162,6 +162,11 @@ def get_task(name: str | None = None) -> Task:
         ) from None
 
 
+def task_for(requested: str, data_summary: dict[str, Any]) -> Task:
+    """The task asked for (`--task`), or with "auto" the one the data's format says."""
+    return get_task(data_summary.get("task") if requested == "auto" else requested)
+
+
 def task_of(meta: dict[str, Any]) -> Task:
     """The task of a model, as its model.json (or an export's metadata, decoded) records it."""
     return get_task(meta.get("task")).configured(meta.get("decision"))

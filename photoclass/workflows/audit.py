@@ -28,7 +28,7 @@ from ..evaluation.html_report import write_audit_page, write_report
 from ..evaluation.label_errors import outlier_scores
 from ..models.registry import create_model, model_info
 from ..runs.rundir import RunDir
-from ..tasks import get_task
+from ..tasks import task_for
 from ..training.features import extract_features, lowered
 
 OUTLIERS_SHOWN = 12
@@ -103,7 +103,7 @@ def audit(
         .cpu()
         .numpy()
     )
-    task = get_task(dataset.summary.get("task") if config.task == "auto" else config.task)
+    task = task_for(config.task, dataset.summary)
     issues = task.label_issues(features, dataset.labels, dataset.groups, folds=folds, seed=seed, progress=progress)
     rows, classes = dataset.usable, dataset.classes
     suspects = [

@@ -37,7 +37,7 @@ from ..inference import outliers
 from ..models.input_spec import InputSpec
 from ..models.registry import ModelChoice, choose_model, count_parameters, model_info
 from ..runs.rundir import RunDir
-from ..tasks import get_task
+from ..tasks import get_task, task_for
 from ..training.features import feature_loaders
 from ..training.finetune import freeze_batchnorm
 from .stages import CACHED_STRATEGIES, Stage
@@ -177,7 +177,7 @@ def _train(
     prep = dataclasses.replace(prep, image_size=spec.size)
     dataset = _prepare_in_turn(data, prep, place, progress, pixels=_keeps_pixels(config, choice, device))
     say(_data_line(dataset.summary))
-    task = get_task(dataset.summary.get("task") if prep.task == "auto" else prep.task)
+    task = task_for(prep.task, dataset.summary)
     task = task.configured({"rule": config.threshold_rule})  # how a fitted decision is chosen, if any
     _check_test_split(dataset, prep)
     net = build_model(config, choice, len(dataset.classes), device, channels=dataset.summary.get("channels", 3))
