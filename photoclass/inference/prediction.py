@@ -117,11 +117,17 @@ class BasePredictor:
         for ok, pixels, failed in self.decoded(files, progress=progress):
             if ok:
                 for prediction, row in zip(ok, self.predict_pixels(pixels)):
-                    p, prediction.outlier_score, prediction.unknown = self.read_row(row)
-                    prediction.top = self.task.ranked(p, self.classes, k)
-                    prediction.labels = self.task.decided(p, self.classes)
-                    prediction.scores = self.task.scores(p, self.classes)
+                    self.answer(prediction, row, k)
             yield failed + ok
+
+    def answer(self, prediction: Prediction, row: np.ndarray, k: int) -> Prediction:
+        """`prediction` filled in from one row of `predict_pixels`, with its `k` best classes, as
+        the task ranks and decides them. Returns it."""
+        p, prediction.outlier_score, prediction.unknown = self.read_row(row)
+        prediction.top = self.task.ranked(p, self.classes, k)
+        prediction.labels = self.task.decided(p, self.classes)
+        prediction.scores = self.task.scores(p, self.classes)
+        return prediction
 
     def decoded(
         self, files: list, *, progress: bool | None = None, desc: str = "predict"

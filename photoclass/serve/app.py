@@ -264,11 +264,7 @@ async def _decode_and_predict(data: bytes, predictor, batcher: MicroBatcher, *, 
 
 def _answer(predictor, row: np.ndarray, top_k: int) -> dict[str, Any]:
     """One row of `predict_pixels` as `predict --format json` shows a photo, less its path."""
-    p, score, unknown = predictor.read_row(row)
-    top = predictor.task.ranked(p, predictor.classes, max(1, min(top_k, len(predictor.classes))))
-    labels, scores = predictor.task.decided(p, predictor.classes), predictor.task.scores(p, predictor.classes)
-    prediction = Prediction("", top, outlier_score=score, unknown=unknown, labels=labels, scores=scores)
-    answer = prediction.to_dict()
+    answer = predictor.answer(Prediction(""), row, max(1, min(top_k, len(predictor.classes)))).to_dict()
     del answer["path"]
     return answer
 
