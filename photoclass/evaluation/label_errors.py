@@ -35,8 +35,11 @@ def out_of_fold_probabilities(
     folds: int = 5,
     seed: int = 0,
     progress: bool | None = False,
+    strata: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(N, C) probabilities, each from a logistic regression fitted on the other folds.
+    """(N, C) probabilities, each from a logistic regression fitted on the other folds; for a
+    (N, L) label matrix, one binary regression a label, the folds stratified by `strata` (one
+    class a photo, e.g. its rarest label).
 
     Folds are stratified by label and keep duplicate groups whole. Features are centred and
     scaled with the training folds' statistics. `progress=None` shows a bar only on a terminal."""
@@ -45,23 +48,47 @@ def out_of_fold_probabilities(
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    classes = int(labels.max()) + 1
-    smallest = int(np.bincount(labels, minlength=classes).min())
-    folds = min(folds, smallest)
-    if folds < 2:
-        raise PhotoclassError(
-            f"Finding label errors needs at least 2 photos of every class; one class has "
-            f"{smallest}. HINT: add photos to it."
-        )
-    probabilities = np.zeros((len(labels), classes))
+    several = labels.ndim == 2
+    if several:
+        folds, width = max(2, min(folds, int(np.bincount(strata).max()))), labels.shape[1]
+    else:
+        strata, width = labels, int(labels.max()) + 1
+        smallest = int(np.bincount(labels, minlength=width).min())
+        folds = min(folds, smallest)
+        if folds < 2:
+            raise PhotoclassError(
+                f"Finding label errors needs at least 2 photos of every class; one class has "
+                f"{smallest}. HINT: add photos to it."
+            )
+    probabilities = np.zeros((len(labels), width))
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     for train, held_out in progress_bar(
-        splitter.split(features, labels, groups), total=folds, desc="folds", unit="fold", progress=progress
+        splitter.split(features, strata, groups), total=folds, desc="folds", unit="fold", progress=progress
     ):
+        if several:
+            probabilities[held_out] = _per_label(features[train], labels[train], features[held_out])
+            continue
         model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
         model.fit(features[train], labels[train])
         probabilities[np.ix_(held_out, model.classes_)] = model.predict_proba(features[held_out])
     return probabilities
+
+
+def _per_label(train: np.ndarray, labels: np.ndarray, held_out: np.ndarray) -> np.ndarray:
+    """(M, L) probabilities of the `held_out` features, a logistic regression a label fitted on `train`."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(train)
+    x, held_x = scaler.transform(train), scaler.transform(held_out)
+    found = np.zeros((len(held_out), labels.shape[1]))
+    for k in range(labels.shape[1]):
+        y = labels[:, k] > 0.5
+        if y.all() or not y.any():  # one answer in these folds: it is the probability
+            found[:, k] = float(y.all())
+            continue
+        found[:, k] = LogisticRegression(C=0.1, max_iter=2000).fit(x, y).predict_proba(held_x)[:, 1]
+    return found
 
 
 def rank_label_errors(labels: np.ndarray, probabilities: np.ndarray) -> list[Suspect]:

@@ -241,9 +241,12 @@ class MultiLabel(Task):
 
         from cleanlab.multilabel_classification import filter, rank
 
-        from ..evaluation.label_errors import Suspect
+        from ..evaluation.label_errors import Suspect, out_of_fold_probabilities
 
-        probabilities = _out_of_fold(features, labels, groups, self.strata(labels), folds=folds, seed=seed)
+        strata = self.strata(labels)
+        probabilities = out_of_fold_probabilities(
+            features, labels, groups, folds=folds, seed=seed, progress=progress, strata=strata
+        )
         given = [np.flatnonzero(row).tolist() for row in labels]
         with contextlib.redirect_stdout(io.StringIO()):
             scores = rank.get_label_quality_scores(given, probabilities)
@@ -251,31 +254,6 @@ class MultiLabel(Task):
         order = np.argsort(scores, kind="stable")
         suggested = probabilities >= 0.5
         return [Suspect(int(i), labels[i], suggested[i], round(float(scores[i]), 6), bool(flagged[i])) for i in order]
-
-
-def _out_of_fold(
-    features: np.ndarray, labels: np.ndarray, groups: np.ndarray, strata: np.ndarray, *, folds: int, seed: int
-) -> np.ndarray:
-    """(N, L) probabilities, each photo's from logistic regressions (one a label, standardized
-    features) fitted on the other folds, which keep duplicate groups whole."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedGroupKFold
-    from sklearn.preprocessing import StandardScaler
-
-    folds = max(2, min(folds, int(np.bincount(strata).max())))
-    found = np.zeros(labels.shape, dtype=np.float64)
-    for train, held in StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed).split(
-        features, strata, groups
-    ):
-        scaler = StandardScaler().fit(features[train])
-        x, held_x = scaler.transform(features[train]), scaler.transform(features[held])
-        for k in range(labels.shape[1]):
-            y = labels[train, k] > 0.5
-            if y.all() or not y.any():  # one answer in these folds: it is the probability
-                found[held, k] = float(y.all())
-                continue
-            found[held, k] = LogisticRegression(C=0.1, max_iter=2000).fit(x, y).predict_proba(held_x)[:, 1]
-    return found
 
 
 def _mean_ap(probabilities: np.ndarray, positive: np.ndarray) -> float:
