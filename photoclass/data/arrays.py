@@ -515,6 +515,8 @@ def as_label_sets(y: np.ndarray, names: list[str] | None, source: str) -> list[s
 def as_label_names(y: np.ndarray, names: list[str] | None, source: str) -> list[str]:
     """Integer, one-hot or text labels -> one class name per image."""
     y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1 and y.dtype.kind in "biuf" and not _zeros_and_ones(y):
+        _refuse_label_matrix(y, source)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]  # keras.datasets.cifar10 gives (N, 1)
     elif y.ndim == 2 and _zeros_and_ones(y):
@@ -537,6 +539,16 @@ def as_label_names(y: np.ndarray, names: list[str] | None, source: str) -> list[
             )
         return [names[i] for i in y]
     return [str(i) for i in y]
+
+
+def _refuse_label_matrix(y: np.ndarray, source: str) -> None:
+    """A (N, L) `y` holding values other than 0 and 1 (scores, counts, -1 for absent)."""
+    row, column = np.argwhere(~np.isin(y, (0, 1)))[0]
+    raise PhotoclassError(
+        f"{source}: its labels form a {y.shape} matrix but hold {y[row, column].item()!r} at row {row}, column "
+        f"{column}; a one-hot or multi-hot matrix holds only 0 and 1. HINT: save the labels as 0/1 (for -1/1 or "
+        "counts: (y > 0).astype('uint8')), or one class number per image."
+    )
 
 
 def _combine(path: Path, parts, names: list[str] | None, prefix: str | None = None):

@@ -27,7 +27,7 @@ class ManifestRow:
     label: str  # multi-label: the photo's labels, sorted and joined by ";" ("" for none)
     split: str  # "train", "val", "test"; "" when skipped
     group: int  # duplicate group; -1 when skipped
-    status: str  # "ok" or "skipped"
+    status: str  # "ok", "skipped", or "merged" (a copy of a photo in another class folder, which carries its labels)
     reason: str  # why skipped, or the conversions made
 
 
@@ -59,7 +59,7 @@ class PreparedDataset:
         self.summary = summary
         self.config = config
         self.usable = [r for r in rows if r.status == "ok"]
-        self.skipped = [r for r in rows if r.status != "ok"]
+        self.skipped = [r for r in rows if r.status == "skipped"]
         self.task = task
         if task == MULTI_LABEL:
             self.labels = label_matrix([r.label for r in self.usable], classes)  # (N, L) uint8

@@ -51,6 +51,17 @@ def fingerprint(image: Image.Image) -> tuple[int, bytes]:
     return phash, thumb
 
 
+def near_identical(
+    a, b, *, max_hash_distance: int = MAX_HASH_DISTANCE, max_thumb_difference: float = MAX_THUMB_DIFFERENCE
+) -> bool:
+    """Whether two fingerprinted photos (anything with `phash` and `thumb`) pass both limits of
+    `find_duplicates`: the same photo cropped, re-encoded or colour-edited."""
+    if (a.phash ^ b.phash).bit_count() > max_hash_distance:
+        return False
+    thumbs = np.frombuffer(a.thumb, np.uint8).astype(np.int16) - np.frombuffer(b.thumb, np.uint8)
+    return float(np.abs(thumbs).mean()) <= max_thumb_difference
+
+
 @dataclass
 class DuplicateGroups:
     """`group[i]` is the group id of photo i; ids count from 0 in order of first member."""

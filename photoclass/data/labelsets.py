@@ -23,6 +23,7 @@ from .split import SPLITS
 SINGLE_LABEL, MULTI_LABEL = "single-label", "multi-label"  # the label formats (any other task reads one label)
 JOIN = ";"  # joins a photo's labels in the manifest
 MARKS = (";", "|")  # separators no single label is likely to hold
+MIXABLE = (";", "|", ",")  # cells parted by one of these (or spaces) must not hold another
 MIN_MARKED_CELLS = 2  # a mark in this many cells or more makes a CSV multi-label
 MAX_WORD_SHARE = 0.5  # spaces part labels when words are at most this share of the distinct cells
 MIN_RECURRING = 0.8  # ... and this share of the words appear in 2 combinations or more
@@ -110,13 +111,39 @@ def _resolve_cells(scan: ScanResult, forced: str | None, task: str, label_sep: s
         scan.notes.append(note)
     if not multi:
         return SINGLE_LABEL
+    if sep is not None and not label_sep:
+        _check_one_separator(scan, sep)
     for p in scan.photos:
         if p.label is None and p.reason.startswith("empty "):  # an empty cell: none of the labels
             p.label, p.reason = "", ""
         elif p.label is not None:
             words = p.label.split() if sep == " " else [w.strip() for w in p.label.split(sep)] if sep else [p.label]
+            if not any(words):
+                raise PhotoclassError(
+                    f"{scan.where(p)}: the label cell {p.label!r} names no label, only separators. HINT: leave "
+                    "the cell empty if the photo has none of the labels, or write its labels."
+                )
             p.label = joined_set(words, p.relpath)
     return MULTI_LABEL
+
+
+def _check_one_separator(scan: ScanResult, sep: str) -> None:
+    """Refuses cells parted by `sep` (decided from the cells) beside cells holding another of
+    MIXABLE: which one parts the labels, and which sits inside a label, cannot be told."""
+    first: dict[str, FoundPhoto] = {}
+    for p in scan.photos:
+        for mark in (sep, *MIXABLE):
+            if p.label and mark in p.label:
+                first.setdefault(mark, p)
+    other = next((mark for mark in MIXABLE if mark != sep and mark in first), None)
+    if other is None or sep not in first:
+        return
+    a, b = first[sep], first[other]
+    raise PhotoclassError(
+        f"{scan.where(a)} ({a.label!r}) parts its labels by {sep!r}, but {scan.where(b)} ({b.label!r}) holds "
+        f"{other!r}: the label cells mix separators. HINT: part every cell's labels by one separator, or pass "
+        f"--label-sep to say which one does (the others then stay inside labels)."
+    )
 
 
 def _separator(cells: list[str]) -> tuple[str | None, str]:

@@ -18,6 +18,7 @@ from ..core.atomic import check_writable
 from ..core.raycluster import RayPool
 from .arrays import ARRAY_LAYOUTS, ArraySet, array_layout, read_arrays
 from .cache import ImageCache, array_keys
+from .copies import fold_folder_copies
 from .dataset import ManifestRow, PreparedDataset
 from .decode import ALLOWED_FORMATS
 from .labelsets import (
@@ -79,12 +80,16 @@ def prepare(
     cache, keys, entries, decoded = _hash_and_decode(
         labelled, arrays, config, pixel_format, workers, pixels and not ray, ray, progress, timings
     )
-    ok, classes = _usable_photos(root, scan, labelled, keys, entries, label_format)
+    ok = _decoded_photos(root, scan, labelled, keys, entries)
+    ok, label_format, set_aside = fold_folder_copies(scan, ok, entries, task=config.task, label_format=label_format)
+    classes = _classes(root, scan, ok, label_format)
     label_ids = _label_ids(ok, classes, label_format)
     duplicates, splits, given_leaks, naive = _group_and_split(
         ok, entries, label_ids, config, timings, arrays is not None
     )
-    rows = _manifest_rows(scan, labelled, keys, entries, ok, splits, duplicates.group, by_path=arrays is None)
+    rows = _manifest_rows(
+        scan, labelled, keys, entries, ok, splits, duplicates.group, set_aside, by_path=arrays is None
+    )
     timings["total"] = time.perf_counter() - started
 
     streamed = (not pixels or bool(ray)) and arrays is None
@@ -192,12 +197,17 @@ def _hash_and_decode(
     return cache, keys, entries, decoded
 
 
-def _usable_photos(root: Path, scan: ScanResult, labelled, keys, entries, label_format) -> tuple[list, list[str]]:
-    """The (photo, key) pairs that decoded, and their classes; refuses fewer than 2 classes
-    (multi-label: no label at all)."""
+def _decoded_photos(root: Path, scan: ScanResult, labelled, keys, entries) -> list[tuple[FoundPhoto, str]]:
+    """The (photo, key) pairs that decoded; refuses none."""
     ok = [(p, k) for p, k in zip(labelled, keys) if entries[k].status == "ok"]
     if not ok:
         raise PhotoclassError(_no_photos_message(root, scan, labelled, keys, entries))
+    return ok
+
+
+def _classes(root: Path, scan: ScanResult, ok, label_format: str) -> list[str]:
+    """The classes (multi-label: the labels) of the usable photos; refuses fewer than 2 classes
+    (multi-label: no label at all)."""
     if label_format == MULTI_LABEL:
         labels = sorted({label for p, _ in ok for label in labels_of(p.label)}, key=_class_order)
         if not labels:
@@ -205,7 +215,7 @@ def _usable_photos(root: Path, scan: ScanResult, labelled, keys, entries, label_
                 f"Multi-label training needs photos with labels, but none of the {len(ok)} photos in {root} "
                 "has one (every label set is empty). HINT: check the label column, or --label-sep."
             )
-        return ok, labels
+        return labels
     classes = sorted({p.label for p, _ in ok}, key=_class_order)
     if len(classes) < 2:
         raise PhotoclassError(
@@ -213,7 +223,7 @@ def _usable_photos(root: Path, scan: ScanResult, labelled, keys, entries, label_
             f"class: {classes[0]!r} ({len(ok)} photos). HINT: check the layout "
             f"(found {scan.layout!r}), or pass `label_regex` for labels in file names."
         )
-    return ok, classes
+    return classes
 
 
 def _label_ids(ok, classes: list[str], label_format: str) -> np.ndarray:
@@ -248,12 +258,16 @@ def _group_and_split(
     return duplicates, splits, given_leaks, naive
 
 
-def _manifest_rows(scan, labelled, keys, entries, ok, splits, groups, *, by_path: bool) -> list[ManifestRow]:
-    """One row per photo found: the usable ones with split and group, then the skipped."""
+def _manifest_rows(
+    scan, labelled, keys, entries, ok, splits, groups, set_aside: list[ManifestRow], *, by_path: bool
+) -> list[ManifestRow]:
+    """One row per photo found: the usable ones with split and group, then the skipped (and
+    `set_aside`: copies merged into another photo, or left out)."""
     rows = [
         ManifestRow(p.relpath, p.label, s, int(g), "ok", entries[k].reason) for (p, k), s, g in zip(ok, splits, groups)
     ]
     listed = {id(p) for p in labelled}
+    rows += set_aside
     rows += [
         ManifestRow(p.relpath, p.label or "", "", -1, "skipped", p.reason) for p in scan.photos if id(p) not in listed
     ]
@@ -374,7 +388,8 @@ def _summary(
     root, scan: ScanResult, rows, classes, duplicates, ok, splits, naive_leaks, given_leaks, config, timings, cache_info
 ) -> dict[str, Any]:
     usable = [r for r in rows if r.status == "ok"]
-    skipped = [r for r in rows if r.status != "ok"]
+    skipped = [r for r in rows if r.status == "skipped"]
+    merged = sum(r.status == "merged" for r in rows)  # copies of a photo in several class folders
     converted = [r for r in usable if r.reason]
     per_class = {c: {s: 0 for s in SPLITS} for c in classes}
     for r in usable:
@@ -392,6 +407,7 @@ def _summary(
         "notes": scan.notes,
         "usable": len(usable),
         "skipped": len(skipped),
+        **({"merged": merged} if merged else {}),
         "ignored": sum(scan.ignored.values()),
         "classes": per_class,
         "splits": {s: int(np.sum(np.asarray(splits) == s)) for s in SPLITS},

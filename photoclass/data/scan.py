@@ -54,6 +54,7 @@ class FoundPhoto:
     given_split: str | None = None
     reason: str = ""  # why it has no label
     label_set: tuple[str, ...] | None = None  # the labels a JSON-lines file lists for it
+    line: int = 0  # its row (CSV) or line (JSON lines) in the listing file
 
 
 @dataclass
@@ -64,6 +65,11 @@ class ScanResult:
     ignored: Counter = field(default_factory=Counter)  # reason -> count
     ignored_examples: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # what was assumed, and how to override it
+    listing: Path | None = None  # the CSV or JSON-lines file that names the photos
+
+    def where(self, photo: FoundPhoto) -> str:
+        """Where a photo's label was read: `labels.csv:5` (a listing's row), else its path."""
+        return f"{self.listing}:{photo.line}" if self.listing is not None and photo.line else photo.relpath
 
     def ignore(self, reason: str, relpath: str) -> None:
         self.ignored[reason] += 1
@@ -202,6 +208,11 @@ def scan_jsonl(
         label_set = label = None
         if isinstance(labels, list):
             label_set = tuple(_label_text(path, line, v).strip() for v in labels)
+            if label_set and not any(label_set):
+                raise PhotoclassError(
+                    f"{path}:{line}: labels {labels!r} name no label, only blanks. HINT: write "
+                    '"labels": [] if the photo has none of the labels, or name them.'
+                )
         elif labels is not None:
             label = _label_text(path, line, labels).strip() or None
         reason = "" if label_set is not None or label else f"no 'labels' in line {line}"
@@ -251,6 +262,7 @@ class _Listing:
 
     def __init__(self, path: Path, result: ScanResult, follow_symlinks: bool):
         self.path, self.result, self.follow_symlinks = path, result, follow_symlinks
+        result.listing = path
         self.root = result.root
         self.seen: set[str] = set()
         self.outside = 0
@@ -281,7 +293,7 @@ class _Listing:
                 "HINT: fix the row, or leave the split empty to let photoclass choose."
             )
         self.outside += not inside
-        self.result.photos.append(FoundPhoto(file, relpath, label, given, reason, label_set))
+        self.result.photos.append(FoundPhoto(file, relpath, label, given, reason, label_set, line))
 
     @property
     def _kind(self) -> str:

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from .copies import FOLDER_LAYOUTS
 from .dedupe import MAX_GROUP
 from .labelsets import MULTI_LABEL
 from .split import SPLITS
+
+SEVERAL_LABELS_HINT = (
+    ". HINT: if a photo carries several labels, pass --task multi-label (byte-identical copies in several "
+    "class folders become one photo with all their labels)"
+)
 
 
 def split_text(s: dict[str, Any]) -> str:
@@ -79,6 +85,7 @@ def format_summary(s: dict[str, Any]) -> str:
         lines.append(
             f"  WARNING: {d['label_conflicts']} groups hold the same photo under different "
             f"labels, e.g. {d['label_conflict_examples'][0]}"
+            + (SEVERAL_LABELS_HINT if s["layout"] in FOLDER_LAYOUTS and not task else "")
         )
     lines += _listing("skipped", s["skipped"], s["skipped_files"])
     lines += _listing("converted", s["converted"], s["converted_files"])
