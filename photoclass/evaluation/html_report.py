@@ -97,7 +97,7 @@ def write_report(run: str | os.PathLike | RunDir, *, model: nn.Module | None = N
         ]
     if run.plot("learning_curves").is_file():
         parts += ["<h2>Learning curves</h2>", _plot(run.plot("learning_curves"))]
-    parts += ["<h2>Test results</h2>", *_test_results(run, test)]
+    parts += _test_results(run, test)
     if "ece" in test:
         pooled = " (pooled over every photo and label; each label's is in the table above)" if _sets(test) else ""
         parts += [
@@ -132,8 +132,14 @@ def _test_results(run: RunDir, test: dict[str, Any]) -> list[str]:
     """The per-class table beside the confusion matrix; for label sets, the per-label table
     (its counts at each saved threshold) above each label's precision-recall curve."""
     if not _sets(test):
-        return ["<div class=cols>", _per_class_table(test), _plot(run.plot("confusion_matrix")), "</div>"]
+        return [
+            "<h2>Test results</h2><div class=cols>",
+            _per_class_table(test),
+            _plot(run.plot("confusion_matrix")),
+            "</div>",
+        ]
     return [
+        "<h2>Test results</h2>",
         "<p>Each label on its own, on the test photos: TP, FP, FN and TN count the photos given it or not "
         "(at its threshold) against those that have it or not.</p>",
         f"<div id=per-label>{_per_class_table(test)}</div>",
