@@ -479,6 +479,7 @@ def _gradcam_section(
                 continue
             x = normalize(to_float(torch.from_numpy(pixels[None].copy())), spec.mean, spec.std)
             heatmap, predicted = gradcam(model, x)
+            true = labels[path] if given is None else _set_text(labels[path] or "(none)")
             answer = (
                 f"predicted <b>{html.escape(meta['classes'][predicted])}</b>"
                 if given is None
@@ -487,8 +488,7 @@ def _gradcam_section(
             )
             figures.append(
                 f"<figure><img alt='Grad-CAM of {html.escape(path)}' src='{_array_uri(overlay(pixels, heatmap))}'>"
-                f"<figcaption>true <b>{html.escape(_set_text(labels[path]) if given is not None else labels[path])}"
-                f"</b>, {answer}<br>{html.escape(path)}</figcaption></figure>"
+                f"<figcaption>true <b>{html.escape(true)}</b>, {answer}<br>{html.escape(path)}</figcaption></figure>"
             )
     except Exception as e:  # a model without conv layers, or photos gone: the rest of the report stands
         return f"<p>Grad-CAM unavailable: {html.escape(str(e))}</p>"
