@@ -77,8 +77,8 @@ def write_report(run: str | os.PathLike | RunDir, *, model: nn.Module | None = N
         f"{html.escape(config['versions']['photoclass'])} · report made {time.strftime('%Y-%m-%d %H:%M')}</div>",
         _tiles(
             [
-                *([("test mAP", f"{test['mAP']:.2%}")] if "mAP" in test else []),
-                ("test exact match" if "mAP" in test else "test accuracy", f"{test['accuracy']:.2%}"),
+                *([("test mAP", f"{test['mAP']:.2%}")] if _sets(test) else []),
+                ("test exact match" if _sets(test) else "test accuracy", f"{test['accuracy']:.2%}"),
                 *_interval_tile(test),
                 ("test loss", f"{test['loss']:.4f}"),
                 ("macro F1", f"{test['macro_f1']:.4f}"),
@@ -97,27 +97,24 @@ def write_report(run: str | os.PathLike | RunDir, *, model: nn.Module | None = N
         ]
     if run.plot("learning_curves").is_file():
         parts += ["<h2>Learning curves</h2>", _plot(run.plot("learning_curves"))]
-    parts += [
-        "<h2>Test results</h2><div class=cols>",
-        _per_class_table(test),
-        _plot(run.plot("confusion_matrix")),
-        "</div>",
-    ]
+    parts += _test_results(run, test)
     if "ece" in test:
+        pooled = " (pooled over every photo and label; each label's is in the table above)" if _sets(test) else ""
         parts += [
-            f"<h2>Calibration</h2><p>Expected calibration error on the test photos: {test['ece']:.3f} with "
+            f"<h2>Calibration</h2><p>Expected calibration error on the test photos{pooled}: {test['ece']:.3f} with "
             f"the temperature {result.get('temperature', 1.0):.3g} fitted on the validation split "
             f"({test['ece_unscaled']:.3f} without it).</p>",
             _plot(run.plot("calibration")),
         ]
     wrong = result.get("misclassified", [])
-    parts += [
-        f"<h2 id=misclassified>Misclassified test photos ({len(wrong)} of {test['count']})</h2>",
-        _gallery(root, wrong[:GALLERY_LIMIT]) if wrong else "<p>None: every test photo is right.</p>",
-    ]
+    parts += _mistakes_section(root, test, wrong, len(result.get("wrong_paths", wrong)))
     parts += ["<h2 id=unknown>None of these</h2>", _unknown_section(run, result, meta)]
     parts += ["<h2 id=audit>Label audit</h2>", _audit_section(run, root)]
-    parts += ["<h2>Where the model looks (Grad-CAM)</h2>", _gradcam_section(run, model, meta, root, rows, wrong)]
+    given = _given_sets(rows, wrong) if _sets(test) else None
+    parts += [
+        "<h2>Where the model looks (Grad-CAM)</h2>",
+        _gradcam_section(run, model, meta, root, rows, wrong, result.get("wrong_paths", []), given),
+    ]
     applied = config.get("applied", {}).get("augment", train["augment"])
     if run.plot("augmentation").is_file() and applied != "none":
         parts += [
@@ -129,6 +126,42 @@ def write_report(run: str | os.PathLike | RunDir, *, model: nn.Module | None = N
     path = run / RunDir.REPORT
     write_text_atomic(path, page(f"photoclass report: {run.path.name}", "\n".join(parts)))
     return path
+
+
+def _test_results(run: RunDir, test: dict[str, Any]) -> list[str]:
+    """The per-class table beside the confusion matrix; for label sets, the per-label table
+    (its counts at each saved threshold) above each label's precision-recall curve."""
+    if not _sets(test):
+        return [
+            "<h2>Test results</h2><div class=cols>",
+            _per_class_table(test),
+            _plot(run.plot("confusion_matrix")),
+            "</div>",
+        ]
+    return [
+        "<h2>Test results</h2>",
+        "<p>Each label on its own, on the test photos: TP, FP, FN and TN count the photos given it or not "
+        "(at its threshold) against those that have it or not.</p>",
+        f"<div id=per-label>{_per_class_table(test)}</div>",
+        "<p>Precision against recall as each label's threshold falls; the red dot is the saved threshold, "
+        "the dotted line the share of photos with the label.</p>",
+        _plot(run.plot("pr_curves")),
+    ]
+
+
+def _mistakes_section(root: Path, test: dict[str, Any], wrong: list[dict[str, Any]], count: int) -> list[str]:
+    """The gallery of wrong test photos (at most `GALLERY_LIMIT` of the `count`), surest first."""
+    if _sets(test):
+        return [
+            f"<h2 id=misclassified>Test photos with a wrong label set ({count} of {test['count']})</h2>",
+            "<p>Each photo's labels it has but was not given (missed) and those it was given but has not "
+            "(extra); first the photo whose surest wrong label is farthest past its threshold.</p>",
+            _gallery(root, wrong[:GALLERY_LIMIT]) if wrong else "<p>None: every test photo's set is right.</p>",
+        ]
+    return [
+        f"<h2 id=misclassified>Misclassified test photos ({count} of {test['count']})</h2>",
+        _gallery(root, wrong[:GALLERY_LIMIT]) if wrong else "<p>None: every test photo is right.</p>",
+    ]
 
 
 def page(title: str, body: str) -> str:
@@ -230,14 +263,43 @@ def counted(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
+# the per-class table's columns, in order, each shown where test.json's per_class rows have it:
+# (key, header, format, tooltip)
+PER_CLASS_COLUMNS = (
+    ("ap", "AP", "{:.3f}", "average precision: the area under the label's precision-recall curve"),
+    ("threshold", "threshold", "{:.3f}", "the label is decided at or above this probability (fitted on validation)"),
+    ("tp", "TP", "{}", "test photos with the label, given it"),
+    ("fp", "FP", "{}", "test photos without the label, given it"),
+    ("fn", "FN", "{}", "test photos with the label, not given it"),
+    ("tn", "TN", "{}", "test photos without the label, not given it"),
+    ("precision", "precision", "{:.3f}", ""),
+    ("recall", "recall", "{:.3f}", ""),
+    ("f1", "F1", "{:.3f}", ""),
+    ("support", "support", "{}", ""),
+    ("ece", "ECE", "{:.3f}", "expected calibration error of the label's probabilities"),
+)
+
+
 def _per_class_table(test: dict[str, Any]) -> str:
-    head = "<tr><th>class</th><th class=n>precision</th><th class=n>recall</th><th class=n>F1</th><th class=n>support</th></tr>"
+    """One row a class (a label, for label sets: its counts at the saved threshold too)."""
+    first = next(iter(test["per_class"].values()), {})
+    columns = [c for c in PER_CLASS_COLUMNS if c[0] in first]
+    head = f"<tr><th>{'label' if _sets(test) else 'class'}</th>" + "".join(
+        f"<th class=n title='{html.escape(why)}'>{header}</th>" if why else f"<th class=n>{header}</th>"
+        for _, header, _, why in columns
+    )
     body = "".join(
-        f"<tr><td>{html.escape(name)}</td><td class=n>{c['precision']:.3f}</td><td class=n>{c['recall']:.3f}</td>"
-        f"<td class=n>{c['f1']:.3f}</td><td class=n>{c['support']}</td></tr>"
+        f"<tr><td>{html.escape(name)}</td>"
+        + "".join(f"<td class=n>{shown.format(c[key])}</td>" for key, _, shown, _ in columns)
+        + "</tr>"
         for name, c in test["per_class"].items()
     )
-    return f"<table>{head}{body}</table>"
+    return f"<table>{head}</tr>{body}</table>"
+
+
+def _sets(test: dict[str, Any]) -> bool:
+    """Whether the run answers a set of labels a photo (its headline is mAP), not one class."""
+    return "mAP" in test
 
 
 def _model_section(model: nn.Module | None, meta: dict[str, Any], run: RunDir) -> str:
@@ -324,8 +386,7 @@ def _gallery(root: Path, wrong: list[dict[str, Any]]) -> str:
             else "<div class=missing>photo not found</div>"
         )
         mistake = (
-            f"<figure data-path='{html.escape(w['path'])}'>{image}<figcaption><b>{html.escape(w['true'])}"
-            f"</b> taken for <b>{html.escape(w['predicted'])}</b> ({w['confidence']:.0%})<br>"
+            f"<figure data-path='{html.escape(w['path'])}'>{image}<figcaption>{_mistake_caption(w)}<br>"
             f"{html.escape(w['path'])}</figcaption></figure>"
         )
         if not w.get("nearest"):
@@ -341,6 +402,29 @@ def _gallery(root: Path, wrong: list[dict[str, Any]]) -> str:
             f"<div class=gallery>{near}</div></div></div>"
         )
     return "<div class=gallery>" + "".join(figures) + "</div>"
+
+
+def _mistake_caption(wrong: dict[str, Any]) -> str:
+    """'<b>cloudy</b> taken for <b>rain</b> (93%)'; for a label set, its missed and extra labels."""
+    if "missed" not in wrong:
+        return (
+            f"<b>{html.escape(wrong['true'])}</b> taken for <b>{html.escape(wrong['predicted'])}</b> "
+            f"({wrong['confidence']:.0%})"
+        )
+    changes = [
+        f"{kind} <b class={kind}>{html.escape(', '.join(wrong[kind]))}</b>"
+        for kind in ("missed", "extra")
+        if wrong[kind]
+    ]
+    return (
+        f"{'; '.join(changes)} (by {wrong['confidence']:.2f})<br>true {html.escape(_set_text(wrong['true']))}, "
+        f"given {html.escape(_set_text(wrong['predicted']))}"
+    )
+
+
+def _set_text(named: str) -> str:
+    """A label set as `Task.named` writes it ('a;b', '(none)') for reading: 'a, b'."""
+    return named.replace(";", ", ")
 
 
 def _nth(k: int) -> str:
@@ -371,10 +455,14 @@ def _gradcam_section(
     root: Path,
     rows: list[dict[str, str]],
     wrong: list[dict[str, Any]],
+    every_wrong: list[str],
+    given: dict[str, str] | None = None,
 ) -> str:
+    """Grad-CAM of a few wrong and right test photos; `given` holds each test photo's predicted
+    label set, where the answer is a set (the heat map is then its most probable label's)."""
     test_paths = [r["path"] for r in rows if r["split"] == "test" and r["status"] == "ok"]
     wrong_paths = [w["path"] for w in wrong]
-    right_paths = [p for p in test_paths if p not in set(wrong_paths)]
+    right_paths = [p for p in test_paths if p not in set(wrong_paths) | set(every_wrong)]
     chosen = (
         wrong_paths[: GRADCAM_PHOTOS // 2] + right_paths[: GRADCAM_PHOTOS - min(len(wrong_paths), GRADCAM_PHOTOS // 2)]
     )
@@ -391,19 +479,32 @@ def _gradcam_section(
                 continue
             x = normalize(to_float(torch.from_numpy(pixels[None].copy())), spec.mean, spec.std)
             heatmap, predicted = gradcam(model, x)
+            true = labels[path] if given is None else _set_text(labels[path] or "(none)")
+            answer = (
+                f"predicted <b>{html.escape(meta['classes'][predicted])}</b>"
+                if given is None
+                else f"given <b>{html.escape(_set_text(given.get(path, labels[path])))}</b><br>heat map: "
+                f"{html.escape(meta['classes'][predicted])}"
+            )
             figures.append(
                 f"<figure><img alt='Grad-CAM of {html.escape(path)}' src='{_array_uri(overlay(pixels, heatmap))}'>"
-                f"<figcaption>true <b>{html.escape(labels[path])}</b>, predicted "
-                f"<b>{html.escape(meta['classes'][predicted])}</b><br>{html.escape(path)}</figcaption></figure>"
+                f"<figcaption>true <b>{html.escape(true)}</b>, {answer}<br>{html.escape(path)}</figcaption></figure>"
             )
     except Exception as e:  # a model without conv layers, or photos gone: the rest of the report stands
         return f"<p>Grad-CAM unavailable: {html.escape(str(e))}</p>"
     if not figures:
         return "<p>Grad-CAM unavailable: the test photos could not be read.</p>"
+    explained = "the most probable label" if given is not None else "the predicted class"
     return (
-        "<p>Red areas weighed most for the predicted class (Grad-CAM on the last convolution).</p>"
+        f"<p>Red areas weighed most for {explained} (Grad-CAM on the last convolution).</p>"
         "<div class=gallery>" + "".join(figures) + "</div>"
     )
+
+
+def _given_sets(rows: list[dict[str, str]], wrong: list[dict[str, Any]]) -> dict[str, str]:
+    """Each test photo's predicted label set: a mistake's as recorded, a right photo's its own."""
+    given = {r["path"]: r["label"] or "(none)" for r in rows if r["split"] == "test"}
+    return given | {w["path"]: w["predicted"] for w in wrong}
 
 
 def _plot(path: Path) -> str:

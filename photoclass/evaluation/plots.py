@@ -160,25 +160,74 @@ def lr_curve(rates: Sequence[float], losses: Sequence[float], suggestion: float,
     )
 
 
+# what a calibration bin's two figures are, by their keys: the top class's confidence and how
+# often it is right, or (label sets) a label's probability and how often the photo has it
+# (x key, y key, x label, y label)
+RELIABILITY_AXES = {
+    "confidence": ("confidence", "accuracy", "confidence", "accuracy"),
+    "probability": ("probability", "frequency", "probability of a label", "share of photos with the label"),
+}
+
+
 def reliability_diagram(bins: list[dict[str, float]], ece: float, path: Path) -> None:
-    """Accuracy against confidence per bin (bars sized by photos); the diagonal is perfect calibration."""
+    """Accuracy against confidence per bin (dots sized by photos), or for label sets each
+    label's share of photos against its probability; the diagonal is perfect calibration."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4.2, 4))
     ax.plot([0, 1], [0, 1], "--", color="grey", lw=1)
+    x, y, xlabel, ylabel = RELIABILITY_AXES["probability" if bins and "probability" in bins[0] else "confidence"]
     if bins:
         total = sum(b["count"] for b in bins)
         ax.scatter(
-            [b["confidence"] for b in bins],
-            [b["accuracy"] for b in bins],
+            [b[x] for b in bins],
+            [b[y] for b in bins],
             s=[20 + 400 * b["count"] / total for b in bins],
             alpha=0.7,
         )
     ax.set_xlim(0, 1.02)
     ax.set_ylim(0, 1.02)
-    ax.set_xlabel("confidence")
-    ax.set_ylabel("accuracy")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(f"test calibration (ECE {ece:.3f})")
     ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+PR_CURVES_SHOWN = 48  # labels, the most frequent: past that the small multiples become unreadable
+
+
+def precision_recall_curves(
+    curves: dict[str, dict[str, list[float]]], per_label: dict[str, dict[str, Any]], photos: int, path: Path
+) -> None:
+    """Small multiples, one a label: its precision against recall on the test photos, the point
+    of its saved threshold marked, and the share of photos with the label (a model that guesses)."""
+    plt = _pyplot()
+    names = sorted(curves, key=lambda n: -per_label[n]["support"])[:PR_CURVES_SHOWN]
+    columns = min(4, len(names))
+    rows = -(-len(names) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.5 * rows), squeeze=False, layout="constrained")
+    for ax in axes.ravel()[len(names) :]:
+        ax.axis("off")
+    for ax, name in zip(axes.ravel(), names):
+        label = per_label[name]
+        ax.plot(curves[name]["recall"], curves[name]["precision"], "-", lw=1.2, drawstyle="steps-post")
+        ax.axhline(label["support"] / max(photos, 1), color="grey", linestyle=":", lw=1)
+        reached = label["tp"] + label["fp"] > 0  # else no test photo reaches the threshold: no point on the curve
+        if reached:
+            ax.plot(label["recall"], label["precision"], "o", color="tab:red", ms=5)
+        ax.set_title(
+            f"{name}: AP {label['ap']:.2f}\nthreshold {label['threshold']:.2f}"
+            + ("" if reached else " (none reach it)"),
+            fontsize=8,
+        )
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(0, 1.05)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    fig.supxlabel("recall", fontsize=9)
+    fig.supylabel("precision", fontsize=9)
+    shown = f", the {len(names)} most frequent of {len(curves)}" if len(names) < len(curves) else ""
+    fig.suptitle(f"precision-recall per label (test{shown}); red: the saved threshold", fontsize=10)
     _save(fig, path)
 
 

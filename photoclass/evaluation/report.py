@@ -103,6 +103,7 @@ def _misclassified(task, logits, labels, dataset: PreparedDataset, split: str) -
             "predicted": task.named(predicted, dataset.classes),
             "confidence": round(confidence, 4),
             "index": int(dataset.indices(split)[i]),
+            **task.difference(labels[i], predicted, dataset.classes),
         }
         for i, predicted, confidence in task.mistakes(logits, labels)
     ]
@@ -125,18 +126,29 @@ def write_evaluation(
     test = evaluation["test"]
     if "confusion_matrix" in test:  # one class a photo
         plots.confusion_matrix(test["confusion_matrix"], dataset.classes, run.plot("confusion_matrix"))
+    if "pr_curves" in test:  # a threshold per label
+        plots.precision_recall_curves(test["pr_curves"], test["per_class"], test["count"], run.plot("pr_curves"))
     if "calibration_bins" in test:
         plots.reliability_diagram(test["calibration_bins"], test["ece"], run.plot("calibration"))
     wrong = evaluation["misclassified"][:24]
     if wrong:
+        sets = "missed" in wrong[0]  # a label set each: what was missed and added says more than both sets
         plots.image_grid(
             [dataset.images[w["index"]] for w in wrong],
-            [f"{w['true']} -> {w['predicted']} ({w['confidence']:.2f})" for w in wrong],
+            [_set_mistake(w) if sets else f"{w['true']} -> {w['predicted']} ({w['confidence']:.2f})" for w in wrong],
             run.plot("misclassified"),
-            title="misclassified test photos (true -> predicted)",
+            title="wrong label sets of test photos (- missed, + extra)"
+            if sets
+            else "misclassified test photos (true -> predicted)",
         )
     if parse_augment(augment or config.augment).enabled:
         augmentation_preview(dataset, augment or config.augment, run.plot("augmentation"), seed=config.seed)
+
+
+def _set_mistake(wrong: dict[str, Any]) -> str:
+    """'-rain +shoes (0.31)': the labels missed and added, and the surest one's margin."""
+    changes = [f"-{label}" for label in wrong["missed"]] + [f"+{label}" for label in wrong["extra"]]
+    return f"{' '.join(changes)} ({wrong['confidence']:.2f})"
 
 
 def augmentation_preview(

@@ -64,6 +64,7 @@ class RunDir:
         "learning_curves",
         "regularization",
         "confusion_matrix",
+        "pr_curves",
         "calibration",
         "misclassified",
         "augmentation",

@@ -105,6 +105,11 @@ class Task:
         """(index, what was predicted (for `named`), confidence) of each wrong photo, surest first."""
         raise NotImplementedError
 
+    def difference(self, label: Any, predicted: Any, classes: list[str]) -> dict[str, list[str]]:
+        """What a mistake got wrong beyond `named`'s two texts: for label sets, the labels it
+        missed and those it added; nothing for one class a photo."""
+        return {}
+
     def calibrate(self, logits: torch.Tensor, labels: torch.Tensor) -> float:
         """The temperature that makes the validation probabilities mean what they say."""
         raise NotImplementedError

@@ -166,8 +166,11 @@ class MultiLabel(Task):
     def metrics(
         self, logits: torch.Tensor, labels: torch.Tensor, classes: list[str], *, top_k: int, temperature: float
     ) -> dict[str, Any]:
+        from ..evaluation.label_sets import per_label_details
+
         p, y = self.activate(logits / temperature).numpy(), labels.numpy() > 0.5
         decided = self.decide(p)
+        details = per_label_details(p, self.activate(logits).numpy(), y, decided, classes)
         per_label = {}
         for i, name in enumerate(classes):
             tp = int((decided[:, i] & y[:, i]).sum())
@@ -181,6 +184,7 @@ class MultiLabel(Task):
                 "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
                 "support": support,
                 "threshold": float(self._cut(p)[i]),
+                **details["per_label"][name],  # tp, fp, fn, tn at the threshold; ece
             }
         m_ap = _mean_ap(p, y)
         return {
@@ -196,6 +200,10 @@ class MultiLabel(Task):
             "labels_per_photo": float(y.sum(1).mean()) if len(y) else float("nan"),
             "per_class": per_label,
             "classes": classes,
+            "ece": details["ece"],  # pooled over every photo-label pair
+            "ece_unscaled": details["ece_unscaled"],
+            "calibration_bins": details["calibration_bins"],
+            "pr_curves": details["pr_curves"],
         }
 
     def mistakes(self, logits: torch.Tensor, labels: torch.Tensor) -> list[tuple[int, list[int], float]]:
@@ -206,6 +214,14 @@ class MultiLabel(Task):
         margin = np.abs(p - self._cut(p)) * (decided != y)
         wrong = sorted(wrong.tolist(), key=lambda i: -float(margin[i].max()))
         return [(i, decided[i], float(margin[i].max())) for i in wrong]
+
+    def difference(self, label: Any, predicted: Any, classes: list[str]) -> dict[str, list[str]]:
+        """The labels a photo has but was not given ("missed") and those it was given but has not ("extra")."""
+        truth, decided = np.asarray(label) > 0.5, np.asarray(predicted) > 0.5
+        return {
+            "missed": [classes[i] for i in np.flatnonzero(truth & ~decided)],
+            "extra": [classes[i] for i in np.flatnonzero(decided & ~truth)],
+        }
 
     def calibrate(self, logits: torch.Tensor, labels: torch.Tensor) -> float:
         """One temperature for every label, minimizing the validation photos' binary cross-entropy."""
