@@ -119,8 +119,8 @@ def test_class_weights_on_the_one_solve_head_is_a_note_and_asl_is_re_measured_al
             **SMALL,
         )
     first = json.loads((out / "test.json").read_text())["test"]
-    again = evaluate_run(out, progress=False)["test"]
-    assert again["loss"] == pytest.approx(first["loss"]) and again["mAP"] == pytest.approx(first["mAP"])
+    again = evaluate_run(out, progress=False)["test"]  # through the whole network, not cached features
+    assert again["loss"] == pytest.approx(first["loss"], rel=1e-4) and again["mAP"] == pytest.approx(first["mAP"])
 
 
 def test_folds_on_multi_label_data_give_each_folds_map(photos, capsys):
@@ -135,4 +135,5 @@ def test_folds_on_multi_label_data_give_each_folds_map(photos, capsys):
     assert sum(m["count"] for m in members) == 36  # each photo tested once
     printed = capsys.readouterr().out.splitlines()
     header = next(line for line in printed if line.startswith("member"))
-    assert header.split()[:3] == ["member", "test", "mAP"] and any(line.startswith("test mAP: mean") for line in printed)
+    assert header.split()[:3] == ["member", "test", "mAP"]
+    assert any(line.startswith("test mAP: mean") for line in printed)
