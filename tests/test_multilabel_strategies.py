@@ -137,3 +137,21 @@ def test_folds_on_multi_label_data_give_each_folds_map(photos, capsys):
     header = next(line for line in printed if line.startswith("member"))
     assert header.split()[:3] == ["member", "test", "mAP"]
     assert any(line.startswith("test mAP: mean") for line in printed)
+
+
+def test_the_lr_finder_measures_the_runs_own_loss(photos, tmp_path):
+    base, data = photos
+    first = {}
+    for loss in ("bce", "asl"):
+        finding = photoclass.lr_find(
+            data,
+            model="compact-cnn",
+            loss=loss,
+            steps=5,
+            cache_dir=base / "cache",
+            out=tmp_path / f"{loss}.png",
+            **SMALL,
+        )
+        first[loss] = finding.losses[0]
+    # the same first batch through the same network: ASL's positives cost as BCE's, its negatives far less
+    assert first["asl"] < 0.8 * first["bce"]

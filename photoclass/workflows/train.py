@@ -177,9 +177,7 @@ def _train(
     prep = dataclasses.replace(prep, image_size=spec.size)
     dataset = _prepare_in_turn(data, prep, place, progress, pixels=_keeps_pixels(config, choice, device))
     say(_data_line(dataset.summary))
-    task = task_for(prep.task, dataset.summary)
-    _check_loss(config, task)
-    task = task.configured({"rule": config.threshold_rule, "loss": config.loss})  # how it trains and decides
+    task = run_task(config, prep, dataset.summary)
     _check_test_split(dataset, prep)
     net = build_model(config, choice, len(dataset.classes), device, channels=dataset.summary.get("channels", 3))
     spec = net.input_spec  # grey photos: 1 channel for a model trained from scratch
@@ -255,6 +253,14 @@ def _check_test_split(dataset: PreparedDataset, prep: PrepareConfig) -> None:
             f"test_size {prep.test_size}): nothing would measure the model. HINT: add photos, "
             "or raise --test-size."
         )
+
+
+def run_task(config: TrainConfig, prep: PrepareConfig, data_summary: dict[str, Any]) -> Task:
+    """The run's task (`task`, or with auto the data's), checked against `loss` and configured with
+    it and the threshold rule: how it trains and how it decides."""
+    task = task_for(prep.task, data_summary)
+    _check_loss(config, task)
+    return task.configured({"rule": config.threshold_rule, "loss": config.loss})
 
 
 def _check_loss(config: TrainConfig, task: Task) -> None:
