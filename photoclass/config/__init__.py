@@ -203,7 +203,8 @@ class TrainConfig:
     loss: str = option(
         "auto",
         "with several labels a photo: bce, binary cross-entropy; asl, the asymmetric loss (Ben-Baruch et "
-        "al. 2021: negatives focused by p^4 and shifted by 0.05); auto: bce. One label a photo: cross-entropy",
+        "al. 2021: negatives focused by p^4 and shifted by 0.05); auto: bce, and with one label a photo "
+        "cross-entropy (its only loss)",
         choices=LOSSES,
     )
     threshold_rule: str = option(
