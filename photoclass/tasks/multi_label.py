@@ -87,11 +87,7 @@ class MultiLabel(Task):
         return _smoothed_loss(self.loss_kind, class_weights, label_smoothing)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> float:
-        import torch.nn.functional as F
-
-        if self.loss_kind == "asl":
-            return float(asymmetric_loss(logits, labels.float()).mean())
-        return float(F.binary_cross_entropy_with_logits(logits, labels.float()))
+        return float(self.loss_fn()(logits, labels))
 
     def activate(self, logits: Array) -> Array:
         if not isinstance(logits, np.ndarray):
@@ -320,7 +316,7 @@ def asymmetric_loss(
 ) -> torch.Tensor:
     """(N, L) losses: -y (1-p)^gamma_pos log p - (1-y) p_m^gamma_neg log(1-p_m), p = sigmoid(logits),
     p_m = max(p - clip, 0): a negative at or below `clip` costs nothing. The focusing weights keep
-    their gradient (the paper's), so the loss is smooth where L-BFGS needs it."""
+    their gradient, as in the paper's analysis: L-BFGS needs the gradient of the loss it measures."""
     import torch
     import torch.nn.functional as F
 
