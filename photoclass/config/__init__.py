@@ -29,6 +29,7 @@ SCHEDULES = ("plateau", "cosine", "onecycle", "none")
 MONITORS = ("val_loss", "val_acc")
 STRATEGIES = ("auto", "scratch", "features", "finetune", "lpft")
 HEAD_SOLVERS = ("lbfgs", "epochs")
+LOSSES = ("auto", "bce", "asl")
 
 
 def option(default: Any, help: str, *, choices: tuple | None = None, metavar: str | None = None):
@@ -199,6 +200,13 @@ class TrainConfig:
     label_smoothing: float = option(0.0, "label smoothing of the loss, 0 to below 1")
     dropout: float | None = option(None, "dropout rate of the model's head (default: the model's own)")
     class_weights: bool = option(False, "weight the loss by inverse class frequency")
+    loss: str = option(
+        "auto",
+        "with several labels a photo: bce, binary cross-entropy; asl, the asymmetric loss (Ben-Baruch et "
+        "al. 2021: negatives focused by p^4 and shifted by 0.05); auto: bce, and with one label a photo "
+        "cross-entropy (its only loss)",
+        choices=LOSSES,
+    )
     threshold_rule: str = option(
         "f1",
         "with several labels a photo: how each label's threshold is chosen on the validation photos: f1 "
@@ -264,6 +272,7 @@ class TrainConfig:
         check_fraction("min_lr", self.min_lr)
         check_choice("monitor", self.monitor, MONITORS)
         check_fraction("label_smoothing", self.label_smoothing)
+        check_choice("loss", self.loss, LOSSES)
         check_fraction("unknown_accept", self.unknown_accept)
         if self.dropout is not None:
             check_fraction("dropout", self.dropout)

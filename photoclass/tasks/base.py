@@ -27,6 +27,7 @@ class Task:
     name: str = ""
     headline: str = ""  # the key of `metrics` that runs are ranked by (higher is better)
     sets: bool = False  # its answer is a set of labels (each with its own score), not the top class
+    losses: tuple[str, ...] = ("auto",)  # the `loss` values it takes; configured({"loss": ...}) applies one
 
     # training
     def loss_fn(self, *, class_weights: torch.Tensor | None = None, label_smoothing: float = 0.0) -> nn.Module:

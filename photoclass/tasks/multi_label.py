@@ -1,6 +1,7 @@
-"""Several labels per photo: a sigmoid per label, binary cross-entropy, and a threshold per label
-chosen on the validation split (best F1 by default; or the lowest that reaches a precision, the
-highest that keeps a recall). The headline figure is mAP, the mean over labels of average precision.
+"""Several labels per photo: a sigmoid per label, binary cross-entropy (or the asymmetric loss), and
+a threshold per label chosen on the validation split (best F1 by default; or the lowest that reaches a
+precision, the highest that keeps a recall). The headline figure is mAP, the mean over labels of
+average precision.
 
 Labels are (N, L) 0/1 matrices; a photo with none is a negative for every label.
 """
@@ -68,22 +69,25 @@ class MultiLabel(Task):
     headline = "mAP"
     sets = True
 
-    def __init__(self, thresholds: list[float] | None = None, rule: str = "f1"):
+    losses = ("auto", "bce", "asl")
+
+    def __init__(self, thresholds: list[float] | None = None, rule: str = "f1", loss: str = "bce"):
         self.thresholds = None if thresholds is None else np.asarray(thresholds, dtype=np.float64)
         self.rule = rule
+        self.loss_kind = "bce" if loss == "auto" else loss
         parse_rule(rule)
 
     def __repr__(self) -> str:
-        return f"MultiLabel(rule={self.rule!r}, thresholds={None if self.thresholds is None else len(self.thresholds)})"
+        found = None if self.thresholds is None else len(self.thresholds)
+        return f"MultiLabel(rule={self.rule!r}, thresholds={found}, loss={self.loss_kind!r})"
 
     def loss_fn(self, *, class_weights: torch.Tensor | None = None, label_smoothing: float = 0.0) -> nn.Module:
-        """Binary cross-entropy; `class_weights` weigh each label's positives (its pos_weight)."""
-        return _smoothed_bce(class_weights, label_smoothing)
+        """Binary cross-entropy, or the asymmetric loss; `class_weights` weigh each label's positives
+        (its pos_weight)."""
+        return _smoothed_loss(self.loss_kind, class_weights, label_smoothing)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> float:
-        import torch.nn.functional as F
-
-        return float(F.binary_cross_entropy_with_logits(logits, labels.float()))
+        return float(self.loss_fn()(logits, labels))
 
     def activate(self, logits: Array) -> Array:
         if not isinstance(logits, np.ndarray):
@@ -235,17 +239,20 @@ class MultiLabel(Task):
         p, y = self.activate(logits).numpy(), labels.numpy() > 0.5
         # rounded as saved: the test figures are those of the model as it is loaded again
         found = [round(best_threshold(p[:, i], y[:, i], self.rule), 6) for i in range(p.shape[1])]
-        return MultiLabel(found, self.rule)
+        return MultiLabel(found, self.rule, self.loss_kind)
 
     def state(self) -> dict[str, Any]:
+        """The rule and thresholds; and the loss where it is not BCE, so that a run re-evaluated
+        reports the loss it was trained with."""
         if self.thresholds is None:
             return {}
-        return {"rule": self.rule, "thresholds": [float(t) for t in self.thresholds]}
+        asymmetric = {"loss": self.loss_kind} if self.loss_kind != "bce" else {}
+        return {"rule": self.rule, "thresholds": [float(t) for t in self.thresholds], **asymmetric}
 
     def configured(self, state: dict[str, Any] | None) -> MultiLabel:
         if not state:
             return self
-        return MultiLabel(state.get("thresholds"), state.get("rule", self.rule))
+        return MultiLabel(state.get("thresholds"), state.get("rule", self.rule), state.get("loss", self.loss_kind))
 
     def label_issues(
         self, features: np.ndarray, labels: np.ndarray, groups: np.ndarray, *, folds: int, seed: int, progress=False
@@ -309,11 +316,43 @@ def _bootstrap_interval(scores: np.ndarray, positive: np.ndarray, figure, draws:
     return [float(np.percentile(found, 2.5)), float(np.percentile(found, 97.5))] if found else None
 
 
-def _smoothed_bce(pos_weight, label_smoothing: float):
+# the asymmetric loss's defaults (Ben-Baruch et al. 2021, "Asymmetric Loss For Multi-Label
+# Classification"): negatives' loss focused by p^4 and shifted by 0.05, positives' left as BCE's
+ASL_GAMMA_NEG, ASL_GAMMA_POS, ASL_CLIP = 4.0, 0.0, 0.05
+
+
+def asymmetric_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    pos_weight: torch.Tensor | None = None,
+    *,
+    gamma_neg: float = ASL_GAMMA_NEG,
+    gamma_pos: float = ASL_GAMMA_POS,
+    clip: float = ASL_CLIP,
+) -> torch.Tensor:
+    """(N, L) losses: -y (1-p)^gamma_pos log p - (1-y) p_m^gamma_neg log(1-p_m), p = sigmoid(logits),
+    p_m = max(p - clip, 0): a negative at or below `clip` costs nothing. The focusing weights keep
+    their gradient, as in the paper's analysis: L-BFGS needs the gradient of the loss it measures."""
+    import torch
+    import torch.nn.functional as F
+
+    log_p = F.logsigmoid(logits)
+    one_minus_p = torch.sigmoid(-logits)
+    positive = one_minus_p.pow(gamma_pos) * log_p if gamma_pos else log_p
+    if pos_weight is not None:
+        positive = positive * pos_weight
+    shifted = (one_minus_p + clip).clamp(max=1.0)  # 1 - p_m
+    log_shifted = shifted.log() if clip > 0 else F.logsigmoid(-logits)
+    negative = (1 - shifted).pow(gamma_neg) * log_shifted
+    return -(target * positive + (1 - target) * negative)
+
+
+def _smoothed_loss(kind: str, pos_weight, label_smoothing: float):
     from torch import nn  # here: the task is imported where torch is not (an export's predictor)
 
-    class SmoothedBCE(nn.Module):
-        """Binary cross-entropy on targets pulled `label_smoothing` / 2 towards one half."""
+    class SmoothedLoss(nn.Module):
+        """The mean binary cross-entropy (or asymmetric loss) on targets pulled `label_smoothing` / 2
+        towards one half."""
 
         def __init__(self):
             super().__init__()
@@ -321,9 +360,11 @@ def _smoothed_bce(pos_weight, label_smoothing: float):
 
         def forward(self, logits, labels):
             target = labels.float() * (1 - label_smoothing) + label_smoothing / 2
+            if kind == "asl":
+                return asymmetric_loss(logits, target, pos_weight).mean()
             return self.bce(logits, target)
 
-    return SmoothedBCE()
+    return SmoothedLoss()
 
 
 MULTI_LABEL = register_task(MultiLabel())

@@ -22,8 +22,7 @@ from ..evaluation import plots
 from ..training.lr_find import lr_range_test
 from ..training.optim import create_optimizer
 from ..models.registry import choose_model
-from ..tasks import task_for
-from .train import _resolve_options, _resolved, _trained_part, build_model
+from .train import _resolve_options, _resolved, _trained_part, build_model, run_task
 
 
 @dataclass
@@ -66,7 +65,7 @@ def lr_find(
     device = resolve_device(config.device)
     setup_torch(config.threads, config.seed)
     dataset = prepare(data, config=dataclasses.replace(prep, image_size=spec.size), progress=progress)
-    task = task_for(prep.task, dataset.summary)
+    task = run_task(config, prep, dataset.summary)  # with its `loss`
     net = build_model(config, choice, len(dataset.classes), device, channels=dataset.summary.get("channels", 3))
     spec = net.input_spec
     config = _resolved(config, choice, net, device)

@@ -1,6 +1,7 @@
 """`train_repeated()`: one summary run over seeds or cross-validation folds, members inside it.
 
-    OUT/summary.json           mean, sd and 95% t-interval of test accuracy and macro-F1
+    OUT/summary.json           mean, sd and 95% t-interval of test accuracy and macro-F1 (and of
+                               mAP with several labels a photo)
     OUT/seed-0/, OUT/seed-1/   (or OUT/fold-0/ ...) ordinary runs
 
 The same command again continues an interrupted summary: finished members are kept,
@@ -107,19 +108,24 @@ def _member(data, path: Path, *, verbose: bool, **options: Any) -> TrainResult:
 
 def format_summary(summary: dict[str, Any], out: Path) -> str:
     acc, f1 = summary["test_accuracy"], summary["macro_f1"]
-    lines = ["", f"{'member':<10}{'test acc':>10}{'macro F1':>10}{'photos':>8}"]
-    for name, a, f, n in zip(summary["members"], acc["values"], f1["values"], summary["test_photos"]):
-        lines.append(f"{name:<10}{a:>10.4f}{f:>10.4f}{n:>8}")
-    lines.append(
-        f"test accuracy: mean {acc['mean']:.4f}, sd {acc['sd']:.4f}, 95% interval "
-        f"{acc['interval'][0]:.4f}-{acc['interval'][1]:.4f} over {acc['n']} {summary['kind']}"
-    )
-    lines.append(f"macro F1: mean {f1['mean']:.4f}, 95% interval {f1['interval'][0]:.4f}-{f1['interval'][1]:.4f}")
-    if "test_mAP" in summary:  # several labels a photo: the accuracy above is the exact-match ratio
-        m_ap = summary["test_mAP"]
+    m_ap = summary.get("test_mAP")  # several labels a photo: the accuracy is the exact-match ratio
+    accuracy = "exact" if m_ap else "test acc"
+    lines = [
+        "",
+        f"{'member':<10}" + (f"{'test mAP':>10}" if m_ap else "") + f"{accuracy:>10}{'macro F1':>10}{'photos':>8}",
+    ]
+    per_member = m_ap["values"] if m_ap else [None] * len(summary["members"])
+    for name, m, a, f, n in zip(summary["members"], per_member, acc["values"], f1["values"], summary["test_photos"]):
+        lines.append(f"{name:<10}" + (f"{m:>10.4f}" if m_ap else "") + f"{a:>10.4f}{f:>10.4f}{n:>8}")
+    if m_ap:
         lines.append(
             f"test mAP: mean {m_ap['mean']:.4f}, sd {m_ap['sd']:.4f}, 95% interval "
             f"{m_ap['interval'][0]:.4f}-{m_ap['interval'][1]:.4f} over {m_ap['n']} {summary['kind']}"
         )
+    lines.append(
+        f"{'exact match' if m_ap else 'test accuracy'}: mean {acc['mean']:.4f}, sd {acc['sd']:.4f}, 95% interval "
+        f"{acc['interval'][0]:.4f}-{acc['interval'][1]:.4f} over {acc['n']} {summary['kind']}"
+    )
+    lines.append(f"macro F1: mean {f1['mean']:.4f}, 95% interval {f1['interval'][0]:.4f}-{f1['interval'][1]:.4f}")
     lines.append(f"summary: {out / RunDir.SUMMARY}")
     return "\n".join(lines)

@@ -37,7 +37,7 @@ from ..inference import outliers
 from ..models.input_spec import InputSpec
 from ..models.registry import ModelChoice, choose_model, count_parameters, model_info
 from ..runs.rundir import RunDir
-from ..tasks import get_task, task_for
+from ..tasks import TASKS, Task, get_task, task_for
 from ..training.features import feature_loaders
 from ..training.finetune import freeze_batchnorm
 from .stages import CACHED_STRATEGIES, Stage
@@ -169,16 +169,15 @@ def _train(
 ) -> TrainResult:
     if place.main:
         run.remove_temp_files()  # left by a process killed mid-write
-    if prep.task != "auto":
-        get_task(prep.task)  # an unknown name is refused before the photos are read
+    if prep.task != "auto":  # an unknown task, or a loss it does not train with, is refused before the photos are read
+        _check_loss(config, get_task(prep.task))
     choice = _choose_model(config, custom, say)
     spec = choice.input_spec
     _setup_threads(config, place)
     prep = dataclasses.replace(prep, image_size=spec.size)
     dataset = _prepare_in_turn(data, prep, place, progress, pixels=_keeps_pixels(config, choice, device))
     say(_data_line(dataset.summary))
-    task = task_for(prep.task, dataset.summary)
-    task = task.configured({"rule": config.threshold_rule})  # how a fitted decision is chosen, if any
+    task = run_task(config, prep, dataset.summary)
     _check_test_split(dataset, prep)
     net = build_model(config, choice, len(dataset.classes), device, channels=dataset.summary.get("channels", 3))
     spec = net.input_spec  # grey photos: 1 channel for a model trained from scratch
@@ -253,6 +252,25 @@ def _check_test_split(dataset: PreparedDataset, prep: PrepareConfig) -> None:
             f"The test split of {dataset.root} is empty ({dataset.summary['usable']} photos, "
             f"test_size {prep.test_size}): nothing would measure the model. HINT: add photos, "
             "or raise --test-size."
+        )
+
+
+def run_task(config: TrainConfig, prep: PrepareConfig, data_summary: dict[str, Any]) -> Task:
+    """The run's task (`task`, or with auto the data's), checked against `loss` and configured with
+    it and the threshold rule: how it trains and how it decides."""
+    task = task_for(prep.task, data_summary)
+    _check_loss(config, task)
+    return task.configured({"rule": config.threshold_rule, "loss": config.loss})
+
+
+def _check_loss(config: TrainConfig, task: Task) -> None:
+    """Refuse a `loss` that the run's task does not train with (asl on one label a photo)."""
+    if config.loss not in task.losses:
+        takers = " or ".join(t.name for t in TASKS.values() if config.loss in t.losses)
+        raise PhotoclassError(
+            f"`loss` {config.loss} is for {takers} runs; this run is {task.name} (the data's labels, or `task`). "
+            f"HINT: leave `loss` out (auto: {task.name}'s own loss), or pass `task` {takers} where each photo "
+            "has several labels"
         )
 
 
