@@ -231,7 +231,7 @@ def _data_section(summary: dict[str, Any] | None, rows: list[dict[str, str]], cl
         )
         + "</table>"
     )
-    skipped = [r for r in rows if r["status"] != "ok"]
+    skipped = [r for r in rows if r["status"] == "skipped"]
     groups: dict[str, int] = {}
     for r in rows:
         if r["status"] == "ok":

@@ -16,25 +16,29 @@ import torch
 from torch import nn
 
 from ..core.errors import PhotoclassError
-from .layers import Standardize, fold_batchnorm
+from .layers import RegionHead, Standardize, fold_batchnorm, region_means
 from .registry import register_model
 
 REPEATS = {0: (1, 2, 2, 3, 3, 4, 1), 2: (1, 3, 3, 4, 4, 5, 1)}  # blocks in each of the 7 stages
 TF_MOMENTUM = 0.01  # TensorFlow's batch norm decay of 0.99, as the weights were trained with
+POOLINGS = ("head", "multiscale", "regions")
+GRID = 9  # regions of `pooling="regions"`: at the default 260 px, every cell of the 9 x 9 last feature map
 
 
 class EfficientNetLite(nn.Module):
     """EfficientNet-Lite; `pooling="multiscale"` feeds the classifier the mean and spread
     of four intermediate stages' activations besides the usual pooled head features:
     colour and texture statistics that frozen ImageNet features alone describe poorly
-    (weather photos: 94.4% -> 97% test accuracy, benchmarks/README.md)."""
+    (weather photos: 94.4% -> 97% test accuracy, benchmarks/README.md). `pooling="regions"`
+    adds each class's best region of a 9 x 9 grid (`layers.RegionHead`): for photos showing
+    several things, some small (multi-label mosaics: test mAP +0.03, benchmarks/README.md)."""
 
     def __init__(
         self, num_classes: int, variant: int = 0, dropout: float = 0.2, drop_path: float = 0.2, pooling: str = "head"
     ):
         super().__init__()
-        if pooling not in ("head", "multiscale"):
-            raise ValueError(f"`pooling` must be 'head' or 'multiscale'. Received: pooling={pooling!r}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"`pooling` must be one of {POOLINGS}. Received: pooling={pooling!r}")
         from .timm_models import _timm
 
         self.body = _timm().create_model(
@@ -44,13 +48,19 @@ class EfficientNetLite(nn.Module):
             if isinstance(module, nn.BatchNorm2d):
                 module.momentum = TF_MOMENTUM
         self._legacy = legacy_names(REPEATS[variant])
-        self._taps = (2, 3, 4, 5) if pooling == "multiscale" else ()  # stages 3 to 6 of 7
+        self._taps = (2, 3, 4, 5) if pooling != "head" else ()  # stages 3 to 6 of 7
+        self._grid = GRID if pooling == "regions" else 0
         self.num_features = self.body.num_features + sum(
             2 * self.body.blocks[i][-1].conv_pwl.out_channels for i in self._taps
         )
-        self._standardize = Standardize(self.num_features) if self._taps else nn.Identity()
-        self._dropout = nn.Dropout(dropout)
-        self._fc = nn.Linear(self.num_features, num_classes)
+        if self._grid:
+            self._head = RegionHead(
+                self.num_features, self.body.num_features, self._grid**2, num_classes, dropout=dropout
+            )
+        else:
+            self._standardize = Standardize(self.num_features) if self._taps else nn.Identity()
+            self._dropout = nn.Dropout(dropout)
+            self._fc = nn.Linear(self.num_features, num_classes)
         self.register_load_state_dict_pre_hook(_rename_legacy)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, num_features)
@@ -61,10 +71,12 @@ class EfficientNetLite(nn.Module):
             if i in self._taps:  # statistics in float32 under bf16 autocast too: bf16 sums lose the features
                 taps += [x.float().mean(dim=(2, 3)), x.float().std(dim=(2, 3))]
         x = self.body.bn2(self.body.conv_head(x)).float()
+        if self._grid:  # the pooled features, then the regions' (the head's input)
+            return torch.cat([*taps, x.mean(dim=(2, 3)), region_means(x, self._grid)], 1)
         return torch.cat([*taps, x.mean(dim=(2, 3))], 1) if taps else x.mean(dim=(2, 3))
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:  # (B, num_features) -> (B, classes)
-        return self._fc(self._dropout(self._standardize(features)))
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:  # (B, features) -> (B, classes)
+        return self._head(features) if self._grid else self._fc(self._dropout(self._standardize(features)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
@@ -78,7 +90,8 @@ class EfficientNetLite(nn.Module):
         """
         frozen = self.inference_copy()
         if train_blocks == 0:
-            return frozen.forward_features, nn.Sequential(self._standardize, self._dropout, self._fc)
+            head = self._head if self._grid else nn.Sequential(self._standardize, self._dropout, self._fc)
+            return frozen.forward_features, head
         if self._taps:
             raise PhotoclassError(
                 "Fine-tuning blocks of a multiscale EfficientNet-Lite is not supported. "
@@ -173,11 +186,11 @@ def load_imagenet_weights(model: EfficientNetLite, path: str) -> dict[str, list[
     """
     state = torch.load(path, map_location="cpu", weights_only=True)
     own = model.state_dict()
-    skipped = [k for k in state if k.startswith("_fc.") and state[k].shape != own[k].shape]
+    skipped = [k for k in state if k.startswith("_fc.") and (k not in own or state[k].shape != own[k].shape)]
     for k in skipped:
         del state[k]
     result = model.load_state_dict(state, strict=False)  # legacy names renamed by the pre-hook
-    missing = [k for k in result.missing_keys if not k.startswith(("_fc.", "_standardize."))]
+    missing = [k for k in result.missing_keys if not k.startswith(("_fc.", "_standardize.", "_head."))]
     if missing or result.unexpected_keys:
         raise PhotoclassError(
             f"{path} does not fit this EfficientNet-Lite: missing {missing[:5]}, "
@@ -245,3 +258,16 @@ def efficientnet_lite2(num_classes: int, pretrained: bool = True, **kw) -> nn.Mo
 )
 def efficientnet_lite2_ms(num_classes: int, pretrained: bool = True, **kw) -> nn.Module:
     return _lite(2, num_classes, pretrained, pooling="multiscale", **kw)
+
+
+@register_model(
+    "efficientnet-lite2-regions",
+    input_size=260,
+    mean=(0.5, 0.5, 0.5),
+    std=(0.5, 0.5, 0.5),
+    pretrained=True,
+    epochs=40,
+    description="EfficientNet-Lite2-ms, and each class's best place in the photo: several labels a photo",
+)
+def efficientnet_lite2_regions(num_classes: int, pretrained: bool = True, **kw) -> nn.Module:
+    return _lite(2, num_classes, pretrained, pooling="regions", **kw)

@@ -29,6 +29,11 @@ class Task:
     sets: bool = False  # its answer is a set of labels (each with its own score), not the top class
     losses: tuple[str, ...] = ("auto",)  # the `loss` values it takes; configured({"loss": ...}) applies one
 
+    def default_model(self, photos: int) -> tuple[str | None, str]:
+        """(the model `train` builds for `photos` photos when none is asked for, None for
+        TrainConfig's; why, in a few words)."""
+        return None, ""
+
     # training
     def loss_fn(self, *, class_weights: torch.Tensor | None = None, label_smoothing: float = 0.0) -> nn.Module:
         raise NotImplementedError

@@ -68,6 +68,7 @@ class MultiLabel(Task):
     name = "multi-label"
     headline = "mAP"
     sets = True
+    regions_limit = 10_000  # photos: the regions model holds 424 KB of features a photo while its head fits
 
     losses = ("auto", "bce", "asl")
 
@@ -80,6 +81,11 @@ class MultiLabel(Task):
     def __repr__(self) -> str:
         found = None if self.thresholds is None else len(self.thresholds)
         return f"MultiLabel(rule={self.rule!r}, thresholds={found}, loss={self.loss_kind!r})"
+
+    def default_model(self, photos: int) -> tuple[str | None, str]:
+        if photos > self.regions_limit:
+            return None, f"efficientnet-lite2-regions is the default up to {self.regions_limit:,} photos"
+        return "efficientnet-lite2-regions", "each label's best place in the photo counts (benchmarks/README.md)"
 
     def loss_fn(self, *, class_weights: torch.Tensor | None = None, label_smoothing: float = 0.0) -> nn.Module:
         """Binary cross-entropy, or the asymmetric loss; `class_weights` weigh each label's positives

@@ -35,6 +35,8 @@ def encoder_key(encode: Callable, spec: InputSpec, *, precision: str, flip: bool
     module = getattr(encode, "__self__", encode)
     h = hashlib.blake2b(digest_size=12)
     h.update(repr(getattr(module, "_taps", None)).encode())  # which stages a multi-stage model reads
+    if getattr(module, "_grid", 0):  # and the regions it also pools (keys of other models unchanged)
+        h.update(repr(module._grid).encode())
     module = getattr(module, "body", module)  # a classifier's backbone: its head (seeded afresh) is not used
     h.update(
         repr(

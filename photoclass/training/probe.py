@@ -88,7 +88,7 @@ def choose_c(
 
 @torch.no_grad()
 def fit_linear_probe(
-    head: nn.Sequential,
+    head: nn.Module,
     features: torch.Tensor,
     labels: torch.Tensor,
     groups: np.ndarray,
@@ -97,19 +97,21 @@ def fit_linear_probe(
     task: Task = SINGLE_LABEL,
 ) -> dict:
     """Set the last layer of `head` (an nn.Linear, after e.g. a standardization) to the
-    cross-validated logistic regression on `features`. Returns C, the accuracies of the grid
-    and the seconds."""
-    if not isinstance(head, nn.Sequential) or not isinstance(head[-1], nn.Linear):
-        raise TypeError("a linear probe needs the head as nn.Sequential(..., nn.Linear)")
+    cross-validated logistic regression on `features`; a head that says how its last layer
+    sees the features (`probe_parts`, e.g. a `RegionHead`) is then refitted whole from there.
+    Returns C, the accuracies of the grid and the seconds."""
+    transform, linear = _probe_parts(head)
     started = time.perf_counter()
     head.eval()
     # float64 where it is cheap; past CV_LIMIT float32 halves the largest array of a big run
     dtype = torch.float64 if len(features) <= CV_LIMIT else torch.float32
-    x = torch.empty(features.shape, dtype=dtype)  # filled a slice at a time: no float32 copy of it all
+    x = None  # filled a slice at a time: no float32 copy of it all
     for start in range(0, len(features), 4096):
-        x[start : start + 4096] = head[:-1](features[start : start + 4096]).to(dtype).cpu()
+        part = transform(features[start : start + 4096])
+        if x is None:
+            x = torch.empty((len(features), part.shape[1]), dtype=dtype)
+        x[start : start + len(part)] = part.to(dtype).cpu()
     y = labels.cpu()
-    linear = head[-1]
     groups = np.asarray(groups)
     share = np.arange(len(y))
     if len(y) > CV_LIMIT:  # 45 fits on every photo would grow the head's cost past the backbone's
@@ -117,9 +119,12 @@ def fit_linear_probe(
         share = np.flatnonzero(grouped_folds(strata, groups, folds=-(-len(y) // CV_LIMIT), seed=seed) == 0)
     c, accuracy = choose_c(x[share], y[share], groups[share], linear.out_features, seed=seed, task=task)
     w, b = fit_logistic(x, y, linear.out_features, c, task=task)
+    del x
     linear.weight.copy_(w.to(linear.weight))
     if linear.bias is not None:
         linear.bias.copy_(b.to(linear.bias))
+    if not isinstance(head, nn.Sequential):
+        refit_head(head, linear, features, labels, c, task=task)
     return {
         "solver": "lbfgs",
         "C": c,
@@ -129,3 +134,39 @@ def fit_linear_probe(
         "cv_accuracy": dict(zip(map(str, C_GRID), accuracy)),
         "seconds": time.perf_counter() - started,
     }
+
+
+def _probe_parts(head: nn.Module):
+    if hasattr(head, "probe_parts"):
+        return head.probe_parts()
+    if not isinstance(head, nn.Sequential) or not isinstance(head[-1], nn.Linear):
+        raise TypeError("a linear probe needs the head as nn.Sequential(..., nn.Linear) or with probe_parts()")
+    return head[:-1], head[-1]
+
+
+def refit_head(
+    head: nn.Module, linear: nn.Linear, features: torch.Tensor, labels: torch.Tensor, c: float, *, task: Task
+) -> None:
+    """`linear`'s weights refitted through the whole of `head` (full batch, L-BFGS), from the
+    logistic regression's solution, with its loss and strength C."""
+    loss_fn = task.loss_fn()
+    n = len(labels)
+    params = [p for p in (linear.weight, linear.bias) if p is not None]
+    optimizer = torch.optim.LBFGS(
+        params,
+        lr=1,
+        max_iter=60,
+        history_size=20,
+        tolerance_grad=1e-4,
+        tolerance_change=1e-9,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure():
+        optimizer.zero_grad()
+        loss = loss_fn(head(features), labels) + (linear.weight * linear.weight).sum() / (2 * c * n)
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)

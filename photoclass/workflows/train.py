@@ -137,7 +137,7 @@ def train(
             device=device,
             place=place,
             resume=resume is not None,
-            given=set(options),
+            given=set(options) | ({"model"} if model is not None else set()),
             track=track,
             on_epoch=on_epoch,
             progress=progress if place.main else False,
@@ -178,6 +178,7 @@ def _train(
     dataset = _prepare_in_turn(data, prep, place, progress, pixels=_keeps_pixels(config, choice, device))
     say(_data_line(dataset.summary))
     task = run_task(config, prep, dataset.summary)
+    config, choice = _task_default_model(config, choice, task, len(dataset), say, asked="model" in given or resume)
     _check_test_split(dataset, prep)
     net = build_model(config, choice, len(dataset.classes), device, channels=dataset.summary.get("channels", 3))
     spec = net.input_spec  # grey photos: 1 channel for a model trained from scratch
@@ -433,9 +434,10 @@ def _trained_part(
         progress=progress,
         reuse=config.strategy == "features",
     )
-    for module in trained.modules():  # e.g. a multiscale head standardizes its inputs
-        if hasattr(module, "fit_statistics"):
-            module.fit_statistics(loaders["train_eval"].features)
+    # e.g. a multiscale head standardizes its inputs: the outermost module that measures them does
+    measures = next((m for m in trained.modules() if hasattr(m, "fit_statistics")), None)
+    if measures is not None:
+        measures.fit_statistics(loaders["train_eval"].features)
     return trained, loaders, RunDir.HEAD_WEIGHTS
 
 
@@ -548,6 +550,20 @@ def _choose_model(config: TrainConfig, custom: nn.Module | None, say) -> ModelCh
     if choice.note:
         say(f"input: {choice.note}")
     return choice
+
+
+def _task_default_model(config: TrainConfig, choice: ModelChoice, task, photos: int, say, *, asked: bool):
+    """(config, choice) with the task's own default model when it has one for this many photos
+    and none was `asked` for."""
+    if asked or choice.custom is not None:
+        return config, choice
+    model, why = task.default_model(photos)
+    if why:
+        say(f"model: {model or config.model} for {task.name} data: {why} (--model picks another)")
+    if model is None or model == config.model:
+        return config, choice
+    config = dataclasses.replace(config, model=model)
+    return config, _choose_model(config, None, say)
 
 
 def _keeps_pixels(config: TrainConfig, choice: ModelChoice, device: torch.device) -> bool | str:
