@@ -27,6 +27,7 @@ class Task:
     name: str = ""
     headline: str = ""  # the key of `metrics` that runs are ranked by (higher is better)
     sets: bool = False  # its answer is a set of labels (each with its own score), not the top class
+    answer: str = "class"  # what one photo's decision is called in messages ("another class than ...")
 
     # training
     def loss_fn(self, *, class_weights: torch.Tensor | None = None, label_smoothing: float = 0.0) -> nn.Module:
@@ -107,6 +108,10 @@ class Task:
 
     def calibrate(self, logits: torch.Tensor, labels: torch.Tensor) -> float:
         """The temperature that makes the validation probabilities mean what they say."""
+        raise NotImplementedError
+
+    def headline_figure(self, logits: np.ndarray, labels: np.ndarray) -> float:
+        """The headline figure (`headline`) of (N, C) numpy logits against their labels."""
         raise NotImplementedError
 
     def agreement(self, reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:

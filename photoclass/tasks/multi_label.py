@@ -67,6 +67,7 @@ class MultiLabel(Task):
     name = "multi-label"
     headline = "mAP"
     sets = True
+    answer = "label set"
 
     def __init__(self, thresholds: list[float] | None = None, rule: str = "f1"):
         self.thresholds = None if thresholds is None else np.asarray(thresholds, dtype=np.float64)
@@ -111,7 +112,11 @@ class MultiLabel(Task):
         """mAP, weighted by the fold's photos: exact match over many labels is too rare to rank by."""
         return _mean_ap(self.activate(logits).numpy(), labels.numpy() > 0.5) * len(labels)
 
+    def headline_figure(self, logits: np.ndarray, labels: np.ndarray) -> float:
+        return _mean_ap(self.activate(logits), np.asarray(labels) > 0.5)
+
     def agreement(self, reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+        """Whether the whole label set is the same."""
         return (self.decide(self.activate(reference)) == self.decide(self.activate(candidate))).all(1)
 
     def named(self, label: Any, classes: list[str]) -> str:
