@@ -1000,13 +1000,18 @@ def format_predictions(predictions, fmt: str) -> str:
     # always, `unknown` says whether the photo is far from every training photo
     checked = any(p.outlier_score is not None for p in predictions)
     width = max([len(p.path) for p in predictions] + [4])
-    lines = [f"{'path':<{width}}  {'label':<14}{'conf':>7}{'  unknown' if checked else ''}  top"]
+    # a multi-label run's column holds each photo's decided set, as wide as the widest
+    said = {id(p): p.label if p.labels is None else " ".join(p.labels) or "(none of the labels)" for p in predictions}
+    sets = any(p.labels is not None for p in predictions)
+    labels = max([14] + [len(said[id(p)]) + 2 for p in predictions if sets and not p.error])
+    lines = [
+        f"{'path':<{width}}  {'labels' if sets else 'label':<{labels}}{'conf':>7}{'  unknown' if checked else ''}  top"
+    ]
     for p in predictions:
         if not p.error:
             top = ", ".join(f"{c} {v:.{places}f}" for c, v in p.top)
             marker = f"  {'yes' if p.unknown else 'no':>7}" if checked else ""
-            label = p.label if p.labels is None else " ".join(p.labels) or "(none of the labels)"
-            lines.append(f"{p.path:<{width}}  {label:<14}{p.confidence:>7.{places}f}{marker}  {top}")
+            lines.append(f"{p.path:<{width}}  {said[id(p)]:<{labels}}{p.confidence:>7.{places}f}{marker}  {top}")
     unknown = sum(p.unknown for p in predictions)
     if unknown:
         lines.append(

@@ -12,7 +12,7 @@ from ..data.outside import check_outside
 from ..evaluation import plots
 from ..evaluation.html_report import data_uri, page
 from ..runs.rundir import RunDir
-from .leaderboard import RunSummary, data_sets, data_sets_text, select_run
+from .leaderboard import RunSummary, data_sets, data_sets_text, figure_of, select_run
 
 
 def write_comparison(runs: list[str | os.PathLike], out: str | os.PathLike, *, tolerance: float = 0.01) -> Path:
@@ -34,7 +34,9 @@ def write_comparison(runs: list[str | os.PathLike], out: str | os.PathLike, *, t
     }
     buffer = io.BytesIO()
     plots.overlaid_curves(histories, buffer)
-    head = ["data", "run", "model", "test acc", "test loss", "macro F1", "train acc", "gap", "seconds", "options"]
+    figures = sorted({figure_of(s.task) for s in summaries if s.error is not None})  # mAP: runs of label sets
+    head = ["data", "run", "model", *(f"test {f}" for f in figures), "test acc", "test loss", "macro F1"]
+    head += ["train acc", "gap", "seconds", "options"]
     body = []
     for s in summaries:
         options = s.options_text()
@@ -42,6 +44,7 @@ def write_comparison(runs: list[str | os.PathLike], out: str | os.PathLike, *, t
             html.escape(label_of[id(s)]),
             html.escape(str(s.path)),
             html.escape(s.model),
+            *(f"{s.headline:.4f}" if s.error is not None and figure_of(s.task) == f else "-" for f in figures),
             f"{s.test_accuracy:.4f}",
             f"{s.test_loss:.4f}",
             f"{s.macro_f1:.4f}",
@@ -50,10 +53,15 @@ def write_comparison(runs: list[str | os.PathLike], out: str | os.PathLike, *, t
             f"{s.seconds:.1f}",
             html.escape(options),
         ]
-        row = "".join(f"<td{' class=n' if 2 < i < 9 else ''}>{c}</td>" for i, c in enumerate(cells))
+        row = "".join(f"<td{' class=n' if 2 < i < len(cells) - 1 else ''}>{c}</td>" for i, c in enumerate(cells))
         body.append(f"<tr{' class=win' if id(s) in winners else ''}>{row}</tr>")
     table = "<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(body) + "</table>"
     note = mixed_data_note(summaries)
+    if figures:  # the selection below ranks each task's runs by its own figure
+        table += (
+            f"<p>Runs of label sets are ranked by test {', '.join(figures)}; their test and train acc are the "
+            "share of photos whose whole label set is right (exact match), and their gap is in their figure.</p>"
+        )
     selected = "".join(
         f"<p><b>Selected{'' if len(sets) == 1 else ' on ' + html.escape(label)}:</b> "
         f"{html.escape(selection.reason)}</p>"

@@ -17,6 +17,7 @@ from ..core.errors import PhotoclassError
 from ..data.outside import check_outside, data_folder
 from ..evaluation.stats import mcnemar_p, t_interval
 from ..runs.rundir import RunDir, summary_metrics
+from ..tasks import get_task
 
 SORT_KEYS = ("select", "error", "gap", "loss", "seconds", "name")
 KEY_OPTIONS = ("strategy", "epochs", "lr", "batch_size", "image_size", "augment", "dropout", "seed")
@@ -36,7 +37,9 @@ class RunSummary:
     gap: float  # train accuracy - test accuracy = test error - train error
     seconds: float
     macro_f1: float = 0.0
-    interval: tuple[float, float] | None = None  # 95% Wilson interval of the test accuracy
+    interval: tuple[float, float] | None = (
+        None  # 95% interval of the headline figure (Wilson for accuracy; mAP's bootstrap)
+    )
     test_photos: frozenset[str] | None = None  # data root + path of each test photo, for paired tests
     wrong: frozenset[str] | None = None  # those it got wrong
     extra: dict[str, Any] = field(default_factory=dict)
@@ -84,9 +87,7 @@ class RunSummary:
             gap=figures["generalization_gap"],
             seconds=figures["seconds"],
             macro_f1=figures["test_macro_f1"],
-            interval=(figures["test_accuracy_low"], figures["test_accuracy_high"])
-            if "test_accuracy_low" in figures
-            else None,
+            interval=_headline_interval(result["test"], figures),
         )
 
     @classmethod
@@ -102,6 +103,7 @@ class RunSummary:
             return float(sum(values) / len(values))
 
         accuracy = t_interval(m.test_accuracy for m in members)
+        headline = t_interval(m.headline for m in members)  # the accuracy's again, for single-label runs
         return cls(
             path=run.path,
             data=first.data,
@@ -116,7 +118,7 @@ class RunSummary:
             gap=mean([m.gap for m in members]),
             seconds=sum(m.seconds for m in members),
             macro_f1=mean([m.macro_f1 for m in members]),
-            interval=tuple(accuracy["interval"]),
+            interval=tuple(headline["interval"]),
             extra={"members": len(members)},
         )
 
@@ -139,10 +141,34 @@ class RunSummary:
             "test_loss": self.test_loss,
             "train_accuracy": self.train_accuracy,
             "gap": self.gap,
-            "test_accuracy_interval": list(self.interval) if self.interval else None,
+            "test_accuracy_interval": list(self.interval) if self.interval and self.error is None else None,
             "macro_f1": self.macro_f1,
             "seconds": self.seconds,
+            **({} if self.error is None else self._headline_dict()),
         }
+
+    def _headline_dict(self) -> dict[str, Any]:
+        """A run of another task's figure (mAP), which its test error is 1 minus."""
+        figure = figure_of(self.task)
+        interval = list(self.interval) if self.interval else None
+        return {"task": self.task, f"test_{figure}": self.headline, f"test_{figure}_interval": interval}
+
+    @property
+    def error_name(self) -> str:
+        """What its test error is: 1 - accuracy, or 1 - its task's figure (said where not accuracy)."""
+        return "test error" if self.error is None else f"test error (1 - {figure_of(self.task)})"
+
+
+def figure_of(task: str) -> str:
+    """The headline figure of a task, by its name: accuracy, mAP."""
+    return get_task(task).headline
+
+
+def _headline_interval(test: dict[str, Any], figures: dict[str, float]) -> tuple[float, float] | None:
+    """The 95% interval test.json gives the run's headline figure (mAP's, where it has one)."""
+    if "mAP" in test:
+        return tuple(test["mAP_interval"]) if test.get("mAP_interval") else None
+    return (figures["test_accuracy_low"], figures["test_accuracy_high"]) if "test_accuracy_low" in figures else None
 
 
 def _options_that_applied(config: dict[str, Any]) -> dict[str, Any]:
@@ -165,14 +191,17 @@ def data_sets(runs: list[RunSummary]) -> dict[str, list[RunSummary]]:
 
     def label(source: str, task: str) -> str:
         name = Path(source).name if names[Path(source).name] == 1 else source
-        return name if task == "single-label" else f"{name} ({task}: mAP)"
+        return name if task == "single-label" else f"{name} ({task}: {figure_of(task)})"
 
     return dict(sorted((label(*key), group) for key, group in by_source.items()))
 
 
-def _data_of(label: str, group: list[RunSummary]) -> str:
-    """What --data takes for a data set's `label`: the label without its task."""
-    return label.removesuffix(f" ({group[0].task}: mAP)")
+def _data_of(label: str, group: list[RunSummary], sets: dict[str, list[RunSummary]]) -> str:
+    """What --data takes for a data set's `label`: the label without its task, or the whole label
+    where runs of another task are on the same data."""
+    task = group[0].task
+    shared = sum(g[0].data_source == group[0].data_source for g in sets.values()) > 1
+    return label if shared or task == "single-label" else label.removesuffix(f" ({task}: {figure_of(task)})")
 
 
 def data_sets_text(sets: dict[str, list[RunSummary]]) -> str:
@@ -184,7 +213,7 @@ def across_data_message(sets: dict[str, list[RunSummary]]) -> str:
     return (
         f"Cannot select across data sets: runs on {len(sets)} data sets: {data_sets_text(sets)}; a test error "
         f"on one says nothing about another. HINT: pass --data FOLDER (or its name) to choose among one, "
-        f"e.g. --data {shlex.quote(_data_of(*max(sets.items(), key=lambda item: len(item[1]))))}."
+        f"e.g. --data {shlex.quote(_data_of(*max(sets.items(), key=lambda item: len(item[1])), sets))}."
     )
 
 
@@ -209,6 +238,10 @@ class Leaderboard(list):
     def to_dicts(self) -> list[dict[str, Any]]:
         return [{**r.to_dict(), "rank": rank} for _, rank, r in self.ranked()]
 
+    def figure_head(self) -> str:
+        """The head of the test figure's column: accuracy, or each task's figure where tasks differ."""
+        return "test acc" if all(r.error is None for r in self) else "acc|mAP"
+
     def to_text(self) -> str:
         if not self:
             return (
@@ -221,7 +254,7 @@ class Leaderboard(list):
         width = max(len(str(r.path)) for r in self)
         model = max(len(r.model) for r in self) + 2
         lines = [
-            f"{'data':<{data}}{'#':>3}  {'run':<{width}}  {'model':<{model}}{'strategy':<10}{'test acc':>9}"
+            f"{'data':<{data}}{'#':>3}  {'run':<{width}}  {'model':<{model}}{'strategy':<10}{self.figure_head():>9}"
             f"{'95% interval':>15}{'loss':>8}{'gap':>8}{'seconds':>9}  options"
         ]
         for label, rank, r in rows:
@@ -247,7 +280,8 @@ class Leaderboard(list):
 
     def _repr_html_(self) -> str:
         head = "".join(
-            f"<th>{h}</th>" for h in ("data", "#", "run", "model", "test acc", "test loss", "gap", "seconds", "options")
+            f"<th>{h}</th>"
+            for h in ("data", "#", "run", "model", self.figure_head(), "test loss", "gap", "seconds", "options")
         )
         rows = "".join(
             f"<tr><td>{html.escape(label)}</td><td>{rank}</td><td>{html.escape(r.name)}</td>"
@@ -313,7 +347,11 @@ def _on_data(found: Leaderboard, data: str | os.PathLike | None) -> Leaderboard:
     if data is None:
         return found
     folder = str(data_folder(data))
-    board = Leaderboard(r for r in found if str(data) in (r.data, r.data_source) or folder == r.data_source)
+    label = {id(r): name for name, group in data_sets(found).items() for r in group}  # with its task
+    if str(data) in label.values():  # a data set's whole label: one task's runs where several share the data
+        board = Leaderboard(r for r in found if label[id(r)] == str(data))
+    else:
+        board = Leaderboard(r for r in found if str(data) in (r.data, r.data_source) or folder == r.data_source)
     board.incomplete, board.data = found.incomplete, str(data)
     kept = {id(r) for r in board}
     board.elsewhere = data_sets_text(data_sets([r for r in found if id(r) not in kept]))
@@ -361,11 +399,11 @@ def select_run(runs: list[RunSummary], *, tolerance: float = 0.01) -> Selection:
 
 def tied_by_mcnemar(run: RunSummary, best: RunSummary, *, alpha: float = 0.05) -> bool:
     """On the same test photos, McNemar's exact test finds no difference at `alpha` (noise),
-    and `run`'s accuracy is inside `best`'s 95% interval: on a few photos the test alone
-    cannot tell 10 of 16 from 15 of 16, and that is no reason to call them even."""
+    and `run`'s headline figure (accuracy, mAP) is inside `best`'s 95% interval: on a few photos
+    the test alone cannot tell 10 of 16 from 15 of 16, and that is no reason to call them even."""
     if run.wrong is None or best.wrong is None or run.test_photos != best.test_photos or run is best:
         return False
-    if best.interval is not None and run.test_accuracy < best.interval[0]:
+    if best.interval is not None and run.headline < best.interval[0]:
         return False
     return mcnemar_p(len(run.wrong - best.wrong), len(best.wrong - run.wrong)) >= alpha
 
@@ -398,7 +436,7 @@ def _reason(ranked: list[RunSummary], best: RunSummary, tolerance: float) -> str
     winner = ranked[0]
     if len(ranked) == 1:
         return (
-            f"{winner.path} has the lowest test error on {winner.data} ({winner.test_error:.2%}); no other "
+            f"{winner.path} has the lowest {winner.error_name} on {winner.data} ({winner.test_error:.2%}); no other "
             f"run is within {tolerance:.1%} of it or tied with it by McNemar's test."
         )
     runner = ranked[1]
@@ -411,7 +449,7 @@ def _reason(ranked: list[RunSummary], best: RunSummary, tolerance: float) -> str
     )
     lead = (
         f"{winner.path} wins among the {len(ranked)} runs on {winner.data} within {tolerance:.1%} of the "
-        f"lowest test error ({best.test_error:.2%}, {best.path}){tied}"
+        f"lowest {best.error_name} ({best.test_error:.2%}, {best.path}){tied}"
     )
     decided = next(
         (name for name, a, b in zip(DECIDERS, _selection_key(winner), _selection_key(runner)) if a != b), None

@@ -185,34 +185,45 @@ def _write_parquet(path: Path, journal: Path) -> None:
     import pyarrow.parquet as pq
 
     rows = [json.loads(line) for line in journal.read_text(encoding="utf-8").splitlines() if line.strip()]
-    table = pa.Table.from_pylist([_flat(r) for r in rows], schema=_schema(pa))
+    # a multi-label model's rows carry its set and every label's score: two more columns
+    labels = next((list(r["scores"]) for r in rows if r.get("scores")), None)
+    if labels is None and path.exists() and "scores" in (before := pq.read_schema(path)).names:
+        labels = [f.name for f in before.field("scores").type]  # this time, only unreadable photos
+    schema = _schema(pa, labels)
+    table = pa.Table.from_pylist([_flat(r, labels is not None) for r in rows], schema=schema)
     if path.exists():
-        table = pa.concat_tables([pq.read_table(path).cast(_schema(pa)), table])
+        table = pa.concat_tables([pq.read_table(path).cast(schema), table])
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
     write_bytes_atomic(path, buffer.getvalue())
     journal.unlink()
 
 
-def _schema(pa):
+def _schema(pa, labels: list[str] | None = None):
+    """The Parquet columns; with a multi-label model's `labels`, its decided set and their scores too."""
     top = pa.list_(pa.struct([("label", pa.string()), ("probability", pa.float64())]))
+    sets = [] if labels is None else [("labels", pa.list_(pa.string()))]
+    scores = [] if labels is None else [("scores", pa.struct([(label, pa.float64()) for label in labels]))]
     return pa.schema(
         [
             ("path", pa.string()),
             ("label", pa.string()),
+            *sets,
             ("confidence", pa.float64()),
             ("unknown", pa.bool_()),
             ("outlier_score", pa.float64()),
             ("top", top),
             ("error", pa.string()),
+            *scores,
         ]
     )
 
 
-def _flat(row: dict) -> dict:
+def _flat(row: dict, sets: bool = False) -> dict:
     return {
         "path": row["path"],
         "label": row.get("label"),
+        **({"labels": row.get("labels"), "scores": row.get("scores")} if sets else {}),
         "confidence": row.get("confidence"),
         "unknown": row.get("unknown"),
         "outlier_score": row.get("outlier_score"),

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..core.progress import progress_bar
 from ..core.errors import PhotoclassError
+from ..data.labelsets import JOIN
 from ..runs.rundir import RunDir
 from .engines.pytorch import Predictor
 from .prediction import Prediction, expand_paths, with_array_items
@@ -21,11 +22,17 @@ from .prediction import Prediction, expand_paths, with_array_items
 @dataclass
 class Neighbour:
     path: str  # relative to the run's data, as in split.csv
-    label: str  # its given label
+    label: str  # its given label (a multi-label run's set as split.csv joins it: "a;b", "" for none)
     distance: float  # cosine distance, 0 = the same direction
+    labels: list[str] | None = None  # a multi-label run's given set; else None
+
+    @property
+    def shown(self) -> str:
+        return self.label if self.labels is None else " ".join(self.labels) or "(none of the labels)"
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "label": self.label, "distance": round(self.distance, 6)}
+        given = {} if self.labels is None else {"labels": self.labels}
+        return {"path": self.path, "label": self.label, **given, "distance": round(self.distance, 6)}
 
 
 @dataclass
@@ -75,14 +82,24 @@ def similar(
         # one search serves both: the score is the distance to the score's own k-th nearest
         probabilities, distances, rows = predictor.nearest(pixels, max(k, predictor.outliers.k))
         for prediction, p, far, found in zip(ok, probabilities, distances, rows):
-            best = np.argsort(-p, kind="stable")[:3]
-            prediction.top = [(predictor.classes[i], float(p[i])) for i in best]
-            score = float(far[predictor.outliers.k - 1])
-            prediction.outlier_score, prediction.unknown = score, score > predictor.threshold
-            neighbours = [Neighbour(*photos[r], max(0.0, float(d))) for d, r in zip(far[:k], found[:k])]
+            predictor.answer(prediction, np.r_[p, far[predictor.outliers.k - 1]], 3)
+            neighbours = [
+                Neighbour(*photos[r], max(0.0, float(d)), given_set(photos[r][1]) if predictor.task.sets else None)
+                for d, r in zip(far[:k], found[:k])
+            ]
             results.append(Similar(prediction, neighbours))
     order = {str(f): i for i, f in enumerate(files)}
     return sorted(results, key=lambda s: order[s.prediction.path])
+
+
+def given_set(label: str) -> list[str]:
+    """A multi-label photo's labels as split.csv joins them ("a;b"; "" for none)."""
+    return label.split(JOIN) if label else []
+
+
+def answer_text(p: Prediction) -> str:
+    """The class, or the labels decided (a multi-label run), as one phrase."""
+    return p.label if p.labels is None else " ".join(p.labels) or "none of the labels"
 
 
 def format_similar(found: list[Similar]) -> str:
@@ -93,10 +110,13 @@ def format_similar(found: list[Similar]) -> str:
         if p.error:
             lines.append(f"{p.path}: skipped, {p.error}")
             continue
-        said = "unknown" if p.unknown else p.label
+        said = "unknown" if p.unknown else answer_text(p)
         lines.append(f"{p.path}: {said} ({p.label} {p.confidence:.3f}, outlier score {p.outlier_score:.4f})")
         width = max(len(n.path) for n in s.neighbours)
-        lines += [f"  {i}. {n.path:<{width}}  {n.label:<14} {n.distance:.4f}" for i, n in enumerate(s.neighbours, 1)]
+        labels = max([14] + [len(n.shown) for n in s.neighbours if n.labels is not None])
+        lines += [
+            f"  {i}. {n.path:<{width}}  {n.shown:<{labels}} {n.distance:.4f}" for i, n in enumerate(s.neighbours, 1)
+        ]
     return "\n".join(lines)
 
 
@@ -115,14 +135,14 @@ def write_similar_page(
         if p.error:
             blocks.append(f"<p>{html.escape(p.path)}: skipped, {html.escape(p.error)}</p>")
             continue
-        said = "none of these" if p.unknown else p.label
+        said = "none of these" if p.unknown else answer_text(p)
         head = (
             f"<figure>{_image(thumbnail(Path(p.path).parent, Path(p.path).name))}<figcaption><b>"
             f"{html.escape(said)}</b> (closest: {html.escape(p.label)} {p.confidence:.0%}; outlier score "
             f"{p.outlier_score:.3f})<br>{html.escape(p.path)}</figcaption></figure>"
         )
         near = "".join(
-            f"<figure>{_image(thumbnail(root, n.path))}<figcaption><b>{html.escape(n.label)}</b> "
+            f"<figure>{_image(thumbnail(root, n.path))}<figcaption><b>{html.escape(n.shown)}</b> "
             f"{n.distance:.3f}<br>{html.escape(n.path)}</figcaption></figure>"
             for n in s.neighbours
         )

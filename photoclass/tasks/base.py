@@ -28,6 +28,7 @@ class Task:
     headline: str = ""  # the key of `metrics` that runs are ranked by (higher is better)
     sets: bool = False  # its answer is a set of labels (each with its own score), not the top class
     losses: tuple[str, ...] = ("auto",)  # the `loss` values it takes; configured({"loss": ...}) applies one
+    answer: str = "class"  # what one photo's decision is called in messages ("another class than ...")
 
     def default_model(self, photos: int) -> tuple[str | None, str]:
         """(the model `train` builds for `photos` photos when none is asked for, None for
@@ -118,6 +119,10 @@ class Task:
 
     def calibrate(self, logits: torch.Tensor, labels: torch.Tensor) -> float:
         """The temperature that makes the validation probabilities mean what they say."""
+        raise NotImplementedError
+
+    def headline_figure(self, logits: np.ndarray, labels: np.ndarray) -> float:
+        """The headline figure (`headline`) of (N, C) numpy logits against their labels."""
         raise NotImplementedError
 
     def agreement(self, reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:

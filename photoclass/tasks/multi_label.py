@@ -68,6 +68,7 @@ class MultiLabel(Task):
     name = "multi-label"
     headline = "mAP"
     sets = True
+    answer = "label set"
     regions_limit = 10_000  # photos: the regions model holds 424 KB of features a photo while its head fits
 
     losses = ("auto", "bce", "asl")
@@ -121,7 +122,11 @@ class MultiLabel(Task):
         """mAP, weighted by the fold's photos: exact match over many labels is too rare to rank by."""
         return _mean_ap(self.activate(logits).numpy(), labels.numpy() > 0.5) * len(labels)
 
+    def headline_figure(self, logits: np.ndarray, labels: np.ndarray) -> float:
+        return _mean_ap(self.activate(logits), np.asarray(labels) > 0.5)
+
     def agreement(self, reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+        """Whether the whole label set is the same."""
         return (self.decide(self.activate(reference)) == self.decide(self.activate(candidate))).all(1)
 
     def named(self, label: Any, classes: list[str]) -> str:

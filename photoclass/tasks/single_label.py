@@ -30,6 +30,9 @@ class SingleLabel(Task):
     def correct(self, logits: Array, labels: Array) -> Array:
         return logits.argmax(1) == labels
 
+    def headline_figure(self, logits: np.ndarray, labels: np.ndarray) -> float:
+        return float(self.correct(logits, labels).mean())
+
     def activate(self, logits: Array) -> Array:
         if not isinstance(logits, np.ndarray):
             return logits.softmax(1)
