@@ -6,7 +6,7 @@ import torch
 
 from photoclass.core.errors import PhotoclassError
 from photoclass.tasks import MULTI_LABEL, MultiLabel, get_task, task_of
-from photoclass.tasks.multi_label import average_precision, best_threshold, parse_rule
+from photoclass.tasks.multi_label import average_precision, best_threshold, parse_rule, shared_threshold
 
 
 def test_average_precision_is_scikit_learns():
@@ -34,6 +34,18 @@ def test_the_threshold_rules_pick_what_they_say():
             parse_rule(bad)
 
 
+def test_the_shared_threshold_is_the_best_single_cut_in_macro_f1():
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(3)
+    y = rng.random((150, 5)) < [0.5, 0.3, 0.2, 0.1, 0.4]
+    p = np.clip(y * rng.uniform(0.1, 0.5, 5) + rng.random((150, 5)) * 0.6, 0, 1)
+    grid = np.linspace(0.01, 0.99, 99)
+    scores = [f1_score(y, p >= t, average="macro", zero_division=0) for t in grid]
+    assert shared_threshold(p, y) == pytest.approx(grid[int(np.argmax(scores))])
+    assert shared_threshold(p, np.zeros_like(y)) == 0.5
+
+
 def test_thresholds_fitted_on_validation_are_saved_and_restored():
     rng = np.random.default_rng(1)
     y = torch.from_numpy((rng.random((200, 4)) < [0.5, 0.2, 0.05, 0.3]).astype(np.float32))
@@ -45,7 +57,14 @@ def test_thresholds_fitted_on_validation_are_saved_and_restored():
     assert isinstance(restored, MultiLabel) and restored.state() == state
     p = restored.activate(logits.numpy())
     assert (restored.decide(p) == (p >= np.array(state["thresholds"]))).all()
-    # fitted thresholds do at least as well on F1 as one half, on the photos they were fitted on
+    # by F1: each label's best cut, halfway to the one cut best for all
+    p_fit, positive = torch.sigmoid(logits).numpy(), y.numpy() > 0.5
+    shared = shared_threshold(p_fit, positive)
+    own = [best_threshold(p_fit[:, i], positive[:, i]) for i in range(4)]
+    assert state["thresholds"] == pytest.approx([(t + shared) / 2 for t in own], abs=1e-6)
+    assert MULTI_LABEL.configured({"rule": "recall=0.9"}).fitted(logits, y).state()["thresholds"] == pytest.approx(
+        [best_threshold(p_fit[:, i], positive[:, i], "recall=0.9") for i in range(4)], abs=1e-6
+    )  # a precision or recall target keeps each label's own cut
     tuned = fitted.metrics(logits, y, list("abcd"), top_k=2, temperature=1.0)
     plain = MULTI_LABEL.metrics(logits, y, list("abcd"), top_k=2, temperature=1.0)
     assert tuned["macro_f1"] >= plain["macro_f1"] - 1e-12
