@@ -29,6 +29,7 @@ class Task:
     sets: bool = False  # its answer is a set of labels (each with its own score), not the top class
     losses: tuple[str, ...] = ("auto",)  # the `loss` values it takes; configured({"loss": ...}) applies one
     answer: str = "class"  # what one photo's decision is called in messages ("another class than ...")
+    accuracy: str = "acc"  # what the share of photos `correct` is called in the training lines
 
     def default_model(self, photos: int) -> tuple[str | None, str]:
         """(the model `train` builds for `photos` photos when none is asked for, None for

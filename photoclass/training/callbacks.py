@@ -165,8 +165,8 @@ class MetricsWriter(Callback):
 class EpochPrinter(Callback):
     """One line per epoch; `*` marks an epoch whose weights were saved as the best so far."""
 
-    def __init__(self, *, monitor: str = "val_loss", per_second: bool = True, name: str = "the run"):
-        self.monitor, self.per_second, self.name = monitor, per_second, name
+    def __init__(self, *, monitor: str = "val_loss", per_second: bool = True, name: str = "the run", acc: str = "acc"):
+        self.monitor, self.per_second, self.name, self.acc = monitor, per_second, name, acc
 
     def on_fit_start(self, fit: FitState) -> None:
         print(f"* marks the best {self.monitor} so far (those weights are kept)", flush=True)
@@ -177,8 +177,8 @@ class EpochPrinter(Callback):
     def on_epoch_end(self, fit: FitState, row: dict[str, Any]) -> None:
         speed = f" ({row['images_per_s']:.0f} img/s)" if self.per_second else ""
         print(
-            f"epoch {row['epoch']:>3}/{fit.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
-            f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  lr {row['lr']:.2g}  "
+            f"epoch {row['epoch']:>3}/{fit.epochs}  train loss {row['train_loss']:.4f} {self.acc} {row['train_acc']:.4f}  "
+            f"val loss {row['val_loss']:.4f} {self.acc} {row['val_acc']:.4f}  lr {row['lr']:.2g}  "
             f"{row['seconds']:.1f} s{speed}{'  *' if fit.saved_best else ''}",
             flush=True,
         )

@@ -108,8 +108,9 @@ class Stage:
         if self.verbose:
             print(
                 f"classifier: logistic regression, C={found['C']:g} by 5-fold grouped cross-validation "
-                f"({max(found['cv_accuracy'].values()):.4f} out-of-fold); train acc {row['train_acc']:.4f}, "
-                f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  ({found['seconds']:.1f} s)",
+                f"({max(found['cv_accuracy'].values()):.4f} out-of-fold); train {self.task.accuracy} "
+                f"{row['train_acc']:.4f}, val loss {row['val_loss']:.4f} {self.task.accuracy} {row['val_acc']:.4f}  "
+                f"({found['seconds']:.1f} s)",
                 flush=True,
             )
         return state
@@ -189,7 +190,9 @@ class Stage:
         if self.place.main:
             callbacks += [Checkpoint(run, weights=weights, monitor=config.monitor, best=best), MetricsWriter(run)]
         if self.verbose:  # cached-feature epochs take milliseconds: images/s would be noise
-            callbacks.append(EpochPrinter(monitor=config.monitor, per_second=per_second, name=str(run.path)))
+            callbacks.append(
+                EpochPrinter(monitor=config.monitor, per_second=per_second, name=str(run.path), acc=self.task.accuracy)
+            )
         if self.on_epoch is not None and self.place.main:
             callbacks.append(EpochHook(self.on_epoch))
         return fit(
