@@ -38,24 +38,7 @@ def fit_logistic(
     n, features = x.shape
     w = (init[0].clone() if init else torch.zeros(num_classes, features, dtype=x.dtype)).requires_grad_()
     b = (init[1].clone() if init else torch.zeros(num_classes, dtype=x.dtype)).requires_grad_()
-    optimizer = torch.optim.LBFGS(
-        [w, b],
-        lr=1,
-        max_iter=max_iter,
-        history_size=20,
-        tolerance_grad=1e-4,
-        tolerance_change=1e-9,
-        line_search_fn="strong_wolfe",
-    )
-
-    def closure():
-        optimizer.zero_grad()
-        loss = loss_fn(x @ w.T + b, y) + (w * w).sum() / (2 * c * n)
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        optimizer.step(closure)
+    _lbfgs([w, b], lambda: loss_fn(x @ w.T + b, y) + (w * w).sum() / (2 * c * n), max_iter)
     return w.detach(), b.detach()
 
 
@@ -152,10 +135,16 @@ def refit_head(
     loss_fn = task.loss_fn()
     n = len(labels)
     params = [p for p in (linear.weight, linear.bias) if p is not None]
+    weight = linear.weight
+    _lbfgs(params, lambda: loss_fn(head(features), labels) + (weight * weight).sum() / (2 * c * n), 60)
+
+
+def _lbfgs(params: list[torch.Tensor], objective, max_iter: int) -> None:
+    """Minimize `objective()` over `params` with full-batch L-BFGS (strong Wolfe line search)."""
     optimizer = torch.optim.LBFGS(
         params,
         lr=1,
-        max_iter=60,
+        max_iter=max_iter,
         history_size=20,
         tolerance_grad=1e-4,
         tolerance_change=1e-9,
@@ -164,7 +153,7 @@ def refit_head(
 
     def closure():
         optimizer.zero_grad()
-        loss = loss_fn(head(features), labels) + (linear.weight * linear.weight).sum() / (2 * c * n)
+        loss = objective()
         loss.backward()
         return loss
 
