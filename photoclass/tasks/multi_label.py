@@ -81,11 +81,10 @@ class MultiLabel(Task):
     name = "multi-label"
     headline = "mAP"
     sets = True
+    losses = ("auto", "bce", "asl")
     answer = "label set"
     accuracy = "exact match"  # every label right, at 0.5 while training (thresholds come after)
     regions_limit = 10_000  # photos: the regions model holds 424 KB of features a photo while its head fits
-
-    losses = ("auto", "bce", "asl")
 
     def __init__(self, thresholds: list[float] | None = None, rule: str = "f1", loss: str = "bce"):
         self.thresholds = None if thresholds is None else np.asarray(thresholds, dtype=np.float64)
