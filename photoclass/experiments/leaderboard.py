@@ -37,9 +37,8 @@ class RunSummary:
     gap: float  # train accuracy - test accuracy = test error - train error
     seconds: float
     macro_f1: float = 0.0
-    interval: tuple[float, float] | None = (
-        None  # 95% interval of the headline figure (Wilson for accuracy; mAP's bootstrap)
-    )
+    # 95% interval of the headline figure (Wilson for accuracy; mAP's bootstrap)
+    interval: tuple[float, float] | None = None
     test_photos: frozenset[str] | None = None  # data root + path of each test photo, for paired tests
     wrong: frozenset[str] | None = None  # those it got wrong
     extra: dict[str, Any] = field(default_factory=dict)
@@ -71,11 +70,12 @@ class RunSummary:
             photos = frozenset(f"{root}/{r['path']}" for r in run.split_rows() if r["split"] == "test")
             wrong = frozenset(f"{root}/{p}" for p in result["wrong_paths"])
         source = run.data_source() or config["data"]
+        task = config.get("model", {}).get("task") or "single-label"
         return cls(
             path=run.path,
             data=Path(source).name,
             data_source=source,
-            task=config.get("model", {}).get("task") or "single-label",
+            task=task,
             error=figures["test_error"] if "mAP" in result["test"] else None,  # else 1 - accuracy, as computed
             model=train["model"],
             test_photos=photos,
@@ -87,7 +87,7 @@ class RunSummary:
             gap=figures["generalization_gap"],
             seconds=figures["seconds"],
             macro_f1=figures["test_macro_f1"],
-            interval=_headline_interval(result["test"], figures),
+            interval=_headline_interval(result["test"], task),
         )
 
     @classmethod
@@ -164,11 +164,10 @@ def figure_of(task: str) -> str:
     return get_task(task).headline
 
 
-def _headline_interval(test: dict[str, Any], figures: dict[str, float]) -> tuple[float, float] | None:
-    """The 95% interval test.json gives the run's headline figure (mAP's, where it has one)."""
-    if "mAP" in test:
-        return tuple(test["mAP_interval"]) if test.get("mAP_interval") else None
-    return (figures["test_accuracy_low"], figures["test_accuracy_high"]) if "test_accuracy_low" in figures else None
+def _headline_interval(test: dict[str, Any], task: str) -> tuple[float, float] | None:
+    """The 95% interval test.json gives the run's headline figure (accuracy's Wilson, mAP's bootstrap)."""
+    found = test.get(f"{figure_of(task)}_interval")
+    return tuple(found) if found else None
 
 
 def _options_that_applied(config: dict[str, Any]) -> dict[str, Any]:
