@@ -761,20 +761,12 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_serve(args) -> int:
     import uvicorn
 
+    from .serve.access import check_access
     from .serve.app import create_app
 
     if not args.max_upload_mb > 0:
         raise PhotoclassError(f"--max-upload-mb must be a positive number. Received: {args.max_upload_mb}")
-    token = args.token or os.environ.get("PHOTOCLASS_TOKEN") or None
-    if token and args.no_auth:
-        raise PhotoclassError(
-            "--no-auth and a token (--token or PHOTOCLASS_TOKEN) contradict each other. HINT: drop one of them."
-        )
-    if not token and not args.no_auth and not _is_loopback(args.host):
-        raise PhotoclassError(
-            f"--host {args.host} lets other machines in, and no token was given. HINT: pass --token "
-            "TOKEN (or set PHOTOCLASS_TOKEN), or --no-auth to serve anyone on purpose."
-        )
+    token = check_access(args.host, args.token, args.no_auth)
     app = create_app(
         args.run,
         top_k=args.top_k,
@@ -797,17 +789,6 @@ def cmd_serve(args) -> int:
         app, host=args.host, port=args.port, log_level="info" if args.log_requests else "warning", timeout_keep_alive=5
     )
     return 0
-
-
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:  # a name: it may resolve to anything
-        return False
 
 
 def _add_predict_ray_arguments(parser: argparse.ArgumentParser) -> None:
