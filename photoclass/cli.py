@@ -791,6 +791,45 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def _review_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", metavar="RUN", help="a run directory")
+    parser.add_argument("--photos", metavar="DIR", help="a folder of new photos: their unsure and 'unknown' ones too")
+    parser.add_argument(
+        "--out", metavar="DIR", help="where corrections.csv is written, outside the data (default: RUN/review)"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="default: %(default)s (this machine only)")
+    parser.add_argument("--port", type=int, default=8000, help="default: %(default)s")
+    parser.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help="require `Authorization: Bearer TOKEN` (default: $PHOTOCLASS_TOKEN); needed to listen beyond this machine",
+    )
+    parser.add_argument("--no-auth", action="store_true", help="listen beyond this machine without a token, on purpose")
+    _add_device_options(parser)
+
+
+@command(
+    "review",
+    _review_arguments,
+    help="a web page to look at likely mislabeled photos and mistakes, and fix labels into corrections.csv",
+)
+def cmd_review(args) -> int:
+    from .workflows.review import review
+
+    review(
+        args.run,
+        photos=args.photos,
+        out=args.out,
+        host=args.host,
+        port=args.port,
+        token=args.token,
+        no_auth=args.no_auth,
+        device=args.device,
+        announce=lambda line: print(line, flush=True),
+    )
+    return 0
+
+
 def _add_predict_ray_arguments(parser: argparse.ArgumentParser) -> None:
     """predict's --ray, and the size of its pool of actors."""
     parser.add_argument(
