@@ -114,7 +114,7 @@ def build_review(
         files = [root / r.path for r in dataset.usable]
         shas = files_sha256(files)
     items = [
-        ReviewPhoto(i, r.path, r.split, _given(r.label, multi), sha, file)
+        ReviewPhoto(i, r.path, str(r.split), _given(r.label, multi), sha, file)
         for i, (r, sha, file) in enumerate(zip(dataset.usable, shas, files))
     ]
     by_path = {p.path: p.id for p in items}
@@ -139,6 +139,14 @@ def build_review(
         )
     )
     queues.append(_conflicts(items, dataset.groups))
+    queues.append(
+        Queue(
+            "checked",
+            "every validation and test photo",
+            [p.id for p in sorted(checked, key=lambda p: p.top[0][1])],
+            "least sure first: their labels make the figures",
+        )
+    )
     if photos is not None:
         queues += _new_photos(predictor, Path(photos), items, bank, progress)
     confusion = None if multi else _confusion(checked, meta["classes"])
