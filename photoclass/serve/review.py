@@ -91,7 +91,9 @@ def create_review_app(review: ReviewData, corrections: str | os.PathLike, *, tok
         if chosen == "relabel" and not new_label.split():
             raise ApiError(400, "relabel to an empty name; give new_label, or drop the photo")
         # written (atomically) before the answer: a server killed after it loses nothing
-        c = log.append(sha256=found.sha256, path=found.path, old_label=found.old_label, action=chosen, new_label=new_label)
+        c = log.append(
+            sha256=found.sha256, path=found.path, old_label=found.old_label, action=chosen, new_label=new_label
+        )
         return {"sha256": c.sha256, "done": _said(c), "corrections": len(log.rows)}
 
     @app.post("/api/undo")
