@@ -283,3 +283,34 @@ def test_new_photos_are_never_written_among(run, tmp_path):
     save(synthetic_photo(3), new / "a.jpg")
     with pytest.raises(PhotoclassError, match="inside the data folder"):
         corrections_path(run, new / "review", new)
+
+
+def test_label_sets_are_reviewed_as_whole_sets(tmp_path):
+    import photoclass
+    from photoclass.serve.review_queues import build_review
+    from test_multilabel_train import squares
+
+    data, truth = squares(tmp_path / "photos", photos=45)
+    run = tmp_path / "run"
+    photoclass.train(
+        data, out=run, model="compact-cnn", image_size=32, epochs=2, threads=1,
+        cache_dir=tmp_path / "cache", verbose=False, progress=False,
+    )  # fmt: skip
+    found = build_review(run, progress=False)
+    assert found.multi_label and found.confusion is None
+    for photo in found.photos:
+        assert sorted(photo.labels) == sorted(truth[photo.path].split())
+        assert photo.decided is not None and set(photo.decided) <= set(found.classes)
+    mistakes = next(q for q in found.queues if q.name == "mistakes")
+    checked = [p for p in found.photos if p.split in ("val", "test")]
+    assert set(mistakes.ids) == {p.id for p in checked if set(p.decided) != set(p.labels)}
+    proc, url = start_server(run, "--out", tmp_path / "out", command="review")
+    try:
+        photo = next(p for p in found.photos if p.labels)
+        wanted = sorted(set(photo.labels) ^ {found.classes[0]}) or [found.classes[1]]
+        status, answer = post(f"{url}/api/action", {"id": photo.id, "action": "relabel", "new_label": " ".join(wanted)})
+        assert status == 200, answer
+    finally:
+        proc.kill()
+    (row,) = rows_of(tmp_path / "out" / "corrections.csv")
+    assert row["old_label"] == " ".join(photo.labels) and row["new_label"] == " ".join(wanted)
