@@ -81,6 +81,11 @@ def add_config_options(parser: argparse.ArgumentParser, *configs, skip: tuple[st
                     flag, action=argparse.BooleanOptionalAction, default=None, help=f"{help_text} (default: {shown})"
                 )
                 continue
+            if f.type.startswith("tuple"):  # repeatable
+                parser.add_argument(
+                    flag, action="append", default=None, metavar=f.metadata.get("metavar"), help=help_text
+                )
+                continue
             shown = "" if default is None else f" (default: {default})"
             parser.add_argument(
                 flag,
@@ -229,6 +234,12 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
         help="continue an interrupted run from its last.ckpt (with --epochs N: a finished one, to N epochs)",
     )
     parser.add_argument(
+        "--compare-to",
+        metavar="RUN",
+        help="a finished run (say, before --corrections) whose test figures the report sets beside this "
+        "run's: on the whole test split and on the test photos whose labels did not change",
+    )
+    parser.add_argument(
         "--seeds",
         type=_seed_list,
         metavar="S,S,...",
@@ -282,7 +293,7 @@ def cmd_train(args) -> int:
             raise PhotoclassError(
                 "train needs DATA, a folder of photos, or --resume RUN. HINT: photoclass train examples/weather"
             )
-        result = train(args.data, out=args.out, track=_track(args), **options)
+        result = train(args.data, out=args.out, track=_track(args), compare_to=args.compare_to, **options)
     if result.interrupted:
         return 130
     if result.test is None:  # a process of a torchrun group other than the main one: it wrote nothing

@@ -95,10 +95,19 @@ class PrepareConfig:
         choices=PIXEL_CACHES,
     )
     workers: int = option(0, "decoding processes; 0: one per core")
+    corrections: tuple[str, ...] = option(
+        (),
+        "a corrections.csv (from `photoclass review`) applied over the labels, matched by each photo's "
+        "SHA-256; repeat for several; the photos are not touched",
+        metavar="FILE",
+    )
 
     def __post_init__(self):
         if self.cache_dir is not None:  # accept a Path; stored as text so configs stay JSON
             object.__setattr__(self, "cache_dir", str(self.cache_dir))
+        if isinstance(self.corrections, (str, bytes)) or hasattr(self.corrections, "__fspath__"):
+            object.__setattr__(self, "corrections", (self.corrections,))
+        object.__setattr__(self, "corrections", tuple(str(c) for c in self.corrections))
         check_int("image_size", self.image_size, 16, 1024)
         check_fraction("val_size", self.val_size)
         check_fraction("test_size", self.test_size)
@@ -241,6 +250,13 @@ class TrainConfig:
         "others): a photo farther from the training photos than that is unknown; "
         "0: no check",
         metavar="SHARE",
+    )
+    outsiders: str | None = option(
+        None,
+        "a folder of photos of none of the classes (besides those a corrections file marks outsider): "
+        "they lower the 'none of these' threshold to flag more of them, never below accepting 90%% "
+        "of the known photos; never a class",
+        metavar="DIR",
     )
 
     def __post_init__(self):

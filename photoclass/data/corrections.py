@@ -24,10 +24,12 @@ from pathlib import Path
 
 from ..core.atomic import write_text_atomic
 from ..core.errors import PhotoclassError
+from .labelsets import JOIN
 
 COLUMNS = ("sha256", "path", "old_label", "action", "new_label", "time")
 ACTIONS = ("keep", "relabel", "drop", "outsider")
-REMOVING = ("drop", "outsider")  # actions that take a photo out of the classes
+REMOVING = ("drop", "outsider")
+CORRECTED = "corrected:"  # starts the manifest's reason for a photo a correction changed  # actions that take a photo out of the classes
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -168,3 +170,44 @@ def _read_one(path: Path) -> list[Correction]:
         c = Correction(*(cell.strip() for cell in cells), where=f"{path}:{line}")
         rows.append(check_correction(replace(c, sha256=c.sha256.lower(), new_label=" ".join(c.new_label.split()))))
     return rows
+
+
+@dataclass
+class Overlay:
+    """Corrections matched to photos: each photo's correction (or None) and the rows that matched none."""
+
+    found: list[Correction | None]
+    unmatched: list[Correction]
+
+    def label(self, i: int, label: str, *, multi_label: bool) -> str:
+        """Photo i's label after its correction (a relabel's new class, or new set joined by `JOIN`)."""
+        c = self.found[i]
+        if c is None or c.action != "relabel":
+            return label
+        return JOIN.join(sorted(set(c.new_labels))) if multi_label else c.new_label
+
+    def removed(self, i: int) -> str | None:
+        """ "drop" or "outsider" when photo i leaves the classes, else None."""
+        c = self.found[i]
+        return c.action if c is not None and c.action in REMOVING else None
+
+    def counts(self) -> dict[str, int]:
+        counts = {a: 0 for a in ACTIONS}
+        for c in self.found:
+            if c is not None:
+                counts[c.action] += 1
+        return counts
+
+
+def match(shas: Sequence[str], corrections: dict[str, Correction]) -> Overlay:
+    """Each photo's correction, by its SHA-256 (copies of one photo share it)."""
+    found = [corrections.get(s) for s in shas]
+    seen = set(shas)
+    return Overlay(found, [c for key, c in corrections.items() if key not in seen])
+
+
+def describe(c: Correction, old_label: str) -> str:
+    """What a correction did to one photo, for the manifest's reason column."""
+    if c.action == "relabel":
+        return f"{CORRECTED} relabel {old_label or '(none)'} -> {c.new_label} ({c.where})"
+    return f"{CORRECTED} {c.action} ({c.where})"

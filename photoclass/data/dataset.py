@@ -27,7 +27,9 @@ class ManifestRow:
     label: str  # multi-label: the photo's labels, sorted and joined by ";" ("" for none)
     split: str  # "train", "val", "test"; "" when skipped
     group: int  # duplicate group; -1 when skipped
-    status: str  # "ok", "skipped", or "merged" (a copy of a photo in another class folder, which carries its labels)
+    # "ok", "skipped", "merged" (a copy of a photo in another class folder, which carries its labels),
+    # or from a correction "dropped" or "outsider" (a photo of no known class)
+    status: str
     reason: str  # why skipped, or the conversions made
 
 

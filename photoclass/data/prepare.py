@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from ..core.raycluster import RayPool
 from .arrays import ARRAY_LAYOUTS, ArraySet, array_layout, read_arrays
 from .cache import ImageCache, array_keys
 from .copies import fold_folder_copies
+from .corrections import CORRECTED, array_sha256, describe, files_sha256, match, read_corrections
 from .dataset import ManifestRow, PreparedDataset
 from .decode import ALLOWED_FORMATS
 from .labelsets import (
@@ -87,8 +89,16 @@ def prepare(
     duplicates, splits, given_leaks, naive = _group_and_split(
         ok, entries, label_ids, config, timings, arrays is not None
     )
+    groups, grouped = duplicates.group, ok  # the photos the duplicate groups index
+    corrected, notes = None, {}
+    if config.corrections:  # after the split, so that no unchanged photo changes split
+        grouped, ok, splits, groups, set_aside, notes, corrected = _apply_corrections(
+            ok, keys, splits, groups, set_aside, arrays, config, label_format, workers
+        )
+        classes = _classes(root, scan, ok, label_format)
+        label_ids = _label_ids(ok, classes, label_format)
     rows = _manifest_rows(
-        scan, labelled, keys, entries, ok, splits, duplicates.group, set_aside, by_path=arrays is None
+        scan, labelled, keys, entries, ok, splits, groups, set_aside, by_path=arrays is None, notes=notes
     )
     timings["total"] = time.perf_counter() - started
 
@@ -97,10 +107,14 @@ def prepare(
     cache_info["pixels"] = "decoded when read" if streamed else f"kept ({pixel_format})"
     naive_leaks = leaked_test_photos(naive, duplicates.group)
     if label_format == MULTI_LABEL:
-        note_missing_labels(scan.notes, label_ids, splits, duplicates.group, classes)
+        note_missing_labels(scan.notes, label_ids, splits, groups, classes)
     summary = _summary(
-        root, scan, rows, classes, duplicates, ok, splits, naive_leaks, given_leaks, config, timings, cache_info
+        root, scan, rows, classes, duplicates, grouped, splits, naive_leaks, given_leaks, config, timings, cache_info
     )
+    if corrected is not None:
+        trained = {c for c, counts in summary["classes"].items() if counts["train"]}
+        corrected["untrainable"] = [c for c in classes if c not in trained]
+        summary["corrections"] = corrected
     summary.update(_source_summary(data, arrays, ok, config))
     if label_format == MULTI_LABEL:
         summary.update(multi_label_summary(label_ids))
@@ -259,12 +273,17 @@ def _group_and_split(
 
 
 def _manifest_rows(
-    scan, labelled, keys, entries, ok, splits, groups, set_aside: list[ManifestRow], *, by_path: bool
+    scan, labelled, keys, entries, ok, splits, groups, set_aside: list[ManifestRow], *, by_path: bool, notes=None
 ) -> list[ManifestRow]:
     """One row per photo found: the usable ones with split and group, then the skipped (and
-    `set_aside`: copies merged into another photo, or left out)."""
+    `set_aside`: copies merged into another photo, left out, dropped or outsiders). `notes`: a
+    correction applied to a usable photo, by path, added to its reason."""
+    notes = notes or {}
     rows = [
-        ManifestRow(p.relpath, p.label, s, int(g), "ok", entries[k].reason) for (p, k), s, g in zip(ok, splits, groups)
+        ManifestRow(
+            p.relpath, p.label, s, int(g), "ok", "; ".join(filter(None, (entries[k].reason, notes.get(p.relpath))))
+        )
+        for (p, k), s, g in zip(ok, splits, groups)
     ]
     listed = {id(p) for p in labelled}
     rows += set_aside
@@ -279,6 +298,47 @@ def _manifest_rows(
     if by_path:  # array images keep their order: file#10 after file#9
         rows.sort(key=lambda r: r.path)
     return rows
+
+
+def _apply_corrections(ok, keys, splits, groups, set_aside, arrays, config, label_format, workers):
+    """The corrections files over the split photos: (the photos relabelled, in the duplicate groups'
+    order; those left for training with their splits and groups; `set_aside` plus the photos
+    dropped or marked outsiders; the relabelled photos' notes by path; what was applied)."""
+    wanted = read_corrections(config.corrections)
+    if arrays is not None:
+        index = {k: i for i, k in enumerate(keys)}
+        shas = [array_sha256(arrays.images[index[k]]) for _, k in ok]
+    else:
+        shas = files_sha256([p.path for p, _ in ok], workers)
+    overlay = match(shas, wanted)
+    multi = label_format == MULTI_LABEL
+    relabelled, kept, notes = [], [], {}
+    set_aside = list(set_aside)
+    for i, (p, k) in enumerate(ok):
+        c = overlay.found[i]
+        photo = replace(p, label=overlay.label(i, p.label, multi_label=multi))
+        relabelled.append((photo, k))
+        removed = overlay.removed(i)
+        if removed:
+            status = "dropped" if removed == "drop" else "outsider"
+            set_aside.append(ManifestRow(p.relpath, p.label, splits[i], int(groups[i]), status, describe(c, p.label)))
+        else:
+            kept.append(i)
+            if c is not None and c.action == "relabel":
+                notes[p.relpath] = describe(c, p.label)
+    kept = np.array(kept, dtype=np.int64)
+    summary = {
+        "files": list(config.corrections),
+        "applied": overlay.counts(),
+        "relabelled": [
+            {"path": p.relpath, "from": old.label, "to": p.label, "split": str(splits[i])}
+            for i, ((p, _), (old, _)) in enumerate(zip(relabelled, ok))
+            if overlay.found[i] is not None and overlay.found[i].action == "relabel"
+        ],
+        "unmatched": [{"row": c.where, "path": c.path, "action": c.action} for c in overlay.unmatched],
+    }
+    kept_photos = [relabelled[i] for i in kept]
+    return relabelled, kept_photos, np.asarray(splits)[kept], np.asarray(groups)[kept], set_aside, notes, summary
 
 
 def _source_summary(data, arrays: ArraySet | None, ok, config: PrepareConfig) -> dict[str, Any]:
@@ -390,7 +450,7 @@ def _summary(
     usable = [r for r in rows if r.status == "ok"]
     skipped = [r for r in rows if r.status == "skipped"]
     merged = sum(r.status == "merged" for r in rows)  # copies of a photo in several class folders
-    converted = [r for r in usable if r.reason]
+    converted = [r for r in usable if r.reason and not r.reason.startswith(CORRECTED)]
     per_class = {c: {s: 0 for s in SPLITS} for c in classes}
     for r in usable:
         for label in [r.label] if r.label in per_class else labels_of(r.label):  # a class, or a joined label set

@@ -9,6 +9,7 @@ from .dedupe import MAX_GROUP
 from .labelsets import MULTI_LABEL
 from .split import SPLITS
 
+MAX_UNMATCHED_LISTED = 10
 SEVERAL_LABELS_HINT = (
     ". HINT: if a photo carries several labels, pass --task multi-label (byte-identical copies in several "
     "class folders become one photo with all their labels)"
@@ -87,6 +88,7 @@ def format_summary(s: dict[str, Any]) -> str:
             f"labels, e.g. {d['label_conflict_examples'][0]}"
             + (SEVERAL_LABELS_HINT if s["layout"] in FOLDER_LAYOUTS and not task else "")
         )
+    lines += corrections_lines(s.get("corrections"))
     lines += _listing("skipped", s["skipped"], s["skipped_files"])
     lines += _listing("converted", s["converted"], s["converted_files"])
     if s["ignored"]:
@@ -110,4 +112,30 @@ def _listing(title: str, count: int, files: list[dict[str, str]]) -> list[str]:
     lines += [f"  {f['path']}: {f['reason']}" for f in files]
     if count > len(files):
         lines.append(f"  ... and {count - len(files)} more (see manifest.csv)")
+    return lines
+
+
+def corrections_lines(c: dict[str, Any] | None) -> list[str]:
+    """What the corrections files changed, and each row that matched no photo."""
+    if not c:
+        return []
+    n = c["applied"]
+    lines = [
+        "",
+        f"corrections ({', '.join(c['files'])}): {n['relabel']} relabelled, {n['drop']} dropped, "
+        f"{n['outsider']} outsiders, {n['keep']} kept as labelled",
+    ]
+    moved = {r["split"] for r in c["relabelled"]}
+    if "test" in moved:
+        lines.append(
+            "  NOTE: test labels were corrected, so the test itself changed: compare runs on the photos whose labels did not"
+        )
+    for name in c.get("untrainable", []):
+        lines.append(
+            f"  WARNING: class {name!r} has no training photo after the corrections: the model cannot learn it"
+        )
+    for row in c["unmatched"][:MAX_UNMATCHED_LISTED]:
+        lines.append(f"  {row['row']}: no photo here has this SHA-256 ({row['action']} of {row['path']}): skipped")
+    if len(c["unmatched"]) > MAX_UNMATCHED_LISTED:
+        lines.append(f"  ... and {len(c['unmatched']) - MAX_UNMATCHED_LISTED} more rows that match no photo")
     return lines

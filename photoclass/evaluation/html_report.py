@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from .labels_report import corrections_section, outsiders_text
 from ..config import PrepareConfig, TrainConfig
 from ..config.applies import unused_in_saved
 from ..core.version import __version__
@@ -89,6 +90,11 @@ def write_report(run: str | os.PathLike | RunDir, *, model: nn.Module | None = N
         ),
     ]
     parts += ["<h2>Data</h2>", _data_section(summary, rows, meta["classes"])]
+    corrected = corrections_section(
+        summary, run.read_json(RunDir.BEFORE_AFTER) if run.exists(RunDir.BEFORE_AFTER) else None
+    )
+    if corrected:
+        parts += ["<h2 id=corrections>Corrected labels</h2>", corrected]
     if classifier is not None:
         parts += [
             "<h2 id=classifier>How the classifier was fitted</h2>",
@@ -444,6 +450,7 @@ def _unknown_section(run: RunDir, result: dict[str, Any], meta: dict[str, Any]) 
         f"{scores['test_accepted']:.1%} of the {scores['test_photos']} test photos. "
         f"<code>photoclass evaluate {html.escape(str(run.path))} --outsiders DIR</code> measures it on photos of "
         "no class; <code>photoclass similar</code> lists any photo's nearest training photos.</p>"
+        + outsiders_text(check)
         + _plot(run.plot("outlier_scores"))
     )
 

@@ -29,6 +29,7 @@ from torch import nn
 
 K = 1  # the nearest training photo (k = 2 to 20 measured worse: benchmarks/README.md)
 MAX_BANK = 20_000  # training photos kept for the search; more are sampled (seeded)
+MIN_ACCEPT = 0.90  # outsiders may lower the threshold until it accepts this share of the known photos
 
 
 class OutlierScore(nn.Module):
@@ -155,6 +156,7 @@ def fit(
     values = torch.cat(reference) if reference else torch.zeros(0)
     threshold = float(torch.quantile(values.double(), accept)) if len(values) else float("inf")
     score.rows = torch.as_tensor(rows, dtype=torch.int64)
+    score.reference = values  # the known photos' scores the threshold was read from
     read = [*(["validation"] if len(val) else []), *(["training"] if groups is not None else [])]
     return score, {
         "score": "knn_cosine",
@@ -165,6 +167,30 @@ def fit(
         "validated_on": int(len(values)),
         "reference": f"{' and '.join(read)} photos"
         + (", each training photo left out with its duplicate group" if groups is not None else ""),
+    }
+
+
+def sharpen(known: torch.Tensor, outsiders: torch.Tensor, threshold: float, *, floor: float = MIN_ACCEPT) -> dict:
+    """The threshold lowered by photos known to be of no class: the cut, between accepting
+    `floor` of the `known` scores and `threshold`, that best tells the two apart (most
+    outsiders flagged less known photos flagged; the highest such cut). Outsiders only ever
+    lower it: a cut raised to just below the given outsiders would let nearer new kinds pass."""
+    known, outsiders = known.double(), outsiders.double()
+    lowest = float(torch.quantile(known, floor)) if len(known) else threshold
+    cuts = torch.cat([known, outsiders, torch.tensor([threshold], dtype=torch.float64)])
+    cuts = torch.unique(cuts[(cuts >= lowest) & (cuts <= threshold)])
+    flagged = (outsiders[None, :] > cuts[:, None]).double().mean(1)
+    alarms = (known[None, :] > cuts[:, None]).double().mean(1) if len(known) else torch.zeros_like(flagged)
+    gain = flagged - alarms
+    best = int(torch.nonzero(gain == gain.max()).max())  # ties: the highest cut, the fewest false alarms
+    cut = float(cuts[best])
+    return {
+        "threshold": cut,
+        "before": threshold,
+        "outsiders": len(outsiders),
+        "outsiders_flagged": int((outsiders > cut).sum()),
+        "outsiders_flagged_before": int((outsiders > threshold).sum()),
+        "known_accepted": float((known <= cut).double().mean()) if len(known) else 1.0,
     }
 
 

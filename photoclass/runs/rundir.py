@@ -48,6 +48,7 @@ class RunDir:
     CHECKPOINT = "last.ckpt"  # what resume needs
     CLASSIFIER = "classifier.json"  # what one logistic-regression solve tuned
     TEST_METRICS = "test.json"  # test metrics with intervals, per class, calibration error
+    BEFORE_AFTER = "before_after.json"  # train --compare-to: test figures before and after corrected labels
     SUMMARY = "summary.json"  # a summary run's (seeds or folds): its members and their spread
     TRACKING = "tracking.json"  # the MLflow run it was logged to
     REPORT = "report.html"

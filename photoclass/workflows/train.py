@@ -25,15 +25,18 @@ from ..core.errors import PhotoclassError, UnusedOptionWarning
 from ..core.torchsetup import setup_torch
 from ..core.version import __version__
 from ..data.dataset import PreparedDataset, manifest_csv
+from ..data.decode import DecodeError, decode_photo
 from ..data.loader import BatchLoader
 from ..data.outside import check_outside
 from ..data.prepare import prepare
-from ..data.summary import split_text, task_text
+from ..data.summary import corrections_lines, split_text, task_text
 from ..evaluation import plots
 from ..evaluation.html_report import write_report
 from ..evaluation.report import evaluate_dataset, format_test, write_evaluation
+from ..experiments.before_after import before_after, format_before_after
 from ..experiments.tracking import log_finished_run
 from ..inference import outliers
+from ..inference.prediction import expand_paths
 from ..models.input_spec import InputSpec
 from ..models.registry import ModelChoice, choose_model, count_parameters, model_info
 from ..runs.rundir import RunDir
@@ -94,6 +97,7 @@ def train(
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     progress: bool | None = None,
     verbose: bool = True,
+    compare_to: str | os.PathLike | None = None,
     **options: Any,
 ) -> TrainResult:
     """Train `model` (a registry name or any `nn.Module`) on `data`; evaluate it on the test split.
@@ -105,8 +109,11 @@ def train(
     The finished run is logged to MLflow (see `photoclass.experiments.tracking`): `track` is a
     tracking URI, False for none, or None for the default. `on_epoch(row)` is called after
     each epoch with its metrics; an exception it raises stops training (sweeps prune so).
+    `compare_to=RUN` (say, the run before labels were corrected) adds both runs' test figures,
+    on the whole test split and on the test photos whose labels did not change, to the report.
     """
     started = time.perf_counter()
+    before = _run_to_compare(compare_to)
     place = distributed.processes()  # under torchrun: this process's rank; else the only one
     say = print if verbose and place.main else _silent
     if resume is not None:
@@ -140,6 +147,7 @@ def train(
             given=set(options) | ({"model"} if model is not None else set()),
             track=track,
             on_epoch=on_epoch,
+            before=before,
             progress=progress if place.main else False,
             say=say,
             started=started,
@@ -163,6 +171,7 @@ def _train(
     given: set[str],
     track,
     on_epoch,
+    before: RunDir | None,
     progress,
     say,
     started: float,
@@ -212,6 +221,7 @@ def _train(
     trained.load_state_dict(run.load_state(weights))  # the best epoch's weights
     if config.unknown_accept:
         score, meta["outliers"] = _fit_outliers(run, trained, loaders, config, dataset.groups)
+        _sharpen_with_outsiders(score, meta["outliers"], net, dataset, spec, config, device, say)
     evaluation = evaluate_dataset(trained, dataset, spec, config, task=task, loaders=loaders, full_model=net)
     if config.unknown_accept:
         _explain_test(run, evaluation, score, meta["outliers"]["threshold"], trained, loaders["test"], dataset)
@@ -225,6 +235,10 @@ def _train(
     evaluation["training"] = _training_summary(state, config, loaders, started)
     say("writing plots and report.html ...", flush=True)
     write_evaluation(run, evaluation, state.history, dataset, config, augment=str(applied))
+    if before is not None:
+        compared = before_after(before, run)
+        run.write_json(RunDir.BEFORE_AFTER, compared)
+        say(format_before_after(compared))
     write_report(run, model=net, dataset=dataset)
     seconds = time.perf_counter() - started
     say(format_test(evaluation["test"], run.path, unknown=evaluation.get("outlier_scores")))
@@ -361,6 +375,65 @@ def _fit_outliers(run: RunDir, trained: nn.Module, loaders, config: TrainConfig,
     )
     outliers.save(score, run / RunDir.OUTLIERS)
     return score, info
+
+
+def _run_to_compare(path) -> RunDir | None:
+    if path is None:
+        return None
+    before = RunDir(path)
+    if not (before.exists(RunDir.TEST_METRICS) and before.exists(RunDir.SPLIT)):
+        raise PhotoclassError(
+            f"--compare-to {path}: not a finished run (no {RunDir.TEST_METRICS} and {RunDir.SPLIT} there). "
+            "HINT: pass the folder of a run that finished training."
+        )
+    return before
+
+
+def _sharpen_with_outsiders(score, info: dict, net: nn.Module, dataset, spec, config: TrainConfig, device, say) -> None:
+    """Lower the "none of these" threshold in `info` with the photos of no known class: those a
+    correction marked outsider and those in `config.outsiders`; says what they changed."""
+    paths = [dataset.root / r.path for r in dataset.rows if r.status == "outsider"]
+    paths = [p for p in paths if p.is_file()]  # an array item marked outsider has no file to read
+    if config.outsiders:
+        folder = Path(config.outsiders).expanduser()
+        if not folder.is_dir():
+            raise PhotoclassError(f"--outsiders {folder}: no such folder. HINT: pass a folder of photos of no class.")
+        paths += expand_paths([folder])
+    if not paths:
+        return
+    if spec.channels != 3:
+        say("outsiders: left out, the model reads grey arrays, not photos")
+        return
+    pixels, unreadable = [], []
+    for path in paths:
+        try:
+            pixels.append(decode_photo(path, size=spec.size).to_array())
+        except DecodeError as e:
+            unreadable.append(f"{path}: {e.reason}")
+    if not pixels:
+        say(f"outsiders: none of the {len(paths)} photos could be read, e.g. {unreadable[0]}")
+        return
+    images = np.stack(pixels)
+    loader = BatchLoader(
+        images,
+        np.zeros(len(images)),
+        np.arange(len(images)),
+        batch_size=64,
+        mean=spec.mean,
+        std=spec.std,
+        device=device,
+    )
+    found = outliers.sharpen(
+        score.reference, score.scores(outliers.features_of(net, loader.batches())), info["threshold"]
+    )
+    found["unreadable"] = unreadable
+    info.update(threshold=found["threshold"], sharpened=found)
+    say(
+        f"outsiders: {found['outsiders']} photos of no class set the 'none of these' threshold "
+        f"({found['before']:.3f} -> {found['threshold']:.3f}); it flags {found['outsiders_flagged']} of them "
+        f"(before: {found['outsiders_flagged_before']}) and accepts {found['known_accepted']:.1%} of the known photos"
+        + (f"; {len(unreadable)} unreadable, skipped" if unreadable else "")
+    )
 
 
 def _explain_test(
@@ -724,7 +797,10 @@ def _data_line(summary: dict[str, Any]) -> str:
     return (
         f"data: {summary['usable']} photos in {len(summary['classes'])} {kind} (layout {summary['layout']}, "
         f"{summary['skipped']} skipped); train {s['train']}, val {s['val']}, test {s['test']} "
-        f"({split_text(summary)})" + (f"\n{task}" if task else "") + notes
+        f"({split_text(summary)})"
+        + (f"\n{task}" if task else "")
+        + notes
+        + "\n".join(corrections_lines(summary.get("corrections")))
     )
 
 
