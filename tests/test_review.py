@@ -2,7 +2,6 @@
 the token rule, one-line errors, and the page in headless chromium."""
 
 import csv
-import dataclasses
 import json
 import os
 import shutil
@@ -207,12 +206,6 @@ def test_a_restarted_server_resumes_from_the_corrections_file(run, tmp_path):
         proc.kill()
 
 
-def _corrections_supported() -> bool:
-    from photoclass import PrepareConfig
-
-    return "corrections" in {f.name for f in dataclasses.fields(PrepareConfig)}
-
-
 @needs_chromium
 def test_the_review_page_in_headless_chromium(run, tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
@@ -263,8 +256,7 @@ def test_the_review_page_in_headless_chromium(run, tmp_path):
     assert Counter(r["action"] for r in rows) == {"relabel": 3, "drop": 1, "outsider": 1}
     assert all(r["new_label"] in classes and r["new_label"] != r["old_label"] for r in rows if r["action"] == "relabel")
     assert sha256_tree(data) == before
-    if not _corrections_supported():
-        return  # FOLLOW-UP for the lead: the part below runs once `train --corrections` lands
+    # train applies them: the new labels in split.csv, the dropped photo and the outsider out of training
     retrained = train_tiny_run(run.parent, name="corrected", corrections=[out / "corrections.csv"])
     split = {r["path"]: r for r in csv.DictReader(open(retrained / "split.csv"))}
     for r in rows:
