@@ -51,6 +51,7 @@ def create_review_app(review: ReviewData, corrections: str | os.PathLike, *, tok
             "corrections": str(log.path),
             "classes": review.classes,
             "multi_label": review.multi_label,
+            "input_size": review.input_size,
             "queues": [vars(q) for q in review.queues],
             "confusion": review.confusion,
             "photos": {p.id: _shown(review, p) for p in _listed(review)},

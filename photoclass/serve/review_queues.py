@@ -81,6 +81,7 @@ class ReviewData:
     queues: list[Queue]
     confusion: list[list[list[int]]] | None  # [true][predicted] -> ids of validation and test photos
     root: Path  # the run's data (a folder, an array file, a CSV's folder)
+    input_size: int  # the model's, in pixels
     arrays: object | None = None  # the ArraySet of array data
 
     def pixels(self, photo: ReviewPhoto) -> np.ndarray | None:
@@ -150,7 +151,9 @@ def build_review(
     if photos is not None:
         queues += _new_photos(predictor, Path(photos), items, bank, progress)
     confusion = None if multi else _confusion(checked, meta["classes"])
-    return ReviewData(run_dir.path, list(meta["classes"]), multi, items, queues, confusion, root, arrays)
+    return ReviewData(
+        run_dir.path, list(meta["classes"]), multi, items, queues, confusion, root, predictor.size, arrays
+    )
 
 
 def check_run(run: RunDir) -> None:
