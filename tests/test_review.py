@@ -306,3 +306,33 @@ def test_label_sets_are_reviewed_as_whole_sets(tmp_path):
         proc.kill()
     (row,) = rows_of(tmp_path / "out" / "corrections.csv")
     assert row["old_label"] == " ".join(photo.labels) and row["new_label"] == " ".join(wanted)
+
+
+def test_an_array_data_set_is_shown_as_png_and_its_corrections_match_in_train(tmp_path):
+    import numpy as np
+
+    import photoclass
+
+    rng = np.random.default_rng(0)
+    x, y = (rng.random((45, 28, 28)) * 255).astype(np.uint8), np.arange(45) % 3
+    for i in range(45):
+        x[i, :, : 9 * (y[i] + 1)] = 250
+    np.savez(tmp_path / "digits.npz", x=x, y=y)
+    options = dict(model="compact-cnn", image_size=32, threads=1, cache_dir=tmp_path / "cache", verbose=False)
+    photoclass.train(tmp_path / "digits.npz", out=tmp_path / "run", epochs=2, progress=False, **options)
+    proc, url = start_server(tmp_path / "run", "--out", tmp_path / "out", command="review")
+    try:
+        session = json.loads(request(f"{url}/api/session")[1])
+        chosen = session["photos"][str(session["queues"][-1]["ids"][0])]
+        status, data = request(f"{url}/photo/{chosen['id']}")
+        assert status == 200 and data[:8] == b"\x89PNG\r\n\x1a\n"
+        other = next(c for c in session["classes"] if c != chosen["labels"][0])
+        assert post(f"{url}/api/action", {"id": chosen["id"], "action": "relabel", "new_label": other})[0] == 200
+    finally:
+        proc.kill()
+    photoclass.train(
+        tmp_path / "digits.npz", out=tmp_path / "fixed", epochs=1, progress=False,
+        corrections=[tmp_path / "out" / "corrections.csv"], **options,
+    )  # fmt: skip
+    split = {r["path"]: r for r in csv.DictReader(open(tmp_path / "fixed" / "split.csv"))}
+    assert split[chosen["path"]]["label"] == other
