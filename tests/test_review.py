@@ -336,3 +336,19 @@ def test_an_array_data_set_is_shown_as_png_and_its_corrections_match_in_train(tm
     )  # fmt: skip
     split = {r["path"]: r for r in csv.DictReader(open(tmp_path / "fixed" / "split.csv"))}
     assert split[chosen["path"]]["label"] == other
+
+
+def test_an_audited_run_gives_the_audits_flagged_photos(run, tmp_path):
+    from photoclass.serve.review_queues import build_review
+
+    audited = shutil.copytree(run, tmp_path / "run")
+    paths = [r["path"] for r in csv.DictReader(open(run / "split.csv")) if r["status"] == "ok"][:3]
+    (audited / "audit").mkdir()
+    (audited / "audit" / "label_issues.csv").write_text(
+        "path,given_label,suggested_label,score,flagged\n"
+        f"{paths[0]},cloudy,rain,0.01,1\n{paths[1]},cloudy,rain,0.02,1\n{paths[2]},cloudy,rain,0.4,0\n"
+    )
+    found = build_review(audited, progress=False)
+    suspects = next(q for q in found.queues if q.name == "suspects")
+    assert [found.photos[i].path for i in suspects.ids] == paths[:2]
+    assert "label_issues.csv" in suspects.note
