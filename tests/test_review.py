@@ -49,6 +49,10 @@ def post(url, body, token=None):
     return status, json.loads(data)
 
 
+def checked_ids(session: dict) -> list[int]:
+    return next(q["ids"] for q in session["queues"] if q["name"] == "checked")
+
+
 def rows_of(path: Path) -> list[dict]:
     with open(path, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
@@ -106,7 +110,7 @@ def server(run, tmp_path_factory):
 def test_an_action_is_a_row_at_once_and_undo_takes_it_back(server, built):
     url, out = server
     session = json.loads(request(f"{url}/api/session")[1])
-    first, second = (session["photos"][str(i)] for i in session["queues"][-1]["ids"][:2])
+    first, second = (session["photos"][str(i)] for i in checked_ids(session)[:2])
     other = next(c for c in session["classes"] if c != first["labels"][0])
     status, answer = post(f"{url}/api/action", {"id": first["id"], "action": "relabel", "new_label": other})
     assert status == 200 and answer["done"] == {"action": "relabel", "new_label": other}
@@ -193,7 +197,7 @@ def test_a_restarted_server_resumes_from_the_corrections_file(run, tmp_path):
     proc, url = start_server(run, "--out", out, command="review")
     try:
         session = json.loads(request(f"{url}/api/session")[1])
-        chosen = session["photos"][str(session["queues"][-1]["ids"][0])]
+        chosen = session["photos"][str(checked_ids(session)[0])]
         assert post(f"{url}/api/action", {"id": chosen["id"], "action": "outsider"})[0] == 200
     finally:
         proc.send_signal(signal.SIGKILL)
@@ -323,7 +327,7 @@ def test_an_array_data_set_is_shown_as_png_and_its_corrections_match_in_train(tm
     proc, url = start_server(tmp_path / "run", "--out", tmp_path / "out", command="review")
     try:
         session = json.loads(request(f"{url}/api/session")[1])
-        chosen = session["photos"][str(session["queues"][-1]["ids"][0])]
+        chosen = session["photos"][str(checked_ids(session)[0])]
         status, data = request(f"{url}/photo/{chosen['id']}")
         assert status == 200 and data[:8] == b"\x89PNG\r\n\x1a\n"
         other = next(c for c in session["classes"] if c != chosen["labels"][0])
@@ -352,3 +356,21 @@ def test_an_audited_run_gives_the_audits_flagged_photos(run, tmp_path):
     suspects = next(q for q in found.queues if q.name == "suspects")
     assert [found.photos[i].path for i in suspects.ids] == paths[:2]
     assert "label_issues.csv" in suspects.note
+
+
+def test_the_models_outputs_are_kept_for_the_next_start(run, built, tmp_path, monkeypatch):
+    from photoclass.inference.engines.pytorch import Predictor
+    from photoclass.serve.review_queues import build_review
+
+    cache = tmp_path / "outputs.npz"
+    build_review(run, cache=cache, progress=False)
+
+    def refuse(self, pixels):
+        raise AssertionError("the model ran again")
+
+    monkeypatch.setattr(Predictor, "embedded", refuse)
+    again = build_review(run, cache=cache, progress=False)
+    assert [(p.top, p.nearest) for p in again.photos] == [(p.top, p.nearest) for p in built.photos]
+    cache.write_bytes(b"damaged")
+    monkeypatch.undo()
+    assert [p.top for p in build_review(run, cache=cache, progress=False).photos] == [p.top for p in built.photos]

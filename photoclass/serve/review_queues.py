@@ -5,7 +5,10 @@ mistakes, the confusion matrix's cells, duplicates with different labels, and th
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +18,8 @@ from ..config import PrepareConfig
 from ..core.errors import PhotoclassError
 from ..core.progress import progress_bar
 from ..data.arrays import read_arrays
-from ..data.corrections import array_sha256, files_sha256
+from ..core.atomic import write_bytes_atomic
+from ..data.corrections import array_sha256, file_sha256, files_sha256
 from ..data.labelsets import JOIN
 from ..data.prepare import prepare
 from ..inference.prediction import Prediction, expand_paths
@@ -95,11 +99,13 @@ def build_review(
     run: str | os.PathLike,
     *,
     photos: str | os.PathLike | None = None,
+    cache: str | os.PathLike | None = None,
     device: str = "auto",
     progress: bool | None = None,
 ) -> ReviewData:
     """Every photo of `run`'s data, and of `photos` (a folder of new photos), with the model's
-    answer and nearest training photos, and the queues of those worth a look."""
+    answer and nearest training photos, and the queues of those worth a look. `cache`: an .npz
+    file keeping the model's outputs on the run's photos for the next start (same weights, same photos)."""
     run_dir = RunDir(run)
     check_run(run_dir)
     predictor = Predictor(run_dir.path, device=device)
@@ -121,33 +127,16 @@ def build_review(
     by_path = {p.path: p.id for p in items}
     # the index's rows count the run's usable photos as split.csv lists them
     bank = [by_path.get(r["path"]) for r in run_dir.split_rows() if r["status"] == "ok"]
-    features = np.concatenate(
-        [
-            _answer(predictor, [items[i] for i in chosen], np.stack([dataset.images[i] for i in chosen]), bank)
-            for chosen in progress_bar(
-                _batches(len(items), predictor.batch_size), desc="review", unit="batch", progress=progress
-            )
-        ]
-    )
-    queues = [_suspects(run_dir, predictor.task, items, by_path, features, dataset)]
+    probabilities, features = _embedded(predictor, dataset, _key(run_dir, predictor, shas), cache, progress)
+    _answer(predictor, items, probabilities, features, bank)
     checked = [p for p in items if p.split in ("val", "test")]
-    queues.append(
-        Queue(
-            "mistakes",
-            "validation and test mistakes",
-            [p.id for p in sorted(checked, key=lambda p: -p.top[0][1]) if set(p.answer) != set(p.labels)],
-            f"of {len(checked)} validation and test photos",
-        )
-    )
-    queues.append(_conflicts(items, dataset.groups))
-    queues.append(
-        Queue(
-            "checked",
-            "every validation and test photo",
-            [p.id for p in sorted(checked, key=lambda p: p.top[0][1])],
-            "least sure first: their labels make the figures",
-        )
-    )
+    mistakes, every = _checked_queues(checked)
+    queues = [
+        _suspects(run_dir, predictor.task, by_path, features, dataset),
+        mistakes,
+        _conflicts(items, dataset.groups),
+        every,
+    ]
     if photos is not None:
         queues += _new_photos(predictor, Path(photos), items, bank, progress)
     confusion = None if multi else _confusion(checked, meta["classes"])
@@ -195,28 +184,80 @@ def _batches(n: int, size: int) -> list[np.ndarray]:
     return [np.arange(start, min(n, start + size)) for start in range(0, n, size)]
 
 
-def _answer(predictor: Predictor, items: list[ReviewPhoto], pixels: np.ndarray, bank: list[int | None]) -> np.ndarray:
-    """Fills in the model's answer and nearest training photos of `items`; their features (B, D)."""
-    probabilities, features = predictor.embedded(pixels)
-    scores = distances = rows = None
-    if predictor.outliers is not None:
-        import torch
-
-        found = torch.from_numpy(features)
-        scores = predictor.outliers(found).cpu().numpy()
-        far, index = predictor.outliers.nearest(found, NEAREST + 1)
-        distances, rows = far.cpu().numpy(), predictor.outliers.rows[index.cpu()].numpy()
-    for b, item in enumerate(items):
-        row = probabilities[b] if scores is None else np.r_[probabilities[b], scores[b]]
-        p = predictor.answer(Prediction(item.path), row, 3)
-        item.top, item.decided, item.unknown, item.outlier_score = p.top, p.labels, p.unknown, p.outlier_score
-        if rows is not None:
-            near = [(bank[r], float(d)) for r, d in zip(rows[b], distances[b]) if r < len(bank)]
-            item.nearest = [(i, max(0.0, d)) for i, d in near if i is not None and i != item.id][:NEAREST]
-    return features
+def _key(run: RunDir, predictor: Predictor, shas: list[str]) -> str:
+    """What the model's outputs on the run's photos depend on: its weights, size and the photos."""
+    found = hashlib.sha256(file_sha256(run / RunDir.WEIGHTS).encode())
+    found.update(f"{predictor.size} {predictor.precision} {int(predictor.tta)}\n".encode())
+    found.update("\n".join(shas).encode())
+    return found.hexdigest()
 
 
-def _suspects(run: RunDir, task, items: list[ReviewPhoto], by_path: dict[str, int], features, dataset) -> Queue:
+def _embedded(predictor: Predictor, dataset, key: str, cache: Path | None, progress) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities (N, C), features (N, D)) of the run's usable photos: read from `cache`
+    where it was written for `key`, else computed (minutes for thousands of photos on a CPU) and kept there."""
+    if cache is not None and Path(cache).is_file():
+        try:
+            with np.load(cache, allow_pickle=False) as kept:
+                if str(kept["key"]) == key:
+                    return kept["probabilities"], kept["features"]
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            pass  # damaged: computed again, and written anew
+    found = [
+        predictor.embedded(np.stack([dataset.images[i] for i in chosen]))
+        for chosen in progress_bar(
+            _batches(len(dataset), predictor.batch_size), desc="review", unit="batch", progress=progress
+        )
+    ]
+    probabilities, features = np.concatenate([p for p, _ in found]), np.concatenate([f for _, f in found])
+    if cache is not None:
+        buffer = io.BytesIO()
+        np.savez(buffer, key=np.array(key), probabilities=probabilities, features=features)
+        write_bytes_atomic(cache, buffer.getvalue())
+    return probabilities, features
+
+
+def _answer(
+    predictor: Predictor, items: list[ReviewPhoto], probabilities: np.ndarray, features: np.ndarray, bank: list
+) -> None:
+    """Fills in the model's answer and nearest training photos of `items`, from their outputs."""
+    import torch
+
+    for chosen in _batches(len(items), 1024):  # (1024, bank) similarities at a time
+        scores = distances = rows = None
+        if predictor.outliers is not None:
+            found = torch.from_numpy(features[chosen])
+            scores = predictor.outliers(found).cpu().numpy()
+            far, index = predictor.outliers.nearest(found, NEAREST + 1)
+            distances, rows = far.cpu().numpy(), predictor.outliers.rows[index.cpu()].numpy()
+        for b, i in enumerate(chosen):
+            item = items[i]
+            row = probabilities[i] if scores is None else np.r_[probabilities[i], scores[b]]
+            p = predictor.answer(Prediction(item.path), row, 3)
+            item.top, item.decided, item.unknown, item.outlier_score = p.top, p.labels, p.unknown, p.outlier_score
+            if rows is not None:
+                near = [(bank[r], float(d)) for r, d in zip(rows[b], distances[b]) if r < len(bank)]
+                item.nearest = [(k, max(0.0, d)) for k, d in near if k is not None and k != item.id][:NEAREST]
+
+
+def _checked_queues(checked: list[ReviewPhoto]) -> list[Queue]:
+    """The validation and test photos the model gets wrong (surest first), and all of them (least sure first)."""
+    return [
+        Queue(
+            "mistakes",
+            "validation and test mistakes",
+            [p.id for p in sorted(checked, key=lambda p: -p.top[0][1]) if set(p.answer) != set(p.labels)],
+            f"of {len(checked)} validation and test photos",
+        ),
+        Queue(
+            "checked",
+            "every validation and test photo",
+            [p.id for p in sorted(checked, key=lambda p: p.top[0][1])],
+            "least sure first: their labels make the figures",
+        ),
+    ]
+
+
+def _suspects(run: RunDir, task, by_path: dict[str, int], features, dataset) -> Queue:
     """The audit's likely mislabeled photos, when the run was audited into RUN/audit; else found
     here: cleanlab on out-of-fold logistic regressions over the run's own features."""
     title = "likely mislabeled"
@@ -270,7 +311,8 @@ def _new_photos(
         batch = [
             ReviewPhoto(len(items) + len(found) + b, p.path, "new", [], "", Path(p.path)) for b, p in enumerate(ok)
         ]
-        _answer(predictor, batch, pixels, bank)
+        probabilities, features = predictor.embedded(pixels)
+        _answer(predictor, batch, probabilities, features, bank)
         found += batch
     for photo, sha in zip(found, files_sha256([p.file for p in found])):
         photo.sha256 = sha

@@ -22,6 +22,7 @@ from ..serve.review_queues import build_review, check_run
 
 CORRECTIONS = "corrections.csv"
 DEFAULT_OUT = "review"  # RUN/review
+CACHE = "model-outputs.npz"  # beside corrections.csv: the model's outputs on the run's photos, for the next start
 
 
 def review_app(
@@ -36,7 +37,7 @@ def review_app(
     """The review page's app for `run` (`photos`: a folder of new photos to sort out too),
     writing OUT/corrections.csv (OUT: RUN/review by default)."""
     corrections = corrections_path(run, out, photos)
-    found = build_review(run, photos=photos, device=device, progress=progress)
+    found = build_review(run, photos=photos, cache=corrections.with_name(CACHE), device=device, progress=progress)
     return create_review_app(found, corrections, token=token)
 
 
