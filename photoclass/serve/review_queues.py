@@ -212,6 +212,7 @@ def _embedded(predictor: Predictor, dataset, key: str, cache: Path | None, progr
     if cache is not None:
         buffer = io.BytesIO()
         np.savez(buffer, key=np.array(key), probabilities=probabilities, features=features)
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(cache, buffer.getvalue())
     return probabilities, features
 
