@@ -62,6 +62,7 @@ def review(
 
     check_int("port", port, 1, 65535)
     token = check_access(host, token, no_auth)
+    corrections_path(run, out, photos)  # bad input said before the long start
     announce(f"reading {run}'s photos: each is predicted once, then kept beside corrections.csv ...")
     app = review_app(run, photos=photos, out=out, token=token, device=device, progress=progress)
     guard = "token required" if token else "no token"
