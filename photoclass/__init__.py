@@ -26,6 +26,7 @@ LAZY = {
     "lr_find": ("workflows.lr_find", "lr_find"),  # the learning-rate range test
     "audit": ("workflows.audit", "audit"),  # likely mislabeled photos, conflicting duplicates, outliers
     "report": ("evaluation.html_report", "write_report"),  # (re)write RUN/report.html
+    "review": ("workflows.review", "review"),  # a web page to fix a run's labels, into corrections.csv
 }
 if TYPE_CHECKING:
     from .evaluation.html_report import write_report as report
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from .workflows.audit import audit
     from .workflows.evaluate import evaluate_run as evaluate
     from .workflows.lr_find import lr_find
+    from .workflows.review import review
     from .workflows.sweep import sweep
     from .workflows.train import train
 
@@ -110,6 +112,7 @@ __all__ = [
     "train",
     "lr_find",
     "audit",
+    "review",
     "evaluate",
     "load",
     "predict",

@@ -772,20 +772,12 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_serve(args) -> int:
     import uvicorn
 
+    from .serve.access import check_access
     from .serve.app import create_app
 
     if not args.max_upload_mb > 0:
         raise PhotoclassError(f"--max-upload-mb must be a positive number. Received: {args.max_upload_mb}")
-    token = args.token or os.environ.get("PHOTOCLASS_TOKEN") or None
-    if token and args.no_auth:
-        raise PhotoclassError(
-            "--no-auth and a token (--token or PHOTOCLASS_TOKEN) contradict each other. HINT: drop one of them."
-        )
-    if not token and not args.no_auth and not _is_loopback(args.host):
-        raise PhotoclassError(
-            f"--host {args.host} lets other machines in, and no token was given. HINT: pass --token "
-            "TOKEN (or set PHOTOCLASS_TOKEN), or --no-auth to serve anyone on purpose."
-        )
+    token = check_access(args.host, args.token, args.no_auth)
     app = create_app(
         args.run,
         top_k=args.top_k,
@@ -810,15 +802,43 @@ def cmd_serve(args) -> int:
     return 0
 
 
-def _is_loopback(host: str) -> bool:
-    import ipaddress
+def _review_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", metavar="RUN", help="a run directory")
+    parser.add_argument("--photos", metavar="DIR", help="a folder of new photos: their unsure and 'unknown' ones too")
+    parser.add_argument(
+        "--out", metavar="DIR", help="where corrections.csv is written, outside the data (default: RUN/review)"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="default: %(default)s (this machine only)")
+    parser.add_argument("--port", type=int, default=8000, help="default: %(default)s")
+    parser.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help="require `Authorization: Bearer TOKEN` (default: $PHOTOCLASS_TOKEN); needed to listen beyond this machine",
+    )
+    parser.add_argument("--no-auth", action="store_true", help="listen beyond this machine without a token, on purpose")
+    _add_device_options(parser)
 
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:  # a name: it may resolve to anything
-        return False
+
+@command(
+    "review",
+    _review_arguments,
+    help="a web page to look at likely mislabeled photos and mistakes, and fix labels into corrections.csv",
+)
+def cmd_review(args) -> int:
+    from .workflows.review import review
+
+    review(
+        args.run,
+        photos=args.photos,
+        out=args.out,
+        host=args.host,
+        port=args.port,
+        token=args.token,
+        no_auth=args.no_auth,
+        device=args.device,
+        announce=lambda line: print(line, flush=True),
+    )
+    return 0
 
 
 def _add_predict_ray_arguments(parser: argparse.ArgumentParser) -> None:

@@ -221,10 +221,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(run, *extra, env=None):
+def start_server(run, *extra, env=None, command="serve"):
+    """`photoclass COMMAND RUN --port P EXTRA...` (serve, review) as a process, once it answers /health."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "photoclass.cli", "serve", str(run), "--port", str(port), *map(str, extra)],
+        [sys.executable, "-m", "photoclass.cli", command, str(run), "--port", str(port), *map(str, extra)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

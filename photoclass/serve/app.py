@@ -14,16 +14,13 @@ carry `Authorization: Bearer TOKEN` (compared in constant time) and give 401 to 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import os
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, model_serializer
 from starlette.concurrency import run_in_threadpool
 
@@ -33,6 +30,7 @@ from ..config import DEFAULT_MAX_PIXELS, check_int
 from ..data.decode import DecodeError, decode_photo
 from ..inference.predictor import Prediction, open_predictor
 from ..runs.rundir import RunDir
+from .access import ApiError, api_error, authorizer, check_token
 from .batching import MicroBatcher
 
 MAX_UPLOAD_BYTES = 10 * 2**20
@@ -111,12 +109,6 @@ UPLOAD_BODY = {
 }
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
-
-
 def create_app(
     model: str | os.PathLike,
     *,
@@ -140,7 +132,7 @@ def create_app(
     PyTorch, in `precision` (auto: as the run was trained and tested, where native).
     """
     _check_options(top_k, max_bytes, max_queue, max_batch, port, token, timeout)
-    authorize = _authorizer(token)
+    authorize = authorizer(token)
     predictor = open_predictor(model, engine=engine, device=device, precision=precision, tta=tta)
     info = _model_info(Path(model), predictor)
     info["engine"] = predictor.engine
@@ -151,7 +143,7 @@ def create_app(
     batcher = MicroBatcher(predictor.predict_pixels, max_batch=max_batch)
     waiting = 0
 
-    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(ApiError, api_error)
 
     @app.get("/health", response_model=HealthOut)
     async def health() -> dict[str, Any]:
@@ -197,39 +189,9 @@ def _check_options(
     check_int("max_batch", max_batch, 1, 4096)
     if port is not None:
         check_int("port", port, 1, 65535)
-    if token is not None and len(token) < 8:
-        raise PhotoclassError(
-            f"The token is {len(token)} characters long: too easy to guess. HINT: use at least 8, "
-            "e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`."
-        )
+    check_token(token)
     if not timeout > 0:
         raise PhotoclassError(f"`timeout` must be a positive number of seconds. Received: timeout={timeout}")
-
-
-def _authorizer(token: str | None) -> Callable[[Request], None]:
-    """A check of a request's `Authorization: Bearer TOKEN` (none without a `token`), raising 401."""
-    expected = None if token is None else hashlib.sha256(token.encode()).digest()
-
-    def authorize(request: Request) -> None:
-        if expected is None:
-            return
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not given.strip():
-            raise ApiError(401, "this server needs a token: send `Authorization: Bearer TOKEN`")
-        # equal-length digests: the comparison's time says nothing about the token, not even its length
-        if not hmac.compare_digest(hashlib.sha256(given.strip().encode()).digest(), expected):
-            raise ApiError(
-                401,
-                "wrong token: the one in `Authorization: Bearer TOKEN` is not this server's. "
-                "HINT: send the token the server was started with (--token or PHOTOCLASS_TOKEN)",
-            )
-
-    return authorize
-
-
-async def _api_error(request: Request, error: ApiError):
-    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-    return JSONResponse({"error": error.message}, status_code=error.status, headers=headers)
 
 
 async def _upload(request: Request, max_bytes: int, timeout: float) -> bytes:

@@ -85,6 +85,12 @@ class Predictor(BasePredictor):
         distances, index = self.outliers.nearest(features, k)
         return self.task.activate(logits), distances.cpu().numpy(), self.outliers.rows[index.cpu()].numpy()
 
+    def embedded(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities (B, classes), the features the "none of these" check and the nearest
+        training photos compare (B, D)) of (B, S, S, 3) uint8 photos."""
+        logits, features = self._outputs(pixels, tap=True)
+        return self.task.activate(logits), features.cpu().numpy()
+
     def _outputs(self, pixels: np.ndarray, tap: bool | None = None):
         """(calibrated logits, the last linear layer's inputs or None without the check)."""
         import contextlib
