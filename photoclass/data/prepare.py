@@ -84,8 +84,7 @@ def prepare(
     )
     ok = _decoded_photos(root, scan, labelled, keys, entries)
     ok, label_format, set_aside = fold_folder_copies(scan, ok, entries, task=config.task, label_format=label_format)
-    classes = _classes(root, scan, ok, label_format)
-    label_ids = _label_ids(ok, classes, label_format)
+    classes, label_ids = _classes_and_ids(root, scan, ok, label_format)
     duplicates, splits, given_leaks, naive = _group_and_split(
         ok, entries, label_ids, config, timings, arrays is not None
     )
@@ -95,8 +94,7 @@ def prepare(
         grouped, ok, splits, groups, set_aside, notes, corrected = _apply_corrections(
             ok, keys, splits, groups, set_aside, arrays, config, label_format, workers
         )
-        classes = _classes(root, scan, ok, label_format)
-        label_ids = _label_ids(ok, classes, label_format)
+        classes, label_ids = _classes_and_ids(root, scan, ok, label_format)
     rows = _manifest_rows(
         scan, labelled, keys, entries, ok, splits, groups, set_aside, by_path=arrays is None, notes=notes
     )
@@ -112,8 +110,6 @@ def prepare(
         root, scan, rows, classes, duplicates, grouped, splits, naive_leaks, given_leaks, config, timings, cache_info
     )
     if corrected is not None:
-        trained = {c for c, counts in summary["classes"].items() if counts["train"]}
-        corrected["untrainable"] = [c for c in classes if c not in trained]
         summary["corrections"] = corrected
     summary.update(_source_summary(data, arrays, ok, config))
     if label_format == MULTI_LABEL:
@@ -240,6 +236,11 @@ def _classes(root: Path, scan: ScanResult, ok, label_format: str) -> list[str]:
     return classes
 
 
+def _classes_and_ids(root: Path, scan: ScanResult, ok, label_format: str) -> tuple[list[str], np.ndarray]:
+    classes = _classes(root, scan, ok, label_format)
+    return classes, _label_ids(ok, classes, label_format)
+
+
 def _label_ids(ok, classes: list[str], label_format: str) -> np.ndarray:
     """(N,) class indices, or for multi-label the (N, L) 0/1 label matrix, of the usable photos."""
     if label_format == MULTI_LABEL:
@@ -338,6 +339,9 @@ def _apply_corrections(ok, keys, splits, groups, set_aside, arrays, config, labe
         "unmatched": [{"row": c.where, "path": c.path, "action": c.action} for c in overlay.unmatched],
     }
     kept_photos = [relabelled[i] for i in kept]
+    held = [(labels_of(p.label) if multi else [p.label], s) for (p, _), s in zip(kept_photos, np.asarray(splits)[kept])]
+    trained = {label for labels, s in held if s == "train" for label in labels}
+    summary["untrainable"] = sorted({label for labels, _ in held for label in labels} - trained, key=_class_order)
     return relabelled, kept_photos, np.asarray(splits)[kept], np.asarray(groups)[kept], set_aside, notes, summary
 
 

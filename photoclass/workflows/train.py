@@ -225,20 +225,13 @@ def _train(
     evaluation = evaluate_dataset(trained, dataset, spec, config, task=task, loaders=loaders, full_model=net)
     if config.unknown_accept:
         _explain_test(run, evaluation, score, meta["outliers"]["threshold"], trained, loaders["test"], dataset)
-    meta["temperature"] = evaluation["temperature"]  # fitted on the validation split
-    if "decision" in evaluation:
-        meta["decision"] = evaluation["decision"]
-    meta["trained_parameters"] = sum(
-        p.numel() for p in trained.parameters() if p.requires_grad
-    )  # the rest stayed as pretrained
+    _complete_meta(meta, evaluation, trained)
     run.save_model(net, meta)  # the whole network, whichever part of it was trained
     evaluation["training"] = _training_summary(state, config, loaders, started)
     say("writing plots and report.html ...", flush=True)
     write_evaluation(run, evaluation, state.history, dataset, config, augment=str(applied))
     if before is not None:
-        compared = before_after(before, run)
-        run.write_json(RunDir.BEFORE_AFTER, compared)
-        say(format_before_after(compared))
+        _compare_with(before, run, say)
     write_report(run, model=net, dataset=dataset)
     seconds = time.perf_counter() - started
     say(format_test(evaluation["test"], run.path, unknown=evaluation.get("outlier_scores")))
@@ -375,6 +368,21 @@ def _fit_outliers(run: RunDir, trained: nn.Module, loaders, config: TrainConfig,
     )
     outliers.save(score, run / RunDir.OUTLIERS)
     return score, info
+
+
+def _complete_meta(meta: dict, evaluation: dict, trained: nn.Module) -> None:
+    """What model.json learns from the test: the temperature (fitted on the validation split),
+    the decision rule (label sets), and how many parameters were trained (the rest stayed as pretrained)."""
+    meta["temperature"] = evaluation["temperature"]
+    if "decision" in evaluation:
+        meta["decision"] = evaluation["decision"]
+    meta["trained_parameters"] = sum(p.numel() for p in trained.parameters() if p.requires_grad)
+
+
+def _compare_with(before: RunDir, run: RunDir, say) -> None:
+    compared = before_after(before, run)
+    run.write_json(RunDir.BEFORE_AFTER, compared)
+    say(format_before_after(compared))
 
 
 def _run_to_compare(path) -> RunDir | None:
