@@ -56,6 +56,7 @@ class RunDir:
     EVALUATIONS = "evaluations"  # re-evaluations, none replacing another
     # `audit --out RUN/audit` puts the audit inside the run, where its report links to it
     AUDIT = "audit"
+    REVIEW = "review"  # `photoclass review RUN` keeps its corrections.csv here unless told elsewhere
     AUDIT_ISSUES = "label_issues.csv"
     AUDIT_SUMMARY = "audit.json"
     AUDIT_PAGE = "audit.html"

@@ -21,7 +21,6 @@ from ..serve.review import create_review_app
 from ..serve.review_queues import build_review, check_run
 
 CORRECTIONS = "corrections.csv"
-DEFAULT_OUT = "review"  # RUN/review
 CACHE = "model-outputs.npz"  # beside corrections.csv: the model's outputs on the run's photos, for the next start
 
 
@@ -78,7 +77,7 @@ def corrections_path(
     check_run(run_dir)
     if photos is not None and not Path(photos).is_dir():
         raise PhotoclassError(f"--photos {photos}: no such folder. HINT: pass a folder of new photos.")
-    folder = Path(out) if out is not None else run_dir / DEFAULT_OUT
+    folder = Path(out) if out is not None else run_dir / RunDir.REVIEW
     check_outside(folder, run_dir.data_source(), photos)
     if folder.exists() and not folder.is_dir():
         raise PhotoclassError(f"--out {folder} is a file. HINT: pass a folder for corrections.csv.")
