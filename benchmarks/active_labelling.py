@@ -1,0 +1,129 @@
+"""How many labels `photoclass label`'s order needs, against random order, to reach 95% of the
+test accuracy that the same head reaches with every training label.
+
+A simulated labeller answers with the data set's own labels. The pool is the data set's train
+and validation photos; its test split is held out and scores the head after each answer. The
+order is `photoclass.training.active.Selector`'s, the code the label page asks; random order
+draws from the pool with the seed. One JSON line: the labels each order needs (means over the
+seeds), with per-seed figures under "seeds".
+
+    python benchmarks/active_labelling.py /work/shared/data/weather --seeds 0,1,2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import photoclass
+from photoclass.config import TrainConfig
+from photoclass.training.active import Selector, fit_head
+from photoclass.training.features import photo_features
+
+TARGET_SHARE = 0.95
+
+
+def schedule(pool: int) -> list[int]:
+    """Label counts at which the test accuracy is measured: every count to 100, every 5th to
+    400, every 25th beyond."""
+    counts = [*range(2, 101), *range(105, 401, 5), *range(425, pool + 1, 25)]
+    return [c for c in counts if c <= pool] + ([pool] if pool not in counts else [])
+
+
+def labels_needed(order, selector: Selector, y_pool, x_test, y_test, target: float, counts) -> int | None:
+    """The first count of `counts` at which the head on the first labels of `order` reaches `target`."""
+    for count in counts:
+        chosen = order(count)
+        head = fit_head(selector.x[chosen], y_pool[chosen])
+        accuracy = float((head.probabilities(x_test, selector.num_classes).argmax(1) == y_test).mean())
+        if accuracy >= target:
+            return count
+    return None
+
+
+def active_order(selector: Selector, y_pool: np.ndarray, limit: int):
+    """A function count -> the first `count` positions the selector asks for (answers from y_pool)."""
+    labelled: list[int] = []
+    head = None
+
+    def first(count: int) -> np.ndarray:
+        nonlocal head
+        while len(labelled) < min(count, limit):
+            found = selector.next(np.array(labelled, dtype=np.int64), head)
+            if found is None:
+                break
+            labelled.append(found)
+            head = selector.fit(np.array(labelled), y_pool[labelled], init=head)
+        return np.array(labelled[:count])
+
+    return first
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", type=Path, help="photos in any layout `train` reads")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds of the order (and of the random one)")
+    parser.add_argument("--model", default=TrainConfig().model, help="the frozen backbone")
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    dataset = photoclass.prepare(args.data, progress=False, pixels=False)
+    features, usable, _ = photo_features(dataset.paths(), model=args.model, progress=None)
+    labels, splits = dataset.labels[usable], dataset.splits[usable]
+    pool, test = np.flatnonzero(splits != "test"), np.flatnonzero(splits == "test")
+    num_classes = len(dataset.classes)
+    counts = schedule(len(pool))
+    per_seed, full = [], []
+    for seed in seeds:
+        started = time.perf_counter()
+        selector = Selector(features[pool], num_classes, seed=seed)
+        # the pool's standardization, applied to the test photos
+        mean, std = features[pool].double().mean(0), features[pool].double().std(0)
+        x_test = (features[test].double() - mean) / torch.maximum(std, 0.1 * std.median().clamp(min=1e-12))
+        y_pool, y_test = labels[pool], labels[test]
+        every = fit_head(selector.x, y_pool)
+        full_accuracy = float((every.probabilities(x_test, num_classes).argmax(1) == y_test).mean())
+        target = TARGET_SHARE * full_accuracy
+        random = np.random.default_rng(seed).permutation(len(pool))
+        found = {
+            "seed": seed,
+            "full_accuracy": round(full_accuracy, 4),
+            "random": labels_needed(lambda c: random[:c], selector, y_pool, x_test, y_test, target, counts),
+        }
+        limit = found["random"] or len(pool)
+        active = active_order(selector, y_pool, limit)
+        found["active"] = labels_needed(active, selector, y_pool, x_test, y_test, target, [c for c in counts if c <= limit])
+        found["seconds"] = round(time.perf_counter() - started, 1)
+        print(json.dumps(found), file=sys.stderr, flush=True)
+        per_seed.append(found)
+        full.append(full_accuracy)
+
+    def mean(key):
+        values = [s[key] if s[key] is not None else len(pool) for s in per_seed]
+        return round(float(np.mean(values)), 1)
+
+    print(
+        json.dumps(
+            {
+                "data": str(args.data),
+                "full_accuracy": round(float(np.mean(full)), 4),
+                "target": round(TARGET_SHARE * float(np.mean(full)), 4),
+                "random": mean("random"),
+                "active": mean("active"),
+                "test_photos": len(test),
+                "pool": len(pool),
+                "model": args.model,
+                "seeds": per_seed,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
