@@ -98,7 +98,9 @@ def main() -> None:
         }
         limit = found["random"] or len(pool)
         active = active_order(selector, y_pool, limit)
-        found["active"] = labels_needed(active, selector, y_pool, x_test, y_test, target, [c for c in counts if c <= limit])
+        found["active"] = labels_needed(
+            active, selector, y_pool, x_test, y_test, target, [c for c in counts if c <= limit]
+        )
         found["seconds"] = round(time.perf_counter() - started, 1)
         print(json.dumps(found), file=sys.stderr, flush=True)
         per_seed.append(found)

@@ -26,12 +26,14 @@ LAZY = {
     "lr_find": ("workflows.lr_find", "lr_find"),  # the learning-rate range test
     "audit": ("workflows.audit", "audit"),  # likely mislabeled photos, conflicting duplicates, outliers
     "report": ("evaluation.html_report", "write_report"),  # (re)write RUN/report.html
+    "label": ("workflows.label", "label"),  # the labelling page, in the order that teaches most
 }
 if TYPE_CHECKING:
     from .evaluation.html_report import write_report as report
     from .runs.rundir import load_model as load
     from .workflows.audit import audit
     from .workflows.evaluate import evaluate_run as evaluate
+    from .workflows.label import label
     from .workflows.lr_find import lr_find
     from .workflows.sweep import sweep
     from .workflows.train import train
@@ -110,6 +112,7 @@ __all__ = [
     "train",
     "lr_find",
     "audit",
+    "label",
     "evaluate",
     "load",
     "predict",

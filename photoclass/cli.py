@@ -761,20 +761,12 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_serve(args) -> int:
     import uvicorn
 
-    from .serve.app import create_app
+    from .serve.app import check_exposure, create_app
 
     if not args.max_upload_mb > 0:
         raise PhotoclassError(f"--max-upload-mb must be a positive number. Received: {args.max_upload_mb}")
     token = args.token or os.environ.get("PHOTOCLASS_TOKEN") or None
-    if token and args.no_auth:
-        raise PhotoclassError(
-            "--no-auth and a token (--token or PHOTOCLASS_TOKEN) contradict each other. HINT: drop one of them."
-        )
-    if not token and not args.no_auth and not _is_loopback(args.host):
-        raise PhotoclassError(
-            f"--host {args.host} lets other machines in, and no token was given. HINT: pass --token "
-            "TOKEN (or set PHOTOCLASS_TOKEN), or --no-auth to serve anyone on purpose."
-        )
+    check_exposure(args.host, token, args.no_auth)
     app = create_app(
         args.run,
         top_k=args.top_k,
@@ -799,15 +791,42 @@ def cmd_serve(args) -> int:
     return 0
 
 
-def _is_loopback(host: str) -> bool:
-    import ipaddress
+def _label_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "data", metavar="DATA", help="unlabelled photos; or class folders plus loose photos; or a CSV (path,label)"
+    )
+    parser.add_argument("--out", required=True, metavar="DIR", help="where labels.csv goes (outside DATA); resumable")
+    parser.add_argument(
+        "--classes", metavar="A,B,C", help="the class names (default: those the labels already known use)"
+    )
+    parser.add_argument("--model", metavar="NAME", help="the frozen backbone (default: training's default model)")
+    parser.add_argument("--host", default="127.0.0.1", help="default: %(default)s (this machine only)")
+    parser.add_argument("--port", type=int, default=8000, help="default: %(default)s")
+    parser.add_argument(
+        "--token", metavar="TOKEN", help="require it on the page's requests (default: $PHOTOCLASS_TOKEN)"
+    )
+    parser.add_argument("--no-auth", action="store_true", help="listen beyond this machine without a token, on purpose")
+    parser.add_argument("--cache-dir", metavar="DIR", help="the decode and feature cache (default: the user's)")
+    parser.add_argument("--log-requests", action="store_true", help="print a line per request")
 
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:  # a name: it may resolve to anything
-        return False
+
+@command("label", _label_arguments, help="label photos on a local page, in the order that teaches the model most")
+def cmd_label(args) -> int:
+    from .workflows.label import label
+
+    label(
+        args.data,
+        out=args.out,
+        classes=args.classes,
+        model=args.model,
+        host=args.host,
+        port=args.port,
+        token=args.token or os.environ.get("PHOTOCLASS_TOKEN") or None,
+        no_auth=args.no_auth,
+        cache_dir=args.cache_dir,
+        log_requests=args.log_requests,
+    )
+    return 0
 
 
 def _add_predict_ray_arguments(parser: argparse.ArgumentParser) -> None:

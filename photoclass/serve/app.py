@@ -197,13 +197,41 @@ def _check_options(
     check_int("max_batch", max_batch, 1, 4096)
     if port is not None:
         check_int("port", port, 1, 65535)
+    check_token(token)
+    if not timeout > 0:
+        raise PhotoclassError(f"`timeout` must be a positive number of seconds. Received: timeout={timeout}")
+
+
+def check_exposure(host: str, token: str | None, no_auth: bool) -> None:
+    """Refuse a server that other machines could reach without a token, unless on purpose."""
+    if token and no_auth:
+        raise PhotoclassError(
+            "--no-auth and a token (--token or PHOTOCLASS_TOKEN) contradict each other. HINT: drop one of them."
+        )
+    if not token and not no_auth and not is_loopback(host):
+        raise PhotoclassError(
+            f"--host {host} lets other machines in, and no token was given. HINT: pass --token "
+            "TOKEN (or set PHOTOCLASS_TOKEN), or --no-auth to serve anyone on purpose."
+        )
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a name: it may resolve to anything
+        return False
+
+
+def check_token(token: str | None) -> None:
     if token is not None and len(token) < 8:
         raise PhotoclassError(
             f"The token is {len(token)} characters long: too easy to guess. HINT: use at least 8, "
             "e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`."
         )
-    if not timeout > 0:
-        raise PhotoclassError(f"`timeout` must be a positive number of seconds. Received: timeout={timeout}")
 
 
 def _authorizer(token: str | None) -> Callable[[Request], None]:
