@@ -221,16 +221,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(run, *extra, env=None):
+def start_server(run, *extra, env=None, command="serve", timeout=60):
+    """`photoclass COMMAND RUN --port P EXTRA...` (serve, or label with DATA as RUN) as a
+    process; (the process, its base URL) once /health answers."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "photoclass.cli", "serve", str(run), "--port", str(port), *map(str, extra)],
+        [sys.executable, "-m", "photoclass.cli", command, str(run), "--port", str(port), *map(str, extra)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=None if env is None else {**os.environ, **env},
     )
-    deadline = time.time() + 60
+    deadline = time.time() + timeout
     while time.time() < deadline:
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)

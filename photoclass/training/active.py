@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.cluster import KMeans
 
 from ..evaluation.stats import wilson_interval
 from .probe import fit_logistic
@@ -28,6 +27,8 @@ HEAD_C = 1.0  # probe.py's C: mean cross-entropy + ||W||^2 / (2 C N)
 REDUCED_DIMS = 64  # principal components the clustering and typicality use
 NEIGHBOURS = 20  # typicality: inverse mean distance to this many nearest photos
 CV_FOLDS = 5
+CV_ITERATIONS = 30  # each fold's fit starts from the head on every label: close in a few steps
+RECLUSTER_GROWTH = 1.1  # the candidates' clusters are made again when their number grows by 10%
 CANDIDATE_CLUSTERS = 2.0  # candidates per (labels + 1): one typical photo of each cluster
 
 
@@ -49,7 +50,9 @@ class Head:
         return out
 
 
-def fit_head(x: torch.Tensor, y: np.ndarray, *, c: float = HEAD_C, init: Head | None = None) -> Head:
+def fit_head(
+    x: torch.Tensor, y: np.ndarray, *, c: float = HEAD_C, init: Head | None = None, max_iter: int = 100
+) -> Head:
     """The logistic regression on the labelled rows `x` (standardized) with class ids `y`."""
     classes = sorted(set(int(v) for v in y))
     if len(classes) < 2:
@@ -57,7 +60,7 @@ def fit_head(x: torch.Tensor, y: np.ndarray, *, c: float = HEAD_C, init: Head | 
     column = {k: i for i, k in enumerate(classes)}
     target = torch.as_tensor([column[int(v)] for v in y])
     start = (init.weight, init.bias) if init is not None and init.classes == classes else None
-    w, b = fit_logistic(x, target, len(classes), c, init=start)
+    w, b = fit_logistic(x, target, len(classes), c, init=start, max_iter=max_iter)
     return Head(w, b, classes)
 
 
@@ -72,10 +75,11 @@ def cv_accuracy(x: torch.Tensor, y: np.ndarray, *, seed: int = 0) -> dict:
     order = np.random.default_rng(seed).permutation(len(y))
     by_class = order[np.argsort(y[order], kind="stable")]
     fold[by_class] = np.arange(len(y)) % folds  # dealt out class by class: stratified
+    whole = fit_head(x, y)
     correct = 0
     for k in range(folds):
         held = fold == k
-        head = fit_head(x[~held], y[~held])
+        head = fit_head(x[~held], y[~held], init=whole, max_iter=CV_ITERATIONS)
         p = head.probabilities(x[held], int(y.max()) + 1)
         correct += int((p.argmax(1) == y[held]).sum())
     low, high = wilson_interval(correct, len(y))
@@ -94,6 +98,7 @@ class Selector:
         self.reduced = _principal_components(self.x, REDUCED_DIMS)  # (N, D) float32
         self.typicality = _typicality(self.reduced, NEIGHBOURS)  # (N,)
         self.cold_start = max(2 * num_classes, 10)  # labels answered with TypiClust's picks
+        self._clusters: tuple[int, np.ndarray] | None = None  # (k, each photo's cluster) of the candidates
 
     def fit(self, labelled: np.ndarray, labels: np.ndarray, init: Head | None = None) -> Head:
         return fit_head(self.x[labelled], labels, init=init)
@@ -114,7 +119,7 @@ class Selector:
     def _typical_uncovered(self, labelled: np.ndarray, open_: np.ndarray) -> int:
         """TypiClust: the most typical open photo of the largest cluster without a labelled one."""
         k = min(len(labelled) + 1, int(open_.sum()) + len(labelled))
-        cluster = KMeans(k, n_init=1, random_state=self.seed).fit_predict(self.reduced)
+        cluster = _kmeans(self.reduced, k, self.seed)
         sizes = np.bincount(cluster, minlength=k).astype(float)
         sizes[np.unique(cluster[labelled])] = -1  # covered
         has_open = np.zeros(k, dtype=bool)
@@ -126,9 +131,12 @@ class Selector:
 
     def _least_margin(self, head: Head, open_: np.ndarray) -> int:
         """The open photo whose top two classes are closest, among the most typical open photo
-        of each of CANDIDATE_CLUSTERS x (labels + 1) clusters."""
-        k = min(int(CANDIDATE_CLUSTERS * (len(self.x) - open_.sum() + 1)), int(open_.sum()))
-        cluster = KMeans(k, n_init=1, random_state=self.seed).fit_predict(self.reduced)
+        of each of about CANDIDATE_CLUSTERS x (labels + 1) clusters."""
+        wanted = CANDIDATE_CLUSTERS * (len(self.x) - open_.sum() + 1)
+        k = min(int(RECLUSTER_GROWTH ** np.ceil(np.log(wanted) / np.log(RECLUSTER_GROWTH))), int(open_.sum()))
+        if self._clusters is None or self._clusters[0] != k:
+            self._clusters = (k, _kmeans(self.reduced, k, self.seed))
+        cluster = self._clusters[1]
         candidates = []
         for c in range(k):
             members = np.flatnonzero((cluster == c) & open_)
@@ -144,6 +152,26 @@ def _principal_components(x: torch.Tensor, dims: int) -> np.ndarray:
     dims = min(dims, *x.shape)
     u, s, _ = torch.svd_lowrank(x.float() - x.float().mean(0), q=dims, niter=3)
     return (u * s).numpy()
+
+
+def _kmeans(z: np.ndarray, k: int, seed: int, iterations: int = 20) -> np.ndarray:
+    """Each row's cluster among `k` (k-means++ start, then Lloyd's steps); in torch, because
+    scikit-learn's took seconds for a few hundred clusters on two busy cores."""
+    x = torch.from_numpy(z).float()
+    generator = torch.Generator().manual_seed(seed)
+    centres = x[torch.randint(len(x), (1,), generator=generator)]
+    nearest = torch.cdist(x, centres).squeeze(1) ** 2
+    for _ in range(1, k):
+        chosen = torch.multinomial(nearest + 1e-12, 1, generator=generator)
+        centres = torch.cat([centres, x[chosen]])
+        nearest = torch.minimum(nearest, ((x - x[chosen]) ** 2).sum(1))
+    for _ in range(iterations):
+        cluster = torch.cdist(x, centres).argmin(1)
+        sums = torch.zeros_like(centres).index_add_(0, cluster, x)
+        counts = torch.bincount(cluster, minlength=k).float()
+        moved = sums / counts.clamp(min=1)[:, None]
+        centres = torch.where(counts[:, None] > 0, moved, centres)  # an empty cluster keeps its centre
+    return torch.cdist(x, centres).argmin(1).numpy()
 
 
 def _typicality(z: np.ndarray, k: int) -> np.ndarray:
