@@ -23,7 +23,7 @@ import torch
 
 import photoclass
 from photoclass.config import TrainConfig
-from photoclass.training.active import Selector, fit_head
+from photoclass.training.active import Head, Selector, fit_head
 from photoclass.training.features import photo_features
 
 TARGET_SHARE = 0.95
@@ -36,33 +36,46 @@ def schedule(pool: int) -> list[int]:
     return [c for c in counts if c <= pool] + ([pool] if pool not in counts else [])
 
 
-def labels_needed(order, selector: Selector, y_pool, x_test, y_test, target: float, counts) -> int | None:
-    """The first count of `counts` at which the head on the first labels of `order` reaches `target`."""
+def labels_needed(order, x_test, y_test, num_classes: int, target: float, counts) -> int | None:
+    """The first count of `counts` at which the head `order(count)` gives reaches `target`."""
     for count in counts:
-        chosen = order(count)
-        head = fit_head(selector.x[chosen], y_pool[chosen])
-        accuracy = float((head.probabilities(x_test, selector.num_classes).argmax(1) == y_test).mean())
+        head = order(count)
+        accuracy = float((head.probabilities(x_test, num_classes).argmax(1) == y_test).mean())
         if accuracy >= target:
             return count
     return None
 
 
-def active_order(selector: Selector, y_pool: np.ndarray, limit: int):
-    """A function count -> the first `count` positions the selector asks for (answers from y_pool)."""
+def random_order(selector: Selector, y_pool: np.ndarray, seed: int):
+    """count -> the head on the first `count` photos of a random order (each fit starts from the last)."""
+    shuffled = np.random.default_rng(seed).permutation(len(y_pool))
+    head = None
+
+    def fitted(count: int) -> Head:
+        nonlocal head
+        head = selector.fit(shuffled[:count], y_pool[shuffled[:count]], init=head)
+        return head
+
+    return fitted
+
+
+def active_order(selector: Selector, y_pool: np.ndarray):
+    """count -> the head on the first `count` photos the selector asks for, answered from y_pool,
+    as the label page fits it after each answer."""
     labelled: list[int] = []
     head = None
 
-    def first(count: int) -> np.ndarray:
+    def fitted(count: int) -> Head:
         nonlocal head
-        while len(labelled) < min(count, limit):
+        while len(labelled) < count:
             found = selector.next(np.array(labelled, dtype=np.int64), head)
             if found is None:
                 break
             labelled.append(found)
             head = selector.fit(np.array(labelled), y_pool[labelled], init=head)
-        return np.array(labelled[:count])
+        return head
 
-    return first
+    return fitted
 
 
 def main() -> None:
@@ -90,17 +103,14 @@ def main() -> None:
         every = fit_head(selector.x, y_pool)
         full_accuracy = float((every.probabilities(x_test, num_classes).argmax(1) == y_test).mean())
         target = TARGET_SHARE * full_accuracy
-        random = np.random.default_rng(seed).permutation(len(pool))
         found = {
             "seed": seed,
             "full_accuracy": round(full_accuracy, 4),
-            "random": labels_needed(lambda c: random[:c], selector, y_pool, x_test, y_test, target, counts),
+            "random": labels_needed(random_order(selector, y_pool, seed), x_test, y_test, num_classes, target, counts),
         }
-        limit = found["random"] or len(pool)
-        active = active_order(selector, y_pool, limit)
-        found["active"] = labels_needed(
-            active, selector, y_pool, x_test, y_test, target, [c for c in counts if c <= limit]
-        )
+        limit = found["random"] or len(pool)  # past random's count, active has lost: no need to go on
+        active = active_order(selector, y_pool)
+        found["active"] = labels_needed(active, x_test, y_test, num_classes, target, [c for c in counts if c <= limit])
         found["seconds"] = round(time.perf_counter() - started, 1)
         print(json.dumps(found), file=sys.stderr, flush=True)
         per_seed.append(found)
