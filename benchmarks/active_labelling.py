@@ -8,6 +8,9 @@ draws from the pool with the seed. One JSON line: the labels each order needs (m
 seeds), with per-seed figures under "seeds".
 
     python benchmarks/active_labelling.py /work/shared/data/weather --seeds 0,1,2
+
+2-core AMD EPYC, 2026-12-07, seeds 0-2 (benchmarks/README.md): weather full accuracy 0.9881,
+random 71.3 labels, active 30.0; clothing_small full accuracy 0.9167, random 516.7, active 251.7.
 """
 
 from __future__ import annotations
