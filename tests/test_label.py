@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import headless_chromium, needs_chromium, save, start_server, synthetic_photo
+from conftest import headless_chromium, needs_chromium, request, save, start_server, synthetic_photo
 
 import photoclass
 from photoclass.core.errors import PhotoclassError
@@ -189,8 +190,43 @@ def test_the_cli_refuses_another_host_without_a_token(tmp_path):
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, "PHOTOCLASS_TOKEN": ""},
     )
     assert done.returncode == 2 and "no token was given" in done.stderr
+
+
+@pytest.mark.slow
+def test_the_server_keeps_serves_token_rules_and_survives_sigkill(tmp_path):
+    token = "a-long-enough-token"
+    data = loose_photos(tmp_path / "photos", 8)
+    proc, url = start_server(
+        data,
+        *("--out", tmp_path / "out", "--classes", "a,b", "--model", "efficientnet-lite0", "--token", token),
+        *("--cache-dir", tmp_path / "cache"),
+        command="label",
+        timeout=180,
+    )
+    bearer = {"Authorization": f"Bearer {token}"}
+    try:
+        assert request(f"{url}/health")[0] == 200 and request(f"{url}/")[0] == 200  # the page asks for the token
+        assert request(f"{url}/state")[0] == 401
+        assert request(f"{url}/state", headers={"Authorization": "Bearer wrong-token"})[0] == 401
+        status, body = request(f"{url}/state", headers=bearer)
+        current = json.loads(body)["current"]
+        assert status == 200 and current["name"].startswith("p")
+        status, photo = request(f"{url}/photo/{current['id']}", headers=bearer)
+        assert status == 200 and photo[:2] == b"\xff\xd8"  # a JPEG
+        answer = json.dumps({"photo": current["id"] + 1, "label": "a"}).encode()
+        status, body = request(f"{url}/answer", answer, {**bearer, "Content-Type": "application/json"})
+        assert status == 409 and "not the one being asked" in json.loads(body)["error"]
+        answer = json.dumps({"photo": current["id"], "label": "a"}).encode()
+        assert request(f"{url}/answer", answer, {"Content-Type": "application/json"})[0] == 401
+        status, body = request(f"{url}/answer", answer, {**bearer, "Content-Type": "application/json"})
+        assert status == 200 and json.loads(body)["labelled"] == 1
+    finally:
+        proc.kill()  # SIGKILL: an acknowledged answer is on disk already
+        proc.wait(timeout=20)
+    assert list(read_labels(tmp_path / "out" / "labels.csv").values()) == ["a"]
 
 
 @needs_chromium
