@@ -5,9 +5,12 @@ While few photos are labelled (`cold_start`), the next one is TypiClust's: the p
 clustered into one cluster more than there are labels, and the most typical photo (densest
 neighbourhood) of the largest cluster without a label is chosen; this covers the data's modes
 before any model can be trusted (Hacohen et al. 2022, "Active learning on a budget"). After
-that, the photo with the smallest margin between the head's two top classes, among the more
-typical half of the pool, so that outliers are not chosen for being odd
-(benchmarks/active_labelling.py measures the order against random).
+that, the photo with the smallest margin between the head's two top classes among a diverse,
+typical candidate set: the pool is clustered into about three times as many clusters as there are
+labels, and each cluster without a label offers its most typical photo. Diversity keeps the
+picks from piling onto near-duplicates of one ambiguous photo, typicality keeps outliers from
+being chosen for being odd (benchmarks/active_labelling.py and its README section measure the
+order against random, and the variants tried).
 
 The head is a logistic regression (training/probe.py's L-BFGS fit) on standardized features,
 with a fixed strength: refitting it takes tens of milliseconds for a few hundred labels.
@@ -30,7 +33,7 @@ CV_FOLDS = 5
 CV_LIMIT = 1000  # labelled photos the estimate is cross-validated on, at most
 CV_ITERATIONS = 30  # each fold's fit starts from the head on every label: close in a few steps
 RECLUSTER_GROWTH = 1.1  # the candidates' clusters are made again when their number grows by 10%
-CANDIDATE_CLUSTERS = 2.0  # candidates per (labels + 1): one typical photo of each cluster
+CANDIDATE_CLUSTERS = 3.0  # candidates per (labels + 1): one typical photo of each cluster
 
 
 @dataclass
@@ -101,7 +104,7 @@ class Selector:
         self.x = (x - x.mean(0)) / torch.maximum(std, 0.1 * std.median().clamp(min=1e-12))  # (N, F)
         self.num_classes = num_classes
         self.seed = seed
-        self.reduced = _principal_components(self.x, REDUCED_DIMS)  # (N, D) float32
+        self.reduced = _principal_components(self.x, REDUCED_DIMS, seed)  # (N, D) float32
         self.typicality = _typicality(self.reduced, NEIGHBOURS)  # (N,)
         self.cold_start = max(2 * num_classes, 10)  # labels answered with TypiClust's picks
         self._clusters: tuple[int, np.ndarray] | None = None  # (k, each photo's cluster) of the candidates
@@ -136,27 +139,32 @@ class Selector:
         return int(members[np.argmax(self.typicality[members])])
 
     def _least_margin(self, head: Head, open_: np.ndarray) -> int:
-        """The open photo whose top two classes are closest, among the most typical open photo
-        of each of about CANDIDATE_CLUSTERS x (labels + 1) clusters."""
+        """The open photo whose top two classes are closest, among the most typical photo of
+        each cluster without a label, of about CANDIDATE_CLUSTERS x (labels + 1) clusters."""
         wanted = CANDIDATE_CLUSTERS * (len(self.x) - open_.sum() + 1)
         k = min(int(RECLUSTER_GROWTH ** np.ceil(np.log(wanted) / np.log(RECLUSTER_GROWTH))), int(open_.sum()))
         if self._clusters is None or self._clusters[0] != k:
             self._clusters = (k, _kmeans(self.reduced, k, self.seed))
         cluster = self._clusters[1]
         candidates = []
+        covered = set(cluster[~open_].tolist())  # clusters with a label (or a skip) already
         for c in range(k):
             members = np.flatnonzero((cluster == c) & open_)
-            if len(members):
+            if len(members) and c not in covered:
                 candidates.append(members[np.argmax(self.typicality[members])])
+        if not candidates:
+            return self._typical_uncovered(np.flatnonzero(~open_), open_)
         candidates = np.array(candidates)
         p = np.sort(head.probabilities(self.x[candidates], self.num_classes), axis=1)
         return int(candidates[np.argmin(p[:, -1] - p[:, -2])])
 
 
-def _principal_components(x: torch.Tensor, dims: int) -> np.ndarray:
+def _principal_components(x: torch.Tensor, dims: int, seed: int = 0) -> np.ndarray:
     """`x` (N, F) projected on its top `dims` principal components, float32."""
     dims = min(dims, *x.shape)
-    u, s, _ = torch.svd_lowrank(x.float() - x.float().mean(0), q=dims, niter=3)
+    with torch.random.fork_rng():  # its random start, seeded: the same order for the same seed
+        torch.manual_seed(seed)
+        u, s, _ = torch.svd_lowrank(x.float() - x.float().mean(0), q=dims, niter=3)
     return (u * s).numpy()
 
 
