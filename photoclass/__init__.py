@@ -27,12 +27,14 @@ LAZY = {
     "audit": ("workflows.audit", "audit"),  # likely mislabeled photos, conflicting duplicates, outliers
     "report": ("evaluation.html_report", "write_report"),  # (re)write RUN/report.html
     "review": ("workflows.review", "review"),  # a web page to fix a run's labels, into corrections.csv
+    "label": ("workflows.label", "label"),  # the labelling page, in the order that teaches most
 }
 if TYPE_CHECKING:
     from .evaluation.html_report import write_report as report
     from .runs.rundir import load_model as load
     from .workflows.audit import audit
     from .workflows.evaluate import evaluate_run as evaluate
+    from .workflows.label import label
     from .workflows.lr_find import lr_find
     from .workflows.review import review
     from .workflows.sweep import sweep
@@ -113,6 +115,7 @@ __all__ = [
     "lr_find",
     "audit",
     "review",
+    "label",
     "evaluate",
     "load",
     "predict",

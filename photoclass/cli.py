@@ -841,6 +841,44 @@ def cmd_review(args) -> int:
     return 0
 
 
+def _label_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "data", metavar="DATA", help="unlabelled photos; or class folders plus loose photos; or a CSV (path,label)"
+    )
+    parser.add_argument("--out", required=True, metavar="DIR", help="where labels.csv goes (outside DATA); resumable")
+    parser.add_argument(
+        "--classes", metavar="A,B,C", help="the class names (default: those the labels already known use)"
+    )
+    parser.add_argument("--model", metavar="NAME", help="the frozen backbone (default: training's default model)")
+    parser.add_argument("--host", default="127.0.0.1", help="default: %(default)s (this machine only)")
+    parser.add_argument("--port", type=int, default=8000, help="default: %(default)s")
+    parser.add_argument(
+        "--token", metavar="TOKEN", help="require it on the page's requests (default: $PHOTOCLASS_TOKEN)"
+    )
+    parser.add_argument("--no-auth", action="store_true", help="listen beyond this machine without a token, on purpose")
+    parser.add_argument("--cache-dir", metavar="DIR", help="the decode and feature cache (default: the user's)")
+    parser.add_argument("--log-requests", action="store_true", help="print a line per request")
+
+
+@command("label", _label_arguments, help="label photos on a local page, in the order that teaches the model most")
+def cmd_label(args) -> int:
+    from .workflows.label import label
+
+    label(
+        args.data,
+        out=args.out,
+        classes=args.classes,
+        model=args.model,
+        host=args.host,
+        port=args.port,
+        token=args.token,
+        no_auth=args.no_auth,
+        cache_dir=args.cache_dir,
+        log_requests=args.log_requests,
+    )
+    return 0
+
+
 def _add_predict_ray_arguments(parser: argparse.ArgumentParser) -> None:
     """predict's --ray, and the size of its pool of actors."""
     parser.add_argument(

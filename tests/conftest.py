@@ -221,8 +221,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(run, *extra, env=None, command="serve"):
-    """`photoclass COMMAND RUN --port P EXTRA...` (serve, review) as a process, once it answers /health."""
+def start_server(run, *extra, env=None, command="serve", timeout=60):
+    """`photoclass COMMAND RUN --port P EXTRA...` (serve, review, or label with DATA as RUN) as a
+    process; (the process, its base URL) once /health answers."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "photoclass.cli", command, str(run), "--port", str(port), *map(str, extra)],
@@ -231,7 +232,7 @@ def start_server(run, *extra, env=None, command="serve"):
         text=True,
         env=None if env is None else {**os.environ, **env},
     )
-    deadline = time.time() + 60
+    deadline = time.time() + timeout
     while time.time() < deadline:
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)

@@ -9,17 +9,23 @@ loop does the training.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 
+from ..config import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
+from ..core.errors import PhotoclassError
+from ..data.cache import ImageCache
 from ..data.dataset import PreparedDataset
 from ..core.progress import progress_bar
 from ..core import distributed
 from ..core.device import autocast
 from ..data.loader import BatchLoader, shard_of
-from ..models.registry import InputSpec
+from ..models.registry import InputSpec, create_model
 from .feature_cache import FeatureCache, encoder_key
 from .openvino_encode import openvino_encoder, weights_in_bf16
 
@@ -219,3 +225,52 @@ def _cached(
     if fresh is not None:
         features[torch.from_numpy(missing)] = fresh
     return features
+
+
+def photo_features(
+    paths: Sequence[Path],
+    *,
+    model: str,
+    cache_dir: str | os.PathLike | None = None,
+    device: torch.device | str = "cpu",
+    workers: int = 2,
+    progress: bool | None = None,
+) -> tuple[torch.Tensor, np.ndarray, list[str]]:
+    """The frozen `model`'s pooled features of the photos at `paths`, through the decode cache
+    and the feature cache: (features (N_ok, F) float32, the positions in `paths` that decoded,
+    every path's reason it did not decode, "" when it did)."""
+    net = create_model(model, 2)
+    if not hasattr(net, "split_for_training"):
+        raise PhotoclassError(
+            f"{model} cannot be used as a frozen feature extractor here. HINT: pass an EfficientNet-Lite "
+            "model, e.g. efficientnet-lite0 or efficientnet-lite2-ms."
+        )
+    spec = net.input_spec
+    encode, _ = net.split_for_training(0)
+    cache = ImageCache(cache_dir, spec.size, max_pixels=DEFAULT_MAX_PIXELS, min_side=DEFAULT_MIN_SIDE)
+    try:
+        keys = cache.content_keys(list(paths), workers)
+        with progress_bar(total=len(keys), desc="decode", unit="img", progress=progress) as bar:
+            entries, _ = cache.decode_missing(keys, list(paths), workers=workers, progress=bar.update)
+    finally:
+        cache.close()
+    reasons = [entries[k].reason or "not decoded" if entries[k].status != "ok" else "" for k in keys]
+    usable = np.array([i for i, reason in enumerate(reasons) if not reason], dtype=np.int64)
+    good = [keys[i] for i in usable]
+    photos = SimpleNamespace(  # the part of a PreparedDataset that encoding reads
+        images=cache.images([entries[k] for k in good]), labels=np.zeros(len(good), np.int64), keys=good
+    )
+    store = FeatureCache(cache.root, encoder_key(encode, spec, precision="fp32", flip=False))
+    found = _cached(
+        store,
+        lowered(encode, "fp32", device),
+        photos,
+        spec,
+        np.arange(len(good)),
+        flip=False,
+        device=torch.device(device),
+        precision="fp32",
+        progress=progress,
+        desc="features",
+    )
+    return found, usable, reasons
