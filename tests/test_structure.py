@@ -140,6 +140,7 @@ ANSWER_MATH_ELSEWHERE = {
     "evaluation/label_errors.py": "out-of-fold probabilities and cleanlab, called by SingleLabel.label_issues",
     "evaluation/gradcam.py": "the highest-scoring class is the one explained",
     "training/probe.py": "the best strength of the grid",
+    "training/active.py": "the largest cluster, its most typical photo, the narrowest margin (classes through the task)",
     "data/split.py": "stratification",
     "data/arrays.py": "one-hot label arrays read as class indices",
 }

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..evaluation.stats import wilson_interval
+from ..tasks import SINGLE_LABEL
 from .probe import fit_logistic
 
 HEAD_C = 1.0  # probe.py's C: mean cross-entropy + ||W||^2 / (2 C N)
@@ -50,7 +51,7 @@ class Head:
         if len(self.classes) == 1:
             out[:, self.classes[0]] = 1.0
         else:
-            out[:, self.classes] = torch.softmax(x @ self.weight.T + self.bias, 1).numpy()
+            out[:, self.classes] = SINGLE_LABEL.activate(x @ self.weight.T + self.bias).numpy()
         return out
 
 
@@ -90,7 +91,7 @@ def cv_accuracy(x: torch.Tensor, y: np.ndarray, *, seed: int = 0) -> dict:
         held = fold == k
         head = fit_head(x[~held], y[~held], init=whole, max_iter=CV_ITERATIONS)
         p = head.probabilities(x[held], int(y.max()) + 1)
-        correct += int((p.argmax(1) == y[held]).sum())
+        correct += int((SINGLE_LABEL.decide(p) == y[held]).sum())
     low, high = wilson_interval(correct, len(y))
     return {"accuracy": correct / len(y), "interval": [low, high], "photos": int(len(y))}
 

@@ -25,6 +25,7 @@ from ..data.labels_file import append_label, read_labels, write_labels
 from ..data.scan import is_hidden, scan_csv
 from ..serve.access import check_access
 from ..serve.label import create_label_app
+from ..tasks import SINGLE_LABEL
 from ..training.active import Head, Selector, cv_accuracy
 from ..training.features import photo_features
 
@@ -140,7 +141,7 @@ class LabelSession:
             with torch.no_grad():
                 p = self._head.probabilities(self.selector.x[[self.current]], len(self.classes))[0]
             guess = {
-                "label": self.classes[int(p.argmax())],
+                "label": self.classes[int(SINGLE_LABEL.decide(p[None])[0])],
                 "probability": round(float(p.max()), 4),
                 "scores": {c: round(float(v), 4) for c, v in zip(self.classes, p)},
             }
