@@ -14,7 +14,9 @@ from photoclass.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-EXPENSIVE = ("serve", "sweep", "audit", "--seeds", "--folds", "--nproc", "--device cuda", "--strategy lpft")
+# pages that serve until stopped (serve, review, label), long runs, and what needs a page's output first
+EXPENSIVE = ("serve", "review", "label", "--corrections", "sweep", "audit", "--seeds", "--folds", "--nproc")
+EXPENSIVE += ("--device cuda", "--strategy lpft")
 
 
 def shell_examples(page: Path) -> list[list[str]]:
@@ -66,7 +68,7 @@ def test_the_readme_links_every_docs_page():
 @pytest.mark.slow
 @pytest.mark.trains
 def test_the_readme_tour_runs_on_the_shipped_examples(tmp_path):
-    """Each cheap command of the README (all but serving, sweeps, audits and repeated runs), in
+    """Each cheap command of the README (all but the pages, sweeps, audits and repeated runs), in
     order, in a fresh folder beside the shipped examples."""
     (tmp_path / "examples").symlink_to(ROOT / "examples")
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "PHOTOCLASS_TRACKING": "off"}
