@@ -11,7 +11,8 @@ seeds), with per-seed figures under "seeds".
 
 2-core AMD EPYC, 2026-12-07, seeds 0-2 (benchmarks/README.md): weather full accuracy 0.9881,
 random 71.3 labels, active 27.0; clothing_small full accuracy 0.9167, random 516.7, active 213.3
-(over seeds 0-5 clothing's active is 285.0 against 495.8: not yet robust).
+(over seeds 0-5 clothing's active is 285.0 against 495.8: not yet robust; the standard orders
+tried instead, none robust either, are in the README section).
 """
 
 from __future__ import annotations
