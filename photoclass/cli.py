@@ -730,8 +730,7 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     from .inference.engines import engine_names  # the choices of --engine and --format
 
     parser.add_argument("run", metavar="RUN", help="a run directory, or a model.onnx")
-    parser.add_argument("--host", default="127.0.0.1", help="default: %(default)s (this machine only)")
-    parser.add_argument("--port", type=int, default=8000, help="default: %(default)s")
+    _add_server_options(parser, guarded="/predict and /model")
     parser.add_argument("--top-k", type=int, default=3, help="classes in each answer (default: %(default)s)")
     parser.add_argument("--max-upload-mb", type=float, default=10, help="larger uploads get 413 (default: %(default)s)")
     parser.add_argument(
@@ -744,13 +743,6 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="auto (default): the fastest of the run's verified exports (`photoclass export`), else "
         "ONNX Runtime when installed (exports RUN/model.onnx once), else PyTorch",
     )
-    parser.add_argument(
-        "--token",
-        metavar="TOKEN",
-        help="require `Authorization: Bearer TOKEN` on /predict and /model "
-        "(default: $PHOTOCLASS_TOKEN); needed to listen beyond this machine",
-    )
-    parser.add_argument("--no-auth", action="store_true", help="listen beyond this machine without a token, on purpose")
     parser.add_argument(
         "--timeout",
         type=float,
@@ -802,20 +794,26 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def _add_server_options(parser: argparse.ArgumentParser, guarded: str = "every request but the page's own") -> None:
+    """--host, --port, --token and --no-auth: the same rules for every server (serve/access.py)."""
+    parser.add_argument("--host", default="127.0.0.1", help="default: %(default)s (this machine only)")
+    parser.add_argument("--port", type=int, default=8000, help="default: %(default)s")
+    parser.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help=f"require `Authorization: Bearer TOKEN` on {guarded} (default: $PHOTOCLASS_TOKEN); "
+        "needed to listen beyond this machine",
+    )
+    parser.add_argument("--no-auth", action="store_true", help="listen beyond this machine without a token, on purpose")
+
+
 def _review_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", metavar="RUN", help="a run directory")
     parser.add_argument("--photos", metavar="DIR", help="a folder of new photos: their unsure and 'unknown' ones too")
     parser.add_argument(
         "--out", metavar="DIR", help="where corrections.csv is written, outside the data (default: RUN/review)"
     )
-    parser.add_argument("--host", default="127.0.0.1", help="default: %(default)s (this machine only)")
-    parser.add_argument("--port", type=int, default=8000, help="default: %(default)s")
-    parser.add_argument(
-        "--token",
-        metavar="TOKEN",
-        help="require `Authorization: Bearer TOKEN` (default: $PHOTOCLASS_TOKEN); needed to listen beyond this machine",
-    )
-    parser.add_argument("--no-auth", action="store_true", help="listen beyond this machine without a token, on purpose")
+    _add_server_options(parser)
     _add_device_options(parser)
 
 
@@ -850,12 +848,7 @@ def _label_arguments(parser: argparse.ArgumentParser) -> None:
         "--classes", metavar="A,B,C", help="the class names (default: those the labels already known use)"
     )
     parser.add_argument("--model", metavar="NAME", help="the frozen backbone (default: training's default model)")
-    parser.add_argument("--host", default="127.0.0.1", help="default: %(default)s (this machine only)")
-    parser.add_argument("--port", type=int, default=8000, help="default: %(default)s")
-    parser.add_argument(
-        "--token", metavar="TOKEN", help="require it on the page's requests (default: $PHOTOCLASS_TOKEN)"
-    )
-    parser.add_argument("--no-auth", action="store_true", help="listen beyond this machine without a token, on purpose")
+    _add_server_options(parser)
     parser.add_argument("--cache-dir", metavar="DIR", help="the decode and feature cache (default: the user's)")
     parser.add_argument("--log-requests", action="store_true", help="print a line per request")
 
