@@ -400,8 +400,10 @@ def _run_to_compare(path) -> RunDir | None:
 def _sharpen_with_outsiders(score, info: dict, net: nn.Module, dataset, spec, config: TrainConfig, device, say) -> None:
     """Lower the "none of these" threshold in `info` with the photos of no known class: those a
     correction marked outsider and those in `config.outsiders`; says what they changed."""
-    paths = [dataset.root / r.path for r in dataset.rows if r.status == "outsider"]
-    paths = [p for p in paths if p.is_file()]  # an array item marked outsider has no file to read
+    marked = [dataset.root / r.path for r in dataset.rows if r.status == "outsider"]
+    paths = [p for p in marked if p.is_file()]
+    if len(paths) < len(marked):  # an array item (x.npz#10) has no file of its own to read
+        say(f"outsiders: {len(marked) - len(paths)} marked outsider have no photo file (array items): left out")
     if config.outsiders:
         folder = Path(config.outsiders).expanduser()
         if not folder.is_dir():
