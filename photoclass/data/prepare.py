@@ -313,7 +313,7 @@ def _apply_corrections(ok, keys, splits, groups, set_aside, arrays, config, labe
         shas = files_sha256([p.path for p, _ in ok], workers)
     overlay = match(shas, wanted)
     multi = label_format == MULTI_LABEL
-    relabelled, kept, notes = [], [], {}
+    relabelled, kept, notes, changed = [], [], {}, []
     set_aside = list(set_aside)
     for i, (p, k) in enumerate(ok):
         c = overlay.found[i]
@@ -323,26 +323,23 @@ def _apply_corrections(ok, keys, splits, groups, set_aside, arrays, config, labe
         if removed:
             status = "dropped" if removed == "drop" else "outsider"
             set_aside.append(ManifestRow(p.relpath, p.label, splits[i], int(groups[i]), status, describe(c, p.label)))
-        else:
-            kept.append(i)
-            if c is not None and c.action == "relabel":
-                notes[p.relpath] = describe(c, p.label)
+            continue
+        kept.append(i)
+        if c is not None and c.action == "relabel":
+            notes[p.relpath] = describe(c, p.label)
+            changed.append({"path": p.relpath, "from": p.label, "to": photo.label, "split": str(splits[i])})
     kept = np.array(kept, dtype=np.int64)
+    kept_photos, kept_splits = [relabelled[i] for i in kept], np.asarray(splits)[kept]
+    held = [(labels_of(p.label) if multi else [p.label], s) for (p, _), s in zip(kept_photos, kept_splits)]
+    trained = {label for labels, s in held if s == "train" for label in labels}
     summary = {
         "files": list(config.corrections),
         "applied": overlay.counts(),
-        "relabelled": [
-            {"path": p.relpath, "from": old.label, "to": p.label, "split": str(splits[i])}
-            for i, ((p, _), (old, _)) in enumerate(zip(relabelled, ok))
-            if overlay.found[i] is not None and overlay.found[i].action == "relabel"
-        ],
+        "relabelled": changed,
         "unmatched": [{"row": c.where, "path": c.path, "action": c.action} for c in overlay.unmatched],
+        "untrainable": sorted({label for labels, _ in held for label in labels} - trained, key=_class_order),
     }
-    kept_photos = [relabelled[i] for i in kept]
-    held = [(labels_of(p.label) if multi else [p.label], s) for (p, _), s in zip(kept_photos, np.asarray(splits)[kept])]
-    trained = {label for labels, s in held if s == "train" for label in labels}
-    summary["untrainable"] = sorted({label for labels, _ in held for label in labels} - trained, key=_class_order)
-    return relabelled, kept_photos, np.asarray(splits)[kept], np.asarray(groups)[kept], set_aside, notes, summary
+    return relabelled, kept_photos, kept_splits, np.asarray(groups)[kept], set_aside, notes, summary
 
 
 def _source_summary(data, arrays: ArraySet | None, ok, config: PrepareConfig) -> dict[str, Any]:

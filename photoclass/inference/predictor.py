@@ -71,7 +71,7 @@ def open_predictor(
         device = resolve_device(device)
         if engine == "auto" and device.type != "cpu":
             engine = next(e.name for e in engines() if e.gpu)
-        _check_run_folder(path)
+        check_run_folder(path)
         if tta is None:
             tta = _tested_with_tta(path)
         path, chosen = file_for_run(path, engine)
@@ -91,7 +91,8 @@ def _imagenet(name: str, engine: str, device: str, tta: bool | None, backbone: s
     return predictor
 
 
-def _check_run_folder(path: Path) -> None:
+def check_run_folder(path: Path) -> None:
+    """Refuses a path that is not a run folder, naming what it is (a file, a summary run, another folder)."""
     if path.is_file():
         raise PhotoclassError(
             f"{path} is a file, not a run folder, an .onnx file or an OpenVINO model.xml. "

@@ -20,10 +20,10 @@ from ..core.progress import progress_bar
 from ..data.arrays import read_arrays
 from ..core.atomic import write_bytes_atomic
 from ..data.corrections import array_sha256, file_sha256, files_sha256
-from ..data.labelsets import JOIN
+from ..data.labelsets import labels_of
 from ..data.prepare import prepare
 from ..inference.prediction import Prediction, expand_paths
-from ..inference.predictor import Predictor
+from ..inference.predictor import Predictor, check_run_folder
 from ..runs.rundir import RunDir
 
 NEAREST = 4  # training photos shown beside each photo
@@ -148,12 +148,7 @@ def build_review(
 def check_run(run: RunDir) -> None:
     if not run.path.is_dir():
         raise PhotoclassError(f"No such run: {run.path}. HINT: `photoclass runs` lists the runs.")
-    if not run.exists(RunDir.MODEL_META):
-        if run.exists(RunDir.SUMMARY):
-            raise PhotoclassError(run.summary_message())
-        raise PhotoclassError(
-            f"{run.path} is not a photoclass run: it has no model.json. HINT: `photoclass runs` lists the runs."
-        )
+    check_run_folder(run.path)
 
 
 def _dataset(run: RunDir, size: int, progress: bool | None):
@@ -175,9 +170,7 @@ def _array_set(run: RunDir, dataset):
 
 
 def _given(label: str, multi: bool) -> list[str]:
-    if multi:
-        return label.split(JOIN) if label else []
-    return [label]
+    return labels_of(label) if multi else [label]
 
 
 def _batches(n: int, size: int) -> list[np.ndarray]:
