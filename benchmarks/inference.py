@@ -1,30 +1,36 @@
 """Every engine of a trained run, side by side on the same photos: images/s, latency, accuracy.
 
-    python benchmarks/inference.py RUN [--engines torch,onnx,openvino-bf16]
+    python benchmarks/inference.py RUN [--engines torch,onnx,openvino-bf16] [--isa avx2]
 
 Engines: PyTorch in fp32 and bf16 (BatchNorm folded, channels-last), and the run's verified
 exports (`photoclass export`; made here when missing, and skipped with the reason when the
 export is refused or its runtime is not installed): ONNX Runtime fp32 and INT8, OpenVINO
 fp32, bf16 (CPUs with native bf16) and INT8, LiteRT fp32 and INT8. All run on the run's own
-test photos, decoded once (decoding is not timed), in batches of 16 taken in turns engine
+test photos, decoded once (decoding is not timed), in batches of 32 taken in turns engine
 after engine, so each sees the same machine; then one photo at a time for the latency. Agreement: the share of photos
-given the same class as PyTorch fp32.
+given the same class as PyTorch fp32. Then each export's own check, as stored in it: the photos it was
+judged on (all but those that calibrated it), its agreement and its test figure beside PyTorch's.
+`--isa avx2` runs it all as on an AVX2-only CPU (oneDNN, OpenVINO and PyTorch capped; ONNX Runtime
+and LiteRT have no cap), exporting under the cap what is missing.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from photoclass.core.cpu import describe_cpu
 from photoclass.core.device import native_bf16
 from photoclass.core.errors import PhotoclassError
 from photoclass.inference import export as exporting
-from photoclass.inference.predictor import Predictor, open_predictor
+from photoclass.inference.predictor import Predictor, file_for_run, open_predictor
 from photoclass.inference.verify import run_photos
 from photoclass.runs.rundir import RunDir
 
@@ -45,13 +51,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run", type=Path)
     parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated, from " + ", ".join(ENGINES))
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3, help="passes over the photos, in turns")
     parser.add_argument("--repeats", type=int, default=30, help="single-photo timings per engine")
+    parser.add_argument("--isa", choices=("avx2",), help="emulate a CPU with this instruction set at most")
     args = parser.parse_args()
+    if args.isa and os.environ.get("ONEDNN_MAX_CPU_ISA") != args.isa.upper():  # read once, when each library loads
+        caps = {
+            "ONEDNN_MAX_CPU_ISA": args.isa.upper(),
+            "OV_CPU_MAX_ISA": args.isa.upper(),
+            "ATEN_CPU_CAPABILITY": args.isa,
+        }
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **caps})
     print(
         f"run {args.run}; torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
-        f"native bf16: {native_bf16()}, {torch.get_num_threads()} threads"
+        f"native bf16: {native_bf16()}, {torch.get_num_threads()} threads\n{describe_cpu()}"
     )
     predictors = {}
     for name in args.engines.split(","):
@@ -97,6 +111,23 @@ def main() -> None:
         ratio = f"{rate / onnx_fp32:.2f}" if onnx_fp32 else "-"
         print(
             f"| {name} | {rate:.1f} | {ratio} | {statistics.median(latency[name]):.1f} | {accuracy:.2%} | {agreement} |"
+        )
+    checks(args.run)
+    chosen, picked = file_for_run(args.run, "auto")
+    print(f"\n--engine auto runs {chosen} ({picked.title}) here")
+
+
+def checks(run: Path) -> None:
+    """Each verified export's own check, as stored in it."""
+    print("\n| export | checked on | photos judged | agreement | 'none of these' agreement | test figure (PyTorch) |")
+    print("|---|---|---:|---:|---:|---|")
+    for path, found in exporting.verified_exports(RunDir(run)):
+        figure = found.get("figure", "accuracy")
+        counts = ", ".join(f"{k} {v}" for k, v in found.get("judged_on", {found["split"]: found["photos"]}).items())
+        unknown = f"{found['unknown_agreement']:.2%}" if "unknown_agreement" in found else "-"
+        print(
+            f"| {path.relative_to(run)} | {found.get('cpu', '?')} | {found['photos']} ({counts}) | "
+            f"{found['agreement']:.2%} | {unknown} | {found[figure]:.2%} ({found[f'{figure}_torch']:.2%}) |"
         )
 
 

@@ -683,8 +683,8 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
     kind.add_argument(
         "--int8",
         action="store_true",
-        help="static INT8 (per-channel weights, calibrated on training "
-        "photos: NNCF, or PT2E for LiteRT); kept only if it holds the accuracy",
+        help="static INT8 (per-channel 7-bit weights, calibrated on training photos: NNCF, or PT2E "
+        "for LiteRT); kept only if it holds the answers and the accuracy",
     )
     kind.add_argument(
         "--bf16",
@@ -703,9 +703,10 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
     "export",
     _export_arguments,
     help="export a run's model (ONNX, OpenVINO, LiteRT; fp32 or INT8), kept only if it "
-    "gives PyTorch's answers on the run's test photos",
+    "gives PyTorch's answers on the run's photos",
 )
 def cmd_export(args) -> int:
+    from .core.cpu import describe_cpu
     from .inference.export import export
     from .inference.verify import describe
 
@@ -717,7 +718,7 @@ def cmd_export(args) -> int:
         bf16=args.bf16,
         out=args.out,
         announce=lambda: print(
-            f"exporting {args.run} to {kind}, then checking it on the run's test photos ...",
+            f"exporting {args.run} to {kind}, then checking it on the run's photos ...\n{describe_cpu()}",
             file=sys.stderr,
             flush=True,
         ),
@@ -740,7 +741,8 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--engine",
         choices=("auto", *engine_names(exports=True), *engine_names(exports=False)),
         default="auto",
-        help="auto (default): the fastest of the run's verified exports (`photoclass export`), else "
+        help="auto (default): the fastest of the run's verified exports (`photoclass export`) that hold "
+        "on this CPU, else "
         "ONNX Runtime when installed (exports RUN/model.onnx once), else PyTorch",
     )
     parser.add_argument(
@@ -1200,6 +1202,9 @@ def cmd_models(args) -> int:
         f"\n(parameters for {args.classes} classes; {_speed_words(args.measure)}; `photoclass models NAME` lists a "
         "model's layers)"
     )
+    from .core.cpu import describe_cpu
+
+    print(f"exports: {describe_cpu()}")
     return 0
 
 

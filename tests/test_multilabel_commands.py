@@ -2,6 +2,7 @@
 runs, select, predict and report show label sets and rank by mAP, never beside single-label runs."""
 
 import csv
+from collections import Counter
 import json
 import re
 import subprocess
@@ -74,7 +75,7 @@ def test_an_export_whose_map_drops_is_refused_though_every_label_set_agrees():
     )
     assert "accuracy" not in found  # the exact-match ratio is not what is compared
     assert verify.describe(found).startswith(
-        f"test photos: 200, agreement with PyTorch 100.00%, mAP {found['mAP']:.2%} (PyTorch 100.00%)"
+        f"test photos: 200, agreement with PyTorch 100.00%; test mAP {found['mAP']:.2%} (PyTorch 100.00%, 200 photos)"
     )
 
 
@@ -106,7 +107,7 @@ def test_a_single_label_export_is_still_held_to_accuracy_in_the_same_words():
         "its test accuracy is 99.00% against PyTorch's 100.00% (more than 0.5% lower)"
     )
     assert verify.describe(found).startswith(
-        "test photos: 200, agreement with PyTorch 99.00%, accuracy 99.00% (PyTorch 100.00%)"
+        "test photos: 200, agreement with PyTorch 99.00%; test accuracy 99.00% (PyTorch 100.00%, 200 photos)"
     )
 
 
@@ -116,10 +117,12 @@ def test_a_kept_onnx_export_reports_map_and_the_photos_it_was_measured_on(runs):
     run = base / "runs" / "seed-1"
     done = cli("export", run)
     assert done.returncode == 0, done.stderr
-    tested = sum(r["split"] == "test" for r in csv.DictReader((run / "split.csv").open()))
+    splits = Counter(r["split"] for r in csv.DictReader((run / "split.csv").open()) if r["status"] == "ok")
     torch_map = saved_test(run)["test"]["mAP"]
-    assert f"test photos: {tested}, agreement with PyTorch 100.00%, mAP " in done.stdout
-    assert f"(PyTorch {torch_map:.2%})" in done.stdout  # PyTorch's figure is the run's own test mAP
+    judged = f"photos judged: {splits.total()} (train {splits['train']}, val {splits['val']}, test {splits['test']})"
+    assert f"{judged}, agreement with PyTorch 100.00%" in done.stdout  # an fp32 export: every photo of the run
+    # PyTorch's figure is the run's own test mAP
+    assert f"test mAP {torch_map:.2%} (PyTorch {torch_map:.2%}, {splits['test']} photos)" in done.stdout
 
 
 # similar, predict

@@ -1,6 +1,6 @@
 """Exports of a run's model, in whatever format an engine of the registry makes (ONNX, OpenVINO,
 LiteRT; fp32, INT8, bf16), each kept only once its own runtime has given PyTorch's answers on the
-run's test photos (`verify.py`).
+run's own photos (`verify.py`).
 
 Every export takes a float32 batch (B, C, S, S), already preprocessed, and gives the
 calibrated logits (and the "none of these" score, when the run has it); how to preprocess,
@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..core.atomic import check_writable
+from ..core.cpu import bf16_native, cpu_kind
 from ..core.errors import PhotoclassError
 from ..data.outside import check_outside
 from ..runs.rundir import RunDir
@@ -32,8 +33,10 @@ __all__ = [
     "PREPROCESS",
     "default_path",
     "export",
+    "exports_for_here",
     "export_onnx",
     "exportable",
+    "kept_here",
     "onnx_for_run",
     "verified_exports",
     "weights_sha256",
@@ -52,15 +55,16 @@ def export(
     progress: bool | None = None,
     announce: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Export RUN's model and keep it only if its runtime agrees with PyTorch on the run's test
-    photos (verify.compare's rule). Returns the check's figures with the export's "path"; a
+    """Export RUN's model and keep it only if its runtime agrees with PyTorch on the run's photos
+    (all but those that calibrated it: verify.compare's rule). Returns the check's figures with the export's "path"; a
     failed check writes nothing and raises, saying why. `announce()` is called once the run
     and the output path are found good, before the long work.
 
     `format`: onnx (RUN/model.onnx; ONNX Runtime), openvino (RUN/openvino/model.xml; OpenVINO
     Runtime) or litert (RUN/model.tflite; LiteRT's interpreter), or any exporting engine
     registered. `int8`: static post-training quantization, per-channel weights, calibrated on up
-    to 300 training photos (NNCF for ONNX Runtime's QDQ and for OpenVINO, PT2E for LiteRT);
+    to 300 training photos, at most half of them (NNCF for ONNX Runtime's QDQ and for OpenVINO,
+    PT2E for LiteRT); judged on all the others;
     `-int8` is added to the name. `bf16` (OpenVINO only, on a CPU with native bf16): float32
     weights run in bf16 arithmetic, checked so; `-bf16` is added to the name.
     """
@@ -73,11 +77,8 @@ def export(
     check_writable(out.parent, hint="pass --out a path in a folder you can write")
     if announce is not None:
         announce()
-    photos = verify.run_photos(run, reference.size, progress=progress)
-    calibration = (
-        verify.run_photos(run, reference.size, "train", limit=CALIBRATION_PHOTOS, progress=progress).pixels
-        if precision == "int8"
-        else None
+    photos, calibration = verify.check_photos(
+        run, reference.size, calibration=CALIBRATION_PHOTOS if precision == "int8" else 0, progress=progress
     )
     with tempfile.TemporaryDirectory(prefix=".photoclass-export-", dir=out.parent) as tmp:
         made = engine.convert(run, Path(tmp), precision=precision, calibration=calibration, reference=reference)
@@ -121,6 +122,9 @@ def _checked(
     candidate = engine.open(made)
     found = verify.compare(reference, candidate, photos, fp32=precision == "fp32", progress=progress)
     found.update(format=engine.name, int8=precision == "int8", precision=precision, engine=candidate.engine)
+    found["cpu"] = cpu_kind()  # where the check ran, and so where its answers and speed are known
+    if precision == "int8":
+        found["int8_weight_bits"] = engine.int8_weight_bits
     if not found["kept"]:
         kind = {"int8": " INT8", "bf16": " bf16"}.get(precision, "")
         raise PhotoclassError(
@@ -145,6 +149,26 @@ def verified_exports(run: RunDir) -> list[tuple[Path, dict]]:
             if meta.get("weights_sha256") == sha and "verified" in meta:
                 found.append((path, json.loads(meta["verified"])))
     return sorted(found, key=lambda f: -(f[1].get("images_per_s") or 0))
+
+
+def kept_here(check: dict) -> bool:
+    """Whether an export's check holds on this CPU: an fp32 export anywhere; a bf16 one where
+    bf16 is native; an INT8 one checked on this kind of CPU (`core.cpu`), or anywhere when its
+    weights have 7 bits, whose products no CPU saturates."""
+    precision = check.get("precision", "int8" if check.get("int8") else "fp32")
+    if precision == "bf16":
+        return bf16_native()
+    if precision == "int8":
+        return check.get("cpu") == cpu_kind() or check.get("int8_weight_bits") == 7
+    return True
+
+
+def exports_for_here(run: RunDir) -> list[tuple[Path, dict]]:
+    """The run's verified exports whose check holds on this CPU, those checked on this kind of
+    CPU first (their speed was measured on it), fastest first."""
+    here = cpu_kind()
+    found = [f for f in verified_exports(run) if kept_here(f[1])]
+    return sorted(found, key=lambda f: (f[1].get("cpu") != here, -(f[1].get("images_per_s") or 0)))
 
 
 def default_path(run: RunDir, format: str, precision: str = "fp32") -> Path:

@@ -38,8 +38,8 @@ def open_predictor(
 
     For a run directory, `engine` "onnx" runs it through ONNX Runtime (exporting RUN/model.onnx
     once), "openvino" and "litert" through its verified export of that format (made once,
-    checked on the test photos), and "auto" through the fastest of its verified exports on the machine that checked
-    them (`photoclass export`), else ONNX Runtime when installed, else PyTorch. On a GPU
+    checked on the test photos), and "auto" through the fastest of its verified exports whose check holds on this CPU
+    (`export.exports_for_here`), else ONNX Runtime when installed, else PyTorch. On a GPU
     `device`, "auto" keeps PyTorch. `tta=None` mirrors as the run's own test did (on for
     `small-resnet`), off for exports and for ImageNet.
     """
@@ -131,9 +131,9 @@ def file_for_run(run: Path, engine: str) -> tuple[Path, Engine]:
 
 def _fastest(run: Path) -> tuple[Path, Engine]:
     try:
-        from .export import verified_exports
+        from .export import exports_for_here
 
-        fastest = verified_exports(RunDir(run))
+        fastest = exports_for_here(RunDir(run))
     except ImportError:
         fastest = []
     if fastest:

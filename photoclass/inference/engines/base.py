@@ -46,6 +46,7 @@ class Engine:
     # runtime is missing. None: a verified export, made by `export` when missing
     for_run: Callable[[Path], Path] | None = None
     missing: str = ""  # the message for `for_run`'s ImportError, with the install HINT
+    int8_weight_bits: int = 8  # 7: no pair of products saturates 16 bits, so INT8 answers hold on every CPU
     gpu: bool = False  # runs on a GPU device (exports run on the CPU)
     ray: bool = False  # its predictors can be Ray actors
 
