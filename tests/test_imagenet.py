@@ -75,6 +75,7 @@ def test_models_name_prints_each_layer_with_the_keras_total():
     assert sum(layer["params"] for layer in table["layers"]) == table["total"]
     listed = photoclass_cli("models", "seed-c*", "--image-size", "16").stdout
     assert "1,452,106" in listed and "16x3" in listed  # the listing follows --image-size too
+    assert "\nexports: this CPU: " in listed and "INT8: " in listed and "bf16: " in listed  # what to expect here
     assert "too small" in photoclass_cli("models", "seed-c*", "--image-size", "12").stdout
 
 

@@ -201,8 +201,11 @@ def quantize_onnx(source: Path, out: Path, calibration: np.ndarray, reference) -
     (NNCF's overflow fix), so the products of a pair of them stay within the 16 bits CPUs without
     VNNI add them in, and the answers checked on one CPU hold on every other (weather, OpenVINO:
     8-bit weights changed 3 of 821 answers on an AVX512-VNNI CPU and 7 on it emulating AVX2;
-    7-bit weights changed the same photos on both). The stem
-    convolution and the "none of these" score's own nodes stay in float. (ONNX Runtime's own
+    7-bit weights changed the same photos on both). Activations have one range a tensor: NNCF
+    otherwise gives the depthwise convolutions' inputs one a channel, which ONNX Runtime cannot
+    fuse into its INT8 convolution (weather: 0.39x ONNX Runtime fp32 with them, 0.90x without;
+    answers changed: weather 2 of 821 with them, 1 without; clothing 9-10 of 3,481, 7). The
+    stem convolution and the "none of these" score's own nodes stay in float. (ONNX Runtime's own
     quantize_static, per-channel too, changed 3 of 16 predictions of a Lite0 run that NNCF's
     left unchanged: the early depthwise convolutions lose too much without bias correction.)"""
     import onnx
@@ -210,6 +213,8 @@ def quantize_onnx(source: Path, out: Path, calibration: np.ndarray, reference) -
     from .exportable import import_nncf
 
     nncf = import_nncf()
+    from nncf.quantization.advanced_parameters import QuantizationParameters
+
     mean = np.asarray(reference.mean, dtype=np.float32).reshape(1, -1, 1, 1)
     std = np.asarray(reference.std, dtype=np.float32).reshape(1, -1, 1, 1)
     graph = onnx.load(str(source))
@@ -221,7 +226,10 @@ def quantize_onnx(source: Path, out: Path, calibration: np.ndarray, reference) -
         nncf.Dataset(batches, lambda b: {"input": preprocess(b, mean, std)}),
         subset_size=len(batches),
         ignored_scope=nncf.IgnoredScope(names=in_float, validate=False) if in_float else None,
-        advanced_parameters=nncf.AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix.ENABLE),
+        advanced_parameters=nncf.AdvancedQuantizationParameters(
+            overflow_fix=nncf.OverflowFix.ENABLE,  # 7-bit weights
+            activations_quantization_params=QuantizationParameters(per_channel=False),
+        ),
     )
     try:
         quantized = quantize(fast_bias_correction=False)
