@@ -683,8 +683,9 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
     kind.add_argument(
         "--int8",
         action="store_true",
-        help="static INT8 (per-channel 7-bit weights, calibrated on training photos: NNCF, or PT2E "
-        "for LiteRT); kept only if it holds the answers and the accuracy",
+        help="static INT8 (per-channel weights, 7-bit for onnx and openvino so that every CPU gives the "
+        "same answers; calibrated on training photos: NNCF, or PT2E for LiteRT); kept only if it holds "
+        "the answers and the accuracy",
     )
     kind.add_argument(
         "--bf16",

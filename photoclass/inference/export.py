@@ -57,9 +57,9 @@ def export(
     announce: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Export RUN's model and keep it only if its runtime agrees with PyTorch on the run's photos
-    (all but those that calibrated it: verify.compare's rule). Returns the check's figures with the export's "path"; a
-    failed check writes nothing and raises, saying why. `announce()` is called once the run
-    and the output path are found good, before the long work.
+    (all but those that calibrated it: verify.compare's rule). Returns the check's figures with
+    the export's "path"; a failed check writes nothing and raises, saying why. `announce()` is
+    called once the run and the output path are found good, before the long work.
 
     `format`: onnx (RUN/model.onnx; ONNX Runtime), openvino (RUN/openvino/model.xml; OpenVINO
     Runtime) or litert (RUN/model.tflite; LiteRT's interpreter), or any exporting engine
