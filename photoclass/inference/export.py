@@ -31,6 +31,7 @@ __all__ = [
     "CALIBRATION_PHOTOS",
     "MAX_ABS_DIFF",
     "PREPROCESS",
+    "checked_precision",
     "default_path",
     "export",
     "exports_for_here",
@@ -159,11 +160,16 @@ def speedup(check: dict) -> float:
     return rate / torch_rate if torch_rate else rate / 1e6  # checks that kept no PyTorch rate come last
 
 
+def checked_precision(check: dict) -> str:
+    """An export's precision, from its check (checks before bf16 exports said only "int8")."""
+    return check.get("precision", "int8" if check.get("int8") else "fp32")
+
+
 def kept_here(check: dict) -> bool:
     """Whether an export's check holds on this CPU: an fp32 export anywhere; a bf16 one where
     bf16 is native; an INT8 one checked on this kind of CPU (`core.cpu`), or anywhere when its
     weights have 7 bits, whose products no CPU saturates."""
-    precision = check.get("precision", "int8" if check.get("int8") else "fp32")
+    precision = checked_precision(check)
     if precision == "bf16":
         return bf16_native()
     if precision == "int8":

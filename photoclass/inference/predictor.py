@@ -149,10 +149,10 @@ def _fastest(run: Path) -> tuple[Path, Engine]:
 
 def _verified_export(run: Path, engine: Engine) -> Path:
     """The run's verified fp32 export for `engine`, made (and checked) once when missing."""
-    from .export import export, verified_exports
+    from .export import checked_precision, export, verified_exports
 
     for found, check in verified_exports(RunDir(run)):
-        if check["format"] == engine.name and check.get("precision", "int8" if check["int8"] else "fp32") == "fp32":
+        if check["format"] == engine.name and checked_precision(check) == "fp32":
             return found
     print(f"exporting {run} to {engine.title} once, checked on its test photos ...", flush=True)
     return Path(export(run, engine.name, out=engine.default_path(run))["path"])
