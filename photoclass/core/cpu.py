@@ -30,6 +30,7 @@ _CAPS = {  # ONEDNN_MAX_CPU_ISA's values, read as the kinds they allow at most
     "avx512_core_amx": "amx",
     "avx512_core_amx_fp16": "amx",
 }
+_BF16_CAPS = {"avx512_core_bf16", "avx512_core_fp16", "avx512_core_amx", "avx512_core_amx_fp16"}  # allow bf16
 
 
 @lru_cache(maxsize=1)
@@ -60,7 +61,7 @@ def cpu_kind() -> str:
         kind = "avx2"
     else:
         kind = "other"
-    cap = _CAPS.get(os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().lower())
+    cap = _CAPS.get(_cap())
     return min(kind, cap, key=KINDS.index) if cap else kind
 
 
@@ -70,10 +71,14 @@ def bf16_native() -> bool:
     if os.environ.get("PHOTOCLASS_NATIVE_BF16") == "0":
         return False
     flags, _ = _flags()
-    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().lower()
-    if cap and (cap not in _CAPS or KINDS.index(_CAPS[cap]) < KINDS.index("avx512-vnni") or cap == "avx2_vnni"):
+    if _cap() and _cap() not in _BF16_CAPS:
         return False
     return bool({"avx512_bf16", "amx_bf16"} & flags)
+
+
+def _cap() -> str:
+    """ONEDNN_MAX_CPU_ISA, as oneDNN reads it (any case); "" when unset."""
+    return os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().lower()
 
 
 def int8_vnni() -> bool:
